@@ -1,0 +1,15 @@
+//! shipgate's shared library.
+//!
+//! Every Lambda function of shipgate is a thin entry point over this crate. It holds the release
+//! domain and the pure decisions (what a manifest means, whether a drop is acceptable), the
+//! adapters to the AWS services the functions call (one module per service, concrete SDK
+//! clients), the DynamoDB record store, and the process-wide pieces: configuration read once
+//! from the environment, error types, and structured logging.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod registry;
+pub mod release;
+pub mod store;
+pub mod telemetry;
