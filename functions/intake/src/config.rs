@@ -1,0 +1,60 @@
+//! Intake's configuration, read once from the environment.
+
+use std::collections::BTreeMap;
+
+use shipgate::config::{ConfigError, Env};
+use shipgate::release::Limits;
+
+/// Everything intake needs besides its AWS clients.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// `SHIPGATE_ARTIFACT_BUCKET`: the bucket integrators drop into (versioning on).
+    pub bucket: String,
+    /// `SHIPGATE_INCOMING_PREFIX` (default `incoming/`): where drops land.
+    pub incoming_prefix: String,
+    /// `SHIPGATE_REJECTED_PREFIX` (default `rejected/`): where refused drops are moved.
+    pub rejected_prefix: String,
+    /// `SHIPGATE_ACCEPTED_KEY` (default `accepted/release.zip`): the pipeline source action's key.
+    pub accepted_key: String,
+    /// `SHIPGATE_TABLE`: the DynamoDB table.
+    pub table: String,
+    /// `SHIPGATE_PIPELINE_NAME`: the pipeline a valid release starts.
+    pub pipeline_name: String,
+    /// `SHIPGATE_SOURCE_ACTION` (default `Release`): its S3 source action.
+    pub source_action: String,
+    /// `SHIPGATE_MAIL_FROM`: the sender of shipgate's emails.
+    pub mail_from: String,
+    /// `SHIPGATE_REJECTION_FALLBACK_EMAIL`: who hears of a drop whose manifest names nobody.
+    pub fallback_email: Option<String>,
+    /// `SHIPGATE_REGISTRY_ENDPOINTS`: `ecr-host=url` overrides (empty in AWS).
+    pub registry_endpoints: BTreeMap<String, String>,
+    /// `SHIPGATE_INTAKE_LEASE_SECONDS` (default 300): how long a claim blocks other deliveries;
+    /// at least the function's timeout.
+    pub lease_seconds: i64,
+    /// `SHIPGATE_S3_FORCE_PATH_STYLE` (default false).
+    pub s3_force_path_style: bool,
+    /// Validation limits (`SHIPGATE_MAX_*`).
+    pub limits: Limits,
+}
+
+impl IntakeConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            bucket: env.required("SHIPGATE_ARTIFACT_BUCKET")?,
+            incoming_prefix: env.or("SHIPGATE_INCOMING_PREFIX", "incoming/"),
+            rejected_prefix: env.or("SHIPGATE_REJECTED_PREFIX", "rejected/"),
+            accepted_key: env.or("SHIPGATE_ACCEPTED_KEY", "accepted/release.zip"),
+            table: env.required("SHIPGATE_TABLE")?,
+            pipeline_name: env.required("SHIPGATE_PIPELINE_NAME")?,
+            source_action: env.or("SHIPGATE_SOURCE_ACTION", "Release"),
+            mail_from: env.required("SHIPGATE_MAIL_FROM")?,
+            fallback_email: env
+                .optional("SHIPGATE_REJECTION_FALLBACK_EMAIL")
+                .map(str::to_owned),
+            registry_endpoints: env.map("SHIPGATE_REGISTRY_ENDPOINTS")?,
+            lease_seconds: env.parsed_or("SHIPGATE_INTAKE_LEASE_SECONDS", 300)?,
+            s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,
+            limits: Limits::from_env(env)?,
+        })
+    }
+}

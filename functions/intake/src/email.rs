@@ -1,0 +1,74 @@
+//! The email an integrator gets when a drop is refused: every problem, what to do about it.
+
+use shipgate::aws::ses::{Email, html_escape};
+use shipgate::release::Problem;
+use shipgate::store::ReleaseRecord;
+
+use crate::IntakeConfig;
+
+pub(crate) fn rejection(
+    config: &IntakeConfig,
+    record: &ReleaseRecord,
+    problems: &[Problem],
+    rejected_key: &str,
+    to: &str,
+) -> Email {
+    let what = match (&record.application, &record.version) {
+        (Some(app), Some(version)) => format!("{app} {version}"),
+        _ => record.source.key.clone(),
+    };
+    let count = problems.len();
+    let plural = if count == 1 { "problem" } else { "problems" };
+    let subject = format!("[shipgate] release {what} rejected: {count} {plural}");
+
+    let mut text = format!(
+        "Your release drop s3://{}/{} (version {}) was not accepted: shipgate found {count} {plural}.\n\
+         Nothing was deployed. Fix every item below and upload the release again.\n\n",
+        record.source.bucket,
+        record.source.key,
+        record.source.version_id.as_deref().unwrap_or("-"),
+    );
+    for (i, p) in problems.iter().enumerate() {
+        let at = p.path.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default();
+        text.push_str(&format!("{}. {}{at}: {}\n", i + 1, p.code.as_str(), p.message));
+    }
+    text.push_str(&format!(
+        "\nRelease id: {}\nThe drop was kept at s3://{}/{rejected_key} with a machine-readable report.json beside it.\n",
+        record.release_id, record.source.bucket
+    ));
+
+    let mut rows = String::new();
+    for p in problems {
+        rows.push_str(&format!(
+            "<tr><td style=\"padding:6px 10px;border-bottom:1px solid #ddd;font-family:monospace;white-space:nowrap\">{}</td>\
+             <td style=\"padding:6px 10px;border-bottom:1px solid #ddd;font-family:monospace\">{}</td>\
+             <td style=\"padding:6px 10px;border-bottom:1px solid #ddd\">{}</td></tr>",
+            html_escape(p.code.as_str()),
+            html_escape(p.path.as_deref().unwrap_or("")),
+            html_escape(&p.message),
+        ));
+    }
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;color:#222\">\
+         <h2 style=\"color:#b00020\">Release {what} rejected</h2>\
+         <p>Your drop <code>s3://{bucket}/{key}</code> was not accepted: shipgate found <b>{count} {plural}</b>. \
+         Nothing was deployed. Fix every item below and upload the release again.</p>\
+         <table style=\"border-collapse:collapse\"><tr style=\"background:#f3f3f3\">\
+         <th style=\"text-align:left;padding:6px 10px\">Code</th><th style=\"text-align:left;padding:6px 10px\">Where</th>\
+         <th style=\"text-align:left;padding:6px 10px\">Problem</th></tr>{rows}</table>\
+         <p style=\"color:#555\">Release id {id}. The drop was kept at <code>s3://{bucket}/{rejected}</code> with a report.json beside it.</p>\
+         </body></html>",
+        what = html_escape(&what),
+        bucket = html_escape(&record.source.bucket),
+        key = html_escape(&record.source.key),
+        id = html_escape(&record.release_id),
+        rejected = html_escape(rejected_key),
+    );
+    Email {
+        from: config.mail_from.clone(),
+        to: vec![to.to_owned()],
+        subject,
+        html,
+        text,
+    }
+}

@@ -1,0 +1,602 @@
+//! Intake: the S3 `ObjectCreated` handler that turns a release drop into a pipeline execution.
+//!
+//! For each record of the event it checks that the object is a drop it owns (bucket, `incoming/`
+//! prefix, the object version still exists), claims the release in DynamoDB (the same object
+//! version is the same release, however many times S3 delivers the event), validates the zip
+//! by ranged reads and the images against the source registry, then either starts the pipeline
+//! execution (idempotent by the release id) or moves the drop aside with a report and emails the
+//! integrator every problem found.
+
+mod config;
+mod email;
+
+pub use config::IntakeConfig;
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use shipgate::aws::codepipeline::{ExecutionRequest, start_execution};
+use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object, move_object, put_json};
+use shipgate::aws::ses::send_email;
+use shipgate::error::AwsError;
+use shipgate::registry::{RegistryError, ecr_registry};
+use shipgate::release::{Inspection, Problem, ProblemCode, inspect_release};
+use shipgate::store::{Claim, ReleaseRecord, ReleaseState, Store, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::{Instrument, info, info_span, warn};
+
+/// The clients intake uses, built once per process.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub config: IntakeConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub store: Store,
+    pub codepipeline: aws_sdk_codepipeline::Client,
+    pub ses: aws_sdk_sesv2::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub http: reqwest::Client,
+}
+
+/// Why an invocation failed. Every variant is worth a retry by Lambda's asynchronous invocation:
+/// bad input is never an error here, it is a rejected (or ignored) drop.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("the event is not an S3 event: {0}")]
+    MalformedEvent(#[source] serde_json::Error),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the drop could not be read: {0}")]
+    Read(#[source] shipgate::release::SourceError),
+    #[error("the source registry could not be asked about {image}: {source}")]
+    Registry {
+        image: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error(
+        "release {release_id} is being handled by another delivery (lease until {lease_expires_at}); retry later"
+    )]
+    InProgressElsewhere {
+        release_id: String,
+        lease_expires_at: i64,
+    },
+    #[error("{failed} of {total} records failed; first: {first}")]
+    Partial {
+        failed: usize,
+        total: usize,
+        first: Box<IntakeError>,
+    },
+}
+
+impl IntakeError {
+    /// A stable name for the runtime's error report and for metrics.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            IntakeError::MalformedEvent(_) => "MalformedEvent",
+            IntakeError::Aws(_) => "AwsError",
+            IntakeError::Store(_) => "StoreError",
+            IntakeError::Read(_) => "ReadError",
+            IntakeError::Registry { .. } => "RegistryError",
+            IntakeError::InProgressElsewhere { .. } => "InProgressElsewhere",
+            IntakeError::Partial { .. } => "PartialFailure",
+        }
+    }
+}
+
+/// What happened to one record of the event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecordOutcome {
+    /// Valid: the pipeline execution is running.
+    Started {
+        release_id: String,
+        execution_id: String,
+    },
+    /// Refused: moved aside with a report, integrator emailed.
+    Rejected {
+        release_id: String,
+        codes: Vec<String>,
+        rejected_key: String,
+        report_key: String,
+    },
+    /// Already handled by an earlier delivery of the same object version.
+    Duplicate {
+        release_id: String,
+        state: ReleaseState,
+    },
+    /// Not a drop for intake (other bucket or prefix, not a creation, object gone).
+    Ignored { key: String, reason: String },
+}
+
+/// The result of one invocation, one outcome per record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntakeReport {
+    pub records: Vec<RecordOutcome>,
+}
+
+/// A drop named by an S3 event record.
+#[derive(Debug, Clone, PartialEq)]
+struct Drop {
+    object: ObjectVersion,
+    event_name: String,
+    size: Option<i64>,
+    uploaded_by: Option<String>,
+}
+
+impl Intake {
+    /// Builds the clients from one SDK configuration.
+    pub fn new(config: IntakeConfig, sdk: &aws_config::SdkConfig) -> Self {
+        let s3 = shipgate::aws::s3_client(sdk, config.s3_force_path_style);
+        let store = Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone());
+        Self {
+            s3,
+            store,
+            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+            ecr: aws_sdk_ecr::Client::new(sdk),
+            http: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    /// Handles one S3 event. `request_id` identifies this invocation (the lease owner).
+    pub async fn handle(
+        &self,
+        event: serde_json::Value,
+        request_id: &str,
+    ) -> Result<IntakeReport, IntakeError> {
+        let event: S3Event =
+            serde_json::from_value(event).map_err(IntakeError::MalformedEvent)?;
+        let total = event.records.len();
+        let mut records = Vec::with_capacity(total);
+        let mut failures = Vec::new();
+        for record in &event.records {
+            match self.handle_record(record, request_id).await {
+                Ok(outcome) => records.push(outcome),
+                Err(e) => {
+                    warn!(error = %e, error_type = e.error_type(), "record failed; the event will be retried");
+                    failures.push(e);
+                }
+            }
+        }
+        match failures.len() {
+            0 => Ok(IntakeReport { records }),
+            1 if total == 1 => Err(failures.remove(0)),
+            failed => Err(IntakeError::Partial {
+                failed,
+                total,
+                first: Box::new(failures.remove(0)),
+            }),
+        }
+    }
+
+    async fn handle_record(
+        &self,
+        record: &S3EventRecord,
+        request_id: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        let drop = match parse_record(record) {
+            Ok(drop) => drop,
+            Err(reason) => {
+                info!(reason, "record ignored");
+                return Ok(RecordOutcome::Ignored {
+                    key: String::new(),
+                    reason,
+                });
+            }
+        };
+        if let Some(reason) = self.not_ours(&drop) {
+            info!(bucket = %drop.object.bucket, key = %drop.object.key, reason, "drop ignored");
+            return Ok(RecordOutcome::Ignored {
+                key: drop.object.key,
+                reason,
+            });
+        }
+        let release_id = release_id(&drop.object);
+        let span = info_span!("release", release_id = %release_id, key = %drop.object.key);
+        self.handle_drop(drop, release_id, request_id)
+            .instrument(span)
+            .await
+    }
+
+    fn not_ours(&self, drop: &Drop) -> Option<String> {
+        if !drop.event_name.starts_with("ObjectCreated:") {
+            return Some(format!("event {} is not an object creation", drop.event_name));
+        }
+        if drop.object.bucket != self.config.bucket {
+            return Some(format!(
+                "bucket {} is not the artifact bucket {}",
+                drop.object.bucket, self.config.bucket
+            ));
+        }
+        if !drop.object.key.starts_with(&self.config.incoming_prefix) {
+            return Some(format!(
+                "key is outside the drop prefix {}",
+                self.config.incoming_prefix
+            ));
+        }
+        if drop.object.key.ends_with('/') {
+            return Some("key is a folder marker".into());
+        }
+        None
+    }
+
+    async fn handle_drop(
+        &self,
+        drop: Drop,
+        release_id: String,
+        request_id: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        // The event can be late: the version may have been deleted since. S3's answer, not the
+        // event's, is what counts (size included).
+        let Some(facts) = head_object(&self.s3, &drop.object).await? else {
+            info!("drop ignored: the object version no longer exists");
+            return Ok(RecordOutcome::Ignored {
+                key: drop.object.key,
+                reason: "the object version no longer exists".into(),
+            });
+        };
+        let object = ObjectVersion {
+            version_id: drop.object.version_id.clone().or(facts.version_id.clone()),
+            ..drop.object.clone()
+        };
+        if let Some(size) = drop.size
+            && size as u64 != facts.size
+        {
+            warn!(
+                event_size = size,
+                object_size = facts.size,
+                "event size differs from the object's"
+            );
+        }
+
+        let now = OffsetDateTime::now_utc();
+        let stamp = now.format(&Rfc3339).unwrap_or_default();
+        let record = ReleaseRecord {
+            release_id: release_id.clone(),
+            state: ReleaseState::Validating,
+            source: object.clone(),
+            size: facts.size,
+            etag: facts.etag.clone(),
+            uploaded_by: drop.uploaded_by.clone(),
+            received_at: stamp.clone(),
+            updated_at: stamp,
+            application: None,
+            version: None,
+            message: None,
+            integrator_email: None,
+            manifest_sha256: None,
+            manifest: None,
+            accepted_object: None,
+            pipeline: None,
+            execution_id: None,
+            problems: None,
+            rejected_key: None,
+            report_key: None,
+            lease_owner: Some(request_id.to_owned()),
+            lease_expires_at: Some(now.unix_timestamp() + self.config.lease_seconds),
+        };
+        let mut record = match self
+            .store
+            .claim_release(&record, now.unix_timestamp())
+            .await?
+        {
+            Claim::Owned(record) => record,
+            Claim::Existing(existing) => return duplicate(existing),
+        };
+        info!(size = facts.size, "release claimed; validating");
+
+        let source = S3RangeSource::new(self.s3.clone(), object.clone(), facts.size);
+        let mut inspection = inspect_release(&source, &self.config.limits).await;
+        // A read that failed is S3's trouble, not the drop's: retry, never reject for it.
+        if let Some(error) = inspection.read_error.take() {
+            return Err(IntakeError::Read(error));
+        }
+        let mut problems = inspection.problems.clone();
+        if let Some(manifest) = &inspection.manifest {
+            problems.extend(self.check_images(manifest).await?);
+        }
+        // What the manifest says validly, even when it has problems: who hears of a rejection.
+        let identity = &inspection.identity;
+        record.application = identity.application.clone();
+        record.version = identity.version.clone();
+        record.message = inspection.manifest.as_ref().map(|m| m.message.clone());
+        record.integrator_email = identity.integrator_email.clone();
+        record.manifest_sha256 = inspection.manifest_sha256.clone();
+
+        if problems.is_empty() {
+            self.accept(record, &inspection, request_id).await
+        } else {
+            self.reject(record, problems, request_id).await
+        }
+    }
+
+    /// Every image must be in the source registry at its digest. A registry that cannot be
+    /// asked is an error to retry, never a reason to reject a good release.
+    async fn check_images(
+        &self,
+        manifest: &shipgate::release::Manifest,
+    ) -> Result<Vec<Problem>, IntakeError> {
+        if manifest.images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let registry = ecr_registry(&self.ecr, self.http.clone(), &self.config.registry_endpoints)
+        .await
+        .map_err(|source| IntakeError::Registry {
+            image: "the source registry".into(),
+            source,
+        })?;
+        let mut problems = Vec::new();
+        for (i, image) in manifest.images.iter().enumerate() {
+            let name = format!("{}@{}", image.repository, image.digest);
+            match registry.head_manifest(&image.repository, &image.digest).await {
+                Ok(Some(_)) => {}
+                Ok(None) => problems.push(Problem {
+                    code: ProblemCode::ImageNotFound,
+                    message: format!(
+                        "image {:?} ({name}) is not in the source registry {}: push it by digest before dropping the release",
+                        image.name,
+                        registry.host()
+                    ),
+                    path: Some(format!("images[{i}].digest")),
+                }),
+                Err(source) => return Err(IntakeError::Registry { image: name, source }),
+            }
+        }
+        Ok(problems)
+    }
+
+    async fn accept(
+        &self,
+        mut record: ReleaseRecord,
+        inspection: &Inspection,
+        owner: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        let manifest = inspection
+            .manifest
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .ok()
+            .flatten();
+        // The pipeline's source action reads one fixed key; this copy's version pins the release.
+        let accepted = shipgate::aws::s3::copy_object(
+            &self.s3,
+            &record.source,
+            &self.config.bucket,
+            &self.config.accepted_key,
+        )
+        .await?;
+        let Some(accepted_version) = accepted.version_id.clone() else {
+            return Err(IntakeError::Aws(AwsError {
+                service: "S3",
+                operation: "CopyObject",
+                code: None,
+                message: format!(
+                    "bucket {} returned no version id: versioning must be enabled",
+                    self.config.bucket
+                ),
+                retryable: false,
+                source: "bucket versioning is off".into(),
+            }));
+        };
+        record.state = ReleaseState::Accepted;
+        record.manifest = manifest;
+        record.accepted_object = Some(accepted);
+        record.pipeline = Some(self.config.pipeline_name.clone());
+        record.updated_at = now_rfc3339();
+        self.store.update_release(&record, owner).await?;
+        info!(accepted_version = %accepted_version, "release accepted");
+
+        let mut variables = BTreeMap::new();
+        variables.insert("ReleaseId".to_owned(), record.release_id.clone());
+        variables.insert(
+            "Application".to_owned(),
+            record.application.clone().unwrap_or_default(),
+        );
+        variables.insert(
+            "Version".to_owned(),
+            record.version.clone().unwrap_or_default(),
+        );
+        let execution_id = start_execution(
+            &self.codepipeline,
+            &ExecutionRequest {
+                pipeline: self.config.pipeline_name.clone(),
+                variables,
+                source_action: self.config.source_action.clone(),
+                source_version_id: accepted_version,
+                // CodePipeline answers a repeated token with the same execution: a crash
+                // between the start and the record below never starts a second one.
+                client_request_token: record.release_id.clone(),
+            },
+        )
+        .await?;
+        record.state = ReleaseState::Started;
+        record.execution_id = Some(execution_id.clone());
+        record.updated_at = now_rfc3339();
+        self.store.update_release(&record, owner).await?;
+        info!(execution_id = %execution_id, pipeline = %self.config.pipeline_name, outcome = "started", "pipeline execution started");
+        Ok(RecordOutcome::Started {
+            release_id: record.release_id,
+            execution_id,
+        })
+    }
+
+    async fn reject(
+        &self,
+        mut record: ReleaseRecord,
+        problems: Vec<Problem>,
+        owner: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        let base = format!("{}{}/", self.config.rejected_prefix, record.release_id);
+        let file_name = record
+            .source
+            .key
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("release.zip");
+        let rejected_key = format!("{base}{file_name}");
+        let report_key = format!("{base}report.json");
+        let report = serde_json::json!({
+            "schema": "shipgate.rejection-report/v1",
+            "release_id": record.release_id,
+            "object": {
+                "bucket": record.source.bucket,
+                "key": record.source.key,
+                "version_id": record.source.version_id,
+                "size": record.size,
+                "etag": record.etag,
+            },
+            "received_at": record.received_at,
+            "rejected_key": rejected_key,
+            "problems": problems,
+            "limits": self.config.limits,
+        });
+        put_json(&self.s3, &self.config.bucket, &report_key, &report).await?;
+        move_object(&self.s3, &record.source, &self.config.bucket, &rejected_key).await?;
+
+        let to = record
+            .integrator_email
+            .clone()
+            .or_else(|| self.config.fallback_email.clone());
+        if let Some(to) = to {
+            let mail = email::rejection(&self.config, &record, &problems, &rejected_key, &to);
+            let id = send_email(&self.ses, &mail).await?;
+            info!(to = %to, message_id = %id, "integrator emailed");
+        } else {
+            warn!("no integrator address in the manifest and no fallback configured: nobody emailed");
+        }
+
+        let codes: Vec<String> = problems.iter().map(|p| p.code.as_str().to_owned()).collect();
+        record.state = ReleaseState::Rejected;
+        record.problems = serde_json::to_value(&problems).ok();
+        record.rejected_key = Some(rejected_key.clone());
+        record.report_key = Some(report_key.clone());
+        record.updated_at = now_rfc3339();
+        self.store.update_release(&record, owner).await?;
+        info!(problems = problems.len(), codes = ?codes, outcome = "rejected", "release rejected");
+        Ok(RecordOutcome::Rejected {
+            release_id: record.release_id,
+            codes,
+            rejected_key,
+            report_key,
+        })
+    }
+}
+
+fn duplicate(existing: ReleaseRecord) -> Result<RecordOutcome, IntakeError> {
+    match existing.state {
+        ReleaseState::Started | ReleaseState::Rejected => {
+            info!(release_id = %existing.release_id, state = existing.state.as_str(), outcome = "duplicate", "already handled");
+            Ok(RecordOutcome::Duplicate {
+                release_id: existing.release_id,
+                state: existing.state,
+            })
+        }
+        // Someone holds a live lease: fail so that Lambda retries this delivery later. If that
+        // holder crashed, the retry finds the lease expired and takes over.
+        ReleaseState::Validating | ReleaseState::Accepted => {
+            Err(IntakeError::InProgressElsewhere {
+                release_id: existing.release_id,
+                lease_expires_at: existing.lease_expires_at.unwrap_or_default(),
+            })
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The release id of an object version: stable across deliveries of the same version.
+pub fn release_id(object: &ObjectVersion) -> String {
+    let mut h = Sha256::new();
+    h.update(object.bucket.as_bytes());
+    h.update([0]);
+    h.update(object.key.as_bytes());
+    h.update([0]);
+    h.update(object.version_id.as_deref().unwrap_or("null").as_bytes());
+    let digest = h.finalize();
+    format!("rel-{}", &hex::encode(digest)[..20])
+}
+
+/// S3 event keys are URL-encoded, form style (`+` is a space).
+pub fn decode_key(raw: &str) -> Result<String, String> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| format!("key {raw:?} is not valid URL-encoded UTF-8"))
+}
+
+fn parse_record(record: &S3EventRecord) -> Result<Drop, String> {
+    let event_name = record
+        .event_name
+        .clone()
+        .ok_or("record has no eventName")?;
+    let bucket = record
+        .s3
+        .bucket
+        .name
+        .clone()
+        .ok_or("record names no bucket")?;
+    let raw_key = record.s3.object.key.clone().ok_or("record names no key")?;
+    let key = decode_key(&raw_key)?;
+    Ok(Drop {
+        object: ObjectVersion {
+            bucket,
+            key,
+            version_id: record.s3.object.version_id.clone().filter(|v| !v.is_empty()),
+        },
+        event_name,
+        size: record.s3.object.size,
+        uploaded_by: record.principal_id.principal_id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_like_s3_encodes_them() {
+        assert_eq!(decode_key("incoming/my+release.zip").unwrap(), "incoming/my release.zip");
+        assert_eq!(decode_key("incoming%2Fa%2Bb.zip").unwrap(), "incoming/a+b.zip");
+        assert_eq!(decode_key("incoming/r%C3%A9l.zip").unwrap(), "incoming/rél.zip");
+        assert!(decode_key("incoming/%FF.zip").is_err());
+    }
+
+    #[test]
+    fn the_release_id_is_the_object_version() {
+        let a = ObjectVersion {
+            bucket: "b".into(),
+            key: "incoming/r.zip".into(),
+            version_id: Some("1".into()),
+        };
+        let b = ObjectVersion {
+            version_id: Some("2".into()),
+            ..a.clone()
+        };
+        assert_eq!(release_id(&a), release_id(&a.clone()));
+        assert_ne!(release_id(&a), release_id(&b));
+        assert!(release_id(&a).starts_with("rel-"));
+    }
+
+    #[test]
+    fn aws_sample_s3_event_parses() {
+        let event: S3Event = serde_json::from_str(include_str!("../tests/fixtures/s3-put.json"))
+            .expect("AWS sample event");
+        let drop = parse_record(&event.records[0]).unwrap();
+        assert_eq!(drop.event_name, "ObjectCreated:Put");
+        assert_eq!(drop.object.key, "Happy Face.jpg");
+        assert_eq!(drop.object.version_id.as_deref(), Some("version"));
+    }
+}
