@@ -1,0 +1,19 @@
+//! shipgate-local: everything needed to run shipgate on one machine with no AWS account.
+//!
+//! It starts and stops the stand-ins (moto server for the AWS APIs, one OCI registry per account
+//! for ECR), serves the CodePipeline operations moto lacks, and delivers events (S3 drops,
+//! pipeline jobs, approval notifications, function-URL requests, alarms) to the very handlers
+//! that run in Lambda.
+
+pub mod accounts;
+pub mod codepipeline;
+pub mod delivery;
+pub mod functions;
+pub mod moto;
+pub mod outbox;
+pub mod process;
+pub mod provision;
+pub mod sdk;
+pub mod stack;
+pub mod status;
+pub mod registries;

@@ -1,0 +1,77 @@
+//! SDK configuration for the local stack, built the way functions build theirs in AWS.
+//!
+//! The endpoints are exactly the SDK's own settings (`AWS_ENDPOINT_URL` and the per-service
+//! `AWS_ENDPOINT_URL_<SERVICE>`), given either as environment variables (functions started from
+//! the env file) or, for in-process use where tests run in parallel with different ports, as the
+//! SDK's service-config source holding the same variable names.
+
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
+
+/// The static credentials every local client uses (moto accepts any).
+pub const ACCESS_KEY_ID: &str = "shipgate-local";
+pub const SECRET_ACCESS_KEY: &str = "shipgate-local-secret";
+
+/// Service-specific settings as environment variable names and values.
+#[derive(Debug, Clone, Default)]
+pub struct EnvServiceConfig(pub BTreeMap<String, String>);
+
+impl LoadServiceConfig for EnvServiceConfig {
+    /// As aws-config does: the variable is the key's base name (`AWS_ENDPOINT_URL`) with the
+    /// service id upper-cased, spaces as underscores (`AWS_ENDPOINT_URL_CODEPIPELINE`).
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        let service = key.service_id().to_uppercase().replace([' ', '-'], "_");
+        self.0.get(&format!("{}_{service}", key.env())).cloned()
+    }
+}
+
+/// The local stack's endpoints, in the SDK's variable names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `AWS_ENDPOINT_URL`: moto.
+    pub default: String,
+    /// `AWS_ENDPOINT_URL_<SERVICE>` overrides, e.g. `AWS_ENDPOINT_URL_CODEPIPELINE`.
+    pub per_service: BTreeMap<String, String>,
+    pub region: String,
+}
+
+impl Endpoints {
+    /// The environment a function needs to reach the same endpoints (the env file's content).
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            ("AWS_REGION".to_owned(), self.region.clone()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY_ID.to_owned()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                SECRET_ACCESS_KEY.to_owned(),
+            ),
+            ("AWS_ENDPOINT_URL".to_owned(), self.default.clone()),
+        ];
+        vars.extend(self.per_service.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars
+    }
+
+    /// An SDK configuration for these endpoints, for clients built in this process.
+    pub fn sdk_config(&self) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    ACCESS_KEY_ID,
+                    SECRET_ACCESS_KEY,
+                    None,
+                    None,
+                    "shipgate-local",
+                )),
+            )
+            .endpoint_url(&self.default)
+            .service_config(EnvServiceConfig(self.per_service.clone()))
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+            .build()
+    }
+}

@@ -1,0 +1,297 @@
+//! The whole local stack: moto, one registry per account, the CodePipeline stand-in, the
+//! resources `template.yaml` declares (provisioned in moto from the template itself), the local
+//! functions, and the delivery of S3 drops to intake.
+//!
+//! Tests start one [`Stack`] each, on free ports, so test binaries run in parallel; the CLI's
+//! `serve` runs one in the foreground and `up` starts that in the background.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::accounts;
+use crate::codepipeline::{self, CodePipelineStandIn, StandInConfig};
+use crate::delivery;
+use crate::functions::LocalFunctions;
+use crate::moto::Moto;
+use crate::provision::{self, Provisioned};
+use crate::registries::{self, LocalRegistry};
+use crate::sdk::Endpoints;
+
+/// How to start a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub state_dir: PathBuf,
+    pub template: PathBuf,
+    /// Start the per-account registries (image checks and promotion need them).
+    pub registries: bool,
+    /// Deliver S3 drops to intake automatically (tests that deliver events themselves turn it off).
+    pub deliver_s3_events: bool,
+    /// How long a Lambda action may stay in progress without an answer (AWS: 20 minutes).
+    pub job_timeout: Duration,
+    /// Delays before Lambda's two retries of a failed asynchronous invocation (AWS: ~1 and ~2 minutes).
+    pub retry_delays: Vec<Duration>,
+    /// Values for the template's parameters (others take their defaults).
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl StackOptions {
+    /// For tests: a fresh state dir under the system temp dir, the project's template.
+    pub fn for_test(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "shipgate-test-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        Self {
+            state_dir: dir,
+            template: crate::process::project_root().join("template.yaml"),
+            registries: true,
+            deliver_s3_events: true,
+            job_timeout: Duration::from_secs(30),
+            retry_delays: vec![Duration::from_millis(500), Duration::from_secs(1)],
+            parameters: default_parameters(),
+        }
+    }
+
+    /// For `shipgate-local serve`.
+    pub fn for_cli(state_dir: &Path, template: &Path) -> Self {
+        Self {
+            state_dir: state_dir.to_path_buf(),
+            template: template.to_path_buf(),
+            registries: true,
+            deliver_s3_events: true,
+            job_timeout: Duration::from_secs(20 * 60),
+            retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
+            parameters: default_parameters(),
+        }
+    }
+}
+
+/// The template parameters the local stack sets.
+pub fn default_parameters() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("MailFrom".to_owned(), "shipgate@shipgate.local".to_owned()),
+        (
+            "RejectionFallbackEmail".to_owned(),
+            "release-desk@shipgate.local".to_owned(),
+        ),
+    ])
+}
+
+/// A running local stack.
+pub struct Stack {
+    pub moto: Moto,
+    pub registries: Vec<LocalRegistry>,
+    pub endpoints: Endpoints,
+    pub sdk: SdkConfig,
+    pub provisioned: Provisioned,
+    pub functions: Arc<LocalFunctions>,
+    pub standin: CodePipelineStandIn,
+    state_dir: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Result<Self> {
+        std::fs::create_dir_all(&options.state_dir)?;
+        let template_text = std::fs::read_to_string(&options.template)
+            .with_context(|| format!("reading {}", options.template.display()))?;
+
+        let moto = Moto::start(&options.state_dir).await?;
+        let registries = if options.registries {
+            let all: Vec<&str> = std::iter::once(accounts::TOOLING)
+                .chain(accounts::ENVIRONMENTS.iter().map(|(_, a)| *a))
+                .collect();
+            registries::start_registries(&options.state_dir, &all).await?
+        } else {
+            Vec::new()
+        };
+
+        let standin_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let standin_url = format!("http://{}", standin_listener.local_addr()?);
+        let endpoints = Endpoints {
+            default: moto.endpoint(),
+            per_service: BTreeMap::from([(
+                "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
+                standin_url.clone(),
+            )]),
+            region: accounts::REGION.to_owned(),
+        };
+        let sdk = endpoints.sdk_config();
+
+        let provisioned = provision::provision(
+            &sdk,
+            &template_text,
+            &options.parameters,
+            &registries::endpoint_overrides(&registries, accounts::REGION),
+        )
+        .await
+        .context("provisioning the template's resources in moto")?;
+
+        let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.function_env).await?);
+
+        let definitions = codepipeline::pipelines_from_template(&template_text, &provisioned.resolver)
+            .context("reading the pipeline from the template")?;
+        let subscribers = codepipeline::sns_subscribers(&template_text)
+            .context("reading SNS subscriptions from the template")?;
+        let standin = CodePipelineStandIn::new(
+            definitions,
+            subscribers,
+            shipgate::aws::s3_client(&sdk, true),
+            functions.clone(),
+            StandInConfig {
+                job_timeout: options.job_timeout,
+                approval_timeout: Duration::from_secs(7 * 24 * 3600),
+                region: accounts::REGION.to_owned(),
+                account_id: accounts::TOOLING.to_owned(),
+            },
+        );
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let server = standin.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.serve(standin_listener).await {
+                tracing::error!(error = %e, "CodePipeline stand-in stopped");
+            }
+        }));
+        if options.deliver_s3_events
+            && let Some(queue_url) = provisioned.s3_event_queue.clone()
+        {
+            tasks.push(tokio::spawn(delivery::pump_s3_events(
+                aws_sdk_sqs::Client::new(&sdk),
+                shipgate::aws::s3_client(&sdk, true),
+                queue_url,
+                functions.clone(),
+                options.retry_delays.clone(),
+                stop_rx.clone(),
+            )));
+        }
+
+        Ok(Self {
+            moto,
+            registries,
+            endpoints,
+            sdk,
+            provisioned,
+            functions,
+            standin,
+            state_dir: options.state_dir,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The variables a function or tool needs to use this stack (`KEY='value'` lines).
+    pub fn env_file_contents(&self) -> String {
+        let mut vars: BTreeMap<String, String> = self.endpoints.env_vars().into_iter().collect();
+        vars.extend(self.provisioned.function_env.clone());
+        vars.insert("SHIPGATE_LOCAL_MOTO".into(), self.moto.endpoint());
+        for r in &self.registries {
+            vars.insert(format!("SHIPGATE_LOCAL_REGISTRY_{}", r.account), r.url());
+        }
+        vars.iter()
+            .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))
+            .collect()
+    }
+
+    /// The ECR host → local registry map the functions are configured with.
+    pub fn registry_overrides(&self) -> BTreeMap<String, String> {
+        registries::endpoint_overrides(&self.registries, accounts::REGION)
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Stops delivery, the stand-in, the registries and moto.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+        }
+        for r in self.registries {
+            r.stop().await;
+        }
+        self.moto.stop().await;
+    }
+}
+
+/// The files of a stack started by `up`: pid, env file, logs.
+#[derive(Debug, Clone)]
+pub struct StateFiles {
+    pub dir: PathBuf,
+    pub pid_file: PathBuf,
+    pub env_file: PathBuf,
+    pub serve_log: PathBuf,
+}
+
+impl StateFiles {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            pid_file: dir.join("serve.pid"),
+            env_file: dir.join("env"),
+            serve_log: dir.join("serve.log"),
+        }
+    }
+
+    /// The pid of a live `serve`, if one is recorded and still running.
+    pub fn running_pid(&self) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()?;
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+        alive.then_some(pid)
+    }
+
+    pub fn write_pid(&self, pid: u32) -> Result<()> {
+        std::fs::write(&self.pid_file, format!("{pid}\n"))?;
+        Ok(())
+    }
+
+    /// Written last by `serve`: its presence means the stack is ready.
+    pub fn write_env(&self, contents: &str) -> Result<()> {
+        let tmp = self.env_file.with_extension("tmp");
+        std::fs::write(&tmp, contents)?;
+        std::fs::rename(&tmp, &self.env_file)?;
+        Ok(())
+    }
+
+    pub fn clear(&self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+        let _ = std::fs::remove_file(&self.env_file);
+    }
+
+    /// The env file's variables.
+    pub fn read_env(&self) -> Result<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(&self.env_file).with_context(|| {
+            format!(
+                "no running stack: {} is missing (run `shipgate-local up`)",
+                self.env_file.display()
+            )
+        })?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| {
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .unwrap_or(v);
+                (k.trim().to_owned(), v.replace("'\\''", "'"))
+            })
+            .collect())
+    }
+}

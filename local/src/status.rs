@@ -1,0 +1,119 @@
+//! `shipgate-local status`: releases and pipeline executions, one line each.
+
+use std::fmt::Write;
+
+use anyhow::{Result, anyhow};
+use aws_config::SdkConfig;
+use shipgate::config::Env;
+use shipgate::store::Store;
+
+/// The report for the stack whose variables are in `env`, as text.
+pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
+    let table = env.required("SHIPGATE_TABLE")?;
+    let pipeline = env.required("SHIPGATE_PIPELINE_NAME")?;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    let mut out = String::new();
+    let releases = store.list_releases(limit).await?;
+    writeln!(out, "releases ({}):", releases.len())?;
+    for r in &releases {
+        let what = format!(
+            "{} {}",
+            r.application.as_deref().unwrap_or("?"),
+            r.version.as_deref().unwrap_or("?")
+        );
+        let detail = match (&r.execution_id, &r.problems) {
+            (Some(exec), _) => format!("execution {exec}"),
+            (None, Some(p)) => format!(
+                "{} problem(s): {}",
+                p.as_array().map(Vec::len).unwrap_or(0),
+                p.as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|x| x.get("code").and_then(|c| c.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {}  {:<9}  {:<24}  {}  s3://{}/{}  {}",
+            r.received_at,
+            r.state.as_str(),
+            what,
+            r.release_id,
+            r.source.bucket,
+            r.source.key,
+            detail
+        )?;
+    }
+    let cp = aws_sdk_codepipeline::Client::new(sdk);
+    let executions = cp
+        .list_pipeline_executions()
+        .pipeline_name(&pipeline)
+        .send()
+        .await
+        .map_err(|e| anyhow!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)))?;
+    let summaries = executions.pipeline_execution_summaries();
+    writeln!(out, "executions of {pipeline} ({}):", summaries.len())?;
+    for e in summaries {
+        let vars = e
+            .trigger()
+            .and_then(|t| t.trigger_detail())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {}  {:<11}  {}  {}",
+            e.start_time()
+                .map(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default())
+                .unwrap_or_default(),
+            e.status().map(|s| s.as_str()).unwrap_or("?"),
+            e.pipeline_execution_id().unwrap_or("?"),
+            vars
+        )?;
+    }
+    Ok(out)
+}
+
+/// A release in a few lines: verdict, what it is, and its execution or every problem found.
+pub fn describe_release(r: &shipgate::store::ReleaseRecord) -> String {
+    let mut out = String::new();
+    let what = format!(
+        "{} {}",
+        r.application.as_deref().unwrap_or("(unknown app)"),
+        r.version.as_deref().unwrap_or("(unknown version)")
+    );
+    let _ = writeln!(out, "release {} ({what}): {}", r.release_id, r.state.as_str());
+    if let Some(exec) = &r.execution_id {
+        let _ = writeln!(
+            out,
+            "  pipeline {} execution {exec} started on s3://{}/{} version {}",
+            r.pipeline.as_deref().unwrap_or("?"),
+            r.accepted_object.as_ref().map(|o| o.bucket.as_str()).unwrap_or("?"),
+            r.accepted_object.as_ref().map(|o| o.key.as_str()).unwrap_or("?"),
+            r.accepted_object.as_ref().and_then(|o| o.version_id.as_deref()).unwrap_or("?"),
+        );
+    }
+    if let Some(problems) = r.problems.as_ref().and_then(|p| p.as_array()) {
+        let _ = writeln!(out, "  {} problem(s):", problems.len());
+        for p in problems {
+            let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let at = match field("path") {
+                "" => String::new(),
+                path => format!(" [{path}]"),
+            };
+            let _ = writeln!(out, "  - {}{at}: {}", field("code"), field("message"));
+        }
+    }
+    if let Some(key) = &r.rejected_key {
+        let _ = writeln!(
+            out,
+            "  kept at s3://{}/{key}, report at s3://{}/{}",
+            r.source.bucket,
+            r.source.bucket,
+            r.report_key.as_deref().unwrap_or("?")
+        );
+    }
+    out.trim_end().to_owned()
+}
