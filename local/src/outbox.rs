@@ -32,13 +32,23 @@ pub async fn sent_emails(moto_endpoint: &str) -> Result<Vec<SentEmail>> {
     Ok(messages
         .iter()
         .map(|m| {
-            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let s = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             SentEmail {
                 from: s("source"),
                 to: m
                     .pointer("/destinations/ToAddresses")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 subject: s("subject"),
                 body: s("body"),
@@ -60,10 +70,19 @@ pub fn html_to_text(html: &str) -> String {
             }
             (true, '>') => {
                 in_tag = false;
-                let name = tag.trim_start_matches('/').split_whitespace().next().unwrap_or("").to_lowercase();
-                if matches!(name.as_str(), "tr" | "p" | "h1" | "h2" | "h3" | "br" | "li" | "div" | "table") {
+                let closing = tag.starts_with('/');
+                let name = tag
+                    .trim_start_matches('/')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "tr" | "p" | "h1" | "h2" | "h3" | "br" | "li" | "div" | "table"
+                ) {
                     out.push('\n');
-                } else if matches!(name.as_str(), "td" | "th") {
+                } else if !closing && matches!(name.as_str(), "td" | "th") {
                     out.push_str("  ");
                 }
             }
@@ -89,7 +108,9 @@ pub fn html_to_text(html: &str) -> String {
 mod tests {
     #[test]
     fn html_bodies_read_as_text() {
-        let text = super::html_to_text("<h2>Rejected</h2><table><tr><td>bad_digest</td><td>x &amp; y</td></tr></table>");
+        let text = super::html_to_text(
+            "<h2>Rejected</h2><table><tr><td>bad_digest</td><td>x &amp; y</td></tr></table>",
+        );
         assert_eq!(text, "Rejected\n  bad_digest  x & y");
     }
 }

@@ -56,7 +56,7 @@ pub enum IntakeError {
     Registry {
         image: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error(
         "release {release_id} is being handled by another delivery (lease until {lease_expires_at}); retry later"
@@ -150,8 +150,7 @@ impl Intake {
         event: serde_json::Value,
         request_id: &str,
     ) -> Result<IntakeReport, IntakeError> {
-        let event: S3Event =
-            serde_json::from_value(event).map_err(IntakeError::MalformedEvent)?;
+        let event: S3Event = serde_json::from_value(event).map_err(IntakeError::MalformedEvent)?;
         let total = event.records.len();
         let mut records = Vec::with_capacity(total);
         let mut failures = Vec::new();
@@ -206,7 +205,10 @@ impl Intake {
 
     fn not_ours(&self, drop: &Drop) -> Option<String> {
         if !drop.event_name.starts_with("ObjectCreated:") {
-            return Some(format!("event {} is not an object creation", drop.event_name));
+            return Some(format!(
+                "event {} is not an object creation",
+                drop.event_name
+            ));
         }
         if drop.object.bucket != self.config.bucket {
             return Some(format!(
@@ -325,11 +327,15 @@ impl Intake {
         if manifest.images.is_empty() {
             return Ok(Vec::new());
         }
-        let registry = ecr_registry(&self.ecr, self.http.clone(), &self.config.registry_endpoints)
+        let registry = ecr_registry(
+            &self.ecr,
+            self.http.clone(),
+            &self.config.registry_endpoints,
+        )
         .await
         .map_err(|source| IntakeError::Registry {
             image: "the source registry".into(),
-            source,
+            source: Box::new(source),
         })?;
         let mut problems = Vec::new();
         for (i, image) in manifest.images.iter().enumerate() {
@@ -345,7 +351,12 @@ impl Intake {
                     ),
                     path: Some(format!("images[{i}].digest")),
                 }),
-                Err(source) => return Err(IntakeError::Registry { image: name, source }),
+                Err(source) => {
+                    return Err(IntakeError::Registry {
+                        image: name,
+                        source: Box::new(source),
+                    });
+                }
             }
         }
         Ok(problems)
@@ -470,10 +481,15 @@ impl Intake {
             let id = send_email(&self.ses, &mail).await?;
             info!(to = %to, message_id = %id, "integrator emailed");
         } else {
-            warn!("no integrator address in the manifest and no fallback configured: nobody emailed");
+            warn!(
+                "no integrator address in the manifest and no fallback configured: nobody emailed"
+            );
         }
 
-        let codes: Vec<String> = problems.iter().map(|p| p.code.as_str().to_owned()).collect();
+        let codes: Vec<String> = problems
+            .iter()
+            .map(|p| p.code.as_str().to_owned())
+            .collect();
         record.state = ReleaseState::Rejected;
         record.problems = serde_json::to_value(&problems).ok();
         record.rejected_key = Some(rejected_key.clone());
@@ -538,10 +554,7 @@ pub fn decode_key(raw: &str) -> Result<String, String> {
 }
 
 fn parse_record(record: &S3EventRecord) -> Result<Drop, String> {
-    let event_name = record
-        .event_name
-        .clone()
-        .ok_or("record has no eventName")?;
+    let event_name = record.event_name.clone().ok_or("record has no eventName")?;
     let bucket = record
         .s3
         .bucket
@@ -554,7 +567,12 @@ fn parse_record(record: &S3EventRecord) -> Result<Drop, String> {
         object: ObjectVersion {
             bucket,
             key,
-            version_id: record.s3.object.version_id.clone().filter(|v| !v.is_empty()),
+            version_id: record
+                .s3
+                .object
+                .version_id
+                .clone()
+                .filter(|v| !v.is_empty()),
         },
         event_name,
         size: record.s3.object.size,
@@ -568,9 +586,18 @@ mod tests {
 
     #[test]
     fn keys_decode_like_s3_encodes_them() {
-        assert_eq!(decode_key("incoming/my+release.zip").unwrap(), "incoming/my release.zip");
-        assert_eq!(decode_key("incoming%2Fa%2Bb.zip").unwrap(), "incoming/a+b.zip");
-        assert_eq!(decode_key("incoming/r%C3%A9l.zip").unwrap(), "incoming/rél.zip");
+        assert_eq!(
+            decode_key("incoming/my+release.zip").unwrap(),
+            "incoming/my release.zip"
+        );
+        assert_eq!(
+            decode_key("incoming%2Fa%2Bb.zip").unwrap(),
+            "incoming/a+b.zip"
+        );
+        assert_eq!(
+            decode_key("incoming/r%C3%A9l.zip").unwrap(),
+            "incoming/rél.zip"
+        );
         assert!(decode_key("incoming/%FF.zip").is_err());
     }
 
