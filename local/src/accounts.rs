@@ -3,7 +3,8 @@
 //! The tooling account runs shipgate and holds the source registry the integrator pushes to;
 //! each environment has its own account, reached by assuming [`deploy_role_arn`].
 
-pub const TOOLING: &str = "111111111111";
+/// moto's default account: requests with plain (not assumed-role) credentials land here.
+pub const TOOLING: &str = "123456789012";
 pub const INT: &str = "222222222222";
 pub const STG: &str = "333333333333";
 pub const PROD: &str = "444444444444";

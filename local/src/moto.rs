@@ -1,16 +1,16 @@
 //! moto server: the stand-in for the AWS APIs.
 //!
 //! One moto process per stack, on a free loopback port, started from the project's own venv
-//! (`make venv` installs the pinned `moto[server]`). Its default account is the tooling account
-//! [`crate::accounts::TOOLING`]; roles assumed into the environment accounts give credentials
-//! whose resources land in those accounts, as in AWS.
+//! (`make venv` installs the pinned `moto[server]`). Its default account (`123456789012`) is the
+//! tooling account [`crate::accounts::TOOLING`]; roles assumed into the environment accounts give
+//! credentials whose resources land in those accounts, as in AWS. `MOTO_ACCOUNT_ID` must not be
+//! set: moto then answers every request, assumed roles included, as that one account.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::accounts;
 use crate::process::{ManagedChild, free_port, project_root, wait_for_http};
 
 /// A running moto server.
@@ -38,7 +38,7 @@ impl Moto {
             "moto server",
             &program,
             &["-H", "127.0.0.1", "-p", &port_s],
-            &[("MOTO_ACCOUNT_ID", accounts::TOOLING)],
+            &[],
             &log,
         )?;
         let url = format!("http://127.0.0.1:{port}");
