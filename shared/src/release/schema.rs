@@ -1,0 +1,404 @@
+//! Checking JSON documents field by field, so that every problem is found with its path.
+//!
+//! serde's `deny_unknown_fields` stops at the first surprise and names no path; the drop's
+//! author needs all of them at once (`images[1].digest`, `integrator.email`, ...). A
+//! [`Validator`] walks a parsed `serde_json::Value` and reports into [`Problems`]; the typed
+//! structs are deserialised only once the walk found nothing wrong. Parsing itself refuses
+//! duplicate keys, which `serde_json::Value` would otherwise resolve silently to the last one.
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::problems::{ProblemCode as Code, Problems};
+
+/// Parses JSON, refusing an object that repeats a key (tools disagree on which one wins).
+pub(crate) fn parse_json_strict(text: &str) -> Result<Value, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let StrictValue(value) = StrictValue::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = StrictValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(StrictValue(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            let StrictValue(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(StrictValue(Value::Object(object)))
+    }
+}
+
+/// The path of `key` inside `parent` (`images[0]` + `digest` = `images[0].digest`); keys that
+/// are not plain identifiers are quoted.
+pub(crate) fn child(parent: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match (parent.is_empty(), plain) {
+        (true, true) => key.to_owned(),
+        (true, false) => format!("[{key:?}]"),
+        (false, true) => format!("{parent}.{key}"),
+        (false, false) => format!("{parent}[{key:?}]"),
+    }
+}
+
+/// The path of item `index` of the array at `parent`.
+pub(crate) fn item(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A known field close to `key` (a typo or a case slip), for "did you mean".
+fn did_you_mean<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .copied()
+        .find(|k| k.eq_ignore_ascii_case(key) || (key.len() > 3 && edit_distance(key, k) <= 2))
+}
+
+/// Levenshtein distance, for short field names only.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Walks one JSON document and reports what breaks its schema.
+pub(crate) struct Validator<'p> {
+    problems: &'p mut Problems,
+    /// The file the document came from.
+    file: &'p str,
+    /// `Some(code)`: every problem of this document is reported under that one code (a file
+    /// other than the manifest, e.g. `checks_invalid`); `None`: schema codes (the manifest).
+    single_code: Option<Code>,
+}
+
+impl<'p> Validator<'p> {
+    /// A validator for the manifest: problems keep their schema codes and field paths.
+    pub(crate) fn manifest(problems: &'p mut Problems, file: &'p str) -> Self {
+        Self {
+            problems,
+            file,
+            single_code: None,
+        }
+    }
+
+    /// A validator for another file: all problems get `code`, paths are `file#field`.
+    pub(crate) fn file(problems: &'p mut Problems, file: &'p str, code: Code) -> Self {
+        Self {
+            problems,
+            file,
+            single_code: Some(code),
+        }
+    }
+
+    pub(crate) fn problems(&mut self) -> &mut Problems {
+        self.problems
+    }
+
+    /// Reports a problem at a field `path` ("" is the document itself).
+    pub(crate) fn report(&mut self, code: Code, path: &str, message: impl Into<String>) {
+        let message = message.into();
+        match self.single_code {
+            None if path.is_empty() => self.problems.report(code, Some(self.file), message),
+            None => self.problems.report(code, Some(path), message),
+            Some(code) => {
+                let at = if path.is_empty() {
+                    self.file.to_owned()
+                } else {
+                    format!("{}#{path}", self.file)
+                };
+                self.problems
+                    .report(code, Some(&at), format!("{}: {message}", self.file))
+            }
+        }
+    }
+
+    /// How a field is named in a message.
+    pub(crate) fn name(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.file.to_owned()
+        } else {
+            format!("`{path}`")
+        }
+    }
+
+    fn wrong_type(&mut self, value: &Value, path: &str, expected: &str) {
+        let message = format!(
+            "{} must be {expected}, not {}",
+            self.name(path),
+            type_name(value)
+        );
+        self.report(Code::WrongType, path, message);
+    }
+
+    /// `value` as an object whose keys are all in `known`; unknown keys are reported with a
+    /// suggestion when one is close.
+    pub(crate) fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        path: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(object) = value else {
+            self.wrong_type(value, path, "an object");
+            return None;
+        };
+        for key in object.keys().filter(|k| !known.contains(&k.as_str())) {
+            let at = child(path, key);
+            let hint = match did_you_mean(key, known) {
+                Some(close) => format!(" (did you mean `{close}`?)"),
+                None => format!("; known fields here: {}", known.join(", ")),
+            };
+            let message = format!("field `{at}` is not part of the schema: remove it{hint}");
+            self.report(Code::UnknownField, &at, message);
+        }
+        Some(object)
+    }
+
+    /// The field `key`, reporting it missing when `required`.
+    pub(crate) fn field<'v>(
+        &mut self,
+        object: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+        required: bool,
+    ) -> Option<&'v Value> {
+        let value = object.get(key);
+        if value.is_none() && required {
+            let at = child(path, key);
+            let message = format!("required field `{at}` is missing: add it");
+            self.report(Code::MissingField, &at, message);
+        }
+        value
+    }
+
+    pub(crate) fn string<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v str> {
+        match value {
+            Value::String(s) => Some(s),
+            other => {
+                self.wrong_type(other, path, "a string");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn array<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v [Value]> {
+        match value {
+            Value::Array(items) => Some(items),
+            other => {
+                self.wrong_type(other, path, "an array");
+                None
+            }
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub(crate) fn integer(&mut self, value: &Value, path: &str, min: u64, max: u64) -> Option<u64> {
+        let Some(n) = value.as_u64() else {
+            self.wrong_type(value, path, &format!("a whole number from {min} to {max}"));
+            return None;
+        };
+        if !(min..=max).contains(&n) {
+            let message = format!("{} is {n}: it must be from {min} to {max}", self.name(path));
+            self.report(Code::InvalidValue, path, message);
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A required string field; `None` (reported) when absent or not a string.
+    pub(crate) fn required_string<'v>(
+        &mut self,
+        object: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v str> {
+        let value = self.field(object, path, key, true)?;
+        self.string(value, &child(path, key))
+    }
+
+    /// An optional string field; `None` when absent or (reported) not a string.
+    pub(crate) fn optional_string<'v>(
+        &mut self,
+        object: &'v Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Option<&'v str> {
+        let value = self.field(object, path, key, false)?;
+        self.string(value, &child(path, key))
+    }
+
+    /// Text for people: not blank, at most `max` characters, no control characters but line
+    /// breaks and tabs (they would garble emails and reports).
+    pub(crate) fn text(&mut self, value: &str, path: &str, max: usize) -> bool {
+        let problem = if value.trim().is_empty() {
+            Some("must not be empty".to_owned())
+        } else if value.chars().count() > max {
+            Some(format!("is longer than {max} characters: shorten it"))
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            Some("contains control characters: remove them".to_owned())
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                let message = format!("{} {problem}", self.name(path));
+                self.report(Code::InvalidValue, path, message);
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn duplicate_keys_are_refused_with_a_position() {
+        let err = parse_json_strict("{\"a\": 1,\n \"a\": 2}").unwrap_err();
+        assert!(err.to_string().contains("\"a\" appears twice"), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert_eq!(
+            parse_json_strict("{\"a\": [1, -2, 3.5, null, true, {}]}").unwrap(),
+            json!({"a": [1, -2, 3.5, null, true, {}]})
+        );
+        assert!(parse_json_strict("{} trailing").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let err = parse_json_strict(&deep).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+    }
+
+    #[test]
+    fn paths_read_like_field_access() {
+        assert_eq!(child("", "images"), "images");
+        assert_eq!(child(&item("images", 1), "digest"), "images[1].digest");
+        assert_eq!(child("parameters", "a.b"), "parameters[\"a.b\"]");
+    }
+
+    #[test]
+    fn unknown_fields_get_a_suggestion() {
+        let mut problems = Problems::default();
+        let mut v = Validator::manifest(&mut problems, "release.json");
+        let value = json!({"digets": "x", "zzz": 1});
+        v.object(&value, "images[0]", &["name", "digest"]);
+        let list = problems.into_vec();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].path.as_deref(), Some("images[0].digets"));
+        assert!(
+            list[0].message.contains("did you mean `digest`"),
+            "{}",
+            list[0].message
+        );
+        assert!(list[1].message.contains("known fields here: name, digest"));
+    }
+
+    #[test]
+    fn other_files_report_under_one_code_with_file_paths() {
+        let mut problems = Problems::default();
+        let mut v = Validator::file(&mut problems, "checks.json", Code::ChecksInvalid);
+        let value = json!({"checks": 3});
+        let object = v.object(&value, "", &["checks"]).unwrap();
+        let checks = v.field(object, "", "checks", true).unwrap();
+        v.array(checks, "checks");
+        let list = problems.into_vec();
+        assert_eq!(list[0].code, Code::ChecksInvalid);
+        assert_eq!(list[0].path.as_deref(), Some("checks.json#checks"));
+        assert_eq!(
+            list[0].message,
+            "checks.json: `checks` must be an array, not a number"
+        );
+    }
+}
