@@ -11,7 +11,7 @@ STAMP_DIR   := .local/stamps
 APT_PACKAGES := docker-registry skopeo chromium chromium-driver
 CARGO       ?= cargo
 
-.PHONY: demo test setup apt venv build lint fmt clippy clean-local help
+.PHONY: demo test setup apt venv build lint fmt clippy clean-local help bench-intake
 
 help:
 	@echo "make demo   walk a sample release through the local stack"
@@ -52,6 +52,11 @@ test: setup
 demo: setup
 	$(CARGO) build -p shipgate-local -p shipgate-example
 	./scripts/demo.sh
+
+## Benchmarks (print figures; not part of make test).
+bench-intake: setup
+	$(CARGO) build --release -p shipgate-local -p shipgate-tests --bin shipgate-local --bin bench-intake
+	./target/release/bench-intake
 
 fmt:
 	$(CARGO) fmt --all -- --check

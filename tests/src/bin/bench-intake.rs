@@ -1,0 +1,268 @@
+//! Bench: intake's peak memory and time on a 1 GiB zip bomb and on a 500 MiB legitimate release.
+//!
+//! Starts a local stack, pushes the release's image, writes both zips to disk (streamed, never
+//! whole in memory), uploads them, then runs intake on each drop's S3 event in a child process
+//! (`shipgate-local invoke intake`, the same handler Lambda runs) and reads the child's peak RSS
+//! from `wait4`. Prints figures; asserts nothing about time.
+//!
+//! Run: `cargo build --release -p shipgate-local && cargo run --release -p shipgate-tests --bin bench-intake`
+//! (or `make bench-intake`). `SHIPGATE_BENCH_LEGIT_MIB` / `SHIPGATE_BENCH_BOMB_MIB` change the sizes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use shipgate::registry::ecr_registry;
+use shipgate_local::stack::{Stack, StackOptions};
+use shipgate_tests::drops::ReleaseBuilder;
+use shipgate_tests::images::ImageBuilder;
+use shipgate_tests::support::s3_put_event;
+
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let legit_mib: u64 = env_or("SHIPGATE_BENCH_LEGIT_MIB", 500);
+    let bomb_mib: u64 = env_or("SHIPGATE_BENCH_BOMB_MIB", 1024);
+    let exe = shipgate_local_binary()?;
+    let mut options = StackOptions::for_test("bench-intake");
+    options.deliver_s3_events = false;
+    let stack = Stack::start(options).await?;
+    let work = stack.state_dir().join("bench");
+    std::fs::create_dir_all(&work)?;
+
+    let registry = ecr_registry(
+        &aws_sdk_ecr::Client::new(&stack.sdk),
+        reqwest::Client::new(),
+        &stack.registry_overrides(),
+    )
+    .await?;
+    let image = ImageBuilder::new()
+        .layers(&[1024])
+        .push(&registry, "orders/web", "9.9.9")
+        .await?;
+    let release = ReleaseBuilder::new("orders", "9.9.9").image(
+        "web",
+        "orders/web",
+        "9.9.9",
+        image.digest().as_str(),
+    );
+
+    let legit = work.join("legit.zip");
+    let t = Instant::now();
+    write_zip(
+        &legit,
+        &release.files(),
+        "assets/payload.bin",
+        legit_mib * MIB,
+        Payload::Random,
+    )?;
+    println!(
+        "built {} MiB legitimate release in {:.1}s",
+        size_mib(&legit)?,
+        t.elapsed().as_secs_f64()
+    );
+    let bomb = work.join("bomb.zip");
+    let t = Instant::now();
+    write_zip(
+        &bomb,
+        &release.files(),
+        "assets/bomb.bin",
+        bomb_mib * MIB,
+        Payload::Zeros,
+    )?;
+    println!(
+        "built zip bomb: {} MiB of zeros deflated into {:.2} MiB in {:.1}s",
+        bomb_mib,
+        std::fs::metadata(&bomb)?.len() as f64 / MIB as f64,
+        t.elapsed().as_secs_f64()
+    );
+
+    println!();
+    println!(
+        "| drop | object size | uncompressed | verdict | intake wall time | intake peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, path, uncompressed) in [
+        ("legitimate release", &legit, legit_mib),
+        ("zip bomb", &bomb, bomb_mib),
+    ] {
+        let key = format!(
+            "incoming/{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("x.zip")
+        );
+        let s3 = shipgate::aws::s3_client(&stack.sdk, true);
+        let bucket = stack
+            .provisioned
+            .artifact_bucket
+            .clone()
+            .context("bucket")?;
+        let out = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_path(path).await?)
+            .send()
+            .await?;
+        let size = std::fs::metadata(path)?.len();
+        let event = s3_put_event(
+            &bucket,
+            &key,
+            out.version_id().unwrap_or_default(),
+            size,
+            out.e_tag().unwrap_or_default(),
+        );
+        let event_file = work.join(format!(
+            "{}.event.json",
+            path.file_stem().and_then(|s| s.to_str()).unwrap_or("e")
+        ));
+        std::fs::write(&event_file, serde_json::to_vec(&event)?)?;
+        let run = run_invoke(&exe, &stack, &event_file)?;
+        let verdict = run
+            .stdout
+            .find("\"outcome\": \"")
+            .map(|i| {
+                run.stdout[i + 12..]
+                    .split('"')
+                    .next()
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .unwrap_or_else(|| "error".into());
+        let codes = serde_json::from_str::<serde_json::Value>(&run.stdout)
+            .ok()
+            .and_then(|v| v.pointer("/records/0/codes").cloned())
+            .map(|c| format!(" {c}"))
+            .unwrap_or_default();
+        println!(
+            "| {name} | {:.1} MiB | {uncompressed} MiB | {verdict}{codes} | {:.0} ms | {:.1} MiB |",
+            size as f64 / MIB as f64,
+            run.wall.as_secs_f64() * 1000.0,
+            run.max_rss_kib as f64 / 1024.0
+        );
+        if !run.success {
+            bail!("intake failed on the {name}: {}", run.stdout);
+        }
+    }
+    println!(
+        "\nintake ran as: {} invoke intake (peak RSS of that process, from wait4)",
+        exe.display()
+    );
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn size_mib(p: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(p)?.len() / MIB)
+}
+
+/// The release build of shipgate-local next to this binary, else the debug one.
+fn shipgate_local_binary() -> Result<PathBuf> {
+    let here = std::env::current_exe()?;
+    let dir = here.parent().context("bench binary has a folder")?;
+    let candidate = dir.join("shipgate-local");
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    bail!(
+        "build shipgate-local with the same profile first: {} is missing",
+        candidate.display()
+    )
+}
+
+enum Payload {
+    Random,
+    Zeros,
+}
+
+/// Writes the release's files plus one large entry, streamed in 1 MiB chunks.
+fn write_zip(
+    path: &Path,
+    files: &[(String, Vec<u8>)],
+    big_name: &str,
+    big_size: u64,
+    payload: Payload,
+) -> Result<()> {
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(std::fs::File::create(path)?));
+    let deflate = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        zip.start_file(name.as_str(), deflate)?;
+        zip.write_all(bytes)?;
+    }
+    let options = match payload {
+        // Random data does not compress: store it, as a real release's binaries often are.
+        Payload::Random => zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(big_size >= u32::MAX as u64),
+        Payload::Zeros => deflate.large_file(big_size >= u32::MAX as u64),
+    };
+    zip.start_file(big_name, options)?;
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut left = big_size;
+    while left > 0 {
+        let n = left.min(MIB) as usize;
+        if let Payload::Random = payload {
+            for b in chunk[..n].chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b.copy_from_slice(&state.to_le_bytes()[..b.len()]);
+            }
+        }
+        zip.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    zip.finish()?.flush()?;
+    Ok(())
+}
+
+struct Run {
+    success: bool,
+    stdout: String,
+    wall: Duration,
+    max_rss_kib: i64,
+}
+
+/// Runs `shipgate-local invoke intake --event FILE` with the stack's environment; peak RSS
+/// from the child's rusage.
+fn run_invoke(exe: &Path, stack: &Stack, event: &Path) -> Result<Run> {
+    let state = stack.state_dir().join("bench-cli");
+    std::fs::create_dir_all(&state)?;
+    std::fs::write(state.join("env"), stack.env_file_contents())?;
+    let stdout_path = state.join("stdout.json");
+    let started = Instant::now();
+    let child = std::process::Command::new(exe)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["invoke", "intake", "--event"])
+        .arg(event)
+        .env("RUST_LOG", "warn")
+        .stdout(std::fs::File::create(&stdout_path)?)
+        .spawn()?;
+    let mut status = 0i32;
+    // SAFETY: zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    if pid < 0 {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    Ok(Run {
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stdout: std::fs::read_to_string(&stdout_path)?,
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+    })
+}

@@ -1,0 +1,1219 @@
+//! Release drops for the end-to-end tests: a builder of good releases, and bad drops that intake
+//! must reject with the right problem codes.
+//!
+//! Good releases are written by the `zip` crate, as an integrator's tool would. Hostile archives
+//! are written byte by byte by [`RawZip`], because no well-behaved zip writer produces path
+//! traversal, symlinks, lying sizes, overlapping entries or a second Unicode name on request.
+//! Each bad drop is otherwise a valid release, so the problem it carries is the one it is named
+//! after (intake may find more, e.g. `image_not_found` for its made-up digest).
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// A release drop that intake must reject.
+#[derive(Debug, Clone)]
+pub struct BadDrop {
+    /// Unique, usable in an S3 key.
+    pub name: &'static str,
+    /// The bytes of `release.zip`.
+    pub bytes: Vec<u8>,
+    /// Problem codes that must all be reported (others may be too).
+    pub expected_codes: Vec<&'static str>,
+}
+
+/// One image of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseImage {
+    pub name: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+/// Builds a good release: `release.json`, an ECS service template in YAML with CloudFormation
+/// short-form tags (one container and one `<Name>Image` parameter per image), and `checks.json`.
+#[derive(Debug, Clone)]
+pub struct ReleaseBuilder {
+    application: String,
+    version: String,
+    message: String,
+    integrator_name: String,
+    integrator_email: String,
+    environments: Option<Vec<String>>,
+    images: Vec<ReleaseImage>,
+    with_checks: bool,
+}
+
+impl ReleaseBuilder {
+    /// A release of `application` at `version` with no image yet, integrator Acme, checks on.
+    pub fn new(application: &str, version: &str) -> Self {
+        Self {
+            application: application.to_owned(),
+            version: version.to_owned(),
+            message: format!("{application} {version}: adds refunds, fixes totals rounding."),
+            integrator_name: "Acme Integrations".to_owned(),
+            integrator_email: "release@acme.example".to_owned(),
+            environments: None,
+            images: Vec::new(),
+            with_checks: true,
+        }
+    }
+
+    /// Adds an image. `name` is a lowercase label (`web`), used in placeholders and parameter
+    /// names (`web` → `WebImage`).
+    pub fn image(mut self, name: &str, repository: &str, tag: &str, digest: &str) -> Self {
+        self.images.push(ReleaseImage {
+            name: name.to_owned(),
+            repository: repository.to_owned(),
+            tag: tag.to_owned(),
+            digest: digest.to_owned(),
+        });
+        self
+    }
+
+    pub fn integrator(mut self, name: &str, email: &str) -> Self {
+        self.integrator_name = name.to_owned();
+        self.integrator_email = email.to_owned();
+        self
+    }
+
+    pub fn integrator_email(mut self, email: &str) -> Self {
+        self.integrator_email = email.to_owned();
+        self
+    }
+
+    pub fn message(mut self, message: &str) -> Self {
+        self.message = message.to_owned();
+        self
+    }
+
+    /// Environments in promotion order; the manifest leaves the field out when not set.
+    pub fn environments(mut self, environments: &[&str]) -> Self {
+        self.environments = Some(environments.iter().map(|e| (*e).to_owned()).collect());
+        self
+    }
+
+    /// A release without a checks file.
+    pub fn without_checks(mut self) -> Self {
+        self.with_checks = false;
+        self
+    }
+
+    /// `release.json`.
+    pub fn manifest(&self) -> Value {
+        let mut parameters = serde_json::Map::new();
+        parameters.insert("Version".into(), json!("${release.version}"));
+        for image in &self.images {
+            parameters.insert(
+                parameter_name(&image.name),
+                json!(format!("${{image.{}.uri}}", image.name)),
+            );
+        }
+        let mut manifest = json!({
+            "schema_version": "shipgate.release/v1",
+            "application": self.application,
+            "version": self.version,
+            "message": self.message,
+            "integrator": {"name": self.integrator_name, "email": self.integrator_email},
+            "images": self.images.iter().map(|i| json!({
+                "name": i.name, "repository": i.repository, "tag": i.tag, "digest": i.digest,
+            })).collect::<Vec<_>>(),
+            "templates": [{
+                "path": "templates/service.yaml",
+                "stack": "service",
+                "parameters": parameters,
+            }],
+        });
+        if let Some(environments) = &self.environments {
+            manifest["environments"] = json!(environments);
+        }
+        if self.with_checks {
+            manifest["checks"] = json!("checks.json");
+        }
+        manifest
+    }
+
+    /// The ECS service template (YAML, short-form tags).
+    pub fn template(&self) -> String {
+        let mut parameters = String::new();
+        let mut containers = String::new();
+        for (i, image) in self.images.iter().enumerate() {
+            let param = parameter_name(&image.name);
+            parameters.push_str(&format!(
+                "  {param}:\n    Type: String\n    Description: URI of the {} image, by digest\n",
+                image.name
+            ));
+            let port = 8080 + i;
+            containers.push_str(&format!(
+                r#"        - Name: {name}
+          Image: !Ref {param}
+          Essential: true
+          PortMappings:
+            - ContainerPort: {port}
+          Environment:
+            - Name: RELEASE_VERSION
+              Value: !Ref Version
+            - Name: STAGE
+              Value: !Select [1, !Split ["-", !Ref "AWS::StackName"]]
+          LogConfiguration:
+            LogDriver: awslogs
+            Options:
+              awslogs-group: !Ref LogGroup
+              awslogs-region: !Ref "AWS::Region"
+              awslogs-stream-prefix: {name}
+"#,
+                name = image.name,
+            ));
+        }
+        let first = self.images.first().map_or("web", |i| i.name.as_str());
+        format!(
+            r#"AWSTemplateFormatVersion: "2010-09-09"
+Description: {app} - ECS service behind the shared ALB, blue/green target groups
+Parameters:
+  Version:
+    Type: String
+{parameters}  ClusterName:
+    Type: String
+    Default: {app}
+  VpcId:
+    Type: String
+    Default: vpc-0123456789abcdef0
+Conditions:
+  IsProd: !Equals [!Select [1, !Split ["-", !Ref "AWS::StackName"]], prod]
+Resources:
+  LogGroup:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: !Sub "/shipgate/${{AWS::StackName}}"
+      RetentionInDays: !If [IsProd, 90, 14]
+  TaskDefinition:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      Family: !Sub "${{AWS::StackName}}-task"
+      RequiresCompatibilities: [FARGATE]
+      NetworkMode: awsvpc
+      Cpu: "256"
+      Memory: "512"
+      ContainerDefinitions:
+{containers}  BlueTargetGroup:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      VpcId: !Ref VpcId
+      Port: 8080
+      Protocol: HTTP
+      TargetType: ip
+      HealthCheckPath: /health
+  GreenTargetGroup:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      VpcId: !Ref VpcId
+      Port: 8080
+      Protocol: HTTP
+      TargetType: ip
+      HealthCheckPath: /health
+  Service:
+    Type: AWS::ECS::Service
+    Properties:
+      Cluster: !Ref ClusterName
+      TaskDefinition: !Ref TaskDefinition
+      LaunchType: FARGATE
+      DesiredCount: !If [IsProd, 3, 1]
+      LoadBalancers:
+        - ContainerName: {first}
+          ContainerPort: 8080
+          TargetGroupArn: !Ref BlueTargetGroup
+Outputs:
+  ServiceName:
+    Value: !GetAtt Service.Name
+  TaskDefinitionArn:
+    Value: !Ref TaskDefinition
+  BlueTargetGroupArn:
+    Value: !Ref BlueTargetGroup
+  GreenTargetGroupArn:
+    Value: !Ref GreenTargetGroup
+  LogGroupArn:
+    Value: !GetAtt LogGroup.Arn
+"#,
+            app = self.application,
+        )
+    }
+
+    /// `checks.json`.
+    pub fn checks(&self) -> Value {
+        json!({
+            "schema_version": "shipgate.checks/v1",
+            "checks": [
+                {"name": "health", "method": "GET", "path": "/health", "expect_status": 200,
+                 "expect_body_contains": "ok", "timeout_ms": 3000},
+                {"name": "version", "method": "GET", "path": "/version", "expect_status": 200,
+                 "expect_body_contains": self.version},
+                {"name": "unknown-route", "method": "GET", "path": "/no-such-page",
+                 "expect_status": 404}
+            ]
+        })
+    }
+
+    /// The files of the release, `release.json` first.
+    pub fn files(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files = vec![
+            ("release.json".to_owned(), pretty(&self.manifest())),
+            (
+                "templates/service.yaml".to_owned(),
+                self.template().into_bytes(),
+            ),
+        ];
+        if self.with_checks {
+            files.push(("checks.json".to_owned(), pretty(&self.checks())));
+        }
+        files
+    }
+
+    /// `release.zip`, written by the `zip` crate (deflate, with a `templates/` directory entry).
+    pub fn build(&self) -> Vec<u8> {
+        let mut files = self.files();
+        files.insert(1, ("templates/".to_owned(), Vec::new()));
+        zip_with_zip_crate(&files)
+    }
+}
+
+/// A good release of one image named `web` (tag `version`) at `repository@digest`.
+pub fn good_release(application: &str, version: &str, repository: &str, digest: &str) -> Vec<u8> {
+    ReleaseBuilder::new(application, version)
+        .image("web", repository, version, digest)
+        .build()
+}
+
+/// `web` → `WebImage`, `api-gw` → `ApiGwImage`.
+fn parameter_name(image: &str) -> String {
+    let mut out = String::new();
+    for part in image.split('-') {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.extend(chars);
+        }
+    }
+    out.push_str("Image");
+    out
+}
+
+fn pretty(value: &Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).expect("a JSON value serialises")
+}
+
+/// Writes `files` with the `zip` crate (deflate; names ending in `/` are directories).
+pub fn zip_with_zip_crate(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o644);
+    for (name, data) in files {
+        if name.ends_with('/') {
+            writer
+                .add_directory(name.as_str(), options)
+                .expect("zip in memory");
+        } else {
+            writer
+                .start_file(name.as_str(), options)
+                .expect("zip in memory");
+            writer.write_all(data).expect("zip in memory");
+        }
+    }
+    writer.finish().expect("zip in memory").into_inner()
+}
+
+/// The raw deflate stream of `data`, taken from an archive the `zip` crate writes (this crate
+/// has no direct deflate dependency, and the zip crate's is the one real tools resemble).
+pub fn deflate_raw(data: &[u8]) -> Vec<u8> {
+    let zip = zip_with_zip_crate(&[("x".to_owned(), data.to_vec())]);
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([zip[at], zip[at + 1]]));
+    let compressed = u32::from_le_bytes([zip[18], zip[19], zip[20], zip[21]]) as usize;
+    let start = 30 + u16_at(26) + u16_at(28);
+    zip[start..start + compressed].to_vec()
+}
+
+/// One entry of a [`RawZip`], with knobs to make it lie.
+#[derive(Debug, Clone)]
+pub struct RawEntry {
+    name: Vec<u8>,
+    local_name: Option<Vec<u8>>,
+    data: Vec<u8>,
+    method: u16,
+    flags: u16,
+    crc: u32,
+    uncompressed: u64,
+    version_made_by: u16,
+    external_attrs: u32,
+    zip64: bool,
+    unicode_path: Option<String>,
+    offset_of: Option<usize>,
+    quote_next: bool,
+}
+
+impl RawEntry {
+    /// A stored entry.
+    pub fn stored(name: &str, data: &[u8]) -> Self {
+        Self::raw_name(name.as_bytes(), data)
+    }
+
+    /// A stored entry whose name is arbitrary bytes.
+    pub fn raw_name(name: &[u8], data: &[u8]) -> Self {
+        Self {
+            name: name.to_vec(),
+            local_name: None,
+            data: data.to_vec(),
+            method: 0,
+            flags: 0,
+            crc: crc32(data),
+            uncompressed: data.len() as u64,
+            version_made_by: 20,
+            external_attrs: 0,
+            zip64: false,
+            unicode_path: None,
+            offset_of: None,
+            quote_next: false,
+        }
+    }
+
+    /// A deflated entry.
+    pub fn deflated(name: &str, data: &[u8]) -> Self {
+        let mut entry = Self::stored(name, &deflate_raw(data));
+        entry.method = 8;
+        entry.crc = crc32(data);
+        entry.uncompressed = data.len() as u64;
+        entry
+    }
+
+    /// Declares compression `method` without changing the data.
+    pub fn method(mut self, method: u16) -> Self {
+        self.method = method;
+        self
+    }
+
+    pub fn flags(mut self, flags: u16) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Made on Unix with mode `lrwxrwxrwx`: a symbolic link to its data.
+    pub fn symlink(mut self) -> Self {
+        self.version_made_by = (3 << 8) | 20;
+        self.external_attrs = 0o120777 << 16;
+        self
+    }
+
+    /// Declares an uncompressed size (ZIP64 when it does not fit 32 bits).
+    pub fn declare_uncompressed(mut self, size: u64) -> Self {
+        self.uncompressed = size;
+        self.zip64 |= size >= u64::from(u32::MAX);
+        self
+    }
+
+    pub fn declare_crc(mut self, crc: u32) -> Self {
+        self.crc = crc;
+        self
+    }
+
+    /// A different name in the local header than in the central directory.
+    pub fn local_name(mut self, name: &str) -> Self {
+        self.local_name = Some(name.as_bytes().to_vec());
+        self
+    }
+
+    /// Sizes and offset in a ZIP64 extra field.
+    pub fn zip64(mut self) -> Self {
+        self.zip64 = true;
+        self
+    }
+
+    /// An Info-ZIP Unicode Path extra field naming the entry `name`.
+    pub fn unicode_path(mut self, name: &str) -> Self {
+        self.unicode_path = Some(name.to_owned());
+        self
+    }
+
+    /// Points the directory record at the local header of entry `index` (full overlap).
+    pub fn local_offset_of(mut self, index: usize) -> Self {
+        self.offset_of = Some(index);
+        self
+    }
+
+    /// Makes this stored entry's data extend over the next entry's whole local record (the
+    /// "quoted overlap" of better zip bombs), with sizes and CRC consistent with that.
+    pub fn quote_next(mut self) -> Self {
+        self.quote_next = true;
+        self
+    }
+
+    fn extra(&self, offset: Option<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.zip64 {
+            let mut data = Vec::new();
+            data.extend(self.uncompressed.to_le_bytes());
+            data.extend((self.data.len() as u64).to_le_bytes());
+            if let Some(offset) = offset {
+                data.extend(offset.to_le_bytes());
+            }
+            out.extend(1u16.to_le_bytes());
+            out.extend((data.len() as u16).to_le_bytes());
+            out.extend(data);
+        }
+        if let Some(path) = &self.unicode_path {
+            out.extend(0x7075u16.to_le_bytes());
+            out.extend(((5 + path.len()) as u16).to_le_bytes());
+            out.push(1);
+            out.extend(crc32(&self.name).to_le_bytes());
+            out.extend(path.as_bytes());
+        }
+        out
+    }
+}
+
+/// A byte-level zip writer for archives that tools refuse to make.
+#[derive(Debug, Clone, Default)]
+pub struct RawZip {
+    entries: Vec<RawEntry>,
+    /// Write a ZIP64 end record and locator.
+    pub zip64_end: bool,
+    /// Point the ZIP64 locator this many bytes off (a corrupt ZIP64 archive).
+    pub zip64_locator_skew: i64,
+    /// Disk number in the end record (non-zero: a multi-disk archive).
+    pub disk_number: u16,
+}
+
+impl RawZip {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An archive of stored entries.
+    pub fn of(files: &[(String, Vec<u8>)]) -> Self {
+        let mut zip = Self::new();
+        for (name, data) in files {
+            zip.push(RawEntry::stored(name, data));
+        }
+        zip
+    }
+
+    pub fn push(&mut self, entry: RawEntry) -> &mut Self {
+        self.entries.push(entry);
+        self
+    }
+
+    /// Replaces the entry named `name`.
+    pub fn replace(&mut self, name: &str, entry: RawEntry) -> &mut Self {
+        for e in &mut self.entries {
+            if e.name == name.as_bytes() {
+                *e = entry.clone();
+            }
+        }
+        self
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut entries = self.entries.clone();
+        // Local records first, remembering where each one starts.
+        let local = |e: &RawEntry| -> Vec<u8> {
+            let name = e.local_name.as_ref().unwrap_or(&e.name);
+            let extra = e.extra(None);
+            let (compressed, uncompressed) = if e.zip64 {
+                (u32::MAX, u32::MAX)
+            } else {
+                (e.data.len() as u32, e.uncompressed as u32)
+            };
+            let mut out = Vec::new();
+            out.extend(0x0403_4b50u32.to_le_bytes());
+            out.extend(20u16.to_le_bytes());
+            out.extend(e.flags.to_le_bytes());
+            out.extend(e.method.to_le_bytes());
+            out.extend([0u8; 4]);
+            out.extend(e.crc.to_le_bytes());
+            out.extend(compressed.to_le_bytes());
+            out.extend(uncompressed.to_le_bytes());
+            out.extend((name.len() as u16).to_le_bytes());
+            out.extend((extra.len() as u16).to_le_bytes());
+            out.extend(name);
+            out.extend(extra);
+            out.extend(&e.data);
+            out
+        };
+        // A quoting entry's data is its own data followed by the next entry's local record:
+        // built back to front so a record quotes the final form of the next one.
+        let mut records: Vec<Vec<u8>> = vec![Vec::new(); entries.len()];
+        for i in (0..entries.len()).rev() {
+            if entries[i].quote_next && i + 1 < entries.len() {
+                let mut data = entries[i].data.clone();
+                data.extend(&records[i + 1]);
+                entries[i].crc = crc32(&data);
+                entries[i].uncompressed = data.len() as u64;
+                entries[i].data = data;
+            }
+            records[i] = local(&entries[i]);
+        }
+        let mut out = Vec::new();
+        let mut offsets = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            offsets.push(out.len() as u64);
+            // A quoted record is already inside the previous entry's data.
+            let quoted = i > 0 && entries[i - 1].quote_next;
+            if quoted {
+                offsets[i] = offsets[i - 1] + (records[i - 1].len() - record.len()) as u64;
+            } else {
+                out.extend(record);
+            }
+        }
+        let cd_start = out.len() as u64;
+        for (i, e) in entries.iter().enumerate() {
+            let offset = offsets[e.offset_of.unwrap_or(i)];
+            let extra = e.extra(Some(offset));
+            let (compressed, uncompressed, off) = if e.zip64 {
+                (u32::MAX, u32::MAX, u32::MAX)
+            } else {
+                (e.data.len() as u32, e.uncompressed as u32, offset as u32)
+            };
+            out.extend(0x0201_4b50u32.to_le_bytes());
+            out.extend(e.version_made_by.to_le_bytes());
+            out.extend(20u16.to_le_bytes());
+            out.extend(e.flags.to_le_bytes());
+            out.extend(e.method.to_le_bytes());
+            out.extend([0u8; 4]);
+            out.extend(e.crc.to_le_bytes());
+            out.extend(compressed.to_le_bytes());
+            out.extend(uncompressed.to_le_bytes());
+            out.extend((e.name.len() as u16).to_le_bytes());
+            out.extend((extra.len() as u16).to_le_bytes());
+            out.extend([0u8; 6]); // comment length, disk start, internal attributes
+            out.extend(e.external_attrs.to_le_bytes());
+            out.extend(off.to_le_bytes());
+            out.extend(&e.name);
+            out.extend(extra);
+        }
+        let cd_size = out.len() as u64 - cd_start;
+        let count = entries.len() as u64;
+        if self.zip64_end {
+            let zip64_at = out.len() as u64;
+            out.extend(0x0606_4b50u32.to_le_bytes());
+            out.extend(44u64.to_le_bytes());
+            out.extend([45u8, 0, 45, 0]);
+            out.extend([0u8; 8]); // disk numbers
+            out.extend(count.to_le_bytes());
+            out.extend(count.to_le_bytes());
+            out.extend(cd_size.to_le_bytes());
+            out.extend(cd_start.to_le_bytes());
+            out.extend(0x0706_4b50u32.to_le_bytes());
+            out.extend(0u32.to_le_bytes());
+            out.extend(
+                zip64_at
+                    .saturating_add_signed(self.zip64_locator_skew)
+                    .to_le_bytes(),
+            );
+            out.extend(1u32.to_le_bytes());
+        }
+        let (n, size, offset) = if self.zip64_end {
+            (u16::MAX, u32::MAX, u32::MAX)
+        } else {
+            (count.min(0xffff) as u16, cd_size as u32, cd_start as u32)
+        };
+        out.extend(0x0605_4b50u32.to_le_bytes());
+        out.extend(self.disk_number.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out.extend(n.to_le_bytes());
+        out.extend(n.to_le_bytes());
+        out.extend(size.to_le_bytes());
+        out.extend(offset.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out
+    }
+}
+
+/// CRC-32 (IEEE), bitwise: fixtures are small, and this crate has no CRC dependency.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A digest that is well formed (and in no registry).
+fn fake_digest(seed: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(seed.as_bytes())))
+}
+
+/// The release every bad drop starts from.
+fn base() -> ReleaseBuilder {
+    ReleaseBuilder::new("orders", "9.9.9").image(
+        "web",
+        "orders/web",
+        "9.9.9",
+        &fake_digest("orders/web:9.9.9"),
+    )
+}
+
+fn base_files() -> Vec<(String, Vec<u8>)> {
+    base().files()
+}
+
+/// The base release as stored entries, plus `extra`.
+fn base_plus(extra: RawEntry) -> Vec<u8> {
+    let mut zip = RawZip::of(&base_files());
+    zip.push(extra);
+    zip.build()
+}
+
+/// The base release with its manifest edited by `edit`.
+fn with_manifest(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let builder = base();
+    let mut manifest = builder.manifest();
+    edit(&mut manifest);
+    let mut files = builder.files();
+    files[0].1 = pretty(&manifest);
+    zip_with_zip_crate(&files)
+}
+
+/// The base release with file `name` replaced (or added) by `data`.
+fn with_file(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut files = base_files();
+    match files.iter_mut().find(|(n, _)| n == name) {
+        Some(file) => file.1 = data.to_vec(),
+        None => files.push((name.to_owned(), data.to_vec())),
+    }
+    zip_with_zip_crate(&files)
+}
+
+/// `haystack` with the first `needle` replaced by `replacement` (byte-level: for invalid UTF-8).
+/// A needle that is not there is a broken fixture, not a drop.
+fn replace_bytes(haystack: &[u8], needle: &[u8], replacement: &[u8]) -> Vec<u8> {
+    let at = haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("fixture: {:?} not found", String::from_utf8_lossy(needle)));
+    [&haystack[..at], replacement, &haystack[at + needle.len()..]].concat()
+}
+
+fn drop_of(name: &'static str, bytes: Vec<u8>, expected_codes: &[&'static str]) -> BadDrop {
+    BadDrop {
+        name,
+        bytes,
+        expected_codes: expected_codes.to_vec(),
+    }
+}
+
+/// Every bad drop, each with the problem codes intake must report for it.
+pub fn bad_drops() -> Vec<BadDrop> {
+    let manifest_bytes = pretty(&base().manifest());
+    let good = base().build();
+    vec![
+        // --- Not a usable archive at all.
+        drop_of(
+            "not-a-zip",
+            b"this is a README, not a zip archive\n".repeat(20),
+            &["not_a_zip"],
+        ),
+        drop_of("empty-object", Vec::new(), &["not_a_zip"]),
+        drop_of("truncated-zip", good[..good.len() / 2].to_vec(), &["truncated_zip"]),
+        drop_of("empty-zip", RawZip::new().build(), &["empty_zip"]),
+        drop_of(
+            "self-extracting-prefix",
+            [b"MZ\x90\x00 self-extractor stub".to_vec(), good.clone()].concat(),
+            &["corrupt_zip"],
+        ),
+        drop_of(
+            "multi-disk",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.disk_number = 1;
+                zip.build()
+            },
+            &["unsupported_zip"],
+        ),
+        drop_of(
+            "zip64-bad-locator",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.zip64_end = true;
+                zip.zip64_locator_skew = -7;
+                zip.build()
+            },
+            &["corrupt_zip"],
+        ),
+        // --- Hostile entry names and types.
+        drop_of(
+            "path-traversal",
+            base_plus(RawEntry::stored("../../etc/passwd", b"root:x:0:0::/root:/bin/sh\n")),
+            &["path_traversal"],
+        ),
+        drop_of(
+            "absolute-path",
+            base_plus(RawEntry::stored("/etc/cron.d/evil", b"* * * * * root sh\n")),
+            &["absolute_path"],
+        ),
+        drop_of(
+            "backslash-traversal",
+            base_plus(RawEntry::stored("..\\..\\Windows\\evil.dll", b"MZ")),
+            &["backslash_in_path", "path_traversal"],
+        ),
+        drop_of(
+            "drive-letter",
+            base_plus(RawEntry::stored("C:/Windows/System32/evil.dll", b"MZ")),
+            &["drive_letter_path"],
+        ),
+        drop_of(
+            "control-characters-in-name",
+            base_plus(RawEntry::raw_name(b"notes\x00.txt\x07", b"hidden")),
+            &["invalid_entry_name"],
+        ),
+        drop_of(
+            "symlink-entry",
+            base_plus(RawEntry::stored("templates/shared.yaml", b"/etc/shadow").symlink()),
+            &["symlink_entry"],
+        ),
+        drop_of(
+            "duplicate-manifest",
+            base_plus(RawEntry::stored(
+                "release.json",
+                br#"{"schema_version": "shipgate.release/v1"}"#,
+            )),
+            &["duplicate_entry"],
+        ),
+        drop_of(
+            "case-conflict",
+            base_plus(RawEntry::stored("templates/SERVICE.yaml", b"Resources: {}")),
+            &["case_conflict"],
+        ),
+        drop_of(
+            "unicode-path-smuggling",
+            base_plus(RawEntry::stored("readme.txt", b"#!/bin/sh\n").unicode_path("../../evil.sh")),
+            &["entry_header_mismatch", "path_traversal"],
+        ),
+        drop_of(
+            "local-header-name-mismatch",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.replace(
+                    "release.json",
+                    RawEntry::stored("release.json", &manifest_bytes).local_name("release.jsoN"),
+                );
+                zip.build()
+            },
+            &["entry_header_mismatch"],
+        ),
+        drop_of(
+            "encrypted-entry",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.replace(
+                    "release.json",
+                    RawEntry::stored("release.json", &manifest_bytes).flags(1),
+                );
+                zip.build()
+            },
+            &["encrypted_entry"],
+        ),
+        drop_of(
+            "unsupported-compression",
+            base_plus(RawEntry::stored("data/blob.bz2", b"BZh91AY&SY").method(12)),
+            &["unsupported_compression"],
+        ),
+        // --- Lying sizes, bombs and overlaps.
+        drop_of(
+            "lying-uncompressed-size",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.replace(
+                    "release.json",
+                    RawEntry::deflated("release.json", &manifest_bytes).declare_uncompressed(64),
+                );
+                zip.build()
+            },
+            &["entry_size_mismatch"],
+        ),
+        drop_of(
+            "crc-mismatch",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.replace(
+                    "release.json",
+                    RawEntry::stored("release.json", &manifest_bytes).declare_crc(0xdead_beef),
+                );
+                zip.build()
+            },
+            &["crc_mismatch"],
+        ),
+        drop_of(
+            "overlapping-entries",
+            {
+                // Fifield's full overlap: many names, one kernel.
+                let mut zip = RawZip::of(&base_files());
+                zip.push(RawEntry::deflated("kernel/0", &[0u8; 100_000]));
+                let kernel = 3;
+                for name in ["kernel/1", "kernel/2", "kernel/3", "kernel/4"] {
+                    zip.push(RawEntry::deflated(name, &[0u8; 100_000]).local_offset_of(kernel));
+                }
+                zip.build()
+            },
+            &["overlapping_entries"],
+        ),
+        drop_of(
+            "quoted-overlap-bomb",
+            {
+                let mut zip = RawZip::of(&base_files());
+                zip.push(RawEntry::stored("bomb/a", b"aaaa").quote_next());
+                zip.push(RawEntry::stored("bomb/b", b"bbbb").quote_next());
+                zip.push(RawEntry::deflated("bomb/kernel", &[0u8; 50_000]));
+                zip.build()
+            },
+            &["overlapping_entries"],
+        ),
+        drop_of(
+            "huge-declared-size",
+            base_plus(
+                RawEntry::stored("data/huge.bin", &[7u8; 1024]).declare_uncompressed(8 << 30),
+            ),
+            &["uncompressed_too_large", "compression_ratio_too_high"],
+        ),
+        drop_of(
+            "compression-bomb",
+            with_file("data/zeros.bin", &vec![0u8; 16 << 20]),
+            &["compression_ratio_too_high"],
+        ),
+        drop_of(
+            "too-many-entries",
+            {
+                let mut zip = RawZip::of(&base_files());
+                for i in 0..10_001 {
+                    zip.push(RawEntry::stored(&format!("f/{i}"), b""));
+                }
+                zip.build()
+            },
+            &["too_many_entries"],
+        ),
+        drop_of(
+            "manifest-too-large",
+            {
+                let mut big = manifest_bytes.clone();
+                big.extend(vec![b' '; 2 << 20]);
+                let mut zip = RawZip::of(&base_files());
+                zip.replace("release.json", RawEntry::stored("release.json", &big));
+                zip.build()
+            },
+            &["entry_too_large"],
+        ),
+        // --- The manifest.
+        drop_of(
+            "manifest-missing",
+            zip_with_zip_crate(&base_files()[1..]),
+            &["manifest_missing"],
+        ),
+        drop_of(
+            "manifest-in-a-folder",
+            zip_with_zip_crate(
+                &base_files()
+                    .into_iter()
+                    .map(|(n, d)| (format!("orders-9.9.9/{n}"), d))
+                    .collect::<Vec<_>>(),
+            ),
+            &["manifest_missing"],
+        ),
+        drop_of(
+            "manifest-not-json",
+            with_file("release.json", b"application: orders\nversion: 9.9.9\n"),
+            &["manifest_invalid_json"],
+        ),
+        drop_of(
+            "manifest-not-utf8",
+            // The message saved in Latin-1 by an editor: "é" as the single byte 0xe9.
+            with_file(
+                "release.json",
+                &replace_bytes(&manifest_bytes, b"adds refunds", b"ajoute les remboursements \xe9t\xe9"),
+            ),
+            &["manifest_invalid_json"],
+        ),
+        drop_of(
+            "manifest-duplicate-key",
+            with_file(
+                "release.json",
+                &replace_bytes(
+                    &manifest_bytes,
+                    b"\"version\": \"9.9.9\"",
+                    b"\"version\": \"9.9.9\", \"version\": \"1.0.0\"",
+                ),
+            ),
+            &["manifest_invalid_json"],
+        ),
+        drop_of(
+            "unknown-schema-version",
+            with_manifest(|m| m["schema_version"] = json!("shipgate.release/v2")),
+            &["unknown_schema_version"],
+        ),
+        drop_of(
+            "unknown-fields",
+            with_manifest(|m| {
+                m["images"][0]["sha"] = json!("abc");
+                m["approvers"] = json!(["someone@example.com"]);
+            }),
+            &["unknown_field"],
+        ),
+        drop_of(
+            "missing-fields",
+            with_manifest(|m| {
+                if let Some(top) = m.as_object_mut() {
+                    top.remove("application");
+                }
+                if let Some(integrator) = m["integrator"].as_object_mut() {
+                    integrator.remove("email");
+                }
+            }),
+            &["missing_field"],
+        ),
+        drop_of(
+            "wrong-types",
+            with_manifest(|m| {
+                m["version"] = json!(9.9);
+                m["images"] = json!({"web": "orders/web"});
+            }),
+            &["wrong_type"],
+        ),
+        drop_of(
+            "bad-application-name",
+            with_manifest(|m| m["application"] = json!("Orders App")),
+            &["invalid_value"],
+        ),
+        drop_of(
+            "bad-digest",
+            with_manifest(|m| m["images"][0]["digest"] = json!("sha256:ABCDEF")),
+            &["invalid_digest"],
+        ),
+        drop_of(
+            "bad-email",
+            with_manifest(|m| {
+                m["integrator"]["email"] = json!("Acme Integrations <release@acme>")
+            }),
+            &["invalid_email"],
+        ),
+        drop_of(
+            "bad-repository-and-tag",
+            with_manifest(|m| {
+                m["images"][0]["repository"] =
+                    json!("111111111111.dkr.ecr.eu-west-1.amazonaws.com/orders/web");
+                m["images"][0]["tag"] = json!("-latest");
+            }),
+            &["invalid_repository", "invalid_tag"],
+        ),
+        drop_of(
+            "duplicate-image",
+            with_manifest(|m| {
+                let first = m["images"][0].clone();
+                if let Some(images) = m["images"].as_array_mut() {
+                    images.push(first);
+                }
+            }),
+            &["duplicate_image"],
+        ),
+        drop_of(
+            "unknown-environment",
+            with_manifest(|m| m["environments"] = json!(["int", "preprod", "prod"])),
+            &["invalid_environment"],
+        ),
+        drop_of(
+            "unknown-placeholder",
+            with_manifest(|m| {
+                m["templates"][0]["parameters"]["WebImage"] = json!("${image.api.uri}")
+            }),
+            &["unknown_placeholder"],
+        ),
+        drop_of(
+            "duplicate-stack",
+            with_manifest(|m| {
+                if let Some(templates) = m["templates"].as_array_mut() {
+                    templates.push(json!({"path": "templates/service.yaml", "stack": "service"}));
+                }
+            }),
+            &["duplicate_template", "duplicate_stack"],
+        ),
+        // --- Templates and checks.
+        drop_of(
+            "template-missing",
+            zip_with_zip_crate(
+                &base_files()
+                    .into_iter()
+                    .filter(|(n, _)| !n.starts_with("templates/"))
+                    .collect::<Vec<_>>(),
+            ),
+            &["template_missing"],
+        ),
+        drop_of(
+            "template-not-cloudformation",
+            with_file(
+                "templates/service.yaml",
+                b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: orders\n",
+            ),
+            &["template_invalid"],
+        ),
+        drop_of(
+            "template-bad-yaml",
+            with_file(
+                "templates/service.yaml",
+                b"Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n   Properties: [\n",
+            ),
+            &["template_invalid"],
+        ),
+        drop_of(
+            "template-unknown-parameter",
+            with_manifest(|m| m["templates"][0]["parameters"]["DesiredCount"] = json!("3")),
+            &["unknown_template_parameter"],
+        ),
+        drop_of(
+            "checks-missing",
+            zip_with_zip_crate(
+                &base_files()
+                    .into_iter()
+                    .filter(|(n, _)| n != "checks.json")
+                    .collect::<Vec<_>>(),
+            ),
+            &["checks_missing"],
+        ),
+        drop_of(
+            "checks-invalid",
+            with_file(
+                "checks.json",
+                br#"{"schema_version": "shipgate.checks/v1",
+                     "checks": [{"name": "health", "method": "FETCH", "path": "https://example.com/",
+                                 "expect_status": 700}]}"#,
+            ),
+            &["checks_invalid"],
+        ),
+        // --- One drop, many problems: every one must be reported.
+        drop_of(
+            "many-problems",
+            {
+                let builder = base();
+                let mut manifest = builder.manifest();
+                manifest["images"][0]["digest"] = json!("sha256:1234");
+                manifest["integrator"]["email"] = json!("nobody");
+                manifest["images"][0]["size"] = json!(1);
+                if let Some(templates) = manifest["templates"].as_array_mut() {
+                    templates.push(json!({"path": "templates/db.yaml", "stack": "db"}));
+                }
+                let mut files = builder.files();
+                files[0].1 = pretty(&manifest);
+                files[2].1 = b"{\"checks\": \"all\"}".to_vec();
+                let mut zip = RawZip::of(&files);
+                zip.push(RawEntry::stored("../escape.sh", b"#!/bin/sh\n"));
+                zip.push(RawEntry::stored("link", b"/etc/passwd").symlink());
+                zip.build()
+            },
+            &[
+                "invalid_digest",
+                "invalid_email",
+                "unknown_field",
+                "template_missing",
+                "checks_invalid",
+                "path_traversal",
+                "symlink_entry",
+            ],
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use bytes::Bytes;
+    use shipgate::release::{Limits, ProblemCode, inspect_release};
+
+    use super::*;
+
+    fn inspect(bytes: &[u8]) -> shipgate::release::Inspection {
+        futures::executor::block_on(inspect_release(
+            &Bytes::copy_from_slice(bytes),
+            &Limits::default(),
+        ))
+    }
+
+    #[test]
+    fn the_good_release_has_no_problem() {
+        let digest = fake_digest("x");
+        let inspection = inspect(&good_release("orders", "1.4.0", "orders/web", &digest));
+        assert!(inspection.is_acceptable(), "{:#?}", inspection.problems);
+        let manifest = inspection.manifest.expect("a manifest");
+        assert_eq!(manifest.images[0].digest, digest);
+        assert_eq!(inspection.templates[0].resource_count, 5);
+        assert_eq!(inspection.checks.expect("checks").checks.len(), 3);
+    }
+
+    #[test]
+    fn a_release_of_several_images_without_checks_has_no_problem() {
+        let zip = ReleaseBuilder::new("billing", "2.0.0-rc.1")
+            .image("api-gw", "billing/api-gw", "2.0.0-rc.1", &fake_digest("a"))
+            .image("worker", "billing/worker", "2.0.0-rc.1", &fake_digest("b"))
+            .integrator("Jo Smith", "jo.smith+releases@integrator.example")
+            .environments(&["dev", "int", "prod"])
+            .without_checks()
+            .build();
+        let inspection = inspect(&zip);
+        assert!(inspection.is_acceptable(), "{:#?}", inspection.problems);
+        let manifest = inspection.manifest.expect("a manifest");
+        assert_eq!(manifest.environments, ["dev", "int", "prod"]);
+        assert!(manifest.templates[0].parameters.contains_key("ApiGwImage"));
+        assert!(
+            inspection.templates[0]
+                .body
+                .contains("Image: !Ref WorkerImage")
+        );
+    }
+
+    #[test]
+    fn the_raw_writer_makes_valid_archives_when_asked_to_tell_the_truth() {
+        let mut zip = RawZip::new();
+        for (name, data) in base_files() {
+            zip.push(RawEntry::deflated(&name, &data).zip64());
+        }
+        zip.zip64_end = true;
+        let inspection = inspect(&zip.build());
+        assert!(inspection.is_acceptable(), "{:#?}", inspection.problems);
+        let stored = inspect(&RawZip::of(&base_files()).build());
+        assert!(stored.is_acceptable(), "{:#?}", stored.problems);
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn every_bad_drop_reports_its_expected_codes() {
+        let drops = bad_drops();
+        assert!(drops.len() >= 25, "{} bad drops", drops.len());
+        let names: BTreeSet<_> = drops.iter().map(|d| d.name).collect();
+        assert_eq!(names.len(), drops.len(), "bad drop names are unique");
+        let mut failures = Vec::new();
+        for drop in &drops {
+            assert!(!drop.expected_codes.is_empty(), "{}", drop.name);
+            let inspection = inspect(&drop.bytes);
+            let found: BTreeSet<&str> = inspection
+                .problems
+                .iter()
+                .map(|p| p.code.as_str())
+                .collect();
+            for code in &drop.expected_codes {
+                assert!(
+                    ProblemCode::from_code(code).is_some(),
+                    "{}: {code}",
+                    drop.name
+                );
+                if !found.contains(code) {
+                    failures.push(format!("{}: expected {code}, found {found:?}", drop.name));
+                }
+            }
+            assert!(inspection.problems.iter().all(|p| !p.message.is_empty()));
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+}
