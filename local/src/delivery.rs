@@ -54,7 +54,8 @@ pub async fn pump_s3_events(
         for message in messages {
             if let Some(body) = message.body() {
                 match serde_json::from_str::<Value>(body) {
-                    Ok(event) if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") => {}
+                    Ok(event)
+                        if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") => {}
                     Ok(event) => {
                         let complete = complete_event(&s3, event, &sequencer).await;
                         spawn_with_retries(subscriber.clone(), complete, retry_delays.clone());
@@ -100,29 +101,49 @@ pub fn spawn_with_retries(subscriber: Arc<dyn S3Subscriber>, event: Value, delay
 }
 
 /// Adds what S3 sends to Lambda and moto leaves out.
-pub async fn complete_event(s3: &aws_sdk_s3::Client, mut event: Value, sequencer: &AtomicU64) -> Value {
+pub async fn complete_event(
+    s3: &aws_sdk_s3::Client,
+    mut event: Value,
+    sequencer: &AtomicU64,
+) -> Value {
     let Some(records) = event.get_mut("Records").and_then(Value::as_array_mut) else {
         return event;
     };
     for record in records {
-        let bucket = record.pointer("/s3/bucket/name").and_then(Value::as_str).map(str::to_owned);
-        let raw_key = record.pointer("/s3/object/key").and_then(Value::as_str).map(str::to_owned);
-        let etag = record.pointer("/s3/object/eTag").and_then(Value::as_str).map(|e| e.trim_matches('"').to_owned());
+        let bucket = record
+            .pointer("/s3/bucket/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let raw_key = record
+            .pointer("/s3/object/key")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let etag = record
+            .pointer("/s3/object/eTag")
+            .and_then(Value::as_str)
+            .map(|e| e.trim_matches('"').to_owned());
         if record.pointer("/s3/object/versionId").is_none()
             && let (Some(bucket), Some(raw_key)) = (&bucket, &raw_key)
             && let Some(version) = find_version(s3, bucket, raw_key, etag.as_deref()).await
-            && let Some(object) = record.pointer_mut("/s3/object").and_then(Value::as_object_mut)
+            && let Some(object) = record
+                .pointer_mut("/s3/object")
+                .and_then(Value::as_object_mut)
         {
             object.insert("versionId".into(), Value::String(version));
         }
-        if let Some(object) = record.pointer_mut("/s3/object").and_then(Value::as_object_mut) {
+        if let Some(object) = record
+            .pointer_mut("/s3/object")
+            .and_then(Value::as_object_mut)
+        {
             object.entry("sequencer").or_insert_with(|| {
                 Value::String(format!("{:016X}", sequencer.fetch_add(1, Ordering::SeqCst)))
             });
         }
         if let Some(r) = record.as_object_mut() {
-            r.entry("userIdentity").or_insert_with(|| json!({"principalId": "AWS:AIDALOCALINTEGRATOR"}));
-            r.entry("requestParameters").or_insert_with(|| json!({"sourceIPAddress": "127.0.0.1"}));
+            r.entry("userIdentity")
+                .or_insert_with(|| json!({"principalId": "AWS:AIDALOCALINTEGRATOR"}));
+            r.entry("requestParameters")
+                .or_insert_with(|| json!({"sourceIPAddress": "127.0.0.1"}));
             r.entry("responseElements").or_insert_with(|| {
                 json!({"x-amz-request-id": uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase(),
                        "x-amz-id-2": "shipgate-local"})
@@ -133,18 +154,34 @@ pub async fn complete_event(s3: &aws_sdk_s3::Client, mut event: Value, sequencer
 }
 
 /// The newest version of the key whose ETag is the event's.
-async fn find_version(s3: &aws_sdk_s3::Client, bucket: &str, raw_key: &str, etag: Option<&str>) -> Option<String> {
+async fn find_version(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    raw_key: &str,
+    etag: Option<&str>,
+) -> Option<String> {
     let key = percent_encoding::percent_decode_str(&raw_key.replace('+', " "))
         .decode_utf8()
         .ok()?
         .into_owned();
-    let out = s3.list_object_versions().bucket(bucket).prefix(&key).send().await.ok()?;
+    let out = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(&key)
+        .send()
+        .await
+        .ok()?;
     let mut versions: Vec<_> = out
         .versions()
         .iter()
         .filter(|v| v.key() == Some(key.as_str()))
         .filter(|v| etag.is_none_or(|e| v.e_tag().map(|t| t.trim_matches('"')) == Some(e)))
         .collect();
-    versions.sort_by_key(|v| std::cmp::Reverse(v.last_modified().map(|t| (t.secs(), t.subsec_nanos()))));
-    versions.first().and_then(|v| v.version_id()).map(str::to_owned)
+    versions.sort_by_key(|v| {
+        std::cmp::Reverse(v.last_modified().map(|t| (t.secs(), t.subsec_nanos())))
+    });
+    versions
+        .first()
+        .and_then(|v| v.version_id())
+        .map(str::to_owned)
 }

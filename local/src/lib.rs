@@ -13,7 +13,7 @@ pub mod moto;
 pub mod outbox;
 pub mod process;
 pub mod provision;
+pub mod registries;
 pub mod sdk;
 pub mod stack;
 pub mod status;
-pub mod registries;

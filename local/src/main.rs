@@ -12,10 +12,19 @@ use clap::{Parser, Subcommand};
 use shipgate_local::stack::{Stack, StackOptions, StateFiles};
 
 #[derive(Parser)]
-#[command(name = "shipgate-local", version, about = "Run shipgate on one machine: moto, local registries, the CodePipeline stand-in and event delivery")]
+#[command(
+    name = "shipgate-local",
+    version,
+    about = "Run shipgate on one machine: moto, local registries, the CodePipeline stand-in and event delivery"
+)]
 struct Cli {
     /// Where the stack keeps its state, logs, pid and env file.
-    #[arg(long, global = true, env = "SHIPGATE_LOCAL_DIR", default_value = ".local/stack")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHIPGATE_LOCAL_DIR",
+        default_value = ".local/stack"
+    )]
     state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -85,7 +94,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that act on a running stack take its endpoints from the env file, exactly as a
     // function takes them from its environment. Set before any thread exists.
-    if matches!(cli.command, Command::Invoke { .. } | Command::Drop { .. } | Command::Status { .. } | Command::Outbox { .. }) {
+    if matches!(
+        cli.command,
+        Command::Invoke { .. }
+            | Command::Drop { .. }
+            | Command::Status { .. }
+            | Command::Outbox { .. }
+    ) {
         match StateFiles::new(&cli.state_dir).read_env() {
             Ok(vars) => {
                 for (k, v) in vars {
@@ -99,7 +114,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -118,11 +136,18 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let files = StateFiles::new(&cli.state_dir);
     match cli.command {
-        Command::Up { template, timeout } => up(&files, &template, Duration::from_secs(timeout)).await,
+        Command::Up { template, timeout } => {
+            up(&files, &template, Duration::from_secs(timeout)).await
+        }
         Command::Serve { template } => serve(&files, &template).await,
         Command::Down => down(&files).await,
         Command::Invoke { function, event } => invoke(&files, &function, &event).await,
-        Command::Drop { zip, key, wait, expect } => drop_zip(&zip, key, wait, expect).await,
+        Command::Drop {
+            zip,
+            key,
+            wait,
+            expect,
+        } => drop_zip(&zip, key, wait, expect).await,
         Command::Outbox { last } => outbox(last).await,
         Command::Status { limit } => status(&files, limit).await,
     }
@@ -130,16 +155,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<ExitCode> {
     if let Some(pid) = files.running_pid() {
-        println!("shipgate-local is already up (pid {pid}); endpoints in {}", files.env_file.display());
-        print!("{}", std::fs::read_to_string(&files.env_file).unwrap_or_default());
+        println!(
+            "shipgate-local is already up (pid {pid}); endpoints in {}",
+            files.env_file.display()
+        );
+        print!(
+            "{}",
+            std::fs::read_to_string(&files.env_file).unwrap_or_default()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     std::fs::create_dir_all(&files.dir)?;
     let _ = std::fs::remove_file(&files.env_file);
     let exe = std::env::current_exe().context("locating shipgate-local")?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&files.serve_log)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.serve_log)?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--state-dir").arg(&files.dir).arg("serve").arg("--template").arg(template)
+    cmd.arg("--state-dir")
+        .arg(&files.dir)
+        .arg("serve")
+        .arg("--template")
+        .arg(template)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -153,24 +191,40 @@ async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<Ex
         });
     }
     let mut child = cmd.spawn().context("starting shipgate-local serve")?;
-    println!("starting the local stack (log: {})", files.serve_log.display());
+    println!(
+        "starting the local stack (log: {})",
+        files.serve_log.display()
+    );
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if files.env_file.exists() {
             break;
         }
         if let Some(status) = child.try_wait()? {
-            bail!("the stack exited during start-up ({status}); see {}", files.serve_log.display());
+            bail!(
+                "the stack exited during start-up ({status}); see {}",
+                files.serve_log.display()
+            );
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            bail!("the stack did not come up within {timeout:?}; see {}", files.serve_log.display());
+            bail!(
+                "the stack did not come up within {timeout:?}; see {}",
+                files.serve_log.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("shipgate-local is up (pid {}). Endpoints, also in {}:", child.id(), files.env_file.display());
+    println!(
+        "shipgate-local is up (pid {}). Endpoints, also in {}:",
+        child.id(),
+        files.env_file.display()
+    );
     print!("{}", std::fs::read_to_string(&files.env_file)?);
-    println!("\nsource it with:  set -a; . {}; set +a", files.env_file.display());
+    println!(
+        "\nsource it with:  set -a; . {}; set +a",
+        files.env_file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -218,8 +272,10 @@ async fn down(files: &StateFiles) -> Result<ExitCode> {
 
 async fn invoke(_files: &StateFiles, function: &str, event: &Path) -> Result<ExitCode> {
     shipgate_local::functions::ensure_known(function)?;
-    let text = std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
-    let event: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
+    let text =
+        std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
+    let event: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event.display()))?;
     let functions = shipgate_local::functions::LocalFunctions::from_process_env().await?;
     match functions.invoke_once(function, event).await {
         Ok(result) => {
@@ -233,18 +289,37 @@ async fn invoke(_files: &StateFiles, function: &str, event: &Path) -> Result<Exi
     }
 }
 
-async fn drop_zip(zip: &Path, key: Option<String>, wait: bool, expect: Option<Verdict>) -> Result<ExitCode> {
+async fn drop_zip(
+    zip: &Path,
+    key: Option<String>,
+    wait: bool,
+    expect: Option<Verdict>,
+) -> Result<ExitCode> {
     let env = shipgate::config::Env::from_process();
     let bucket = env.required("SHIPGATE_ARTIFACT_BUCKET")?;
-    let name = zip.file_name().and_then(|n| n.to_str()).unwrap_or("release.zip");
+    let name = zip
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("release.zip");
     let key = key.unwrap_or_else(|| format!("incoming/{name}"));
     let sdk = shipgate::aws::load_sdk_config().await;
     let s3 = shipgate::aws::s3_client(&sdk, true);
     let body = aws_sdk_s3::primitives::ByteStream::from_path(zip)
         .await
         .with_context(|| format!("reading {}", zip.display()))?;
-    let out = s3.put_object().bucket(&bucket).key(&key).body(body).send().await
-        .map_err(|e| anyhow::anyhow!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)))?;
+    let out = s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        })?;
     let version = out.version_id().unwrap_or_default().to_owned();
     println!("dropped s3://{bucket}/{key} (version {version})");
     if !wait {
@@ -255,7 +330,10 @@ async fn drop_zip(zip: &Path, key: Option<String>, wait: bool, expect: Option<Ve
         key: key.clone(),
         version_id: Some(version),
     });
-    let store = shipgate::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), env.required("SHIPGATE_TABLE")?);
+    let store = shipgate::store::Store::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env.required("SHIPGATE_TABLE")?,
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let release = loop {
         use shipgate::store::ReleaseState::{Rejected, Started};
@@ -291,7 +369,12 @@ async fn outbox(last: Option<usize>) -> Result<ExitCode> {
     println!("{} email(s) sent", emails.len());
     for (i, e) in emails.iter().enumerate().skip(skip) {
         println!("--- email {} ---", i + 1);
-        println!("From:    {}\nTo:      {}\nSubject: {}\n", e.from, e.to.join(", "), e.subject);
+        println!(
+            "From:    {}\nTo:      {}\nSubject: {}\n",
+            e.from,
+            e.to.join(", "),
+            e.subject
+        );
         println!("{}\n", shipgate_local::outbox::html_to_text(&e.body));
     }
     Ok(ExitCode::SUCCESS)
@@ -299,7 +382,9 @@ async fn outbox(last: Option<usize>) -> Result<ExitCode> {
 
 async fn status(_files: &StateFiles, limit: i32) -> Result<ExitCode> {
     let sdk = shipgate::aws::load_sdk_config().await;
-    let report = shipgate_local::status::collect(&sdk, &shipgate::config::Env::from_process(), limit).await?;
+    let report =
+        shipgate_local::status::collect(&sdk, &shipgate::config::Env::from_process(), limit)
+            .await?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }

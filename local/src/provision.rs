@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use aws_config::SdkConfig;
 use serde_yaml::Value;
 
 use crate::accounts;
-use crate::codepipeline::Resolver;
+use crate::codepipeline::{Resolver, TemplateEvaluator};
 
 /// What provisioning created and resolved.
 #[derive(Debug, Clone)]
@@ -39,13 +39,15 @@ pub async fn provision(
     parameter_values: &BTreeMap<String, String>,
     registry_endpoints: &str,
 ) -> Result<Provisioned> {
-    let template: Value = serde_yaml::from_str(template_text).context("template.yaml is not YAML")?;
+    let template: Value =
+        serde_yaml::from_str(template_text).context("template.yaml is not YAML")?;
     let resources = template
         .get("Resources")
         .and_then(Value::as_mapping)
         .ok_or_else(|| anyhow!("the template has no Resources"))?;
 
-    let mut ctx = Context_::new();
+    let evaluator = TemplateEvaluator::new(template_text).context("reading the template")?;
+    let mut resolver = Resolver::new(BTreeMap::new(), accounts::REGION, accounts::TOOLING);
     // Parameters: given values, else defaults.
     if let Some(params) = template.get("Parameters").and_then(Value::as_mapping) {
         for (name, spec) in params {
@@ -55,36 +57,44 @@ pub async fn provision(
                 (_, Some(v)) => Some(v.clone()),
                 (_, None) => spec.get("Default").and_then(scalar),
             };
-            let value = value.ok_or_else(|| anyhow!("template parameter {name} has no value and no default"))?;
-            ctx.refs.insert(name.to_owned(), value);
-        }
-    }
-    // Conditions, evaluated once parameters are known.
-    if let Some(conds) = template.get("Conditions").and_then(Value::as_mapping) {
-        for (name, expr) in conds {
-            if let Some(name) = name.as_str() {
-                let v = ctx.condition(expr)?;
-                ctx.conditions.insert(name.to_owned(), v);
-            }
+            let value = value
+                .ok_or_else(|| anyhow!("template parameter {name} has no value and no default"))?;
+            resolver.refs.insert(name.to_owned(), value);
         }
     }
     // Physical names: the resource's own name property when it has one, else a local name.
     for (id, res) in resources {
-        let (Some(id), Some(ty)) = (id.as_str(), res.get("Type").and_then(Value::as_str)) else { continue };
-        let props = res.get("Properties");
-        let prop = |key: &str| props.and_then(|p| p.get(key));
-        let name = match ty {
-            "AWS::S3::Bucket" => prop("BucketName").map(|v| ctx.resolve(v)).transpose()?.flatten(),
-            "AWS::DynamoDB::Table" => prop("TableName").map(|v| ctx.resolve(v)).transpose()?.flatten(),
-            "AWS::SNS::Topic" => {
-                let topic = prop("TopicName").map(|v| ctx.resolve(v)).transpose()?.flatten()
-                    .unwrap_or_else(|| format!("shipgate-{id}"));
-                Some(format!("arn:aws:sns:{}:{}:{topic}", accounts::REGION, accounts::TOOLING))
+        let (Some(id), Some(ty)) = (id.as_str(), res.get("Type").and_then(Value::as_str)) else {
+            continue;
+        };
+        let name_of = |key: &str| -> Result<Option<String>> {
+            match res.get("Properties").and_then(|p| p.get(key)) {
+                Some(v) => Ok(evaluator.string(
+                    &resolver,
+                    v,
+                    &format!("Resources.{id}.Properties.{key}"),
+                )?),
+                None => Ok(None),
             }
-            "AWS::CodePipeline::Pipeline" => prop("Name").map(|v| ctx.resolve(v)).transpose()?.flatten(),
+        };
+        let name = match ty {
+            "AWS::S3::Bucket" => name_of("BucketName")?,
+            "AWS::DynamoDB::Table" => name_of("TableName")?,
+            "AWS::SNS::Topic" => {
+                let topic = name_of("TopicName")?.unwrap_or_else(|| format!("shipgate-{id}"));
+                Some(format!(
+                    "arn:aws:sns:{}:{}:{topic}",
+                    accounts::REGION,
+                    accounts::TOOLING
+                ))
+            }
+            "AWS::CodePipeline::Pipeline" => name_of("Name")?,
             _ => None,
         };
-        ctx.refs.insert(id.to_owned(), name.unwrap_or_else(|| format!("shipgate-{id}")));
+        resolver.refs.insert(
+            id.to_owned(),
+            name.unwrap_or_else(|| format!("shipgate-{id}")),
+        );
     }
 
     let s3 = shipgate::aws::s3_client(sdk, true);
@@ -93,21 +103,32 @@ pub async fn provision(
     let mut artifact_bucket = None;
     let mut table = None;
     for (id, res) in resources {
-        let (Some(id), Some(ty)) = (id.as_str(), res.get("Type").and_then(Value::as_str)) else { continue };
+        let (Some(id), Some(ty)) = (id.as_str(), res.get("Type").and_then(Value::as_str)) else {
+            continue;
+        };
         let props = res.get("Properties").cloned().unwrap_or(Value::Null);
-        let name = ctx.refs.get(id).cloned().unwrap_or_default();
+        let name = resolver.refs.get(id).cloned().unwrap_or_default();
         match ty {
             "AWS::S3::Bucket" => {
-                create_bucket(&s3, &name, &props).await.with_context(|| format!("creating bucket {id}"))?;
+                create_bucket(&s3, &name, &props)
+                    .await
+                    .with_context(|| format!("creating bucket {id}"))?;
                 artifact_bucket.get_or_insert(name);
             }
             "AWS::DynamoDB::Table" => {
-                create_table(&ddb, &name, &props).await.with_context(|| format!("creating table {id}"))?;
+                create_table(&ddb, &name, &props)
+                    .await
+                    .with_context(|| format!("creating table {id}"))?;
                 table.get_or_insert(name);
             }
             "AWS::SNS::Topic" => {
                 let topic = name.rsplit(':').next().unwrap_or(&name).to_owned();
-                sns.create_topic().name(topic).send().await.map_err(sdk_err).with_context(|| format!("creating topic {id}"))?;
+                sns.create_topic()
+                    .name(topic)
+                    .send()
+                    .await
+                    .map_err(sdk_err)
+                    .with_context(|| format!("creating topic {id}"))?;
             }
             _ => {}
         }
@@ -123,13 +144,22 @@ pub async fn provision(
     let mut env_by_function = BTreeMap::new();
     let mut s3_event_queue = None;
     for (id, res) in resources {
-        let (Some(id), Some("AWS::Serverless::Function")) = (id.as_str(), res.get("Type").and_then(Value::as_str)) else { continue };
+        let (Some(id), Some("AWS::Serverless::Function")) =
+            (id.as_str(), res.get("Type").and_then(Value::as_str))
+        else {
+            continue;
+        };
         let mut env = BTreeMap::new();
-        let own = res.get("Properties").and_then(|p| p.get("Environment")).and_then(|e| e.get("Variables"));
+        let own = res
+            .get("Properties")
+            .and_then(|p| p.get("Environment"))
+            .and_then(|e| e.get("Variables"));
         for vars in [globals.as_ref(), own].into_iter().flatten() {
             if let Some(map) = vars.as_mapping() {
                 for (k, v) in map {
-                    if let (Some(k), Some(v)) = (k.as_str(), ctx.resolve(v)?) {
+                    let Some(k) = k.as_str() else { continue };
+                    let path = format!("Resources.{id}.Environment.Variables.{k}");
+                    if let Some(v) = evaluator.string(&resolver, v, &path)? {
                         env.insert(k.to_owned(), v);
                     }
                 }
@@ -137,22 +167,30 @@ pub async fn provision(
         }
         // S3 on a bare host:port needs path-style addressing (a setting, as for any S3-compatible endpoint).
         env.insert("SHIPGATE_S3_FORCE_PATH_STYLE".into(), "true".into());
-        let events = res.get("Properties").and_then(|p| p.get("Events")).and_then(Value::as_mapping);
+        let events = res
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(Value::as_mapping);
         for (_, event) in events.into_iter().flatten() {
             if event.get("Type").and_then(Value::as_str) != Some("S3") {
                 continue;
             }
             let props = event.get("Properties").cloned().unwrap_or(Value::Null);
-            let bucket = props.get("Bucket").map(|b| ctx.resolve(b)).transpose()?.flatten()
+            let bucket = props
+                .get("Bucket")
+                .map(|b| evaluator.string(&resolver, b, &format!("Resources.{id}.Events.Bucket")))
+                .transpose()?
+                .flatten()
                 .ok_or_else(|| anyhow!("function {id}: S3 event names no bucket"))?;
-            let queue = subscribe_bucket(sdk, &bucket, &props).await
+            let queue = subscribe_bucket(sdk, &bucket, &props)
+                .await
                 .with_context(|| format!("subscribing {id} to s3://{bucket}"))?;
             s3_event_queue = Some(queue);
         }
         env_by_function.insert(id.to_owned(), env);
     }
 
-    if let Some(from) = ctx.refs.get("MailFrom") {
+    if let Some(from) = resolver.refs.get("MailFrom") {
         aws_sdk_sesv2::Client::new(sdk)
             .create_email_identity()
             .email_identity(from)
@@ -163,9 +201,8 @@ pub async fn provision(
     }
 
     let function_env = env_by_function.values().flat_map(|e| e.clone()).collect();
-    let resolver = Resolver::new(ctx.refs.clone(), accounts::REGION, accounts::TOOLING);
     Ok(Provisioned {
-        refs: ctx.refs,
+        refs: resolver.refs.clone(),
         resolver,
         function_env,
         env_by_function,
@@ -176,7 +213,10 @@ pub async fn provision(
 }
 
 fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
-    anyhow!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e))
+    anyhow!(
+        "{}",
+        aws_smithy_types::error::display::DisplayErrorContext(&e)
+    )
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -188,135 +228,11 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// Intrinsic functions evaluated against local names: enough for what the template uses.
-struct Context_ {
-    refs: BTreeMap<String, String>,
-    conditions: BTreeMap<String, bool>,
-}
-
-impl Context_ {
-    fn new() -> Self {
-        Self { refs: BTreeMap::new(), conditions: BTreeMap::new() }
-    }
-
-    fn pseudo(&self, name: &str) -> Option<String> {
-        Some(match name {
-            "AWS::Region" => accounts::REGION.to_owned(),
-            "AWS::AccountId" => accounts::TOOLING.to_owned(),
-            "AWS::Partition" => "aws".to_owned(),
-            "AWS::StackName" => "shipgate".to_owned(),
-            "AWS::URLSuffix" => "amazonaws.com".to_owned(),
-            _ => return self.refs.get(name).cloned(),
-        })
-    }
-
-    /// `Ok(None)` is `AWS::NoValue`.
-    fn resolve(&self, v: &Value) -> Result<Option<String>> {
-        let (func, arg) = match v {
-            Value::Tagged(t) => (t.tag.to_string().trim_start_matches('!').to_owned(), &t.value),
-            Value::Mapping(m) if m.len() == 1 => {
-                let (k, arg) = m.iter().next().ok_or_else(|| anyhow!("empty mapping"))?;
-                let k = k.as_str().unwrap_or_default();
-                (k.strip_prefix("Fn::").unwrap_or(k).to_owned(), arg)
-            }
-            other => return scalar(other).map(Some).ok_or_else(|| anyhow!("cannot resolve {other:?}")),
-        };
-        match func.as_str() {
-            "Ref" => {
-                let name = arg.as_str().ok_or_else(|| anyhow!("Ref needs a name"))?;
-                if name == "AWS::NoValue" {
-                    return Ok(None);
-                }
-                self.pseudo(name).map(Some).ok_or_else(|| anyhow!("Ref to unknown {name}"))
-            }
-            "Sub" => {
-                let text = arg.as_str().ok_or_else(|| anyhow!("only the one-string form of Sub is supported"))?;
-                let mut out = String::new();
-                let mut rest = text;
-                while let Some(start) = rest.find("${") {
-                    out.push_str(&rest[..start]);
-                    let end = rest[start..].find('}').ok_or_else(|| anyhow!("unclosed ${{ in {text}"))? + start;
-                    let name = &rest[start + 2..end];
-                    let value = match name.split_once('.') {
-                        Some((res, "Arn")) => self.arn(res)?,
-                        _ => self.pseudo(name).ok_or_else(|| anyhow!("Sub of unknown {name}"))?,
-                    };
-                    out.push_str(&value);
-                    rest = &rest[end + 1..];
-                }
-                out.push_str(rest);
-                Ok(Some(out))
-            }
-            "GetAtt" => {
-                let target = match arg {
-                    Value::String(s) => s.clone(),
-                    Value::Sequence(s) => s.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("."),
-                    _ => bail!("GetAtt needs Resource.Attribute"),
-                };
-                match target.split_once('.') {
-                    Some((res, "Arn")) => Ok(Some(self.arn(res)?)),
-                    _ => bail!("GetAtt {target} is not supported locally"),
-                }
-            }
-            "If" => {
-                let items = arg.as_sequence().filter(|s| s.len() == 3).ok_or_else(|| anyhow!("If needs 3 items"))?;
-                let cond = items[0].as_str().ok_or_else(|| anyhow!("If needs a condition name"))?;
-                let holds = *self.conditions.get(cond).ok_or_else(|| anyhow!("unknown condition {cond}"))?;
-                self.resolve(&items[if holds { 1 } else { 2 }])
-            }
-            "Join" => {
-                let items = arg.as_sequence().filter(|s| s.len() == 2).ok_or_else(|| anyhow!("Join needs 2 items"))?;
-                let sep = items[0].as_str().unwrap_or_default();
-                let parts = items[1].as_sequence().ok_or_else(|| anyhow!("Join needs a list"))?;
-                let parts: Result<Vec<_>> = parts.iter().map(|p| self.resolve(p)).collect();
-                Ok(Some(parts?.into_iter().flatten().collect::<Vec<_>>().join(sep)))
-            }
-            other => bail!("intrinsic function {other} is not supported locally"),
-        }
-    }
-
-    fn arn(&self, id: &str) -> Result<String> {
-        let name = self.refs.get(id).ok_or_else(|| anyhow!("unknown resource {id}"))?;
-        Ok(if name.starts_with("arn:") {
-            name.clone()
-        } else {
-            format!("arn:aws:local:{}:{}:{id}/{name}", accounts::REGION, accounts::TOOLING)
-        })
-    }
-
-    fn condition(&self, v: &Value) -> Result<bool> {
-        let (func, arg) = match v {
-            Value::Tagged(t) => (t.tag.to_string().trim_start_matches('!').to_owned(), &t.value),
-            Value::Mapping(m) if m.len() == 1 => {
-                let (k, arg) = m.iter().next().ok_or_else(|| anyhow!("empty mapping"))?;
-                let k = k.as_str().unwrap_or_default();
-                (k.strip_prefix("Fn::").unwrap_or(k).to_owned(), arg)
-            }
-            _ => bail!("a condition must be a function"),
-        };
-        let items = arg.as_sequence();
-        match func.as_str() {
-            "Equals" => {
-                let items = items.filter(|s| s.len() == 2).ok_or_else(|| anyhow!("Equals needs 2 items"))?;
-                Ok(self.resolve(&items[0])? == self.resolve(&items[1])?)
-            }
-            "Not" => {
-                let items = items.filter(|s| s.len() == 1).ok_or_else(|| anyhow!("Not needs 1 item"))?;
-                Ok(!self.condition(&items[0])?)
-            }
-            "And" => items.ok_or_else(|| anyhow!("And needs a list"))?.iter().try_fold(true, |a, c| Ok(a && self.condition(c)?)),
-            "Or" => items.ok_or_else(|| anyhow!("Or needs a list"))?.iter().try_fold(false, |a, c| Ok(a || self.condition(c)?)),
-            "Condition" => {
-                let name = arg.as_str().unwrap_or_default();
-                self.conditions.get(name).copied().ok_or_else(|| anyhow!("unknown condition {name}"))
-            }
-            other => bail!("condition function {other} is not supported locally"),
-        }
-    }
-}
-
 async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Result<()> {
-    use aws_sdk_s3::types::{BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, VersioningConfiguration};
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+        VersioningConfiguration,
+    };
     s3.create_bucket()
         .bucket(name)
         .create_bucket_configuration(
@@ -327,11 +243,19 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
         .send()
         .await
         .map_err(sdk_err)?;
-    let versioned = props.get("VersioningConfiguration").and_then(|v| v.get("Status")).and_then(Value::as_str) == Some("Enabled");
+    let versioned = props
+        .get("VersioningConfiguration")
+        .and_then(|v| v.get("Status"))
+        .and_then(Value::as_str)
+        == Some("Enabled");
     if versioned {
         s3.put_bucket_versioning()
             .bucket(name)
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
             .send()
             .await
             .map_err(sdk_err)?;
@@ -340,36 +264,78 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
 }
 
 async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value) -> Result<()> {
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
     let keys = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>> {
         v.and_then(Value::as_sequence)
             .ok_or_else(|| anyhow!("KeySchema missing"))?
             .iter()
             .map(|k| {
                 Ok(KeySchemaElement::builder()
-                    .attribute_name(k.get("AttributeName").and_then(Value::as_str).unwrap_or_default())
-                    .key_type(KeyType::from(k.get("KeyType").and_then(Value::as_str).unwrap_or("HASH")))
+                    .attribute_name(
+                        k.get("AttributeName")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    )
+                    .key_type(KeyType::from(
+                        k.get("KeyType").and_then(Value::as_str).unwrap_or("HASH"),
+                    ))
                     .build()?)
             })
             .collect()
     };
-    let mut req = ddb.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
-    for a in props.get("AttributeDefinitions").and_then(Value::as_sequence).into_iter().flatten() {
+    let mut req = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for a in props
+        .get("AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name(a.get("AttributeName").and_then(Value::as_str).unwrap_or_default())
-                .attribute_type(ScalarAttributeType::from(a.get("AttributeType").and_then(Value::as_str).unwrap_or("S")))
+                .attribute_name(
+                    a.get("AttributeName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
+                .attribute_type(ScalarAttributeType::from(
+                    a.get("AttributeType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("S"),
+                ))
                 .build()?,
         );
     }
     req = req.set_key_schema(Some(keys(props.get("KeySchema"))?));
-    for g in props.get("GlobalSecondaryIndexes").and_then(Value::as_sequence).into_iter().flatten() {
-        let projection = g.get("Projection").and_then(|p| p.get("ProjectionType")).and_then(Value::as_str).unwrap_or("ALL");
+    for g in props
+        .get("GlobalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let projection = g
+            .get("Projection")
+            .and_then(|p| p.get("ProjectionType"))
+            .and_then(Value::as_str)
+            .unwrap_or("ALL");
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(g.get("IndexName").and_then(Value::as_str).unwrap_or_default())
+                .index_name(
+                    g.get("IndexName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
                 .set_key_schema(Some(keys(g.get("KeySchema"))?))
-                .projection(Projection::builder().projection_type(ProjectionType::from(projection)).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection))
+                        .build(),
+                )
                 .build()?,
         );
     }
@@ -379,30 +345,68 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
 
 /// Bucket notifications for `s3:ObjectCreated:*` under the event's prefix, to a queue.
 async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Result<String> {
-    use aws_sdk_s3::types::{Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter};
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let queue = sqs.create_queue().queue_name(format!("shipgate-local-{bucket}-events")).send().await.map_err(sdk_err)?;
-    let url = queue.queue_url().ok_or_else(|| anyhow!("no queue url"))?.to_owned();
-    let arn = format!("arn:aws:sqs:{}:{}:shipgate-local-{bucket}-events", accounts::REGION, accounts::TOOLING);
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("shipgate-local-{bucket}-events"))
+        .send()
+        .await
+        .map_err(sdk_err)?;
+    let url = queue
+        .queue_url()
+        .ok_or_else(|| anyhow!("no queue url"))?
+        .to_owned();
+    let arn = format!(
+        "arn:aws:sqs:{}:{}:shipgate-local-{bucket}-events",
+        accounts::REGION,
+        accounts::TOOLING
+    );
     let events: Vec<Event> = match props.get("Events") {
-        Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_str).map(Event::from).collect(),
+        Some(Value::Sequence(s)) => s
+            .iter()
+            .filter_map(Value::as_str)
+            .map(Event::from)
+            .collect(),
         Some(Value::String(s)) => vec![Event::from(s.as_str())],
         _ => vec![Event::from("s3:ObjectCreated:*")],
     };
     let mut rules = Vec::new();
-    let rule_list = props.get("Filter").and_then(|f| f.get("S3Key")).and_then(|k| k.get("Rules")).and_then(Value::as_sequence);
+    let rule_list = props
+        .get("Filter")
+        .and_then(|f| f.get("S3Key"))
+        .and_then(|k| k.get("Rules"))
+        .and_then(Value::as_sequence);
     for r in rule_list.into_iter().flatten() {
         let name = r.get("Name").and_then(Value::as_str).unwrap_or("prefix");
-        rules.push(FilterRule::builder().name(FilterRuleName::from(name)).value(r.get("Value").and_then(Value::as_str).unwrap_or_default()).build());
+        rules.push(
+            FilterRule::builder()
+                .name(FilterRuleName::from(name))
+                .value(r.get("Value").and_then(Value::as_str).unwrap_or_default())
+                .build(),
+        );
     }
-    let mut qc = QueueConfiguration::builder().queue_arn(arn).set_events(Some(events));
+    let mut qc = QueueConfiguration::builder()
+        .queue_arn(arn)
+        .set_events(Some(events));
     if !rules.is_empty() {
-        qc = qc.filter(NotificationConfigurationFilter::builder().key(S3KeyFilter::builder().set_filter_rules(Some(rules)).build()).build());
+        qc = qc.filter(
+            NotificationConfigurationFilter::builder()
+                .key(S3KeyFilter::builder().set_filter_rules(Some(rules)).build())
+                .build(),
+        );
     }
     let s3 = shipgate::aws::s3_client(sdk, true);
     s3.put_bucket_notification_configuration()
         .bucket(bucket)
-        .notification_configuration(NotificationConfiguration::builder().queue_configurations(qc.build()?).build())
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(qc.build()?)
+                .build(),
+        )
         .send()
         .await
         .map_err(sdk_err)?;

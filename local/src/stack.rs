@@ -137,8 +137,9 @@ impl Stack {
 
         let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.function_env).await?);
 
-        let definitions = codepipeline::pipelines_from_template(&template_text, &provisioned.resolver)
-            .context("reading the pipeline from the template")?;
+        let definitions =
+            codepipeline::pipelines_from_template(&template_text, &provisioned.resolver)
+                .context("reading the pipeline from the template")?;
         let subscribers = codepipeline::sns_subscribers(&template_text)
             .context("reading SNS subscriptions from the template")?;
         let standin = CodePipelineStandIn::new(
@@ -249,7 +250,11 @@ impl StateFiles {
 
     /// The pid of a live `serve`, if one is recorded and still running.
     pub fn running_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(&self.pid_file).ok()?.trim().parse().ok()?;
+        let pid: u32 = std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         // SAFETY: signal 0 only checks that the process exists.
         let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
         alive.then_some(pid)

@@ -54,7 +54,12 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
         .pipeline_name(&pipeline)
         .send()
         .await
-        .map_err(|e| anyhow!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        })?;
     let summaries = executions.pipeline_execution_summaries();
     writeln!(out, "executions of {pipeline} ({}):", summaries.len())?;
     for e in summaries {
@@ -66,7 +71,9 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
             out,
             "  {}  {:<11}  {}  {}",
             e.start_time()
-                .map(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_default())
+                .map(|t| t
+                    .fmt(aws_smithy_types::date_time::Format::DateTime)
+                    .unwrap_or_default())
                 .unwrap_or_default(),
             e.status().map(|s| s.as_str()).unwrap_or("?"),
             e.pipeline_execution_id().unwrap_or("?"),
@@ -84,15 +91,29 @@ pub fn describe_release(r: &shipgate::store::ReleaseRecord) -> String {
         r.application.as_deref().unwrap_or("(unknown app)"),
         r.version.as_deref().unwrap_or("(unknown version)")
     );
-    let _ = writeln!(out, "release {} ({what}): {}", r.release_id, r.state.as_str());
+    let _ = writeln!(
+        out,
+        "release {} ({what}): {}",
+        r.release_id,
+        r.state.as_str()
+    );
     if let Some(exec) = &r.execution_id {
         let _ = writeln!(
             out,
             "  pipeline {} execution {exec} started on s3://{}/{} version {}",
             r.pipeline.as_deref().unwrap_or("?"),
-            r.accepted_object.as_ref().map(|o| o.bucket.as_str()).unwrap_or("?"),
-            r.accepted_object.as_ref().map(|o| o.key.as_str()).unwrap_or("?"),
-            r.accepted_object.as_ref().and_then(|o| o.version_id.as_deref()).unwrap_or("?"),
+            r.accepted_object
+                .as_ref()
+                .map(|o| o.bucket.as_str())
+                .unwrap_or("?"),
+            r.accepted_object
+                .as_ref()
+                .map(|o| o.key.as_str())
+                .unwrap_or("?"),
+            r.accepted_object
+                .as_ref()
+                .and_then(|o| o.version_id.as_deref())
+                .unwrap_or("?"),
         );
     }
     if let Some(problems) = r.problems.as_ref().and_then(|p| p.as_array()) {

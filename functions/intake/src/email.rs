@@ -29,8 +29,17 @@ pub(crate) fn rejection(
         record.source.version_id.as_deref().unwrap_or("-"),
     );
     for (i, p) in problems.iter().enumerate() {
-        let at = p.path.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default();
-        text.push_str(&format!("{}. {}{at}: {}\n", i + 1, p.code.as_str(), p.message));
+        let at = p
+            .path
+            .as_deref()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{}. {}{at}: {}\n",
+            i + 1,
+            p.code.as_str(),
+            p.message
+        ));
     }
     text.push_str(&format!(
         "\nRelease id: {}\nThe drop was kept at s3://{}/{rejected_key} with a machine-readable report.json beside it.\n",

@@ -222,6 +222,36 @@ pub fn pipelines_from_template(
         .collect()
 }
 
+/// Evaluates CloudFormation intrinsics in values of one template, its `Conditions` included:
+/// what the local stack resolves resource names and function environments with, so the
+/// template is read by one evaluator only.
+pub struct TemplateEvaluator {
+    template: Template,
+}
+
+impl TemplateEvaluator {
+    pub fn new(template_yaml: &str) -> Result<Self, DefinitionError> {
+        Ok(Self {
+            template: Template::parse(template_yaml)?,
+        })
+    }
+
+    /// `value` (a YAML node of the template) as a string; `Ok(None)` when it evaluates to
+    /// `AWS::NoValue` or to something that is not a scalar. `path` names it in errors.
+    pub fn string(
+        &self,
+        resolver: &Resolver,
+        value: &serde_yaml::Value,
+        path: &str,
+    ) -> Result<Option<String>, DefinitionError> {
+        let ctx = Context {
+            template: &self.template,
+            resolver,
+        };
+        ctx.optional_string(Some(&yaml_to_json(value.clone())), path)
+    }
+}
+
 /// Topic logical id → logical ids of the functions subscribed to it, in template order of
 /// their logical ids.
 pub fn sns_subscribers(

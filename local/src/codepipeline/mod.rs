@@ -22,8 +22,8 @@ use std::time::Duration;
 
 pub use definition::{
     ActionDefinition, ActionKind, ActionTypeId, DefinitionError, ExecutionMode, PipelineDefinition,
-    PipelineType, Resolver, StageDefinition, VariableDeclaration, pipelines_from_template,
-    sns_subscribers,
+    PipelineType, Resolver, StageDefinition, TemplateEvaluator, VariableDeclaration,
+    pipelines_from_template, sns_subscribers,
 };
 pub use error::{ApiError, ErrorCode};
 
