@@ -14,6 +14,17 @@ use shipgate_intake::{Intake, IntakeConfig};
 use crate::codepipeline::Invoker;
 use crate::delivery::S3Subscriber;
 
+/// Somewhere functions run: called with an event, answers like a synchronous Lambda invoke
+/// (`Ok` payload, or `Err` with `errorType`/`errorMessage`). The local stack's deliveries
+/// (function URLs, alarms) call functions through it; tests give them test handlers.
+pub trait FunctionHost: Send + Sync + 'static {
+    fn call(
+        &self,
+        function_logical_id: &str,
+        event: Value,
+    ) -> futures::future::BoxFuture<'static, Result<Value, Value>>;
+}
+
 /// Every function this build knows, by template logical id and short name.
 pub const FUNCTIONS: &[(&str, &str)] = &[("IntakeFunction", "intake")];
 
@@ -82,6 +93,18 @@ pub fn ensure_known(name: &str) -> Result<()> {
         bail!("no local function {name:?}; known: {}", known());
     }
     Ok(())
+}
+
+impl FunctionHost for LocalFunctions {
+    fn call(
+        &self,
+        function_logical_id: &str,
+        event: Value,
+    ) -> futures::future::BoxFuture<'static, Result<Value, Value>> {
+        let this = self.clone();
+        let id = function_logical_id.to_owned();
+        Box::pin(async move { this.invoke_once(&id, event).await })
+    }
 }
 
 impl Invoker for LocalFunctions {

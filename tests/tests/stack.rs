@@ -1,0 +1,96 @@
+//! The local stack itself: it starts and stops cleanly, stacks run side by side, and roles
+//! assumed into an environment account act in that account.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result};
+use shipgate_local::accounts;
+use shipgate_tests::support::start_stack;
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; its state says it is gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_stack_leaves_no_process_behind() -> Result<()> {
+    let stack = start_stack("stop-clean", |_| {}).await?;
+    let mut pids: Vec<u32> = stack.registries.iter().filter_map(|r| r.pid()).collect();
+    pids.push(stack.moto.pid().context("moto pid")?);
+    assert_eq!(pids.len(), 5, "moto and four registries");
+    assert!(pids.iter().all(|p| alive(*p)));
+    stack.stop().await;
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} outlived its stack");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_run_side_by_side_on_their_own_ports() -> Result<()> {
+    let (a, b) = tokio::join!(
+        start_stack("side-a", |o| o.registries = false),
+        start_stack("side-b", |o| o.registries = false)
+    );
+    let (a, b) = (a?, b?);
+    assert_ne!(a.moto.port(), b.moto.port());
+    // Each has its own state: a drop in one is not seen by the other.
+    let bucket = a.provisioned.artifact_bucket.clone().context("bucket")?;
+    shipgate::aws::s3_client(&a.sdk, true)
+        .put_object()
+        .bucket(&bucket)
+        .key("notes/a.txt")
+        .body(b"a".to_vec().into())
+        .send()
+        .await?;
+    let listed = shipgate::aws::s3_client(&b.sdk, true)
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await?;
+    assert_eq!(listed.key_count(), Some(0));
+    a.stop().await;
+    b.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
+    let stack = start_stack("assume-role", |o| o.registries = false).await?;
+    let int = shipgate::aws::assume_role(
+        &stack.sdk,
+        &accounts::deploy_role_arn(accounts::INT),
+        "shipgate-test",
+    )
+    .await;
+    let who = aws_sdk_sts::Client::new(&int).get_caller_identity().send().await?;
+    assert_eq!(who.account(), Some(accounts::INT));
+
+    let s3_int = shipgate::aws::s3_client(&int, true);
+    s3_int
+        .create_bucket()
+        .bucket("int-only-bucket")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    accounts::REGION,
+                ))
+                .build(),
+        )
+        .send()
+        .await?;
+    let names = |out: aws_sdk_s3::operation::list_buckets::ListBucketsOutput| -> BTreeSet<String> {
+        out.buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_owned))
+            .collect()
+    };
+    let in_int = names(s3_int.list_buckets().send().await?);
+    let in_tooling = names(shipgate::aws::s3_client(&stack.sdk, true).list_buckets().send().await?);
+    assert!(in_int.contains("int-only-bucket"));
+    assert!(!in_tooling.contains("int-only-bucket"), "{in_tooling:?}");
+    stack.stop().await;
+    Ok(())
+}
