@@ -6,8 +6,10 @@
 //! that run in Lambda.
 
 pub mod accounts;
+pub mod alarms;
 pub mod codepipeline;
 pub mod delivery;
+pub mod function_urls;
 pub mod functions;
 pub mod moto;
 pub mod outbox;

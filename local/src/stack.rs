@@ -16,8 +16,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounts;
+use crate::alarms::{self, NamedFunctions};
 use crate::codepipeline::{self, CodePipelineStandIn, StandInConfig};
 use crate::delivery;
+use crate::function_urls::{FunctionUrlServer, url_functions};
 use crate::functions::LocalFunctions;
 use crate::moto::Moto;
 use crate::provision::{self, Provisioned};
@@ -39,6 +41,8 @@ pub struct StackOptions {
     pub retry_delays: Vec<Duration>,
     /// Values for the template's parameters (others take their defaults).
     pub parameters: BTreeMap<String, String>,
+    /// How often alarms are polled for state changes (moto emits no alarm events).
+    pub alarm_poll: Duration,
 }
 
 impl StackOptions {
@@ -56,6 +60,7 @@ impl StackOptions {
             job_timeout: Duration::from_secs(30),
             retry_delays: vec![Duration::from_millis(500), Duration::from_secs(1)],
             parameters: default_parameters(),
+            alarm_poll: Duration::from_millis(100),
         }
     }
 
@@ -69,6 +74,7 @@ impl StackOptions {
             job_timeout: Duration::from_secs(20 * 60),
             retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
             parameters: default_parameters(),
+            alarm_poll: Duration::from_millis(250),
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct Stack {
     pub provisioned: Provisioned,
     pub functions: Arc<LocalFunctions>,
     pub standin: CodePipelineStandIn,
+    /// Function logical id → its function URL, for the template's functions that have one.
+    pub function_urls: BTreeMap<String, FunctionUrlServer>,
     state_dir: PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -136,6 +144,13 @@ impl Stack {
         .context("provisioning the template's resources in moto")?;
 
         let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.function_env).await?);
+        let mut function_urls = BTreeMap::new();
+        for id in
+            url_functions(&template_text).context("reading function URLs from the template")?
+        {
+            let server = FunctionUrlServer::start(&id, functions.clone()).await?;
+            function_urls.insert(id, server);
+        }
 
         let definitions =
             codepipeline::pipelines_from_template(&template_text, &provisioned.resolver)
@@ -175,6 +190,22 @@ impl Stack {
                 stop_rx.clone(),
             )));
         }
+        // Always watched, subscribers or not: an alarm's own Lambda action can name a function
+        // that no template rule subscribes.
+        let alarm_subscribers = alarms::alarm_subscribers(&template_text)
+            .context("reading alarm subscriptions from the template")?;
+        // Alarm actions name functions by physical name (their ARN); the host knows logical ids.
+        let alarm_host = NamedFunctions::from_provisioned(functions.clone(), &provisioned);
+        tasks.push(tokio::spawn(alarms::watch_alarms(
+            aws_sdk_cloudwatch::Client::new(&sdk),
+            Arc::new(alarm_host),
+            alarm_subscribers,
+            accounts::TOOLING.to_owned(),
+            accounts::REGION.to_owned(),
+            options.alarm_poll,
+            options.retry_delays.clone(),
+            stop_rx.clone(),
+        )));
 
         Ok(Self {
             moto,
@@ -184,6 +215,7 @@ impl Stack {
             provisioned,
             functions,
             standin,
+            function_urls,
             state_dir: options.state_dir,
             stop,
             tasks,
@@ -197,6 +229,12 @@ impl Stack {
         vars.insert("SHIPGATE_LOCAL_MOTO".into(), self.moto.endpoint());
         for r in &self.registries {
             vars.insert(format!("SHIPGATE_LOCAL_REGISTRY_{}", r.account), r.url());
+        }
+        for (id, server) in &self.function_urls {
+            vars.insert(
+                format!("SHIPGATE_LOCAL_URL_{}", id.to_uppercase()),
+                server.url(),
+            );
         }
         vars.iter()
             .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))
@@ -216,9 +254,12 @@ impl Stack {
         &self.state_dir
     }
 
-    /// Stops delivery, the stand-in, the registries and moto.
+    /// Stops the function URLs, delivery, the stand-in, the registries and moto.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        for server in self.function_urls.into_values() {
+            server.stop().await;
+        }
         for task in self.tasks {
             task.abort();
         }

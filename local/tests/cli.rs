@@ -38,8 +38,11 @@ fn process_tree(pid: u32) -> Vec<u32> {
         let parent = tree[i];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
-                let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-                let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+                let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
                 // Fields after the command name: state, ppid, pgrp, session, ...
                 let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
                 if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
@@ -63,7 +66,11 @@ fn up_invoke_status_down_and_nothing_left_running() {
     let state = std::env::temp_dir().join(format!("shipgate-cli-{}", std::process::id()));
     let up = run(&state, &["up"]);
     assert!(up.status.success(), "up failed: {}", text(&up));
-    assert!(text(&up).contains("AWS_ENDPOINT_URL_CODEPIPELINE="), "{}", text(&up));
+    assert!(
+        text(&up).contains("AWS_ENDPOINT_URL_CODEPIPELINE="),
+        "{}",
+        text(&up)
+    );
     let env = std::fs::read_to_string(state.join("env")).expect("up writes the env file");
     assert!(env.contains("SHIPGATE_TABLE="));
     let pid: u32 = std::fs::read_to_string(state.join("serve.pid"))
@@ -76,11 +83,18 @@ fn up_invoke_status_down_and_nothing_left_running() {
 
     // A second `up` finds the running stack instead of starting another.
     let again = run(&state, &["up"]);
-    assert!(again.status.success() && text(&again).contains("already up"), "{}", text(&again));
+    assert!(
+        again.status.success() && text(&again).contains("already up"),
+        "{}",
+        text(&again)
+    );
 
     // invoke: one handler, one event, its result as JSON.
     let event = project_root().join("functions/intake/tests/fixtures/s3-put.json");
-    let invoked = run(&state, &["invoke", "intake", "--event", event.to_str().unwrap()]);
+    let invoked = run(
+        &state,
+        &["invoke", "intake", "--event", event.to_str().unwrap()],
+    );
     assert!(invoked.status.success(), "{}", text(&invoked));
     let result: serde_json::Value =
         serde_json::from_slice(&invoked.stdout).expect("invoke prints JSON");
@@ -88,12 +102,31 @@ fn up_invoke_status_down_and_nothing_left_running() {
     // A handler error exits non-zero, with the error as JSON.
     let bad = state.join("bad-event.json");
     std::fs::write(&bad, r#"{"Records": 42}"#).unwrap();
-    let failed = run(&state, &["invoke", "intake", "--event", bad.to_str().unwrap()]);
+    let failed = run(
+        &state,
+        &["invoke", "intake", "--event", bad.to_str().unwrap()],
+    );
     assert!(!failed.status.success());
-    assert!(text(&failed).contains("MalformedEvent"), "{}", text(&failed));
-    let unknown = run(&state, &["invoke", "no-such-function", "--event", bad.to_str().unwrap()]);
+    assert!(
+        text(&failed).contains("MalformedEvent"),
+        "{}",
+        text(&failed)
+    );
+    let unknown = run(
+        &state,
+        &[
+            "invoke",
+            "no-such-function",
+            "--event",
+            bad.to_str().unwrap(),
+        ],
+    );
     assert!(!unknown.status.success());
-    assert!(text(&unknown).contains("known: intake"), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("known: intake"),
+        "{}",
+        text(&unknown)
+    );
 
     let status = run(&state, &["status"]);
     assert!(status.status.success(), "{}", text(&status));
@@ -113,6 +146,9 @@ fn every_subcommand_has_help() {
     for sub in ["up", "down", "invoke", "drop", "status", "outbox"] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{sub}"
+        );
     }
 }

@@ -65,7 +65,10 @@ async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
         "shipgate-test",
     )
     .await;
-    let who = aws_sdk_sts::Client::new(&int).get_caller_identity().send().await?;
+    let who = aws_sdk_sts::Client::new(&int)
+        .get_caller_identity()
+        .send()
+        .await?;
     assert_eq!(who.account(), Some(accounts::INT));
 
     let s3_int = shipgate::aws::s3_client(&int, true);
@@ -88,7 +91,12 @@ async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
             .collect()
     };
     let in_int = names(s3_int.list_buckets().send().await?);
-    let in_tooling = names(shipgate::aws::s3_client(&stack.sdk, true).list_buckets().send().await?);
+    let in_tooling = names(
+        shipgate::aws::s3_client(&stack.sdk, true)
+            .list_buckets()
+            .send()
+            .await?,
+    );
     assert!(in_int.contains("int-only-bucket"));
     assert!(!in_tooling.contains("int-only-bucket"), "{in_tooling:?}");
     stack.stop().await;

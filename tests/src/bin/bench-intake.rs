@@ -10,10 +10,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use shipgate::registry::ecr_registry;
+use shipgate::release::{RangeSource, SourceError};
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_tests::drops::ReleaseBuilder;
 use shipgate_tests::images::ImageBuilder;
@@ -84,6 +86,7 @@ async fn main() -> Result<()> {
         "| drop | object size | uncompressed | verdict | intake wall time | intake peak RSS |"
     );
     println!("|---|---|---|---|---|---|");
+    let mut validation = Vec::new();
     for (name, path, uncompressed) in [
         ("legitimate release", &legit, legit_mib),
         ("zip bomb", &bomb, bomb_mib),
@@ -144,6 +147,56 @@ async fn main() -> Result<()> {
         if !run.success {
             bail!("intake failed on the {name}: {}", run.stdout);
         }
+        // Validation alone, in this process, through the same ranged S3 reads: what it costs
+        // apart from the copy to accepted/ and the pipeline start in the invocation above.
+        let object = shipgate::aws::s3::ObjectVersion {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            version_id: out.version_id().map(str::to_owned),
+        };
+        let source = CountingSource {
+            inner: shipgate::aws::s3::S3RangeSource::new(s3.clone(), object, size),
+            reads: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        let limits = shipgate::release::Limits::default();
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let inspection = shipgate::release::inspect_release(&source, &limits).await;
+            times.push(t.elapsed());
+            if inspection.read_error.is_some() {
+                bail!("validation could not read the {name}");
+            }
+        }
+        times.sort();
+        // The same validation reading the zip from local disk: shipgate's own cost, without
+        // the S3 endpoint's latency per ranged GET.
+        let file = shipgate::release::FileSource::open(path)?;
+        let mut file_times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let _ = shipgate::release::inspect_release(&file, &limits).await;
+            file_times.push(t.elapsed());
+        }
+        file_times.sort();
+        validation.push(format!(
+            "| {name} | {:.1} ms | {:.1} ms | {} | {:.1} KiB | {:.2} ms |",
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            times[times.len() - 1].as_secs_f64() * 1000.0,
+            source.reads.load(Ordering::Relaxed) / 5,
+            source.bytes.load(Ordering::Relaxed) as f64 / 5.0 / 1024.0,
+            file_times[file_times.len() / 2].as_secs_f64() * 1000.0
+        ));
+    }
+    println!();
+    println!("validation alone (inspect_release over ranged S3 GETs, 5 runs):");
+    println!(
+        "| drop | median (S3) | worst (S3) | ranged GETs per run | bytes read per run | median from local file |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for line in &validation {
+        println!("{line}");
     }
     println!(
         "\nintake ran as: {} invoke intake (peak RSS of that process, from wait4)",
@@ -225,6 +278,25 @@ fn write_zip(
     }
     zip.finish()?.flush()?;
     Ok(())
+}
+
+/// Counts what validation reads.
+struct CountingSource<S> {
+    inner: S,
+    reads: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl<S: RangeSource + Sync> RangeSource for CountingSource<S> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    async fn read(&self, offset: u64, len: u64) -> Result<bytes::Bytes, SourceError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        self.inner.read(offset, len).await
+    }
 }
 
 struct Run {
