@@ -460,3 +460,92 @@ async fn an_image_missing_from_the_source_registry_rejects_the_drop() -> Result<
     stack.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<()> {
+    let stack = start_stack("crash-recovery", |o| o.deliver_s3_events = false).await?;
+    let digest = push_sample_image(&stack, "orders/web").await?;
+    let bucket = bucket(&stack);
+    let zip = drops::good_release("orders", "5.0.0", "orders/web", &digest);
+    let size = zip.len() as u64;
+    let key = "incoming/orders-5.0.0.zip";
+    let (version, etag) = put(&s3(&stack), &bucket, key, zip).await?;
+    let event = s3_put_event(&bucket, key, &version, size, &etag);
+
+    // An invocation whose pipeline start never gets through: it records the release as
+    // accepted, then fails, holding a three-second lease.
+    let mut crashing = stack.functions.intake().clone();
+    crashing.config.lease_seconds = 3;
+    let dead = shipgate_local::sdk::Endpoints {
+        default: stack.endpoints.default.clone(),
+        per_service: [(
+            "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
+            format!("http://127.0.0.1:{}", shipgate_local::process::free_port()?),
+        )]
+        .into(),
+        region: stack.endpoints.region.clone(),
+    };
+    crashing.codepipeline = aws_sdk_codepipeline::Client::from_conf(
+        aws_sdk_codepipeline::config::Builder::from(&dead.sdk_config())
+            .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let err = crashing.handle(event.clone(), "crashed").await.unwrap_err();
+    assert!(matches!(err, IntakeError::Aws(_)), "{err}");
+    let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
+        bucket: bucket.clone(),
+        key: key.into(),
+        version_id: Some(version.clone()),
+    });
+    let record = release_of(&stack, &id)
+        .await?
+        .context("the release was recorded")?;
+    assert_eq!(record.state, ReleaseState::Accepted);
+    assert!(record.execution_id.is_none());
+
+    // While the lease holds, another delivery does not touch it: Lambda will retry it.
+    let intake = stack.functions.intake();
+    let early = intake.handle(event.clone(), "early").await.unwrap_err();
+    assert!(
+        matches!(early, IntakeError::InProgressElsewhere { .. }),
+        "{early}"
+    );
+
+    // The start had in fact reached CodePipeline just before the crash.
+    let accepted = record.accepted_object.clone().context("accepted copy")?;
+    let pipeline = stack.provisioned.refs["PipelineName"].clone();
+    let started = aws_sdk_codepipeline::Client::new(&stack.sdk)
+        .start_pipeline_execution()
+        .name(&pipeline)
+        .client_request_token(&id)
+        .source_revisions(
+            aws_sdk_codepipeline::types::SourceRevisionOverride::builder()
+                .action_name("Release")
+                .revision_type(aws_sdk_codepipeline::types::SourceRevisionType::S3ObjectVersionId)
+                .revision_value(accepted.version_id.clone().unwrap_or_default())
+                .build()?,
+        )
+        .send()
+        .await?;
+    let execution_id = started
+        .pipeline_execution_id()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Once the lease has expired, the next delivery takes over and converges on that one
+    // execution: the start is idempotent by the release id.
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    let report = intake.handle(event, "redelivered").await?;
+    match &report.records[0] {
+        RecordOutcome::Started {
+            execution_id: got, ..
+        } => assert_eq!(got, &execution_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(executions(&stack).await?.len(), 1, "not doubled");
+    let record = release_of(&stack, &id).await?.context("release")?;
+    assert_eq!(record.state, ReleaseState::Started);
+    assert_eq!(record.execution_id.as_deref(), Some(execution_id.as_str()));
+    stack.stop().await;
+    Ok(())
+}

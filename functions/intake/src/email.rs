@@ -81,3 +81,89 @@ pub(crate) fn rejection(
         text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipgate::aws::s3::ObjectVersion;
+    use shipgate::release::ProblemCode;
+    use shipgate::store::ReleaseState;
+
+    fn record() -> ReleaseRecord {
+        ReleaseRecord {
+            release_id: "rel-1".into(),
+            state: ReleaseState::Validating,
+            source: ObjectVersion {
+                bucket: "drops".into(),
+                key: "incoming/orders.zip".into(),
+                version_id: Some("v9".into()),
+            },
+            size: 10,
+            etag: None,
+            uploaded_by: None,
+            received_at: "2026-11-26T10:00:00Z".into(),
+            updated_at: "2026-11-26T10:00:00Z".into(),
+            application: Some("orders".into()),
+            version: Some("1.4.0".into()),
+            message: None,
+            integrator_email: None,
+            manifest_sha256: None,
+            manifest: None,
+            accepted_object: None,
+            pipeline: None,
+            execution_id: None,
+            problems: None,
+            rejected_key: None,
+            report_key: None,
+            lease_owner: None,
+            lease_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn the_rejection_lists_every_problem_in_text_and_escaped_html() {
+        let config = IntakeConfig::from_env(&shipgate::config::Env::from_pairs([
+            ("SHIPGATE_ARTIFACT_BUCKET", "drops"),
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_PIPELINE_NAME", "p"),
+            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
+        ]))
+        .unwrap();
+        let problems = vec![
+            Problem {
+                code: ProblemCode::PathTraversal,
+                message: "entry \"../x\" escapes the archive root".into(),
+                path: Some("../x".into()),
+            },
+            Problem {
+                code: ProblemCode::InvalidDigest,
+                message: "digest <script>alert(1)</script> is not sha256".into(),
+                path: Some("images[0].digest".into()),
+            },
+        ];
+        let mail = rejection(
+            &config,
+            &record(),
+            &problems,
+            "rejected/rel-1/orders.zip",
+            "dev@example.com",
+        );
+        assert_eq!(
+            mail.subject,
+            "[shipgate] release orders 1.4.0 rejected: 2 problems"
+        );
+        assert_eq!(mail.to, vec!["dev@example.com".to_owned()]);
+        assert!(
+            mail.text
+                .contains("1. path_traversal [../x]: entry \"../x\" escapes the archive root")
+        );
+        assert!(mail.text.contains("2. invalid_digest [images[0].digest]"));
+        assert!(mail.text.contains("s3://drops/rejected/rel-1/orders.zip"));
+        assert!(mail.html.contains("&lt;script&gt;"), "escaped");
+        assert!(!mail.html.contains("<script>"), "no markup from input");
+        assert!(
+            !mail.html.contains("src=") && !mail.html.contains("http"),
+            "no remote content"
+        );
+    }
+}
