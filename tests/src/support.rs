@@ -92,3 +92,23 @@ pub async fn put(
         out.e_tag().unwrap_or_default().to_owned(),
     ))
 }
+
+/// Pushes a small test image to the tooling account's (source) registry, found the way intake
+/// finds it (`GetAuthorizationToken`, then the stack's endpoint overrides).
+pub async fn push_source_image(
+    stack: &Stack,
+    repo: &str,
+    tag: &str,
+    layers: &[u64],
+) -> Result<crate::images::PushedImage> {
+    let registry = shipgate::registry::ecr_registry(
+        &aws_sdk_ecr::Client::new(&stack.sdk),
+        reqwest::Client::new(),
+        &stack.registry_overrides(),
+    )
+    .await?;
+    crate::images::ImageBuilder::new()
+        .layers(layers)
+        .push(&registry, repo, tag)
+        .await
+}

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use shipgate::registry::ecr_registry;
 use shipgate::store::{ReleaseRecord, ReleaseState, Store};
 use shipgate_intake::{IntakeError, RecordOutcome};
 use shipgate_local::stack::Stack;
 use shipgate_tests::drops;
-use shipgate_tests::images::ImageBuilder;
-use shipgate_tests::support::{put, s3_put_event, sent_emails, start_stack, wait_for};
+use shipgate_tests::support::{
+    push_source_image, put, s3_put_event, sent_emails, start_stack, wait_for,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -58,16 +58,7 @@ async fn executions(
 
 /// Pushes the sample image to the tooling account's (source) registry; returns its digest.
 async fn push_sample_image(stack: &Stack, repo: &str) -> Result<String> {
-    let registry = ecr_registry(
-        &aws_sdk_ecr::Client::new(&stack.sdk),
-        reqwest::Client::new(),
-        &stack.registry_overrides(),
-    )
-    .await?;
-    let image = ImageBuilder::new()
-        .layers(&[2048, 4096])
-        .push(&registry, repo, "1.0.0")
-        .await?;
+    let image = push_source_image(stack, repo, "1.0.0", &[2048, 4096]).await?;
     Ok(image.digest().to_string())
 }
 

@@ -87,37 +87,20 @@ mod tests {
     use super::*;
     use shipgate::aws::s3::ObjectVersion;
     use shipgate::release::ProblemCode;
-    use shipgate::store::ReleaseState;
 
     fn record() -> ReleaseRecord {
-        ReleaseRecord {
-            release_id: "rel-1".into(),
-            state: ReleaseState::Validating,
-            source: ObjectVersion {
+        let mut record = ReleaseRecord::received(
+            "rel-1".into(),
+            ObjectVersion {
                 bucket: "drops".into(),
                 key: "incoming/orders.zip".into(),
                 version_id: Some("v9".into()),
             },
-            size: 10,
-            etag: None,
-            uploaded_by: None,
-            received_at: "2026-11-26T10:00:00Z".into(),
-            updated_at: "2026-11-26T10:00:00Z".into(),
-            application: Some("orders".into()),
-            version: Some("1.4.0".into()),
-            message: None,
-            integrator_email: None,
-            manifest_sha256: None,
-            manifest: None,
-            accepted_object: None,
-            pipeline: None,
-            execution_id: None,
-            problems: None,
-            rejected_key: None,
-            report_key: None,
-            lease_owner: None,
-            lease_expires_at: None,
-        }
+            "2026-11-26T10:00:00Z".into(),
+        );
+        record.application = Some("orders".into());
+        record.version = Some("1.4.0".into());
+        record
     }
 
     #[test]

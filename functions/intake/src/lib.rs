@@ -259,30 +259,12 @@ impl Intake {
 
         let now = OffsetDateTime::now_utc();
         let stamp = now.format(&Rfc3339).unwrap_or_default();
-        let record = ReleaseRecord {
-            release_id: release_id.clone(),
-            state: ReleaseState::Validating,
-            source: object.clone(),
-            size: facts.size,
-            etag: facts.etag.clone(),
-            uploaded_by: drop.uploaded_by.clone(),
-            received_at: stamp.clone(),
-            updated_at: stamp,
-            application: None,
-            version: None,
-            message: None,
-            integrator_email: None,
-            manifest_sha256: None,
-            manifest: None,
-            accepted_object: None,
-            pipeline: None,
-            execution_id: None,
-            problems: None,
-            rejected_key: None,
-            report_key: None,
-            lease_owner: Some(request_id.to_owned()),
-            lease_expires_at: Some(now.unix_timestamp() + self.config.lease_seconds),
-        };
+        let mut record = ReleaseRecord::received(release_id.clone(), object.clone(), stamp);
+        record.size = facts.size;
+        record.etag = facts.etag.clone();
+        record.uploaded_by = drop.uploaded_by.clone();
+        record.lease_owner = Some(request_id.to_owned());
+        record.lease_expires_at = Some(now.unix_timestamp() + self.config.lease_seconds);
         let mut record = match self
             .store
             .claim_release(&record, now.unix_timestamp())

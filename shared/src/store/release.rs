@@ -68,6 +68,36 @@ pub struct ReleaseRecord {
     pub lease_expires_at: Option<i64>,
 }
 
+impl ReleaseRecord {
+    /// A release just received: validating, everything else still unknown.
+    pub fn received(release_id: String, source: ObjectVersion, received_at: String) -> Self {
+        Self {
+            release_id,
+            state: ReleaseState::Validating,
+            source,
+            size: 0,
+            etag: None,
+            uploaded_by: None,
+            updated_at: received_at.clone(),
+            received_at,
+            application: None,
+            version: None,
+            message: None,
+            integrator_email: None,
+            manifest_sha256: None,
+            manifest: None,
+            accepted_object: None,
+            pipeline: None,
+            execution_id: None,
+            problems: None,
+            rejected_key: None,
+            report_key: None,
+            lease_owner: None,
+            lease_expires_at: None,
+        }
+    }
+}
+
 /// The outcome of claiming a release.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -103,19 +133,7 @@ impl Store {
         record: &ReleaseRecord,
         now: i64,
     ) -> Result<Claim, StoreError> {
-        let item = Item {
-            pk: pk(&record.release_id),
-            sk: RELEASE_SK.into(),
-            gsi1pk: RELEASES_LIST.into(),
-            gsi1sk: format!("{}#{}", record.received_at, record.release_id),
-            record: record.clone(),
-        };
-        let attrs: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-                pk: item.pk.clone(),
-                sk: item.sk.clone(),
-                source,
-            })?;
+        let attrs = item(record)?;
         let put = self
             .ddb
             .put_item()
@@ -158,19 +176,7 @@ impl Store {
         record: &ReleaseRecord,
         owner: &str,
     ) -> Result<(), StoreError> {
-        let item = Item {
-            pk: pk(&record.release_id),
-            sk: RELEASE_SK.into(),
-            gsi1pk: RELEASES_LIST.into(),
-            gsi1sk: format!("{}#{}", record.received_at, record.release_id),
-            record: record.clone(),
-        };
-        let attrs: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-                pk: item.pk.clone(),
-                sk: item.sk.clone(),
-                source,
-            })?;
+        let attrs = item(record)?;
         self.ddb
             .put_item()
             .table_name(&self.table)
@@ -219,6 +225,22 @@ impl Store {
             .map(decode)
             .collect()
     }
+}
+
+/// The release as a table item, with its keys and its place in the releases listing.
+fn item(record: &ReleaseRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let item = Item {
+        pk: pk(&record.release_id),
+        sk: RELEASE_SK.into(),
+        gsi1pk: RELEASES_LIST.into(),
+        gsi1sk: format!("{}#{}", record.received_at, record.release_id),
+        record: record.clone(),
+    };
+    serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+        source,
+    })
 }
 
 fn decode(item: HashMap<String, AttributeValue>) -> Result<ReleaseRecord, StoreError> {

@@ -14,12 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use shipgate::registry::ecr_registry;
 use shipgate::release::{RangeSource, SourceError};
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_tests::drops::ReleaseBuilder;
-use shipgate_tests::images::ImageBuilder;
-use shipgate_tests::support::s3_put_event;
+use shipgate_tests::support::{push_source_image, s3_put_event};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -34,16 +32,7 @@ async fn main() -> Result<()> {
     let work = stack.state_dir().join("bench");
     std::fs::create_dir_all(&work)?;
 
-    let registry = ecr_registry(
-        &aws_sdk_ecr::Client::new(&stack.sdk),
-        reqwest::Client::new(),
-        &stack.registry_overrides(),
-    )
-    .await?;
-    let image = ImageBuilder::new()
-        .layers(&[1024])
-        .push(&registry, "orders/web", "9.9.9")
-        .await?;
+    let image = push_source_image(&stack, "orders/web", "9.9.9", &[1024]).await?;
     let release = ReleaseBuilder::new("orders", "9.9.9").image(
         "web",
         "orders/web",
