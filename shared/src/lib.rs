@@ -9,6 +9,7 @@
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod job;
 pub mod registry;
 pub mod release;
 pub mod store;

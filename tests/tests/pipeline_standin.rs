@@ -20,6 +20,7 @@ use aws_sdk_codepipeline::types::{
 };
 use futures::future::BoxFuture;
 use serde_json::Value;
+use shipgate::job::Outcome;
 use shipgate_local::codepipeline::{
     CodePipelineStandIn, Invoker, Resolver, StandInConfig, pipelines_from_template, sns_subscribers,
 };
@@ -46,9 +47,10 @@ async fn a_release_goes_through_source_check_approval_and_promotion() -> Result<
     ensure!(checks.len() == 2, "{checks:#?}");
     let (first, second) = (&checks[0].code_pipeline_job, &checks[1].code_pipeline_job);
     assert_eq!(first.data.continuation_token, None);
+    // The second job carries the state the first left (shipgate's job contract writes it).
     assert_eq!(
         second.data.continuation_token.as_deref(),
-        Some("second-pass")
+        Some(r#"{"pass":2}"#)
     );
     assert_ne!(first.id, second.id, "a continuation is a new job");
     let params: Value = serde_json::from_str(
@@ -652,6 +654,8 @@ fn job_of(
     Ok((job.id.clone().context("job id")?, job))
 }
 
+/// The check action, written on shipgate's job contract (`shipgate::job`): it asks for a second
+/// invocation through a continuation, then publishes a verdict, or fails.
 fn check_function(
     check: Check,
     codepipeline: aws_sdk_codepipeline::Client,
@@ -660,54 +664,42 @@ fn check_function(
     Arc::new(move |event| {
         let (codepipeline, s3) = (codepipeline.clone(), s3.clone());
         Box::pin(async move {
-            let (id, job) = job_of(event)?;
-            match check {
-                Check::Silent => {}
-                Check::Fail(message) => {
-                    codepipeline
-                        .put_job_failure_result()
-                        .job_id(id)
-                        .failure_details(
-                            FailureDetails::builder()
-                                .r#type(FailureType::JobFailed)
-                                .message(message)
-                                .build()?,
-                        )
-                        .send()
-                        .await?;
-                }
-                Check::TwoPasses if job.data.continuation_token.is_none() => {
-                    codepipeline
-                        .put_job_success_result()
-                        .job_id(id)
-                        .continuation_token("second-pass")
-                        .send()
-                        .await?;
-                }
-                Check::TwoPasses => {
-                    let location = &job
-                        .data
-                        .input_artifacts
-                        .first()
-                        .context("input artifact")?
-                        .location
-                        .s3_location;
-                    let object = s3
-                        .get_object()
-                        .bucket(location.bucket_name.clone().unwrap_or_default())
-                        .key(location.object_key.clone().unwrap_or_default())
-                        .send()
-                        .await?;
-                    let body = object.body.collect().await?.into_bytes();
-                    let verdict = format!("ok:{}", String::from_utf8_lossy(&body));
-                    codepipeline
-                        .put_job_success_result()
-                        .job_id(id)
-                        .output_variables("Verdict", verdict)
-                        .send()
-                        .await?;
-                }
-            }
+            let job = shipgate::job::Job::from_event(event)?;
+            let outcome = match check {
+                Check::Silent => return Ok(()),
+                Check::Fail(message) => Outcome::failed(message),
+                Check::TwoPasses => match job.continuation::<Value>()? {
+                    None => Outcome::continue_with(&serde_json::json!({"pass": 2})),
+                    Some(_) => {
+                        let artifact = job
+                            .input_artifacts
+                            .values()
+                            .next()
+                            .context("input artifact")?;
+                        let object = s3
+                            .get_object()
+                            .bucket(&artifact.bucket)
+                            .key(&artifact.key)
+                            .send()
+                            .await?;
+                        let body = object.body.collect().await?.into_bytes();
+                        Outcome::Done {
+                            summary: "checked".into(),
+                            output_variables: [(
+                                "Verdict".to_owned(),
+                                format!("ok:{}", String::from_utf8_lossy(&body)),
+                            )]
+                            .into(),
+                        }
+                    }
+                },
+            };
+            shipgate::job::answer(
+                &codepipeline,
+                &job,
+                Ok::<_, std::convert::Infallible>(outcome),
+            )
+            .await?;
             Ok(())
         })
     })
