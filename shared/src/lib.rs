@@ -7,9 +7,11 @@
 //! from the environment, error types, and structured logging.
 
 pub mod aws;
+pub mod changes;
 pub mod config;
 pub mod error;
 pub mod job;
+pub mod links;
 pub mod registry;
 pub mod release;
 pub mod store;
