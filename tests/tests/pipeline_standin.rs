@@ -14,9 +14,8 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_lambda_events::event::codepipeline_job::CodePipelineJobEvent;
 use aws_lambda_events::event::sns::SnsEvent;
 use aws_sdk_codepipeline::types::{
-    ApprovalResult, ApprovalStatus, FailureDetails, FailureType, PipelineExecution,
-    PipelineExecutionStatus, PipelineVariable, SourceRevisionOverride, SourceRevisionType,
-    StageState,
+    ApprovalResult, ApprovalStatus, PipelineExecution, PipelineExecutionStatus, PipelineVariable,
+    SourceRevisionOverride, SourceRevisionType, StageState,
 };
 use futures::future::BoxFuture;
 use serde_json::Value;
