@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod job;
 pub mod links;
+pub mod plan;
 pub mod registry;
 pub mod release;
 pub mod store;
