@@ -5,6 +5,7 @@
 //! come from the SDK's own variables (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`), which is
 //! how the local stack points functions at moto and the CodePipeline stand-in.
 
+pub mod cloudformation;
 pub mod codepipeline;
 pub mod s3;
 pub mod ses;

@@ -1,0 +1,659 @@
+//! CloudFormation: the change set a release deploys through. Whether the stack exists (which
+//! decides the change-set type), creating a change set, reading its status and every resource
+//! change (all `NextToken` pages, mapped into [`crate::changes`]' domain types for the summary),
+//! and executing it once approved.
+//!
+//! Waiting is the caller's business: these calls never sleep, so a Lambda can re-check on its
+//! next invocation. A change set that fails because it holds no changes is a normal outcome,
+//! recognised by [`is_empty_change_set_failure`] / [`ChangeSetState::is_empty`].
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::types as sdk;
+
+use crate::changes::{
+    Attribute, ChangeAction, ChangeDetail, ChangeSource, ChangeTarget, Evaluation, Replacement,
+    RequiresRecreation, ResourceChange,
+};
+use crate::error::{AwsError, aws_err};
+
+const SERVICE: &str = "CloudFormation";
+
+/// Whether a change set creates the stack or updates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSetType {
+    Create,
+    Update,
+}
+
+/// An IAM / macro acknowledgement the template may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    Iam,
+    NamedIam,
+    AutoExpand,
+}
+
+/// Everything `CreateChangeSet` needs from shipgate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetRequest {
+    pub stack_name: String,
+    pub change_set_name: String,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub change_set_type: ChangeSetType,
+    pub capabilities: Vec<Capability>,
+    pub description: Option<String>,
+}
+
+/// A change set's lifecycle (`Status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeSetStatus {
+    CreatePending,
+    CreateInProgress,
+    CreateComplete,
+    Failed,
+    DeletePending,
+    DeleteInProgress,
+    DeleteComplete,
+    DeleteFailed,
+    /// A value this code does not know (or none at all): not ready, not settled.
+    Other(String),
+}
+
+/// Whether the change set can be executed (`ExecutionStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Unavailable,
+    Available,
+    ExecuteInProgress,
+    ExecuteComplete,
+    ExecuteFailed,
+    Obsolete,
+    Other(String),
+}
+
+/// What `DescribeChangeSet` says, with the changes of every page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetState {
+    pub status: ChangeSetStatus,
+    pub execution_status: Option<ExecutionStatus>,
+    pub status_reason: Option<String>,
+    pub changes: Vec<ResourceChange>,
+}
+
+impl ChangeSetState {
+    /// CloudFormation is still computing the changes: ask again later.
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self.status,
+            ChangeSetStatus::CreatePending | ChangeSetStatus::CreateInProgress
+        )
+    }
+
+    /// The change set failed only because the template and parameters change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.status == ChangeSetStatus::Failed
+            && is_empty_change_set_failure(self.status_reason.as_deref())
+    }
+}
+
+/// True for the reasons CloudFormation gives when a change set fails because it holds no
+/// changes ("The submitted information didn't contain changes. Submit different information to
+/// create a change set." and, for some updates, "No updates are to be performed."). That is a
+/// normal outcome, not an error.
+pub fn is_empty_change_set_failure(status_reason: Option<&str>) -> bool {
+    status_reason.is_some_and(|reason| {
+        reason.contains("didn't contain changes")
+            || reason.contains("did not contain changes")
+            || reason.contains("No updates are to be performed")
+    })
+}
+
+/// `DescribeStacks`: whether `stack_name` exists as a stack a change set can update.
+///
+/// `false` when CloudFormation answers `ValidationError` "… does not exist", and also for a
+/// stack in `REVIEW_IN_PROGRESS`: that is what a never-executed `CREATE` change set leaves
+/// behind, a stack with no resources which only another `CREATE` change set may target. A stack
+/// described by id in `DELETE_COMPLETE` is gone as well.
+pub async fn stack_exists(cf: &Client, stack_name: &str) -> Result<bool, AwsError> {
+    let result = cf.describe_stacks().stack_name(stack_name).send().await;
+    match result {
+        Ok(out) => Ok(out.stacks().iter().any(|stack| {
+            !matches!(
+                stack.stack_status(),
+                Some(sdk::StackStatus::ReviewInProgress | sdk::StackStatus::DeleteComplete)
+            )
+        })),
+        Err(err) => {
+            let err = AwsError::from_sdk(SERVICE, "DescribeStacks", err);
+            if err.is_code("ValidationError") && err.message.contains("does not exist") {
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+/// `CreateChangeSet`; returns the change set's id (its ARN).
+pub async fn create_change_set(
+    cf: &Client,
+    request: &ChangeSetRequest,
+) -> Result<String, AwsError> {
+    let parameters = request
+        .parameters
+        .iter()
+        .map(|(key, value)| {
+            sdk::Parameter::builder()
+                .parameter_key(key)
+                .parameter_value(value)
+                .build()
+        })
+        .collect::<Vec<_>>();
+    let capabilities = request
+        .capabilities
+        .iter()
+        .map(|c| match c {
+            Capability::Iam => sdk::Capability::CapabilityIam,
+            Capability::NamedIam => sdk::Capability::CapabilityNamedIam,
+            Capability::AutoExpand => sdk::Capability::CapabilityAutoExpand,
+        })
+        .collect::<Vec<_>>();
+    let change_set_type = match request.change_set_type {
+        ChangeSetType::Create => sdk::ChangeSetType::Create,
+        ChangeSetType::Update => sdk::ChangeSetType::Update,
+    };
+    let out = cf
+        .create_change_set()
+        .stack_name(&request.stack_name)
+        .change_set_name(&request.change_set_name)
+        .template_body(&request.template_body)
+        .set_parameters((!parameters.is_empty()).then_some(parameters))
+        .set_capabilities((!capabilities.is_empty()).then_some(capabilities))
+        .change_set_type(change_set_type)
+        .set_description(request.description.clone())
+        .send()
+        .await
+        .map_err(aws_err(SERVICE, "CreateChangeSet"))?;
+    out.id()
+        .map(str::to_owned)
+        .ok_or_else(|| missing_field("CreateChangeSet", "Id"))
+}
+
+/// `DescribeChangeSet`, following `NextToken` until the last page. `change_set` is its name
+/// (with `stack_name`) or its id.
+pub async fn describe_change_set(
+    cf: &Client,
+    stack_name: &str,
+    change_set: &str,
+) -> Result<ChangeSetState, AwsError> {
+    let mut changes = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let out = cf
+            .describe_change_set()
+            .stack_name(stack_name)
+            .change_set_name(change_set)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(aws_err(SERVICE, "DescribeChangeSet"))?;
+        changes.extend(
+            out.changes()
+                .iter()
+                .filter_map(sdk::Change::resource_change)
+                .map(to_domain),
+        );
+        // Status and reason are the same on every page; the last page's are kept.
+        let token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if token.is_none() {
+            return Ok(ChangeSetState {
+                status: status_of(out.status()),
+                execution_status: out.execution_status().map(execution_status_of),
+                status_reason: out.status_reason().map(str::to_owned),
+                changes,
+            });
+        }
+        next_token = token;
+    }
+}
+
+/// `ExecuteChangeSet`: CloudFormation starts updating the stack; the caller waits for it.
+pub async fn execute_change_set(
+    cf: &Client,
+    stack_name: &str,
+    change_set: &str,
+) -> Result<(), AwsError> {
+    cf.execute_change_set()
+        .stack_name(stack_name)
+        .change_set_name(change_set)
+        .send()
+        .await
+        .map_err(aws_err(SERVICE, "ExecuteChangeSet"))?;
+    Ok(())
+}
+
+/// The domain form of one SDK resource change. Values the SDK added after the domain types were
+/// written are kept conservative: an unknown action (e.g. `SyncWithActual`) becomes `Dynamic`,
+/// which the summary shows as undetermined, ahead of the benign categories.
+fn to_domain(change: &sdk::ResourceChange) -> ResourceChange {
+    let action = match change.action() {
+        Some(sdk::ChangeAction::Add) => ChangeAction::Add,
+        Some(sdk::ChangeAction::Modify) => ChangeAction::Modify,
+        Some(sdk::ChangeAction::Remove) => ChangeAction::Remove,
+        Some(sdk::ChangeAction::Import) => ChangeAction::Import,
+        _ => ChangeAction::Dynamic,
+    };
+    let replacement = change.replacement().map(|r| match r {
+        sdk::Replacement::True => Replacement::True,
+        sdk::Replacement::False => Replacement::False,
+        // Conditional, or a value this code does not know: the approver is warned either way.
+        _ => Replacement::Conditional,
+    });
+    ResourceChange {
+        action,
+        logical_id: change.logical_resource_id().unwrap_or_default().to_owned(),
+        physical_id: change
+            .physical_resource_id()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned),
+        resource_type: change.resource_type().unwrap_or_default().to_owned(),
+        replacement,
+        scope: change.scope().iter().map(attribute_of).collect(),
+        details: change.details().iter().map(detail_of).collect(),
+    }
+}
+
+fn detail_of(detail: &sdk::ResourceChangeDetail) -> ChangeDetail {
+    ChangeDetail {
+        target: detail.target().map(|t| ChangeTarget {
+            attribute: t.attribute().map(attribute_of),
+            name: t.name().map(str::to_owned),
+            requires_recreation: t.requires_recreation().and_then(|r| match r {
+                sdk::RequiresRecreation::Never => Some(RequiresRecreation::Never),
+                sdk::RequiresRecreation::Conditionally => Some(RequiresRecreation::Conditionally),
+                sdk::RequiresRecreation::Always => Some(RequiresRecreation::Always),
+                _ => None,
+            }),
+        }),
+        evaluation: detail.evaluation().and_then(|e| match e {
+            sdk::EvaluationType::Static => Some(Evaluation::Static),
+            sdk::EvaluationType::Dynamic => Some(Evaluation::Dynamic),
+            _ => None,
+        }),
+        change_source: detail.change_source().map(|s| match s {
+            sdk::ChangeSource::ResourceReference => ChangeSource::ResourceReference,
+            sdk::ChangeSource::ParameterReference => ChangeSource::ParameterReference,
+            sdk::ChangeSource::ResourceAttribute => ChangeSource::ResourceAttribute,
+            sdk::ChangeSource::DirectModification => ChangeSource::DirectModification,
+            sdk::ChangeSource::Automatic => ChangeSource::Automatic,
+            _ => ChangeSource::Other,
+        }),
+        causing_entity: detail.causing_entity().map(str::to_owned),
+    }
+}
+
+fn attribute_of(attribute: &sdk::ResourceAttribute) -> Attribute {
+    match attribute {
+        sdk::ResourceAttribute::Properties => Attribute::Properties,
+        sdk::ResourceAttribute::Metadata => Attribute::Metadata,
+        sdk::ResourceAttribute::CreationPolicy => Attribute::CreationPolicy,
+        sdk::ResourceAttribute::UpdatePolicy => Attribute::UpdatePolicy,
+        sdk::ResourceAttribute::DeletionPolicy => Attribute::DeletionPolicy,
+        sdk::ResourceAttribute::Tags => Attribute::Tags,
+        sdk::ResourceAttribute::UpdateReplacePolicy => Attribute::UpdateReplacePolicy,
+        _ => Attribute::Other,
+    }
+}
+
+fn status_of(status: Option<&sdk::ChangeSetStatus>) -> ChangeSetStatus {
+    match status {
+        Some(sdk::ChangeSetStatus::CreatePending) => ChangeSetStatus::CreatePending,
+        Some(sdk::ChangeSetStatus::CreateInProgress) => ChangeSetStatus::CreateInProgress,
+        Some(sdk::ChangeSetStatus::CreateComplete) => ChangeSetStatus::CreateComplete,
+        Some(sdk::ChangeSetStatus::Failed) => ChangeSetStatus::Failed,
+        Some(sdk::ChangeSetStatus::DeletePending) => ChangeSetStatus::DeletePending,
+        Some(sdk::ChangeSetStatus::DeleteInProgress) => ChangeSetStatus::DeleteInProgress,
+        Some(sdk::ChangeSetStatus::DeleteComplete) => ChangeSetStatus::DeleteComplete,
+        Some(sdk::ChangeSetStatus::DeleteFailed) => ChangeSetStatus::DeleteFailed,
+        Some(other) => ChangeSetStatus::Other(other.as_str().to_owned()),
+        None => ChangeSetStatus::Other(String::new()),
+    }
+}
+
+fn execution_status_of(status: &sdk::ExecutionStatus) -> ExecutionStatus {
+    match status {
+        sdk::ExecutionStatus::Unavailable => ExecutionStatus::Unavailable,
+        sdk::ExecutionStatus::Available => ExecutionStatus::Available,
+        sdk::ExecutionStatus::ExecuteInProgress => ExecutionStatus::ExecuteInProgress,
+        sdk::ExecutionStatus::ExecuteComplete => ExecutionStatus::ExecuteComplete,
+        sdk::ExecutionStatus::ExecuteFailed => ExecutionStatus::ExecuteFailed,
+        sdk::ExecutionStatus::Obsolete => ExecutionStatus::Obsolete,
+        other => ExecutionStatus::Other(other.as_str().to_owned()),
+    }
+}
+
+/// A successful response lacking a field the caller cannot do without.
+fn missing_field(operation: &'static str, field: &'static str) -> AwsError {
+    AwsError {
+        service: SERVICE,
+        operation,
+        code: None,
+        message: format!("the response has no {field}"),
+        retryable: false,
+        source: Box::new(MissingField(field)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("response field {0} is missing")]
+struct MissingField(&'static str);
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::Credentials;
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_stacks::{
+        DescribeStacksError, DescribeStacksOutput,
+    };
+    use aws_smithy_mocks::{
+        MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
+    };
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    /// A client answered by `rules` (what `mock_client!` builds, without the SDK's `test-util`
+    /// feature, which would compile the SDK crate a second time for tests).
+    fn mock_cf(mode: RuleMode, rules: &[&Rule]) -> Client {
+        let interceptor = rules
+            .iter()
+            .fold(MockResponseInterceptor::new().rule_mode(mode), |i, rule| {
+                i.with_rule(rule)
+            });
+        let config = aws_sdk_cloudformation::Config::builder()
+            .region(aws_sdk_cloudformation::config::Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+            .http_client(create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        Client::from_conf(config)
+    }
+
+    fn target(
+        attribute: sdk::ResourceAttribute,
+        name: &str,
+        recreation: sdk::RequiresRecreation,
+    ) -> sdk::ResourceTargetDefinition {
+        sdk::ResourceTargetDefinition::builder()
+            .attribute(attribute)
+            .name(name)
+            .requires_recreation(recreation)
+            .build()
+    }
+
+    fn added(logical_id: &str, resource_type: &str) -> sdk::ResourceChange {
+        sdk::ResourceChange::builder()
+            .action(sdk::ChangeAction::Add)
+            .logical_resource_id(logical_id)
+            .resource_type(resource_type)
+            .build()
+    }
+
+    #[test]
+    fn a_replacement_keeps_its_scope_and_the_properties_that_force_it() {
+        let sdk_change = sdk::ResourceChange::builder()
+            .action(sdk::ChangeAction::Modify)
+            .logical_resource_id("Queue")
+            .physical_resource_id("https://sqs.eu-west-1.amazonaws.com/222222222222/orders")
+            .resource_type("AWS::SQS::Queue")
+            .replacement(sdk::Replacement::True)
+            .scope(sdk::ResourceAttribute::Properties)
+            .scope(sdk::ResourceAttribute::Tags)
+            .details(
+                sdk::ResourceChangeDetail::builder()
+                    .target(target(
+                        sdk::ResourceAttribute::Properties,
+                        "QueueName",
+                        sdk::RequiresRecreation::Always,
+                    ))
+                    .evaluation(sdk::EvaluationType::Static)
+                    .change_source(sdk::ChangeSource::ParameterReference)
+                    .causing_entity("QueueName")
+                    .build(),
+            )
+            .details(
+                sdk::ResourceChangeDetail::builder()
+                    .target(
+                        sdk::ResourceTargetDefinition::builder()
+                            .attribute(sdk::ResourceAttribute::Tags)
+                            .requires_recreation(sdk::RequiresRecreation::Never)
+                            .build(),
+                    )
+                    .evaluation(sdk::EvaluationType::Dynamic)
+                    .change_source(sdk::ChangeSource::NoModification)
+                    .build(),
+            )
+            .build();
+
+        let change = to_domain(&sdk_change);
+
+        assert_eq!(
+            change,
+            ResourceChange {
+                action: ChangeAction::Modify,
+                logical_id: "Queue".into(),
+                physical_id: Some("https://sqs.eu-west-1.amazonaws.com/222222222222/orders".into()),
+                resource_type: "AWS::SQS::Queue".into(),
+                replacement: Some(Replacement::True),
+                scope: vec![Attribute::Properties, Attribute::Tags],
+                details: vec![
+                    ChangeDetail {
+                        target: Some(ChangeTarget {
+                            attribute: Some(Attribute::Properties),
+                            name: Some("QueueName".into()),
+                            requires_recreation: Some(RequiresRecreation::Always),
+                        }),
+                        evaluation: Some(Evaluation::Static),
+                        change_source: Some(ChangeSource::ParameterReference),
+                        causing_entity: Some("QueueName".into()),
+                    },
+                    ChangeDetail {
+                        target: Some(ChangeTarget {
+                            attribute: Some(Attribute::Tags),
+                            name: None,
+                            requires_recreation: Some(RequiresRecreation::Never),
+                        }),
+                        evaluation: Some(Evaluation::Dynamic),
+                        change_source: Some(ChangeSource::Other),
+                        causing_entity: None,
+                    },
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn an_addition_has_no_physical_id_replacement_or_details() {
+        let change = to_domain(&added("Topic", "AWS::SNS::Topic"));
+
+        assert_eq!(
+            change,
+            ResourceChange {
+                action: ChangeAction::Add,
+                logical_id: "Topic".into(),
+                physical_id: None,
+                resource_type: "AWS::SNS::Topic".into(),
+                replacement: None,
+                scope: vec![],
+                details: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn a_removal_names_the_resource_it_deletes() {
+        let sdk_change = sdk::ResourceChange::builder()
+            .action(sdk::ChangeAction::Remove)
+            .logical_resource_id("OldQueue")
+            .physical_resource_id("arn:aws:sqs:eu-west-1:222222222222:old")
+            .resource_type("AWS::SQS::Queue")
+            .build();
+
+        let change = to_domain(&sdk_change);
+
+        assert_eq!(change.action, ChangeAction::Remove);
+        assert_eq!(change.logical_id, "OldQueue");
+        assert_eq!(
+            change.physical_id.as_deref(),
+            Some("arn:aws:sqs:eu-west-1:222222222222:old")
+        );
+        assert_eq!(change.replacement, None);
+    }
+
+    #[test]
+    fn an_action_this_code_does_not_know_is_undetermined_and_missing_ids_are_empty() {
+        let sdk_change = sdk::ResourceChange::builder()
+            .action(sdk::ChangeAction::SyncWithActual)
+            .physical_resource_id("")
+            .build();
+
+        let change = to_domain(&sdk_change);
+
+        assert_eq!(change.action, ChangeAction::Dynamic);
+        assert_eq!(change.logical_id, "");
+        assert_eq!(change.physical_id, None);
+        assert_eq!(change.resource_type, "");
+    }
+
+    #[test]
+    fn cloudformations_no_change_reasons_mean_an_empty_change_set() {
+        assert!(is_empty_change_set_failure(Some(
+            "The submitted information didn't contain changes. Submit different information to \
+             create a change set."
+        )));
+        assert!(is_empty_change_set_failure(Some(
+            "No updates are to be performed."
+        )));
+        assert!(!is_empty_change_set_failure(Some(
+            "Template format error: Unresolved resource dependencies [Missing] in the Resources \
+             block of the template"
+        )));
+        assert!(!is_empty_change_set_failure(None));
+
+        let empty = ChangeSetState {
+            status: ChangeSetStatus::Failed,
+            execution_status: Some(ExecutionStatus::Unavailable),
+            status_reason: Some("No updates are to be performed.".into()),
+            changes: vec![],
+        };
+        assert!(empty.is_empty());
+        assert!(!empty.is_pending());
+    }
+
+    #[tokio::test]
+    async fn describe_change_set_follows_next_token_across_pages() {
+        let first = mock!(Client::describe_change_set)
+            .match_requests(|req| req.next_token().is_none())
+            .then_output(|| {
+                DescribeChangeSetOutput::builder()
+                    .status(sdk::ChangeSetStatus::CreateComplete)
+                    .execution_status(sdk::ExecutionStatus::Available)
+                    .changes(
+                        sdk::Change::builder()
+                            .r#type(sdk::ChangeType::Resource)
+                            .resource_change(added("Topic", "AWS::SNS::Topic"))
+                            .build(),
+                    )
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(Client::describe_change_set)
+            .match_requests(|req| {
+                req.next_token() == Some("page-2")
+                    && req.stack_name() == Some("orders")
+                    && req.change_set_name() == Some("release-7")
+            })
+            .then_output(|| {
+                DescribeChangeSetOutput::builder()
+                    .status(sdk::ChangeSetStatus::CreateComplete)
+                    .execution_status(sdk::ExecutionStatus::Available)
+                    .changes(
+                        sdk::Change::builder()
+                            .r#type(sdk::ChangeType::Resource)
+                            .resource_change(added("Queue", "AWS::SQS::Queue"))
+                            .build(),
+                    )
+                    .build()
+            });
+        let cf = mock_cf(RuleMode::MatchAny, &[&first, &second]);
+
+        let state = describe_change_set(&cf, "orders", "release-7")
+            .await
+            .expect("described");
+
+        assert_eq!(state.status, ChangeSetStatus::CreateComplete);
+        assert_eq!(state.execution_status, Some(ExecutionStatus::Available));
+        let ids: Vec<_> = state
+            .changes
+            .iter()
+            .map(|c| c.logical_id.as_str())
+            .collect();
+        assert_eq!(ids, ["Topic", "Queue"]);
+        assert_eq!(first.num_calls(), 1);
+        assert_eq!(second.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stack_that_does_not_exist_is_not_an_error() {
+        let missing = mock!(Client::describe_stacks).then_error(|| {
+            DescribeStacksError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationError")
+                    .message("Stack with id orders does not exist")
+                    .build(),
+            )
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&missing]);
+
+        assert!(!stack_exists(&cf, "orders").await.expect("no error"));
+    }
+
+    #[tokio::test]
+    async fn a_stack_left_in_review_by_an_unexecuted_create_does_not_exist_yet() {
+        let review = mock!(Client::describe_stacks).then_output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(
+                    sdk::Stack::builder()
+                        .stack_name("orders")
+                        .stack_status(sdk::StackStatus::ReviewInProgress)
+                        .build(),
+                )
+                .build()
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&review]);
+
+        assert!(!stack_exists(&cf, "orders").await.expect("no error"));
+    }
+
+    #[tokio::test]
+    async fn other_describe_stacks_errors_reach_the_caller() {
+        let denied = mock!(Client::describe_stacks).then_error(|| {
+            DescribeStacksError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("not authorized")
+                    .build(),
+            )
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&denied]);
+
+        let err = stack_exists(&cf, "orders").await.expect_err("denied");
+        assert!(err.is_code("AccessDenied"));
+    }
+}
