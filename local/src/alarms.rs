@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::functions::FunctionHost;
+use crate::functions::{FunctionHost, spawn_async_invocation};
 use crate::provision::Provisioned;
 
 /// The EventBridge `source` of CloudWatch's events.
@@ -664,28 +664,15 @@ fn spawn_invocation(
     via: &'static str,
     retry_delays: &[Duration],
 ) {
-    let (host, function, alarm) = (host.clone(), function.to_owned(), alarm.to_owned());
-    let delays = retry_delays.to_vec();
-    tokio::spawn(async move {
-        let mut attempt = 0usize;
-        loop {
-            match host.call(&function, event.clone()).await {
-                Ok(result) => {
-                    info!(%function, %alarm, via, attempt, %result, "alarm event handled");
-                    return;
-                }
-                Err(error) => {
-                    let Some(delay) = delays.get(attempt) else {
-                        warn!(%function, %alarm, via, attempt, %error, "alarm event failed; no retries left");
-                        return;
-                    };
-                    warn!(%function, %alarm, via, attempt, %error, retry_in = ?delay, "alarm event failed; will retry");
-                    tokio::time::sleep(*delay).await;
-                    attempt += 1;
-                }
-            }
-        }
-    });
+    let (host, function) = (host.clone(), function.to_owned());
+    spawn_async_invocation(
+        format!("{via} of alarm {alarm} to {function}"),
+        retry_delays.to_vec(),
+        move || {
+            let call = host.call(&function, event.clone());
+            async move { call.await.map_err(|e| e.to_string()) }
+        },
+    );
 }
 
 /// Every metric and composite alarm, all pages. Alarms moto describes without a name, ARN or

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
+
+use crate::functions::spawn_async_invocation;
 
 /// Something that handles a complete S3 event, like a Lambda function subscribed to a bucket.
 pub trait S3Subscriber: Send + Sync + 'static {
@@ -77,26 +79,10 @@ pub async fn pump_s3_events(
 
 /// Invokes like Lambda's asynchronous invocation: on error, retried after each delay.
 pub fn spawn_with_retries(subscriber: Arc<dyn S3Subscriber>, event: Value, delays: Vec<Duration>) {
-    tokio::spawn(async move {
-        let mut attempt = 0u32;
-        let request_id = uuid::Uuid::new_v4().to_string();
-        loop {
-            match subscriber.deliver(event.clone(), request_id.clone()).await {
-                Ok(result) => {
-                    info!(attempt, result = %result, "S3 event handled");
-                    return;
-                }
-                Err(error) => {
-                    let Some(delay) = delays.get(attempt as usize) else {
-                        warn!(attempt, error, "S3 event failed; no retries left");
-                        return;
-                    };
-                    warn!(attempt, error, retry_in = ?delay, "S3 event failed; will retry");
-                    tokio::time::sleep(*delay).await;
-                    attempt += 1;
-                }
-            }
-        }
+    // Lambda keeps an async invocation's request id across its retries.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    spawn_async_invocation(format!("S3 event {request_id}"), delays, move || {
+        subscriber.deliver(event.clone(), request_id.clone())
     });
 }
 

@@ -3,7 +3,9 @@
 //! the Lambda binary calls.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
@@ -23,6 +25,36 @@ pub trait FunctionHost: Send + Sync + 'static {
         function_logical_id: &str,
         event: Value,
     ) -> futures::future::BoxFuture<'static, Result<Value, Value>>;
+}
+
+/// One asynchronous invocation as Lambda makes it for S3 notifications, EventBridge rules and
+/// alarm actions: `attempt` runs, and after a failure runs again after each of `delays` (Lambda:
+/// two retries), then the failure is logged and dropped. `what` names the invocation in logs.
+pub fn spawn_async_invocation<F, Fut>(what: String, delays: Vec<Duration>, attempt: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Value, String>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut tries = 0usize;
+        loop {
+            match attempt().await {
+                Ok(result) => {
+                    tracing::info!(invocation = %what, attempt = tries, %result, "asynchronous invocation handled");
+                    return;
+                }
+                Err(error) => {
+                    let Some(delay) = delays.get(tries) else {
+                        tracing::warn!(invocation = %what, attempt = tries, error, "asynchronous invocation failed; no retries left");
+                        return;
+                    };
+                    tracing::warn!(invocation = %what, attempt = tries, error, retry_in = ?delay, "asynchronous invocation failed; will retry");
+                    tokio::time::sleep(*delay).await;
+                    tries += 1;
+                }
+            }
+        }
+    });
 }
 
 /// Every function this build knows, by template logical id and short name.
