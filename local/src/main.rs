@@ -141,7 +141,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve { template } => serve(&files, &template).await,
         Command::Down => down(&files).await,
-        Command::Invoke { function, event } => invoke(&files, &function, &event).await,
+        Command::Invoke { function, event } => invoke(&function, &event).await,
         Command::Drop {
             zip,
             key,
@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             expect,
         } => drop_zip(&zip, key, wait, expect).await,
         Command::Outbox { last } => outbox(last).await,
-        Command::Status { limit } => status(&files, limit).await,
+        Command::Status { limit } => status(limit).await,
     }
 }
 
@@ -270,7 +270,7 @@ async fn down(files: &StateFiles) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn invoke(_files: &StateFiles, function: &str, event: &Path) -> Result<ExitCode> {
+async fn invoke(function: &str, event: &Path) -> Result<ExitCode> {
     shipgate_local::functions::ensure_known(function)?;
     let text =
         std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
@@ -380,7 +380,7 @@ async fn outbox(last: Option<usize>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(_files: &StateFiles, limit: i32) -> Result<ExitCode> {
+async fn status(limit: i32) -> Result<ExitCode> {
     let sdk = shipgate::aws::load_sdk_config().await;
     let report =
         shipgate_local::status::collect(&sdk, &shipgate::config::Env::from_process(), limit)
