@@ -156,9 +156,11 @@ pub async fn answer<E: std::fmt::Display>(
     let outcome = result.unwrap_or_else(|e| Outcome::failed(e.to_string()));
     match outcome {
         Outcome::Done {
-            output_variables, ..
+            summary,
+            output_variables,
         } => {
-            put_job_success(cp, &job.id, None, &output_variables).await?;
+            let summary = (!summary.is_empty()).then_some(summary.as_str());
+            put_job_success(cp, &job.id, None, &output_variables, summary).await?;
             Ok(Answer::Succeeded)
         }
         Outcome::Continue { state } => {
@@ -171,7 +173,7 @@ pub async fn answer<E: std::fmt::Display>(
                 put_job_failure(cp, &job.id, JobFailureKind::JobFailed, &message, None).await?;
                 return Ok(Answer::Failed);
             }
-            put_job_success(cp, &job.id, Some(&token), &BTreeMap::new()).await?;
+            put_job_success(cp, &job.id, Some(&token), &BTreeMap::new(), None).await?;
             Ok(Answer::Continued)
         }
         Outcome::Failed { kind, message } => {

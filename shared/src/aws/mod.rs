@@ -8,6 +8,7 @@
 pub mod cloudformation;
 pub mod codepipeline;
 pub mod s3;
+pub mod secrets;
 pub mod ses;
 
 use aws_config::{BehaviorVersion, SdkConfig};

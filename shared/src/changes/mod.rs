@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 mod tests;
@@ -57,7 +57,7 @@ pub enum Attribute {
 }
 
 /// Whether changing this target recreates the resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum RequiresRecreation {
     Never,
     Conditionally,
@@ -151,7 +151,7 @@ impl DescribeChangeSetOutput {
 }
 
 /// Where an entry sits in the summary; the declaration order is the reading order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Category {
     Replaced,
     ConditionallyReplaced,
@@ -164,7 +164,8 @@ pub enum Category {
 }
 
 impl Category {
-    fn label(self) -> &'static str {
+    /// The label summaries show: `REPLACE`, `MAY REPLACE`, `REMOVE`, …
+    pub fn label(self) -> &'static str {
         match self {
             Category::Replaced => "REPLACE",
             Category::ConditionallyReplaced => "MAY REPLACE",
@@ -178,7 +179,7 @@ impl Category {
 }
 
 /// Something an approver must see before the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Attention {
     /// An `AWS::IAM::*` resource: permissions change.
     Iam,
@@ -189,7 +190,7 @@ pub enum Attention {
 }
 
 /// A property whose change recreates the resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecreationCause {
     /// The property name, or the attribute when the target has no name (e.g. `Tags`).
     pub property: String,
@@ -199,7 +200,7 @@ pub struct RecreationCause {
 }
 
 /// One resource, as the summary shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SummaryEntry {
     pub category: Category,
     pub logical_id: String,
@@ -215,7 +216,7 @@ pub struct SummaryEntry {
 }
 
 /// Counts per category.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeCounts {
     pub replaced: usize,
     pub conditionally_replaced: usize,
@@ -227,7 +228,7 @@ pub struct ChangeCounts {
 }
 
 /// A change set, summarised for approvers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeSummary {
     /// Ordered by [`Category`], then by the change set's own order.
     pub entries: Vec<SummaryEntry>,

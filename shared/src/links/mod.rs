@@ -158,3 +158,34 @@ fn mac_for(key: &[u8], encoded_payload: &str) -> Option<HmacSha256> {
     mac.update(encoded_payload.as_bytes());
     Some(mac)
 }
+
+/// Domain separation for the page's form token.
+const FORM_CONTEXT: &[u8] = b"shipgate-approval-form-v1.";
+
+/// The token the approval page puts in its form, bound to one link: a POST must carry it, so
+/// only a form the page served can decide (a cross-site form cannot know it without the link).
+pub fn form_token(claims: &LinkClaims, key: &[u8]) -> String {
+    match form_mac(claims, key) {
+        Some(mac) => URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()),
+        None => String::new(),
+    }
+}
+
+/// Checks a form token against any of `keys`, in constant time.
+pub fn verify_form_token(token: &str, claims: &LinkClaims, keys: &[&[u8]]) -> bool {
+    if token.len() > MAX_TOKEN_LEN {
+        return false;
+    }
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
+        return false;
+    };
+    keys.iter()
+        .any(|key| form_mac(claims, key).is_some_and(|mac| mac.verify_slice(&tag).is_ok()))
+}
+
+fn form_mac(claims: &LinkClaims, key: &[u8]) -> Option<HmacSha256> {
+    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+    mac.update(FORM_CONTEXT);
+    mac.update(nonce_key(claims).as_bytes());
+    Some(mac)
+}

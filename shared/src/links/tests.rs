@@ -264,3 +264,37 @@ proptest! {
         prop_assert_eq!(verify_link(&token, KEY, i64::MIN), Ok(claims));
     }
 }
+
+#[test]
+fn a_form_token_belongs_to_its_link_and_key() {
+    let key = b"0123456789abcdef0123456789abcdef";
+    let other_key = b"fedcba9876543210fedcba9876543210";
+    let claims = LinkClaims {
+        execution_id: "exec-1".into(),
+        stage: "Int".into(),
+        action: "ApproveInt".into(),
+        approver: "ops@example.com".into(),
+        expires_at: 2_000_000_000,
+        nonce: "n1".into(),
+    };
+    let token = form_token(&claims, key);
+    assert!(verify_form_token(&token, &claims, &[key]));
+    // Verified under the previous key too (rotation), but not under a stranger's.
+    assert!(verify_form_token(&token, &claims, &[other_key, key]));
+    assert!(!verify_form_token(&token, &claims, &[other_key]));
+    // Another link (other nonce, other approver) does not share it.
+    let other_link = LinkClaims {
+        nonce: "n2".into(),
+        ..claims.clone()
+    };
+    assert!(!verify_form_token(&token, &other_link, &[key]));
+    let other_approver = LinkClaims {
+        approver: "else@example.com".into(),
+        ..claims.clone()
+    };
+    assert!(!verify_form_token(&token, &other_approver, &[key]));
+    // Garbage is refused, not a panic.
+    for junk in ["", "!!!", &"A".repeat(5000), &token[1..]] {
+        assert!(!verify_form_token(junk, &claims, &[key]));
+    }
+}

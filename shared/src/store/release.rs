@@ -108,7 +108,7 @@ pub enum Claim {
 }
 
 fn pk(release_id: &str) -> String {
-    format!("RELEASE#{release_id}")
+    super::release_pk(release_id)
 }
 const RELEASE_SK: &str = "RELEASE";
 const RELEASES_LIST: &str = "RELEASES";
@@ -244,11 +244,7 @@ fn item(record: &ReleaseRecord) -> Result<HashMap<String, AttributeValue>, Store
 }
 
 fn decode(item: HashMap<String, AttributeValue>) -> Result<ReleaseRecord, StoreError> {
-    let text = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(s)) => s.clone(),
-        _ => String::new(),
-    };
-    let (pk, sk) = (text("pk"), text("sk"));
+    let (pk, sk) = super::keys_of(&item);
     serde_dynamo::from_item::<_, Item>(item)
         .map(|i| i.record)
         .map_err(|source| StoreError::Shape { pk, sk, source })
