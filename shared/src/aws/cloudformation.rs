@@ -1,7 +1,9 @@
 //! CloudFormation: the change set a release deploys through. Whether the stack exists (which
-//! decides the change-set type), creating a change set, reading its status and every resource
-//! change (all `NextToken` pages, mapped into [`crate::changes`]' domain types for the summary),
-//! and executing it once approved.
+//! decides the change-set type), creating a change set (once: a name already in use is reported,
+//! not an error, so a retried invocation finds what an earlier one created), finding one by name,
+//! reading its status and every resource change (all `NextToken` pages, mapped into
+//! [`crate::changes`]' domain types for the summary), deleting a leftover, and executing it once
+//! approved.
 //!
 //! Waiting is the caller's business: these calls never sleep, so a Lambda can re-check on its
 //! next invocation. A change set that fails because it holds no changes is a normal outcome,
@@ -77,6 +79,8 @@ pub enum ExecutionStatus {
 /// What `DescribeChangeSet` says, with the changes of every page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSetState {
+    /// The change set's ARN (`ChangeSetId`), when CloudFormation gave it.
+    pub change_set_id: Option<String>,
     pub status: ChangeSetStatus,
     pub execution_status: Option<ExecutionStatus>,
     pub status_reason: Option<String>,
@@ -182,6 +186,89 @@ pub async fn create_change_set(
         .ok_or_else(|| missing_field("CreateChangeSet", "Id"))
 }
 
+/// What [`create_change_set_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Creation {
+    /// CloudFormation took the request (the change set's id); it computes the changes next.
+    Created { id: String },
+    /// The stack already has a change set of that name (`AlreadyExistsException`): an earlier
+    /// invocation created it. Describe it rather than failing.
+    AlreadyExists,
+    /// Refused at once because the template and parameters change nothing ("No updates are to
+    /// be performed."). AWS creates a `FAILED` change set for this instead (see
+    /// [`ChangeSetState::is_empty`]); moto answers so when both equal the stack's. Either way it
+    /// is a normal outcome, not an error.
+    NothingToChange { reason: String },
+}
+
+/// `CreateChangeSet`, telling apart the two refusals that are not failures: the name is taken
+/// (the change set exists already) and "nothing to change".
+pub async fn create_change_set_once(
+    cf: &Client,
+    request: &ChangeSetRequest,
+) -> Result<Creation, AwsError> {
+    match create_change_set(cf, request).await {
+        Ok(id) => Ok(Creation::Created { id }),
+        Err(err) if err.is_code("AlreadyExistsException") => Ok(Creation::AlreadyExists),
+        Err(err)
+            if err.is_code("ValidationError")
+                && is_empty_change_set_failure(Some(&err.message)) =>
+        {
+            Ok(Creation::NothingToChange {
+                reason: err.message,
+            })
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// [`describe_change_set`] by name, `None` when the stack has no change set of that name (or
+/// the stack does not exist at all): AWS answers `ChangeSetNotFound`, or `ValidationError`
+/// "… does not exist" for a missing stack (moto for both).
+pub async fn find_change_set(
+    cf: &Client,
+    stack_name: &str,
+    change_set_name: &str,
+) -> Result<Option<ChangeSetState>, AwsError> {
+    match describe_change_set(cf, stack_name, change_set_name).await {
+        Ok(state) => Ok(Some(state)),
+        Err(err)
+            if err.is_code("ChangeSetNotFound")
+                || err.is_code("ChangeSetNotFoundException")
+                || (err.is_code("ValidationError") && err.message.contains("does not exist")) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// `DeleteChangeSet`: removes a change set that will never be executed (e.g. one that failed in
+/// an earlier attempt, so that a new one of the same name can be created). A change set that is
+/// already gone is not an error.
+pub async fn delete_change_set(
+    cf: &Client,
+    stack_name: &str,
+    change_set_name: &str,
+) -> Result<(), AwsError> {
+    let result = cf
+        .delete_change_set()
+        .stack_name(stack_name)
+        .change_set_name(change_set_name)
+        .send()
+        .await
+        .map_err(aws_err(SERVICE, "DeleteChangeSet"));
+    match result {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err.is_code("ChangeSetNotFound") || err.is_code("ChangeSetNotFoundException") =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// `DescribeChangeSet`, following `NextToken` until the last page. `change_set` is its name
 /// (with `stack_name`) or its id.
 pub async fn describe_change_set(
@@ -213,6 +300,7 @@ pub async fn describe_change_set(
             .map(str::to_owned);
         if token.is_none() {
             return Ok(ChangeSetState {
+                change_set_id: out.change_set_id().map(str::to_owned),
                 status: status_of(out.status()),
                 execution_status: out.execution_status().map(execution_status_of),
                 status_reason: out.status_reason().map(str::to_owned),
@@ -357,7 +445,13 @@ struct MissingField(&'static str);
 #[cfg(test)]
 mod tests {
     use aws_credential_types::Credentials;
-    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::create_change_set::{
+        CreateChangeSetError, CreateChangeSetOutput,
+    };
+    use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetError;
+    use aws_sdk_cloudformation::operation::describe_change_set::{
+        DescribeChangeSetError, DescribeChangeSetOutput,
+    };
     use aws_sdk_cloudformation::operation::describe_stacks::{
         DescribeStacksError, DescribeStacksOutput,
     };
@@ -547,6 +641,7 @@ mod tests {
         assert!(!is_empty_change_set_failure(None));
 
         let empty = ChangeSetState {
+            change_set_id: None,
             status: ChangeSetStatus::Failed,
             execution_status: Some(ExecutionStatus::Unavailable),
             status_reason: Some("No updates are to be performed.".into()),
@@ -655,5 +750,187 @@ mod tests {
 
         let err = stack_exists(&cf, "orders").await.expect_err("denied");
         assert!(err.is_code("AccessDenied"));
+    }
+
+    fn request_of(stack: &str, name: &str) -> ChangeSetRequest {
+        ChangeSetRequest {
+            stack_name: stack.into(),
+            change_set_name: name.into(),
+            template_body: "{}".into(),
+            parameters: BTreeMap::from([("Version".to_owned(), "1.4.2".to_owned())]),
+            change_set_type: ChangeSetType::Update,
+            capabilities: vec![
+                Capability::Iam,
+                Capability::NamedIam,
+                Capability::AutoExpand,
+            ],
+            description: Some("shipgate".into()),
+        }
+    }
+
+    fn error_metadata(code: &str, message: &str) -> ErrorMetadata {
+        ErrorMetadata::builder().code(code).message(message).build()
+    }
+
+    #[tokio::test]
+    async fn a_change_set_is_created_with_every_capability_and_its_parameters() {
+        let created = mock!(Client::create_change_set)
+            .match_requests(|req| {
+                req.capabilities().len() == 3
+                    && req.change_set_type() == Some(&sdk::ChangeSetType::Update)
+                    && req.parameters().len() == 1
+                    && req.parameters()[0].parameter_value() == Some("1.4.2")
+            })
+            .then_output(|| {
+                CreateChangeSetOutput::builder()
+                    .id("arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1")
+                    .build()
+            });
+        let cf = mock_cf(RuleMode::Sequential, &[&created]);
+
+        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+            .await
+            .expect("created");
+
+        assert_eq!(
+            creation,
+            Creation::Created {
+                id: "arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_set_name_in_use_is_reported_not_failed() {
+        let taken = mock!(Client::create_change_set).then_error(|| {
+            CreateChangeSetError::generic(error_metadata(
+                "AlreadyExistsException",
+                "ChangeSet cs already exists",
+            ))
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&taken]);
+
+        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+            .await
+            .expect("not an error");
+
+        assert_eq!(creation, Creation::AlreadyExists);
+    }
+
+    #[tokio::test]
+    async fn nothing_to_update_refused_at_once_is_an_empty_change_set() {
+        let unchanged = mock!(Client::create_change_set).then_error(|| {
+            CreateChangeSetError::generic(error_metadata(
+                "ValidationError",
+                "No updates are to be performed.",
+            ))
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&unchanged]);
+
+        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+            .await
+            .expect("not an error");
+
+        assert_eq!(
+            creation,
+            Creation::NothingToChange {
+                reason: "No updates are to be performed.".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_template_refused_at_creation_is_an_error_with_cloudformations_words() {
+        let refused = mock!(Client::create_change_set).then_error(|| {
+            CreateChangeSetError::generic(error_metadata(
+                "ValidationError",
+                "Template format error: Unrecognized resource types: [AWS::Nope::Thing]",
+            ))
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&refused]);
+
+        let err = create_change_set_once(&cf, &request_of("orders", "cs"))
+            .await
+            .expect_err("refused");
+
+        assert!(err.is_code("ValidationError"));
+        assert!(!err.retryable);
+        assert_eq!(err.operation, "CreateChangeSet");
+        assert!(err.message.contains("Unrecognized resource types"));
+    }
+
+    #[tokio::test]
+    async fn a_change_set_that_does_not_exist_is_not_found_rather_than_an_error() {
+        let not_found = mock!(Client::describe_change_set).then_error(|| {
+            DescribeChangeSetError::generic(error_metadata(
+                "ChangeSetNotFound",
+                "ChangeSet [cs] does not exist",
+            ))
+        });
+        let no_stack = mock!(Client::describe_change_set).then_error(|| {
+            DescribeChangeSetError::generic(error_metadata(
+                "ValidationError",
+                "Stack [orders] does not exist",
+            ))
+        });
+        let denied = mock!(Client::describe_change_set).then_error(|| {
+            DescribeChangeSetError::generic(error_metadata("AccessDenied", "not authorized"))
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&not_found, &no_stack, &denied]);
+
+        assert_eq!(
+            find_change_set(&cf, "orders", "cs")
+                .await
+                .expect("no error"),
+            None
+        );
+        assert_eq!(
+            find_change_set(&cf, "orders", "cs")
+                .await
+                .expect("no error"),
+            None
+        );
+        let err = find_change_set(&cf, "orders", "cs")
+            .await
+            .expect_err("other errors reach the caller");
+        assert!(err.is_code("AccessDenied"));
+    }
+
+    #[tokio::test]
+    async fn a_found_change_set_carries_its_id() {
+        let found = mock!(Client::describe_change_set).then_output(|| {
+            DescribeChangeSetOutput::builder()
+                .change_set_id("arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1")
+                .status(sdk::ChangeSetStatus::CreatePending)
+                .execution_status(sdk::ExecutionStatus::Unavailable)
+                .build()
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&found]);
+
+        let state = find_change_set(&cf, "orders", "cs")
+            .await
+            .expect("no error")
+            .expect("found");
+
+        assert!(state.is_pending());
+        assert_eq!(
+            state.change_set_id.as_deref(),
+            Some("arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1")
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_change_set_already_gone_is_not_an_error() {
+        let gone = mock!(Client::delete_change_set).then_error(|| {
+            DeleteChangeSetError::generic(error_metadata(
+                "ChangeSetNotFound",
+                "ChangeSet [cs] does not exist",
+            ))
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&gone]);
+
+        delete_change_set(&cf, "orders", "cs")
+            .await
+            .expect("already gone is fine");
     }
 }

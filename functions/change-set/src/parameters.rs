@@ -1,0 +1,377 @@
+//! The action's `UserParameters` and what follows from them: the account and role the change
+//! sets are created with, the registry image URIs point to, and the change set's name.
+//!
+//! Pure: no SDK, no clock. The parameters come from the pipeline definition with CodePipeline's
+//! variables resolved; everything here is checked because a typo in a template is otherwise
+//! found only as a confusing AWS error later.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// `UserParameters`, as the pipeline template writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActionParameters {
+    /// The environment the change sets are for (`int`).
+    pub environment: String,
+    /// The deploy role in the environment's account.
+    pub role_arn: String,
+    /// The release (`#{variables.ReleaseId}`).
+    pub release_id: String,
+    /// The pipeline execution (`#{codepipeline.PipelineExecutionId}`).
+    pub execution_id: String,
+    /// The registry host image URIs name; default: the target account's ECR.
+    #[serde(default)]
+    pub registry: Option<String>,
+}
+
+/// Where and for what the change sets are created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub environment: String,
+    pub role_arn: String,
+    /// The account of `role_arn`: where the stacks live.
+    pub account_id: String,
+    pub release_id: String,
+    pub execution_id: String,
+    /// Registry host for `${image.<name>.uri}`.
+    pub registry: String,
+    /// The change set's name, the same for every stack of the release in this execution.
+    pub change_set_name: String,
+}
+
+/// A parameter that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    #[error("`{field}` is missing or empty")]
+    Empty { field: &'static str },
+    #[error(
+        "`{field}` is {value:?}: a CodePipeline variable was not resolved (is it declared by the \
+         pipeline and set when the execution starts?)"
+    )]
+    Unresolved { field: &'static str, value: String },
+    #[error("`{field}` is {value:?}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error(
+        "no AWS region is configured to name the target account's registry: set `registry` in \
+         the UserParameters, or AWS_REGION"
+    )]
+    NoRegion,
+}
+
+/// Longest release or execution id accepted.
+const MAX_ID_CHARS: usize = 128;
+/// CloudFormation's limit on a change set's name.
+pub const MAX_CHANGE_SET_NAME_CHARS: usize = 128;
+/// STS's limit on a role session name.
+const MAX_SESSION_NAME_CHARS: usize = 64;
+
+impl ActionParameters {
+    /// Checks the parameters; `region` (the function's own) names the default registry.
+    pub fn target(&self, region: Option<&str>) -> Result<Target, ParameterError> {
+        let environment = checked("environment", &self.environment)?;
+        if environment.len() > 32
+            || !environment.starts_with(|c: char| c.is_ascii_lowercase())
+            || !environment
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(ParameterError::Invalid {
+                field: "environment",
+                value: environment.to_owned(),
+                reason: "an environment is a short lowercase name such as int, stg or prod",
+            });
+        }
+        let role_arn = checked("roleArn", &self.role_arn)?;
+        let account_id = account_of_role(role_arn).ok_or_else(|| ParameterError::Invalid {
+            field: "roleArn",
+            value: role_arn.to_owned(),
+            reason: "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
+        })?;
+        let release_id = id("releaseId", &self.release_id)?;
+        let execution_id = id("executionId", &self.execution_id)?;
+        let registry = match self.registry.as_deref().map(str::trim) {
+            Some(host) if !host.is_empty() => {
+                if !is_registry_host(host) {
+                    return Err(ParameterError::Invalid {
+                        field: "registry",
+                        value: host.to_owned(),
+                        reason: "expected a registry host (and port), without scheme or path",
+                    });
+                }
+                host.to_owned()
+            }
+            _ => default_registry(&account_id, region.ok_or(ParameterError::NoRegion)?),
+        };
+        Ok(Target {
+            environment: environment.to_owned(),
+            role_arn: role_arn.to_owned(),
+            change_set_name: change_set_name(release_id, execution_id),
+            account_id,
+            release_id: release_id.to_owned(),
+            execution_id: execution_id.to_owned(),
+            registry,
+        })
+    }
+}
+
+fn checked<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ParameterError::Empty { field });
+    }
+    if value.contains("#{") {
+        return Err(ParameterError::Unresolved {
+            field,
+            value: value.to_owned(),
+        });
+    }
+    Ok(value)
+}
+
+fn id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
+    let value = checked(field, value)?;
+    if value.chars().count() > MAX_ID_CHARS
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(ParameterError::Invalid {
+            field,
+            value: value.to_owned(),
+            reason: "an id is at most 128 letters, digits, '-', '_' or '.'",
+        });
+    }
+    Ok(value)
+}
+
+/// The account of an IAM role ARN (`arn:<partition>:iam::<account>:role/<path/name>`).
+pub fn account_of_role(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && resource
+                    .strip_prefix("role/")
+                    .is_some_and(|n| !n.is_empty()) =>
+        {
+            Some((*account).to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The ECR registry host of `account` in `region` (China regions have their own domain).
+pub fn default_registry(account: &str, region: &str) -> String {
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("{account}.dkr.ecr.{region}.{domain}")
+}
+
+fn is_registry_host(host: &str) -> bool {
+    host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && host.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// The change set's name for a release in one pipeline execution: the same on every invocation
+/// (a retried or duplicated one finds the change set an earlier one created), different for
+/// another execution. CloudFormation allows letters, digits and hyphens, starting with a letter,
+/// at most 128 characters; ids that do not fit are shortened and made unique by a digest.
+pub fn change_set_name(release_id: &str, execution_id: &str) -> String {
+    let plain = format!("shipgate-{release_id}-{execution_id}");
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    if plain.len() <= MAX_CHANGE_SET_NAME_CHARS && plain.chars().all(allowed) {
+        return plain;
+    }
+    let mut digest = Sha256::new();
+    digest.update(release_id.as_bytes());
+    digest.update([0]);
+    digest.update(execution_id.as_bytes());
+    let digest = hex::encode(digest.finalize());
+    let suffix = &digest[..16];
+    let prefix: String = plain
+        .chars()
+        .map(|c| if allowed(c) { c } else { '-' })
+        .take(MAX_CHANGE_SET_NAME_CHARS - suffix.len() - 1)
+        .collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// The role session name, which CloudTrail shows in the target account: it names the release.
+pub fn session_name(release_id: &str) -> String {
+    format!("shipgate-change-set-{release_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_SESSION_NAME_CHARS)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parameters(json: &str) -> ActionParameters {
+        serde_json::from_str(json).expect("parameters parse")
+    }
+
+    const INT: &str = r#"{"environment": "int",
+        "roleArn": "arn:aws:iam::222222222222:role/shipgate-deploy",
+        "releaseId": "rel-0123456789abcdef0123",
+        "executionId": "6c1a4f8e-52d1-4a8e-9c3b-1f0b5e4a7d21"}"#;
+
+    #[test]
+    fn the_pipelines_parameters_name_account_registry_and_change_set() {
+        let target = parameters(INT).target(Some("eu-west-1")).expect("valid");
+
+        assert_eq!(target.environment, "int");
+        assert_eq!(target.account_id, "222222222222");
+        assert_eq!(
+            target.registry,
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            target.change_set_name,
+            "shipgate-rel-0123456789abcdef0123-6c1a4f8e-52d1-4a8e-9c3b-1f0b5e4a7d21"
+        );
+    }
+
+    #[test]
+    fn a_registry_given_by_the_pipeline_wins_over_the_default() {
+        let mut p = parameters(INT);
+        p.registry = Some("registry.example:5000".into());
+        assert_eq!(
+            p.target(None).expect("no region needed").registry,
+            "registry.example:5000"
+        );
+
+        p.registry = Some("https://registry.example/v2".into());
+        assert!(matches!(
+            p.target(None),
+            Err(ParameterError::Invalid {
+                field: "registry",
+                ..
+            })
+        ));
+
+        p.registry = Some(" ".into());
+        assert_eq!(p.target(None), Err(ParameterError::NoRegion));
+        assert_eq!(
+            p.target(Some("cn-north-1")).expect("valid").registry,
+            "222222222222.dkr.ecr.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn unknown_missing_and_unresolved_parameters_are_refused_by_name() {
+        let typo = serde_json::from_str::<ActionParameters>(
+            r#"{"environment": "int", "role": "x", "roleArn": "x", "releaseId": "r",
+                "executionId": "e"}"#,
+        );
+        assert!(
+            typo.unwrap_err()
+                .to_string()
+                .contains("unknown field `role`")
+        );
+        assert!(
+            serde_json::from_str::<ActionParameters>(r#"{"environment": "int"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("missing field `roleArn`")
+        );
+
+        let mut p = parameters(INT);
+        p.release_id = "#{variables.ReleaseId}".into();
+        let err = p.target(Some("eu-west-1")).unwrap_err();
+        assert_eq!(
+            err,
+            ParameterError::Unresolved {
+                field: "releaseId",
+                value: "#{variables.ReleaseId}".into()
+            }
+        );
+        assert!(err.to_string().contains("was not resolved"));
+
+        let mut p = parameters(INT);
+        p.environment = "".into();
+        assert_eq!(
+            p.target(Some("eu-west-1")),
+            Err(ParameterError::Empty {
+                field: "environment"
+            })
+        );
+        p.environment = "Prod env".into();
+        assert!(p.target(Some("eu-west-1")).is_err());
+    }
+
+    #[test]
+    fn only_iam_role_arns_name_an_account() {
+        assert_eq!(
+            account_of_role("arn:aws:iam::222222222222:role/shipgate-deploy").as_deref(),
+            Some("222222222222")
+        );
+        assert_eq!(
+            account_of_role("arn:aws-cn:iam::222222222222:role/path/deploy").as_deref(),
+            Some("222222222222")
+        );
+        for bad in [
+            "arn:aws:iam::222222222222:user/alice",
+            "arn:aws:iam::2222:role/deploy",
+            "arn:aws:sts::222222222222:assumed-role/deploy/x",
+            "arn:aws:iam::222222222222:role/",
+            "222222222222",
+        ] {
+            assert_eq!(account_of_role(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn change_set_names_are_stable_valid_and_distinct() {
+        let a = change_set_name("rel-1", "exec-1");
+        assert_eq!(a, change_set_name("rel-1", "exec-1"), "deterministic");
+        assert_ne!(a, change_set_name("rel-1", "exec-2"));
+        assert_ne!(a, change_set_name("rel-2", "exec-1"));
+
+        let long = "x".repeat(128);
+        let odd = [
+            change_set_name(&long, "exec-1"),
+            change_set_name(&long, "exec-2"),
+            change_set_name("rel_1.2", "exec"),
+            change_set_name("rel-1.2", "exec"),
+        ];
+        for name in &odd {
+            assert!(name.len() <= MAX_CHANGE_SET_NAME_CHARS, "{name}");
+            assert!(name.starts_with(|c: char| c.is_ascii_alphabetic()));
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{name}"
+            );
+        }
+        assert_ne!(odd[0], odd[1], "shortened names stay distinct");
+        assert_ne!(odd[2], odd[3], "replaced characters do not collide");
+    }
+
+    #[test]
+    fn the_session_name_fits_sts() {
+        let name = session_name("rel-0123456789abcdef0123");
+        assert_eq!(name, "shipgate-change-set-rel-0123456789abcdef0123");
+        assert!(session_name(&"r".repeat(200)).len() <= 64);
+    }
+}
