@@ -1,0 +1,170 @@
+//! The mailer's configuration, read once from the environment.
+
+use std::collections::BTreeMap;
+
+use shipgate::config::{ConfigError, Env};
+
+/// Who approves one environment, and how they are written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateConfig {
+    /// `SHIPGATE_APPROVERS_<ENV>`: comma-separated email addresses.
+    pub approvers: Vec<String>,
+    /// `SHIPGATE_MAIL_FROM_<ENV>`, else `SHIPGATE_MAIL_FROM`.
+    pub mail_from: String,
+    /// `SHIPGATE_APPROVAL_URL_<ENV>`, else `SHIPGATE_APPROVAL_URL`: the approval page's URL
+    /// (its function URL), which the links point at.
+    pub link_base_url: String,
+}
+
+/// Everything the mailer needs besides its AWS clients.
+#[derive(Debug, Clone)]
+pub struct MailerConfig {
+    /// `SHIPGATE_TABLE`.
+    pub table: String,
+    /// `SHIPGATE_LINK_KEY_SECRET`: the Secrets Manager secret (name or ARN) links are signed with.
+    pub link_key_secret: String,
+    /// Per environment (`SHIPGATE_ENVIRONMENTS`, default `int,stg,prod`), those that have
+    /// approvers configured.
+    pub gates: BTreeMap<String, GateConfig>,
+}
+
+impl MailerConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let default_from = env.optional("SHIPGATE_MAIL_FROM").map(str::to_owned);
+        let default_url = env.optional("SHIPGATE_APPROVAL_URL").map(str::to_owned);
+        let mut gates = BTreeMap::new();
+        for name in env
+            .or("SHIPGATE_ENVIRONMENTS", "int,stg,prod")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let suffix = name.to_ascii_uppercase().replace('-', "_");
+            let approvers_var = format!("SHIPGATE_APPROVERS_{suffix}");
+            let raw = env.optional(&approvers_var).unwrap_or("");
+            let approvers = parse_approvers(raw).map_err(|reason| ConfigError::Invalid {
+                name: approvers_var.clone(),
+                value: raw.to_owned(),
+                reason,
+            })?;
+            if approvers.is_empty() {
+                continue;
+            }
+            let from_var = format!("SHIPGATE_MAIL_FROM_{suffix}");
+            let mail_from = env
+                .optional(&from_var)
+                .map(str::to_owned)
+                .or_else(|| default_from.clone())
+                .ok_or_else(|| ConfigError::Missing {
+                    name: "SHIPGATE_MAIL_FROM".into(),
+                })?;
+            let url_var = format!("SHIPGATE_APPROVAL_URL_{suffix}");
+            let link_base_url = env
+                .optional(&url_var)
+                .map(str::to_owned)
+                .or_else(|| default_url.clone())
+                .ok_or_else(|| ConfigError::Missing {
+                    name: "SHIPGATE_APPROVAL_URL".into(),
+                })?;
+            if !(link_base_url.starts_with("https://") || link_base_url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: url_var,
+                    value: link_base_url,
+                    reason: "not an http(s) URL".into(),
+                });
+            }
+            gates.insert(
+                name.to_owned(),
+                GateConfig {
+                    approvers,
+                    mail_from,
+                    link_base_url,
+                },
+            );
+        }
+        Ok(Self {
+            table: env.required("SHIPGATE_TABLE")?,
+            link_key_secret: env.required("SHIPGATE_LINK_KEY_SECRET")?,
+            gates,
+        })
+    }
+}
+
+/// `a@x.com, b@y.org` → addresses, each checked for the shape of an address.
+fn parse_approvers(raw: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for address in raw.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let valid = address.len() <= 254
+            && address
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+            && !address
+                .chars()
+                .any(|c| c.is_whitespace() || c == '<' || c == '>');
+        if !valid {
+            return Err(format!("{address:?} is not an email address"));
+        }
+        if !out.iter().any(|a| a.eq_ignore_ascii_case(address)) {
+            out.push(address.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn environments_with_approvers_get_a_gate_with_fallbacks() {
+        let config = MailerConfig::from_env(&env(&[
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_LINK_KEY_SECRET", "k"),
+            ("SHIPGATE_MAIL_FROM", "ship@example.com"),
+            ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
+            (
+                "SHIPGATE_APPROVERS_INT",
+                "a@example.com, b@example.com,A@example.com",
+            ),
+            ("SHIPGATE_APPROVERS_PROD", "cab@example.com"),
+            ("SHIPGATE_MAIL_FROM_PROD", "prod-gate@example.com"),
+        ]))
+        .unwrap();
+        assert_eq!(config.gates.keys().collect::<Vec<_>>(), ["int", "prod"]);
+        assert_eq!(
+            config.gates["int"].approvers,
+            ["a@example.com", "b@example.com"]
+        );
+        assert_eq!(config.gates["int"].mail_from, "ship@example.com");
+        assert_eq!(config.gates["prod"].mail_from, "prod-gate@example.com");
+        assert_eq!(
+            config.gates["prod"].link_base_url,
+            "https://approve.example.com/"
+        );
+    }
+
+    #[test]
+    fn bad_configuration_names_the_variable() {
+        let err = MailerConfig::from_env(&env(&[
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_LINK_KEY_SECRET", "k"),
+            ("SHIPGATE_MAIL_FROM", "ship@example.com"),
+            ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
+            ("SHIPGATE_APPROVERS_STG", "not-an-address"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SHIPGATE_APPROVERS_STG"), "{err}");
+        let err = MailerConfig::from_env(&env(&[
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_LINK_KEY_SECRET", "k"),
+            ("SHIPGATE_MAIL_FROM", "ship@example.com"),
+            ("SHIPGATE_APPROVERS_INT", "a@example.com"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("SHIPGATE_APPROVAL_URL"), "{err}");
+    }
+}

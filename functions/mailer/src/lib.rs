@@ -1,0 +1,320 @@
+//! The mailer: CodePipeline's manual approval (an SNS notification) becomes one email per
+//! approver of that environment, each with its own signed link to the approval page.
+//!
+//! For each notification it checks the approval is really waiting (`GetPipelineState`, with the
+//! token), opens the gate in the table (a conditional write: a duplicate notification finds the
+//! gate open and mails nobody twice), signs one link per approver (bound to the execution, stage,
+//! action and approver, expiring with the approval, with a fresh nonce) and sends the email with
+//! the release and its change summary. CodePipeline's approval token stays in the table: it is
+//! never in a link, an email or a log line.
+
+mod config;
+pub mod notification;
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use serde::Serialize;
+use shipgate::approval::{ApprovalView, approval_email};
+use shipgate::aws::codepipeline::approval_action_state;
+use shipgate::aws::secrets::LinkKeyCache;
+use shipgate::aws::ses::{Email, send_email};
+use shipgate::error::AwsError;
+use shipgate::links::{LinkClaims, nonce_key, sign_link};
+use shipgate::store::{Gate, GateOpening, GateState, IssuedLink, Store, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::{info, warn};
+
+pub use config::{GateConfig, MailerConfig};
+pub use notification::{ApprovalNotification, parse_approval_message, read_sns_event};
+
+/// What became of one SNS record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecordOutcome {
+    /// Emails sent (this many now; a duplicate after a partial send completes it).
+    Mailed {
+        gate: String,
+        environment: String,
+        sent: usize,
+    },
+    /// Every approver of this round was already mailed.
+    Duplicate { gate: String },
+    /// Not an approval shipgate handles, or no longer waiting: nothing to do.
+    Ignored { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailerReport {
+    pub records: Vec<RecordOutcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("the event is not an SNS event: {0}")]
+    MalformedEvent(#[source] serde_json::Error),
+    #[error(
+        "the approval for {environment} cannot be mailed: no approvers are configured for it \
+         (set SHIPGATE_APPROVERS_{upper})",
+        upper = environment.to_ascii_uppercase()
+    )]
+    NoApprovers { environment: String },
+    #[error("release {0} waits for approval but is not in the table")]
+    UnknownRelease(String),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MailerError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            MailerError::MalformedEvent(_) => "MalformedEvent",
+            MailerError::NoApprovers { .. } => "NoApprovers",
+            MailerError::UnknownRelease(_) => "UnknownRelease",
+            MailerError::Aws(_) => "AwsError",
+            MailerError::Store(_) => "StoreError",
+        }
+    }
+}
+
+/// The mailer, with its clients built once.
+pub struct Mailer {
+    config: MailerConfig,
+    store: Store,
+    cp: aws_sdk_codepipeline::Client,
+    ses: aws_sdk_sesv2::Client,
+    keys: LinkKeyCache,
+}
+
+impl Mailer {
+    pub fn new(config: MailerConfig, sdk: &SdkConfig) -> Self {
+        let keys = LinkKeyCache::new(
+            aws_sdk_secretsmanager::Client::new(sdk),
+            config.link_key_secret.clone(),
+            Duration::from_secs(300),
+        );
+        Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            cp: aws_sdk_codepipeline::Client::new(sdk),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+            keys,
+            config,
+        }
+    }
+
+    /// Handles one SNS event (usually one record). An error makes Lambda retry the event; the
+    /// gate's conditional write keeps a retry from mailing anyone twice.
+    pub async fn handle(&self, event: serde_json::Value) -> Result<MailerReport, MailerError> {
+        let notifications = read_sns_event(event).map_err(MailerError::MalformedEvent)?;
+        let mut records = Vec::with_capacity(notifications.len());
+        for notification in notifications {
+            let outcome = match notification {
+                Ok(n) => self.mail(&n).await?,
+                Err(reason) => {
+                    warn!(
+                        outcome = "ignored",
+                        reason, "SNS message is not an approval"
+                    );
+                    RecordOutcome::Ignored { reason }
+                }
+            };
+            records.push(outcome);
+        }
+        Ok(MailerReport { records })
+    }
+
+    async fn mail(&self, n: &ApprovalNotification) -> Result<RecordOutcome, MailerError> {
+        let (Some(release_id), Some(environment)) = (&n.release_id, &n.environment) else {
+            let reason = format!(
+                "approval {}/{}/{} names no shipgate release and environment in its CustomData",
+                n.pipeline, n.stage, n.action
+            );
+            warn!(outcome = "ignored", reason, "approval not mailed");
+            return Ok(RecordOutcome::Ignored { reason });
+        };
+        let gate_config =
+            self.config
+                .gates
+                .get(environment)
+                .ok_or_else(|| MailerError::NoApprovers {
+                    environment: environment.clone(),
+                })?;
+        let state =
+            approval_action_state(&self.cp, &n.pipeline, &n.stage, &n.action, n.token.expose())
+                .await?;
+        if !state.waiting_with_token {
+            let reason = format!(
+                "approval {}/{}/{} is no longer waiting with this token (status {})",
+                n.pipeline,
+                n.stage,
+                n.action,
+                state.status.as_deref().unwrap_or("unknown")
+            );
+            info!(
+                release_id,
+                env = environment,
+                outcome = "ignored",
+                reason,
+                "late approval notification"
+            );
+            return Ok(RecordOutcome::Ignored { reason });
+        }
+        let Some(execution_id) = n.execution_id.clone().or(state.execution_id) else {
+            let reason = "the waiting approval has no execution id".to_owned();
+            return Ok(RecordOutcome::Ignored { reason });
+        };
+        let release = self
+            .store
+            .get_release(release_id)
+            .await?
+            .ok_or_else(|| MailerError::UnknownRelease(release_id.clone()))?;
+        let stacks = self
+            .store
+            .list_stack_changes(release_id, environment)
+            .await?;
+
+        let now = now_rfc3339();
+        let links = gate_config
+            .approvers
+            .iter()
+            .map(|approver| {
+                let nonce = uuid::Uuid::new_v4().simple().to_string();
+                let claims = claims_for(&execution_id, n, approver, &nonce);
+                IssuedLink {
+                    approver: approver.clone(),
+                    nonce_key: nonce_key(&claims),
+                    nonce,
+                    message_id: None,
+                }
+            })
+            .collect();
+        let proposed = Gate {
+            pipeline: n.pipeline.clone(),
+            execution_id: execution_id.clone(),
+            stage: n.stage.clone(),
+            action: n.action.clone(),
+            environment: environment.clone(),
+            release_id: release_id.clone(),
+            approval_token: n.token.clone(),
+            round: n.token.round(),
+            approval_expires_at: n.expires_at,
+            state: GateState::Pending,
+            links,
+            decision: None,
+            opened_at: now.clone(),
+            updated_at: now,
+        };
+        let gate = match self.store.open_gate(&proposed).await? {
+            GateOpening::Opened(gate) => gate,
+            GateOpening::Existing(gate) => {
+                if gate.links.iter().all(|l| l.message_id.is_some())
+                    || gate.state != GateState::Pending
+                {
+                    info!(
+                        release_id,
+                        execution_id,
+                        env = environment,
+                        gate = gate.key(),
+                        outcome = "duplicate",
+                        "approval already mailed"
+                    );
+                    return Ok(RecordOutcome::Duplicate { gate: gate.key() });
+                }
+                gate
+            }
+        };
+
+        let view = ApprovalView::for_gate(&release, &gate, stacks);
+        let keys = self.keys.keys().await?;
+        let mut sent = 0;
+        for (index, link) in gate.links.iter().enumerate() {
+            if link.message_id.is_some() {
+                continue;
+            }
+            let claims = claims_for(&gate.execution_id, n, &link.approver, &link.nonce);
+            let token = sign_link(&claims, &keys.current);
+            let approve_url = link_url(&gate_config.link_base_url, &token, "approve");
+            let reject_url = link_url(&gate_config.link_base_url, &token, "reject");
+            let rendered = approval_email(&view, &link.approver, &approve_url, &reject_url);
+            let message_id = send_email(
+                &self.ses,
+                &Email {
+                    from: gate_config.mail_from.clone(),
+                    to: vec![link.approver.clone()],
+                    subject: rendered.subject,
+                    html: rendered.html,
+                    text: rendered.text,
+                },
+            )
+            .await?;
+            self.store
+                .record_link_sent(&gate, index, &message_id)
+                .await?;
+            sent += 1;
+        }
+        info!(
+            release_id,
+            execution_id = gate.execution_id,
+            env = environment,
+            gate = gate.key(),
+            approvers = gate.links.len(),
+            sent,
+            outcome = "mailed",
+            "approval emails sent"
+        );
+        Ok(RecordOutcome::Mailed {
+            gate: gate.key(),
+            environment: environment.clone(),
+            sent,
+        })
+    }
+}
+
+fn claims_for(
+    execution_id: &str,
+    n: &ApprovalNotification,
+    approver: &str,
+    nonce: &str,
+) -> LinkClaims {
+    LinkClaims {
+        execution_id: execution_id.to_owned(),
+        stage: n.stage.clone(),
+        action: n.action.clone(),
+        approver: approver.to_owned(),
+        expires_at: n.expires_at,
+        nonce: nonce.to_owned(),
+    }
+}
+
+/// The page URL for a link token; `intent` only preselects a button on the page.
+pub fn link_url(base: &str, token: &str, intent: &str) -> String {
+    let separator = if base.contains('?') { '&' } else { '?' };
+    // Tokens are base64url and '.', safe in a query as they are.
+    format!("{base}{separator}t={token}&i={intent}")
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_urls_carry_the_token_and_the_intent() {
+        assert_eq!(
+            link_url("https://abc.lambda-url.eu-west-1.on.aws/", "p.q", "approve"),
+            "https://abc.lambda-url.eu-west-1.on.aws/?t=p.q&i=approve"
+        );
+        assert_eq!(
+            link_url("https://x.example/approve?tenant=a", "p.q", "reject"),
+            "https://x.example/approve?tenant=a&t=p.q&i=reject"
+        );
+    }
+}
