@@ -156,9 +156,24 @@ impl FunctionUrlServer {
         function_logical_id: &str,
         host: Arc<dyn FunctionHost>,
     ) -> Result<FunctionUrlServer> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        let listener = Self::bind(function_logical_id).await?;
+        Self::serve_on(listener, function_logical_id, host)
+    }
+
+    /// A loopback listener for a function URL, so its address is known (and can be given to
+    /// the template as `!GetAtt <Function>Url.FunctionUrl`) before the function is built.
+    pub async fn bind(function_logical_id: &str) -> Result<tokio::net::TcpListener> {
+        tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .with_context(|| format!("binding the function URL of {function_logical_id}"))?;
+            .with_context(|| format!("binding the function URL of {function_logical_id}"))
+    }
+
+    /// Serves `function_logical_id`'s URL on `listener`, calling it through `host`.
+    pub fn serve_on(
+        listener: tokio::net::TcpListener,
+        function_logical_id: &str,
+        host: Arc<dyn FunctionHost>,
+    ) -> Result<FunctionUrlServer> {
         let addr = listener.local_addr()?;
         let endpoint = Arc::new(Endpoint {
             function: function_logical_id.to_owned(),

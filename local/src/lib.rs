@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod alarms;
+pub mod approvals;
 pub mod codepipeline;
 pub mod delivery;
 pub mod function_urls;

@@ -82,6 +82,33 @@ enum Command {
         #[arg(long)]
         last: Option<usize>,
     },
+    /// An approval gate of a release: its change summary, its state and the links mailed.
+    Approval {
+        /// The release (default: the newest one started).
+        #[arg(long)]
+        release: Option<String>,
+        #[arg(long, default_value = "Int")]
+        stage: String,
+        #[arg(long, default_value = "ApproveInt")]
+        action: String,
+        /// Wait (up to this many seconds) until the gate is open and mailed.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Print only the link mailed to this approver (with --intent), for scripts.
+        #[arg(long)]
+        link_for: Option<String>,
+        #[arg(long, default_value = "approve", value_parser = ["approve", "reject"])]
+        intent: String,
+    },
+    /// Follow an approval link as a person does: open the page (GET), then, with --decide,
+    /// press its button (POST of the page's form).
+    Follow {
+        link: String,
+        #[arg(long, value_parser = ["approve", "reject"])]
+        decide: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Releases and pipeline executions, one line each.
     Status {
         /// How many releases to list.
@@ -100,6 +127,7 @@ fn main() -> ExitCode {
             | Command::Drop { .. }
             | Command::Status { .. }
             | Command::Outbox { .. }
+            | Command::Approval { .. }
     ) {
         match StateFiles::new(&cli.state_dir).read_env() {
             Ok(vars) => {
@@ -150,6 +178,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => drop_zip(&zip, key, wait, expect).await,
         Command::Outbox { last } => outbox(last).await,
         Command::Status { limit } => status(limit).await,
+        Command::Approval {
+            release,
+            stage,
+            action,
+            wait,
+            link_for,
+            intent,
+        } => {
+            let sdk = shipgate::aws::load_sdk_config().await;
+            let query = shipgate_local::approvals::GateQuery {
+                release,
+                stage,
+                action,
+                wait: Duration::from_secs(wait),
+            };
+            let env = shipgate::config::Env::from_process();
+            match link_for {
+                Some(approver) => {
+                    let link =
+                        shipgate_local::approvals::link_for(&sdk, &env, &query, &approver, &intent)
+                            .await?;
+                    println!("{link}");
+                }
+                None => print!(
+                    "{}",
+                    shipgate_local::approvals::describe(&sdk, &env, &query).await?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Follow {
+            link,
+            decide,
+            comment,
+        } => {
+            let outcome =
+                shipgate_local::approvals::follow(&link, decide.as_deref(), comment.as_deref())
+                    .await?;
+            print!("{}", outcome.report);
+            Ok(if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 

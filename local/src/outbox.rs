@@ -57,12 +57,48 @@ pub async fn sent_emails(moto_endpoint: &str) -> Result<Vec<SentEmail>> {
         .collect())
 }
 
+/// The `href` targets of an HTML body's links, entities decoded, in order.
+pub fn links(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("href=\"") {
+        rest = &rest[at + 6..];
+        let Some(end) = rest.find('"') else { break };
+        out.push(
+            rest[..end]
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        );
+        rest = &rest[end..];
+    }
+    out
+}
+
 /// The readable text of an HTML body: tags dropped, entities decoded, blank runs folded.
 pub fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
     let mut tag = String::new();
+    // Inside <style> or <script>: nothing there is text.
+    let mut skipping: Option<&str> = None;
     for c in html.chars() {
+        if let Some(end) = skipping {
+            if in_tag && c == '>' {
+                in_tag = false;
+                if tag.trim().eq_ignore_ascii_case(end) {
+                    skipping = None;
+                }
+            } else if in_tag {
+                tag.push(c);
+            } else if c == '<' {
+                in_tag = true;
+                tag.clear();
+            }
+            continue;
+        }
         match (in_tag, c) {
             (false, '<') => {
                 in_tag = true;
@@ -77,6 +113,14 @@ pub fn html_to_text(html: &str) -> String {
                     .next()
                     .unwrap_or("")
                     .to_lowercase();
+                if !closing && name == "style" {
+                    skipping = Some("/style");
+                    continue;
+                }
+                if !closing && name == "script" {
+                    skipping = Some("/script");
+                    continue;
+                }
                 if matches!(
                     name.as_str(),
                     "tr" | "p" | "h1" | "h2" | "h3" | "br" | "li" | "div" | "table"
@@ -95,6 +139,8 @@ pub fn html_to_text(html: &str) -> String {
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
+        .replace("&middot;", "\u{b7}")
+        .replace("&nbsp;", " ")
         .replace("&amp;", "&");
     decoded
         .lines()
@@ -107,10 +153,22 @@ pub fn html_to_text(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn links_are_read_with_entities_decoded() {
+        let links = super::links(
+            r#"<a href="https://x/?t=a.b&amp;i=approve" style="a">A</a> <a href="mailto:z@y">z</a>"#,
+        );
+        assert_eq!(links, ["https://x/?t=a.b&i=approve", "mailto:z@y"]);
+    }
+
+    #[test]
     fn html_bodies_read_as_text() {
         let text = super::html_to_text(
             "<h2>Rejected</h2><table><tr><td>bad_digest</td><td>x &amp; y</td></tr></table>",
         );
         assert_eq!(text, "Rejected\n  bad_digest  x & y");
+        let text = super::html_to_text(
+            "<head><title>A &middot; b</title><style>p{color:red}</style></head><p>shown</p>",
+        );
+        assert_eq!(text, "A \u{b7} b\nshown");
     }
 }

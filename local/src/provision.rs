@@ -38,6 +38,7 @@ pub async fn provision(
     template_text: &str,
     parameter_values: &BTreeMap<String, String>,
     registry_endpoints: &str,
+    attributes: &BTreeMap<String, String>,
 ) -> Result<Provisioned> {
     let template: Value =
         serde_yaml::from_str(template_text).context("template.yaml is not YAML")?;
@@ -48,6 +49,8 @@ pub async fn provision(
 
     let evaluator = TemplateEvaluator::new(template_text).context("reading the template")?;
     let mut resolver = Resolver::new(BTreeMap::new(), accounts::REGION, accounts::TOOLING);
+    // What only the running stack knows (function URLs).
+    resolver.attributes.extend(attributes.clone());
     // Parameters: given values, else defaults.
     if let Some(params) = template.get("Parameters").and_then(Value::as_mapping) {
         for (name, spec) in params {
@@ -130,6 +133,13 @@ pub async fn provision(
                     .map_err(sdk_err)
                     .with_context(|| format!("creating topic {id}"))?;
             }
+            "AWS::SecretsManager::Secret" => {
+                // `Ref` of a secret is its ARN, which only the service knows.
+                let arn = create_secret(sdk, &name, &props)
+                    .await
+                    .with_context(|| format!("creating secret {id}"))?;
+                resolver.refs.insert(id.to_owned(), arn);
+            }
             _ => {}
         }
     }
@@ -210,6 +220,57 @@ pub async fn provision(
         artifact_bucket,
         table,
     })
+}
+
+/// A secret with the template's `SecretString`, or a value generated the way
+/// `GenerateSecretString` describes it (length, punctuation excluded or not).
+async fn create_secret(sdk: &SdkConfig, name: &str, props: &Value) -> Result<String> {
+    let value = match props.get("SecretString").and_then(Value::as_str) {
+        Some(value) => value.to_owned(),
+        None => {
+            let generate = props.get("GenerateSecretString");
+            let length = generate
+                .and_then(|g| g.get("PasswordLength"))
+                .and_then(Value::as_u64)
+                .unwrap_or(32) as usize;
+            let no_punctuation = generate
+                .and_then(|g| g.get("ExcludePunctuation"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            generate_secret(length, no_punctuation)
+        }
+    };
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(sdk_err)?;
+    out.arn()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("CreateSecret returned no ARN"))
+}
+
+fn generate_secret(length: usize, no_punctuation: bool) -> String {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const PUNCT: &[u8] = b"!#$%&()*+,-./:;<=>?@[]^_{|}~";
+    let alphabet: Vec<u8> = if no_punctuation {
+        ALNUM.to_vec()
+    } else {
+        [ALNUM, PUNCT].concat()
+    };
+    let mut out = String::with_capacity(length);
+    while out.len() < length {
+        // Bytes 6 and 8 of a v4 UUID carry the version and variant bits: not random.
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        for (_, &byte) in bytes.iter().enumerate().filter(|(i, _)| *i != 6 && *i != 8) {
+            if out.len() < length && (byte as usize) < 256 - 256 % alphabet.len() {
+                out.push(alphabet[byte as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
 }
 
 fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {

@@ -87,6 +87,14 @@ pub fn default_parameters() -> BTreeMap<String, String> {
             "RejectionFallbackEmail".to_owned(),
             "release-desk@shipgate.local".to_owned(),
         ),
+        (
+            "IntDeployRoleArn".to_owned(),
+            accounts::deploy_role_arn(accounts::INT),
+        ),
+        (
+            "IntApprovers".to_owned(),
+            "int-lead@shipgate.local,int-ops@shipgate.local".to_owned(),
+        ),
     ])
 }
 
@@ -134,21 +142,35 @@ impl Stack {
         };
         let sdk = endpoints.sdk_config();
 
+        // Function URLs are bound first: the template hands them to other functions
+        // (`!GetAtt <Function>Url.FunctionUrl`), as SAM's generated `<Function>Url` resource does.
+        let mut url_listeners = Vec::new();
+        let mut attributes = BTreeMap::new();
+        for id in
+            url_functions(&template_text).context("reading function URLs from the template")?
+        {
+            let listener = FunctionUrlServer::bind(&id).await?;
+            attributes.insert(
+                format!("{id}Url.FunctionUrl"),
+                format!("http://{}/", listener.local_addr()?),
+            );
+            url_listeners.push((id, listener));
+        }
+
         let provisioned = provision::provision(
             &sdk,
             &template_text,
             &options.parameters,
             &registries::endpoint_overrides(&registries, accounts::REGION),
+            &attributes,
         )
         .await
         .context("provisioning the template's resources in moto")?;
 
-        let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.function_env).await?);
+        let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.env_by_function).await?);
         let mut function_urls = BTreeMap::new();
-        for id in
-            url_functions(&template_text).context("reading function URLs from the template")?
-        {
-            let server = FunctionUrlServer::start(&id, functions.clone()).await?;
+        for (id, listener) in url_listeners {
+            let server = FunctionUrlServer::serve_on(listener, &id, functions.clone())?;
             function_urls.insert(id, server);
         }
 
