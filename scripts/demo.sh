@@ -32,6 +32,25 @@ local_ outbox --last 1
 step "The fixed release is dropped: intake must accept it and start the pipeline"
 local_ drop .local/demo/orders-1.4.0.zip --wait --expect accepted
 
+step "int: shipgate created the change set in the int account (222222222222) and mailed each int approver"
+local_ approval --stage Int --action ApproveInt --wait 120
+
+LINK=$(local_ approval --stage Int --action ApproveInt --link-for int-lead@shipgate.local --intent approve)
+step "The int lead opens the link from the email (a GET: it shows the page and decides nothing)"
+local_ follow "$LINK"
+
+step "The int lead presses Approve on the page (the page's own form is POSTed)"
+local_ follow "$LINK" --decide approve --comment "int change set reviewed"
+
+step "The decision is recorded with the gate, and CodePipeline moved on"
+local_ approval --stage Int --action ApproveInt
+
+step "The same link again: it worked once, and now says the approval is already decided"
+if local_ follow "$LINK" --decide approve; then
+  echo "a used link decided a second time" >&2
+  exit 1
+fi
+
 step "Releases and pipeline executions so far"
 local_ status
 
@@ -39,4 +58,4 @@ step "Stopping the local stack"
 local_ down
 trap - EXIT
 pgrep -f "$STATE" >/dev/null && { echo "processes of the stack are still running" >&2; exit 1; }
-step "Demo finished: one release rejected with its problems listed and emailed, one accepted and its pipeline started"
+step "Demo finished: one release rejected with its problems listed and emailed; one accepted, its int change set summarised, mailed to the approvers and approved through the page"

@@ -142,15 +142,24 @@ async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
         Some(execution_id.as_str())
     );
 
-    // The execution carries the release as variables and the accepted copy's version as source.
+    // The execution carries the release as variables and the accepted copy's version as source
+    // (listed once the source action has run: the execution starts without it).
     let pipeline = stack.provisioned.refs["PipelineName"].clone();
-    let execution = aws_sdk_codepipeline::Client::new(&stack.sdk)
-        .get_pipeline_execution()
-        .pipeline_name(&pipeline)
-        .pipeline_execution_id(&execution_id)
-        .send()
-        .await?;
-    let execution = execution.pipeline_execution().context("execution")?;
+    let cp = aws_sdk_codepipeline::Client::new(&stack.sdk);
+    let execution = wait_for("the source revision of the execution", WAIT, || async {
+        let out = cp
+            .get_pipeline_execution()
+            .pipeline_name(&pipeline)
+            .pipeline_execution_id(&execution_id)
+            .send()
+            .await?;
+        Ok(out
+            .pipeline_execution()
+            .filter(|e| !e.artifact_revisions().is_empty())
+            .cloned())
+    })
+    .await?;
+    let execution = &execution;
     let vars: Vec<(String, String)> = execution
         .variables()
         .iter()
