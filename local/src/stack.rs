@@ -43,6 +43,8 @@ pub struct StackOptions {
     pub parameters: BTreeMap<String, String>,
     /// How often alarms are polled for state changes (moto emits no alarm events).
     pub alarm_poll: Duration,
+    /// How long after a continuation the CodePipeline stand-in invokes an action again.
+    pub continuation_delay: Duration,
 }
 
 impl StackOptions {
@@ -61,6 +63,7 @@ impl StackOptions {
             retry_delays: vec![Duration::from_millis(500), Duration::from_secs(1)],
             parameters: default_parameters(),
             alarm_poll: Duration::from_millis(100),
+            continuation_delay: Duration::from_millis(200),
         }
     }
 
@@ -75,6 +78,7 @@ impl StackOptions {
             retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
             parameters: default_parameters(),
             alarm_poll: Duration::from_millis(250),
+            continuation_delay: Duration::from_millis(500),
         }
     }
 }
@@ -189,6 +193,7 @@ impl Stack {
                 approval_timeout: Duration::from_secs(7 * 24 * 3600),
                 region: accounts::REGION.to_owned(),
                 account_id: accounts::TOOLING.to_owned(),
+                continuation_delay: options.continuation_delay,
             },
         );
 

@@ -823,6 +823,7 @@ impl Harness {
             approval_timeout: Duration::from_secs(3600),
             region: REGION.to_owned(),
             account_id: ACCOUNT.to_owned(),
+            continuation_delay: Duration::from_millis(50),
         };
         let stand_in = CodePipelineStandIn::new(
             definitions,

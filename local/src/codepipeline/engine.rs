@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -70,6 +71,26 @@ impl Engine {
                     function,
                     job_id,
                     event,
+                    delay,
+                } if !delay.is_zero() => {
+                    // A continued job: CodePipeline invokes the action again after a while,
+                    // not at once.
+                    let engine = Arc::clone(self);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        engine.run(vec![Effect::InvokeJob {
+                            function,
+                            job_id,
+                            event,
+                            delay: Duration::ZERO,
+                        }]);
+                    });
+                }
+                Effect::InvokeJob {
+                    function,
+                    job_id,
+                    event,
+                    ..
                 } => {
                     tracing::debug!(%function, %job_id, "delivering CodePipeline job");
                     if let Err(message) = self.invoker.invoke(&function, event) {

@@ -49,6 +49,9 @@ pub struct StandInConfig {
     pub approval_timeout: Duration,
     pub region: String,
     pub account_id: String,
+    /// How long after a continuation token the action is invoked again. AWS does not document
+    /// the delay; it is not immediate. Tests and demos keep it short.
+    pub continuation_delay: Duration,
 }
 
 impl Default for StandInConfig {
@@ -59,6 +62,7 @@ impl Default for StandInConfig {
             approval_timeout: Duration::from_secs(7 * 24 * 60 * 60),
             region: crate::accounts::REGION.to_owned(),
             account_id: crate::accounts::TOOLING.to_owned(),
+            continuation_delay: Duration::from_secs(1),
         }
     }
 }
@@ -82,6 +86,7 @@ impl CodePipelineStandIn {
             account_id: config.account_id,
             job_timeout: config.job_timeout,
             approval_timeout: config.approval_timeout,
+            continuation_delay: config.continuation_delay,
         };
         let state = State::new(defs, subscribers, settings, time::OffsetDateTime::now_utc());
         Self {

@@ -38,6 +38,8 @@ pub struct Settings {
     pub account_id: String,
     pub job_timeout: Duration,
     pub approval_timeout: Duration,
+    /// How long after a continuation the action is invoked again.
+    pub continuation_delay: Duration,
 }
 
 /// Work for the engine once the state lock is released.
@@ -51,6 +53,8 @@ pub enum Effect {
         function: String,
         job_id: String,
         event: Json,
+        /// Zero for a first job; the continuation delay for a continued one.
+        delay: Duration,
     },
     /// Deliver an approval notification (SNS delivery failures do not affect the pipeline).
     Notify { function: String, event: Json },
@@ -1502,6 +1506,11 @@ impl PipelineRun {
         };
         run.job_id = Some(job_id.clone());
         let event = events::job_event(&job_id, &cx.settings.account_id, &data);
+        let delay = if data.continuation_token.is_some() {
+            cx.settings.continuation_delay
+        } else {
+            Duration::ZERO
+        };
         cx.jobs.insert(
             job_id.clone(),
             Job {
@@ -1514,10 +1523,11 @@ impl PipelineRun {
             function: function_logical_id.clone(),
             job_id: job_id.clone(),
             event,
+            delay,
         });
         cx.effects.push(Effect::JobTimer {
             job_id,
-            after: cx.settings.job_timeout,
+            after: cx.settings.job_timeout + delay,
         });
     }
 }
