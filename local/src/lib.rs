@@ -10,6 +10,7 @@ pub mod alarms;
 pub mod approvals;
 pub mod codepipeline;
 pub mod delivery;
+pub mod environments;
 pub mod function_urls;
 pub mod functions;
 pub mod moto;

@@ -45,6 +45,9 @@ pub struct StackOptions {
     pub alarm_poll: Duration,
     /// How long after a continuation the CodePipeline stand-in invokes an action again.
     pub continuation_delay: Duration,
+    /// Deploy this environment template (`environment.yaml`) as `shipgate-env` in every
+    /// environment account; `None` leaves the environment accounts empty.
+    pub environment_template: Option<PathBuf>,
 }
 
 impl StackOptions {
@@ -64,6 +67,8 @@ impl StackOptions {
             parameters: default_parameters(),
             alarm_poll: Duration::from_millis(100),
             continuation_delay: Duration::from_millis(200),
+            // Most tests stop before a deployment; those that deploy ask for it.
+            environment_template: None,
         }
     }
 
@@ -79,6 +84,12 @@ impl StackOptions {
             parameters: default_parameters(),
             alarm_poll: Duration::from_millis(250),
             continuation_delay: Duration::from_millis(500),
+            environment_template: Some(
+                template
+                    .parent()
+                    .unwrap_or_else(|| Path::new("."))
+                    .join("environment.yaml"),
+            ),
         }
     }
 }
@@ -113,6 +124,8 @@ pub struct Stack {
     pub standin: CodePipelineStandIn,
     /// Function logical id → its function URL, for the template's functions that have one.
     pub function_urls: BTreeMap<String, FunctionUrlServer>,
+    /// Each environment's `shipgate-env` outputs (empty without an environment template).
+    pub environments: crate::environments::EnvironmentOutputs,
     state_dir: PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -170,6 +183,17 @@ impl Stack {
         )
         .await
         .context("provisioning the template's resources in moto")?;
+
+        let environments = match &options.environment_template {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                crate::environments::provision_environments(&sdk, &text)
+                    .await
+                    .context("deploying the environment template in the environment accounts")?
+            }
+            None => BTreeMap::new(),
+        };
 
         let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.env_by_function).await?);
         let mut function_urls = BTreeMap::new();
@@ -243,6 +267,7 @@ impl Stack {
             functions,
             standin,
             function_urls,
+            environments,
             state_dir: options.state_dir,
             stop,
             tasks,

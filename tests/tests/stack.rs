@@ -102,3 +102,58 @@ async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
     stack.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_environment_account_gets_its_platform_from_the_environment_template() -> Result<()> {
+    let stack = start_stack("environments", |o| {
+        o.registries = false;
+        o.deliver_s3_events = false;
+        o.environment_template =
+            Some(shipgate_local::process::project_root().join("environment.yaml"));
+    })
+    .await?;
+    assert_eq!(
+        stack.environments.keys().collect::<Vec<_>>(),
+        ["int", "prod", "stg"]
+    );
+    for (environment, account) in accounts::ENVIRONMENTS {
+        let outputs = &stack.environments[environment];
+        assert_eq!(
+            outputs["DeployRoleArn"],
+            accounts::deploy_role_arn(account),
+            "{environment}"
+        );
+        assert!(outputs["ProdListenerArn"].contains(account), "{outputs:?}");
+        // The applications' templates import these, in that account only.
+        let assumed = shipgate::aws::assume_role(
+            &stack.sdk,
+            &accounts::deploy_role_arn(account),
+            "test-environments",
+        )
+        .await;
+        let exports = aws_sdk_cloudformation::Client::new(&assumed)
+            .list_exports()
+            .send()
+            .await?;
+        let names: BTreeSet<&str> = exports.exports().iter().filter_map(|e| e.name()).collect();
+        for name in [
+            "shipgate-env-ClusterName",
+            "shipgate-env-PrivateSubnets",
+            "shipgate-env-ServiceSecurityGroup",
+            "shipgate-env-TaskExecutionRoleArn",
+            "shipgate-env-ProdListener",
+            "shipgate-env-TestListener",
+        ] {
+            assert!(names.contains(name), "{environment}: {name} in {names:?}");
+        }
+        let cluster = exports
+            .exports()
+            .iter()
+            .find(|e| e.name() == Some("shipgate-env-ClusterName"))
+            .and_then(|e| e.value())
+            .context("cluster export")?;
+        assert_eq!(cluster, format!("shipgate-{environment}"));
+    }
+    stack.stop().await;
+    Ok(())
+}
