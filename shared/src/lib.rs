@@ -10,6 +10,7 @@ pub mod approval;
 pub mod aws;
 pub mod changes;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod job;
 pub mod links;

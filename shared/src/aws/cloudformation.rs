@@ -326,6 +326,141 @@ pub async fn execute_change_set(
     Ok(())
 }
 
+/// A stack as `DescribeStacks` describes it: where it stands and what it outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackState {
+    pub stack_id: Option<String>,
+    pub stack_name: String,
+    /// `StackStatus` as CloudFormation spells it (`UPDATE_COMPLETE`, `ROLLBACK_IN_PROGRESS`, …):
+    /// kept as text so that a status this code does not know is still reported as it is.
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// The stack's outputs, in CloudFormation's order.
+    pub outputs: Vec<StackOutput>,
+}
+
+/// One output of a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackOutput {
+    pub key: String,
+    pub value: String,
+}
+
+/// `DescribeStacks` of one stack (by name or id); `None` when it does not exist (AWS and moto
+/// answer `ValidationError` "Stack with id … does not exist").
+pub async fn describe_stack(cf: &Client, stack: &str) -> Result<Option<StackState>, AwsError> {
+    let out = match cf.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => out,
+        Err(err) => {
+            let err = AwsError::from_sdk(SERVICE, "DescribeStacks", err);
+            if err.is_code("ValidationError") && err.message.contains("does not exist") {
+                return Ok(None);
+            }
+            return Err(err);
+        }
+    };
+    let Some(found) = out.stacks().first() else {
+        return Ok(None);
+    };
+    Ok(Some(StackState {
+        stack_id: found.stack_id().map(str::to_owned),
+        stack_name: found.stack_name().unwrap_or(stack).to_owned(),
+        status: found
+            .stack_status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        status_reason: found
+            .stack_status_reason()
+            .filter(|r| !r.trim().is_empty())
+            .map(str::to_owned),
+        outputs: found
+            .outputs()
+            .iter()
+            .filter_map(|o| {
+                Some(StackOutput {
+                    key: o.output_key()?.to_owned(),
+                    value: o.output_value().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect(),
+    }))
+}
+
+/// One event of a stack (`DescribeStackEvents`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEvent {
+    pub logical_id: String,
+    pub resource_type: String,
+    /// `ResourceStatus` as CloudFormation spells it (`CREATE_FAILED`, …).
+    pub status: String,
+    pub reason: Option<String>,
+    /// Epoch seconds, when CloudFormation gave a timestamp.
+    pub timestamp: Option<i64>,
+}
+
+impl StackEvent {
+    /// The stack's own event (not one of its resources').
+    pub fn is_stack(&self) -> bool {
+        self.resource_type == "AWS::CloudFormation::Stack"
+    }
+
+    /// The start of a stack operation: the stack's own `CREATE_IN_PROGRESS` /
+    /// `UPDATE_IN_PROGRESS` / `IMPORT_IN_PROGRESS` (not a rollback's).
+    pub fn starts_operation(&self) -> bool {
+        self.is_stack()
+            && matches!(
+                self.status.as_str(),
+                "CREATE_IN_PROGRESS" | "UPDATE_IN_PROGRESS" | "IMPORT_IN_PROGRESS"
+            )
+    }
+}
+
+/// How many `DescribeStackEvents` pages [`last_operation_events`] reads at most (100 events
+/// each, newest first): an operation with more events than that is reported from its latest.
+pub const MAX_EVENT_PAGES: usize = 10;
+
+/// The events of the stack's latest operation, newest first: `DescribeStackEvents`, following
+/// `NextToken`, until the event that started the operation (included), or
+/// [`MAX_EVENT_PAGES`] pages.
+pub async fn last_operation_events(cf: &Client, stack: &str) -> Result<Vec<StackEvent>, AwsError> {
+    let mut events = Vec::new();
+    let mut next_token: Option<String> = None;
+    for _ in 0..MAX_EVENT_PAGES {
+        let out = cf
+            .describe_stack_events()
+            .stack_name(stack)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(aws_err(SERVICE, "DescribeStackEvents"))?;
+        for event in out.stack_events() {
+            let event = StackEvent {
+                logical_id: event.logical_resource_id().unwrap_or_default().to_owned(),
+                resource_type: event.resource_type().unwrap_or_default().to_owned(),
+                status: event
+                    .resource_status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                reason: event
+                    .resource_status_reason()
+                    .filter(|r| !r.trim().is_empty())
+                    .map(str::to_owned),
+                timestamp: event.timestamp().map(|t| t.secs()),
+            };
+            let start = event.starts_operation();
+            events.push(event);
+            if start {
+                return Ok(events);
+            }
+        }
+        match out.next_token().filter(|t| !t.is_empty()) {
+            Some(token) => next_token = Some(token.to_owned()),
+            None => break,
+        }
+    }
+    Ok(events)
+}
+
 /// The domain form of one SDK resource change. Values the SDK added after the domain types were
 /// written are kept conservative: an unknown action (e.g. `SyncWithActual`) becomes `Dynamic`,
 /// which the summary shows as undetermined, ahead of the benign categories.
@@ -932,5 +1067,165 @@ mod tests {
         delete_change_set(&cf, "orders", "cs")
             .await
             .expect("already gone is fine");
+    }
+
+    fn stack_event(
+        logical_id: &str,
+        resource_type: &str,
+        status: sdk::ResourceStatus,
+        reason: Option<&str>,
+    ) -> sdk::StackEvent {
+        sdk::StackEvent::builder()
+            .stack_id("arn:aws:cloudformation:eu-west-1:222222222222:stack/orders/1")
+            .event_id(format!("{logical_id}-{}", status.as_str()))
+            .stack_name("orders")
+            .logical_resource_id(logical_id)
+            .resource_type(resource_type)
+            .resource_status(status)
+            .set_resource_status_reason(reason.map(str::to_owned))
+            .timestamp(aws_smithy_types::DateTime::from_secs(1_764_000_000))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn describe_stack_reads_status_reason_and_outputs() {
+        let described = mock!(Client::describe_stacks)
+            .match_requests(|req| req.stack_name() == Some("orders"))
+            .then_output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(
+                        sdk::Stack::builder()
+                            .stack_id(
+                                "arn:aws:cloudformation:eu-west-1:222222222222:stack/orders/1",
+                            )
+                            .stack_name("orders")
+                            .stack_status(sdk::StackStatus::UpdateRollbackComplete)
+                            .stack_status_reason(
+                                "The following resource(s) failed to update: [Service].",
+                            )
+                            .outputs(
+                                sdk::Output::builder()
+                                    .output_key("ShipgateTestEndpoint")
+                                    .output_value("http://alb.example:9000")
+                                    .build(),
+                            )
+                            .outputs(sdk::Output::builder().output_key("Empty").build())
+                            .build(),
+                    )
+                    .build()
+            });
+        let cf = mock_cf(RuleMode::Sequential, &[&described]);
+
+        let state = describe_stack(&cf, "orders")
+            .await
+            .expect("described")
+            .expect("exists");
+
+        assert_eq!(state.status, "UPDATE_ROLLBACK_COMPLETE");
+        assert_eq!(
+            state.status_reason.as_deref(),
+            Some("The following resource(s) failed to update: [Service].")
+        );
+        assert_eq!(
+            state.outputs,
+            [
+                StackOutput {
+                    key: "ShipgateTestEndpoint".into(),
+                    value: "http://alb.example:9000".into()
+                },
+                StackOutput {
+                    key: "Empty".into(),
+                    value: String::new()
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn describe_stack_of_a_missing_stack_is_none_and_other_errors_reach_the_caller() {
+        let missing = mock!(Client::describe_stacks).then_error(|| {
+            DescribeStacksError::generic(error_metadata(
+                "ValidationError",
+                "Stack with id orders does not exist",
+            ))
+        });
+        let throttled = mock!(Client::describe_stacks).then_error(|| {
+            DescribeStacksError::generic(error_metadata("Throttling", "Rate exceeded"))
+        });
+        let cf = mock_cf(RuleMode::Sequential, &[&missing, &throttled]);
+
+        assert_eq!(describe_stack(&cf, "orders").await.expect("no error"), None);
+        let err = describe_stack(&cf, "orders").await.expect_err("throttled");
+        assert!(err.retryable);
+        assert_eq!(err.operation, "DescribeStacks");
+    }
+
+    #[tokio::test]
+    async fn the_last_operations_events_follow_next_token_and_stop_at_its_start() {
+        use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+        let first = mock!(Client::describe_stack_events)
+            .match_requests(|req| req.next_token().is_none() && req.stack_name() == Some("orders"))
+            .then_output(|| {
+                DescribeStackEventsOutput::builder()
+                    .stack_events(stack_event(
+                        "orders",
+                        "AWS::CloudFormation::Stack",
+                        sdk::ResourceStatus::RollbackComplete,
+                        None,
+                    ))
+                    .stack_events(stack_event(
+                        "Service",
+                        "AWS::ECS::Service",
+                        sdk::ResourceStatus::CreateFailed,
+                        Some("Resource handler returned message: \"Cluster not found.\""),
+                    ))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(Client::describe_stack_events)
+            .match_requests(|req| req.next_token() == Some("page-2"))
+            .then_output(|| {
+                DescribeStackEventsOutput::builder()
+                    .stack_events(stack_event(
+                        "orders",
+                        "AWS::CloudFormation::Stack",
+                        sdk::ResourceStatus::CreateInProgress,
+                        Some("User Initiated"),
+                    ))
+                    // An earlier operation: not read.
+                    .stack_events(stack_event(
+                        "Old",
+                        "AWS::SNS::Topic",
+                        sdk::ResourceStatus::CreateFailed,
+                        Some("old news"),
+                    ))
+                    .next_token("page-3")
+                    .build()
+            });
+        let cf = mock_cf(RuleMode::MatchAny, &[&first, &second]);
+
+        let events = last_operation_events(&cf, "orders").await.expect("read");
+
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.logical_id.as_str(), e.status.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("orders", "ROLLBACK_COMPLETE"),
+                ("Service", "CREATE_FAILED"),
+                ("orders", "CREATE_IN_PROGRESS")
+            ]
+        );
+        assert!(events[2].starts_operation());
+        assert!(!events[0].starts_operation());
+        assert_eq!(events[1].timestamp, Some(1_764_000_000));
+        assert_eq!(
+            events[1].reason.as_deref(),
+            Some("Resource handler returned message: \"Cluster not found.\"")
+        );
+        assert_eq!(first.num_calls(), 1);
+        assert_eq!(second.num_calls(), 1);
     }
 }

@@ -7,16 +7,21 @@
 //! `GetAuthorizationToken`; `SHIPGATE_REGISTRY_ENDPOINTS` can map an ECR host to another URL,
 //! which is how the local stack points an account's registry at a local one.
 //!
-//! Intake uses it to check that a release's images exist; image promotion builds on it
-//! (HEAD to skip what is there, [`referenced_descriptors`] to walk an image, blob streams piped
-//! from one registry into another).
+//! Intake uses it to check that a release's images exist; image promotion builds on it:
+//! [`copy_image`] copies an image by digest between registries (HEAD to skip what is there,
+//! [`referenced_descriptors`] to walk an image, blob streams piped from one registry into
+//! another, in the upload parts ECR accepts: [`UploadMode`]), and [`ensure_repository`] creates
+//! a target repository with the source repository's settings.
 
 mod auth;
+mod copy;
 mod digest;
 mod ecr;
 mod error;
 mod manifest;
 mod reference;
+mod repository;
+mod upload;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -32,6 +37,10 @@ use reqwest::header::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
 pub use auth::{BearerToken, Challenge, Credentials, parse_challenges, parse_token_response};
+pub use copy::{
+    CopyError, CopyOptions, CopyProgress, CopyReport, CopyRequest, CopyState, MAX_INDEX_DEPTH,
+    ProgressSnapshot, TagOutcome, copy_image,
+};
 pub use digest::{Digest, DigestError, Digester};
 pub use ecr::{decode_authorization_token, ecr_registry, resolve_endpoint};
 pub use error::{RegistryError, SdkErrorBox};
@@ -40,6 +49,12 @@ pub use manifest::{
     referenced_descriptors,
 };
 pub use reference::{NameError, Reference, check_repository};
+pub use repository::{
+    RepositorySettings, TargetRepository, describe_repository, ensure_repository,
+};
+pub use upload::{
+    ChunkSizeError, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, UploadMode,
+};
 
 /// Largest manifest accepted (the distribution registry's and ECR's own limit is 4 MiB).
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;

@@ -6,13 +6,20 @@
 //! version is one release however many times S3 delivers its event.
 
 mod changes;
+mod deployment;
 mod gate;
+mod promotion;
 mod release;
 
 pub use changes::{ChangeSetOutcome, StackChanges};
+pub use deployment::{
+    AppliedStep, Deployment, DeploymentCreation, DeploymentState, Lease, LeaseIntent, Rollback,
+    SaveError, TrafficTarget,
+};
 pub use gate::{
     ApprovalToken, Decision, DecisionClaim, Gate, GateOpening, GateState, IssuedLink, Verdict,
 };
+pub use promotion::{PromotedImage, Promotion, PromotionState};
 pub use release::{Claim, ReleaseRecord, ReleaseState};
 
 use std::collections::HashMap;

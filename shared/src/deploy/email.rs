@@ -1,0 +1,162 @@
+//! The email an environment's team gets when a deployment is rolled back: HTML and text, every
+//! value from the record or the alarm escaped. Pure.
+
+use crate::aws::ses::{Email, html_escape};
+use crate::config::{ConfigError, Env};
+use crate::store::{Deployment, Rollback, TrafficTarget};
+
+/// Who is told of rollbacks: `SHIPGATE_MAIL_FROM` sends, `SHIPGATE_TEAM_EMAIL_<ENV>`
+/// (comma-separated) receive, for each environment of `SHIPGATE_ENVIRONMENTS`
+/// (default `int,stg,prod`; `<ENV>` upper-cased, `-` as `_`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TeamMail {
+    pub from: String,
+    /// Environment → addresses.
+    pub teams: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl TeamMail {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let from = env.required("SHIPGATE_MAIL_FROM")?;
+        let mut teams = std::collections::BTreeMap::new();
+        for environment in env
+            .or("SHIPGATE_ENVIRONMENTS", "int,stg,prod")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let name = team_variable(environment);
+            let Some(raw) = env.optional(&name) else {
+                continue;
+            };
+            let addresses: Vec<String> = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(bad) = addresses.iter().find(|a| !looks_like_address(a)) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: raw.to_owned(),
+                    reason: format!("{bad:?} is not an email address"),
+                });
+            }
+            teams.insert(environment.to_owned(), addresses);
+        }
+        Ok(Self { from, teams })
+    }
+
+    /// The team of `environment`; empty when none is configured.
+    pub fn team(&self, environment: &str) -> &[String] {
+        self.teams.get(environment).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// `SHIPGATE_TEAM_EMAIL_<ENV>`.
+pub fn team_variable(environment: &str) -> String {
+    format!(
+        "SHIPGATE_TEAM_EMAIL_{}",
+        environment.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+fn looks_like_address(a: &str) -> bool {
+    match a.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !a.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
+        }
+        None => false,
+    }
+}
+
+/// The rollback email for `d` (rolled back as `r`), from `from` to `to`. `at` is the rollback's
+/// time as people read it (RFC 3339).
+pub fn rollback_email(d: &Deployment, r: &Rollback, from: &str, to: &[String], at: &str) -> Email {
+    let app = d.application.as_deref().unwrap_or("release");
+    let version = d.version.as_deref().unwrap_or(&d.release_id);
+    let subject_cause = match &r.alarm {
+        Some(alarm) => format!("alarm {alarm}"),
+        None => format!("by {}", r.by),
+    };
+    let subject: String = format!(
+        "[shipgate] Rolled back: {app} {version} in {} ({subject_cause})",
+        d.environment
+    )
+    .chars()
+    .filter(|c| !c.is_control())
+    .collect();
+    let target = match &d.target {
+        TrafficTarget::LambdaAlias {
+            function,
+            alias,
+            previous_version,
+            new_version,
+        } => format!(
+            "Lambda alias {function}:{alias}: version {new_version} taken out, all traffic on \
+             version {previous_version}"
+        ),
+        TrafficTarget::AlbListener {
+            listener_arn,
+            blue_target_group,
+            ..
+        } => format!(
+            "ALB listener {listener_arn}: all traffic on the blue target group {blue_target_group}"
+        ),
+    };
+    let mut facts: Vec<(&str, String)> = vec![
+        ("Application", app.to_owned()),
+        ("Version", version.to_owned()),
+        ("Environment", d.environment.clone()),
+    ];
+    if let Some(alarm) = &r.alarm {
+        facts.push(("Alarm", alarm.clone()));
+    }
+    facts.extend([
+        ("Reason", r.reason.clone()),
+        ("Rolled back by", r.by.clone()),
+        ("When", at.to_owned()),
+        (
+            "Traffic on the new version before",
+            format!("{}%", r.percent_before),
+        ),
+        ("Traffic now", target),
+        ("Plan", d.plan.clone()),
+        ("Release", d.release_id.clone()),
+        ("Pipeline execution", d.execution_id.clone()),
+        ("Deployment", d.deployment_id.clone()),
+    ]);
+    let headline = format!(
+        "{app} {version} was rolled back in {}: all traffic is on the previous version again, and \
+         the pipeline's traffic action has failed.",
+        d.environment
+    );
+    let mut text = format!("{headline}\n\n");
+    for (label, value) in &facts {
+        text.push_str(&format!("{label}: {value}\n"));
+    }
+    text.push_str("\nThe previous version is kept; nothing else needs undoing. Fix the cause and drop a new release.\n");
+
+    let mut html = String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">");
+    html.push_str(&format!(
+        "<p><strong>{}</strong></p><table>",
+        html_escape(&headline)
+    ));
+    for (label, value) in &facts {
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+            html_escape(label),
+            html_escape(value)
+        ));
+    }
+    html.push_str("</table><p>The previous version is kept; nothing else needs undoing. Fix the cause and drop a new release.</p></body></html>");
+    Email {
+        from: from.to_owned(),
+        to: to.to_vec(),
+        subject,
+        html,
+        text,
+    }
+}

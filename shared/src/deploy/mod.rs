@@ -1,0 +1,663 @@
+//! Progressive deployments: reading and moving the traffic of a deployment in its environment
+//! account, and rolling a deployment back. The traffic action and the rollback function (and an
+//! operator's hand) all roll back through [`Deployer::roll_back`], so a rollback is done one way.
+//!
+//! The decisions are pure ([`decide`]): what the alias or listener shows ([`Observed`]), what a
+//! step does ([`decide_step`]), whether a rollback is claimed, finished or left alone
+//! ([`rollback_next`]), whether an alarm change concerns a deployment ([`alarm_concerns`]). This
+//! module applies them.
+//!
+//! # A rollback, step by step
+//! 1. **Claim**: the deployment is saved as `RolledBack` with a [`Lease`] (conditional on the
+//!    revision read: of two invocations, one claims and the other finds it claimed). A rollback
+//!    does not wait for a step in progress: the step's own save then fails, and the traffic action
+//!    re-reads, sees the rollback and puts traffic back to 0% itself if its move landed last.
+//! 2. **Traffic** back to 100% previous version (alias: the previous version with no routing;
+//!    listener: all weight on blue), recorded.
+//! 3. **Job**: the recorded pipeline job is failed with the reason (`PutJobFailureResult`); a job
+//!    already answered (the traffic action answered it with a continuation) is left to the traffic
+//!    action's next invocation, which fails the action from the record. When the traffic action
+//!    itself rolls back, it answers its own job.
+//! 4. **Team** emailed; the lease is released with the record of steps 3 and 4.
+//!
+//! A crash between steps leaves the remaining ones to the next invocation once the lease
+//! expires (the rollback function's retry, the traffic action's next invocation, an operator).
+
+pub mod decide;
+pub mod email;
+
+#[cfg(test)]
+mod tests;
+
+pub use decide::{
+    AlarmChange, NotForDeployment, Observed, RollbackNext, RollbackTask, Step, StepInput,
+    account_of_role, alarm_concerns, decide_step, deployment_id, failure_message, held_by_other,
+    observe_alias, observe_listener, pending, rollback_next,
+};
+pub use email::{TeamMail, rollback_email, team_variable};
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::{info, warn};
+
+use crate::aws::codepipeline::{JobFailureKind, put_job_failure};
+use crate::error::AwsError;
+use crate::store::{
+    AppliedStep, Deployment, DeploymentState, Lease, LeaseIntent, Rollback, SaveError, Store,
+    StoreError, TrafficTarget,
+};
+
+/// How many times a decision is taken again after losing a race before giving up.
+pub const MAX_RACES: usize = 5;
+
+/// A failure while working on a deployment. Messages say what, where and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(
+        "could not assume {role_arn} (account {account_id}): {source}: check that the role \
+         exists and trusts the tooling account"
+    )]
+    AssumeRole {
+        role_arn: String,
+        account_id: String,
+        #[source]
+        source: Box<AwsError>,
+    },
+    #[error("{environment}: {source}")]
+    Aws {
+        environment: String,
+        #[source]
+        source: Box<AwsError>,
+    },
+    #[error("the deployment table could not be used: {0}")]
+    Store(#[source] Box<StoreError>),
+    #[error("deployment {0} is not in the table")]
+    NotFound(String),
+    #[error(
+        "deployment {id} changed under this invocation {attempts} times in a row; nothing more \
+         was done, the next invocation decides again"
+    )]
+    Contended { id: String, attempts: usize },
+    #[error(
+        "deployment {id}: another invocation took over the rollback while this one worked on it"
+    )]
+    LostLease { id: String },
+}
+
+impl From<StoreError> for DeployError {
+    fn from(e: StoreError) -> Self {
+        DeployError::Store(Box::new(e))
+    }
+}
+
+impl DeployError {
+    /// Temporary: the next invocation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DeployError::AssumeRole { source, .. } | DeployError::Aws { source, .. } => {
+                source.retryable
+            }
+            DeployError::Store(e) => e.is_retryable(),
+            DeployError::Contended { .. } | DeployError::LostLease { .. } => true,
+            DeployError::NotFound(_) => false,
+        }
+    }
+
+    /// A stable name for the runtime's error report and for metrics.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            DeployError::AssumeRole { .. } => "AssumeRoleFailed",
+            DeployError::Aws { .. } => "AwsError",
+            DeployError::Store(_) => "StoreError",
+            DeployError::NotFound(_) => "DeploymentNotFound",
+            DeployError::Contended { .. } => "Contended",
+            DeployError::LostLease { .. } => "LostLease",
+        }
+    }
+
+    /// Whether AWS refused the call for lack of permission.
+    pub fn is_access_denied(&self) -> bool {
+        match self {
+            DeployError::AssumeRole { source, .. } | DeployError::Aws { source, .. } => {
+                source.code.as_deref().is_some_and(|c| {
+                    c.starts_with("AccessDenied")
+                        || c == "UnauthorizedOperation"
+                        || c == "AuthorizationError"
+                })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The clients of one environment account, acting as the deployment's role.
+#[derive(Debug, Clone)]
+pub struct AccountClients {
+    pub lambda: aws_sdk_lambda::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// Who asked for a rollback, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackRequest<'a> {
+    /// The alarm that fired, if an alarm caused it.
+    pub alarm: Option<&'a str>,
+    pub reason: &'a str,
+    /// `alarm`, `operator:<name>`, `traffic-action`.
+    pub by: &'a str,
+    /// The invocation asking (its lease owner name).
+    pub owner: &'a str,
+    pub now_ms: i64,
+    pub job: JobHandling,
+}
+
+/// Who answers the deployment's pipeline job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobHandling {
+    /// The rollback fails the recorded job (`PutJobFailureResult`).
+    FailRecordedJob,
+    /// The caller is the traffic action working on that job: it answers the job itself.
+    AnsweredByCaller,
+}
+
+/// What a rollback request did to one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackOutcome {
+    /// This request rolled it back.
+    RolledBack,
+    /// It was rolled back earlier and this request finished what was left (traffic, job, email).
+    Completed,
+    /// Rolled back earlier, nothing left: nothing changed.
+    AlreadyRolledBack,
+    /// Another invocation is rolling it back right now: nothing changed.
+    InProgressElsewhere,
+    /// It finished (succeeded) before: nothing changed.
+    AlreadySucceeded,
+}
+
+/// The report of a rollback request on one deployment (the rollback function's result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackReport {
+    pub deployment_id: String,
+    pub release_id: String,
+    pub environment: String,
+    pub outcome: RollbackOutcome,
+    /// The reason recorded with the rollback (this request's or an earlier one's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<String>,
+    /// What became of the pipeline job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl RollbackReport {
+    fn of(d: &Deployment, outcome: RollbackOutcome) -> Self {
+        Self {
+            deployment_id: d.deployment_id.clone(),
+            release_id: d.release_id.clone(),
+            environment: d.environment.clone(),
+            outcome,
+            reason: d.rollback.as_ref().map(|r| r.reason.clone()),
+            traffic: None,
+            job: None,
+            email: None,
+        }
+    }
+}
+
+/// Works on deployments: the clients of the tooling account, built once per process.
+#[derive(Debug, Clone)]
+pub struct Deployer {
+    /// The function's own SDK configuration (tooling account): the base for assuming roles.
+    pub sdk: SdkConfig,
+    pub store: Store,
+    pub codepipeline: aws_sdk_codepipeline::Client,
+    pub ses: aws_sdk_sesv2::Client,
+    pub mail: TeamMail,
+    /// How long a lease holds (milliseconds); at least the function's timeout.
+    pub lease_ms: i64,
+}
+
+impl Deployer {
+    pub fn new(sdk: &SdkConfig, table: &str, mail: TeamMail, lease_ms: i64) -> Self {
+        Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), table),
+            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+            sdk: sdk.clone(),
+            mail,
+            lease_ms,
+        }
+    }
+
+    /// The clients of the deployment's account, as its role. Credentials are fetched now, so a
+    /// refused `AssumeRole` is reported as such.
+    pub async fn account_clients(
+        &self,
+        role_arn: &str,
+        deployment_id: &str,
+    ) -> Result<AccountClients, DeployError> {
+        let session: String = format!("shipgate-{deployment_id}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(*c))
+            .take(64)
+            .collect();
+        let assumed = crate::aws::assume_role(&self.sdk, role_arn, &session).await;
+        let fail = |message: String, source: Box<dyn std::error::Error + Send + Sync>| {
+            DeployError::AssumeRole {
+                role_arn: role_arn.to_owned(),
+                account_id: account_of_role(role_arn).unwrap_or_default(),
+                source: Box::new(AwsError {
+                    service: "STS",
+                    operation: "AssumeRole",
+                    code: None,
+                    message,
+                    retryable: true,
+                    source,
+                }),
+            }
+        };
+        let provider = assumed.credentials_provider().ok_or_else(|| {
+            fail(
+                "no credentials provider was configured".into(),
+                "no credentials provider".into(),
+            )
+        })?;
+        let credentials = provider.provide_credentials().await.map_err(|e| {
+            let message = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+            fail(message, Box::new(e))
+        })?;
+        let config = assumed
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build();
+        Ok(AccountClients {
+            lambda: aws_sdk_lambda::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+        })
+    }
+
+    /// What the deployment's alias or listener carries now.
+    pub async fn observe(
+        &self,
+        clients: &AccountClients,
+        d: &Deployment,
+    ) -> Result<Observed, DeployError> {
+        let aws = |e| aws_failure(d, e);
+        Ok(match &d.target {
+            TrafficTarget::LambdaAlias {
+                function,
+                alias,
+                previous_version,
+                new_version,
+            } => {
+                let state = crate::aws::lambda::alias_state(&clients.lambda, function, alias)
+                    .await
+                    .map_err(aws)?;
+                observe_alias(&state, previous_version, new_version)
+            }
+            TrafficTarget::AlbListener {
+                listener_arn,
+                blue_target_group,
+                green_target_group,
+                ..
+            } => {
+                let weights = crate::aws::elbv2::listener_weights(&clients.elb, listener_arn)
+                    .await
+                    .map_err(aws)?;
+                observe_listener(&weights, blue_target_group, green_target_group)
+            }
+        })
+    }
+
+    /// Puts `percent` of the deployment's traffic on the new version.
+    pub async fn shift(
+        &self,
+        clients: &AccountClients,
+        d: &Deployment,
+        percent: u8,
+    ) -> Result<(), DeployError> {
+        let aws = |e| aws_failure(d, e);
+        match &d.target {
+            TrafficTarget::LambdaAlias {
+                function,
+                alias,
+                previous_version,
+                new_version,
+            } => crate::aws::lambda::shift_alias(
+                &clients.lambda,
+                function,
+                alias,
+                previous_version,
+                new_version,
+                percent,
+            )
+            .await
+            .map_err(aws),
+            TrafficTarget::AlbListener {
+                listener_arn,
+                blue_target_group,
+                green_target_group,
+                ..
+            } => crate::aws::elbv2::shift_listener(
+                &clients.elb,
+                listener_arn,
+                blue_target_group,
+                green_target_group,
+                percent,
+            )
+            .await
+            .map_err(aws),
+        }
+    }
+
+    /// Saves `d`, conditional on its revision.
+    pub async fn save(
+        &self,
+        d: &Deployment,
+    ) -> Result<Result<Deployment, Deployment>, DeployError> {
+        match self.store.save_deployment(d).await {
+            Ok(saved) => Ok(Ok(saved)),
+            Err(SaveError::Conflict(current)) => Ok(Err(*current)),
+            Err(SaveError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Rolls `deployment` back (see the module doc), deciding from the record as it stands and
+    /// again after every lost race. `clients`: the account's clients when the caller has them.
+    pub async fn roll_back(
+        &self,
+        deployment: Deployment,
+        request: RollbackRequest<'_>,
+        clients: Option<&AccountClients>,
+    ) -> Result<RollbackReport, DeployError> {
+        let mut current = deployment;
+        for _ in 0..MAX_RACES {
+            let lease = Some(Lease {
+                owner: request.owner.to_owned(),
+                until_ms: request.now_ms.saturating_add(self.lease_ms),
+                intent: LeaseIntent::RollBack,
+            });
+            let (claim, outcome) = match rollback_next(&current, request.owner, request.now_ms) {
+                RollbackNext::Finished => {
+                    return Ok(RollbackReport::of(
+                        &current,
+                        RollbackOutcome::AlreadySucceeded,
+                    ));
+                }
+                RollbackNext::AlreadyRolledBack => {
+                    return Ok(RollbackReport::of(
+                        &current,
+                        RollbackOutcome::AlreadyRolledBack,
+                    ));
+                }
+                RollbackNext::InProgress { owner } => {
+                    info!(deployment_id = %current.deployment_id, holder = %owner, outcome = "in_progress_elsewhere", "rollback already being carried out");
+                    return Ok(RollbackReport::of(
+                        &current,
+                        RollbackOutcome::InProgressElsewhere,
+                    ));
+                }
+                RollbackNext::Claim => {
+                    let mut claim = current.clone();
+                    claim.state = DeploymentState::RolledBack;
+                    claim.next_step_at_ms = None;
+                    claim.rollback = Some(Rollback {
+                        alarm: request.alarm.map(str::to_owned),
+                        reason: request.reason.to_owned(),
+                        by: request.by.to_owned(),
+                        at_ms: request.now_ms,
+                        percent_before: current.percent,
+                        traffic_restored: false,
+                        job_answered: false,
+                        job_outcome: None,
+                        team_notified: false,
+                    });
+                    claim.lease = lease;
+                    claim.updated_at = rfc3339(request.now_ms);
+                    (claim, RollbackOutcome::RolledBack)
+                }
+                RollbackNext::Finish => {
+                    let mut claim = current.clone();
+                    if claim.rollback.is_none() {
+                        claim.rollback = Some(Rollback {
+                            alarm: request.alarm.map(str::to_owned),
+                            reason: request.reason.to_owned(),
+                            by: request.by.to_owned(),
+                            at_ms: request.now_ms,
+                            percent_before: current.percent,
+                            traffic_restored: false,
+                            job_answered: false,
+                            job_outcome: None,
+                            team_notified: false,
+                        });
+                    }
+                    claim.lease = lease;
+                    claim.updated_at = rfc3339(request.now_ms);
+                    (claim, RollbackOutcome::Completed)
+                }
+            };
+            match self.save(&claim).await? {
+                Ok(saved) => {
+                    info!(
+                        deployment_id = %saved.deployment_id,
+                        release_id = %saved.release_id,
+                        execution_id = %saved.execution_id,
+                        env = %saved.environment,
+                        percent = saved.percent,
+                        alarm = request.alarm.unwrap_or_default(),
+                        by = request.by,
+                        outcome = if outcome == RollbackOutcome::RolledBack { "rollback_claimed" } else { "rollback_resumed" },
+                        "rolling back"
+                    );
+                    return Box::pin(self.carry_out(saved, request, clients, outcome)).await;
+                }
+                Err(fresh) => current = fresh,
+            }
+        }
+        Err(DeployError::Contended {
+            id: current.deployment_id,
+            attempts: MAX_RACES,
+        })
+    }
+
+    /// The rollback's pending tasks, by the lease holder. On failure the lease is released so
+    /// the next invocation can finish.
+    async fn carry_out(
+        &self,
+        d: Deployment,
+        request: RollbackRequest<'_>,
+        clients: Option<&AccountClients>,
+        outcome: RollbackOutcome,
+    ) -> Result<RollbackReport, DeployError> {
+        let mut report = RollbackReport::of(&d, outcome);
+        let mut d = d;
+        let result = self.tasks(&mut d, request, clients, &mut report).await;
+        if let Err(e) = &result {
+            warn!(deployment_id = %d.deployment_id, error = %e, error_type = e.error_type(), outcome = "rollback_incomplete", "rollback stopped; the next invocation finishes it");
+            let mut released = d.clone();
+            released.lease = None;
+            if let Err(release_error) = self.save(&released).await {
+                warn!(deployment_id = %d.deployment_id, error = %release_error, "could not release the lease; it expires by itself");
+            }
+        }
+        result.map(|()| report)
+    }
+
+    async fn tasks(
+        &self,
+        d: &mut Deployment,
+        request: RollbackRequest<'_>,
+        clients: Option<&AccountClients>,
+        report: &mut RollbackReport,
+    ) -> Result<(), DeployError> {
+        let Some(mut rollback) = d.rollback.clone() else {
+            return Ok(());
+        };
+        if !rollback.traffic_restored {
+            let own;
+            let clients = match clients {
+                Some(c) => c,
+                None => {
+                    own = self.account_clients(&d.role_arn, &d.deployment_id).await?;
+                    &own
+                }
+            };
+            let traffic = match self.observe(clients, d).await? {
+                Observed::Ours { percent: 0 } => "already all on the previous version".to_owned(),
+                Observed::Ours { percent } => {
+                    self.shift(clients, d, 0).await?;
+                    format!("moved from {percent}% to 0% on the new version")
+                }
+                Observed::Foreign { detail } => {
+                    warn!(deployment_id = %d.deployment_id, detail = %detail, "traffic carrier changed by someone else; not touched");
+                    format!("not touched: {detail}")
+                }
+            };
+            rollback.traffic_restored = true;
+            d.percent = 0;
+            d.steps.push(AppliedStep {
+                percent: 0,
+                at_ms: request.now_ms,
+            });
+            d.rollback = Some(rollback.clone());
+            *d = self.save_held(d).await?;
+            info!(
+                deployment_id = %d.deployment_id,
+                release_id = %d.release_id,
+                execution_id = %d.execution_id,
+                env = %d.environment,
+                step = "rollback",
+                percent = 0,
+                outcome = "traffic_restored",
+                traffic = %traffic,
+                "traffic back on the previous version"
+            );
+            report.traffic = Some(traffic);
+        }
+        if !rollback.job_answered {
+            let job = self.answer_job(d, &rollback, request.job).await;
+            report.job = Some(job.clone());
+            rollback.job_answered = true;
+            rollback.job_outcome = Some(job);
+            d.rollback = Some(rollback.clone());
+        }
+        if !rollback.team_notified {
+            let sent = self.notify(d, &rollback).await;
+            // Recorded even when the job's answer was the only change, so a failed email does
+            // not fail the job twice.
+            let sent = match sent {
+                Ok(text) => text,
+                Err(e) => {
+                    *d = self.save_held(d).await?;
+                    return Err(e);
+                }
+            };
+            report.email = Some(sent);
+            rollback.team_notified = true;
+            d.rollback = Some(rollback.clone());
+        }
+        d.lease = None;
+        *d = self.save_held(d).await?;
+        Ok(())
+    }
+
+    /// Saves what the lease holder did; a conflict means the lease was taken over.
+    async fn save_held(&self, d: &Deployment) -> Result<Deployment, DeployError> {
+        match self.save(d).await? {
+            Ok(saved) => Ok(saved),
+            Err(_) => Err(DeployError::LostLease {
+                id: d.deployment_id.clone(),
+            }),
+        }
+    }
+
+    /// Fails the recorded job, or says why not. Never an error: a job that cannot be failed now
+    /// is failed by the traffic action's next invocation, from the record.
+    async fn answer_job(&self, d: &Deployment, r: &Rollback, handling: JobHandling) -> String {
+        if handling == JobHandling::AnsweredByCaller {
+            return "answered by the traffic action".to_owned();
+        }
+        let Some(job_id) = d.job_id.as_deref() else {
+            return "no pipeline job recorded: the traffic action's next invocation fails the action"
+                .to_owned();
+        };
+        let message = failure_message(d, r);
+        match put_job_failure(
+            &self.codepipeline,
+            job_id,
+            JobFailureKind::JobFailed,
+            &message,
+            None,
+        )
+        .await
+        {
+            Ok(()) => {
+                info!(deployment_id = %d.deployment_id, job_id, outcome = "job_failed", "pipeline job failed");
+                format!("failed job {job_id}")
+            }
+            Err(e)
+                if e.is_code("InvalidJobStateException") || e.is_code("JobNotFoundException") =>
+            {
+                info!(deployment_id = %d.deployment_id, job_id, code = e.code.as_deref().unwrap_or_default(), outcome = "job_already_answered", "job answered already; the traffic action fails the action on its next invocation");
+                format!(
+                    "job {job_id} could not be failed ({}): it was answered already; the traffic \
+                     action's next invocation fails the action",
+                    e.code.as_deref().unwrap_or_default()
+                )
+            }
+            Err(e) => {
+                warn!(deployment_id = %d.deployment_id, job_id, error = %e, outcome = "job_failure_failed", "could not fail the job; the traffic action's next invocation fails the action");
+                format!(
+                    "job {job_id} could not be failed ({e}); the traffic action's next invocation \
+                     fails the action"
+                )
+            }
+        }
+    }
+
+    /// Emails the environment's team.
+    async fn notify(&self, d: &Deployment, r: &Rollback) -> Result<String, DeployError> {
+        let team = self.mail.team(&d.environment);
+        if team.is_empty() {
+            warn!(deployment_id = %d.deployment_id, env = %d.environment, variable = %team_variable(&d.environment), outcome = "no_team", "no team address configured; nobody emailed");
+            return Ok(format!(
+                "nobody emailed: no team address for {} ({})",
+                d.environment,
+                team_variable(&d.environment)
+            ));
+        }
+        let email = rollback_email(d, r, &self.mail.from, team, &rfc3339(r.at_ms));
+        let id = crate::aws::ses::send_email(&self.ses, &email)
+            .await
+            .map_err(|e| aws_failure(d, e))?;
+        info!(deployment_id = %d.deployment_id, env = %d.environment, to = %team.join(","), message_id = %id, outcome = "team_emailed", "team emailed");
+        Ok(format!("sent to {} ({id})", team.join(", ")))
+    }
+}
+
+fn aws_failure(d: &Deployment, e: AwsError) -> DeployError {
+    DeployError::Aws {
+        environment: d.environment.clone(),
+        source: Box::new(e),
+    }
+}
+
+/// Epoch milliseconds as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}

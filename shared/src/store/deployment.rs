@@ -1,0 +1,421 @@
+//! Deployments: one item per progressive traffic shift (`pk = DEPLOYMENT#<id>`, `sk =
+//! DEPLOYMENT`), listed while in flight through `gsi1` (`gsi1pk = DEPLOYMENTS#active`, a sparse
+//! index: the attribute is removed when the deployment ends), and found by alarm through one
+//! index item per watched alarm (`pk = ALARM#<account>#<alarm name>`, `sk = DEPLOYMENT#<id>`).
+//!
+//! Every write of a step is conditional on the `revision` read (optimistic concurrency): two
+//! invocations at once, or the traffic action and the rollback function, can never both move
+//! traffic from the same state. The record is written after each AWS call that moves traffic;
+//! a crash between the two is reconciled from the alias's or listener's actual weights by the
+//! next invocation.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use serde::{Deserialize, Serialize};
+
+use super::{GSI1, Store, StoreError, keys_of};
+use crate::error::aws_err;
+
+/// What carries the traffic being shifted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrafficTarget {
+    /// A Lambda function's weighted alias between two published versions.
+    LambdaAlias {
+        function: String,
+        alias: String,
+        previous_version: String,
+        new_version: String,
+    },
+    /// An ALB listener's weighted forward between the blue (previous) and green (new) target
+    /// groups of an ECS service; `test_listener_arn` forwards to green only.
+    AlbListener {
+        listener_arn: String,
+        test_listener_arn: Option<String>,
+        blue_target_group: String,
+        green_target_group: String,
+    },
+}
+
+/// Where a deployment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    /// Traffic is being moved (or baking at 100%).
+    Shifting,
+    /// All traffic on the new version, bake over.
+    Succeeded,
+    /// All traffic back on the previous version.
+    RolledBack,
+}
+
+impl DeploymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Shifting => "shifting",
+            DeploymentState::Succeeded => "succeeded",
+            DeploymentState::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// Why and by whom a deployment was rolled back, and which of the rollback's tasks are done.
+///
+/// A rollback is claimed first (the deployment saved as `RolledBack`, conditional on the revision
+/// read, so exactly one invocation claims it), then its tasks run in order, each recorded when
+/// done: traffic back to the previous version, the pipeline job failed, the team emailed. An
+/// invocation that crashes in between leaves the remaining tasks to the next one (see [`Lease`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The alarm that fired, when an alarm caused it.
+    pub alarm: Option<String>,
+    pub reason: String,
+    /// `alarm`, `operator:<name>`, or `traffic-action`.
+    pub by: String,
+    /// Epoch milliseconds.
+    pub at_ms: i64,
+    /// The share of traffic the new version had when the rollback was claimed.
+    #[serde(default)]
+    pub percent_before: u8,
+    /// All traffic is back on the previous version.
+    #[serde(default)]
+    pub traffic_restored: bool,
+    /// The pipeline job was failed (or was answered already, or its caller answers it).
+    #[serde(default)]
+    pub job_answered: bool,
+    /// How the job was answered, for the record (`failed job <id>`, `already answered`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_outcome: Option<String>,
+    /// The environment's team was emailed (or has no address configured).
+    #[serde(default)]
+    pub team_notified: bool,
+}
+
+/// What the holder of a [`Lease`] is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LeaseIntent {
+    /// Moving traffic to `to` percent on the new version.
+    Shift { to: u8 },
+    /// Carrying out the rollback's tasks.
+    RollBack,
+}
+
+/// An invocation's claim on the deployment while it calls AWS: written (conditionally) before
+/// traffic moves and cleared with the record of the move, so two invocations never both move
+/// traffic. It expires, so a crashed holder blocks nobody for long; the next invocation then
+/// reconciles the record with the actual weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job id (traffic action) or invocation that holds it.
+    pub owner: String,
+    /// Epoch milliseconds.
+    pub until_ms: i64,
+    pub intent: LeaseIntent,
+}
+
+/// One applied step, for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedStep {
+    pub percent: u8,
+    pub at_ms: i64,
+}
+
+/// A progressive traffic shift of one release in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub deployment_id: String,
+    pub release_id: String,
+    pub environment: String,
+    pub execution_id: String,
+    /// The release's application and version (from the release record), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The environment account and the role that reaches it.
+    pub account_id: String,
+    pub role_arn: String,
+    pub target: TrafficTarget,
+    /// The plan as configured (`Canary10Percent5Minutes`, `custom:…`).
+    pub plan: String,
+    /// Epoch milliseconds: the plan's clock starts here.
+    pub started_at_ms: i64,
+    pub state: DeploymentState,
+    /// The share of traffic on the new version as last applied.
+    pub percent: u8,
+    /// When the traffic action should next look (epoch milliseconds).
+    pub next_step_at_ms: Option<i64>,
+    /// CloudWatch alarm names (in the environment account) that roll the deployment back.
+    pub alarms: Vec<String>,
+    /// The latest CodePipeline job working on this deployment: the one to fail on rollback.
+    pub job_id: Option<String>,
+    pub rollback: Option<Rollback>,
+    /// Held while an invocation moves traffic or rolls back (see [`Lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    pub steps: Vec<AppliedStep>,
+    /// Incremented by every write; writes are conditional on it.
+    pub revision: u64,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// How long finished deployments (and their alarm index items) are kept.
+const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
+const ACTIVE: &str = "DEPLOYMENTS#active";
+
+fn deployment_pk(id: &str) -> String {
+    format!("DEPLOYMENT#{id}")
+}
+const DEPLOYMENT_SK: &str = "DEPLOYMENT";
+
+fn alarm_pk(account_id: &str, alarm: &str) -> String {
+    format!("ALARM#{account_id}#{alarm}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Item {
+    pk: String,
+    sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    expires_at: i64,
+    #[serde(flatten)]
+    deployment: Deployment,
+}
+
+/// The outcome of creating a deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeploymentCreation {
+    Created(Deployment),
+    /// It exists (a retried or duplicated invocation): here it is.
+    Existing(Deployment),
+}
+
+/// A write that lost the race: the deployment as it stands now.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("deployment {} changed since it was read (revision {})", .0.deployment_id, .0.revision)]
+    Conflict(Box<Deployment>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Deployment {
+    /// Whether traffic may still move (not finished, not rolled back).
+    pub fn is_active(&self) -> bool {
+        self.state == DeploymentState::Shifting
+    }
+}
+
+impl Store {
+    /// Creates the deployment (revision 0) and its alarm index items; an existing one is
+    /// returned as it stands.
+    pub async fn create_deployment(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<DeploymentCreation, StoreError> {
+        let attrs = deployment_item(deployment)?;
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attrs))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        if let Err(e) = put {
+            let err = aws_err("DynamoDB", "PutItem")(e);
+            if err.is_code("ConditionalCheckFailedException") {
+                let existing = self
+                    .get_deployment(&deployment.deployment_id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(deployment.deployment_id.clone()))?;
+                // A creation that crashed between the two writes left the index incomplete:
+                // writing it again is idempotent (same keys, same content).
+                self.write_alarm_index(&existing).await?;
+                return Ok(DeploymentCreation::Existing(existing));
+            }
+            return Err(err.into());
+        }
+        self.write_alarm_index(deployment).await?;
+        Ok(DeploymentCreation::Created(deployment.clone()))
+    }
+
+    /// One alarm-index item per watched alarm. Written after the deployment, so an alarm that
+    /// finds an index item always finds its deployment. Idempotent (same keys, same content).
+    async fn write_alarm_index(&self, deployment: &Deployment) -> Result<(), StoreError> {
+        let expires_at = deployment.started_at_ms / 1000 + RETENTION_SECONDS;
+        let requests: Vec<WriteRequest> = deployment
+            .alarms
+            .iter()
+            .filter_map(|alarm| {
+                let item = HashMap::from([
+                    (
+                        "pk".to_owned(),
+                        AttributeValue::S(alarm_pk(&deployment.account_id, alarm)),
+                    ),
+                    (
+                        "sk".to_owned(),
+                        AttributeValue::S(deployment_pk(&deployment.deployment_id)),
+                    ),
+                    (
+                        "deployment_id".to_owned(),
+                        AttributeValue::S(deployment.deployment_id.clone()),
+                    ),
+                    (
+                        "expires_at".to_owned(),
+                        AttributeValue::N(expires_at.to_string()),
+                    ),
+                ]);
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .ok()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+            })
+            .collect();
+        for chunk in requests.chunks(25) {
+            let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
+            for _ in 0..5 {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .set_request_items(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(aws_err("DynamoDB", "BatchWriteItem"))?;
+                match out.unprocessed_items {
+                    Some(left) if !left.is_empty() => pending = left,
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A deployment by id (strongly consistent).
+    pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(deployment_pk(id)))
+            .key("sk", AttributeValue::S(DEPLOYMENT_SK.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(aws_err("DynamoDB", "GetItem"))?;
+        out.item.map(decode_deployment).transpose()
+    }
+
+    /// Writes `deployment` as the next revision, only if nobody wrote since `deployment.revision`
+    /// was read. Returns the saved deployment (revision + 1).
+    pub async fn save_deployment(&self, deployment: &Deployment) -> Result<Deployment, SaveError> {
+        let read_revision = deployment.revision;
+        let mut next = deployment.clone();
+        next.revision = read_revision + 1;
+        let attrs = deployment_item(&next)?;
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attrs))
+            .condition_expression("revision = :read")
+            .expression_attribute_values(":read", AttributeValue::N(read_revision.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(next),
+            Err(e) => {
+                let err = aws_err("DynamoDB", "PutItem")(e);
+                if err.is_code("ConditionalCheckFailedException") {
+                    let current = self
+                        .get_deployment(&deployment.deployment_id)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(deployment.deployment_id.clone()))?;
+                    Err(SaveError::Conflict(Box::new(current)))
+                } else {
+                    Err(SaveError::Store(err.into()))
+                }
+            }
+        }
+    }
+
+    /// The deployments that watch `alarm` in `account_id`, active or not (the caller decides),
+    /// through the alarm index: a query, never a scan.
+    pub async fn deployments_watching(
+        &self,
+        account_id: &str,
+        alarm: &str,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let items = self
+            .query_prefix(&alarm_pk(account_id, alarm), "DEPLOYMENT#")
+            .await?;
+        let mut out = Vec::new();
+        for item in items {
+            let Some(AttributeValue::S(id)) = item.get("deployment_id") else {
+                continue;
+            };
+            if let Some(d) = self.get_deployment(id).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The deployments in flight, oldest first (the sparse `DEPLOYMENTS#active` listing).
+    pub async fn active_deployments(&self) -> Result<Vec<Deployment>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :active")
+                .expression_attribute_values(":active", AttributeValue::S(ACTIVE.into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(aws_err("DynamoDB", "Query"))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(decode_deployment(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+fn deployment_item(d: &Deployment) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let active = d.is_active();
+    let item = Item {
+        pk: deployment_pk(&d.deployment_id),
+        sk: DEPLOYMENT_SK.into(),
+        gsi1pk: active.then(|| ACTIVE.to_owned()),
+        gsi1sk: active.then(|| format!("{}#{}", d.created_at, d.deployment_id)),
+        expires_at: d.started_at_ms / 1000 + RETENTION_SECONDS,
+        deployment: d.clone(),
+    };
+    serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+        source,
+    })
+}
+
+fn decode_deployment(item: HashMap<String, AttributeValue>) -> Result<Deployment, StoreError> {
+    let (pk, sk) = keys_of(&item);
+    serde_dynamo::from_item::<_, Item>(item)
+        .map(|i| i.deployment)
+        .map_err(|source| StoreError::Shape { pk, sk, source })
+}
