@@ -1,0 +1,77 @@
+//! The checks action's configuration, read once from the environment.
+
+use shipgate::config::{ConfigError, Env};
+use shipgate::release::Limits;
+
+/// Everything the checks action needs besides its clients.
+#[derive(Debug, Clone)]
+pub struct ChecksConfig {
+    /// `SHIPGATE_TABLE`: the release table (the artifact must be the release intake recorded).
+    pub table: String,
+    /// `SHIPGATE_S3_FORCE_PATH_STYLE` (default false).
+    pub s3_force_path_style: bool,
+    /// `SHIPGATE_CHECK_ATTEMPTS` (default 3, 1 to 10): tries per check when the endpoint cannot
+    /// be reached, times out or answers 5xx (and 5xx is not what the check expects).
+    pub attempts: u32,
+    /// `SHIPGATE_CHECKS_INVOCATION_SECONDS` (default 120): the work one invocation may do; a
+    /// check that could end past it is left to the next invocation (continuation token).
+    pub invocation_seconds: u64,
+    /// Limits the release artifact is re-validated against (`SHIPGATE_MAX_*`, as intake).
+    pub limits: Limits,
+}
+
+impl ChecksConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let attempts: u32 = env.parsed_or("SHIPGATE_CHECK_ATTEMPTS", 3)?;
+        if !(1..=10).contains(&attempts) {
+            return Err(ConfigError::Invalid {
+                name: "SHIPGATE_CHECK_ATTEMPTS".into(),
+                value: attempts.to_string(),
+                reason: "from 1 to 10 tries per check".into(),
+            });
+        }
+        let invocation_seconds: u64 = env.parsed_or("SHIPGATE_CHECKS_INVOCATION_SECONDS", 120)?;
+        if !(10..=800).contains(&invocation_seconds) {
+            return Err(ConfigError::Invalid {
+                name: "SHIPGATE_CHECKS_INVOCATION_SECONDS".into(),
+                value: invocation_seconds.to_string(),
+                reason: "from 10 to 800 seconds (well under the function's timeout)".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("SHIPGATE_TABLE")?,
+            s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,
+            attempts,
+            invocation_seconds,
+            limits: Limits::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_and_bounds_are_enforced_by_name() {
+        let config =
+            ChecksConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).expect("valid");
+        assert_eq!(config.attempts, 3);
+        assert_eq!(config.invocation_seconds, 120);
+        assert!(
+            ChecksConfig::from_env(&Env::default())
+                .unwrap_err()
+                .to_string()
+                .contains("SHIPGATE_TABLE")
+        );
+        for (name, value) in [
+            ("SHIPGATE_CHECK_ATTEMPTS", "0"),
+            ("SHIPGATE_CHECK_ATTEMPTS", "many"),
+            ("SHIPGATE_CHECKS_INVOCATION_SECONDS", "5"),
+        ] {
+            let env = Env::from_pairs([("SHIPGATE_TABLE", "t"), (name, value)]);
+            let err = ChecksConfig::from_env(&env).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+}

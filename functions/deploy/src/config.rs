@@ -1,0 +1,60 @@
+//! The deploy action's configuration, read once from the environment.
+
+use shipgate::config::{ConfigError, Env};
+
+/// Everything the deploy action needs besides its AWS clients.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// `SHIPGATE_TABLE`: the DynamoDB table (the change sets the change-set action recorded).
+    pub table: String,
+    /// `SHIPGATE_DEPLOY_TIMEOUT_SECONDS` (default 3600): how long the action waits, across
+    /// invocations, for the stacks to settle before it fails.
+    pub timeout_seconds: u64,
+}
+
+impl DeployConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let timeout_seconds = env.parsed_or("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", 3600)?;
+        if timeout_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                name: "SHIPGATE_DEPLOY_TIMEOUT_SECONDS".into(),
+                value: "0".into(),
+                reason: "the action must be allowed some time to wait".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("SHIPGATE_TABLE")?,
+            timeout_seconds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_and_the_table_is_required() {
+        let config =
+            DeployConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).expect("valid");
+        assert_eq!(config.table, "t");
+        assert_eq!(config.timeout_seconds, 3600);
+        let err = DeployConfig::from_env(&Env::default()).unwrap_err();
+        assert!(err.to_string().contains("SHIPGATE_TABLE"));
+    }
+
+    #[test]
+    fn a_zero_or_malformed_timeout_is_refused_by_name() {
+        for value in ["0", "an hour"] {
+            let env = Env::from_pairs([
+                ("SHIPGATE_TABLE", "t"),
+                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", value),
+            ]);
+            let err = DeployConfig::from_env(&env).unwrap_err();
+            assert!(
+                err.to_string().contains("SHIPGATE_DEPLOY_TIMEOUT_SECONDS"),
+                "{err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! The promote action: a CodePipeline Lambda-invoke action that copies a release's images by
+//! digest from one environment's ECR registry to the next one's, exactly as tested there.
+//!
+//! Each invocation reads the release intake recorded (it must be accepted, and go to the
+//! target environment) and its manifest's images (repository, tag, digest). It gets credentials
+//! for each side (the role the parameters name, or the function's own account for the source),
+//! a registry client for each from `ecr:GetAuthorizationToken` (the host from the token's proxy
+//! endpoint, mapped by `SHIPGATE_REGISTRY_ENDPOINTS` where configured), and for each image
+//! makes sure the target repository exists (created with the source repository's tag
+//! mutability, scan-on-push and encryption type when missing), then copies the image with
+//! [`shipgate::registry::copy_image`]: blobs the target has are skipped, the others streamed,
+//! manifests pushed by digest (children first), the tag last, the result read back.
+//!
+//! A promotion that would outlast one invocation answers with a continuation token instead:
+//! after `SHIPGATE_PROMOTE_BUDGET_SECONDS` no new blob starts, the blobs in flight finish, what
+//! was done is stored, and the next invocation resumes (finding the finished blobs in place).
+//! Temporary failures are retried the same way, up to `SHIPGATE_PROMOTE_TIMEOUT_SECONDS`. The
+//! result (per image: digest, blobs copied and skipped, bytes, seconds) is stored with the
+//! release (`PROMOTION#<environment>`) and given to later actions as output variables.
+
+mod config;
+mod error;
+mod parameters;
+mod report;
+
+pub use config::PromoteConfig;
+pub use error::PromoteError;
+pub use parameters::{
+    ActionParameters, ParameterError, Side, SideParameters, Target, account_of_role, session_name,
+};
+pub use report::{Progress, mib, out_of_time, output_variables, promoted_image, summary_line};
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use shipgate::error::AwsError;
+use shipgate::job::{Answer, Job, Outcome};
+use shipgate::registry::{
+    CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, RepositorySettings,
+    TargetRepository, copy_image, describe_repository, ecr_registry, ensure_repository,
+};
+use shipgate::release::Manifest;
+use shipgate::store::{
+    PromotedImage, Promotion, PromotionState, ReleaseRecord, ReleaseState, Store,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::{Instrument, info, info_span, warn};
+
+/// The clients the action uses, built once per process. The environment accounts' clients are
+/// built per invocation, from the roles its parameters name.
+#[derive(Debug, Clone)]
+pub struct PromoteFunction {
+    pub config: PromoteConfig,
+    /// The function's own SDK configuration (tooling account): the base for assuming roles,
+    /// and the source side when `from` names no role.
+    pub sdk: SdkConfig,
+    pub store: Store,
+    pub codepipeline: aws_sdk_codepipeline::Client,
+    /// One HTTP client for every registry.
+    pub http: reqwest::Client,
+}
+
+/// One side of a promotion, ready to use.
+struct Endpoint {
+    environment: String,
+    ecr: aws_sdk_ecr::Client,
+    registry: Registry,
+}
+
+/// How far an invocation got.
+enum Step {
+    Done(Outcome),
+    /// The budget ran out between blobs: continue in the next invocation.
+    Paused,
+}
+
+impl PromoteFunction {
+    /// Builds the clients from one SDK configuration.
+    pub fn new(config: PromoteConfig, sdk: &SdkConfig) -> Self {
+        Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
+            http: reqwest::Client::new(),
+            sdk: sdk.clone(),
+            config,
+        }
+    }
+
+    /// Handles one `CodePipeline.job` event and answers the job (success, continuation or
+    /// failure). `Err` only when there is no job to answer or CodePipeline could not be told.
+    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, PromoteError> {
+        let job = Job::from_event(event).map_err(PromoteError::Event)?;
+        let outcome = self.run(&job).await;
+        shipgate::job::answer(&self.codepipeline, &job, Ok::<_, PromoteError>(outcome))
+            .await
+            .map_err(|e| PromoteError::Answer(Box::new(e)))
+    }
+
+    /// Does the job's work and decides its outcome; every failure becomes `Outcome::Failed`
+    /// with a message for the operator.
+    pub async fn run(&self, job: &Job) -> Outcome {
+        let started = Instant::now();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let target = match job
+            .parameters::<ActionParameters>()
+            .map_err(PromoteError::UserParameters)
+            .and_then(|p| p.target().map_err(PromoteError::from))
+        {
+            Ok(target) => target,
+            Err(e) => return failed(&e),
+        };
+        let progress = match job.continuation::<Progress>() {
+            Ok(progress) => progress,
+            Err(e) => return failed(&PromoteError::Continuation(e)),
+        };
+        let span = info_span!(
+            "promote",
+            release_id = %target.release_id,
+            execution_id = %target.execution_id,
+            from = %target.from.environment,
+            to = %target.to.environment,
+            job_id = %job.id,
+        );
+        self.run_for(job, &target, progress, now, started)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_for(
+        &self,
+        job: &Job,
+        target: &Target,
+        progress: Option<Progress>,
+        now: i64,
+        started: Instant,
+    ) -> Outcome {
+        let since = progress.map_or(now, |p| p.since);
+        let invocations = progress.map_or(0, |p| p.invocations) + 1;
+        let next = Progress { since, invocations };
+        let waited = now - since;
+        let e = match self
+            .promote(job, target, progress.is_some(), invocations, started)
+            .await
+        {
+            Ok(Step::Done(outcome)) => return outcome,
+            Ok(Step::Paused) => {
+                info!(
+                    invocations,
+                    outcome = "continue",
+                    "budget spent: the promotion continues in the next invocation"
+                );
+                return Outcome::continue_with(&next);
+            }
+            Err(e) => e,
+        };
+        if !e.is_retryable() {
+            return failed(&e);
+        }
+        let timeout = self.config.timeout_seconds;
+        if !out_of_time(waited, timeout) {
+            warn!(invocations, waited, error = %e, error_type = e.error_type(), outcome = "continue", "temporary failure; trying again on the next invocation");
+            return Outcome::continue_with(&next);
+        }
+        let message = format!(
+            "{} → {}: gave up after {waited} s (SHIPGATE_PROMOTE_TIMEOUT_SECONDS) of temporary \
+             failures; the last: {e}",
+            target.from.environment, target.to.environment
+        );
+        warn!(invocations, waited, error_type = e.error_type(), outcome = "failed", reason = %message, "gave up");
+        Outcome::failed(message)
+    }
+
+    /// Promotes every image of the release, or as many as the budget allows.
+    async fn promote(
+        &self,
+        job: &Job,
+        target: &Target,
+        continuing: bool,
+        invocations: u32,
+        started: Instant,
+    ) -> Result<Step, PromoteError> {
+        let record = self
+            .store
+            .get_release(&target.release_id)
+            .await?
+            .ok_or_else(|| PromoteError::ReleaseNotFound {
+                release_id: target.release_id.clone(),
+            })?;
+        let manifest = release_manifest(&record, &target.to.environment)?;
+        // What earlier invocations of this same job did (a continuation); anything else is a
+        // new promotion, whatever an earlier job left.
+        let previous = if continuing {
+            self.store
+                .get_promotion(&target.release_id, &target.to.environment)
+                .await?
+                .filter(|p| p.job_id == job.id && p.state == PromotionState::InProgress)
+        } else {
+            None
+        };
+
+        let from = self.endpoint(&target.from, &target.release_id).await?;
+        let to = self.endpoint(&target.to, &target.release_id).await?;
+        let now = rfc3339_now();
+        let mut promotion = Promotion {
+            release_id: target.release_id.clone(),
+            execution_id: target.execution_id.clone(),
+            job_id: job.id.clone(),
+            from_environment: from.environment.clone(),
+            from_registry: from.registry.host().to_owned(),
+            to_environment: to.environment.clone(),
+            to_registry: to.registry.host().to_owned(),
+            state: PromotionState::InProgress,
+            images: Vec::with_capacity(manifest.images.len()),
+            invocations,
+            started_at: previous
+                .as_ref()
+                .map_or_else(|| now.clone(), |p| p.started_at.clone()),
+            updated_at: now,
+            failure: None,
+        };
+        let earlier: &[PromotedImage] = previous.as_ref().map_or(&[], |p| &p.images);
+
+        let deadline = started + self.config.budget;
+        let mut repositories: HashMap<String, TargetRepository> = HashMap::new();
+        let mut progressed = false;
+        for image in &manifest.images {
+            let digest: Digest =
+                image
+                    .digest
+                    .parse()
+                    .map_err(|source| PromoteError::InvalidDigest {
+                        image: image.name.clone(),
+                        digest: image.digest.clone(),
+                        source,
+                    })?;
+            let same = |p: &&PromotedImage| p.name == image.name && p.digest == digest;
+            if let Some(done) = earlier.iter().filter(same).find(|p| p.complete) {
+                promotion.images.push(done.clone());
+                continue;
+            }
+            let carried = earlier.iter().filter(same).find(|p| !p.complete);
+
+            let repository = match repositories.get(&image.repository) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.target_repository(&from, &to, &image.repository).await;
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => return Err(self.record_failure(promotion, e).await),
+                    };
+                    repositories.insert(image.repository.clone(), r.clone());
+                    r
+                }
+            };
+            let request = CopyRequest {
+                source: &from.registry,
+                source_repo: &image.repository,
+                target: &to.registry,
+                target_repo: &image.repository,
+                digest: &digest,
+                tag: Some(&image.tag),
+                immutable_tags: repository.settings.immutable_tags(),
+            };
+            let options = CopyOptions {
+                concurrency: self.config.concurrency,
+                upload: self.config.upload,
+                deadline: Some(deadline),
+                must_progress: !progressed,
+                ..CopyOptions::default()
+            };
+            let copied = copy_image(&request, &options, &CopyProgress::default()).await;
+            let report = match copied {
+                Ok(report) => report,
+                Err(source) => {
+                    let e = PromoteError::Copy {
+                        image: image.name.clone(),
+                        from: from.environment.clone(),
+                        to: to.environment.clone(),
+                        source: Box::new(source),
+                    };
+                    return Err(self.record_failure(promotion, e).await);
+                }
+            };
+            progressed |= report.blobs_copied > 0;
+            let reference = to.registry.image_reference(&image.repository, &digest);
+            promotion.images.push(promoted_image(
+                image,
+                &digest,
+                &repository,
+                reference,
+                &report,
+                carried,
+            ));
+            if report.state == CopyState::Paused {
+                promotion.updated_at = rfc3339_now();
+                self.store.put_promotion(&promotion).await?;
+                return Ok(Step::Paused);
+            }
+            info!(
+                image = %image.name,
+                repository = %image.repository,
+                tag = %image.tag,
+                digest = %digest,
+                blobs_copied = report.blobs_copied,
+                blobs_skipped = report.blobs_skipped,
+                bytes_copied = report.bytes_copied,
+                seconds = report.seconds,
+                "image promoted"
+            );
+        }
+
+        promotion.state = PromotionState::Succeeded;
+        promotion.updated_at = rfc3339_now();
+        self.store.put_promotion(&promotion).await?;
+        let summary = summary_line(
+            &from.environment,
+            &to.environment,
+            to.registry.host(),
+            &promotion.images,
+        );
+        info!(images = promotion.images.len(), invocations, outcome = "done", summary = %summary, "images promoted");
+        Ok(Step::Done(Outcome::Done {
+            output_variables: output_variables(to.registry.host(), &promotion.images),
+            summary,
+        }))
+    }
+
+    /// Credentials, ECR client and registry client for one side.
+    async fn endpoint(
+        &self,
+        side: &parameters::Side,
+        release_id: &str,
+    ) -> Result<Endpoint, PromoteError> {
+        let sdk = match &side.role_arn {
+            Some(role_arn) => self.assume(role_arn, &side.environment, release_id).await?,
+            None => self.sdk.clone(),
+        };
+        let ecr = aws_sdk_ecr::Client::new(&sdk);
+        let registry = ecr_registry(&ecr, self.http.clone(), &self.config.registry_endpoints)
+            .await
+            .map_err(|source| PromoteError::Registry {
+                environment: side.environment.clone(),
+                source: Box::new(source),
+            })?;
+        info!(env = %side.environment, account = side.account_id.as_deref().unwrap_or("own"), registry = registry.host(), "registry ready");
+        Ok(Endpoint {
+            environment: side.environment.clone(),
+            ecr,
+            registry,
+        })
+    }
+
+    /// The environment account's SDK configuration. Credentials are fetched now, once, so that
+    /// a refused `AssumeRole` is reported as such (lazily, it would surface as a transport
+    /// failure of the first ECR call).
+    async fn assume(
+        &self,
+        role_arn: &str,
+        environment: &str,
+        release_id: &str,
+    ) -> Result<SdkConfig, PromoteError> {
+        let assumed =
+            shipgate::aws::assume_role(&self.sdk, role_arn, &session_name(release_id)).await;
+        let fail = |source: AwsError| PromoteError::AssumeRole {
+            role_arn: role_arn.to_owned(),
+            environment: environment.to_owned(),
+            source: Box::new(source),
+        };
+        let provider = assumed.credentials_provider().ok_or_else(|| {
+            fail(AwsError {
+                service: "STS",
+                operation: "AssumeRole",
+                code: None,
+                message: "no credentials provider was configured".into(),
+                retryable: false,
+                source: "no credentials provider".into(),
+            })
+        })?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| fail(error::assume_role_error(e)))?;
+        Ok(assumed
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build())
+    }
+
+    /// The target repository as it is, or created with the source repository's settings.
+    async fn target_repository(
+        &self,
+        from: &Endpoint,
+        to: &Endpoint,
+        name: &str,
+    ) -> Result<TargetRepository, PromoteError> {
+        let ecr_error = |environment: &str| {
+            let environment = environment.to_owned();
+            move |source: AwsError| PromoteError::Repository {
+                environment,
+                repository: name.to_owned(),
+                source: Box::new(source),
+            }
+        };
+        if let Some(settings) = describe_repository(&to.ecr, name)
+            .await
+            .map_err(ecr_error(&to.environment))?
+        {
+            return Ok(TargetRepository {
+                name: name.to_owned(),
+                settings,
+                created: false,
+            });
+        }
+        let template = match describe_repository(&from.ecr, name)
+            .await
+            .map_err(ecr_error(&from.environment))?
+        {
+            Some(settings) => settings,
+            None => {
+                // In ECR an image cannot exist outside a repository; a registry that is not
+                // ECR (or an ECR stand-in without the repository) has no settings to copy.
+                warn!(repository = name, env = %from.environment, "the source repository is unknown to ECR: the target gets ECR's defaults");
+                RepositorySettings::ecr_defaults()
+            }
+        };
+        let repository = ensure_repository(&to.ecr, name, &template)
+            .await
+            .map_err(ecr_error(&to.environment))?;
+        info!(
+            repository = name,
+            env = %to.environment,
+            created = repository.created,
+            tag_mutability = %repository.settings.tag_mutability,
+            scan_on_push = repository.settings.scan_on_push,
+            encryption = %repository.settings.encryption,
+            "target repository ready"
+        );
+        Ok(repository)
+    }
+
+    /// Stores the promotion as failed (or in progress, when the failure is temporary and the
+    /// action will try again), best effort: the job's answer carries the error either way.
+    async fn record_failure(&self, mut promotion: Promotion, e: PromoteError) -> PromoteError {
+        promotion.state = if e.is_retryable() {
+            PromotionState::InProgress
+        } else {
+            PromotionState::Failed
+        };
+        promotion.failure = Some(e.to_string());
+        promotion.updated_at = rfc3339_now();
+        if let Err(store_error) = self.store.put_promotion(&promotion).await {
+            warn!(error = %store_error, "the failed promotion could not be recorded");
+        }
+        e
+    }
+}
+
+/// The manifest intake recorded for an accepted release that goes to `environment`.
+fn release_manifest(record: &ReleaseRecord, environment: &str) -> Result<Manifest, PromoteError> {
+    if !matches!(record.state, ReleaseState::Started | ReleaseState::Accepted) {
+        return Err(PromoteError::ReleaseNotAccepted {
+            release_id: record.release_id.clone(),
+            state: record.state.as_str(),
+        });
+    }
+    let value = record
+        .manifest
+        .clone()
+        .ok_or_else(|| PromoteError::ManifestMissing {
+            release_id: record.release_id.clone(),
+        })?;
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|source| PromoteError::ManifestUnreadable {
+            release_id: record.release_id.clone(),
+            source,
+        })?;
+    if !manifest.environments.iter().any(|e| e == environment) {
+        return Err(PromoteError::NotForEnvironment {
+            release_id: record.release_id.clone(),
+            environment: environment.to_owned(),
+            listed: manifest.environments.clone(),
+        });
+    }
+    Ok(manifest)
+}
+
+fn rfc3339_now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn failed(e: &PromoteError) -> Outcome {
+    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "promote action failed");
+    Outcome::Failed {
+        kind: e.failure_kind(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use shipgate::aws::s3::ObjectVersion;
+
+    use super::*;
+
+    fn record(state: ReleaseState, manifest: Option<serde_json::Value>) -> ReleaseRecord {
+        let mut record = ReleaseRecord::received(
+            "rel-1".into(),
+            ObjectVersion {
+                bucket: "artifacts".into(),
+                key: "incoming/orders.zip".into(),
+                version_id: Some("v1".into()),
+            },
+            "2026-11-26T10:00:00Z".into(),
+        );
+        record.state = state;
+        record.manifest = manifest;
+        record
+    }
+
+    fn manifest(environments: &[&str]) -> serde_json::Value {
+        json!({
+            "schema_version": "shipgate.release/v1",
+            "application": "orders",
+            "version": "1.4.2",
+            "message": "refunds",
+            "integrator": {"name": "Acme", "email": "release@acme.example"},
+            "environments": environments,
+            "images": [{"name": "web", "repository": "orders/web", "tag": "1.4.2",
+                        "digest": format!("sha256:{}", "a".repeat(64))}],
+            "templates": []
+        })
+    }
+
+    #[test]
+    fn only_an_accepted_release_that_goes_there_is_promoted() {
+        let m = release_manifest(
+            &record(ReleaseState::Started, Some(manifest(&["int", "stg"]))),
+            "stg",
+        )
+        .unwrap();
+        assert_eq!(m.images[0].repository, "orders/web");
+
+        let err = release_manifest(
+            &record(ReleaseState::Started, Some(manifest(&["int"]))),
+            "stg",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "release rel-1 does not go to stg: its manifest lists int"
+        );
+        for state in [ReleaseState::Rejected, ReleaseState::Validating] {
+            assert_eq!(
+                release_manifest(&record(state, Some(manifest(&["stg"]))), "stg")
+                    .unwrap_err()
+                    .error_type(),
+                "ReleaseNotAccepted"
+            );
+        }
+        assert_eq!(
+            release_manifest(&record(ReleaseState::Accepted, None), "stg")
+                .unwrap_err()
+                .error_type(),
+            "ReleaseNotValidated"
+        );
+        assert_eq!(
+            release_manifest(
+                &record(ReleaseState::Accepted, Some(json!({"images": 3}))),
+                "stg"
+            )
+            .unwrap_err()
+            .error_type(),
+            "ReleaseNotValidated"
+        );
+    }
+}

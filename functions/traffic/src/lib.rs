@@ -1,0 +1,659 @@
+//! The traffic action: a CodePipeline Lambda-invoke action that moves a release's traffic to the
+//! new version step by step, per its deployment plan, and rolls it back when a watched alarm
+//! fires.
+//!
+//! Each invocation is one short look, never a wait: it finds (or creates) the deployment's
+//! record, reads where the alias or listener actually is (the record catches up after a crash
+//! between a move and its record), checks the watched alarms, and then either rolls back, moves
+//! traffic to where the plan says it should be by now (claiming the record first, so two
+//! invocations never both move it), or holds. It answers `Continue` until the plan, bake
+//! included, is over (CodePipeline invokes it again; the local stand-in after a short delay),
+//! then succeeds. A deployment the rollback function rolled back fails the action with the
+//! recorded reason. Time compression for demos comes only from the plan (`scale=`).
+
+mod parameters;
+
+pub use parameters::{ActionParameters, ParameterError, Target, TargetParameters};
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use serde::Serialize;
+use shipgate::aws::codepipeline::JobFailureKind;
+use shipgate::config::{ConfigError, Env};
+use shipgate::deploy::{
+    AccountClients, DeployError, Deployer, JobHandling, MAX_RACES, RollbackNext, RollbackRequest,
+    Step, StepInput, TeamMail, decide_step, deployment_id, failure_message, rfc3339, rollback_next,
+};
+use shipgate::error::AwsError;
+use shipgate::job::{Answer, Job, JobEventError, Outcome};
+use shipgate::plan::{DeploymentPlan, position};
+use shipgate::store::{
+    AppliedStep, Deployment, DeploymentCreation, DeploymentState, Lease, LeaseIntent, TrafficTarget,
+};
+use tracing::{Instrument, info, info_span, warn};
+
+/// The action's configuration, read once from the environment.
+#[derive(Debug, Clone)]
+pub struct TrafficConfig {
+    /// `SHIPGATE_TABLE`: the DynamoDB table.
+    pub table: String,
+    /// `SHIPGATE_MAIL_FROM`, `SHIPGATE_TEAM_EMAIL_<ENV>`, `SHIPGATE_ENVIRONMENTS`: who is told
+    /// of a rollback.
+    pub mail: TeamMail,
+    /// `SHIPGATE_DEPLOYMENT_LEASE_SECONDS` (default 120): how long an invocation's claim on a
+    /// deployment holds; at least the function's timeout.
+    pub lease_seconds: u32,
+}
+
+impl TrafficConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let lease_seconds = env.parsed_or("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", 120u32)?;
+        if lease_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                name: "SHIPGATE_DEPLOYMENT_LEASE_SECONDS".into(),
+                value: "0".into(),
+                reason: "a lease must last at least as long as one invocation".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("SHIPGATE_TABLE")?,
+            mail: TeamMail::from_env(env)?,
+            lease_seconds,
+        })
+    }
+}
+
+/// Why the traffic action fails.
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficError {
+    /// The invocation is not a CodePipeline job: there is no job to fail.
+    #[error("the event is not a CodePipeline job: {0}")]
+    Event(#[source] JobEventError),
+    #[error(
+        "{0}: the action's UserParameters must be JSON with environment, roleArn, releaseId, \
+         executionId, plan, alarms and target"
+    )]
+    UserParameters(#[source] JobEventError),
+    #[error("the action's UserParameters cannot be used: {0}")]
+    Parameters(#[from] ParameterError),
+    #[error("deployment {id} records the plan {plan:?}, which does not parse: {reason}")]
+    RecordedPlan {
+        id: String,
+        plan: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Deploy(#[from] DeployError),
+    #[error("CodePipeline could not be told the job's result: {0}")]
+    Answer(#[source] Box<AwsError>),
+}
+
+impl From<shipgate::store::StoreError> for TrafficError {
+    fn from(e: shipgate::store::StoreError) -> Self {
+        TrafficError::Deploy(e.into())
+    }
+}
+
+impl TrafficError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            TrafficError::Event(_) => "MalformedEvent",
+            TrafficError::UserParameters(_) | TrafficError::Parameters(_) => "InvalidParameters",
+            TrafficError::RecordedPlan { .. } => "InvalidRecord",
+            TrafficError::Deploy(e) => e.error_type(),
+            TrafficError::Answer(_) => "CodePipelineError",
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TrafficError::Deploy(e) if e.is_retryable())
+    }
+
+    fn failure_kind(&self) -> JobFailureKind {
+        match self {
+            TrafficError::UserParameters(_) | TrafficError::Parameters(_) => {
+                JobFailureKind::ConfigurationError
+            }
+            TrafficError::Deploy(e) if e.is_access_denied() => JobFailureKind::PermissionError,
+            _ => JobFailureKind::JobFailed,
+        }
+    }
+}
+
+/// What the continuation token carries: informative only, the record is the state.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Progress<'a> {
+    deployment_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_step_at_ms: Option<i64>,
+}
+
+/// The action, its clients built once per process.
+#[derive(Debug, Clone)]
+pub struct TrafficFunction {
+    pub config: TrafficConfig,
+    pub deployer: Deployer,
+}
+
+impl TrafficFunction {
+    pub fn new(config: TrafficConfig, sdk: &SdkConfig) -> Self {
+        Self {
+            deployer: Deployer::new(
+                sdk,
+                &config.table,
+                config.mail.clone(),
+                i64::from(config.lease_seconds) * 1000,
+            ),
+            config,
+        }
+    }
+
+    /// Handles one `CodePipeline.job` event and answers the job. `Err` only when there is no
+    /// job to answer or CodePipeline could not be told.
+    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, TrafficError> {
+        let job = Job::from_event(event).map_err(TrafficError::Event)?;
+        let outcome = self.run(&job).await;
+        shipgate::job::answer(
+            &self.deployer.codepipeline,
+            &job,
+            Ok::<_, TrafficError>(outcome),
+        )
+        .await
+        .map_err(|e| TrafficError::Answer(Box::new(e)))
+    }
+
+    /// [`run_at`](Self::run_at) now.
+    pub async fn run(&self, job: &Job) -> Outcome {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.run_at(job, now_ms).await
+    }
+
+    /// Does one step of the job's deployment as if the time were `now_ms` (epoch milliseconds)
+    /// and decides the job's outcome; every failure becomes `Outcome::Failed` with a message for
+    /// the operator, except temporary ones, which are tried again on the next invocation.
+    pub async fn run_at(&self, job: &Job, now_ms: i64) -> Outcome {
+        let target = match job
+            .parameters::<ActionParameters>()
+            .map_err(TrafficError::UserParameters)
+            .and_then(|p| p.target().map_err(TrafficError::from))
+        {
+            Ok(target) => target,
+            Err(e) => return failed(&e),
+        };
+        let id = deployment_id(
+            &target.release_id,
+            &target.environment,
+            &target.execution_id,
+        );
+        let span = info_span!(
+            "traffic",
+            release_id = %target.release_id,
+            execution_id = %target.execution_id,
+            env = %target.environment,
+            deployment_id = %id,
+            job_id = %job.id,
+        );
+        async {
+            match Box::pin(self.step(job, &target, &id, now_ms)).await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_retryable() => {
+                    warn!(error = %e, error_type = e.error_type(), outcome = "continue", "temporary failure; trying again on the next invocation");
+                    Outcome::continue_with(&Progress {
+                        deployment_id: &id,
+                        percent: None,
+                        next_step_at_ms: None,
+                    })
+                }
+                Err(e) => failed(&e),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn step(
+        &self,
+        job: &Job,
+        target: &Target,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Outcome, TrafficError> {
+        // Unique per invocation: two invocations of one job are two owners.
+        let owner = format!("{}/{}", job.id, uuid::Uuid::new_v4());
+        let clients = self.deployer.account_clients(&target.role_arn, id).await?;
+        let mut current = match self.deployer.store.get_deployment(id).await? {
+            Some(d) => d,
+            None => match self.create(job, target, id, &clients, now_ms).await? {
+                Ok(d) => d,
+                Err(outcome) => return Ok(outcome),
+            },
+        };
+        let plan: DeploymentPlan =
+            current
+                .plan
+                .parse()
+                .map_err(|e: shipgate::plan::PlanError| TrafficError::RecordedPlan {
+                    id: id.to_owned(),
+                    plan: current.plan.clone(),
+                    reason: e.to_string(),
+                })?;
+        for _ in 0..MAX_RACES {
+            let observed = self.deployer.observe(&clients, &current).await?;
+            let firing = if current.state == DeploymentState::Shifting {
+                shipgate::aws::cloudwatch::firing_alarms(&clients.cloudwatch, &current.alarms)
+                    .await
+                    .map_err(|e| DeployError::Aws {
+                        environment: current.environment.clone(),
+                        source: Box::new(e),
+                    })?
+            } else {
+                Vec::new()
+            };
+            let started = u64::try_from(current.started_at_ms).unwrap_or(0);
+            let now = u64::try_from(now_ms).unwrap_or(0);
+            let at = position(&plan, started, now);
+            let decision = decide_step(StepInput {
+                deployment: &current,
+                observed: &observed,
+                position: at,
+                firing: &firing,
+                owner: &owner,
+                now_ms,
+            });
+            let log = |outcome: &str, percent: u8| {
+                info!(
+                    release_id = %current.release_id,
+                    execution_id = %current.execution_id,
+                    env = %current.environment,
+                    step = at.step,
+                    percent,
+                    planned = at.percent,
+                    outcome,
+                    "traffic step"
+                );
+            };
+            match decision {
+                Step::Succeeded => {
+                    log("succeeded", current.percent);
+                    return Ok(done(&current));
+                }
+                Step::RolledBack { restore } => {
+                    if restore {
+                        self.deployer.shift(&clients, &current, 0).await?;
+                        log("restored_rollback", 0);
+                    }
+                    if rollback_next(&current, &owner, now_ms) == RollbackNext::Finish {
+                        // A rollback whose invocation stopped halfway: finish its tasks.
+                        let r = current.rollback.clone();
+                        let reason = r.as_ref().map_or("rolled back", |r| r.reason.as_str());
+                        let alarm = r.as_ref().and_then(|r| r.alarm.as_deref());
+                        let by = r.as_ref().map_or("traffic-action", |r| r.by.as_str());
+                        if let Err(e) = self
+                            .deployer
+                            .roll_back(
+                                current.clone(),
+                                RollbackRequest {
+                                    alarm,
+                                    reason,
+                                    by,
+                                    owner: &owner,
+                                    now_ms,
+                                    job: JobHandling::AnsweredByCaller,
+                                },
+                                Some(&clients),
+                            )
+                            .await
+                        {
+                            warn!(error = %e, "could not finish the rollback's tasks; the next invocation tries again");
+                        }
+                    }
+                    log("rolled_back", 0);
+                    return Ok(rolled_back(&current));
+                }
+                Step::RollBack { alarm, reason } => {
+                    log("alarm", observed.percent().unwrap_or(current.percent));
+                    let report = self
+                        .deployer
+                        .roll_back(
+                            current.clone(),
+                            RollbackRequest {
+                                alarm: Some(&alarm),
+                                reason: &reason,
+                                by: "traffic-action",
+                                owner: &owner,
+                                now_ms,
+                                job: JobHandling::AnsweredByCaller,
+                            },
+                            Some(&clients),
+                        )
+                        .await?;
+                    info!(outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "rolled back on alarm");
+                    let fresh = self
+                        .deployer
+                        .store
+                        .get_deployment(id)
+                        .await?
+                        .unwrap_or_else(|| current.clone());
+                    log("rolled_back", 0);
+                    return Ok(rolled_back(&fresh));
+                }
+                Step::Busy { owner: holder } => {
+                    info!(holder = %holder, "another invocation is moving traffic; looking again later");
+                    log("busy", current.percent);
+                    return Ok(progress(&current));
+                }
+                Step::Foreign { detail } => {
+                    log("foreign", current.percent);
+                    return Ok(Outcome::failed(format!(
+                        "{}: {} was changed outside this deployment ({detail}); shipgate stops \
+                         here without touching it: check who changed it, then roll back or \
+                         finish by hand",
+                        current.environment,
+                        describe(&current.target)
+                    )));
+                }
+                Step::Shift { from, to, complete } => {
+                    let mut claim = current.clone();
+                    claim.job_id = Some(job.id.clone());
+                    claim.percent = from;
+                    claim.lease = Some(Lease {
+                        owner: owner.clone(),
+                        until_ms: now_ms.saturating_add(self.deployer.lease_ms),
+                        intent: LeaseIntent::Shift { to },
+                    });
+                    claim.updated_at = rfc3339(now_ms);
+                    let claimed = match self.deployer.save(&claim).await? {
+                        Ok(saved) => saved,
+                        Err(fresh) => {
+                            log("lost_race", from);
+                            current = fresh;
+                            continue;
+                        }
+                    };
+                    if let Err(e) = self.deployer.shift(&clients, &claimed, to).await {
+                        let mut released = claimed.clone();
+                        released.lease = None;
+                        if let Err(release) = self.deployer.save(&released).await {
+                            warn!(error = %release, "could not release the lease; it expires by itself");
+                        }
+                        return Err(e.into());
+                    }
+                    let mut applied = claimed.clone();
+                    applied.percent = to;
+                    applied.steps.push(AppliedStep {
+                        percent: to,
+                        at_ms: now_ms,
+                    });
+                    applied.lease = None;
+                    applied.next_step_at_ms = next_wake(at.next_wake);
+                    if complete {
+                        applied.state = DeploymentState::Succeeded;
+                    }
+                    match self.deployer.save(&applied).await? {
+                        Ok(saved) => {
+                            log(if complete { "shifted_done" } else { "shifted" }, to);
+                            return Ok(if complete {
+                                done(&saved)
+                            } else {
+                                progress(&saved)
+                            });
+                        }
+                        Err(fresh) => {
+                            // Rolled back while the step was under way: decide again (the step
+                            // may have to be undone).
+                            log("lost_race_after_move", to);
+                            current = fresh;
+                            continue;
+                        }
+                    }
+                }
+                Step::Hold { percent, complete } => {
+                    let next = next_wake(at.next_wake);
+                    let changed = current.percent != percent
+                        || current.job_id.as_deref() != Some(job.id.as_str())
+                        || current.next_step_at_ms != next
+                        || current.lease.is_some()
+                        || complete;
+                    if !changed {
+                        log("hold", percent);
+                        return Ok(progress(&current));
+                    }
+                    let mut next_record = current.clone();
+                    if current.percent != percent {
+                        // A move whose record was lost (a crash between the two): catch up.
+                        warn!(
+                            recorded = current.percent,
+                            actual = percent,
+                            "record behind the actual weights; reconciled"
+                        );
+                        next_record.steps.push(AppliedStep {
+                            percent,
+                            at_ms: now_ms,
+                        });
+                    }
+                    next_record.percent = percent;
+                    next_record.job_id = Some(job.id.clone());
+                    next_record.next_step_at_ms = next;
+                    next_record.lease = None;
+                    next_record.updated_at = rfc3339(now_ms);
+                    if complete {
+                        next_record.state = DeploymentState::Succeeded;
+                    }
+                    match self.deployer.save(&next_record).await? {
+                        Ok(saved) => {
+                            let outcome = match (complete, current.percent != percent) {
+                                (true, _) => "done",
+                                (false, true) => "reconciled",
+                                (false, false) => "hold",
+                            };
+                            log(outcome, percent);
+                            return Ok(if complete {
+                                done(&saved)
+                            } else {
+                                progress(&saved)
+                            });
+                        }
+                        Err(fresh) => {
+                            log("lost_race", percent);
+                            current = fresh;
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        Err(DeployError::Contended {
+            id: id.to_owned(),
+            attempts: MAX_RACES,
+        }
+        .into())
+    }
+
+    /// Creates the deployment record: the previous version is what the alias points at now.
+    /// `Err(outcome)` when there is nothing to deploy.
+    async fn create(
+        &self,
+        job: &Job,
+        target: &Target,
+        id: &str,
+        clients: &AccountClients,
+        now_ms: i64,
+    ) -> Result<Result<Deployment, Outcome>, TrafficError> {
+        let traffic = match &target.target {
+            TargetParameters::LambdaAlias {
+                function,
+                alias,
+                new_version,
+            } => {
+                let state = shipgate::aws::lambda::alias_state(&clients.lambda, function, alias)
+                    .await
+                    .map_err(|e| DeployError::Aws {
+                        environment: target.environment.clone(),
+                        source: Box::new(e),
+                    })?;
+                if state.version == *new_version {
+                    info!(function = %function, alias = %alias, version = %new_version, outcome = "nothing_to_shift", "the alias already points at the new version");
+                    return Ok(Err(Outcome::done(format!(
+                        "{}: alias {function}:{alias} already points at version {new_version}; \
+                         no traffic to move",
+                        target.environment
+                    ))));
+                }
+                if let Some((other, weight)) = &state.additional
+                    && other != new_version
+                    && *weight > 0.0
+                {
+                    return Ok(Err(Outcome::failed(format!(
+                        "{}: alias {function}:{alias} is already shifting to version {other} \
+                         ({:.0}%): another deployment is under way or was left half-done; finish \
+                         or roll it back first",
+                        target.environment,
+                        weight * 100.0
+                    ))));
+                }
+                TrafficTarget::LambdaAlias {
+                    function: function.clone(),
+                    alias: alias.clone(),
+                    previous_version: state.version,
+                    new_version: new_version.clone(),
+                }
+            }
+            TargetParameters::AlbListener {
+                listener_arn,
+                test_listener_arn,
+                blue_target_group,
+                green_target_group,
+            } => TrafficTarget::AlbListener {
+                listener_arn: listener_arn.clone(),
+                test_listener_arn: test_listener_arn.clone(),
+                blue_target_group: blue_target_group.clone(),
+                green_target_group: green_target_group.clone(),
+            },
+        };
+        let release = match self.deployer.store.get_release(&target.release_id).await {
+            Ok(release) => release,
+            Err(e) => {
+                warn!(error = %e, "release record unreadable; the deployment is named by its id");
+                None
+            }
+        };
+        let now = rfc3339(now_ms);
+        let deployment = Deployment {
+            deployment_id: id.to_owned(),
+            release_id: target.release_id.clone(),
+            environment: target.environment.clone(),
+            execution_id: target.execution_id.clone(),
+            application: release.as_ref().and_then(|r| r.application.clone()),
+            version: release.as_ref().and_then(|r| r.version.clone()),
+            account_id: target.account_id.clone(),
+            role_arn: target.role_arn.clone(),
+            target: traffic,
+            plan: target.plan.to_string(),
+            started_at_ms: now_ms,
+            state: DeploymentState::Shifting,
+            percent: 0,
+            next_step_at_ms: None,
+            alarms: target.alarms.clone(),
+            job_id: Some(job.id.clone()),
+            rollback: None,
+            lease: None,
+            steps: Vec::new(),
+            revision: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let d = match self.deployer.store.create_deployment(&deployment).await? {
+            DeploymentCreation::Created(d) => {
+                info!(plan = %d.plan, alarms = d.alarms.len(), target = %describe(&d.target), outcome = "created", "deployment started");
+                d
+            }
+            DeploymentCreation::Existing(d) => d,
+        };
+        Ok(Ok(d))
+    }
+}
+
+fn next_wake(wake: Option<u64>) -> Option<i64> {
+    wake.and_then(|w| i64::try_from(w).ok())
+}
+
+fn progress(d: &Deployment) -> Outcome {
+    Outcome::continue_with(&Progress {
+        deployment_id: &d.deployment_id,
+        percent: Some(d.percent),
+        next_step_at_ms: d.next_step_at_ms,
+    })
+}
+
+fn done(d: &Deployment) -> Outcome {
+    Outcome::Done {
+        summary: format!(
+            "{}: all traffic on the new version ({}), plan {} complete",
+            d.environment,
+            describe(&d.target),
+            d.plan
+        ),
+        output_variables: BTreeMap::from([
+            ("DeploymentId".to_owned(), d.deployment_id.clone()),
+            ("Percent".to_owned(), "100".to_owned()),
+        ]),
+    }
+}
+
+fn rolled_back(d: &Deployment) -> Outcome {
+    let message = match &d.rollback {
+        Some(r) => failure_message(d, r),
+        None => format!("{}: the deployment was rolled back", d.environment),
+    };
+    Outcome::failed(message)
+}
+
+fn describe(target: &TrafficTarget) -> String {
+    match target {
+        TrafficTarget::LambdaAlias {
+            function,
+            alias,
+            previous_version,
+            new_version,
+        } => format!("alias {function}:{alias}, version {previous_version} → {new_version}"),
+        TrafficTarget::AlbListener { listener_arn, .. } => {
+            format!("listener {listener_arn}, blue → green")
+        }
+    }
+}
+
+fn failed(e: &TrafficError) -> Outcome {
+    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "traffic action failed");
+    Outcome::Failed {
+        kind: e.failure_kind(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_requirements() {
+        let env = Env::from_pairs([
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
+        ]);
+        let c = TrafficConfig::from_env(&env).unwrap();
+        assert_eq!(c.lease_seconds, 120);
+        assert!(c.mail.team("int").is_empty());
+        let err = TrafficConfig::from_env(&Env::from_pairs([("SHIPGATE_MAIL_FROM", "a@b.c")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("SHIPGATE_TABLE"));
+        let mut zero = env.clone();
+        zero.set("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", "0");
+        assert!(TrafficConfig::from_env(&zero).is_err());
+    }
+}

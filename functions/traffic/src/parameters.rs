@@ -1,0 +1,344 @@
+//! The action's `UserParameters`, checked. Pure.
+
+use serde::Deserialize;
+use shipgate::deploy::account_of_role;
+use shipgate::plan::{DeploymentPlan, PlanError};
+
+/// `UserParameters`, as the pipeline template writes them (the target from the deploy action's
+/// output variables).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActionParameters {
+    pub environment: String,
+    pub role_arn: String,
+    pub release_id: String,
+    pub execution_id: String,
+    /// `Canary10Percent5Minutes`, `custom:10@5m,50@10m,100;bake=15m;scale=60`, …
+    pub plan: String,
+    /// CloudWatch alarm names in the environment account that roll the deployment back.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    pub target: TargetParameters,
+}
+
+/// What carries the traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetParameters {
+    #[serde(rename_all = "camelCase")]
+    LambdaAlias {
+        function: String,
+        #[serde(default = "live")]
+        alias: String,
+        /// The published version to shift to (the previous one is what the alias points at
+        /// when the deployment starts).
+        new_version: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    AlbListener {
+        listener_arn: String,
+        #[serde(default)]
+        test_listener_arn: Option<String>,
+        blue_target_group: String,
+        green_target_group: String,
+    },
+}
+
+fn live() -> String {
+    "live".to_owned()
+}
+
+/// The checked parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub environment: String,
+    pub role_arn: String,
+    pub account_id: String,
+    pub release_id: String,
+    pub execution_id: String,
+    pub plan: DeploymentPlan,
+    pub alarms: Vec<String>,
+    pub target: TargetParameters,
+}
+
+/// A parameter that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    #[error("`{field}` is missing or empty")]
+    Empty { field: &'static str },
+    #[error(
+        "`{field}` is {value:?}: a CodePipeline variable was not resolved (is it declared and set \
+         by the action that produces it?)"
+    )]
+    Unresolved { field: &'static str, value: String },
+    #[error("`{field}` is {value:?}: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("`plan`: {0}")]
+    Plan(#[from] PlanError),
+}
+
+/// CloudWatch's limit on an alarm name; `DescribeAlarms` takes 100 names at most.
+const MAX_ALARM_CHARS: usize = 255;
+const MAX_ALARMS: usize = 100;
+
+impl ActionParameters {
+    pub fn target(&self) -> Result<Target, ParameterError> {
+        let environment = checked("environment", &self.environment)?;
+        if environment.len() > 32
+            || !environment.starts_with(|c: char| c.is_ascii_lowercase())
+            || !environment
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(invalid(
+                "environment",
+                environment,
+                "an environment is a short lowercase name such as int, stg or prod",
+            ));
+        }
+        let role_arn = checked("roleArn", &self.role_arn)?;
+        let account_id = account_of_role(role_arn).ok_or_else(|| {
+            invalid(
+                "roleArn",
+                role_arn,
+                "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
+            )
+        })?;
+        let release_id = id("releaseId", &self.release_id)?;
+        let execution_id = id("executionId", &self.execution_id)?;
+        let plan: DeploymentPlan = checked("plan", &self.plan)?.parse()?;
+        let mut alarms: Vec<String> = Vec::new();
+        for alarm in &self.alarms {
+            let alarm = checked("alarms", alarm)?;
+            if alarm.chars().count() > MAX_ALARM_CHARS || alarm.chars().any(char::is_control) {
+                return Err(invalid(
+                    "alarms",
+                    alarm,
+                    "an alarm name is at most 255 printable characters",
+                ));
+            }
+            if !alarms.iter().any(|a| a == alarm) {
+                alarms.push(alarm.to_owned());
+            }
+        }
+        if alarms.len() > MAX_ALARMS {
+            return Err(invalid(
+                "alarms",
+                &format!("{} names", alarms.len()),
+                "a deployment watches at most 100 alarms (use a composite alarm)",
+            ));
+        }
+        let target = match &self.target {
+            TargetParameters::LambdaAlias {
+                function,
+                alias,
+                new_version,
+            } => {
+                let function = checked("target.function", function)?;
+                let alias = checked("target.alias", alias)?;
+                let new_version = checked("target.newVersion", new_version)?;
+                if !new_version.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid(
+                        "target.newVersion",
+                        new_version,
+                        "a weighted alias shifts between published versions: a version number, \
+                         not $LATEST or an alias",
+                    ));
+                }
+                TargetParameters::LambdaAlias {
+                    function: function.to_owned(),
+                    alias: alias.to_owned(),
+                    new_version: new_version.to_owned(),
+                }
+            }
+            TargetParameters::AlbListener {
+                listener_arn,
+                test_listener_arn,
+                blue_target_group,
+                green_target_group,
+            } => {
+                let listener_arn = arn("target.listenerArn", listener_arn)?;
+                let test_listener_arn = match test_listener_arn.as_deref().map(str::trim) {
+                    Some(t) if !t.is_empty() => Some(arn("target.testListenerArn", t)?),
+                    _ => None,
+                };
+                let blue = arn("target.blueTargetGroup", blue_target_group)?;
+                let green = arn("target.greenTargetGroup", green_target_group)?;
+                if blue == green {
+                    return Err(invalid(
+                        "target.greenTargetGroup",
+                        green,
+                        "blue and green must be two target groups",
+                    ));
+                }
+                TargetParameters::AlbListener {
+                    listener_arn: listener_arn.to_owned(),
+                    test_listener_arn: test_listener_arn.map(str::to_owned),
+                    blue_target_group: blue.to_owned(),
+                    green_target_group: green.to_owned(),
+                }
+            }
+        };
+        Ok(Target {
+            environment: environment.to_owned(),
+            role_arn: role_arn.to_owned(),
+            account_id,
+            release_id: release_id.to_owned(),
+            execution_id: execution_id.to_owned(),
+            plan,
+            alarms,
+            target,
+        })
+    }
+}
+
+fn invalid(field: &'static str, value: &str, reason: &'static str) -> ParameterError {
+    ParameterError::Invalid {
+        field,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn checked<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ParameterError::Empty { field });
+    }
+    if value.contains("#{") {
+        return Err(ParameterError::Unresolved {
+            field,
+            value: value.to_owned(),
+        });
+    }
+    Ok(value)
+}
+
+fn id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
+    let value = checked(field, value)?;
+    if value.chars().count() > 128
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            field,
+            value,
+            "an id is at most 128 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(value)
+}
+
+fn arn<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
+    let value = checked(field, value)?;
+    if !value.starts_with("arn:") || value.len() > 2048 {
+        return Err(invalid(field, value, "expected an ARN"));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lambda() -> serde_json::Value {
+        serde_json::json!({
+            "environment": "int",
+            "roleArn": "arn:aws:iam::222222222222:role/shipgate-deploy",
+            "releaseId": "rel-1",
+            "executionId": "exec-1",
+            "plan": "Canary10Percent5Minutes",
+            "alarms": ["orders-int-5xx", "orders-int-5xx", "orders-int-latency"],
+            "target": {"kind": "lambda_alias", "function": "orders", "newVersion": "7"}
+        })
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Target, String> {
+        serde_json::from_value::<ActionParameters>(v)
+            .map_err(|e| e.to_string())?
+            .target()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lambda_parameters_read_with_the_live_alias_by_default() {
+        let t = parse(lambda()).unwrap();
+        assert_eq!(t.account_id, "222222222222");
+        assert_eq!(t.alarms, ["orders-int-5xx", "orders-int-latency"]);
+        assert_eq!(t.plan.to_string(), "Canary10Percent5Minutes");
+        assert_eq!(
+            t.target,
+            TargetParameters::LambdaAlias {
+                function: "orders".into(),
+                alias: "live".into(),
+                new_version: "7".into()
+            }
+        );
+    }
+
+    #[test]
+    fn alb_parameters_read() {
+        let mut v = lambda();
+        v["plan"] = "custom:10@5m,50@10m,100;bake=15m;scale=60".into();
+        v["target"] = serde_json::json!({
+            "kind": "alb_listener",
+            "listenerArn": "arn:aws:elasticloadbalancing:eu-west-1:222222222222:listener/app/a/1/2",
+            "testListenerArn": "arn:aws:elasticloadbalancing:eu-west-1:222222222222:listener/app/a/1/3",
+            "blueTargetGroup": "arn:aws:elasticloadbalancing:eu-west-1:222222222222:targetgroup/blue/1",
+            "greenTargetGroup": "arn:aws:elasticloadbalancing:eu-west-1:222222222222:targetgroup/green/1"
+        });
+        let t = parse(v).unwrap();
+        assert!(matches!(
+            t.target,
+            TargetParameters::AlbListener {
+                test_listener_arn: Some(_),
+                ..
+            }
+        ));
+        assert_eq!(t.plan.scale(), 60);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| v["plan"] = "Canary99".into()),
+                "unknown deployment plan",
+            ),
+            (Box::new(|v| v["roleArn"] = "nope".into()), "`roleArn`"),
+            (
+                Box::new(|v| v["releaseId"] = "#{variables.ReleaseId}".into()),
+                "not resolved",
+            ),
+            (
+                Box::new(|v| v["target"]["newVersion"] = "$LATEST".into()),
+                "published versions",
+            ),
+            (
+                Box::new(|v| v["target"]["kind"] = "ecs".into()),
+                "unknown variant",
+            ),
+            (Box::new(|v| v["extra"] = 1.into()), "unknown field"),
+            (
+                Box::new(|v| v["alarms"] = serde_json::json!([""])),
+                "`alarms` is missing or empty",
+            ),
+            (
+                Box::new(|v| v["environment"] = "Prod!".into()),
+                "`environment`",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let mut v = lambda();
+            edit(&mut v);
+            let err = parse(v).unwrap_err();
+            assert!(err.contains(expected), "{err} / {expected}");
+        }
+    }
+}
