@@ -45,6 +45,9 @@ local_ follow "$LINK" --decide approve --comment "int change set reviewed"
 step "The decision is recorded with the gate, and CodePipeline moved on"
 local_ approval --stage Int --action ApproveInt
 
+step "int: the deploy action executes exactly the approved change set in the int account"
+local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
+
 step "The same link again: it worked once, and now says the approval is already decided"
 if local_ follow "$LINK" --decide approve; then
   echo "a used link decided a second time" >&2

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +15,12 @@ use serde_json::{Value, json};
 use shipgate::config::Env;
 use shipgate_approval_page::{ApprovalPage, PageConfig};
 use shipgate_change_set::{ChangeSetConfig, ChangeSetFunction};
+use shipgate_checks::{ChecksConfig, ChecksFunction};
+use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_intake::{Intake, IntakeConfig};
 use shipgate_mailer::{Mailer, MailerConfig};
+use shipgate_rollback::{RollbackConfig, RollbackFunction};
+use shipgate_traffic::{TrafficConfig, TrafficFunction};
 
 use crate::codepipeline::Invoker;
 use crate::delivery::S3Subscriber;
@@ -66,18 +72,64 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("ChangeSetFunction", "change-set"),
     ("MailerFunction", "mailer"),
     ("ApprovalPageFunction", "approval-page"),
+    ("DeployFunction", "deploy"),
+    ("ChecksFunction", "checks"),
+    ("TrafficFunction", "traffic"),
+    ("RollbackFunction", "rollback"),
 ];
 
-/// A function built from its environment, or why it could not be (reported when it is invoked).
-type Built<F> = Result<Arc<F>, String>;
+/// A function's handler as Lambda calls it: an event and a request id in, the result or the
+/// error (`errorType`, `errorMessage`) out.
+type Handler = Arc<dyn Fn(Value, String) -> BoxFuture<'static, Result<Value, Value>> + Send + Sync>;
+
+/// A handler built from its environment, or why it could not be (reported when invoked).
+type Built = Result<Handler, String>;
 
 /// The functions, cheap to clone.
 #[derive(Clone)]
 pub struct LocalFunctions {
-    intake: Built<Intake>,
-    change_set: Built<ChangeSetFunction>,
-    mailer: Built<Mailer>,
-    approval_page: Built<ApprovalPage>,
+    handlers: BTreeMap<&'static str, Built>,
+    /// Intake itself, for the tests that drive it directly.
+    intake: Result<Arc<Intake>, String>,
+}
+
+/// Wraps a handler's typed result as Lambda reports it.
+fn reply<T: serde::Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    error_type: impl FnOnce(&E) -> &'static str,
+) -> Result<Value, Value> {
+    match result {
+        Ok(value) => Ok(serde_json::to_value(value).unwrap_or(Value::Null)),
+        Err(e) => Err(json!({"errorType": error_type(&e), "errorMessage": e.to_string()})),
+    }
+}
+
+/// Builds one function from its environment with `config`, then `handler` around it.
+fn build<C, F: Send + Sync + 'static>(
+    id: &str,
+    env: Option<Env>,
+    config: impl FnOnce(&Env) -> Result<C, shipgate::config::ConfigError>,
+    make: impl FnOnce(C) -> Result<F, String>,
+) -> Result<Arc<F>, String> {
+    let env = env.ok_or_else(|| format!("{id} is not declared in the template"))?;
+    let config = config(&env).map_err(|e| e.to_string())?;
+    make(config).map(Arc::new)
+}
+
+fn handler<F: Send + Sync + 'static, Fut>(
+    function: Result<Arc<F>, String>,
+    call: impl Fn(Arc<F>, Value, String) -> Fut + Send + Sync + 'static,
+) -> Built
+where
+    Fut: Future<Output = Result<Value, Value>> + Send + 'static,
+{
+    let function = function?;
+    let call = Arc::new(call);
+    Ok(Arc::new(move |event, request_id| {
+        let function = function.clone();
+        let call = call.clone();
+        Box::pin(async move { call(function, event, request_id).await })
+    }))
 }
 
 impl LocalFunctions {
@@ -93,8 +145,8 @@ impl LocalFunctions {
                 .get(id)
                 .map(|env| Env::from_pairs(env.clone()))
         });
-        for (id, _) in FUNCTIONS {
-            if let Some(error) = functions.build_error(id)
+        for (id, built) in &functions.handlers {
+            if let Err(error) = built
                 && env_by_function.contains_key(*id)
             {
                 bail!("configuring {id}: {error}");
@@ -112,54 +164,107 @@ impl LocalFunctions {
     }
 
     fn build(sdk: &SdkConfig, env_of: impl Fn(&str) -> Option<Env>) -> Self {
-        fn make<C, F>(
-            id: &str,
-            env: Option<Env>,
-            config: impl FnOnce(&Env) -> Result<C, shipgate::config::ConfigError>,
-            build: impl FnOnce(C) -> F,
-        ) -> Built<F> {
-            let env = env.ok_or_else(|| format!("{id} is not declared in the template"))?;
-            config(&env)
-                .map(|c| Arc::new(build(c)))
-                .map_err(|e| e.to_string())
-        }
-        Self {
-            intake: make(
-                "IntakeFunction",
-                env_of("IntakeFunction"),
-                IntakeConfig::from_env,
-                |c| Intake::new(c, sdk),
+        let intake = build(
+            "IntakeFunction",
+            env_of("IntakeFunction"),
+            IntakeConfig::from_env,
+            |c| Ok(Intake::new(c, sdk)),
+        );
+        let mut handlers: BTreeMap<&'static str, Built> = BTreeMap::new();
+        handlers.insert(
+            "IntakeFunction",
+            handler(
+                intake.clone(),
+                |f: Arc<Intake>, event, request_id| async move {
+                    reply(f.handle(event, &request_id).await, |e| e.error_type())
+                },
             ),
-            change_set: make(
-                "ChangeSetFunction",
-                env_of("ChangeSetFunction"),
-                ChangeSetConfig::from_env,
-                |c| ChangeSetFunction::new(c, sdk),
+        );
+        handlers.insert(
+            "ChangeSetFunction",
+            handler(
+                build(
+                    "ChangeSetFunction",
+                    env_of("ChangeSetFunction"),
+                    ChangeSetConfig::from_env,
+                    |c| Ok(ChangeSetFunction::new(c, sdk)),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
             ),
-            mailer: make(
-                "MailerFunction",
-                env_of("MailerFunction"),
-                MailerConfig::from_env,
-                |c| Mailer::new(c, sdk),
+        );
+        handlers.insert(
+            "MailerFunction",
+            handler(
+                build(
+                    "MailerFunction",
+                    env_of("MailerFunction"),
+                    MailerConfig::from_env,
+                    |c| Ok(Mailer::new(c, sdk)),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
             ),
-            approval_page: make(
-                "ApprovalPageFunction",
-                env_of("ApprovalPageFunction"),
-                PageConfig::from_env,
-                |c| ApprovalPage::new(c, sdk),
+        );
+        handlers.insert(
+            "ApprovalPageFunction",
+            handler(
+                build(
+                    "ApprovalPageFunction",
+                    env_of("ApprovalPageFunction"),
+                    PageConfig::from_env,
+                    |c| Ok(ApprovalPage::new(c, sdk)),
+                ),
+                |f, event, _| async move { Ok(f.handle_event(event).await) },
             ),
-        }
-    }
-
-    fn build_error(&self, id: &str) -> Option<&str> {
-        let result = match id {
-            "IntakeFunction" => self.intake.as_ref().err(),
-            "ChangeSetFunction" => self.change_set.as_ref().err(),
-            "MailerFunction" => self.mailer.as_ref().err(),
-            "ApprovalPageFunction" => self.approval_page.as_ref().err(),
-            _ => None,
-        };
-        result.map(String::as_str)
+        );
+        handlers.insert(
+            "DeployFunction",
+            handler(
+                build(
+                    "DeployFunction",
+                    env_of("DeployFunction"),
+                    DeployConfig::from_env,
+                    |c| Ok(DeployFunction::new(c, sdk)),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
+            ),
+        );
+        handlers.insert(
+            "ChecksFunction",
+            handler(
+                build(
+                    "ChecksFunction",
+                    env_of("ChecksFunction"),
+                    ChecksConfig::from_env,
+                    |c| ChecksFunction::new(c, sdk).map_err(|e| e.to_string()),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
+            ),
+        );
+        handlers.insert(
+            "TrafficFunction",
+            handler(
+                build(
+                    "TrafficFunction",
+                    env_of("TrafficFunction"),
+                    TrafficConfig::from_env,
+                    |c| Ok(TrafficFunction::new(c, sdk)),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
+            ),
+        );
+        handlers.insert(
+            "RollbackFunction",
+            handler(
+                build(
+                    "RollbackFunction",
+                    env_of("RollbackFunction"),
+                    RollbackConfig::from_env,
+                    |c| Ok(RollbackFunction::new(c, sdk)),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
+            ),
+        );
+        Self { handlers, intake }
     }
 
     /// Intake (panics if the template declares none: tests only call it on the project's).
@@ -173,44 +278,35 @@ impl LocalFunctions {
     /// Runs one handler once. `Err` carries the error as Lambda reports it
     /// (`errorType`, `errorMessage`).
     pub async fn invoke_once(&self, function: &str, event: Value) -> Result<Value, Value> {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let unavailable = |id: &str, why: &str| json!({"errorType": "Runtime.InitError", "errorMessage": format!("{id}: {why}")});
-        match canonical(function) {
-            Some(id @ "IntakeFunction") => match &self.intake {
-                Ok(f) => match f.handle(event, &request_id).await {
-                    Ok(report) => Ok(serde_json::to_value(report).unwrap_or(Value::Null)),
-                    Err(e) => Err(lambda_error(e.error_type(), &e)),
-                },
-                Err(why) => Err(unavailable(id, why)),
-            },
-            Some(id @ "ChangeSetFunction") => match &self.change_set {
-                Ok(f) => match f.handle(event).await {
-                    Ok(answer) => Ok(serde_json::to_value(answer).unwrap_or(Value::Null)),
-                    Err(e) => Err(lambda_error(e.error_type(), &e)),
-                },
-                Err(why) => Err(unavailable(id, why)),
-            },
-            Some(id @ "MailerFunction") => match &self.mailer {
-                Ok(f) => match f.handle(event).await {
-                    Ok(report) => Ok(serde_json::to_value(report).unwrap_or(Value::Null)),
-                    Err(e) => Err(lambda_error(e.error_type(), &e)),
-                },
-                Err(why) => Err(unavailable(id, why)),
-            },
-            Some(id @ "ApprovalPageFunction") => match &self.approval_page {
-                Ok(f) => Ok(f.handle_event(event).await),
-                Err(why) => Err(unavailable(id, why)),
-            },
-            _ => Err(json!({
+        self.invoke_with_id(function, event, uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// Runs one handler once with Lambda's request id (kept across async retries).
+    pub async fn invoke_with_id(
+        &self,
+        function: &str,
+        event: Value,
+        request_id: String,
+    ) -> Result<Value, Value> {
+        let Some(id) = canonical(function) else {
+            return Err(json!({
                 "errorType": "ResourceNotFoundException",
                 "errorMessage": format!("no local function {function:?}; known: {}", known()),
+            }));
+        };
+        match self.handlers.get(id) {
+            Some(Ok(handler)) => handler(event, request_id).await,
+            Some(Err(why)) => Err(json!({
+                "errorType": "Runtime.InitError",
+                "errorMessage": format!("{id}: {why}"),
+            })),
+            None => Err(json!({
+                "errorType": "ResourceNotFoundException",
+                "errorMessage": format!("{id} is not built into shipgate-local"),
             })),
         }
     }
-}
-
-fn lambda_error(error_type: &str, error: &dyn std::fmt::Display) -> Value {
-    json!({"errorType": error_type, "errorMessage": error.to_string()})
 }
 
 fn canonical(name: &str) -> Option<&'static str> {
@@ -273,14 +369,17 @@ impl S3Subscriber for LocalFunctions {
         event: Value,
         request_id: String,
     ) -> futures::future::BoxFuture<'static, Result<Value, String>> {
-        let intake = self.intake.clone();
+        let this = self.clone();
         Box::pin(async move {
-            let intake = intake.map_err(|why| format!("Runtime.InitError: {why}"))?;
-            intake
-                .handle(event, &request_id)
+            this.invoke_with_id("IntakeFunction", event, request_id)
                 .await
-                .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                .map_err(|e| format!("{}: {e}", e.error_type()))
+                .map_err(|e| {
+                    format!(
+                        "{}: {}",
+                        e["errorType"].as_str().unwrap_or("Error"),
+                        e["errorMessage"].as_str().unwrap_or_default()
+                    )
+                })
         })
     }
 }

@@ -109,6 +109,30 @@ enum Command {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Wait until a pipeline action's latest execution settles; print its status and summary.
+    WaitAction {
+        #[arg(long)]
+        stage: String,
+        #[arg(long)]
+        action: String,
+        /// Exit non-zero unless the action ends with this status (Succeeded, Failed, …).
+        #[arg(long)]
+        expect: Option<String>,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Deployments in flight (traffic being shifted), one line each.
+    Deployments,
+    /// Roll a deployment in flight back by hand: all traffic to the previous version, the
+    /// pipeline action failed, the team emailed.
+    Rollback {
+        deployment: String,
+        /// Who is rolling back (recorded as operator:<name>).
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Releases and pipeline executions, one line each.
     Status {
         /// How many releases to list.
@@ -128,6 +152,9 @@ fn main() -> ExitCode {
             | Command::Status { .. }
             | Command::Outbox { .. }
             | Command::Approval { .. }
+            | Command::WaitAction { .. }
+            | Command::Deployments
+            | Command::Rollback { .. }
     ) {
         match StateFiles::new(&cli.state_dir).read_env() {
             Ok(vars) => {
@@ -206,6 +233,50 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     shipgate_local::approvals::describe(&sdk, &env, &query).await?
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WaitAction {
+            stage,
+            action,
+            expect,
+            timeout,
+        } => {
+            wait_action(
+                &stage,
+                &action,
+                expect.as_deref(),
+                Duration::from_secs(timeout),
+            )
+            .await
+        }
+        Command::Deployments => {
+            let rollback = rollback_function().await?;
+            let deployments = rollback.list_in_flight().await?;
+            println!("{} deployment(s) in flight", deployments.len());
+            for d in deployments {
+                println!(
+                    "  {}  {} {}  release {}  {}%  plan {}  alarms {}",
+                    d.deployment_id,
+                    d.environment,
+                    d.state.as_str(),
+                    d.release_id,
+                    d.percent,
+                    d.plan,
+                    d.alarms.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback {
+            deployment,
+            operator,
+            reason,
+        } => {
+            let rollback = rollback_function().await?;
+            let report = rollback
+                .roll_back_by_hand(&deployment, &operator, &reason)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Follow {
@@ -431,6 +502,73 @@ async fn drop_zip(
             Ok(ExitCode::FAILURE)
         }
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The rollback function, configured from the stack's env file as in the template.
+async fn rollback_function() -> Result<shipgate_rollback::RollbackFunction> {
+    let env = shipgate::config::Env::from_process();
+    let config = shipgate_rollback::RollbackConfig::from_env(&env)?;
+    let sdk = shipgate::aws::load_sdk_config().await;
+    Ok(shipgate_rollback::RollbackFunction::new(config, &sdk))
+}
+
+async fn wait_action(
+    stage: &str,
+    action: &str,
+    expect: Option<&str>,
+    timeout: Duration,
+) -> Result<ExitCode> {
+    let env = shipgate::config::Env::from_process();
+    let pipeline = env.required("SHIPGATE_PIPELINE_NAME")?;
+    let sdk = shipgate::aws::load_sdk_config().await;
+    let cp = aws_sdk_codepipeline::Client::new(&sdk);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let state = cp
+            .get_pipeline_state()
+            .name(&pipeline)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                )
+            })?;
+        let latest = state
+            .stage_states()
+            .iter()
+            .find(|s| s.stage_name() == Some(stage))
+            .and_then(|s| {
+                s.action_states()
+                    .iter()
+                    .find(|a| a.action_name() == Some(action))
+            })
+            .and_then(|a| a.latest_execution());
+        let status = latest
+            .and_then(|l| l.status())
+            .map(|s| s.as_str().to_owned());
+        if let Some(status) = status.filter(|s| s != "InProgress") {
+            let summary = latest
+                .and_then(|l| l.summary().or(l.error_details().and_then(|e| e.message())))
+                .unwrap_or("");
+            println!("{stage}/{action}: {status}");
+            if !summary.is_empty() {
+                println!("  {summary}");
+            }
+            return Ok(match expect {
+                Some(expected) if expected != status => {
+                    eprintln!("error: expected {stage}/{action} to be {expected}, it is {status}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{stage}/{action} did not settle within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

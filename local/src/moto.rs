@@ -34,11 +34,14 @@ impl Moto {
         let port = free_port()?;
         let log = state_dir.join("moto.log");
         let port_s = port.to_string();
+        // local/moto-patches/sitecustomize.py restores AWS behaviour where moto differs.
+        let patches = crate::process::project_root().join("local/moto-patches");
+        let patches = patches.to_string_lossy().into_owned();
         let mut child = ManagedChild::spawn(
             "moto server",
             &program,
             &["-H", "127.0.0.1", "-p", &port_s],
-            &[],
+            &[("PYTHONPATH", patches.as_str())],
             &log,
         )?;
         let url = format!("http://127.0.0.1:{port}");

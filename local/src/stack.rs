@@ -107,6 +107,10 @@ pub fn default_parameters() -> BTreeMap<String, String> {
             accounts::deploy_role_arn(accounts::INT),
         ),
         (
+            "IntTeamEmail".to_owned(),
+            "int-team@shipgate.local".to_owned(),
+        ),
+        (
             "IntApprovers".to_owned(),
             "int-lead@shipgate.local,int-ops@shipgate.local".to_owned(),
         ),
