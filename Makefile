@@ -48,15 +48,63 @@ build:
 
 test: setup
 	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(MAKE) --no-print-directory package
 
 demo: setup
 	$(CARGO) build -p shipgate-local -p shipgate-example
 	./scripts/demo.sh
 
+## Lambda packages: every function (functions/<bin>, package shipgate-<bin>) cross-compiled for
+## arm64 by cargo-lambda, with zig from the `ziglang` wheel (both pinned in
+## requirements-package.txt, installed into the venv only when missing or changed), into
+## target/lambda/<bin>/bootstrap, zipped as Lambda takes it. Prints each zip's size; a zip over
+## the 4 MiB budget (issue 7) fails. `make test` runs it once per run.
+FUNCTION_BINS   := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
+PACKAGE_TARGET  := aarch64-unknown-linux-gnu
+ZIP_LIMIT_BYTES := 4194304
+
+.PHONY: package package-tools bench-coldstart
+package-tools: $(VENV)/.package-installed
+
+$(VENV)/.package-installed: requirements-package.txt | $(VENV)/.installed
+	@echo "==> installing $$(grep -v '^#' requirements-package.txt | xargs) into $(VENV)"
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-package.txt
+	touch $@
+
+package: package-tools
+	@rustup target list --installed | grep -qx $(PACKAGE_TARGET) || rustup target add $(PACKAGE_TARGET)
+	start=$$(date +%s)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 $(addprefix -p shipgate-,$(FUNCTION_BINS))
+	echo "==> built $(words $(FUNCTION_BINS)) functions for arm64 in $$(( $$(date +%s) - start ))s"
+	over=""
+	for bin in $(FUNCTION_BINS); do
+	  dir=target/lambda/$$bin
+	  rm -f $$dir/bootstrap.zip
+	  $(VENV)/bin/python -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED, compresslevel=9); z.write(sys.argv[1], "bootstrap"); z.close()' $$dir/bootstrap $$dir/bootstrap.zip
+	  size=$$(stat -c %s $$dir/bootstrap.zip)
+	  awk -v b=$$bin -v s=$$size -v f=$$dir/bootstrap.zip 'BEGIN { printf "    %-14s %6.2f MiB  %s\n", b, s / 1048576, f }'
+	  [ $$size -le $(ZIP_LIMIT_BYTES) ] || over="$$over $$bin"
+	done
+	if [ -n "$$over" ]; then echo "==> over the 4 MiB zip budget:$$over"; exit 1; fi
+
 ## Benchmarks (print figures; not part of make test).
+## Cold starts of the functions' release binaries (host architecture) against a Lambda Runtime
+## API emulator and the local stack; the bench itself is a dev build (it only times children).
+## Run `make package` first to see the arm64 zip sizes in its table.
+BENCH_COLDSTART_FUNCTIONS := intake change-set mailer approval-page
+bench-coldstart: setup
+	$(CARGO) build --release $(addprefix -p shipgate-,$(BENCH_COLDSTART_FUNCTIONS))
+	$(CARGO) build -p shipgate-tests --bin bench-coldstart
+	SHIPGATE_BENCH_BIN_DIR=target/release ./target/debug/bench-coldstart
+
 bench-intake: setup
 	$(CARGO) build --release -p shipgate-local -p shipgate-tests --bin shipgate-local --bin bench-intake
 	./target/release/bench-intake
+
+.PHONY: bench-promote
+bench-promote: setup
+	$(CARGO) build --release -p shipgate-tests --bin bench-promote
+	./target/release/bench-promote
 
 fmt:
 	$(CARGO) fmt --all -- --check

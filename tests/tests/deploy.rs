@@ -1,0 +1,894 @@
+//! The deploy action against the local stack: the approved change set of a release is executed
+//! in the environment's account (int, 222222222222, through the deploy role), the action waits
+//! for the stack across invocations (continuation tokens) and passes the stack's `Shipgate*`
+//! outputs on as output variables; a stack whose execution fails fails the job with
+//! CloudFormation's reason; a second run executes nothing again.
+//!
+//! What moto (5.2.5, as pinned) does, observed here and read in
+//! `moto/cloudformation/models.py` (`execute_change_set`, `Stack.__init__`, `ChangeSet.apply`):
+//! - `ExecuteChangeSet` is synchronous: the stack is `CREATE_COMPLETE` / `UPDATE_COMPLETE` when
+//!   the call returns, and the change set `EXECUTE_COMPLETE`. It would execute the same change
+//!   set again if asked (AWS refuses: `InvalidChangeSetStatus`).
+//! - A stack created through a change set has no outputs, ever: moto builds the stack's output
+//!   map from the empty template the `CREATE` change set starts with and does not rebuild it on
+//!   execution (an `UPDATE` keeps the outputs of the template the stack was created with).
+//! - A resource moto cannot create fails `ExecuteChangeSet` itself with that resource's error
+//!   (an ECS service in a cluster that does not exist: `ClusterNotFoundException` "Cluster not
+//!   found."), leaves the stack in `REVIEW_IN_PROGRESS` with a `CREATE_IN_PROGRESS` event, the
+//!   change set `AVAILABLE`, and `DescribeStackResources` failing with the same error. There is
+//!   no rollback and no failed event ("TODO: handle execution errors and implement rollback").
+//! - `DescribeStackEvents` lists only the stack's own events (`REVIEW_IN_PROGRESS`,
+//!   `CREATE_IN_PROGRESS` "User Initiated", `CREATE_COMPLETE`), newest first, no resource events.
+//!
+//! [`CloudFormationStandIn`] forwards everything to moto and answers as CloudFormation
+//! documents where moto does not: execution is asynchronous (the first `DescribeStacks` after
+//! an `ExecuteChangeSet` says `*_IN_PROGRESS`, the change set `EXECUTE_IN_PROGRESS`), a stack
+//! has its template's outputs once executed, and a resource error during execution is an
+//! accepted `ExecuteChangeSet` followed by a rollback: `ROLLBACK_COMPLETE` (or
+//! `UPDATE_ROLLBACK_COMPLETE`), the change set `EXECUTE_FAILED`, and the events AWS writes
+//! (`CREATE_FAILED` of the resource with "Resource handler returned message: …").
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail, ensure};
+use aws_sdk_cloudformation::Client as CloudFormation;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use shipgate::aws::cloudformation::{
+    Capability, ChangeSetRequest, ChangeSetType, create_change_set,
+};
+use shipgate::changes::ChangeSummary;
+use shipgate::config::Env;
+use shipgate::job::{Job, Outcome};
+use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
+use shipgate_deploy::{DeployConfig, DeployFunction, Progress};
+use shipgate_local::accounts;
+use shipgate_local::stack::Stack;
+use shipgate_tests::support::start_stack;
+
+const ENVIRONMENT: &str = "int";
+
+struct World {
+    stack: Stack,
+    standin: CloudFormationStandIn,
+    action: DeployFunction,
+    store: Store,
+    /// CloudFormation in the int account through the stand-in (what the change-set action
+    /// would have used).
+    int: CloudFormation,
+    /// The int account's configuration, for looking at what the deployment created.
+    int_sdk: aws_config::SdkConfig,
+}
+
+/// A release's deployment in int: its id, the execution, the stacks' change sets.
+struct Deployment {
+    release_id: String,
+    execution_id: String,
+}
+
+impl World {
+    async fn start(name: &str) -> Result<Self> {
+        let stack = start_stack(name, |o| {
+            o.registries = false;
+            o.deliver_s3_events = false;
+        })
+        .await?;
+        let standin = CloudFormationStandIn::start(&stack.moto.endpoint()).await?;
+        let mut endpoints = stack.endpoints.clone();
+        endpoints.per_service.insert(
+            "AWS_ENDPOINT_URL_CLOUDFORMATION".into(),
+            standin.url.clone(),
+        );
+        let table = stack.provisioned.table.clone().context("table")?;
+        let config =
+            DeployConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", table.as_str())]))?;
+        let sdk = endpoints.sdk_config();
+        let action = DeployFunction::new(config, &sdk);
+        let int_sdk =
+            shipgate::aws::assume_role(&sdk, &accounts::deploy_role_arn(accounts::INT), "test")
+                .await;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            int: CloudFormation::new(&int_sdk),
+            int_sdk,
+            action,
+            standin,
+            stack,
+        })
+    }
+
+    async fn stop(self) {
+        self.standin.stop();
+        self.stack.stop().await;
+    }
+
+    /// What the change-set action leaves for an approved release: a `CREATE` change set per
+    /// stack in int, recorded with the release.
+    async fn approved(&self, stacks: &[(&str, Value)]) -> Result<Deployment> {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let deployment = Deployment {
+            release_id: format!("rel-{}", &unique[..20]),
+            execution_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let name =
+            shipgate_change_set::change_set_name(&deployment.release_id, &deployment.execution_id);
+        for (stack_name, template) in stacks {
+            let id = create_change_set(
+                &self.int,
+                &ChangeSetRequest {
+                    stack_name: (*stack_name).to_owned(),
+                    change_set_name: name.clone(),
+                    template_body: template.to_string(),
+                    parameters: BTreeMap::from([("Version".to_owned(), "1.0.0".to_owned())]),
+                    change_set_type: ChangeSetType::Create,
+                    capabilities: vec![Capability::Iam],
+                    description: None,
+                },
+            )
+            .await?;
+            self.store
+                .put_stack_changes(&StackChanges {
+                    release_id: deployment.release_id.clone(),
+                    environment: ENVIRONMENT.into(),
+                    execution_id: deployment.execution_id.clone(),
+                    template_path: format!("templates/{stack_name}.json"),
+                    stack_name: (*stack_name).to_owned(),
+                    account_id: accounts::INT.into(),
+                    change_set_name: name.clone(),
+                    change_set_id: Some(id),
+                    creates_stack: true,
+                    outcome: ChangeSetOutcome::Ready,
+                    summary: ChangeSummary::default(),
+                    created_at: "2026-11-26T10:00:00Z".into(),
+                })
+                .await?;
+        }
+        Ok(deployment)
+    }
+
+    /// The job CodePipeline sends for the int deploy action.
+    fn job(&self, deployment: &Deployment, continuation: Option<&str>) -> Result<Job> {
+        let mut event: Value = serde_json::from_str(include_str!(
+            "../../shared/tests/fixtures/codepipeline-job.json"
+        ))?;
+        let job = &mut event["CodePipeline.job"];
+        job["id"] = json!(uuid::Uuid::new_v4().to_string());
+        job["accountId"] = json!(accounts::TOOLING);
+        let data = &mut job["data"];
+        data["actionConfiguration"]["configuration"]["FunctionName"] = json!("DeployFunction");
+        data["actionConfiguration"]["configuration"]["UserParameters"] = json!(
+            json!({
+                "environment": ENVIRONMENT,
+                "roleArn": accounts::deploy_role_arn(accounts::INT),
+                "releaseId": deployment.release_id,
+                "executionId": deployment.execution_id,
+            })
+            .to_string()
+        );
+        data["continuationToken"] = continuation.map_or(Value::Null, |t| json!(t));
+        Ok(Job::from_event(event)?)
+    }
+
+    /// Runs the job as CodePipeline does: again with the token while the action continues.
+    async fn run_to_end(&self, deployment: &Deployment) -> Result<(Outcome, u32)> {
+        let mut token: Option<String> = None;
+        for invocation in 1..=5 {
+            let outcome = self
+                .action
+                .run(&self.job(deployment, token.as_deref())?)
+                .await;
+            match outcome {
+                Outcome::Continue { state } => {
+                    serde_json::from_value::<Progress>(state.clone())?;
+                    token = Some(state.to_string());
+                }
+                other => return Ok((other, invocation)),
+            }
+        }
+        bail!("the action did not finish in 5 invocations")
+    }
+}
+
+/// A stack with a queue and a topic; literal, resource and parameter outputs.
+fn service_template(queue: &str) -> Value {
+    json!({
+        "Parameters": {"Version": {"Type": "String"}},
+        "Resources": {
+            "Jobs": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": queue}},
+            "Alerts": {"Type": "AWS::SNS::Topic"}
+        },
+        "Outputs": {
+            "ShipgateTestEndpoint": {"Value": "http://orders-int.example:9000"},
+            "ShipgateJobsQueue": {"Value": {"Ref": "Jobs"}},
+            "ShipgateVersion": {"Value": {"Ref": "Version"}},
+            "AlertsTopic": {"Value": {"Ref": "Alerts"}}
+        }
+    })
+}
+
+fn done(outcome: &Outcome) -> Result<(&str, &BTreeMap<String, String>)> {
+    match outcome {
+        Outcome::Done {
+            summary,
+            output_variables,
+        } => Ok((summary.as_str(), output_variables)),
+        other => bail!("expected the action to succeed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> Result<()> {
+    let world = World::start("deploy-ok").await?;
+    let deployment = world
+        .approved(&[("orders-int-service", service_template("orders-int-jobs"))])
+        .await?;
+
+    // First invocation: executed, the stack still creating: a continuation, not a sleep.
+    let first = world.action.run(&world.job(&deployment, None)?).await;
+    let Outcome::Continue { state } = &first else {
+        bail!("expected a continuation: {first:?}");
+    };
+    let progress: Progress = serde_json::from_value(state.clone())?;
+    assert_eq!(progress.polls, 1);
+    assert_eq!(world.standin.executions(), 1);
+
+    // CodePipeline invokes it again with the token: the stack is done.
+    let second = world
+        .action
+        .run(&world.job(&deployment, Some(&state.to_string()))?)
+        .await;
+    let (summary, variables) = done(&second)?;
+    assert_eq!(summary, "int: orders-int-service CREATE_COMPLETE");
+    assert_eq!(
+        variables["ShipgateTestEndpoint"],
+        "http://orders-int.example:9000"
+    );
+    assert_eq!(variables["ShipgateVersion"], "1.0.0");
+    assert!(
+        variables["ShipgateJobsQueue"].contains("222222222222"),
+        "{variables:?}"
+    );
+    assert!(
+        !variables.contains_key("AlertsTopic"),
+        "only Shipgate* outputs"
+    );
+    assert_eq!(variables["Stacks"], "orders-int-service");
+    assert_eq!(variables["ExecutedStacks"], "1");
+    assert_eq!(
+        world.standin.executions(),
+        1,
+        "the continuation executes nothing"
+    );
+
+    // The resources are in the int account, not in the tooling account.
+    let int_sqs = aws_sdk_sqs::Client::new(&world.int_sdk);
+    let url = int_sqs
+        .get_queue_url()
+        .queue_name("orders-int-jobs")
+        .send()
+        .await?;
+    assert!(url.queue_url().unwrap_or_default().contains("222222222222"));
+    let tooling_sqs = aws_sdk_sqs::Client::new(&world.stack.sdk);
+    assert!(
+        tooling_sqs
+            .get_queue_url()
+            .queue_name("orders-int-jobs")
+            .send()
+            .await
+            .is_err(),
+        "nothing in the tooling account"
+    );
+
+    // A retried stage (a new job, no token): the change set is executed already, so nothing is
+    // executed again and the same variables come out.
+    let (again, invocations) = world.run_to_end(&deployment).await?;
+    assert_eq!(invocations, 1);
+    assert_eq!(done(&again)?.1, variables);
+    assert_eq!(world.standin.executions(), 1, "executed once in all");
+
+    // A release with no recorded change sets in int is not deployed.
+    let unknown = Deployment {
+        release_id: "rel-00000000000000000000".into(),
+        execution_id: deployment.execution_id.clone(),
+    };
+    let Outcome::Failed { message, .. } = world.action.run(&world.job(&unknown, None)?).await
+    else {
+        bail!("expected a failure");
+    };
+    assert!(
+        message.contains("has no change sets recorded for int"),
+        "{message}"
+    );
+
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_outputs_merge_and_conflicting_ones_fail_naming_both() -> Result<()> {
+    let world = World::start("deploy-merge").await?;
+    let network = json!({
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"ShipgateProdListener": {"Value": "arn:aws:elasticloadbalancing:listener/prod"}}
+    });
+    let deployment = world
+        .approved(&[
+            ("orders-int-network", network),
+            ("orders-int-service", service_template("orders-int-a")),
+        ])
+        .await?;
+    let (outcome, _) = world.run_to_end(&deployment).await?;
+    let (summary, variables) = done(&outcome)?;
+    assert_eq!(
+        summary,
+        "int: orders-int-network CREATE_COMPLETE; orders-int-service CREATE_COMPLETE"
+    );
+    assert_eq!(
+        variables["ShipgateProdListener"],
+        "arn:aws:elasticloadbalancing:listener/prod"
+    );
+    assert_eq!(
+        variables["ShipgateTestEndpoint"],
+        "http://orders-int.example:9000"
+    );
+    assert_eq!(variables["ExecutedStacks"], "2");
+
+    // Two stacks that both claim the test endpoint, with different values.
+    let endpoint = |url: &str| {
+        json!({
+            "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"ShipgateTestEndpoint": {"Value": url}}
+        })
+    };
+    let conflicting = world
+        .approved(&[
+            ("orders-int-api", endpoint("http://elsewhere.example:9000")),
+            ("orders-int-web", endpoint("http://orders-int.example:9000")),
+        ])
+        .await?;
+    let (outcome, _) = world.run_to_end(&conflicting).await?;
+    let Outcome::Failed { message, .. } = outcome else {
+        bail!("expected a failure: {outcome:?}");
+    };
+    assert!(
+        message.starts_with(
+            "int: stacks orders-int-api and orders-int-web both output ShipgateTestEndpoint \
+             with different values"
+        ),
+        "{message}"
+    );
+
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_whose_execution_fails_fails_the_job_with_cloudformations_reason() -> Result<()> {
+    let world = World::start("deploy-fails").await?;
+    // moto cannot create a service in a cluster int does not have (see the top of this file).
+    let broken = json!({
+        "Parameters": {"Version": {"Type": "String"}},
+        "Resources": {
+            "Service": {"Type": "AWS::ECS::Service", "Properties": {
+                "Cluster": "no-such-cluster", "TaskDefinition": "orders:1", "DesiredCount": 1}}
+        }
+    });
+    let deployment = world.approved(&[("orders-int-broken", broken)]).await?;
+
+    let (outcome, _) = world.run_to_end(&deployment).await?;
+
+    let Outcome::Failed { message, .. } = outcome else {
+        bail!("expected a failure: {outcome:?}");
+    };
+    assert!(
+        message.starts_with(
+            "int (account 222222222222): stack orders-int-broken is ROLLBACK_COMPLETE: Service \
+             (AWS::ECS::Service) CREATE_FAILED: Resource handler returned message: \"Cluster \
+             not found.\""
+        ),
+        "{message}"
+    );
+    assert!(message.contains("must be deleted before it can be created again"));
+    assert_eq!(world.standin.executions(), 1);
+
+    // A retried stage reports the same failure and executes nothing again.
+    let (again, _) = world.run_to_end(&deployment).await?;
+    assert_eq!(again, Outcome::failed(message.clone()));
+    assert_eq!(world.standin.executions(), 1);
+
+    world.stop().await;
+    Ok(())
+}
+
+/// CloudFormation for the deploy action: moto behind a loopback proxy that answers as
+/// CloudFormation documents where moto does not (see the top of this file). It keeps what it
+/// needs from the requests that pass through it: each change set's template and parameters,
+/// and each stack's execution.
+struct CloudFormationStandIn {
+    url: String,
+    state: Arc<StandInState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct StandInState {
+    moto: String,
+    http: reqwest::Client,
+    /// `ExecuteChangeSet` requests moto executed.
+    executions: AtomicUsize,
+    /// Change set (name and id) → its stack's template and parameters.
+    change_sets: Mutex<HashMap<String, ChangeSetFacts>>,
+    /// Stack name → its execution.
+    executed: Mutex<HashMap<String, Execution>>,
+}
+
+#[derive(Clone)]
+struct ChangeSetFacts {
+    template: Value,
+    parameters: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+struct Execution {
+    creates: bool,
+    facts: ChangeSetFacts,
+    /// `DescribeStacks` answers still to say `*_IN_PROGRESS`.
+    in_progress: u32,
+    /// The resource whose creation failed, with CloudFormation's words.
+    failure: Option<(String, String, String)>,
+}
+
+/// The resource type whose handler raises each error moto fails an execution with.
+const FAILING_TYPES: [(&str, &str); 1] = [("ClusterNotFoundException", "AWS::ECS::Service")];
+
+impl CloudFormationStandIn {
+    async fn start(moto: &str) -> Result<Self> {
+        let state = Arc::new(StandInState {
+            moto: moto.to_owned(),
+            ..StandInState::default()
+        });
+        let app = axum::Router::new()
+            .fallback(handle_cloudformation)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, state, task })
+    }
+
+    fn executions(&self) -> usize {
+        self.state.executions.load(Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+async fn handle_cloudformation(
+    axum::extract::State(state): axum::extract::State<Arc<StandInState>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    match stand_in(&state, request).await {
+        Ok(response) => response,
+        Err(e) => xml(500, format!("stand-in error: {e:#}")),
+    }
+}
+
+async fn stand_in(
+    state: &StandInState,
+    request: axum::extract::Request,
+) -> Result<axum::response::Response> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await?;
+    let form = form_fields(&body);
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    let headers = &parts.headers;
+    let lock = |m: &'static str| anyhow::anyhow!("{m} poisoned");
+    match field("Action").as_str() {
+        "CreateChangeSet" => {
+            let (status, reply) = forward(state, headers, body).await?;
+            if status == 200 {
+                let template: Value = serde_json::from_str(&field("TemplateBody"))
+                    .context("the stand-in reads JSON templates")?;
+                let parameters = (1..)
+                    .map_while(|i| {
+                        let key = form.get(&format!("Parameters.member.{i}.ParameterKey"))?;
+                        let value = form
+                            .get(&format!("Parameters.member.{i}.ParameterValue"))
+                            .cloned()
+                            .unwrap_or_default();
+                        Some((key.clone(), value))
+                    })
+                    .collect();
+                let facts = ChangeSetFacts {
+                    template,
+                    parameters,
+                };
+                let mut sets = state.change_sets.lock().map_err(|_| lock("change sets"))?;
+                if let Some(id) = between(&reply, "<Id>", "</Id>") {
+                    sets.insert(id.to_owned(), facts.clone());
+                }
+                sets.insert(field("ChangeSetName"), facts);
+            }
+            Ok(xml(status, reply))
+        }
+        "ExecuteChangeSet" => {
+            let stack = field("StackName");
+            let facts = state
+                .change_sets
+                .lock()
+                .map_err(|_| lock("change sets"))?
+                .get(&field("ChangeSetName"))
+                .cloned()
+                .context("a change set created through the stand-in")?;
+            let (_, described) = forward(
+                state,
+                headers,
+                Bytes::from(format!(
+                    "Action=DescribeStacks&Version=2010-05-15&StackName={stack}"
+                )),
+            )
+            .await?;
+            let creates = described.contains("<StackStatus>REVIEW_IN_PROGRESS</StackStatus>");
+            let (status, reply) = forward(state, headers, body).await?;
+            state.executions.fetch_add(1, Ordering::SeqCst);
+            let failure = if status == 200 {
+                None
+            } else {
+                let code = between(&reply, "<Code>", "</Code>").unwrap_or_default();
+                let message = between(&reply, "<Message>", "</Message>").unwrap_or_default();
+                let Some((_, kind)) = FAILING_TYPES.iter().find(|(c, _)| *c == code) else {
+                    // A refusal of the request itself (unknown change set, …): as moto says.
+                    return Ok(xml(status, reply));
+                };
+                let logical_id = resources_of(&facts.template, kind)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                Some((
+                    logical_id,
+                    (*kind).to_owned(),
+                    format!("Resource handler returned message: \"{message}\""),
+                ))
+            };
+            state.executed.lock().map_err(|_| lock("executed"))?.insert(
+                stack,
+                Execution {
+                    creates,
+                    facts,
+                    in_progress: u32::from(failure.is_none()),
+                    failure,
+                },
+            );
+            Ok(xml(
+                200,
+                format!(
+                    r#"<ExecuteChangeSetResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#,
+                    uuid::Uuid::new_v4()
+                ),
+            ))
+        }
+        "DescribeChangeSet" => {
+            let (status, mut reply) = forward(state, headers, body).await?;
+            let stack = between(&reply, "<StackName>", "</StackName>").unwrap_or_default();
+            let execution = state
+                .executed
+                .lock()
+                .map_err(|_| lock("executed"))?
+                .get(stack)
+                .cloned();
+            if let Some(execution) = execution {
+                let now = if execution.failure.is_some() {
+                    "EXECUTE_FAILED"
+                } else if execution.in_progress > 0 {
+                    "EXECUTE_IN_PROGRESS"
+                } else {
+                    "EXECUTE_COMPLETE"
+                };
+                for was in ["AVAILABLE", "EXECUTE_COMPLETE"] {
+                    reply = reply.replace(
+                        &format!("<ExecutionStatus>{was}</ExecutionStatus>"),
+                        &format!("<ExecutionStatus>{now}</ExecutionStatus>"),
+                    );
+                }
+            }
+            Ok(xml(status, reply))
+        }
+        "DescribeStacks" => {
+            let stack = field("StackName");
+            let execution = {
+                let mut executed = state.executed.lock().map_err(|_| lock("executed"))?;
+                executed.get_mut(&stack).map(|e| {
+                    let seen = e.clone();
+                    e.in_progress = e.in_progress.saturating_sub(1);
+                    seen
+                })
+            };
+            let Some(execution) = execution else {
+                let (status, reply) = forward(state, headers, body).await?;
+                return Ok(xml(status, reply));
+            };
+            let (status, reply) = forward(state, headers, body).await?;
+            let verb = if execution.creates {
+                "CREATE"
+            } else {
+                "UPDATE"
+            };
+            let (stack_status, reason, outputs) = match &execution.failure {
+                Some((logical_id, _, _)) => (
+                    if execution.creates {
+                        "ROLLBACK_COMPLETE".to_owned()
+                    } else {
+                        "UPDATE_ROLLBACK_COMPLETE".to_owned()
+                    },
+                    format!(
+                        "<StackStatusReason>The following resource(s) failed to {}: [{logical_id}]. Rollback requested by user.</StackStatusReason>",
+                        verb.to_lowercase()
+                    ),
+                    String::new(),
+                ),
+                None if execution.in_progress > 0 => {
+                    (format!("{verb}_IN_PROGRESS"), String::new(), String::new())
+                }
+                None => (
+                    format!("{verb}_COMPLETE"),
+                    String::new(),
+                    outputs_xml(state, headers, &stack, &execution.facts).await?,
+                ),
+            };
+            Ok(xml(
+                status,
+                rewrite_stack(&reply, &stack_status, &reason, &outputs),
+            ))
+        }
+        "DescribeStackEvents" => {
+            let stack = field("StackName");
+            let execution = state
+                .executed
+                .lock()
+                .map_err(|_| lock("executed"))?
+                .get(&stack)
+                .cloned();
+            match execution {
+                Some(Execution {
+                    failure: Some((logical_id, kind, reason)),
+                    ..
+                }) => Ok(xml(200, failed_events(&stack, &logical_id, &kind, &reason))),
+                _ => {
+                    let (status, reply) = forward(state, headers, body).await?;
+                    Ok(xml(status, reply))
+                }
+            }
+        }
+        _ => {
+            let (status, reply) = forward(state, headers, body).await?;
+            Ok(xml(status, reply))
+        }
+    }
+}
+
+/// The stack's outputs as CloudFormation computes them from its template: literal values,
+/// `Ref` to a parameter (the change set's value) or to a resource (its physical id, from moto's
+/// `DescribeStackResources`). Other intrinsic functions are not evaluated (the output is left
+/// out).
+async fn outputs_xml(
+    state: &StandInState,
+    headers: &axum::http::HeaderMap,
+    stack: &str,
+    facts: &ChangeSetFacts,
+) -> Result<String> {
+    let (_, resources) = forward(
+        state,
+        headers,
+        Bytes::from(format!(
+            "Action=DescribeStackResources&Version=2010-05-15&StackName={stack}"
+        )),
+    )
+    .await?;
+    let physical: HashMap<String, String> = resources
+        .split("<member>")
+        .skip(1)
+        .filter_map(|m| {
+            Some((
+                between(m, "<LogicalResourceId>", "</LogicalResourceId>")?.to_owned(),
+                between(m, "<PhysicalResourceId>", "</PhysicalResourceId>")?.to_owned(),
+            ))
+        })
+        .collect();
+    let mut out = String::from("<Outputs>");
+    if let Some(outputs) = facts.template["Outputs"].as_object() {
+        for (key, output) in outputs {
+            let value = match &output["Value"] {
+                Value::String(text) => Some(text.clone()),
+                Value::Object(f) => f.get("Ref").and_then(Value::as_str).and_then(|name| {
+                    facts
+                        .parameters
+                        .get(name)
+                        .or_else(|| physical.get(name))
+                        .cloned()
+                }),
+                _ => None,
+            };
+            if let Some(value) = value {
+                out.push_str(&format!(
+                    "<member><OutputKey>{}</OutputKey><OutputValue>{}</OutputValue></member>",
+                    escape(key),
+                    // moto's XML is escaped already.
+                    if physical.values().any(|p| *p == value) {
+                        value
+                    } else {
+                        escape(&value)
+                    }
+                ));
+            }
+        }
+    }
+    out.push_str("</Outputs>");
+    Ok(out)
+}
+
+/// moto's `DescribeStacks` answer with the stand-in's status, reason and outputs (moto's own
+/// outputs, of the template the stack was created with, are replaced).
+fn rewrite_stack(reply: &str, status: &str, reason: &str, outputs: &str) -> String {
+    let mut text = reply.replace("<Outputs/>", "");
+    if !outputs.is_empty() {
+        while let Some(from) = text.find("<Outputs>") {
+            let Some(to) = text[from..].find("</Outputs>") else {
+                break;
+            };
+            text.replace_range(from..from + to + "</Outputs>".len(), "");
+        }
+    }
+    let Some(start) = text.find("<StackStatus>") else {
+        return text;
+    };
+    let Some(end) = text[start..]
+        .find("</StackStatus>")
+        .map(|e| start + e + "</StackStatus>".len())
+    else {
+        return text;
+    };
+    format!(
+        "{}<StackStatus>{status}</StackStatus>{reason}{outputs}{}",
+        &text[..start],
+        &text[end..]
+    )
+}
+
+/// The events CloudFormation writes for a creation that failed on `logical_id` and rolled
+/// back, newest first.
+fn failed_events(stack: &str, logical_id: &str, kind: &str, reason: &str) -> String {
+    let stack_type = "AWS::CloudFormation::Stack";
+    let events = [
+        (stack, stack_type, "ROLLBACK_COMPLETE", String::new(), 6),
+        (logical_id, kind, "DELETE_COMPLETE", String::new(), 5),
+        (
+            stack,
+            stack_type,
+            "ROLLBACK_IN_PROGRESS",
+            format!(
+                "The following resource(s) failed to create: [{logical_id}]. Rollback requested by user."
+            ),
+            4,
+        ),
+        (logical_id, kind, "CREATE_FAILED", reason.to_owned(), 3),
+        (logical_id, kind, "CREATE_IN_PROGRESS", String::new(), 2),
+        (
+            stack,
+            stack_type,
+            "CREATE_IN_PROGRESS",
+            "User Initiated".to_owned(),
+            1,
+        ),
+        (
+            stack,
+            stack_type,
+            "REVIEW_IN_PROGRESS",
+            "User Initiated".to_owned(),
+            0,
+        ),
+    ];
+    let members: String = events
+        .iter()
+        .map(|(id, kind, status, reason, second)| {
+            format!(
+                "<member><StackId>arn:aws:cloudformation:eu-west-1:222222222222:stack/{stack}/1</StackId><EventId>{}</EventId><StackName>{stack}</StackName><LogicalResourceId>{}</LogicalResourceId><ResourceType>{kind}</ResourceType><Timestamp>2026-11-26T10:00:0{second}.000Z</Timestamp><ResourceStatus>{status}</ResourceStatus>{}</member>",
+                uuid::Uuid::new_v4(),
+                escape(id),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("<ResourceStatusReason>{}</ResourceStatusReason>", escape(reason))
+                }
+            )
+        })
+        .collect();
+    format!(
+        r#"<DescribeStackEventsResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStackEventsResult><StackEvents>{members}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#,
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// The logical ids of the template's resources of type `kind`.
+fn resources_of(template: &Value, kind: &str) -> Vec<String> {
+    template["Resources"]
+        .as_object()
+        .map(|resources| {
+            resources
+                .iter()
+                .filter(|(_, r)| r["Type"] == kind)
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends a query-protocol request to moto with the caller's headers (moto finds the account
+/// from the credentials in `Authorization`).
+async fn forward(
+    state: &StandInState,
+    headers: &axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<(u16, String)> {
+    let mut request = state.http.post(&state.moto).body(body);
+    for (name, value) in headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let response = request.send().await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+fn xml(status: u16, body: String) -> axum::response::Response {
+    axum::response::Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .body(axum::body::Body::from(body))
+        .unwrap_or_default()
+}
+
+fn form_fields(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(&text[from..to])
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[test]
+fn the_stand_ins_stack_rewrite_replaces_status_and_outputs() -> Result<()> {
+    let moto = "<member><StackName>s</StackName><StackStatus>CREATE_COMPLETE</StackStatus><Outputs><member><OutputKey>Old</OutputKey></member></Outputs></member>";
+    let out = rewrite_stack(
+        moto,
+        "CREATE_COMPLETE",
+        "",
+        "<Outputs><member><OutputKey>New</OutputKey></member></Outputs>",
+    );
+    ensure!(out.contains("New") && !out.contains("Old"), "{out}");
+    Ok(())
+}

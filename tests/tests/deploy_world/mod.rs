@@ -1,0 +1,407 @@
+//! What the traffic and rollback tests share: a local stack, the two functions wired to it, and
+//! in the int account (222222222222, through the deploy role) a Lambda function with two
+//! published versions and a `live` alias, an ALB whose listener forwards to a blue and a green
+//! target group, and CloudWatch alarms set with `SetAlarmState`.
+//!
+//! What moto (5.2, as pinned) does here, observed:
+//! - Lambda without Docker: `CreateFunction` with an inline zip works (moto never runs the code);
+//!   the function's role must exist in IAM in the same account, so the role and the function
+//!   come from one CloudFormation stack. `PublishVersion` only publishes when the code or
+//!   configuration changed (as AWS), so version 2 follows a configuration update.
+//!   `UpdateAlias` keeps `RoutingConfig` as sent; an empty `AdditionalVersionWeights` reads back
+//!   as no weights. The alias's `RevisionId` never changes in moto (AWS changes it on every
+//!   update), so the tests count moves in the deployment record, not with it.
+//! - ELBv2: `ModifyListener` with a weighted `ForwardConfig` round-trips through
+//!   `DescribeListeners`.
+//! - CloudWatch: `SetAlarmState` works per account (the assumed role's account). `DescribeAlarms`
+//!   ignores its `StateValue` filter when alarm names are given (it answers alarms in `OK` too),
+//!   so `firing_alarms` filters the state itself.
+//! - Its outbox (`GET /moto-api/data.json`) answers HTTP 500 as soon as a Lambda function exists
+//!   without Docker: the dump reads every model attribute, and `LambdaFunction.docker_client`
+//!   raises `DockerException` (only `TypeError`/`AttributeError`/`ValueError` are skipped). So
+//!   these tests check the email through the functions' results and the record, and the email's
+//!   content through the renderer's unit tests.
+
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use serde_json::{Value, json};
+use shipgate::config::Env;
+use shipgate::job::Job;
+use shipgate::store::{Deployment, Store};
+use shipgate_local::accounts;
+use shipgate_local::stack::Stack;
+use shipgate_rollback::{RollbackConfig, RollbackFunction};
+use shipgate_tests::support::start_stack;
+use shipgate_traffic::{TrafficConfig, TrafficFunction};
+
+pub const TEAM: &str = "team-int@example.com";
+pub const MINUTE: i64 = 60_000;
+
+pub struct World {
+    pub stack: Stack,
+    pub traffic: TrafficFunction,
+    pub rollback: RollbackFunction,
+    pub store: Store,
+    pub lambda: aws_sdk_lambda::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub function: String,
+    pub listener: String,
+    pub blue: String,
+    pub green: String,
+}
+
+impl World {
+    pub async fn start(name: &str) -> Result<Self> {
+        let stack = start_stack(name, |o| {
+            o.registries = false;
+            o.deliver_s3_events = false;
+        })
+        .await?;
+        let table = stack.provisioned.table.clone().context("table")?;
+        let env = Env::from_pairs([
+            ("SHIPGATE_TABLE", table.as_str()),
+            ("SHIPGATE_MAIL_FROM", "shipgate@shipgate.local"),
+            ("SHIPGATE_TEAM_EMAIL_INT", TEAM),
+        ]);
+        let sdk = stack.endpoints.sdk_config();
+        let traffic = TrafficFunction::new(TrafficConfig::from_env(&env)?, &sdk);
+        let rollback = RollbackFunction::new(RollbackConfig::from_env(&env)?, &sdk);
+        let int = shipgate::aws::assume_role(
+            &stack.sdk,
+            &accounts::deploy_role_arn(accounts::INT),
+            "test",
+        )
+        .await;
+        let cf = aws_sdk_cloudformation::Client::new(&int);
+        let outputs = app_stack(&cf).await?;
+        let lambda = aws_sdk_lambda::Client::new(&int);
+        let function = outputs["Function"].clone();
+        publish_two_versions(&lambda, &function).await?;
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&int),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&int),
+            lambda,
+            function,
+            listener: outputs["Listener"].clone(),
+            blue: outputs["Blue"].clone(),
+            green: outputs["Green"].clone(),
+            traffic,
+            rollback,
+            stack,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.stack.stop().await;
+    }
+
+    /// A job of the traffic action (a new job id each time, as CodePipeline's continuations).
+    pub fn job(&self, parameters: &Value) -> Result<Job> {
+        let mut event: Value = serde_json::from_str(include_str!(
+            "../../../shared/tests/fixtures/codepipeline-job.json"
+        ))?;
+        let job = &mut event["CodePipeline.job"];
+        job["id"] = json!(uuid::Uuid::new_v4().to_string());
+        job["accountId"] = json!(accounts::TOOLING);
+        let data = &mut job["data"];
+        data["actionConfiguration"]["configuration"]["FunctionName"] = json!("TrafficFunction");
+        data["actionConfiguration"]["configuration"]["UserParameters"] =
+            json!(parameters.to_string());
+        data["inputArtifacts"] = json!([]);
+        data["continuationToken"] = Value::Null;
+        Ok(Job::from_event(event)?)
+    }
+
+    pub fn lambda_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
+        json!({
+            "environment": "int",
+            "roleArn": accounts::deploy_role_arn(accounts::INT),
+            "releaseId": "rel-orders-1",
+            "executionId": execution,
+            "plan": plan,
+            "alarms": alarms,
+            "target": {"kind": "lambda_alias", "function": self.function, "alias": "live", "newVersion": "2"}
+        })
+    }
+
+    pub fn alb_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
+        json!({
+            "environment": "int",
+            "roleArn": accounts::deploy_role_arn(accounts::INT),
+            "releaseId": "rel-orders-1",
+            "executionId": execution,
+            "plan": plan,
+            "alarms": alarms,
+            "target": {
+                "kind": "alb_listener",
+                "listenerArn": self.listener,
+                "blueTargetGroup": self.blue,
+                "greenTargetGroup": self.green
+            }
+        })
+    }
+
+    pub fn deployment_id(&self, execution: &str) -> String {
+        shipgate::deploy::deployment_id("rel-orders-1", "int", execution)
+    }
+
+    pub async fn deployment(&self, execution: &str) -> Result<Deployment> {
+        self.store
+            .get_deployment(&self.deployment_id(execution))
+            .await?
+            .context("the deployment record")
+    }
+
+    /// The alias: (version, additional version and weight).
+    pub async fn alias(&self) -> Result<(String, Option<(String, f64)>)> {
+        let out = self
+            .lambda
+            .get_alias()
+            .function_name(&self.function)
+            .name("live")
+            .send()
+            .await?;
+        let extra = out
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
+        Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+    }
+
+    /// The share on version 2, as the alias says.
+    pub async fn alias_percent(&self) -> Result<u8> {
+        let (version, extra) = self.alias().await?;
+        Ok(match (version.as_str(), extra) {
+            ("2", None) => 100,
+            ("1", None) => 0,
+            ("1", Some((v, w))) if v == "2" => (w * 100.0).round() as u8,
+            other => anyhow::bail!("unexpected alias {other:?}"),
+        })
+    }
+
+    /// Points the alias back at version 1, no routing (between two deployments).
+    pub async fn reset_alias(&self) -> Result<()> {
+        shipgate::aws::lambda::shift_alias(&self.lambda, &self.function, "live", "1", "2", 0)
+            .await?;
+        Ok(())
+    }
+
+    /// (blue weight, green weight) of the listener.
+    pub async fn listener_weights(&self) -> Result<(i32, i32)> {
+        let weights = shipgate::aws::elbv2::listener_weights(&self.elb, &self.listener).await?;
+        let of = |arn: &str| {
+            weights
+                .iter()
+                .filter(|(a, _)| a == arn)
+                .map(|(_, w)| *w)
+                .sum::<i32>()
+        };
+        Ok((of(&self.blue), of(&self.green)))
+    }
+
+    pub async fn put_alarm(&self, name: &str) -> Result<()> {
+        self.cloudwatch
+            .put_metric_alarm()
+            .alarm_name(name)
+            .alarm_description("5xx on the new version")
+            .namespace("AWS/Lambda")
+            .metric_name("Errors")
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .context("PutMetricAlarm")?;
+        Ok(())
+    }
+
+    pub async fn set_alarm(&self, name: &str, state: StateValue, reason: &str) -> Result<()> {
+        self.cloudwatch
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(state)
+            .state_reason(reason)
+            .send()
+            .await
+            .context("SetAlarmState")?;
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// CloudWatch's state timestamp format: `2019-10-02T17:04:40.989+0000`.
+pub fn cloudwatch_time(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+/// The EventBridge "CloudWatch Alarm State Change" event of AWS's documentation, for `alarm` in
+/// the int account entering `state` at `at_ms`.
+pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../../functions/rollback/tests/fixtures/eventbridge-alarm-state-change.json"
+    ))
+    .expect("fixture");
+    event["account"] = json!(accounts::INT);
+    event["region"] = json!(accounts::REGION);
+    event["resources"] = json!([format!(
+        "arn:aws:cloudwatch:{}:{}:alarm:{alarm}",
+        accounts::REGION,
+        accounts::INT
+    )]);
+    event["detail"]["alarmName"] = json!(alarm);
+    event["detail"]["state"]["value"] = json!(state);
+    event["detail"]["state"]["reason"] = json!(reason);
+    event["detail"]["state"]["timestamp"] = json!(cloudwatch_time(at_ms));
+    event["detail"]["previousState"]["value"] =
+        json!(if state == "ALARM" { "OK" } else { "ALARM" });
+    event
+}
+
+/// The alarm's Lambda-action payload (aws_lambda_events' fixture), for `alarm` in the int account.
+pub fn lambda_action_payload(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../../functions/rollback/tests/fixtures/example-cloudwatch-alarm-metric.json"
+    ))
+    .expect("fixture");
+    event["accountId"] = json!(accounts::INT);
+    event["region"] = json!(accounts::REGION);
+    event["alarmArn"] = json!(format!(
+        "arn:aws:cloudwatch:{}:{}:alarm:{alarm}",
+        accounts::REGION,
+        accounts::INT
+    ));
+    event["time"] = json!(cloudwatch_time(at_ms));
+    event["alarmData"]["alarmName"] = json!(alarm);
+    event["alarmData"]["state"]["value"] = json!(state);
+    event["alarmData"]["state"]["reason"] = json!(reason);
+    event["alarmData"]["state"]["timestamp"] = json!(cloudwatch_time(at_ms));
+    event
+}
+
+/// The app in the int account: the function (and its role), the VPC, the ALB, its listener and
+/// the two target groups, from one CloudFormation stack in moto.
+async fn app_stack(
+    cf: &aws_sdk_cloudformation::Client,
+) -> Result<std::collections::HashMap<String, String>> {
+    let template = json!({
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {
+                "RoleName": "orders-fn",
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            }},
+            "Function": {"Type": "AWS::Lambda::Function", "Properties": {
+                "FunctionName": "orders",
+                "Runtime": "python3.12",
+                "Handler": "index.handler",
+                "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+                "Code": {"ZipFile": "def handler(event, context):\n    return 'ok'\n"}
+            }},
+            "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.1.0.0/16"}},
+            "SubnetA": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.1.1.0/24", "AvailabilityZone": "eu-west-1a"}},
+            "SubnetB": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.1.2.0/24", "AvailabilityZone": "eu-west-1b"}},
+            "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
+                "Name": "orders", "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]
+            }},
+            "Blue": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
+                "Name": "orders-blue", "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"}
+            }},
+            "Green": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
+                "Name": "orders-green", "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"}
+            }},
+            "Listener": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
+                "LoadBalancerArn": {"Ref": "Alb"}, "Port": 80, "Protocol": "HTTP",
+                "DefaultActions": [{"Type": "forward", "TargetGroupArn": {"Ref": "Blue"}}]
+            }}
+        },
+        "Outputs": {
+            "Function": {"Value": {"Ref": "Function"}},
+            "Listener": {"Value": {"Ref": "Listener"}},
+            "Blue": {"Value": {"Ref": "Blue"}},
+            "Green": {"Value": {"Ref": "Green"}}
+        }
+    });
+    cf.create_stack()
+        .stack_name("orders-int-app")
+        .template_body(template.to_string())
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .context("creating the app stack")?;
+    let out = cf
+        .describe_stacks()
+        .stack_name("orders-int-app")
+        .send()
+        .await?;
+    let stack = out.stacks().first().context("the app stack")?;
+    let outputs: std::collections::HashMap<String, String> = stack
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+        .collect();
+    for key in ["Function", "Listener", "Blue", "Green"] {
+        anyhow::ensure!(
+            outputs.contains_key(key),
+            "the app stack has no {key} output: {:?} ({:?})",
+            outputs,
+            stack.stack_status_reason()
+        );
+    }
+    Ok(outputs)
+}
+
+/// Versions 1 and 2 of the function, and `live` on version 1.
+async fn publish_two_versions(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<()> {
+    let v1 = lambda
+        .publish_version()
+        .function_name(function)
+        .send()
+        .await
+        .context("PublishVersion 1")?;
+    lambda
+        .update_function_configuration()
+        .function_name(function)
+        .description("version 2")
+        .send()
+        .await
+        .context("UpdateFunctionConfiguration")?;
+    let v2 = lambda
+        .publish_version()
+        .function_name(function)
+        .send()
+        .await
+        .context("PublishVersion 2")?;
+    anyhow::ensure!(
+        v1.version() == Some("1") && v2.version() == Some("2"),
+        "moto published {:?} and {:?}",
+        v1.version(),
+        v2.version()
+    );
+    lambda
+        .create_alias()
+        .function_name(function)
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .context("CreateAlias")?;
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! The traffic action against the local stack, its clock in the test's hands (`run_at`): each
+//! predefined plan walks CodeDeploy's documented weights on a Lambda alias and on an ALB
+//! listener; an alarm in ALARM before a step rolls back and fails the job; two invocations at
+//! once move traffic once; a move whose record was lost is reconciled, never undone.
+//! See `deploy_world` for what moto does here.
+
+mod deploy_world;
+
+use anyhow::{Result, bail, ensure};
+use aws_sdk_cloudwatch::types::StateValue;
+use deploy_world::{MINUTE, World, now_ms};
+use serde_json::Value;
+use shipgate::job::Outcome;
+use shipgate::store::{DeploymentState, Lease, LeaseIntent};
+
+fn kind(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done { .. } => "done",
+        Outcome::Continue { .. } => "continue",
+        Outcome::Failed { .. } => "failed",
+    }
+}
+
+fn failure(outcome: &Outcome) -> Result<&str> {
+    match outcome {
+        Outcome::Failed { message, .. } => Ok(message),
+        other => bail!("expected a failure: {other:?}"),
+    }
+}
+
+/// Runs the action at each offset (minutes from `t0`, fractional allowed as ms) and reads the
+/// share on the new version after each run.
+async fn walk<F, Fut>(
+    world: &World,
+    parameters: &Value,
+    t0: i64,
+    offsets_ms: &[i64],
+    read: F,
+) -> Result<Vec<(u8, &'static str)>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u8>>,
+{
+    let mut seen = Vec::new();
+    for offset in offsets_ms {
+        let outcome = world
+            .traffic
+            .run_at(&world.job(parameters)?, t0 + offset)
+            .await;
+        ensure!(
+            !matches!(outcome, Outcome::Failed { .. }),
+            "at +{offset} ms: {outcome:?}"
+        );
+        seen.push((read().await?, kind(&outcome)));
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_predefined_plan_walks_codedeploys_weights_on_the_alias() -> Result<()> {
+    let world = World::start("traffic-alias-plans").await?;
+    let t0 = now_ms();
+
+    // Canary10Percent5Minutes: 10% at once, 100% after 5 minutes.
+    let p = world.lambda_parameters("exec-canary", "Canary10Percent5Minutes", &[]);
+    let seen = walk(
+        &world,
+        &p,
+        t0,
+        &[0, MINUTE, 5 * MINUTE - 1, 5 * MINUTE],
+        || world.alias_percent(),
+    )
+    .await?;
+    assert_eq!(
+        seen,
+        [
+            (10, "continue"),
+            (10, "continue"),
+            (10, "continue"),
+            (100, "done")
+        ]
+    );
+    // At 100% the alias points at the new version with no routing config.
+    assert_eq!(world.alias().await?, ("2".to_owned(), None));
+    let d = world.deployment("exec-canary").await?;
+    assert_eq!(d.state, DeploymentState::Succeeded);
+    assert_eq!(
+        d.steps.iter().map(|s| s.percent).collect::<Vec<_>>(),
+        [10, 100]
+    );
+    // A late duplicate of the last job changes nothing and succeeds again.
+    let again = world.traffic.run_at(&world.job(&p)?, t0 + 6 * MINUTE).await;
+    assert_eq!(kind(&again), "done");
+
+    // Linear10PercentEvery1Minute: 10, 20, … 100, one step a minute.
+    world.reset_alias().await?;
+    let p = world.lambda_parameters("exec-linear", "Linear10PercentEvery1Minute", &[]);
+    let offsets: Vec<i64> = (0..10).map(|m| m * MINUTE).collect();
+    let seen = walk(&world, &p, t0, &offsets, || world.alias_percent()).await?;
+    let percents: Vec<u8> = seen.iter().map(|(p, _)| *p).collect();
+    assert_eq!(percents, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    assert_eq!(seen.last().map(|s| s.1), Some("done"));
+    assert_eq!(world.alias().await?, ("2".to_owned(), None));
+
+    // AllAtOnce: 100% in one step, done at once.
+    world.reset_alias().await?;
+    let p = world.lambda_parameters("exec-all", "AllAtOnce", &[]);
+    let seen = walk(&world, &p, t0, &[0], || world.alias_percent()).await?;
+    assert_eq!(seen, [(100, "done")]);
+    assert_eq!(world.alias().await?, ("2".to_owned(), None));
+
+    // A compressed plan (scale=60: minutes become seconds) walks the same weights.
+    world.reset_alias().await?;
+    let p = world.lambda_parameters("exec-fast", "Canary10Percent5Minutes;scale=60", &[]);
+    let seen = walk(&world, &p, t0, &[0, 4_999, 5_000], || world.alias_percent()).await?;
+    assert_eq!(seen, [(10, "continue"), (10, "continue"), (100, "done")]);
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_predefined_plan_walks_codedeploys_weights_on_the_listener() -> Result<()> {
+    let world = World::start("traffic-listener-plans").await?;
+    let t0 = now_ms();
+    let green = || async { Ok(world.listener_weights().await?.1 as u8) };
+
+    let p = world.alb_parameters("exec-canary", "Canary10Percent5Minutes", &[]);
+    let seen = walk(&world, &p, t0, &[0, 5 * MINUTE - 1, 5 * MINUTE], green).await?;
+    assert_eq!(seen, [(10, "continue"), (10, "continue"), (100, "done")]);
+    assert_eq!(world.listener_weights().await?, (0, 100));
+
+    shipgate::aws::elbv2::shift_listener(&world.elb, &world.listener, &world.blue, &world.green, 0)
+        .await?;
+    let p = world.alb_parameters("exec-linear", "Linear10PercentEvery1Minute", &[]);
+    let offsets: Vec<i64> = (0..10).map(|m| m * MINUTE).collect();
+    let seen = walk(&world, &p, t0, &offsets, green).await?;
+    let percents: Vec<u8> = seen.iter().map(|(p, _)| *p).collect();
+    assert_eq!(percents, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    assert_eq!(world.listener_weights().await?, (0, 100));
+
+    shipgate::aws::elbv2::shift_listener(&world.elb, &world.listener, &world.blue, &world.green, 0)
+        .await?;
+    let p = world.alb_parameters("exec-all", "AllAtOnce;bake=2m", &[]);
+    let seen = walk(&world, &p, t0, &[0, MINUTE, 2 * MINUTE], green).await?;
+    // At 100% at once, then the bake: done when it is over.
+    assert_eq!(seen, [(100, "continue"), (100, "continue"), (100, "done")]);
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_in_alarm_before_a_step_rolls_back_and_fails_the_job() -> Result<()> {
+    let world = World::start("traffic-alarm").await?;
+    let t0 = now_ms();
+    world.put_alarm("orders-int-errors").await?;
+    let p = world.lambda_parameters(
+        "exec-alarm",
+        "Canary10Percent5Minutes",
+        &["orders-int-errors"],
+    );
+    let first = world.traffic.run_at(&world.job(&p)?, t0).await;
+    assert_eq!(kind(&first), "continue", "{first:?}");
+    assert_eq!(world.alias_percent().await?, 10);
+
+    world
+        .set_alarm(
+            "orders-int-errors",
+            StateValue::Alarm,
+            "Errors above 1 on version 2",
+        )
+        .await?;
+    // The 100% step is due, but the alarm is checked first.
+    let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 5 * MINUTE).await;
+    let message = failure(&outcome)?;
+    assert!(message.contains("orders-int-errors"), "{message}");
+    assert!(message.contains("Errors above 1 on version 2"), "{message}");
+    assert!(message.contains("rolled back at 10%"), "{message}");
+    assert_eq!(world.alias().await?, ("1".to_owned(), None));
+
+    let d = world.deployment("exec-alarm").await?;
+    assert_eq!(d.state, DeploymentState::RolledBack);
+    assert_eq!(d.percent, 0);
+    let r = d.rollback.clone().expect("the rollback is recorded");
+    assert_eq!(r.alarm.as_deref(), Some("orders-int-errors"));
+    assert_eq!(r.by, "traffic-action");
+    assert!(r.traffic_restored && r.job_answered && r.team_notified);
+    assert!(d.lease.is_none());
+    // The team was emailed (the email's content is checked by the renderer's unit tests: moto's
+    // outbox cannot be read once a Lambda function exists, see `deploy_world`).
+    assert!(r.team_notified);
+    let revision = d.revision;
+
+    // The next invocation fails again from the record, and moves nothing.
+    world
+        .set_alarm("orders-int-errors", StateValue::Ok, "back to normal")
+        .await?;
+    let again = world.traffic.run_at(&world.job(&p)?, t0 + 6 * MINUTE).await;
+    assert!(failure(&again)?.contains("orders-int-errors"));
+    assert_eq!(world.alias().await?, ("1".to_owned(), None));
+    assert_eq!(world.deployment("exec-alarm").await?.revision, revision);
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_already_firing_blocks_the_deployment_before_any_traffic_moves() -> Result<()> {
+    let world = World::start("traffic-blocked").await?;
+    world.put_alarm("orders-int-errors").await?;
+    world
+        .set_alarm(
+            "orders-int-errors",
+            StateValue::Alarm,
+            "Errors on version 1",
+        )
+        .await?;
+    let p = world.lambda_parameters(
+        "exec-blocked",
+        "Canary10Percent5Minutes",
+        &["orders-int-errors"],
+    );
+    let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
+    let message = failure(&outcome)?;
+    assert!(message.contains("rolled back at 0%"), "{message}");
+    assert!(message.contains("orders-int-errors"), "{message}");
+    assert_eq!(world.alias().await?, ("1".to_owned(), None));
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
+    let world = World::start("traffic-race").await?;
+    let t0 = now_ms();
+    let p = world.lambda_parameters("exec-race", "Linear10PercentEvery1Minute", &[]);
+    assert_eq!(
+        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
+        "continue"
+    );
+    let before = world.deployment("exec-race").await?;
+
+    let (a, b) = (world.job(&p)?, world.job(&p)?);
+    let (ra, rb) = tokio::join!(
+        world.traffic.run_at(&a, t0 + MINUTE),
+        world.traffic.run_at(&b, t0 + MINUTE)
+    );
+    ensure!(
+        !matches!(ra, Outcome::Failed { .. }) && !matches!(rb, Outcome::Failed { .. }),
+        "{ra:?} / {rb:?}"
+    );
+    assert_eq!(world.alias_percent().await?, 20);
+    let after = world.deployment("exec-race").await?;
+    // One move to 20% recorded: claim + record of one step, plus at most one record of the
+    // other invocation's job id.
+    assert_eq!(
+        after.steps.iter().filter(|s| s.percent == 20).count(),
+        1,
+        "{:?}",
+        after.steps
+    );
+    ensure!(
+        (before.revision + 2..=before.revision + 3).contains(&after.revision),
+        "revision {} → {}",
+        before.revision,
+        after.revision
+    );
+    assert!(after.lease.is_none());
+
+    // Many at once, a minute later: still one move.
+    let jobs: Vec<_> = (0..5).map(|_| world.job(&p)).collect::<Result<_>>()?;
+    let runs = futures::future::join_all(
+        jobs.iter()
+            .map(|j| world.traffic.run_at(j, t0 + 2 * MINUTE)),
+    )
+    .await;
+    ensure!(
+        runs.iter().all(|r| !matches!(r, Outcome::Failed { .. })),
+        "{runs:?}"
+    );
+    let after = world.deployment("exec-race").await?;
+    assert_eq!(after.steps.iter().filter(|s| s.percent == 30).count(), 1);
+    assert_eq!(world.alias_percent().await?, 30);
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
+    let world = World::start("traffic-crash").await?;
+    let t0 = now_ms();
+    let p = world.lambda_parameters("exec-crash", "Canary10Percent5Minutes", &[]);
+    assert_eq!(
+        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
+        "continue"
+    );
+    assert_eq!(world.deployment("exec-crash").await?.percent, 10);
+
+    // The 100% step's UpdateAlias went through, then the invocation died before its record
+    // (its lease left behind, expired by now).
+    let mut d = world.deployment("exec-crash").await?;
+    d.lease = Some(Lease {
+        owner: "dead-job/1".into(),
+        until_ms: t0 + 30_000,
+        intent: LeaseIntent::Shift { to: 100 },
+    });
+    world.store.save_deployment(&d).await?;
+    shipgate::aws::lambda::shift_alias(&world.lambda, &world.function, "live", "1", "2", 100)
+        .await?;
+
+    // A minute in, the plan says 10%: the record catches up to 100%, nothing moves back.
+    let outcome = world.traffic.run_at(&world.job(&p)?, t0 + MINUTE).await;
+    assert_eq!(kind(&outcome), "continue", "{outcome:?}");
+    assert_eq!(world.alias().await?, ("2".to_owned(), None));
+    let d = world.deployment("exec-crash").await?;
+    assert_eq!(d.percent, 100);
+    assert!(d.lease.is_none());
+    assert_eq!(
+        d.steps.iter().map(|s| s.percent).collect::<Vec<_>>(),
+        [10, 100]
+    );
+
+    // When the canary is over it is done, without another move.
+    let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 5 * MINUTE).await;
+    assert_eq!(kind(&outcome), "done", "{outcome:?}");
+    assert_eq!(world.deployment("exec-crash").await?.steps.len(), 2);
+
+    // A lease that is still held makes another invocation wait, moving nothing.
+    world.reset_alias().await?;
+    let p = world.lambda_parameters("exec-held", "Canary10Percent5Minutes", &[]);
+    assert_eq!(
+        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
+        "continue"
+    );
+    let mut d = world.deployment("exec-held").await?;
+    d.lease = Some(Lease {
+        owner: "other-job/1".into(),
+        until_ms: t0 + 6 * MINUTE,
+        intent: LeaseIntent::Shift { to: 100 },
+    });
+    world.store.save_deployment(&d).await?;
+    let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 5 * MINUTE).await;
+    assert_eq!(kind(&outcome), "continue");
+    assert_eq!(world.alias_percent().await?, 10);
+    // Expired: the step goes on.
+    let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 6 * MINUTE).await;
+    assert_eq!(kind(&outcome), "done");
+    assert_eq!(world.alias_percent().await?, 100);
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
+    let world = World::start("traffic-params").await?;
+    let mut p = world.lambda_parameters("exec-bad", "Canary10Percent7Minutes", &[]);
+    let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Failed { kind: shipgate::aws::codepipeline::JobFailureKind::ConfigurationError, message }
+                if message.contains("unknown deployment plan")
+        ),
+        "{outcome:?}"
+    );
+    p["plan"] = "AllAtOnce".into();
+    p["target"]["function"] = "no-such-function".into();
+    let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
+    let message = failure(&outcome)?;
+    assert!(message.contains("GetAlias"), "{message}");
+    world.stop().await;
+    Ok(())
+}
