@@ -48,7 +48,6 @@ build:
 
 test: setup
 	$(CARGO) test --workspace --all-targets --no-fail-fast
-	$(MAKE) --no-print-directory package
 
 demo: setup
 	$(CARGO) build -p shipgate-local -p shipgate-example
