@@ -56,7 +56,7 @@ demo: setup
 ## Lambda packages: every function (functions/<bin>, package shipgate-<bin>) cross-compiled for
 ## arm64 by cargo-lambda, with zig from the `ziglang` wheel (both pinned in
 ## requirements-package.txt, installed into the venv only when missing or changed), into
-## target/lambda/<bin>/bootstrap, zipped as Lambda takes it. Prints each zip's size; a zip over
+## target/lambda/<bin>/bootstrap (under $CARGO_TARGET_DIR if set), zipped as Lambda takes it. Prints each zip's size; a zip over
 ## the 4 MiB budget (issue 7) fails. `make test` runs it once per run.
 FUNCTION_BINS   := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
 PACKAGE_TARGET  := aarch64-unknown-linux-gnu
@@ -77,7 +77,7 @@ package: package-tools
 	echo "==> built $(words $(FUNCTION_BINS)) functions for arm64 in $$(( $$(date +%s) - start ))s"
 	over=""
 	for bin in $(FUNCTION_BINS); do
-	  dir=target/lambda/$$bin
+	  dir=$${CARGO_TARGET_DIR:-target}/lambda/$$bin
 	  rm -f $$dir/bootstrap.zip
 	  $(VENV)/bin/python -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED, compresslevel=9); z.write(sys.argv[1], "bootstrap"); z.close()' $$dir/bootstrap $$dir/bootstrap.zip
 	  size=$$(stat -c %s $$dir/bootstrap.zip)

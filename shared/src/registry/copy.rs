@@ -47,7 +47,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     Descriptor, Digest, ManifestError, ManifestKind, Registry, RegistryError, UploadMode,
-    referenced_descriptors,
+    VerifiedContent, referenced_descriptors,
 };
 
 /// How deep indexes may nest (an index of indexes of images is already unusual).
@@ -609,12 +609,12 @@ async fn transfer_blob(
         ));
     }
     // Marks errors that come from the source, which the upload returns as they are, and
-    // counts what passes.
+    // counts what passes. The stream verifies itself at its end, before anything is committed.
     let source_failed = Arc::new(AtomicBool::new(false));
     let content = {
         let failed = Arc::clone(&source_failed);
         let counters = Arc::clone(&progress.0);
-        stream.inspect(move |item| match item {
+        VerifiedContent::from(stream).inspect(move |item| match item {
             Ok(chunk) => {
                 counters
                     .bytes_streamed
@@ -631,7 +631,7 @@ async fn transfer_blob(
         }
         UploadMode::Chunked { chunk_bytes } => {
             r.target
-                .push_blob_chunked(r.target_repo, &blob.digest, blob.size, content, chunk_bytes)
+                .push_verified_blob_chunked(r.target_repo, blob.size, content, chunk_bytes)
                 .await
         }
     };

@@ -54,6 +54,7 @@ pub use repository::{
 };
 pub use upload::{
     ChunkSizeError, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, UploadMode,
+    VerifiedContent,
 };
 
 /// Largest manifest accepted (the distribution registry's and ECR's own limit is 4 MiB).

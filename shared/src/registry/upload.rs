@@ -15,11 +15,13 @@
 //! (a chunk that straddles two parts is split without copying), so memory does not grow with
 //! the part or the blob size. The content is hashed on the way, and the upload is only
 //! committed (the final `PUT`) once the source stream has ended cleanly and the hash matches:
-//! a source that turns out corrupt at its last byte leaves nothing behind.
+//! a source that turns out corrupt at its last byte leaves nothing behind. Content that
+//! verifies itself ([`VerifiedContent`], a registry's [`BlobStream`]) is not hashed a second
+//! time: its own check, at its end, comes before the commit all the same.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -27,8 +29,8 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
 use super::{
-    Digest, Digester, Registry, RegistryError, UploadStart, check_repository, content_digest,
-    header_str, invalid_response, lock, push_scope, resolve_location,
+    BlobStream, Digest, Digester, Registry, RegistryError, UploadStart, check_repository,
+    content_digest, header_str, invalid_response, lock, push_scope, resolve_location,
 };
 
 /// ECR's smallest part (every part but the last): S3's multipart minimum.
@@ -82,9 +84,59 @@ struct Feed {
     source: Source,
     /// The rest of a chunk that straddled the end of the previous part.
     leftover: Option<Bytes>,
-    digester: Digester,
+    /// `None` when the source verifies itself.
+    digester: Option<Digester>,
     /// The first error of the source (returned as is), or of the size check.
     error: Option<RegistryError>,
+}
+
+/// Blob content that checks itself against its digest as it streams, failing at its end if
+/// the bytes do not match (a [`BlobStream`], observed or not): an upload of it needs no hash of
+/// its own.
+pub struct VerifiedContent {
+    stream: Source,
+    digest: Digest,
+}
+
+impl VerifiedContent {
+    /// The digest the content is checked against.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Calls `f` with each item as it passes (counting bytes, noting a source failure); the
+    /// items, and so the verification, are unchanged.
+    pub fn inspect(self, f: impl FnMut(&Result<Bytes, RegistryError>) + Send + 'static) -> Self {
+        Self {
+            stream: Box::pin(futures::StreamExt::inspect(self.stream, f)),
+            digest: self.digest,
+        }
+    }
+}
+
+impl From<BlobStream> for VerifiedContent {
+    fn from(stream: BlobStream) -> Self {
+        Self {
+            digest: stream.digest().clone(),
+            stream: Box::pin(stream),
+        }
+    }
+}
+
+impl Stream for VerifiedContent {
+    type Item = Result<Bytes, RegistryError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().stream.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for VerifiedContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedContent")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -103,6 +155,33 @@ impl Registry {
     where
         S: Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
     {
+        self.push_chunked(repo, digest, size, Box::pin(content), chunk_bytes, true)
+            .await
+    }
+
+    /// [`Registry::push_blob_chunked`] for content that verifies itself (a blob streamed from
+    /// another registry): the same parts and checks, without hashing the bytes a second time.
+    pub async fn push_verified_blob_chunked(
+        &self,
+        repo: &str,
+        size: u64,
+        content: VerifiedContent,
+        chunk_bytes: u64,
+    ) -> Result<(), RegistryError> {
+        let digest = content.digest.clone();
+        self.push_chunked(repo, &digest, size, content.stream, chunk_bytes, false)
+            .await
+    }
+
+    async fn push_chunked(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        content: Source,
+        chunk_bytes: u64,
+        hash: bool,
+    ) -> Result<(), RegistryError> {
         check_repository(repo)?;
         let chunk_bytes = chunk_bytes.max(1);
         let scope = push_scope(repo);
@@ -115,9 +194,9 @@ impl Registry {
             });
         };
         let feed = Arc::new(Mutex::new(Feed {
-            source: Box::pin(content),
+            source: content,
             leftover: None,
-            digester: Digester::new(),
+            digester: hash.then(Digester::new),
             error: None,
         }));
 
@@ -168,17 +247,13 @@ impl Registry {
             })
             .await
         };
-        let digester = std::mem::take(&mut lock(&feed).digester);
-        let actual = digester.finish();
-        let checked = ended.and_then(|()| {
-            if actual == *digest {
-                Ok(())
-            } else {
-                Err(RegistryError::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                })
-            }
+        let digester = lock(&feed).digester.take();
+        let checked = ended.and_then(|()| match digester.map(Digester::finish) {
+            Some(actual) if actual != *digest => Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            }),
+            _ => Ok(()),
         });
         if let Err(e) = checked {
             self.abandon_upload(location, &scope).await;
@@ -299,7 +374,9 @@ fn part_body(
             f.leftover = Some(rest);
         }
         remaining -= chunk.len() as u64;
-        f.digester.update(&chunk);
+        if let Some(digester) = f.digester.as_mut() {
+            digester.update(&chunk);
+        }
         Poll::Ready(Some(Ok(chunk)))
     })
 }
@@ -334,7 +411,7 @@ mod tests {
         Arc::new(Mutex::new(Feed {
             source: Box::pin(futures::stream::iter(chunks)),
             leftover: None,
-            digester: Digester::new(),
+            digester: Some(Digester::new()),
             error: None,
         }))
     }
@@ -371,7 +448,7 @@ mod tests {
         assert_eq!(sent, data);
         let f = lock(&feed);
         assert!(f.leftover.is_none());
-        assert_eq!(f.digester.clone().finish(), digest);
+        assert_eq!(f.digester.clone().map(Digester::finish), Some(digest));
     }
 
     #[tokio::test]

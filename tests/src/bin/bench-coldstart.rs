@@ -21,7 +21,8 @@
 //! - approval-page: a function URL `GET /` without a link token (the 400 page).
 //!
 //! Prints a table (median and worst of N runs) with the arm64 zip size from `make package`
-//! (`target/lambda/<bin>/bootstrap.zip`) when it exists; asserts nothing.
+//! (`target/lambda/<bin>/bootstrap.zip`, under `CARGO_TARGET_DIR` if set) when it exists;
+//! asserts nothing.
 //!
 //! Run: `make bench-coldstart`. `SHIPGATE_BENCH_RUNS` (default 20), `SHIPGATE_BENCH_FUNCTIONS`
 //! (comma-separated binaries, default all), `SHIPGATE_BENCH_BIN_DIR` (where the function
@@ -120,7 +121,10 @@ async fn main() -> Result<()> {
     let stack = Stack::start(options).await?;
     let work = stack.state_dir().join("coldstart");
     std::fs::create_dir_all(&work)?;
-    let root = shipgate_local::process::project_root();
+    // Where `make package` left the zips: cargo's target dir.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shipgate_local::process::project_root().join("target"));
 
     let mut rows = Vec::new();
     for f in &functions {
@@ -138,8 +142,8 @@ async fn main() -> Result<()> {
             }
             samples.push(sample);
         }
-        let zip = root
-            .join("target/lambda")
+        let zip = target_dir
+            .join("lambda")
             .join(f.binary)
             .join("bootstrap.zip");
         let zip_size = std::fs::metadata(&zip).ok().map(|m| m.len());
