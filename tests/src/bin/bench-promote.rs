@@ -18,7 +18,8 @@
 //! asserts nothing.
 //!
 //! Run: `make bench-promote` (or `cargo run --release -p shipgate-tests --bin bench-promote`).
-//! `SHIPGATE_BENCH_LAYERS_MIB` (default `120,90,60,30`) sets the layers.
+//! `SHIPGATE_BENCH_LAYERS_MIB` (default `120,90,60,30`) sets the layers, `SHIPGATE_BENCH_ROUNDS`
+//! (default 3) how many times each contender runs (median and worst printed).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -107,20 +108,30 @@ async fn bench() -> Result<()> {
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()
         .context("SHIPGATE_BENCH_LAYERS_MIB: comma-separated MiB")?;
+    let rounds: usize = std::env::var("SHIPGATE_BENCH_ROUNDS")
+        .unwrap_or_else(|_| "3".into())
+        .parse()
+        .context("SHIPGATE_BENCH_ROUNDS: a number")?;
     let skopeo = which("skopeo").context("skopeo not found: run `make apt`")?;
     let exe = std::env::current_exe()?;
 
     let mut options = StackOptions::for_test("bench-promote");
     options.deliver_s3_events = false;
     let stack = Stack::start(options).await?;
-    let result = run_bench(&stack, &layers_mib, &skopeo, &exe).await;
+    let result = run_bench(&stack, &layers_mib, rounds, &skopeo, &exe).await;
     let state_dir = stack.state_dir().to_path_buf();
     stack.stop().await;
     let _ = std::fs::remove_dir_all(state_dir);
     result
 }
 
-async fn run_bench(stack: &Stack, layers_mib: &[u64], skopeo: &Path, exe: &Path) -> Result<()> {
+async fn run_bench(
+    stack: &Stack,
+    layers_mib: &[u64],
+    rounds: usize,
+    skopeo: &Path,
+    exe: &Path,
+) -> Result<()> {
     let local = |account: &str| {
         stack
             .registries
@@ -139,35 +150,11 @@ async fn run_bench(stack: &Stack, layers_mib: &[u64], skopeo: &Path, exe: &Path)
     )
     .await?;
 
-    // The image, pushed once; a second source repository mounts the same blobs.
     let sizes: Vec<u64> = layers_mib.iter().map(|m| m * MIB).collect();
-    let t = Instant::now();
-    let image = ImageBuilder::new()
-        .format(ManifestFormat::Oci)
-        .layers(&sizes)
-        .push(&source, "bench/app", TAG)
-        .await?;
-    mirror(&source, "bench/app", "bench/app-mono", &image).await?;
-    let total: u64 = image.blobs().iter().map(|b| b.size).sum();
-    println!(
-        "pushed {} ({} layers: {} MiB; {:.1} MiB with the config) to the int registry in {:.1}s",
-        image.digest(),
-        sizes.len(),
-        layers_mib
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" + "),
-        total as f64 / MIB as f64,
-        t.elapsed().as_secs_f64()
-    );
-
     let stg_addr: SocketAddr = format!("127.0.0.1:{}", stg_local.port).parse()?;
     let (proxy_url, sent) = counting_proxy(stg_addr).await?;
     let table = stack.provisioned.table.clone().context("table")?;
     let store = Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table.clone());
-    let chunked = record_release(&store, "bench/app", image.digest()).await?;
-    let mono = record_release(&store, "bench/app-mono", image.digest()).await?;
 
     // The stg ECR host goes to the proxy; every other account to its own registry.
     let mut overrides = stack.registry_overrides();
@@ -205,7 +192,7 @@ async fn run_bench(stack: &Stack, layers_mib: &[u64], skopeo: &Path, exe: &Path)
             .envs(env);
         (label.to_owned(), release.to_owned(), command)
     };
-    let skopeo_copy = |label: &str| {
+    let skopeo_copy = |label: &str, source: &str, target_repo: &str| {
         let mut command = std::process::Command::new(skopeo);
         command.args([
             "copy",
@@ -214,115 +201,191 @@ async fn run_bench(stack: &Stack, layers_mib: &[u64], skopeo: &Path, exe: &Path)
             "--preserve-digests",
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
+            &format!("docker://127.0.0.1:{}/{source}", int_local.port),
             &format!(
-                "docker://127.0.0.1:{}/bench/app@{}",
-                int_local.port,
-                image.digest()
-            ),
-            &format!(
-                "docker://{}/bench/app-skopeo:{TAG}",
+                "docker://{}/{target_repo}:{TAG}",
                 proxy_url.trim_start_matches("http://")
             ),
         ]);
         (label.to_owned(), String::new(), command)
     };
 
-    let mut runs = Vec::new();
-    for (label, release, command) in [
-        shipgate(
-            "shipgate promote (chunked PATCH, 8 MiB)",
-            &chunked,
-            "chunked",
-        ),
-        shipgate("shipgate promote (monolithic PUT)", &mono, "monolithic"),
-        skopeo_copy("skopeo copy"),
-        shipgate(
-            "shipgate promote again (all layers there)",
-            &chunked,
-            "chunked",
-        ),
-        skopeo_copy("skopeo copy again (all layers there)"),
-    ] {
-        // Each run starts with no dirty pages of the previous one left to write back.
-        // SAFETY: sync(2) has no preconditions.
-        unsafe { libc::sync() };
-        let before = sent.load(Ordering::Relaxed);
-        let registries_before = registries_cpu();
-        let child = run_child(command)?;
-        let bytes_sent = sent.load(Ordering::Relaxed) - before;
-        let mut run = Run {
-            label,
-            wall: child.wall,
-            max_rss_kib: child.max_rss_kib,
-            cpu: child.cpu,
-            registries_cpu: registries_cpu().saturating_sub(registries_before),
-            bytes_sent,
-            blob_bytes: None,
-            copy_seconds: None,
-            note: String::new(),
-        };
-        if !child.success {
-            bail!("{} failed: {}{}", run.label, child.stdout, child.stderr);
-        }
-        if !release.is_empty() {
-            let out: serde_json::Value = serde_json::from_str(child.stdout.trim())
-                .with_context(|| format!("child output: {}", child.stdout))?;
-            if out["outcome"] != "done" {
-                bail!("{}: {out}", run.label);
-            }
-            let promotion = store
-                .get_promotion(&release, "stg")
-                .await?
-                .context("no promotion stored")?;
-            let images = &promotion.images;
-            run.blob_bytes = Some(images.iter().map(|i| i.bytes_copied).sum());
-            run.copy_seconds = Some(images.iter().map(|i| i.seconds).sum());
-            run.note = format!(
-                "{} blobs copied, {} skipped",
-                images.iter().map(|i| i.blobs_copied).sum::<u32>(),
-                images.iter().map(|i| i.blobs_skipped).sum::<u32>()
-            );
-        }
-        runs.push(run);
-    }
-
-    // Every contender produced the same image.
+    // Each round pushes a new image (new random layers) and copies it into repositories of its
+    // own, so that every first copy starts from a target that has none of its blobs: skopeo
+    // remembers (in a blob-info cache under /var/lib/containers or $HOME) which repositories of
+    // a registry hold a blob, and would otherwise mount it there instead of copying it. The
+    // contenders alternate within a round.
     let target = Registry::new(&stg_local.url(), None, reqwest::Client::new())?;
-    for repo in ["bench/app", "bench/app-mono", "bench/app-skopeo"] {
-        let found = target.head_manifest(repo, TAG).await?.map(|d| d.digest);
-        if found.as_ref() != Some(image.digest()) {
-            bail!("{repo}:{TAG} in stg is {found:?}, not {}", image.digest());
+    let mut runs = Vec::new();
+    for round in 1..=rounds {
+        let (app, mono, by_skopeo) = (
+            format!("bench/app-r{round}"),
+            format!("bench/app-mono-r{round}"),
+            format!("bench/app-skopeo-r{round}"),
+        );
+        let t = Instant::now();
+        let image = ImageBuilder::new()
+            .format(ManifestFormat::Oci)
+            .layers(&sizes)
+            .push(&source, &app, TAG)
+            .await?;
+        mirror(&source, &app, &mono, &image).await?;
+        let total: u64 = image.blobs().iter().map(|b| b.size).sum();
+        eprintln!(
+            "round {round}: pushed {} ({} layers: {} MiB; {:.1} MiB with the config) to the int \
+             registry in {:.1}s",
+            image.digest(),
+            sizes.len(),
+            layers_mib
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" + "),
+            total as f64 / MIB as f64,
+            t.elapsed().as_secs_f64()
+        );
+        let by_digest = format!("{app}@{}", image.digest());
+        let chunked = record_release(&store, &app, image.digest()).await?;
+        let monolithic = record_release(&store, &mono, image.digest()).await?;
+        for (label, release, command) in [
+            shipgate(
+                "shipgate promote (chunked PATCH, 8 MiB)",
+                &chunked,
+                "chunked",
+            ),
+            shipgate(
+                "shipgate promote (monolithic PUT)",
+                &monolithic,
+                "monolithic",
+            ),
+            skopeo_copy("skopeo copy", &by_digest, &by_skopeo),
+            shipgate(
+                "shipgate promote again (all layers there)",
+                &chunked,
+                "chunked",
+            ),
+            skopeo_copy(
+                "skopeo copy again (all layers there)",
+                &by_digest,
+                &by_skopeo,
+            ),
+        ] {
+            // Each run starts with no dirty pages of the previous one left to write back.
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() };
+            let before = sent.load(Ordering::Relaxed);
+            let registries_before = registries_cpu();
+            let child = run_child(command)?;
+            let bytes_sent = sent.load(Ordering::Relaxed) - before;
+            let mut run = Run {
+                label,
+                wall: child.wall,
+                max_rss_kib: child.max_rss_kib,
+                cpu: child.cpu,
+                registries_cpu: registries_cpu().saturating_sub(registries_before),
+                bytes_sent,
+                blob_bytes: None,
+                copy_seconds: None,
+                note: String::new(),
+            };
+            if !child.success {
+                bail!("{} failed: {}{}", run.label, child.stdout, child.stderr);
+            }
+            if !release.is_empty() {
+                let out: serde_json::Value = serde_json::from_str(child.stdout.trim())
+                    .with_context(|| format!("child output: {}", child.stdout))?;
+                if out["outcome"] != "done" {
+                    bail!("{}: {out}", run.label);
+                }
+                let promotion = store
+                    .get_promotion(&release, "stg")
+                    .await?
+                    .context("no promotion stored")?;
+                let images = &promotion.images;
+                run.blob_bytes = Some(images.iter().map(|i| i.bytes_copied).sum());
+                run.copy_seconds = Some(images.iter().map(|i| i.seconds).sum());
+                run.note = format!(
+                    "{} blobs copied, {} skipped",
+                    images.iter().map(|i| i.blobs_copied).sum::<u32>(),
+                    images.iter().map(|i| i.blobs_skipped).sum::<u32>()
+                );
+            }
+            runs.push(run);
         }
+        // Every contender produced the same image.
+        for repo in [&app, &mono, &by_skopeo] {
+            let found = target.head_manifest(repo, TAG).await?.map(|d| d.digest);
+            if found.as_ref() != Some(image.digest()) {
+                bail!("{repo}:{TAG} in stg is {found:?}, not {}", image.digest());
+            }
+        }
+        eprintln!("round {round}/{rounds} done");
     }
 
     println!();
     println!(
-        "| run | wall time | copy time (action's own) | peak RSS | CPU (user+sys) | registries' CPU | bytes sent to the target registry | blob bytes copied | |"
+        "| run ({rounds} rounds) | wall time median | wall time worst | copy time median (action's own) | peak RSS worst | CPU median (user+sys) | registries' CPU median | bytes sent to the target registry | blob bytes copied | |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut labels: Vec<&str> = Vec::new();
     for run in &runs {
+        if !labels.contains(&run.label.as_str()) {
+            labels.push(&run.label);
+        }
+    }
+    for label in labels {
+        let of: Vec<&Run> = runs.iter().filter(|r| r.label == label).collect();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let walls: Vec<f64> = of.iter().map(|r| ms(r.wall)).collect();
+        let copies: Vec<f64> = of
+            .iter()
+            .filter_map(|r| r.copy_seconds.map(|s| s * 1000.0))
+            .collect();
+        let last = of[of.len() - 1];
         println!(
-            "| {} | {:.0} ms | {} | {:.1} MiB | {:.0} ms | {:.0} ms | {} | {} | {} |",
-            run.label,
-            run.wall.as_secs_f64() * 1000.0,
-            run.copy_seconds
-                .map_or_else(|| "–".into(), |s| format!("{:.0} ms", s * 1000.0)),
-            run.max_rss_kib as f64 / 1024.0,
-            run.cpu.as_secs_f64() * 1000.0,
-            run.registries_cpu.as_secs_f64() * 1000.0,
-            bytes(run.bytes_sent),
-            run.blob_bytes.map_or_else(|| "–".into(), bytes),
-            run.note
+            "| {label} | {:.0} ms | {:.0} ms | {} | {:.1} MiB | {:.0} ms | {:.0} ms | {} | {} | {} |",
+            median(&walls),
+            worst(&walls),
+            if copies.is_empty() {
+                "–".to_owned()
+            } else {
+                format!("{:.0} ms", median(&copies))
+            },
+            of.iter().map(|r| r.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+            median(&of.iter().map(|r| ms(r.cpu)).collect::<Vec<_>>()),
+            median(&of.iter().map(|r| ms(r.registries_cpu)).collect::<Vec<_>>()),
+            bytes(of.iter().map(|r| r.bytes_sent).max().unwrap_or(0)),
+            last.blob_bytes.map_or_else(|| "–".into(), bytes),
+            last.note
         );
     }
     println!(
-        "\nall three copies in stg are {} (tag {TAG}); wall time is the child process from \
-         spawn to exit (shipgate's includes AssumeRole x2, GetAuthorizationToken x2, \
+        "\nlayers of {} MiB, new random data each round; every copy in stg was checked to have \
+         its round's digest (tag {TAG}); wall time is the child process from spawn to \
+         exit (shipgate's includes AssumeRole x2, GetAuthorizationToken x2, \
          DescribeRepositories, DynamoDB GetItem/PutItem against moto); peak RSS from wait4; \
-         bytes counted by a TCP proxy in front of the stg registry.",
-        image.digest()
+         bytes counted by a TCP proxy in front of the stg registry (the largest of the rounds).",
+        layers_mib
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" + "),
     );
     Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn worst(values: &[f64]) -> f64 {
+    values.iter().copied().fold(0.0, f64::max)
 }
 
 /// Makes `to` in the same registry an identical copy of `from` (blobs mounted, not copied).
