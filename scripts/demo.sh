@@ -54,11 +54,35 @@ if local_ follow "$LINK" --decide approve; then
   exit 1
 fi
 
-step "Releases and pipeline executions so far"
+# approve STAGE ACTION APPROVER COMMENT: the approver opens the mailed link and presses Approve.
+approve() {
+  local link
+  link=$(local_ approval --stage "$1" --action "$2" --link-for "$3" --intent approve)
+  local_ follow "$link" --decide approve --comment "$4" >/dev/null
+  echo "$3 approved ($4)"
+}
+
+step "stg: the change set in the stg account (333333333333) names the stg registry's images; the stg lead is mailed"
+local_ approval --stage Stg --action ApproveStg --wait 120
+approve Stg ApproveStg stg-lead@shipgate.local "int went well"
+
+step "stg: once approved, the images are promoted by digest from the source registry to stg's, then the change set runs"
+local_ wait-action --stage Stg --action Promote --expect Succeeded --timeout 120
+local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
+
+step "prod: the change set in the prod account (444444444444); the change advisory board is mailed"
+local_ approval --stage Prod --action ApproveProd --wait 120
+approve Prod ApproveProd cab@shipgate.local "CAB 2026-11-26"
+
+step "prod: the images go from stg's registry to prod's (same digests), then the change set runs"
+local_ wait-action --stage Prod --action Promote --expect Succeeded --timeout 120
+local_ wait-action --stage Prod --action Deploy --expect Succeeded --timeout 120
+
+step "Releases (with each promotion's images, digests and bytes copied) and pipeline executions"
 local_ status
 
 step "Stopping the local stack"
 local_ down
 trap - EXIT
 pgrep -f "$STATE" >/dev/null && { echo "processes of the stack are still running" >&2; exit 1; }
-step "Demo finished: one release rejected with its problems listed and emailed; one accepted, its int change set summarised, mailed to the approvers and approved through the page"
+step "Demo finished: one release rejected with its problems listed and emailed; one accepted, summarised, approved through the page and deployed in int, stg and prod, its images promoted by digest"

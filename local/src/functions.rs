@@ -19,6 +19,7 @@ use shipgate_checks::{ChecksConfig, ChecksFunction};
 use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_intake::{Intake, IntakeConfig};
 use shipgate_mailer::{Mailer, MailerConfig};
+use shipgate_promote::{PromoteConfig, PromoteFunction};
 use shipgate_rollback::{RollbackConfig, RollbackFunction};
 use shipgate_traffic::{TrafficConfig, TrafficFunction};
 
@@ -76,6 +77,7 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("ChecksFunction", "checks"),
     ("TrafficFunction", "traffic"),
     ("RollbackFunction", "rollback"),
+    ("PromoteFunction", "promote"),
 ];
 
 /// A function's handler as Lambda calls it: an event and a request id in, the result or the
@@ -260,6 +262,18 @@ impl LocalFunctions {
                     env_of("RollbackFunction"),
                     RollbackConfig::from_env,
                     |c| Ok(RollbackFunction::new(c, sdk)),
+                ),
+                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
+            ),
+        );
+        handlers.insert(
+            "PromoteFunction",
+            handler(
+                build(
+                    "PromoteFunction",
+                    env_of("PromoteFunction"),
+                    PromoteConfig::from_env,
+                    |c| Ok(PromoteFunction::new(c, sdk)),
                 ),
                 |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
             ),

@@ -53,6 +53,14 @@ impl Moto {
         )
         .await
         .context("waiting for moto server")?;
+        // Python reports a sitecustomize that fails to import on stderr and goes on without it:
+        // moto would then run unpatched, and differ from AWS in ways the tests rely on not.
+        let started = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(at) = started.find("Error in sitecustomize") {
+            let excerpt: String = started[at..].chars().take(400).collect();
+            child.stop().await;
+            bail!("local/moto-patches/sitecustomize.py did not load in moto server: {excerpt}");
+        }
         Ok(Self { child, port })
     }
 

@@ -114,6 +114,30 @@ pub fn default_parameters() -> BTreeMap<String, String> {
             "IntApprovers".to_owned(),
             "int-lead@shipgate.local,int-ops@shipgate.local".to_owned(),
         ),
+        (
+            "StgDeployRoleArn".to_owned(),
+            accounts::deploy_role_arn(accounts::STG),
+        ),
+        (
+            "StgTeamEmail".to_owned(),
+            "stg-team@shipgate.local".to_owned(),
+        ),
+        (
+            "StgApprovers".to_owned(),
+            "stg-lead@shipgate.local".to_owned(),
+        ),
+        (
+            "ProdDeployRoleArn".to_owned(),
+            accounts::deploy_role_arn(accounts::PROD),
+        ),
+        (
+            "ProdTeamEmail".to_owned(),
+            "prod-team@shipgate.local".to_owned(),
+        ),
+        (
+            "ProdApprovers".to_owned(),
+            "cab@shipgate.local,prod-oncall@shipgate.local".to_owned(),
+        ),
     ])
 }
 

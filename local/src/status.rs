@@ -7,6 +7,41 @@ use aws_config::SdkConfig;
 use shipgate::config::Env;
 use shipgate::store::Store;
 
+/// A promotion under its release: where from and to, then each image by digest with what moved.
+fn write_promotion(out: &mut String, p: &shipgate::store::Promotion) -> std::fmt::Result {
+    let bytes: u64 = p.images.iter().map(|i| i.bytes_copied).sum();
+    writeln!(
+        out,
+        "      promoted {} -> {} ({}): {} image(s), {:.1} MiB copied, {} invocation(s){}",
+        p.from_environment,
+        p.to_environment,
+        p.state.as_str(),
+        p.images.len(),
+        bytes as f64 / (1024.0 * 1024.0),
+        p.invocations,
+        p.failure
+            .as_deref()
+            .map(|f| format!(": {f}"))
+            .unwrap_or_default()
+    )?;
+    for i in &p.images {
+        writeln!(
+            out,
+            "        {} {}:{}  {}  blobs {} copied / {} skipped, {:.1} MiB in {:.2}s{}",
+            i.name,
+            i.repository,
+            i.tag,
+            i.reference,
+            i.blobs_copied,
+            i.blobs_skipped,
+            i.bytes_copied as f64 / (1024.0 * 1024.0),
+            i.seconds,
+            if i.complete { "" } else { " (in progress)" }
+        )?;
+    }
+    Ok(())
+}
+
 /// The report for the stack whose variables are in `env`, as text.
 pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
     let table = env.required("SHIPGATE_TABLE")?;
@@ -47,6 +82,9 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
             r.source.key,
             detail
         )?;
+        for p in store.list_promotions(&r.release_id).await? {
+            write_promotion(&mut out, &p)?;
+        }
     }
     let cp = aws_sdk_codepipeline::Client::new(sdk);
     let executions = cp
