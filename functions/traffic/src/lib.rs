@@ -529,12 +529,35 @@ impl TrafficFunction {
                 test_listener_arn,
                 blue_target_group,
                 green_target_group,
-            } => TrafficTarget::AlbListener {
-                listener_arn: listener_arn.clone(),
-                test_listener_arn: test_listener_arn.clone(),
-                blue_target_group: blue_target_group.clone(),
-                green_target_group: green_target_group.clone(),
-            },
+            } => {
+                // The two target groups take turns: the previous version is on whichever one
+                // carries the production traffic now, the new one on the other.
+                let weights = shipgate::aws::elbv2::listener_weights(&clients.elb, listener_arn)
+                    .await
+                    .map_err(|e| DeployError::Aws {
+                        environment: target.environment.clone(),
+                        source: Box::new(e),
+                    })?;
+                let (blue, green) =
+                    match live_target_group(&weights, blue_target_group, green_target_group) {
+                        Ok(pair) => pair,
+                        Err(reason) => {
+                            return Ok(Err(Outcome::failed(format!(
+                                "{}: listener {listener_arn}: {reason}",
+                                target.environment
+                            ))));
+                        }
+                    };
+                if blue != *blue_target_group {
+                    info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
+                }
+                TrafficTarget::AlbListener {
+                    listener_arn: listener_arn.clone(),
+                    test_listener_arn: test_listener_arn.clone(),
+                    blue_target_group: blue,
+                    green_target_group: green,
+                }
+            }
         };
         let release = match self.deployer.store.get_release(&target.release_id).await {
             Ok(release) => release,
@@ -628,6 +651,29 @@ fn describe(target: &TrafficTarget) -> String {
     }
 }
 
+/// Which of the two target groups is live (all of the listener's traffic on it) and which one
+/// takes the new version: `(live, new)`. A listener sharing its traffic between them (a
+/// deployment left half-done) or forwarding to neither is refused with the reason.
+fn live_target_group(
+    weights: &[(String, i32)],
+    first: &str,
+    second: &str,
+) -> Result<(String, String), String> {
+    let on_second = shipgate::aws::elbv2::percent_on(weights, second);
+    let on_first = shipgate::aws::elbv2::percent_on(weights, first);
+    match (on_first, on_second) {
+        (100, _) => Ok((first.to_owned(), second.to_owned())),
+        (_, 100) => Ok((second.to_owned(), first.to_owned())),
+        (0, 0) => Err(format!(
+            "forwards to neither {first} nor {second}: the parameters do not match the listener"
+        )),
+        (a, b) => Err(format!(
+            "shares its traffic between the target groups ({a}% / {b}%): another deployment \
+             is under way or was left half-done; finish or roll it back first"
+        )),
+    }
+}
+
 fn failed(e: &TrafficError) -> Outcome {
     warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "traffic action failed");
     Outcome::Failed {
@@ -639,6 +685,29 @@ fn failed(e: &TrafficError) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_target_group_keeps_the_previous_version_and_the_roles_swap() {
+        let w = |a: i32, b: i32| vec![("tg-a".to_owned(), a), ("tg-b".to_owned(), b)];
+        assert_eq!(
+            live_target_group(&w(1, 0), "tg-a", "tg-b").unwrap(),
+            ("tg-a".to_owned(), "tg-b".to_owned())
+        );
+        // The previous release ended on the second group: it is now the live one.
+        assert_eq!(
+            live_target_group(&w(0, 100), "tg-a", "tg-b").unwrap(),
+            ("tg-b".to_owned(), "tg-a".to_owned())
+        );
+        // A plain forward to one group (the listener as the environment stack makes it).
+        assert_eq!(
+            live_target_group(&[("tg-b".to_owned(), 1)], "tg-a", "tg-b").unwrap(),
+            ("tg-b".to_owned(), "tg-a".to_owned())
+        );
+        let half = live_target_group(&w(90, 10), "tg-a", "tg-b").unwrap_err();
+        assert!(half.contains("90% / 10%"), "{half}");
+        let neither = live_target_group(&[("tg-c".to_owned(), 1)], "tg-a", "tg-b").unwrap_err();
+        assert!(neither.contains("neither"), "{neither}");
+    }
 
     #[test]
     fn config_defaults_and_requirements() {

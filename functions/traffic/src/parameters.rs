@@ -15,8 +15,10 @@ pub struct ActionParameters {
     pub execution_id: String,
     /// `Canary10Percent5Minutes`, `custom:10@5m,50@10m,100;bake=15m;scale=60`, …
     pub plan: String,
-    /// CloudWatch alarm names in the environment account that roll the deployment back.
-    #[serde(default)]
+    /// CloudWatch alarm names in the environment account that roll the deployment back: a JSON
+    /// array, or one comma-separated string (what a CodePipeline variable such as
+    /// `#{IntDeploy.ShipgateAlarms}` can carry; empty for none).
+    #[serde(default, deserialize_with = "alarm_names")]
     pub alarms: Vec<String>,
     pub target: TargetParameters,
 }
@@ -42,6 +44,21 @@ pub enum TargetParameters {
         blue_target_group: String,
         green_target_group: String,
     },
+}
+
+/// `["a", "b"]` or `"a,b"` (spaces around names ignored, an empty string is no alarm).
+fn alarm_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        Joined(String),
+    }
+    Ok(match Names::deserialize(d)? {
+        Names::List(names) => names,
+        Names::Joined(text) if text.trim().is_empty() => Vec::new(),
+        Names::Joined(text) => text.split(',').map(|n| n.trim().to_owned()).collect(),
+    })
 }
 
 fn live() -> String {
@@ -263,6 +280,23 @@ mod tests {
             .map_err(|e| e.to_string())?
             .target()
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn alarms_may_be_one_comma_separated_string() {
+        // As a pipeline variable (`#{IntDeploy.ShipgateAlarms}`) carries them.
+        let mut joined = lambda();
+        joined["alarms"] = serde_json::json!("orders-int-5xx, orders-int-latency,orders-int-5xx");
+        assert_eq!(
+            parse(joined).unwrap().alarms,
+            ["orders-int-5xx", "orders-int-latency"]
+        );
+        let mut none = lambda();
+        none["alarms"] = serde_json::json!("");
+        assert!(parse(none).unwrap().alarms.is_empty());
+        let mut blank_name = lambda();
+        blank_name["alarms"] = serde_json::json!("orders-int-5xx,,x");
+        assert!(parse(blank_name).is_err());
     }
 
     #[test]
