@@ -9,6 +9,12 @@ says which AWS behaviour it restores; product code never works around moto.
    executed, as after CreateStack/UpdateStack. moto 5.2 applies the change set's resources but
    keeps the stack's empty (CREATE) or previous (UPDATE) template and outputs, so
    DescribeStacks shows no Outputs for a stack made by a change set.
+3. CloudFormation: `Fn::GetAtt [LoadBalancer, LoadBalancerFullName]` of an application load
+   balancer is `app/<name>/<id>` (the CloudWatch `LoadBalancer` dimension), the tail of its ARN.
+   moto 5.2 lists the attribute but does not implement it.
+4. CloudFormation: `AWS::CloudWatch::Alarm` resources (metric alarms) are created, updated and
+   deleted with their stacks, Ref giving the alarm's name. moto 5.2 has no CloudFormation model
+   for them: the resource is silently skipped and the alarm never exists.
 """
 
 
@@ -52,5 +58,118 @@ def _patch_change_set_outputs():
     change_set_class.apply = apply
 
 
+def _patch_load_balancer_full_name():
+    try:
+        from moto.elbv2 import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    balancer_class = models.FakeLoadBalancer
+    original = balancer_class.get_cfn_attribute
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name == "LoadBalancerFullName":
+            # arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>
+            return self.arn.split(":loadbalancer/", 1)[-1]
+        return original(self, attribute_name)
+
+    balancer_class.get_cfn_attribute = get_cfn_attribute
+
+
+def _add_cloudwatch_alarm_resource():
+    try:
+        from moto.core.common_models import CloudFormationModel
+        from moto.cloudwatch.models import cloudwatch_backends
+    except Exception:  # moto not importable: nothing to patch
+        return
+
+    class MetricAlarmResource(CloudFormationModel):
+        # moto's model metaclass files a model under the service its module names.
+        __module__ = "moto.cloudwatch.models"
+
+        def __init__(self, name, account_id, region_name):
+            self.name = name
+            self.account_id = account_id
+            self.region_name = region_name
+
+        @property
+        def physical_resource_id(self):
+            return self.name
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "AlarmName"
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def has_cfn_attr(cls, attr):
+            return attr == "Arn"
+
+        def get_cfn_attribute(self, attribute_name):
+            if attribute_name == "Arn":
+                return (
+                    f"arn:aws:cloudwatch:{self.region_name}:{self.account_id}:alarm:{self.name}"
+                )
+            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+            raise UnformattedGetAttTemplateException()
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):
+            p = cloudformation_json.get("Properties", {})
+            name = p.get("AlarmName") or resource_name
+            cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=name,
+                namespace=p.get("Namespace"),
+                metric_name=p.get("MetricName"),
+                comparison_operator=p.get("ComparisonOperator"),
+                evaluation_periods=int(p.get("EvaluationPeriods", 1)),
+                period=int(p.get("Period", 60)),
+                threshold=float(p.get("Threshold", 0)),
+                statistic=p.get("Statistic"),
+                description=p.get("AlarmDescription", ""),
+                dimensions=[
+                    {"Name": d.get("Name"), "Value": d.get("Value")}
+                    for d in p.get("Dimensions", [])
+                ],
+                alarm_actions=p.get("AlarmActions", []),
+                ok_actions=p.get("OKActions", []),
+                insufficient_data_actions=p.get("InsufficientDataActions", []),
+                datapoints_to_alarm=p.get("DatapointsToAlarm"),
+                treat_missing_data=p.get("TreatMissingData"),
+                unit=p.get("Unit"),
+                actions_enabled=p.get("ActionsEnabled", True),
+            )
+            return cls(name, account_id, region_name)
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id,
+            region_name,
+        ):
+            cloudwatch_backends[account_id][region_name].delete_alarms([original_resource.name])
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name
+        ):
+            p = cloudformation_json.get("Properties", {})
+            cloudwatch_backends[account_id][region_name].delete_alarms(
+                [p.get("AlarmName") or resource_name]
+            )
+
+    return MetricAlarmResource
+
+
 _patch_change_set_imports()
 _patch_change_set_outputs()
+_patch_load_balancer_full_name()
+# Kept referenced: moto finds CloudFormation models through __subclasses__().
+_METRIC_ALARM_RESOURCE = _add_cloudwatch_alarm_resource()

@@ -123,6 +123,32 @@ enum Command {
     },
     /// Deployments in flight (traffic being shifted), one line each.
     Deployments,
+    /// Follow the newest release's deployment in an environment: each traffic step with its
+    /// time, until it succeeds or is rolled back (or, with --until-percent, until it reaches
+    /// that share).
+    WatchTraffic {
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        until_percent: Option<u8>,
+        /// Exit non-zero unless the deployment ends so (succeeded, rolled_back).
+        #[arg(long)]
+        expect: Option<String>,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Set a CloudWatch alarm's state in an account (moto evaluates no metrics: this is how an
+    /// alarm fires locally); the stack delivers the change as CloudWatch does.
+    SetAlarm {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["ALARM", "OK", "INSUFFICIENT_DATA"])]
+        state: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Roll a deployment in flight back by hand: all traffic to the previous version, the
     /// pipeline action failed, the team emailed.
     Rollback {
@@ -154,6 +180,8 @@ fn main() -> ExitCode {
             | Command::Approval { .. }
             | Command::WaitAction { .. }
             | Command::Deployments
+            | Command::WatchTraffic { .. }
+            | Command::SetAlarm { .. }
             | Command::Rollback { .. }
     ) {
         match StateFiles::new(&cli.state_dir).read_env() {
@@ -267,6 +295,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::WatchTraffic {
+            environment,
+            until_percent,
+            expect,
+            timeout,
+        } => {
+            watch_traffic(
+                &environment,
+                until_percent,
+                expect.as_deref(),
+                Duration::from_secs(timeout),
+            )
+            .await
+        }
+        Command::SetAlarm {
+            account,
+            name,
+            state,
+            reason,
+        } => set_alarm(&account, &name, &state, &reason).await,
         Command::Rollback {
             deployment,
             operator,
@@ -506,6 +554,154 @@ async fn drop_zip(
 }
 
 /// The rollback function, configured from the stack's env file as in the template.
+/// Polls the environment's deployment (the newest one in flight, then that one by id) and prints
+/// each step once, with its time.
+async fn watch_traffic(
+    environment: &str,
+    until_percent: Option<u8>,
+    expect: Option<&str>,
+    timeout: Duration,
+) -> Result<ExitCode> {
+    use shipgate::store::{DeploymentState, Store};
+    let env = shipgate::config::Env::from_process();
+    let sdk = shipgate::aws::load_sdk_config().await;
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env.required("SHIPGATE_TABLE")?,
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    let clock = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .map(|t| format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second()))
+            .unwrap_or_default()
+    };
+    let mut id: Option<String> = None;
+    let mut printed = 0usize;
+    loop {
+        if std::time::Instant::now() > deadline {
+            bail!("no end of the {environment} deployment within {timeout:?}");
+        }
+        // The deployment of the newest release that has a pipeline execution: it may already
+        // be over by the time this looks (its steps are recorded with their times).
+        let current = match &id {
+            Some(id) => store.get_deployment(id).await?,
+            None => {
+                let newest = store
+                    .list_releases(20)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.execution_id.is_some())
+                    .max_by(|a, b| a.received_at.cmp(&b.received_at));
+                match newest {
+                    Some(r) => {
+                        let execution = r.execution_id.as_deref().unwrap_or_default();
+                        store
+                            .get_deployment(&shipgate::deploy::deployment_id(
+                                &r.release_id,
+                                environment,
+                                execution,
+                            ))
+                            .await?
+                    }
+                    None => None,
+                }
+            }
+        };
+        let Some(d) = current else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if id.is_none() {
+            println!(
+                "deployment {} of {} {} in {}: plan {}, watching alarms [{}]",
+                d.deployment_id,
+                d.application.as_deref().unwrap_or("?"),
+                d.version.as_deref().unwrap_or("?"),
+                d.environment,
+                d.plan,
+                d.alarms.join(", ")
+            );
+            id = Some(d.deployment_id.clone());
+        }
+        for step in d.steps.iter().skip(printed) {
+            println!(
+                "  [{}] {}% of the traffic on the new version",
+                clock(step.at_ms),
+                step.percent
+            );
+        }
+        printed = d.steps.len();
+        if until_percent.is_some_and(|p| d.percent >= p && d.state == DeploymentState::Shifting) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if d.state != DeploymentState::Shifting {
+            if let Some(r) = &d.rollback {
+                // The rollback is recorded first, then carried out: wait for all of it.
+                if !(r.traffic_restored && r.job_answered && r.team_notified) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                println!(
+                    "  [{}] rolled back from {}% by {}{}: {}",
+                    clock(r.at_ms),
+                    r.percent_before,
+                    r.by,
+                    r.alarm
+                        .as_deref()
+                        .map(|a| format!(" (alarm {a})"))
+                        .unwrap_or_default(),
+                    r.reason
+                );
+                println!(
+                    "  all traffic on the previous version again; pipeline action answered ({}); team emailed",
+                    r.job_outcome.as_deref().unwrap_or("-")
+                );
+            } else {
+                println!("  {}", d.state.as_str());
+            }
+            if expect.is_some_and(|e| e != d.state.as_str()) {
+                eprintln!(
+                    "error: expected the deployment to end {}, it ended {}",
+                    expect.unwrap_or_default(),
+                    d.state.as_str()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn set_alarm(account: &str, name: &str, state: &str, reason: &str) -> Result<ExitCode> {
+    let sdk = shipgate::aws::load_sdk_config().await;
+    let sdk = if account == shipgate_local::accounts::TOOLING {
+        sdk
+    } else {
+        shipgate::aws::assume_role(
+            &sdk,
+            &shipgate_local::accounts::deploy_role_arn(account),
+            "set-alarm",
+        )
+        .await
+    };
+    aws_sdk_cloudwatch::Client::new(&sdk)
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state.into())
+        .state_reason(reason)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        })?;
+    println!("alarm {name} in {account} set to {state}: {reason}");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn rollback_function() -> Result<shipgate_rollback::RollbackFunction> {
     let env = shipgate::config::Env::from_process();
     let config = shipgate_rollback::RollbackConfig::from_env(&env)?;

@@ -34,6 +34,8 @@ impl Moto {
         let port = free_port()?;
         let log = state_dir.join("moto.log");
         let port_s = port.to_string();
+        // The log is appended to across runs: only what this run writes is read back below.
+        let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
         // local/moto-patches/sitecustomize.py restores AWS behaviour where moto differs.
         let patches = crate::process::project_root().join("local/moto-patches");
         let patches = patches.to_string_lossy().into_owned();
@@ -55,7 +57,8 @@ impl Moto {
         .context("waiting for moto server")?;
         // Python reports a sitecustomize that fails to import on stderr and goes on without it:
         // moto would then run unpatched, and differ from AWS in ways the tests rely on not.
-        let started = std::fs::read_to_string(&log).unwrap_or_default();
+        let written = std::fs::read(&log).unwrap_or_default();
+        let started = String::from_utf8_lossy(written.get(log_start..).unwrap_or_default());
         if let Some(at) = started.find("Error in sitecustomize") {
             let excerpt: String = started[at..].chars().take(400).collect();
             child.stop().await;
