@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${CARGO_TARGET_DIR:-target}/debug
-STATE=.local/demo-stack
+STATE=${SHIPGATE_DEMO_STATE:-.local/demo-stack}
 local_() { "$BIN/shipgate-local" --state-dir "$STATE" "$@"; }
 step() { printf '\n\033[1m[%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -21,16 +21,16 @@ set -a
 set +a
 
 step "The integrator builds orders 1.4.0: its image goes to the source registry by digest, the release zip is written"
-"$BIN/shipgate-example" --version 1.4.0 --out .local/demo
+"$BIN/shipgate-example" --version 1.4.0 --out "$STATE/releases"
 
 step "A broken release is dropped under incoming/: intake must reject it with every problem"
-local_ drop .local/demo/orders-1.4.0-broken.zip --wait --expect rejected
+local_ drop "$STATE"/releases/orders-1.4.0-broken.zip --wait --expect rejected
 
 step "The email the integrator received"
 local_ outbox --last 1
 
 step "The fixed release is dropped: intake must accept it and start the pipeline"
-local_ drop .local/demo/orders-1.4.0.zip --wait --expect accepted
+local_ drop "$STATE"/releases/orders-1.4.0.zip --wait --expect accepted
 
 step "int: shipgate created the change set in the int account (222222222222) and mailed each int approver"
 local_ approval --stage Int --action ApproveInt --wait 120
@@ -47,6 +47,10 @@ local_ approval --stage Int --action ApproveInt
 
 step "int: the deploy action executes exactly the approved change set in the int account"
 local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
+
+step "int: a canary (Canary10Percent5Minutes, compressed: minutes become seconds): 10%, hold, 100%, bake, watching the app's alarm"
+local_ watch-traffic --environment int --expect succeeded --timeout 120
+local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
 
 step "The same link again: it worked once, and now says the approval is already decided"
 if local_ follow "$LINK" --decide approve; then
@@ -70,13 +74,46 @@ step "stg: once approved, the images are promoted by digest from the source regi
 local_ wait-action --stage Stg --action Promote --expect Succeeded --timeout 120
 local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
 
-step "prod: the change set in the prod account (444444444444); the change advisory board is mailed"
+step "stg: the canary starts; at 10% the app's 5xx alarm fires"
+local_ watch-traffic --environment stg --until-percent 10 --timeout 120
+local_ set-alarm --account 333333333333 --name orders-stg-5xx --state ALARM --reason "Threshold Crossed: 1 datapoint [7.0] was greater than or equal to the threshold (1.0)."
+
+step "stg: the rollback function puts all traffic back on the previous version; the pipeline stops with the alarm's reason"
+local_ watch-traffic --environment stg --expect rolled_back --timeout 60
+local_ wait-action --stage Stg --action Traffic --expect Failed --timeout 60
+
+step "The stg team's email"
+local_ outbox --last 1
+
+step "The integrator fixes the bug and builds orders 1.4.1; it is dropped and accepted"
+"$BIN/shipgate-example" --version 1.4.1 --out "$STATE/releases"
+local_ drop "$STATE"/releases/orders-1.4.1.zip --wait --expect accepted
+
+step "int: approved; int's traffic is on the second target group since 1.4.0, so the roles swap"
+local_ approval --stage Int --action ApproveInt --wait 120 >/dev/null
+approve Int ApproveInt int-lead@shipgate.local "1.4.1 fixes the 5xx"
+local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
+local_ watch-traffic --environment int --expect succeeded --timeout 120
+local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
+
+step "stg: approved, promoted, deployed; this time the canary goes to 100% and bakes with the alarm quiet"
+local_ set-alarm --account 333333333333 --name orders-stg-5xx --state OK --reason "no 5xx since 1.4.0 was rolled back"
+local_ approval --stage Stg --action ApproveStg --wait 120 >/dev/null
+approve Stg ApproveStg stg-lead@shipgate.local "retest of the fix"
+local_ wait-action --stage Stg --action Promote --expect Succeeded --timeout 120
+local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
+local_ watch-traffic --environment stg --expect succeeded --timeout 120
+local_ wait-action --stage Stg --action Traffic --expect Succeeded --timeout 60
+
+step "prod: the change set in the prod account (444444444444); the change advisory board approves"
 local_ approval --stage Prod --action ApproveProd --wait 120
 approve Prod ApproveProd cab@shipgate.local "CAB 2026-11-26"
 
-step "prod: the images go from stg's registry to prod's (same digests), then the change set runs"
+step "prod: the images go from stg's registry to prod's (same digests), the change set runs, traffic moves linearly"
 local_ wait-action --stage Prod --action Promote --expect Succeeded --timeout 120
 local_ wait-action --stage Prod --action Deploy --expect Succeeded --timeout 120
+local_ watch-traffic --environment prod --expect succeeded --timeout 120
+local_ wait-action --stage Prod --action Traffic --expect Succeeded --timeout 60
 
 step "Releases (with each promotion's images, digests and bytes copied) and pipeline executions"
 local_ status
@@ -85,4 +122,4 @@ step "Stopping the local stack"
 local_ down
 trap - EXIT
 pgrep -f "$STATE" >/dev/null && { echo "processes of the stack are still running" >&2; exit 1; }
-step "Demo finished: one release rejected with its problems listed and emailed; one accepted, summarised, approved through the page and deployed in int, stg and prod, its images promoted by digest"
+step "Demo finished: one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed in int with a canary, promoted by digest to stg, rolled back there when its alarm fired; the fix went through int, stg and prod"

@@ -43,6 +43,10 @@ pub struct StackOptions {
     pub parameters: BTreeMap<String, String>,
     /// How often alarms are polled for state changes (moto emits no alarm events).
     pub alarm_poll: Duration,
+    /// Whether the environment accounts' alarms reach the functions too (as environment.yaml's
+    /// forwarding rule does in AWS), besides the tooling account's. Tests that invoke the
+    /// traffic and rollback functions themselves turn it off, to decide who sees an alarm.
+    pub environment_alarms: bool,
     /// How long after a continuation the CodePipeline stand-in invokes an action again.
     pub continuation_delay: Duration,
     /// Deploy this environment template (`environment.yaml`) as `shipgate-env` in every
@@ -66,6 +70,7 @@ impl StackOptions {
             retry_delays: vec![Duration::from_millis(500), Duration::from_secs(1)],
             parameters: default_parameters(),
             alarm_poll: Duration::from_millis(100),
+            environment_alarms: true,
             continuation_delay: Duration::from_millis(200),
             // Most tests stop before a deployment; those that deploy ask for it.
             environment_template: None,
@@ -83,6 +88,7 @@ impl StackOptions {
             retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
             parameters: default_parameters(),
             alarm_poll: Duration::from_millis(250),
+            environment_alarms: true,
             continuation_delay: Duration::from_millis(500),
             environment_template: Some(
                 template
@@ -137,6 +143,19 @@ pub fn default_parameters() -> BTreeMap<String, String> {
         (
             "ProdApprovers".to_owned(),
             "cab@shipgate.local,prod-oncall@shipgate.local".to_owned(),
+        ),
+        // The plans of a real pipeline, compressed (`scale=`): minutes become seconds.
+        (
+            "IntTrafficPlan".to_owned(),
+            "Canary10Percent5Minutes;bake=3m;scale=60".to_owned(),
+        ),
+        (
+            "StgTrafficPlan".to_owned(),
+            "Canary10Percent5Minutes;bake=3m;scale=20".to_owned(),
+        ),
+        (
+            "ProdTrafficPlan".to_owned(),
+            "Linear10PercentEvery1Minute;bake=3m;scale=60".to_owned(),
         ),
     ])
 }
@@ -275,16 +294,38 @@ impl Stack {
             .context("reading alarm subscriptions from the template")?;
         // Alarm actions name functions by physical name (their ARN); the host knows logical ids.
         let alarm_host = NamedFunctions::from_provisioned(functions.clone(), &provisioned);
-        tasks.push(tokio::spawn(alarms::watch_alarms(
-            aws_sdk_cloudwatch::Client::new(&sdk),
-            Arc::new(alarm_host),
-            alarm_subscribers,
-            accounts::TOOLING.to_owned(),
-            accounts::REGION.to_owned(),
-            options.alarm_poll,
-            options.retry_delays.clone(),
-            stop_rx.clone(),
-        )));
+        // In AWS each environment account's default bus forwards its alarm state changes to the
+        // tooling account's bus (environment.yaml's rule), where the template's rule matches
+        // them: one watcher per account, each reading that account's alarms.
+        let alarm_host = Arc::new(alarm_host);
+        let watched: &[&str] = if options.environment_alarms {
+            &[
+                accounts::TOOLING,
+                accounts::INT,
+                accounts::STG,
+                accounts::PROD,
+            ]
+        } else {
+            &[accounts::TOOLING]
+        };
+        for &account in watched {
+            let account_sdk = if account == accounts::TOOLING {
+                sdk.clone()
+            } else {
+                shipgate::aws::assume_role(&sdk, &accounts::deploy_role_arn(account), "alarms")
+                    .await
+            };
+            tasks.push(tokio::spawn(alarms::watch_alarms(
+                aws_sdk_cloudwatch::Client::new(&account_sdk),
+                alarm_host.clone(),
+                alarm_subscribers.clone(),
+                account.to_owned(),
+                accounts::REGION.to_owned(),
+                options.alarm_poll,
+                options.retry_delays.clone(),
+                stop_rx.clone(),
+            )));
+        }
 
         Ok(Self {
             moto,

@@ -60,6 +60,8 @@ impl World {
         let stack = start_stack(name, |o| {
             o.registries = false;
             o.deliver_s3_events = false;
+            // The tests invoke the traffic and rollback functions themselves.
+            o.environment_alarms = false;
         })
         .await?;
         let table = stack.provisioned.table.clone().context("table")?;
