@@ -15,6 +15,7 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::event::cloudwatch_alarms::{CloudWatchAlarm, CloudWatchAlarmData};
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use shipgate::config::{ConfigError, Env};
@@ -24,6 +25,9 @@ use shipgate::deploy::{
 };
 use shipgate::store::{Deployment, StoreError};
 use tracing::{Instrument, info, info_span, warn};
+
+/// How many deployments one alarm rolls back at once.
+const ROLLBACK_CONCURRENCY: usize = 8;
 
 /// EventBridge `source` and `detail-type` of an alarm state change.
 pub const SOURCE: &str = "aws.cloudwatch";
@@ -297,34 +301,51 @@ impl RollbackFunction {
         result.action = AlarmAction::Handled;
         let owner = format!("rollback/{}", uuid::Uuid::new_v4());
         let mut failures = Vec::new();
-        // One deployment at a time: each is a handful of calls, and a failure of one does not
-        // stop the others.
+        // Several deployments at once (each has its own claim on its record, so they cannot
+        // get in each other's way), a bounded number so that a popular alarm does not flood
+        // the APIs; a failure of one does not stop the others. bench-rollback measured the
+        // serial loop this replaces at ~7 s for 50 deployments, one call in flight at a time.
+        let mut concerned = Vec::new();
         for d in watching {
-            if let Err(why) = alarm_concerns(&change, &d) {
-                let why = match why {
-                    NotForDeployment::NotAlarm { state } => format!("state {state} is not ALARM"),
-                    NotForDeployment::Predates { .. } => format!(
-                        "the alarm went to ALARM before the deployment started ({}); the traffic \
-                         action checks the alarm before each step",
-                        shipgate::deploy::rfc3339(change.state_at_ms)
-                    ),
-                };
-                result.skipped.push(Skipped {
-                    deployment_id: d.deployment_id.clone(),
-                    why,
-                });
-                continue;
+            match alarm_concerns(&change, &d) {
+                Ok(()) => concerned.push(d),
+                Err(why) => {
+                    let why = match why {
+                        NotForDeployment::NotAlarm { state } => {
+                            format!("state {state} is not ALARM")
+                        }
+                        NotForDeployment::Predates { .. } => format!(
+                            "the alarm went to ALARM before the deployment started ({}); the \
+                             traffic action checks the alarm before each step",
+                            shipgate::deploy::rfc3339(change.state_at_ms)
+                        ),
+                    };
+                    result.skipped.push(Skipped {
+                        deployment_id: d.deployment_id.clone(),
+                        why,
+                    });
+                }
             }
-            let id = d.deployment_id.clone();
-            let request = RollbackRequest {
-                alarm: Some(&change.alarm),
-                reason: &change.reason,
-                by: "alarm",
-                owner: &owner,
-                now_ms,
-                job: JobHandling::FailRecordedJob,
-            };
-            match self.deployer.roll_back(d, request, None).await {
+        }
+        let (alarm, reason, owner) = (&change.alarm, &change.reason, &owner);
+        let outcomes: Vec<_> = futures::stream::iter(concerned)
+            .map(|d| async move {
+                let id = d.deployment_id.clone();
+                let request = RollbackRequest {
+                    alarm: Some(alarm),
+                    reason,
+                    by: "alarm",
+                    owner,
+                    now_ms,
+                    job: JobHandling::FailRecordedJob,
+                };
+                (id, self.deployer.roll_back(d, request, None).await)
+            })
+            .buffered(ROLLBACK_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, outcome) in outcomes {
+            match outcome {
                 Ok(report) => {
                     info!(deployment_id = %id, outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), job = report.job.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "alarm handled for deployment");
                     result.deployments.push(report);
