@@ -46,7 +46,7 @@ setup: apt venv
 build:
 	$(CARGO) build --workspace --all-targets
 
-test: setup
+test: setup lint-templates
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 demo: setup
@@ -56,11 +56,13 @@ demo: setup
 ## Lambda packages: every function (functions/<bin>, package shipgate-<bin>) cross-compiled for
 ## arm64 by cargo-lambda, with zig from the `ziglang` wheel (both pinned in
 ## requirements-package.txt, installed into the venv only when missing or changed), into
-## target/lambda/<bin>/bootstrap (under $CARGO_TARGET_DIR if set), zipped as Lambda takes it. Prints each zip's size; a zip over
-## the 4 MiB budget (issue 7) fails. `make test` runs it once per run.
+## target/lambda/<bin>/bootstrap (under $CARGO_TARGET_DIR if set), zipped as Lambda takes it.
+## Prints each zip's size; a zip over the 4 MiB budget (issue 7) fails. PACKAGE_FLAGS go to
+## `cargo lambda build` (`--timings`: where the build's time goes). Not in `make test` yet.
 FUNCTION_BINS   := $(notdir $(patsubst %/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
 PACKAGE_TARGET  := aarch64-unknown-linux-gnu
 ZIP_LIMIT_BYTES := 4194304
+PACKAGE_FLAGS   ?=
 
 .PHONY: package package-tools bench-coldstart
 package-tools: $(VENV)/.package-installed
@@ -73,7 +75,7 @@ $(VENV)/.package-installed: requirements-package.txt | $(VENV)/.installed
 package: package-tools
 	@rustup target list --installed | grep -qx $(PACKAGE_TARGET) || rustup target add $(PACKAGE_TARGET)
 	start=$$(date +%s)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 $(addprefix -p shipgate-,$(FUNCTION_BINS))
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 $(PACKAGE_FLAGS) $(addprefix -p shipgate-,$(FUNCTION_BINS))
 	echo "==> built $(words $(FUNCTION_BINS)) functions for arm64 in $$(( $$(date +%s) - start ))s"
 	over=""
 	for bin in $(FUNCTION_BINS); do
@@ -89,12 +91,12 @@ package: package-tools
 ## Benchmarks (print figures; not part of make test).
 ## Cold starts of the functions' release binaries (host architecture) against a Lambda Runtime
 ## API emulator and the local stack; the bench itself is a dev build (it only times children).
-## Run `make package` first to see the arm64 zip sizes in its table.
-BENCH_COLDSTART_FUNCTIONS := intake change-set mailer approval-page
+## Every function of functions/ (FUNCTION_BINS, the same selection as `make package`, so cargo
+## unifies the same features). Run `make package` first to see the arm64 zip sizes in its table.
 bench-coldstart: setup
-	$(CARGO) build --release $(addprefix -p shipgate-,$(BENCH_COLDSTART_FUNCTIONS))
+	$(CARGO) build --release $(addprefix -p shipgate-,$(FUNCTION_BINS))
 	$(CARGO) build -p shipgate-tests --bin bench-coldstart
-	SHIPGATE_BENCH_BIN_DIR=target/release ./target/debug/bench-coldstart
+	SHIPGATE_BENCH_BIN_DIR=$${CARGO_TARGET_DIR:-target}/release $${CARGO_TARGET_DIR:-target}/debug/bench-coldstart
 
 bench-intake: setup
 	$(CARGO) build --release -p shipgate-local -p shipgate-tests --bin shipgate-local --bin bench-intake
@@ -104,6 +106,50 @@ bench-intake: setup
 bench-promote: setup
 	$(CARGO) build --release -p shipgate-tests --bin bench-promote
 	./target/release/bench-promote
+
+.PHONY: bench-rollback
+bench-rollback: setup
+	$(CARGO) build --release -p shipgate-tests --bin bench-rollback
+	./target/release/bench-rollback
+
+## Template linters (issue 7), on template.yaml and environment.yaml: cfn-lint, `sam validate
+## --lint` and checkov. Each venv is made, from its pinned requirements, only when missing or
+## changed: aws-sam-cli and cfn-lint in $(LINT_VENV), checkov in $(CHECKOV_VENV) (its boto3 pin
+## clashes with aws-sam-cli's). All three run offline: `sam validate --lint` needs a region and
+## no credentials (any region: it names none in the result); checkov downloads nothing with
+## --skip-download. A checkov finding is fixed or skipped in the resource's Metadata with a reason.
+LINT_VENV      := .venv-lint
+CHECKOV_VENV   := .venv-checkov
+LINT_TEMPLATES := template.yaml environment.yaml
+
+.PHONY: lint-templates lint-tools
+lint-tools: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed
+
+$(LINT_VENV)/.installed: requirements-lint.txt
+	@echo "==> creating $(LINT_VENV) with $$(grep -v '^#' requirements-lint.txt | xargs)"
+	python3 -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-lint.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@echo "==> creating $(CHECKOV_VENV) with $$(grep -v '^#' requirements-checkov.txt | xargs)"
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+lint-templates: lint-tools
+	@start=$$(date +%s)
+	echo "==> cfn-lint $(LINT_TEMPLATES)"
+	$(LINT_VENV)/bin/cfn-lint $(LINT_TEMPLATES)
+	for template in $(LINT_TEMPLATES); do
+	  echo "==> sam validate --lint -t $$template"
+	  env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+	    SAM_CLI_TELEMETRY=0 $(LINT_VENV)/bin/sam validate --lint --region eu-west-1 -t $$template
+	done
+	echo "==> checkov $(LINT_TEMPLATES)"
+	$(CHECKOV_VENV)/bin/checkov $(addprefix -f ,$(LINT_TEMPLATES)) --framework cloudformation \
+	  --skip-download --compact --quiet
+	echo "==> templates linted in $$(( $$(date +%s) - start ))s"
 
 fmt:
 	$(CARGO) fmt --all -- --check

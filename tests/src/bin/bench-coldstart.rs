@@ -15,10 +15,18 @@
 //! - intake: the S3 event of a fresh valid drop per run (it starts a pipeline execution, which
 //!   the bench then stops with abandon so the stand-in's in-process work does not skew later
 //!   runs);
-//! - change-set: AWS's sample `CodePipeline.job` event: its `UserParameters` are not shipgate's,
-//!   so the function fails the job, and the stand-in answers that it knows no such job;
+//! - change-set, deploy, traffic, promote: a `CodePipeline.job` event (AWS's sample, a fresh job
+//!   and execution id per run) with the `UserParameters` and input artifacts of the first
+//!   pipeline action that invokes the function (read back from the stand-in with
+//!   `GetPipeline`, its `#{…}` variables filled in), for a release nobody recorded: each loads
+//!   its config, builds its clients, makes its first AWS calls (DynamoDB; traffic assumes the
+//!   environment's deploy role first), fails the job, and the stand-in answers that it knows no
+//!   such job (the answer column shows that error);
+//! - checks (not in the pipeline yet): the same, with the `UserParameters` of its README;
 //! - mailer: an SNS notification that is not an approval (ignored);
-//! - approval-page: a function URL `GET /` without a link token (the 400 page).
+//! - approval-page: a function URL `GET /` without a link token (the 400 page);
+//! - rollback: EventBridge's "CloudWatch Alarm State Change" to ALARM (AWS's sample) for an
+//!   int-account alarm no deployment watches: one query of the alarm index, ignored.
 //!
 //! Prints a table (median and worst of N runs) with the arm64 zip size from `make package`
 //! (`target/lambda/<bin>/bootstrap.zip`, under `CARGO_TARGET_DIR` if set) when it exists;
@@ -44,39 +52,73 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use shipgate_local::accounts::{REGION, TOOLING};
+use shipgate_local::accounts::{INT, REGION, TOOLING};
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_tests::drops::ReleaseBuilder;
 use shipgate_tests::support::{push_source_image, s3_put_event};
 use tokio::sync::mpsc;
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// `MemorySize` of every function (template.yaml's `Globals`).
-const MEMORY_MB: &str = "256";
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The release the action functions' jobs name: nobody recorded it.
+const MISSING_RELEASE: &str = "rel-c01d57a4700000000000";
+/// The int-account alarm the rollback event is about: no deployment watches it.
+const UNWATCHED_ALARM: &str = "bench-coldstart-unwatched";
 
-/// One function: its binary, its logical id in the template, and how to make its first event.
+/// One function: its binary, its logical id in the template and its `MemorySize` there.
 struct Function {
     binary: &'static str,
     logical_id: &'static str,
+    memory_mb: u32,
 }
 
-const FUNCTIONS: [Function; 4] = [
+/// Every function binary of `functions/`. `MemorySize`: template.yaml's `Globals` (256) unless
+/// the function sets its own.
+const FUNCTIONS: [Function; 9] = [
     Function {
         binary: "intake",
         logical_id: "IntakeFunction",
+        memory_mb: 256,
     },
     Function {
         binary: "change-set",
         logical_id: "ChangeSetFunction",
+        memory_mb: 256,
     },
     Function {
         binary: "mailer",
         logical_id: "MailerFunction",
+        memory_mb: 256,
     },
     Function {
         binary: "approval-page",
         logical_id: "ApprovalPageFunction",
+        memory_mb: 256,
+    },
+    Function {
+        binary: "deploy",
+        logical_id: "DeployFunction",
+        memory_mb: 256,
+    },
+    Function {
+        binary: "checks",
+        logical_id: "ChecksFunction",
+        memory_mb: 256,
+    },
+    Function {
+        binary: "traffic",
+        logical_id: "TrafficFunction",
+        memory_mb: 256,
+    },
+    Function {
+        binary: "rollback",
+        logical_id: "RollbackFunction",
+        memory_mb: 256,
+    },
+    Function {
+        binary: "promote",
+        logical_id: "PromoteFunction",
+        memory_mb: 1024,
     },
 ];
 
@@ -147,7 +189,8 @@ async fn main() -> Result<()> {
             .join(f.binary)
             .join("bootstrap.zip");
         let zip_size = std::fs::metadata(&zip).ok().map(|m| m.len());
-        rows.push(Row::new(f.binary, samples, zip_size));
+        let logged = logged_outcome(&work.join(format!("{}.log", f.binary)));
+        rows.push(Row::new(f.binary, samples, zip_size, logged));
     }
 
     println!();
@@ -186,7 +229,7 @@ fn function_env(stack: &Stack, f: &Function) -> Result<BTreeMap<String, String>>
         .env_by_function
         .get(f.logical_id)
         .with_context(|| format!("template.yaml has no function {}", f.logical_id))?;
-    let name = format!("shipgate-{}", f.logical_id);
+    let name = function_name(stack, f);
     let mut env: BTreeMap<String, String> = BTreeMap::from(
         [
             ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"),
@@ -194,7 +237,6 @@ fn function_env(stack: &Stack, f: &Function) -> Result<BTreeMap<String, String>>
             ("TZ", ":UTC"),
             ("_HANDLER", "bootstrap"),
             ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", MEMORY_MB),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
@@ -206,6 +248,10 @@ fn function_env(stack: &Stack, f: &Function) -> Result<BTreeMap<String, String>>
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
     env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone());
+    env.insert(
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+        f.memory_mb.to_string(),
+    );
     env.insert(
         "AWS_LAMBDA_LOG_GROUP_NAME".into(),
         format!("/aws/lambda/{name}"),
@@ -225,18 +271,199 @@ fn function_env(stack: &Stack, f: &Function) -> Result<BTreeMap<String, String>>
     Ok(env)
 }
 
-/// `runs` first events for `f`: one fresh drop per run for intake, the same event otherwise.
+/// `runs` first events for `f`: one fresh drop per run for intake, one fresh job per run for the
+/// action functions, the same event otherwise.
 async fn first_events(stack: &Stack, f: &Function, runs: usize) -> Result<Vec<Value>> {
     let event = match f.binary {
         "intake" => return intake_events(stack, runs).await,
-        "change-set" => serde_json::from_str(include_str!(
-            "../../../shared/tests/fixtures/codepipeline-job.json"
-        ))?,
+        "change-set" | "deploy" | "traffic" | "promote" | "checks" => {
+            let action = action_of(stack, f).await?;
+            return (0..runs).map(|_| action.job_event(stack)).collect();
+        }
         "mailer" => sns_event_not_an_approval(),
         "approval-page" => function_url_get_without_token(),
+        "rollback" => alarm_event_nobody_watches()?,
         other => bail!("no event for {other}"),
     };
     Ok(vec![event; runs])
+}
+
+/// The function's name, as the template's `!Ref` gives it.
+fn function_name(stack: &Stack, f: &Function) -> String {
+    stack
+        .provisioned
+        .refs
+        .get(f.logical_id)
+        .cloned()
+        .unwrap_or_else(|| format!("shipgate-{}", f.logical_id))
+}
+
+/// A pipeline action that invokes a function: what its jobs carry.
+struct Action {
+    function_name: String,
+    /// With CodePipeline's `#{…}` variables still in.
+    user_parameters: String,
+    input_artifacts: Vec<String>,
+    pipeline: String,
+}
+
+/// The first action of the pipeline (stage order) that invokes `f`, as the stand-in has the
+/// pipeline; for checks, which is not in the pipeline yet, its README's parameters.
+async fn action_of(stack: &Stack, f: &Function) -> Result<Action> {
+    let function_name = function_name(stack, f);
+    let pipeline = stack
+        .provisioned
+        .refs
+        .get("PipelineName")
+        .cloned()
+        .context("the template has no PipelineName")?;
+    let declaration = aws_sdk_codepipeline::Client::new(&stack.sdk)
+        .get_pipeline()
+        .name(&pipeline)
+        .send()
+        .await
+        .context("GetPipeline")?;
+    let found = declaration
+        .pipeline()
+        .into_iter()
+        .flat_map(|p| p.stages())
+        .flat_map(|stage| stage.actions())
+        .find_map(|action| {
+            let config = action.configuration()?;
+            (config.get("FunctionName")? == &function_name).then(|| Action {
+                function_name: function_name.clone(),
+                user_parameters: config.get("UserParameters").cloned().unwrap_or_default(),
+                input_artifacts: action
+                    .input_artifacts()
+                    .iter()
+                    .map(|a| a.name().to_owned())
+                    .collect(),
+                pipeline: pipeline.clone(),
+            })
+        });
+    match (found, f.binary) {
+        (Some(action), _) => Ok(action),
+        // functions/checks/README.md; the release is the pipeline's source output.
+        (None, "checks") => Ok(Action {
+            function_name,
+            user_parameters: json!({
+                "environment": "int",
+                "releaseId": "#{variables.ReleaseId}",
+                "executionId": "#{codepipeline.PipelineExecutionId}",
+                "endpoint": "#{IntDeploy.ShipgateTestEndpoint}",
+            })
+            .to_string(),
+            input_artifacts: vec!["ReleaseArtifact".to_owned()],
+            pipeline,
+        }),
+        (None, _) => bail!("no action of pipeline {pipeline} invokes {function_name}"),
+    }
+}
+
+impl Action {
+    /// The job CodePipeline would send for a new execution of a release nobody recorded.
+    fn job_event(&self, stack: &Stack) -> Result<Value> {
+        let execution_id = uuid::Uuid::new_v4().to_string();
+        let parameters = fill_variables(&self.user_parameters, &execution_id)?;
+        let bucket = stack
+            .provisioned
+            .artifact_bucket
+            .clone()
+            .context("the template has no artifact bucket")?;
+        let short = |s: &str| s.chars().take(20).collect::<String>();
+        let inputs: Vec<Value> = self
+            .input_artifacts
+            .iter()
+            .map(|name| {
+                let random = &uuid::Uuid::new_v4().simple().to_string()[..7];
+                json!({
+                    "name": name,
+                    "revision": null,
+                    "location": {
+                        "type": "S3",
+                        "s3Location": {
+                            "bucketName": bucket,
+                            "objectKey": format!("{}/{}/{random}", short(&self.pipeline), short(name)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut event: Value = serde_json::from_str(include_str!(
+            "../../../shared/tests/fixtures/codepipeline-job.json"
+        ))?;
+        let job = &mut event["CodePipeline.job"];
+        job["id"] = json!(uuid::Uuid::new_v4().to_string());
+        job["accountId"] = json!(TOOLING);
+        let data = &mut job["data"];
+        data["actionConfiguration"]["configuration"] =
+            json!({"FunctionName": self.function_name, "UserParameters": parameters});
+        data["inputArtifacts"] = json!(inputs);
+        // A first invocation carries no continuation token.
+        if let Some(data) = data.as_object_mut() {
+            data.remove("continuationToken");
+        }
+        Ok(event)
+    }
+}
+
+/// `UserParameters` with CodePipeline's variables resolved as an execution of a release nobody
+/// recorded would resolve them; the deploy action's outputs get plausible int-account values.
+fn fill_variables(text: &str, execution_id: &str) -> Result<String> {
+    let arn = |resource: &str| format!("arn:aws:elasticloadbalancing:{REGION}:{INT}:{resource}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("#{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .with_context(|| format!("an unclosed variable in {text}"))?;
+        let variable = &rest[start + 2..start + end];
+        let output = variable.split_once('.').map_or("", |(_, name)| name);
+        let value = match (variable, output) {
+            ("variables.ReleaseId", _) => MISSING_RELEASE.to_owned(),
+            ("codepipeline.PipelineExecutionId", _) => execution_id.to_owned(),
+            (_, "ShipgateTestEndpoint") => "http://127.0.0.1:9".to_owned(),
+            (_, "ShipgateAlarms") => "orders-int-5xx,orders-int-latency".to_owned(),
+            (_, "ShipgateProdListener") => {
+                arn("listener/app/orders-int/50dc6c495c0c9188/f2f7dc8efc522ab2")
+            }
+            (_, "ShipgateTestListener") => {
+                arn("listener/app/orders-int/50dc6c495c0c9188/0467ef3c8400ae65")
+            }
+            (_, "ShipgateBlueTargetGroup") => arn("targetgroup/orders-int-blue/73e2d6bc24d8a067"),
+            (_, "ShipgateGreenTargetGroup") => arn("targetgroup/orders-int-green/943f017f100becff"),
+            _ => bail!("the pipeline passes #{{{variable}}}: give the bench a value for it"),
+        };
+        out.push_str(&value);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// AWS's EventBridge sample of an alarm going to ALARM, for an int-account alarm nothing
+/// watches, now.
+fn alarm_event_nobody_watches() -> Result<Value> {
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../../functions/rollback/tests/fixtures/eventbridge-alarm-state-change.json"
+    ))?;
+    let now = time::OffsetDateTime::now_utc();
+    let cloudwatch_time = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
+    );
+    let event_time =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    event["id"] = json!(uuid::Uuid::new_v4().to_string());
+    event["account"] = json!(INT);
+    event["region"] = json!(REGION);
+    event["time"] = json!(now.format(&event_time)?);
+    event["resources"] = json!([format!(
+        "arn:aws:cloudwatch:{REGION}:{INT}:alarm:{UNWATCHED_ALARM}"
+    )]);
+    event["detail"]["alarmName"] = json!(UNWATCHED_ALARM);
+    event["detail"]["state"]["timestamp"] = json!(now.format(&cloudwatch_time)?);
+    Ok(event)
 }
 
 /// One valid release per run (versions 1.0.0, 1.0.1, …), each uploaded under `incoming/`.
@@ -586,11 +813,21 @@ struct Row {
 }
 
 impl Row {
-    fn new(binary: &'static str, samples: Vec<Sample>, zip: Option<u64>) -> Self {
-        let answer = samples
-            .first()
-            .map(|s| summarise(&s.answer))
-            .unwrap_or_default();
+    fn new(
+        binary: &'static str,
+        samples: Vec<Sample>,
+        zip: Option<u64>,
+        logged: Option<String>,
+    ) -> Self {
+        let first = samples.first().map(|s| &s.answer);
+        let mut answer = first.map(summarise).unwrap_or_default();
+        // An error answer (the action functions: the stand-in knows no such job) hides how far
+        // the function got: its log says.
+        if let (Some(first), Some(logged)) = (first, logged)
+            && !first.ok
+        {
+            answer = format!("{answer} after job {logged}");
+        }
         let mut init: Vec<_> = samples.iter().map(|s| s.init).collect();
         let mut invoke: Vec<_> = samples.iter().map(|s| s.invoke).collect();
         let mut rss: Vec<_> = samples.iter().map(|s| s.peak_rss_kib).collect();
@@ -646,6 +883,20 @@ impl Row {
     }
 }
 
+/// The last `outcome` the function logged (with its `error_type`), from the last run's log.
+fn logged_outcome(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|line| {
+        let entry: Value = serde_json::from_str(line).ok()?;
+        let fields = entry.get("fields")?;
+        let outcome = fields.get("outcome")?.as_str()?;
+        Some(match fields.get("error_type").and_then(Value::as_str) {
+            Some(kind) => format!("{outcome} `{kind}`"),
+            None => outcome.to_owned(),
+        })
+    })
+}
+
 /// The first run's answer in a few words: the response's outcome(s), or the error's type.
 fn summarise(answer: &Answer) -> String {
     let body = &answer.body;
@@ -671,6 +922,10 @@ fn summarise(answer: &Answer) -> String {
         .unwrap_or_default();
     if !outcomes.is_empty() {
         return outcomes.join(", ");
+    }
+    // rollback: what the alarm event did.
+    if let Some(action) = body.get("action").and_then(Value::as_str) {
+        return action.to_owned();
     }
     match body.get("outcome").and_then(Value::as_str) {
         Some(o) => o.to_owned(),
