@@ -506,12 +506,7 @@ async fn drop_zip(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )
-        })?;
+        .map_err(sdk_error)?;
     let version = out.version_id().unwrap_or_default().to_owned();
     println!("dropped s3://{bucket}/{key} (version {version})");
     if !wait {
@@ -692,14 +687,17 @@ async fn set_alarm(account: &str, name: &str, state: &str, reason: &str) -> Resu
         .state_reason(reason)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )
-        })?;
+        .map_err(sdk_error)?;
     println!("alarm {name} in {account} set to {state}: {reason}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An SDK error with its whole chain of causes, as one line.
+fn sdk_error<E: std::error::Error>(e: E) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        aws_smithy_types::error::display::DisplayErrorContext(&e)
+    )
 }
 
 async fn rollback_function() -> Result<shipgate_rollback::RollbackFunction> {
@@ -726,12 +724,7 @@ async fn wait_action(
             .name(&pipeline)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(sdk_error)?;
         let latest = state
             .stage_states()
             .iter()
