@@ -4,7 +4,7 @@
 //! domain and the pure decisions (what a manifest means, whether a drop is acceptable), the
 //! adapters to the AWS services the functions call (one module per service, concrete SDK
 //! clients), the DynamoDB record store, and the process-wide pieces: configuration read once
-//! from the environment, error types, and structured logging.
+//! from the environment, error types, structured logging and metrics.
 
 pub mod approval;
 pub mod aws;
@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod error;
 pub mod job;
 pub mod links;
+pub mod metrics;
 pub mod plan;
 pub mod registry;
 pub mod release;

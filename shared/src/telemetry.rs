@@ -5,7 +5,9 @@
 
 /// Installs the process-wide JSON subscriber. `RUST_LOG` (or the function's `AWS_LAMBDA_LOG_LEVEL`)
 /// sets the level; the default is `info`. Safe to call more than once: later calls do nothing.
+/// Metric lines ([`crate::metrics`]) go to stdout from then on too.
 pub fn init() {
+    crate::metrics::write_to_stdout();
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG")
         .ok()
