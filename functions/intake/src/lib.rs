@@ -21,6 +21,7 @@ use shipgate::aws::codepipeline::{ExecutionRequest, start_execution};
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object, move_object, put_json};
 use shipgate::aws::ses::send_email;
 use shipgate::error::AwsError;
+use shipgate::metrics::{MetricEvent, MetricName};
 use shipgate::registry::{RegistryError, ecr_registry};
 use shipgate::release::{Inspection, Problem, ProblemCode, inspect_release};
 use shipgate::store::{Claim, ReleaseRecord, ReleaseState, Store, StoreError};
@@ -414,6 +415,11 @@ impl Intake {
         record.updated_at = now_rfc3339();
         self.store.update_release(&record, owner).await?;
         info!(execution_id = %execution_id, pipeline = %self.config.pipeline_name, outcome = "started", "pipeline execution started");
+        MetricEvent::count(MetricName::ReleasesAccepted)
+            .application(record.application.as_deref())
+            .with_total()
+            .ids(&record.release_id, &execution_id)
+            .emit();
         Ok(RecordOutcome::Started {
             release_id: record.release_id,
             execution_id,
@@ -479,6 +485,12 @@ impl Intake {
         record.updated_at = now_rfc3339();
         self.store.update_release(&record, owner).await?;
         info!(problems = problems.len(), codes = ?codes, outcome = "rejected", "release rejected");
+        MetricEvent::count(MetricName::ReleasesRejected)
+            .application(record.application.as_deref())
+            .with_total()
+            .property("release_id", record.release_id.as_str())
+            .property("problems", problems.len())
+            .emit();
         Ok(RecordOutcome::Rejected {
             release_id: record.release_id,
             codes,
