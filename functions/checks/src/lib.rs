@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
 use shipgate::job::{Answer, Job, Outcome};
+use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::release::{Check, Checks, inspect_release};
 use shipgate::store::Store;
 use tracing::{Instrument, info, info_span, warn};
@@ -147,6 +148,11 @@ impl ChecksFunction {
         let budget = Duration::from_secs(self.config.invocation_seconds);
         let started = Instant::now();
         let first = state.next;
+        let metrics = StageMetrics::new(
+            &parameters.environment,
+            &parameters.release_id,
+            &parameters.execution_id,
+        );
         while let Some(check) = checks.checks.get(state.next) {
             let worst = worst_case(check, self.config.attempts);
             if state.next > first && started.elapsed() + worst > budget {
@@ -166,9 +172,13 @@ impl ChecksFunction {
                 let message =
                     failure_message(&parameters.environment, check, &url, tries, &mismatch);
                 warn!(check = %check.name, tries, ms, outcome = "failed", reason = %message, "check failed");
+                let event = metrics.event(MetricName::ChecksFailed, 1.0);
+                event.property("check", check.name.as_str()).emit();
                 return Ok(Outcome::failed(message));
             }
             info!(check = %check.name, tries, ms, outcome = "passed", "check passed");
+            let event = metrics.event(MetricName::ChecksPassed, 1.0);
+            event.property("check", check.name.as_str()).emit();
             state.elapsed_ms = state.elapsed_ms.saturating_add(ms);
             state.next += 1;
         }
