@@ -37,6 +37,7 @@ use shipgate::aws::cloudformation::{
 };
 use shipgate::error::AwsError;
 use shipgate::job::{Answer, Job, Outcome};
+use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
@@ -107,6 +108,11 @@ impl DeployFunction {
         let waited = now - since;
         let timeout = self.config.timeout_seconds;
         let next = Progress { since, polls };
+        let metrics = StageMetrics::new(
+            &target.environment,
+            &target.release_id,
+            &target.execution_id,
+        );
         let e = match self.look(target, progress.is_some()).await {
             Ok(stacks) => {
                 return match decide(
@@ -118,6 +124,7 @@ impl DeployFunction {
                 ) {
                     Verdict::Done { summary, variables } => {
                         info!(polls, waited, outcome = "done", summary = %summary, "stacks deployed");
+                        metrics.count(MetricName::DeploysSucceeded);
                         Outcome::Done {
                             summary,
                             output_variables: variables,
@@ -129,6 +136,7 @@ impl DeployFunction {
                     }
                     Verdict::Fail { message } => {
                         warn!(polls, waited, outcome = "failed", reason = %message, "deployment failed");
+                        metrics.count(MetricName::DeploysFailed);
                         Outcome::failed(message)
                     }
                 };
@@ -136,6 +144,7 @@ impl DeployFunction {
             Err(e) => e,
         };
         if !e.is_retryable() {
+            metrics.count(MetricName::DeploysFailed);
             return failed(&e);
         }
         if !progress::out_of_time(waited, timeout) {
@@ -149,6 +158,7 @@ impl DeployFunction {
             progress::minutes(waited)
         );
         warn!(polls, waited, error_type = e.error_type(), outcome = "failed", reason = %message, "gave up");
+        metrics.count(MetricName::DeploysFailed);
         Outcome::failed(message)
     }
 
