@@ -21,6 +21,7 @@ use shipgate::aws::secrets::LinkKeyCache;
 use shipgate::aws::ses::{Email, send_email};
 use shipgate::error::AwsError;
 use shipgate::links::{LinkClaims, nonce_key, sign_link};
+use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{Gate, GateOpening, GateState, IssuedLink, Store, StoreError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -155,6 +156,7 @@ impl Mailer {
             );
             info!(
                 release_id,
+                execution_id = n.execution_id.as_deref(),
                 env = environment,
                 outcome = "ignored",
                 reason,
@@ -265,6 +267,9 @@ impl Mailer {
             outcome = "mailed",
             "approval emails sent"
         );
+        StageMetrics::new(environment, release_id, &gate.execution_id)
+            .event(MetricName::ApprovalEmailsSent, sent as f64)
+            .emit();
         Ok(RecordOutcome::Mailed {
             gate: gate.key(),
             environment: environment.clone(),
