@@ -33,6 +33,7 @@ use shipgate::error::AwsError;
 use shipgate::links::{
     LinkClaims, LinkError, form_token, nonce_key, verify_form_token, verify_link_with_keys,
 };
+use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{
     Decision, DecisionClaim, Gate, GateState, IssuedLink, Store, StoreError, Verdict,
 };
@@ -289,7 +290,9 @@ impl ApprovalPage {
             .is_some_and(|f| verify_form_token(f, &checked.claims, &checked.keys.verifying()));
         if !form_ok {
             warn!(
+                release_id = checked.gate.release_id,
                 execution_id = checked.gate.execution_id,
+                env = checked.gate.environment,
                 approver = checked.claims.approver,
                 outcome = "refused",
                 "decision without the page's form token"
@@ -330,6 +333,7 @@ impl ApprovalPage {
                 info!(
                     release_id = gate.release_id,
                     execution_id = gate.execution_id,
+                    env = gate.environment,
                     approver = checked.claims.approver,
                     outcome = "already_decided",
                     "decision refused: the gate was decided first"
@@ -378,6 +382,16 @@ impl ApprovalPage {
                     outcome = "decided",
                     "approval decided"
                 );
+                let decided = match verdict {
+                    Verdict::Approve => MetricName::ApprovalsApproved,
+                    Verdict::Reject => MetricName::ApprovalsRejected,
+                };
+                StageMetrics::new(
+                    &claimed.environment,
+                    &claimed.release_id,
+                    &claimed.execution_id,
+                )
+                .count(decided);
                 let view = self.view(&claimed).await?;
                 Ok(Answer {
                     status: 200,
@@ -391,7 +405,7 @@ impl ApprovalPage {
                 })
             }
             Err(e) if e.retryable => {
-                warn!(execution_id = claimed.execution_id, error = %e, outcome = "retry", "CodePipeline did not take the decision; gate reopened");
+                warn!(release_id = claimed.release_id, execution_id = claimed.execution_id, env = claimed.environment, error = %e, outcome = "retry", "CodePipeline did not take the decision; gate reopened");
                 self.store
                     .release_decision(&claimed, &decision.link, &now)
                     .await?;
@@ -402,7 +416,7 @@ impl ApprovalPage {
                     "CodePipeline refused the decision ({}): the approval is no longer waiting",
                     e.code.as_deref().unwrap_or("error")
                 );
-                warn!(execution_id = claimed.execution_id, error = %e, outcome = "closed", "decision refused by CodePipeline");
+                warn!(release_id = claimed.release_id, execution_id = claimed.execution_id, env = claimed.environment, error = %e, outcome = "closed", "decision refused by CodePipeline");
                 self.store
                     .settle_decision(
                         &claimed,
@@ -460,7 +474,9 @@ impl ApprovalPage {
             Some(link) if link.approver == claims.approver => link.clone(),
             _ if !gate.links.iter().any(|l| l.approver == claims.approver) => {
                 warn!(
+                    release_id = gate.release_id,
                     execution_id = gate.execution_id,
+                    env = gate.environment,
                     outcome = "refused",
                     "signed link for someone who is not an approver of this gate"
                 );
@@ -518,6 +534,7 @@ impl ApprovalPage {
             info!(
                 release_id = gate.release_id,
                 execution_id = gate.execution_id,
+                env = gate.environment,
                 newer_execution = newer.execution_id,
                 outcome = "superseded",
                 "approval page for a superseded release"
