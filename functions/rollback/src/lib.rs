@@ -20,9 +20,10 @@ use serde::Serialize;
 use serde_json::Value;
 use shipgate::config::{ConfigError, Env};
 use shipgate::deploy::{
-    AlarmChange, DeployError, Deployer, JobHandling, NotForDeployment, RollbackReport,
-    RollbackRequest, TeamMail, alarm_concerns,
+    AlarmChange, DeployError, Deployer, JobHandling, NotForDeployment, RollbackOutcome,
+    RollbackReport, RollbackRequest, TeamMail, alarm_concerns,
 };
+use shipgate::metrics::{MetricEvent, MetricName, StageMetrics};
 use shipgate::store::{Deployment, StoreError};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -150,12 +151,24 @@ pub struct AlarmResult {
 impl AlarmResult {
     /// How many deployments this event rolled back (or finished rolling back).
     pub fn rolled_back(&self) -> usize {
-        use shipgate::deploy::RollbackOutcome::{Completed, RolledBack};
-        self.deployments
-            .iter()
-            .filter(|r| matches!(r.outcome, RolledBack | Completed))
-            .count()
+        self.deployments.iter().filter(|r| carried_out(r)).count()
     }
+}
+
+/// Whether this request rolled the deployment back (or finished an earlier attempt), rather
+/// than finding it rolled back, succeeded or being rolled back by someone else.
+fn carried_out(report: &RollbackReport) -> bool {
+    matches!(
+        report.outcome,
+        RollbackOutcome::RolledBack | RollbackOutcome::Completed
+    )
+}
+
+/// One rollback, counted in its environment; `by` is `alarm` or `operator`.
+fn rollback_metric(report: &RollbackReport, execution_id: &str, by: &str) -> MetricEvent {
+    StageMetrics::new(&report.environment, &report.release_id, execution_id)
+        .event(MetricName::Rollbacks, 1.0)
+        .property("by", by)
 }
 
 /// Reads an alarm state change from either delivery: the EventBridge event (`detail-type`,
@@ -331,6 +344,7 @@ impl RollbackFunction {
         let outcomes: Vec<_> = futures::stream::iter(concerned)
             .map(|d| async move {
                 let id = d.deployment_id.clone();
+                let execution_id = d.execution_id.clone();
                 let request = RollbackRequest {
                     alarm: Some(alarm),
                     reason,
@@ -339,19 +353,30 @@ impl RollbackFunction {
                     now_ms,
                     job: JobHandling::FailRecordedJob,
                 };
-                (id, self.deployer.roll_back(d, request, None).await)
+                let outcome = self.deployer.roll_back(d, request, None).await;
+                // The clock, for the metric; decisions were taken at `now_ms`.
+                (id, execution_id, crate::now_ms(), outcome)
             })
             .buffered(ROLLBACK_CONCURRENCY)
             .collect()
             .await;
-        for (id, outcome) in outcomes {
+        for (id, execution_id, done_ms, outcome) in outcomes {
             match outcome {
                 Ok(report) => {
-                    info!(deployment_id = %id, outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), job = report.job.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "alarm handled for deployment");
+                    info!(deployment_id = %id, release_id = %report.release_id, execution_id = %execution_id, env = %report.environment, outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), job = report.job.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "alarm handled for deployment");
+                    if carried_out(&report) {
+                        // Traffic is restored first, then the job failed and the team emailed:
+                        // the time to the end bounds the time to the weights restored.
+                        let seconds = (done_ms - change.state_at_ms) as f64 / 1000.0;
+                        rollback_metric(&report, &execution_id, "alarm")
+                            .and(MetricName::RollbackSeconds, seconds.max(0.0))
+                            .property("alarm", change.alarm.as_str())
+                            .emit();
+                    }
                     result.deployments.push(report);
                 }
                 Err(e) => {
-                    warn!(deployment_id = %id, error = %e, error_type = e.error_type(), outcome = "failed", "rollback incomplete");
+                    warn!(deployment_id = %id, execution_id = %execution_id, error = %e, error_type = e.error_type(), outcome = "failed", "rollback incomplete");
                     failures.push(format!("{id}: {e}"));
                 }
             }
@@ -397,6 +422,7 @@ impl RollbackFunction {
             .ok_or_else(|| RollbackError::NotFound(deployment_id.to_owned()))?;
         let by = format!("operator:{operator}");
         let owner = format!("{by}/{}", uuid::Uuid::new_v4());
+        let execution_id = d.execution_id.clone();
         let report = self
             .deployer
             .roll_back(
@@ -412,7 +438,10 @@ impl RollbackFunction {
                 None,
             )
             .await?;
-        info!(deployment_id, by = %by, outcome = ?report.outcome, "rolled back by hand");
+        info!(deployment_id, release_id = %report.release_id, execution_id = %execution_id, env = %report.environment, by = %by, outcome = ?report.outcome, "rolled back by hand");
+        if carried_out(&report) {
+            rollback_metric(&report, &execution_id, "operator").emit();
+        }
         Ok(report)
     }
 
