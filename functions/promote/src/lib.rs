@@ -37,6 +37,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use shipgate::error::AwsError;
 use shipgate::job::{Answer, Job, Outcome};
+use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::registry::{
     CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, RepositorySettings,
     TargetRepository, copy_image, describe_repository, ecr_registry, ensure_repository,
@@ -120,6 +121,7 @@ impl PromoteFunction {
             "promote",
             release_id = %target.release_id,
             execution_id = %target.execution_id,
+            env = %target.to.environment,
             from = %target.from.environment,
             to = %target.to.environment,
             job_id = %job.id,
@@ -322,6 +324,14 @@ impl PromoteFunction {
             &promotion.images,
         );
         info!(images = promotion.images.len(), invocations, outcome = "done", summary = %summary, "images promoted");
+        let bytes: u64 = promotion.images.iter().map(|i| i.bytes_copied).sum();
+        let seconds: f64 = promotion.images.iter().map(|i| i.seconds).sum();
+        StageMetrics::new(&to.environment, &target.release_id, &target.execution_id)
+            .event(MetricName::PromotionBytes, bytes as f64)
+            .and(MetricName::PromotionSeconds, seconds)
+            .property("from", from.environment.as_str())
+            .property("images", promotion.images.len())
+            .emit();
         Ok(Step::Done(Outcome::Done {
             output_variables: output_variables(to.registry.host(), &promotion.images),
             summary,
