@@ -25,8 +25,10 @@ use shipgate::deploy::{
     AccountClients, DeployError, Deployer, JobHandling, MAX_RACES, RollbackNext, RollbackRequest,
     Step, StepInput, TeamMail, decide_step, deployment_id, failure_message, rfc3339, rollback_next,
 };
+use shipgate::deploy::{RollbackOutcome, RollbackReport};
 use shipgate::error::AwsError;
 use shipgate::job::{Answer, Job, JobEventError, Outcome};
+use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::plan::{DeploymentPlan, position};
 use shipgate::store::{
     AppliedStep, Deployment, DeploymentCreation, DeploymentState, Lease, LeaseIntent, TrafficTarget,
@@ -334,6 +336,7 @@ impl TrafficFunction {
                         )
                         .await?;
                     info!(outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "rolled back on alarm");
+                    count_rollback(&current, &report);
                     let fresh = self
                         .deployer
                         .store
@@ -398,6 +401,8 @@ impl TrafficFunction {
                     match self.deployer.save(&applied).await? {
                         Ok(saved) => {
                             log(if complete { "shifted_done" } else { "shifted" }, to);
+                            let step = metrics(&saved).event(MetricName::TrafficSteps, 1.0);
+                            step.property("percent", to).emit();
                             return Ok(if complete {
                                 done(&saved)
                             } else {
@@ -615,6 +620,8 @@ fn progress(d: &Deployment) -> Outcome {
 }
 
 fn done(d: &Deployment) -> Outcome {
+    // Every way the action reports a deployment succeeded comes through here.
+    metrics(d).count(MetricName::DeploymentsSucceeded);
     Outcome::Done {
         summary: format!(
             "{}: all traffic on the new version ({}), plan {} complete",
@@ -626,6 +633,22 @@ fn done(d: &Deployment) -> Outcome {
             ("DeploymentId".to_owned(), d.deployment_id.clone()),
             ("Percent".to_owned(), "100".to_owned()),
         ]),
+    }
+}
+
+/// The metrics of the deployment's release in its environment.
+fn metrics(d: &Deployment) -> StageMetrics<'_> {
+    StageMetrics::new(&d.environment, &d.release_id, &d.execution_id)
+}
+
+/// Counts a rollback this invocation carried out (not one found done or under way elsewhere).
+fn count_rollback(d: &Deployment, report: &RollbackReport) {
+    if matches!(
+        report.outcome,
+        RollbackOutcome::RolledBack | RollbackOutcome::Completed
+    ) {
+        let rollback = metrics(d).event(MetricName::Rollbacks, 1.0);
+        rollback.property("by", "traffic-action").emit();
     }
 }
 
