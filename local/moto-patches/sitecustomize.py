@@ -15,6 +15,11 @@ says which AWS behaviour it restores; product code never works around moto.
 4. CloudFormation: `AWS::CloudWatch::Alarm` resources (metric alarms) are created, updated and
    deleted with their stacks, Ref giving the alarm's name. moto 5.2 has no CloudFormation model
    for them: the resource is silently skipped and the alarm never exists.
+
+And one addition that is not a fix: `GET /moto-api/shipgate/ses-messages` lists the emails sent
+through SES (what the local outbox reads, as an operator reads a mailbox). moto lists them only
+inside `GET /moto-api/data.json`, which serialises every model of every service: it took seconds
+per call once the demo's stacks existed, and it fails outright once a Lambda function exists.
 """
 
 
@@ -168,8 +173,40 @@ def _add_cloudwatch_alarm_resource():
     return MetricAlarmResource
 
 
+def _add_ses_messages_route():
+    try:
+        import json
+
+        from moto.moto_api._internal import urls
+        from moto.ses.models import Message, ses_backends
+    except Exception:  # moto not importable: nothing to patch
+        return
+
+    def ses_messages(request, full_url, headers):
+        # SESv2 SendEmail lands in the SES backend of the sending account and region; each
+        # backend keeps its messages in the order they were sent.
+        sent = []
+        for account_id, regions in list(ses_backends.items()):
+            for region, backend in list(regions.items()):
+                for m in backend.sent_messages:
+                    if isinstance(m, Message):
+                        sent.append({
+                            "account": account_id,
+                            "region": region,
+                            "id": m.id,
+                            "source": m.source,
+                            "destinations": m.destinations,
+                            "subject": m.subject,
+                            "body": m.body,
+                        })
+        return 200, {"Content-Type": "application/json"}, json.dumps(sent)
+
+    urls.url_paths["{0}/moto-api/shipgate/ses-messages"] = ses_messages
+
+
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_load_balancer_full_name()
 # Kept referenced: moto finds CloudFormation models through __subclasses__().
 _METRIC_ALARM_RESOURCE = _add_cloudwatch_alarm_resource()
+_add_ses_messages_route()

@@ -1,8 +1,10 @@
 //! The local outbox: the emails shipgate sent through SES, as moto recorded them.
 //!
-//! moto keeps sent messages in `GET /moto-api/data.json` under `ses.Message`. Of an email with
-//! both parts it keeps only the HTML body, so the plain-text part is checked by unit tests of
-//! the email renderers, not here.
+//! moto keeps the messages sent through SES; the local stack's moto patch lists them at
+//! `GET /moto-api/shipgate/ses-messages` (moto's own `data.json` serialises every model of every
+//! service: slow, and it fails once a Lambda function exists). Of an email with both parts moto
+//! keeps only the HTML body, so the plain-text part is checked by unit tests of the email
+//! renderers, not here.
 
 use anyhow::Result;
 use serde_json::Value;
@@ -19,16 +21,12 @@ pub struct SentEmail {
 
 /// Every email sent through SES on the moto server at `moto_endpoint`, oldest first.
 pub async fn sent_emails(moto_endpoint: &str) -> Result<Vec<SentEmail>> {
-    let data: Value = reqwest::get(format!("{moto_endpoint}/moto-api/data.json"))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let messages = data
-        .pointer("/ses/Message")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let messages: Vec<Value> =
+        reqwest::get(format!("{moto_endpoint}/moto-api/shipgate/ses-messages"))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
     Ok(messages
         .iter()
         .map(|m| {

@@ -16,11 +16,10 @@
 //! - CloudWatch: `SetAlarmState` works per account (the assumed role's account). `DescribeAlarms`
 //!   ignores its `StateValue` filter when alarm names are given (it answers alarms in `OK` too),
 //!   so `firing_alarms` filters the state itself.
-//! - Its outbox (`GET /moto-api/data.json`) answers HTTP 500 as soon as a Lambda function exists
-//!   without Docker: the dump reads every model attribute, and `LambdaFunction.docker_client`
-//!   raises `DockerException` (only `TypeError`/`AttributeError`/`ValueError` are skipped). So
-//!   these tests check the email through the functions' results and the record, and the email's
-//!   content through the renderer's unit tests.
+//! - moto's `GET /moto-api/data.json` answers HTTP 500 as soon as a Lambda function exists
+//!   without Docker (`LambdaFunction.docker_client` raises `DockerException` while the dump reads
+//!   every attribute); the local outbox reads the patch's `/moto-api/shipgate/ses-messages`
+//!   instead.
 
 #![allow(dead_code)]
 
