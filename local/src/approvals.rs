@@ -88,10 +88,28 @@ pub async fn describe(sdk: &SdkConfig, env: &Env, query: &GateQuery) -> Result<S
         gate.environment,
         gate.state.as_str()
     )?;
-    let stacks = store
-        .list_stack_changes(&release.release_id, &gate.environment)
-        .await?;
-    if stacks.is_empty() {
+    let view = shipgate::approval::ApprovalView::for_gate(&release, &gate, Vec::new());
+    let stacks = match &view.promotion {
+        Some(promotion) => {
+            writeln!(
+                out,
+                "  approval to promote from {} to {}: {} image(s) to copy by digest",
+                promotion.from,
+                gate.environment,
+                promotion.images.len()
+            )?;
+            for image in &promotion.images {
+                writeln!(out, "    {}", image.line())?;
+            }
+            Vec::new()
+        }
+        None => {
+            store
+                .list_stack_changes(&release.release_id, &gate.environment)
+                .await?
+        }
+    };
+    if stacks.is_empty() && view.promotion.is_none() {
         writeln!(out, "  no change set recorded")?;
     }
     for stack in &stacks {

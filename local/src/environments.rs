@@ -26,6 +26,7 @@ pub const STACK_NAME: &str = "shipgate-env";
 pub async fn provision_environments(
     sdk: &SdkConfig,
     template_text: &str,
+    test_endpoint_urls: &BTreeMap<String, String>,
 ) -> Result<EnvironmentOutputs> {
     let mut all = BTreeMap::new();
     for (environment, account) in accounts::ENVIRONMENTS {
@@ -42,11 +43,18 @@ pub async fn provision_environments(
                 .parameter_value(v)
                 .build()
         };
-        cf.create_stack()
+        let mut create = cf
+            .create_stack()
             .stack_name(STACK_NAME)
             .template_body(template_text)
             .parameters(param("Environment", environment))
-            .parameters(param("ToolingAccountId", accounts::TOOLING))
+            .parameters(param("ToolingAccountId", accounts::TOOLING));
+        // moto serves no request on the ALB: the checks reach the local stand-in of the
+        // application instead (crate::test_endpoints).
+        if let Some(url) = test_endpoint_urls.get(environment) {
+            create = create.parameters(param("TestEndpointUrl", url));
+        }
+        create
             .capabilities(Capability::CapabilityNamedIam)
             .send()
             .await

@@ -21,3 +21,5 @@ pub mod registries;
 pub mod sdk;
 pub mod stack;
 pub mod status;
+pub mod summary;
+pub mod test_endpoints;

@@ -173,6 +173,9 @@ pub struct Stack {
     pub function_urls: BTreeMap<String, FunctionUrlServer>,
     /// Each environment's `shipgate-env` outputs (empty without an environment template).
     pub environments: crate::environments::EnvironmentOutputs,
+    /// The sample application behind each environment's test listener, by environment (empty
+    /// without an environment template).
+    pub test_endpoints: BTreeMap<String, crate::test_endpoints::TestEndpoint>,
     state_dir: PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -231,15 +234,23 @@ impl Stack {
         .await
         .context("provisioning the template's resources in moto")?;
 
-        let environments = match &options.environment_template {
+        // The sample application behind each environment's test listener, which the release's
+        // checks call: its URL goes into each environment's `TestEndpoint` export.
+        let (environments, test_endpoints) = match &options.environment_template {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                crate::environments::provision_environments(&sdk, &text)
+                let test_endpoints = crate::test_endpoints::start_all().await?;
+                let urls = test_endpoints
+                    .iter()
+                    .map(|(env, endpoint)| (env.clone(), endpoint.url()))
+                    .collect();
+                let outputs = crate::environments::provision_environments(&sdk, &text, &urls)
                     .await
-                    .context("deploying the environment template in the environment accounts")?
+                    .context("deploying the environment template in the environment accounts")?;
+                (outputs, test_endpoints)
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), BTreeMap::new()),
         };
 
         let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.env_by_function).await?);
@@ -337,6 +348,7 @@ impl Stack {
             standin,
             function_urls,
             environments,
+            test_endpoints,
             state_dir: options.state_dir,
             stop,
             tasks,
@@ -355,6 +367,12 @@ impl Stack {
             vars.insert(
                 format!("SHIPGATE_LOCAL_URL_{}", id.to_uppercase()),
                 server.url(),
+            );
+        }
+        for (environment, endpoint) in &self.test_endpoints {
+            vars.insert(
+                crate::test_endpoints::env_var(environment),
+                endpoint.url(),
             );
         }
         vars.iter()
@@ -383,6 +401,9 @@ impl Stack {
         }
         for task in self.tasks {
             task.abort();
+        }
+        for endpoint in self.test_endpoints.into_values() {
+            endpoint.stop();
         }
         for r in self.registries {
             r.stop().await;

@@ -571,10 +571,14 @@ impl ApprovalPage {
             .get_release(&gate.release_id)
             .await?
             .ok_or_else(|| StoreError::NotFound(gate.release_id.clone()))?;
-        let stacks = self
-            .store
-            .list_stack_changes(&gate.release_id, &gate.environment)
-            .await?;
+        // An approval to promote shows the images to copy, not a change set (as the email).
+        let stacks = if gate.promote_from.is_some() {
+            Vec::new()
+        } else {
+            self.store
+                .list_stack_changes(&gate.release_id, &gate.environment)
+                .await?
+        };
         Ok(ApprovalView::for_gate(&release, gate, stacks))
     }
 }

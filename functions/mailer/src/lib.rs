@@ -173,10 +173,15 @@ impl Mailer {
             .get_release(release_id)
             .await?
             .ok_or_else(|| MailerError::UnknownRelease(release_id.clone()))?;
-        let stacks = self
-            .store
-            .list_stack_changes(release_id, environment)
-            .await?;
+        // An approval to promote shows the images to copy, not a change set: the target
+        // environment's change sets are made after the copy and approved at its own gate.
+        let stacks = if n.promote_from.is_some() {
+            Vec::new()
+        } else {
+            self.store
+                .list_stack_changes(release_id, environment)
+                .await?
+        };
 
         let now = now_rfc3339();
         let links = gate_config
@@ -200,6 +205,7 @@ impl Mailer {
             action: n.action.clone(),
             environment: environment.clone(),
             release_id: release_id.clone(),
+            promote_from: n.promote_from.clone(),
             approval_token: n.token.clone(),
             round: n.token.round(),
             approval_expires_at: n.expires_at,

@@ -25,6 +25,9 @@ pub struct ApprovalNotification {
     pub release_id: Option<String>,
     pub execution_id: Option<String>,
     pub environment: Option<String>,
+    /// For an approval to promote: the environment the release passed (`from=int`); its
+    /// images go from there to `environment`'s registry.
+    pub promote_from: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +94,7 @@ pub fn parse_approval_message(message: &str) -> Result<ApprovalNotification, Str
         release_id: data.release,
         execution_id: data.execution,
         environment: data.environment,
+        promote_from: data.from,
     })
 }
 
@@ -100,6 +104,7 @@ pub struct CustomData {
     pub release: Option<String>,
     pub execution: Option<String>,
     pub environment: Option<String>,
+    pub from: Option<String>,
 }
 
 /// `… release=rel-1 execution=abc environment=int` → its fields. Unknown words are text for
@@ -124,6 +129,7 @@ pub fn parse_custom_data(text: &str) -> CustomData {
             "release" => &mut data.release,
             "execution" => &mut data.execution,
             "environment" => &mut data.environment,
+            "from" => &mut data.from,
             _ => continue,
         };
         *slot = Some(value.to_owned());
@@ -191,6 +197,13 @@ mod tests {
         assert_eq!(d.release.as_deref(), Some("rel-0123abcd"));
         assert_eq!(d.execution.as_deref(), Some("9f1e-22"));
         assert_eq!(d.environment.as_deref(), Some("int"));
+        assert_eq!(d.from, None);
+        let promotion = parse_custom_data(
+            "orders 1.4.0 passed int and waits for approval to be promoted to stg. \
+             release=rel-1 execution=e-1 environment=stg from=int",
+        );
+        assert_eq!(promotion.environment.as_deref(), Some("stg"));
+        assert_eq!(promotion.from.as_deref(), Some("int"));
         let d = parse_custom_data("release=#{variables.ReleaseId} environment=");
         assert_eq!(d, CustomData::default());
     }

@@ -107,12 +107,29 @@ fn text(view: &ApprovalView, approver: &str, approve_url: &str, reject_url: &str
         out.push('\n');
     }
 
-    out.push_str("Changes, stack by stack:\n");
-    if view.stacks.is_empty() {
-        let _ = writeln!(out, "  {NO_CHANGE_SET}.");
-    }
-    for stack in &view.stacks {
-        text_stack(&mut out, stack);
+    if let Some(p) = &view.promotion {
+        let _ = writeln!(
+            out,
+            "Images to promote (by digest, from {}'s registry to {}'s):",
+            one_line(&p.from),
+            one_line(&view.environment)
+        );
+        for image in &p.images {
+            let _ = writeln!(out, "  {}", image.line());
+        }
+        let _ = writeln!(
+            out,
+            "{}'s change sets are made after the copy and come to their own approval.",
+            one_line(&view.environment)
+        );
+    } else {
+        out.push_str("Changes, stack by stack:\n");
+        if view.stacks.is_empty() {
+            let _ = writeln!(out, "  {NO_CHANGE_SET}.");
+        }
+        for stack in &view.stacks {
+            text_stack(&mut out, stack);
+        }
     }
     out.push('\n');
 
@@ -218,13 +235,43 @@ fn html(view: &ApprovalView, approver: &str, approve_url: &str, reject_url: &str
         );
     }
 
+    // An approval to promote: the images to copy.
+    if let Some(p) = &view.promotion {
+        let _ = write!(
+            body,
+            "<tr><td style=\"padding:12px 24px\">\
+             <h2 style=\"margin:0 0 6px 0;font-size:17px;line-height:22px;{FONT}\">Images to promote</h2>\
+             <p style=\"margin:0 0 6px 0\">By digest, from {from}'s registry to {to}'s. {to}'s change \
+             sets are made after the copy and come to their own approval.</p>",
+            from = html_escape(&p.from),
+            to = html_escape(&view.environment),
+        );
+        for image in &p.images {
+            let _ = write!(
+                body,
+                "<p style=\"margin:0 0 4px 0;font-family:Consolas,Menlo,monospace;font-size:13px;\
+                 word-break:break-all\"><b>{}</b> {}:{}<br>{}</p>",
+                html_escape(&image.name),
+                html_escape(&image.repository),
+                html_escape(&image.tag),
+                html_escape(&image.digest),
+            );
+        }
+        body.push_str("</td></tr>");
+    }
+
     // Every stack of the gate.
     let _ = write!(
         body,
         "<tr><td style=\"padding:12px 24px\">\
          <h2 style=\"margin:0 0 6px 0;font-size:17px;line-height:22px;{FONT}\">Changes, stack by stack</h2>"
     );
-    if view.stacks.is_empty() {
+    if view.promotion.is_some() {
+        let _ = write!(
+            body,
+            "<p style=\"margin:0\">None at this gate: it copies images.</p>"
+        );
+    } else if view.stacks.is_empty() {
         let _ = write!(
             body,
             "<p style=\"margin:0\"><b>No change set recorded</b> for this gate: there is nothing \

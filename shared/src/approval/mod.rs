@@ -56,6 +56,35 @@ pub struct ApprovalView {
     pub approval_expires_at: i64,
     /// Every change set of the gate; empty when none was recorded.
     pub stacks: Vec<StackChanges>,
+    /// For an approval to promote: what would be copied, instead of change sets.
+    pub promotion: Option<Promotion>,
+}
+
+/// An approval to promote: the release passed `from`; once approved, its images are copied by
+/// digest from `from`'s registry to the gate environment's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    pub from: String,
+    pub images: Vec<PromotedImage>,
+}
+
+/// One image of the release, as its manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotedImage {
+    pub name: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+impl PromotedImage {
+    /// `web  orders/web:1.4.0  sha256:…`, as the text email and the CLI show it.
+    pub fn line(&self) -> String {
+        one_line(&format!(
+            "{}  {}:{}  {}",
+            self.name, self.repository, self.tag, self.digest
+        ))
+    }
 }
 
 impl ApprovalView {
@@ -89,9 +118,42 @@ impl ApprovalView {
             stage: gate.stage.clone(),
             action: gate.action.clone(),
             approval_expires_at: gate.approval_expires_at,
+            promotion: gate.promote_from.as_ref().map(|from| Promotion {
+                from: from.clone(),
+                images: manifest_images(release),
+            }),
             stacks,
         }
     }
+}
+
+/// The images of the release's manifest (`images[]`), in its order.
+fn manifest_images(release: &ReleaseRecord) -> Vec<PromotedImage> {
+    let images = release
+        .manifest
+        .as_ref()
+        .and_then(|m| m.get("images"))
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    images
+        .iter()
+        .map(|image| {
+            let field = |key: &str| {
+                image
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            PromotedImage {
+                name: field("name"),
+                repository: field("repository"),
+                tag: field("tag"),
+                digest: field("digest"),
+            }
+        })
+        .collect()
 }
 
 /// What the review page needs beyond the view: who it is for and the tokens its form posts.
@@ -160,16 +222,33 @@ fn integrator(view: &ApprovalView) -> String {
     }
 }
 
-/// `orders 1.4.0 for int`: how the release and gate are named everywhere.
+/// `orders 1.4.0 for int`: how the release and gate are named everywhere; for an approval to
+/// promote, `promoting orders 1.4.0 from int to stg`.
 fn release_phrase(view: &ApprovalView) -> String {
-    one_line(&format!(
-        "{} {} for {}",
-        view.application, view.version, view.environment
-    ))
+    match &view.promotion {
+        Some(p) => one_line(&format!(
+            "promoting {} {} from {} to {}",
+            view.application, view.version, p.from, view.environment
+        )),
+        None => one_line(&format!(
+            "{} {} for {}",
+            view.application, view.version, view.environment
+        )),
+    }
 }
 
-/// The headline over every stack of the gate ("1 replaced, 2 modified", "no changes").
+/// The headline over every stack of the gate ("1 replaced, 2 modified", "no changes"); for an
+/// approval to promote, what would be copied.
 fn overall_headline(view: &ApprovalView) -> String {
+    if let Some(p) = &view.promotion {
+        let n = p.images.len();
+        return format!(
+            "{n} image{} to copy by digest from {}'s registry to {}'s",
+            if n == 1 { "" } else { "s" },
+            p.from,
+            view.environment
+        );
+    }
     if view.stacks.is_empty() {
         return NO_CHANGE_SET.to_owned();
     }

@@ -189,6 +189,29 @@ fn document(title: &str, body_class: &str, main: &str) -> String {
 /// `id="summary"`: what needs attention across stacks, then every stack.
 fn summary_section(view: &ApprovalView) -> String {
     let mut out = String::from("<section class=\"card\" id=\"summary\">");
+    if let Some(p) = &view.promotion {
+        let _ = write!(
+            out,
+            "<h2>Images to promote</h2><p>By digest, from {from}'s registry to {to}'s. \
+             {to}'s change sets are made after the copy and come to their own approval.</p>\
+             <table class=\"changes\">",
+            from = html_escape(&p.from),
+            to = html_escape(&view.environment),
+        );
+        for image in &p.images {
+            let _ = write!(
+                out,
+                "<tr><td><strong>{}</strong></td><td class=\"mono\">{}:{}</td>\
+                 <td class=\"mono\">{}</td></tr>",
+                html_escape(&image.name),
+                html_escape(&image.repository),
+                html_escape(&image.tag),
+                html_escape(&image.digest),
+            );
+        }
+        out.push_str("</table></section>");
+        return out;
+    }
 
     let mut attention = String::new();
     for stack in &view.stacks {

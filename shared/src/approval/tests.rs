@@ -99,6 +99,7 @@ fn view() -> ApprovalView {
         stage: "int".to_owned(),
         action: "Approve".to_owned(),
         approval_expires_at: EXPIRES,
+        promotion: None,
         stacks: vec![
             stack("orders-int-app", Some(IMAGE_UPDATE)),
             stack("orders-int-data", None),
@@ -270,6 +271,7 @@ fn the_view_of_a_gate_comes_from_its_release_and_gate() {
         links: Vec::new(),
         decision: None,
         opened_at: "2026-11-26T10:05:00Z".to_owned(),
+        promote_from: None,
         updated_at: "2026-11-26T10:05:00Z".to_owned(),
     };
 
@@ -422,6 +424,69 @@ fn a_gate_without_change_sets_says_so_rather_than_no_changes() {
     assert!(mail.text.contains("  no change set recorded.\n"));
     let page = approval_page(&view, &form(None));
     assert!(page.contains("<strong>No change set recorded</strong>"));
+}
+
+#[test]
+fn an_approval_to_promote_shows_the_images_by_digest_not_change_sets() {
+    use crate::aws::s3::ObjectVersion;
+    use crate::store::{ApprovalToken, Gate, GateState, ReleaseRecord};
+
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let mut release = ReleaseRecord::received(
+        "rel-01JDQ4".to_owned(),
+        ObjectVersion {
+            bucket: "drops".to_owned(),
+            key: "incoming/orders.zip".to_owned(),
+            version_id: Some("v1".to_owned()),
+        },
+        "2026-11-26T10:00:12Z".to_owned(),
+    );
+    release.application = Some("orders".to_owned());
+    release.version = Some("1.4.0".to_owned());
+    release.message = Some("Adds refunds.".to_owned());
+    release.manifest = Some(serde_json::json!({
+        "images": [{"name": "web", "repository": "orders/web", "tag": "1.4.0", "digest": digest}]
+    }));
+    let token = ApprovalToken::new("codepipeline-token");
+    let gate = Gate {
+        pipeline: "shipgate-orders".to_owned(),
+        execution_id: "0f3c9d2e".to_owned(),
+        stage: "PromoteToStg".to_owned(),
+        action: "ApprovePromotion".to_owned(),
+        environment: "stg".to_owned(),
+        release_id: "rel-01JDQ4".to_owned(),
+        promote_from: Some("int".to_owned()),
+        round: token.round(),
+        approval_token: token,
+        approval_expires_at: EXPIRES,
+        state: GateState::Pending,
+        links: Vec::new(),
+        decision: None,
+        opened_at: "2026-11-26T10:05:00Z".to_owned(),
+        updated_at: "2026-11-26T10:05:00Z".to_owned(),
+    };
+    let view = ApprovalView::for_gate(&release, &gate, Vec::new());
+    let promotion = view.promotion.clone().expect("a promotion view");
+    assert_eq!(promotion.from, "int");
+    assert_eq!(promotion.images.len(), 1);
+    assert_eq!(promotion.images[0].digest, digest);
+
+    let mail = approval_email(&view, APPROVER, APPROVE_URL, REJECT_URL);
+    assert_eq!(
+        mail.subject,
+        "Approve promoting orders 1.4.0 from int to stg — 1 image to copy by digest from int's \
+         registry to stg's: Adds refunds."
+    );
+    assert!(mail.text.contains("Images to promote (by digest, from int's registry to stg's):"));
+    assert!(mail.text.contains(&format!("  web  orders/web:1.4.0  {digest}\n")));
+    assert!(!mail.text.contains("no change set recorded"));
+    assert!(mail.html.contains(&digest));
+    assert!(!mail.html.contains("No change set recorded"));
+    let page = approval_page(&view, &form(None));
+    assert!(page.contains("<h2>Images to promote</h2>"));
+    assert!(page.contains(&digest));
+    assert!(!page.contains("No change set recorded"));
+    assert_inert(&page);
 }
 
 #[test]

@@ -125,6 +125,11 @@ pub struct Gate {
     pub action: String,
     pub environment: String,
     pub release_id: String,
+    /// For an approval to promote: the environment the release passed; once approved, its
+    /// images go from that environment's registry to `environment`'s. `None`: the approval of
+    /// `environment`'s change sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_from: Option<String>,
     pub approval_token: ApprovalToken,
     /// [`ApprovalToken::round`] of `approval_token`.
     pub round: String,
