@@ -48,6 +48,9 @@ local_ approval --stage Int --action ApproveInt
 step "int: the deploy action executes exactly the approved change set in the int account"
 local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
 
+step "int: the release's checks (checks.json) run against the new version on the test listener (:9000), before any traffic"
+local_ wait-action --stage Int --action Checks --expect Succeeded --timeout 120
+
 step "int: a canary (Canary10Percent5Minutes, compressed: minutes become seconds): 10%, hold, 100%, bake, watching the app's alarm"
 local_ watch-traffic --environment int --expect succeeded --timeout 120
 local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
@@ -66,13 +69,20 @@ approve() {
   echo "$3 approved ($4)"
 }
 
-step "stg: the change set in the stg account (333333333333) names the stg registry's images; the stg lead is mailed"
-local_ approval --stage Stg --action ApproveStg --wait 120
-approve Stg ApproveStg stg-lead@shipgate.local "int went well"
+step "Promotion: int went well; stg's approvers are asked whether 1.4.0 may enter stg (the images to copy, by digest)"
+local_ approval --stage PromoteToStg --action ApprovePromotion --wait 120
+approve PromoteToStg ApprovePromotion stg-lead@shipgate.local "int canary clean"
 
-step "stg: once approved, the images are promoted by digest from the source registry to stg's, then the change set runs"
-local_ wait-action --stage Stg --action Promote --expect Succeeded --timeout 120
+step "The images are copied by digest from the source registry to stg's (only missing layers, digest verified)"
+local_ wait-action --stage PromoteToStg --action Promote --expect Succeeded --timeout 120
+
+step "stg: the change set in the stg account (333333333333) names the stg registry's images; the stg lead approves it"
+local_ approval --stage Stg --action ApproveStg --wait 120
+approve Stg ApproveStg stg-lead@shipgate.local "stg change set reviewed"
+
+step "stg: deploy and checks"
 local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
+local_ wait-action --stage Stg --action Checks --expect Succeeded --timeout 120
 
 step "stg: the canary starts; at 10% the app's 5xx alarm fires"
 local_ watch-traffic --environment stg --until-percent 10 --timeout 120
@@ -89,37 +99,49 @@ step "The integrator fixes the bug and builds orders 1.4.1; it is dropped and ac
 "$BIN/shipgate-example" --version 1.4.1 --out "$STATE/releases"
 local_ drop "$STATE"/releases/orders-1.4.1.zip --wait --expect accepted
 
-step "int: approved; int's traffic is on the second target group since 1.4.0, so the roles swap"
+step "int: approved, deployed, checked; int's traffic is on the second target group since 1.4.0, so the roles swap"
 local_ approval --stage Int --action ApproveInt --wait 120 >/dev/null
 approve Int ApproveInt int-lead@shipgate.local "1.4.1 fixes the 5xx"
 local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
+local_ wait-action --stage Int --action Checks --expect Succeeded --timeout 120
 local_ watch-traffic --environment int --expect succeeded --timeout 120
 local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
 
-step "stg: approved, promoted, deployed; this time the canary goes to 100% and bakes with the alarm quiet"
+step "Promotion to stg approved; stg approved, deployed, checked; this time the canary goes to 100% and bakes with the alarm quiet"
 local_ set-alarm --account 333333333333 --name orders-stg-5xx --state OK --reason "no 5xx since 1.4.0 was rolled back"
+local_ approval --stage PromoteToStg --action ApprovePromotion --wait 120 >/dev/null
+approve PromoteToStg ApprovePromotion stg-lead@shipgate.local "fix verified in int"
+local_ wait-action --stage PromoteToStg --action Promote --expect Succeeded --timeout 120
 local_ approval --stage Stg --action ApproveStg --wait 120 >/dev/null
 approve Stg ApproveStg stg-lead@shipgate.local "retest of the fix"
-local_ wait-action --stage Stg --action Promote --expect Succeeded --timeout 120
 local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
+local_ wait-action --stage Stg --action Checks --expect Succeeded --timeout 120
 local_ watch-traffic --environment stg --expect succeeded --timeout 120
 local_ wait-action --stage Stg --action Traffic --expect Succeeded --timeout 60
 
-step "prod: the change set in the prod account (444444444444); the change advisory board approves"
-local_ approval --stage Prod --action ApproveProd --wait 120
-approve Prod ApproveProd cab@shipgate.local "CAB 2026-11-26"
+step "Promotion to prod: the change advisory board approves; the images go from stg's registry to prod's (same digests)"
+local_ approval --stage PromoteToProd --action ApprovePromotion --wait 120
+approve PromoteToProd ApprovePromotion cab@shipgate.local "CAB 2026-11-26: go"
+local_ wait-action --stage PromoteToProd --action Promote --expect Succeeded --timeout 120
 
-step "prod: the images go from stg's registry to prod's (same digests), the change set runs, traffic moves linearly"
-local_ wait-action --stage Prod --action Promote --expect Succeeded --timeout 120
+step "prod: the change set in the prod account (444444444444); the CAB approves it"
+local_ approval --stage Prod --action ApproveProd --wait 120
+approve Prod ApproveProd cab@shipgate.local "CAB 2026-11-26: change set"
+
+step "prod: deploy, checks, then traffic moves linearly (Linear10PercentEvery1Minute, compressed)"
 local_ wait-action --stage Prod --action Deploy --expect Succeeded --timeout 120
+local_ wait-action --stage Prod --action Checks --expect Succeeded --timeout 120
 local_ watch-traffic --environment prod --expect succeeded --timeout 120
 local_ wait-action --stage Prod --action Traffic --expect Succeeded --timeout 60
 
 step "Releases (with each promotion's images, digests and bytes copied) and pipeline executions"
 local_ status
 
+step "Summary"
+local_ summary
+
 step "Stopping the local stack"
 local_ down
 trap - EXIT
 pgrep -f "$STATE" >/dev/null && { echo "processes of the stack are still running" >&2; exit 1; }
-step "Demo finished: one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed in int with a canary, promoted by digest to stg, rolled back there when its alarm fired; the fix went through int, stg and prod"
+step "Demo finished: one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed and checked in int with a canary, promoted by digest to stg after its approval, rolled back there when its alarm fired; the fix went through int, stg and prod"

@@ -165,6 +165,17 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i32,
     },
+    /// The story so far: releases, executions and their durations, what happened in each
+    /// environment, approvals, emails sent and bytes promoted.
+    Summary,
+    /// Make the sample application behind an environment's test listener answer /health with
+    /// this status (200: healthy), to see a failing check stop a release before any traffic.
+    AppHealth {
+        #[arg(long)]
+        environment: String,
+        #[arg(long)]
+        status: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -176,6 +187,8 @@ fn main() -> ExitCode {
         Command::Invoke { .. }
             | Command::Drop { .. }
             | Command::Status { .. }
+            | Command::Summary
+            | Command::AppHealth { .. }
             | Command::Outbox { .. }
             | Command::Approval { .. }
             | Command::WaitAction { .. }
@@ -233,6 +246,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => drop_zip(&zip, key, wait, expect).await,
         Command::Outbox { last } => outbox(last).await,
         Command::Status { limit } => status(limit).await,
+        Command::Summary => {
+            let sdk = shipgate::aws::load_sdk_config().await;
+            let env = shipgate::config::Env::from_process();
+            print!(
+                "{}",
+                shipgate_local::summary::collect(&sdk, &env).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AppHealth {
+            environment,
+            status,
+        } => {
+            let env = shipgate::config::Env::from_process();
+            let var = shipgate_local::test_endpoints::env_var(&environment);
+            let url = env.required(&var)?;
+            shipgate_local::test_endpoints::set_health_at(&url, status).await?;
+            println!("the {environment} test endpoint ({url}) answers /health with {status}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Approval {
             release,
             stage,

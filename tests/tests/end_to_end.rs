@@ -1,0 +1,584 @@
+//! The whole release story of `make demo`, asserted from the state in the local AWS (stacks,
+//! listeners' weights, images by digest in each account's registry, emails, release and
+//! deployment records, pipeline executions), never from printed text:
+//!
+//! 1. a broken release is rejected with its problems, the integrator is emailed, nothing starts;
+//! 2. the fixed release starts the pipeline; int's change set is approved through the page
+//!    (GET decides nothing, the page's POST decides); deploy, checks and a canary to 100%;
+//! 3. the approval to promote to stg; the images are copied by digest to stg's registry;
+//! 4. stg's change set approved, deployed, checked; the canary reaches 10%, the app's alarm
+//!    fires, all traffic goes back to the previous version, the execution fails with the alarm's
+//!    reason and stg's team is emailed;
+//! 5. the fix goes through int (the target groups swap roles), stg and prod (linear plan).
+//!
+//! A second test: a release whose checks fail stops before its traffic action, with no weight
+//! moved.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use aws_config::SdkConfig;
+use shipgate::deploy::deployment_id;
+use shipgate::store::{DeploymentState, GateState, ReleaseRecord, ReleaseState, Store};
+use shipgate_local::accounts;
+use shipgate_local::approvals::follow;
+use shipgate_local::outbox::{SentEmail, links, sent_emails};
+use shipgate_local::stack::Stack;
+use shipgate_tests::support::{put, start_stack, wait_for};
+
+/// How long one step may take on a loaded 2-core machine.
+const STEP: Duration = Duration::from_secs(120);
+
+struct World {
+    stack: Stack,
+    store: Store,
+    cp: aws_sdk_codepipeline::Client,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    pipeline: String,
+    releases_dir: std::path::PathBuf,
+}
+
+impl World {
+    async fn start(name: &str) -> Result<Self> {
+        let root = shipgate_local::process::project_root();
+        let stack = start_stack(name, |o| {
+            o.environment_template = Some(root.join("environment.yaml"));
+        })
+        .await?;
+        let table = stack.provisioned.table.clone().context("table")?;
+        let releases_dir = stack.state_dir().join("releases");
+        Ok(Self {
+            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            cp: aws_sdk_codepipeline::Client::new(&stack.sdk),
+            s3: shipgate::aws::s3_client(&stack.sdk, true),
+            bucket: stack
+                .provisioned
+                .artifact_bucket
+                .clone()
+                .context("artifact bucket")?,
+            pipeline: stack
+                .provisioned
+                .refs
+                .get("PipelineName")
+                .cloned()
+                .context("pipeline name")?,
+            releases_dir,
+            stack,
+        })
+    }
+
+    /// The sample app's release zips for `version`, its image pushed to the tooling registry.
+    async fn build(&self, version: &str) -> Result<shipgate_example::BuiltRelease> {
+        let root = shipgate_local::process::project_root();
+        shipgate_example::build(
+            &self.stack.sdk,
+            &self.stack.registry_overrides(),
+            &root.join("examples/orders"),
+            version,
+            &self.releases_dir,
+        )
+        .await
+    }
+
+    /// Drops `zip` under incoming/ and waits for intake's verdict.
+    async fn drop(&self, zip: &std::path::Path) -> Result<ReleaseRecord> {
+        let name = zip.file_name().context("zip name")?.to_string_lossy();
+        let key = format!("incoming/{name}");
+        let (version_id, _) = put(&self.s3, &self.bucket, &key, std::fs::read(zip)?).await?;
+        let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
+            bucket: self.bucket.clone(),
+            key,
+            version_id: Some(version_id),
+        });
+        wait_for(&format!("intake's verdict on {name}"), STEP, || async {
+            Ok(self
+                .store
+                .get_release(&id)
+                .await?
+                .filter(|r| matches!(r.state, ReleaseState::Started | ReleaseState::Rejected)))
+        })
+        .await
+    }
+
+    async fn action_status(&self, stage: &str, action: &str) -> Result<Option<String>> {
+        let out = self
+            .cp
+            .get_pipeline_state()
+            .name(&self.pipeline)
+            .send()
+            .await?;
+        Ok(out
+            .stage_states()
+            .iter()
+            .find(|s| s.stage_name() == Some(stage))
+            .and_then(|s| {
+                s.action_states()
+                    .iter()
+                    .find(|a| a.action_name() == Some(action))
+            })
+            .and_then(|a| a.latest_execution())
+            .and_then(|e| e.status())
+            .map(|s| s.as_str().to_owned()))
+    }
+
+    /// Waits until `stage`/`action` of the newest execution ends; fails on the other ending.
+    async fn wait_action(&self, stage: &str, action: &str, expect: &str) -> Result<()> {
+        let status = wait_for(&format!("{stage}/{action} to end"), STEP, || async {
+            Ok(self
+                .action_status(stage, action)
+                .await?
+                .filter(|s| s != "InProgress"))
+        })
+        .await?;
+        ensure!(
+            status == expect,
+            "{stage}/{action} ended {status}, expected {expect}"
+        );
+        Ok(())
+    }
+
+    async fn execution_status(&self, execution_id: &str) -> Result<String> {
+        let out = self
+            .cp
+            .get_pipeline_execution()
+            .pipeline_name(&self.pipeline)
+            .pipeline_execution_id(execution_id)
+            .send()
+            .await?;
+        Ok(out
+            .pipeline_execution()
+            .and_then(|e| e.status())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default())
+    }
+
+    async fn wait_execution(&self, execution_id: &str, expect: &str) -> Result<()> {
+        let status = wait_for(&format!("execution {execution_id} to end"), STEP, || async {
+            let s = self.execution_status(execution_id).await?;
+            Ok((s != "InProgress").then_some(s))
+        })
+        .await?;
+        ensure!(
+            status == expect,
+            "execution {execution_id} ended {status}, expected {expect}"
+        );
+        Ok(())
+    }
+
+    async fn emails(&self) -> Result<Vec<SentEmail>> {
+        sent_emails(&self.stack.moto.endpoint()).await
+    }
+
+    /// The approver opens the mailed link (GET: the gate stays pending) and presses Approve.
+    async fn approve(
+        &self,
+        release: &ReleaseRecord,
+        stage: &str,
+        action: &str,
+        approver: &str,
+    ) -> Result<()> {
+        let execution = release.execution_id.clone().context("execution id")?;
+        let gate = wait_for(&format!("the {stage}/{action} gate"), STEP, || async {
+            Ok(self
+                .store
+                .get_gate(&execution, stage, action)
+                .await?
+                .filter(|g| g.links.iter().all(|l| l.message_id.is_some())))
+        })
+        .await?;
+        ensure!(gate.state == GateState::Pending, "{stage}/{action} is not pending");
+        let link = shipgate_local::approvals::link_for(
+            &self.stack.sdk,
+            &shipgate::config::Env::from_pairs(self.env_pairs()),
+            &shipgate_local::approvals::GateQuery {
+                release: Some(release.release_id.clone()),
+                stage: stage.to_owned(),
+                action: action.to_owned(),
+                wait: Duration::ZERO,
+            },
+            approver,
+            "approve",
+        )
+        .await?;
+        let opened = follow(&link, None, None).await?;
+        ensure!(opened.ok, "GET of the link failed: {}", opened.report);
+        let still = self
+            .store
+            .get_gate(&execution, stage, action)
+            .await?
+            .context("gate")?;
+        ensure!(
+            still.state == GateState::Pending && still.decision.is_none(),
+            "opening the link decided the gate"
+        );
+        let decided = follow(&link, Some("approve"), Some("end-to-end")).await?;
+        ensure!(decided.ok, "POST approve failed: {}", decided.report);
+        let gate = self
+            .store
+            .get_gate(&execution, stage, action)
+            .await?
+            .context("gate")?;
+        let decision = gate.decision.context("no decision recorded")?;
+        ensure!(decision.approver == approver, "decided by {}", decision.approver);
+        // The same link cannot decide twice.
+        let again = follow(&link, Some("approve"), None).await?;
+        ensure!(!again.ok, "a used link decided again: {}", again.report);
+        Ok(())
+    }
+
+    fn env_pairs(&self) -> Vec<(String, String)> {
+        self.stack
+            .env_file_contents()
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                Some((k.to_owned(), v.trim_matches('\'').to_owned()))
+            })
+            .collect()
+    }
+
+    async fn environment_sdk(&self, account: &str) -> SdkConfig {
+        shipgate::aws::assume_role(
+            &self.stack.sdk,
+            &accounts::deploy_role_arn(account),
+            "end-to-end",
+        )
+        .await
+    }
+
+    /// The prod listener's weights in `environment`: (blue %, green %) by the env stack's
+    /// target groups.
+    async fn weights(&self, environment: &str, account: &str) -> Result<(String, u8)> {
+        let outputs = self
+            .stack
+            .environments
+            .get(environment)
+            .context("environment outputs")?;
+        let listener = outputs.get("ProdListenerArn").context("listener")?;
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.environment_sdk(account).await);
+        let weights = shipgate::aws::elbv2::listener_weights(&elb, listener).await?;
+        let blue = outputs.get("BlueTargetGroupArn").context("blue")?;
+        let on_blue = shipgate::aws::elbv2::percent_on(&weights, blue);
+        Ok((blue.clone(), on_blue))
+    }
+
+    /// The image's manifest digest in `account`'s registry, if it is there.
+    async fn image_digest(&self, account: &str, repo: &str, tag: &str) -> Result<Option<String>> {
+        let sdk = if account == accounts::TOOLING {
+            self.stack.sdk.clone()
+        } else {
+            self.environment_sdk(account).await
+        };
+        let registry = shipgate::registry::ecr_registry(
+            &aws_sdk_ecr::Client::new(&sdk),
+            reqwest::Client::new(),
+            &self.stack.registry_overrides(),
+        )
+        .await?;
+        Ok(registry
+            .head_manifest(repo, tag)
+            .await?
+            .map(|d| d.digest.as_str().to_owned()))
+    }
+
+    async fn stack_status(&self, account: &str, name: &str) -> Result<String> {
+        let cf = aws_sdk_cloudformation::Client::new(&self.environment_sdk(account).await);
+        let out = cf.describe_stacks().stack_name(name).send().await?;
+        Ok(out
+            .stacks()
+            .first()
+            .and_then(|s| s.stack_status())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default())
+    }
+
+    async fn deployment_state(
+        &self,
+        release: &ReleaseRecord,
+        environment: &str,
+    ) -> Result<shipgate::store::Deployment> {
+        let id = deployment_id(
+            &release.release_id,
+            environment,
+            release.execution_id.as_deref().unwrap_or_default(),
+        );
+        self.store
+            .get_deployment(&id)
+            .await?
+            .with_context(|| format!("no {environment} deployment for {}", release.release_id))
+    }
+
+    async fn set_alarm(&self, account: &str, name: &str, state: &str, reason: &str) -> Result<()> {
+        let cw = aws_sdk_cloudwatch::Client::new(&self.environment_sdk(account).await);
+        cw.set_alarm_state()
+            .alarm_name(name)
+            .state_value(state.into())
+            .state_reason(reason)
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_walks_from_a_dropped_zip_to_production() -> Result<()> {
+    let w = World::start("end-to-end").await?;
+    let result = story(&w).await;
+    w.stack.stop().await;
+    result
+}
+
+async fn story(w: &World) -> Result<()> {
+    // 1. A broken release: rejected with every problem, the integrator emailed, nothing started.
+    let v140 = w.build("1.4.0").await?;
+    let broken = w.drop(&v140.broken).await?;
+    ensure!(broken.state == ReleaseState::Rejected, "the broken drop was not rejected");
+    let codes: Vec<String> = broken
+        .problems
+        .as_ref()
+        .and_then(|p| p.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("code")?.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for code in [
+        "path_traversal",
+        "unknown_field",
+        "invalid_email",
+        "invalid_digest",
+        "template_missing",
+    ] {
+        ensure!(codes.iter().any(|c| c == code), "{code} not reported: {codes:?}");
+    }
+    let rejection = wait_for("the rejection email", STEP, || async {
+        Ok(w.emails()
+            .await?
+            .into_iter()
+            .find(|e| e.subject.contains("rejected")))
+    })
+    .await?;
+    ensure!(rejection.subject.contains("5 problems"), "{}", rejection.subject);
+    ensure!(broken.execution_id.is_none(), "a rejected drop started an execution");
+
+    // 2. The fixed release starts the pipeline; int approved, deployed, checked, canary done.
+    let r140 = w.drop(&v140.good).await?;
+    ensure!(r140.state == ReleaseState::Started, "1.4.0 did not start: {:?}", r140.problems);
+    let exec140 = r140.execution_id.clone().context("execution")?;
+    let int_changes = wait_for("int's change set", STEP, || async {
+        let c = w.store.list_stack_changes(&r140.release_id, "int").await?;
+        Ok((!c.is_empty()).then_some(c))
+    })
+    .await?;
+    ensure!(int_changes[0].account_id == accounts::INT);
+    w.approve(&r140, "Int", "ApproveInt", "int-lead@shipgate.local")
+        .await?;
+    w.wait_action("Int", "Deploy", "Succeeded").await?;
+    ensure!(
+        w.stack_status(accounts::INT, "orders-int-service")
+            .await?
+            .ends_with("_COMPLETE"),
+        "int's stack did not settle"
+    );
+    w.wait_action("Int", "Checks", "Succeeded").await?;
+    w.wait_action("Int", "Traffic", "Succeeded").await?;
+    let int140 = w.deployment_state(&r140, "int").await?;
+    ensure!(int140.state == DeploymentState::Succeeded, "int: {:?}", int140.state);
+    let (_, on_blue) = w.weights("int", accounts::INT).await?;
+    ensure!(on_blue == 0, "int: 1.4.0 is on green, yet blue has {on_blue}%");
+
+    // 3. The approval to promote; the images copied by digest into stg's registry.
+    let digest140 = v140.manifest["images"][0]["digest"]
+        .as_str()
+        .context("digest")?
+        .to_owned();
+    ensure!(
+        w.image_digest(accounts::STG, "orders/web", "1.4.0").await?.is_none(),
+        "the image was in stg before its promotion"
+    );
+    w.approve(&r140, "PromoteToStg", "ApprovePromotion", "stg-lead@shipgate.local")
+        .await?;
+    w.wait_action("PromoteToStg", "Promote", "Succeeded").await?;
+    ensure!(
+        w.image_digest(accounts::STG, "orders/web", "1.4.0").await?.as_deref()
+            == Some(digest140.as_str()),
+        "stg's registry does not hold 1.4.0 by the same digest"
+    );
+    let promotion_email = w
+        .emails()
+        .await?
+        .into_iter()
+        .find(|e| e.subject.starts_with("Approve promoting orders 1.4.0 from int to stg"))
+        .context("no approval-to-promote email")?;
+    ensure!(promotion_email.body.contains(&digest140), "the promotion email lacks the digest");
+
+    // 4. stg: approved, deployed, checked; the alarm fires at 10% and traffic rolls back.
+    w.approve(&r140, "Stg", "ApproveStg", "stg-lead@shipgate.local")
+        .await?;
+    w.wait_action("Stg", "Deploy", "Succeeded").await?;
+    w.wait_action("Stg", "Checks", "Succeeded").await?;
+    wait_for("stg's canary at 10%", STEP, || async {
+        Ok(w
+            .deployment_state(&r140, "stg")
+            .await
+            .ok()
+            .filter(|d| d.percent >= 10))
+    })
+    .await?;
+    w.set_alarm(
+        accounts::STG,
+        "orders-stg-5xx",
+        "ALARM",
+        "Threshold Crossed: end-to-end",
+    )
+    .await?;
+    w.wait_action("Stg", "Traffic", "Failed").await?;
+    w.wait_execution(&exec140, "Failed").await?;
+    let stg140 = w.deployment_state(&r140, "stg").await?;
+    ensure!(
+        stg140.state == DeploymentState::RolledBack,
+        "stg: {:?}",
+        stg140.state
+    );
+    let rollback = stg140.rollback.clone().context("rollback record")?;
+    ensure!(rollback.alarm.as_deref() == Some("orders-stg-5xx"), "{rollback:?}");
+    let (_, on_blue) = w.weights("stg", accounts::STG).await?;
+    ensure!(on_blue == 100, "stg after the rollback: blue has {on_blue}%");
+    let team = wait_for("stg's team email", STEP, || async {
+        Ok(w
+            .emails()
+            .await?
+            .into_iter()
+            .find(|e| e.to.iter().any(|t| t == "stg-team@shipgate.local")))
+    })
+    .await?;
+    ensure!(team.body.contains("orders-stg-5xx"), "{}", team.subject);
+
+    // 5. The fix: int (roles swap), the promotion, stg to 100%, the promotion, prod (linear).
+    w.set_alarm(accounts::STG, "orders-stg-5xx", "OK", "fixed").await?;
+    let v141 = w.build("1.4.1").await?;
+    let r141 = w.drop(&v141.good).await?;
+    ensure!(r141.state == ReleaseState::Started, "1.4.1 did not start");
+    let exec141 = r141.execution_id.clone().context("execution")?;
+    w.approve(&r141, "Int", "ApproveInt", "int-lead@shipgate.local")
+        .await?;
+    w.wait_action("Int", "Traffic", "Succeeded").await?;
+    let (_, on_blue) = w.weights("int", accounts::INT).await?;
+    ensure!(on_blue == 100, "int: 1.4.1 should be on blue (roles swap), blue has {on_blue}%");
+    w.approve(&r141, "PromoteToStg", "ApprovePromotion", "stg-lead@shipgate.local")
+        .await?;
+    w.wait_action("PromoteToStg", "Promote", "Succeeded").await?;
+    w.approve(&r141, "Stg", "ApproveStg", "stg-lead@shipgate.local")
+        .await?;
+    w.wait_action("Stg", "Traffic", "Succeeded").await?;
+    w.approve(&r141, "PromoteToProd", "ApprovePromotion", "cab@shipgate.local")
+        .await?;
+    w.wait_action("PromoteToProd", "Promote", "Succeeded").await?;
+    let digest141 = v141.manifest["images"][0]["digest"]
+        .as_str()
+        .context("digest")?
+        .to_owned();
+    for account in [accounts::STG, accounts::PROD] {
+        ensure!(
+            w.image_digest(account, "orders/web", "1.4.1").await?.as_deref()
+                == Some(digest141.as_str()),
+            "{account}'s registry does not hold 1.4.1 by its digest"
+        );
+    }
+    w.approve(&r141, "Prod", "ApproveProd", "cab@shipgate.local")
+        .await?;
+    w.wait_action("Prod", "Checks", "Succeeded").await?;
+    w.wait_execution(&exec141, "Succeeded").await?;
+    let prod141 = w.deployment_state(&r141, "prod").await?;
+    ensure!(prod141.state == DeploymentState::Succeeded, "prod: {:?}", prod141.state);
+    ensure!(prod141.plan.starts_with("Linear10PercentEvery1Minute"), "{}", prod141.plan);
+    let (_, on_blue) = w.weights("prod", accounts::PROD).await?;
+    ensure!(on_blue == 0, "prod: 1.4.1 is on green, yet blue has {on_blue}%");
+    ensure!(
+        w.stack_status(accounts::PROD, "orders-prod-service")
+            .await?
+            .ends_with("_COMPLETE"),
+        "prod's stack did not settle"
+    );
+
+    // Every approval was mailed and decided exactly once, each approver with their own link.
+    let mut decided = 0;
+    for release in [&r140, &r141] {
+        for gate in w.store.list_release_gates(&release.release_id).await? {
+            ensure!(
+                gate.links.iter().all(|l| l.message_id.is_some()),
+                "a link of {} was not mailed",
+                gate.key()
+            );
+            if gate.decision.is_some() {
+                decided += 1;
+            }
+        }
+    }
+    // 1.4.0: Int, PromoteToStg, Stg; 1.4.1: Int, PromoteToStg, Stg, PromoteToProd, Prod.
+    ensure!(decided == 8, "{decided} gates decided, expected 8");
+    let approvals = w
+        .emails()
+        .await?
+        .into_iter()
+        .filter(|e| e.subject.starts_with("Approve "))
+        .count();
+    // int: 2 approvers, stg: 1, prod: 2 (per gate round).
+    ensure!(approvals == 2 + 1 + 1 + 2 + 1 + 1 + 2 + 2, "{approvals} approval emails");
+    let links_in_emails = w
+        .emails()
+        .await?
+        .iter()
+        .filter(|e| e.subject.starts_with("Approve "))
+        .map(|e| links(&e.body).len())
+        .min()
+        .unwrap_or(0);
+    ensure!(links_in_emails >= 2, "an approval email without both links");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_check_stops_the_release_before_any_traffic_moves() -> Result<()> {
+    let w = World::start("end-to-end-checks").await?;
+    let result = failing_checks(&w).await;
+    w.stack.stop().await;
+    result
+}
+
+async fn failing_checks(w: &World) -> Result<()> {
+    w.stack
+        .test_endpoints
+        .get("int")
+        .context("int's test endpoint")?
+        .set_health(503);
+    let v = w.build("1.4.0").await?;
+    let release = w.drop(&v.good).await?;
+    ensure!(release.state == ReleaseState::Started, "the release did not start");
+    let (blue, on_blue_before) = w.weights("int", accounts::INT).await?;
+    w.approve(&release, "Int", "ApproveInt", "int-lead@shipgate.local")
+        .await?;
+    w.wait_action("Int", "Deploy", "Succeeded").await?;
+    w.wait_action("Int", "Checks", "Failed").await?;
+    w.wait_execution(release.execution_id.as_deref().unwrap_or_default(), "Failed")
+        .await?;
+    ensure!(
+        w.action_status("Int", "Traffic").await?.is_none(),
+        "the traffic action ran after a failed check"
+    );
+    let (blue_after, on_blue_after) = w.weights("int", accounts::INT).await?;
+    ensure!(
+        blue == blue_after && on_blue_before == 100 && on_blue_after == 100,
+        "weights moved: blue {on_blue_before}% -> {on_blue_after}%"
+    );
+    let id = deployment_id(
+        &release.release_id,
+        "int",
+        release.execution_id.as_deref().unwrap_or_default(),
+    );
+    if w.store.get_deployment(&id).await?.is_some() {
+        bail!("a deployment was created after a failed check");
+    }
+    Ok(())
+}
