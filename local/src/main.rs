@@ -249,10 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Summary => {
             let sdk = shipgate::aws::load_sdk_config().await;
             let env = shipgate::config::Env::from_process();
-            print!(
-                "{}",
-                shipgate_local::summary::collect(&sdk, &env).await?
-            );
+            print!("{}", shipgate_local::summary::collect(&sdk, &env).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::AppHealth {

@@ -370,10 +370,7 @@ impl Stack {
             );
         }
         for (environment, endpoint) in &self.test_endpoints {
-            vars.insert(
-                crate::test_endpoints::env_var(environment),
-                endpoint.url(),
-            );
+            vars.insert(crate::test_endpoints::env_var(environment), endpoint.url());
         }
         vars.iter()
             .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))

@@ -100,8 +100,16 @@ pub async fn collect(sdk: &SdkConfig, env: &Env) -> Result<String> {
             promotions += 1;
             let bytes: u64 = p.images.iter().map(|i| i.bytes_copied).sum();
             promoted_bytes += bytes;
-            blobs_copied += p.images.iter().map(|i| u64::from(i.blobs_copied)).sum::<u64>();
-            blobs_skipped += p.images.iter().map(|i| u64::from(i.blobs_skipped)).sum::<u64>();
+            blobs_copied += p
+                .images
+                .iter()
+                .map(|i| u64::from(i.blobs_copied))
+                .sum::<u64>();
+            blobs_skipped += p
+                .images
+                .iter()
+                .map(|i| u64::from(i.blobs_skipped))
+                .sum::<u64>();
             writeln!(
                 out,
                 "    promoted {} -> {}: {}, {} image(s), {}",
@@ -114,11 +122,7 @@ pub async fn collect(sdk: &SdkConfig, env: &Env) -> Result<String> {
         }
         for gate in store.list_release_gates(&r.release_id).await? {
             gates += 1;
-            mailed += gate
-                .links
-                .iter()
-                .filter(|l| l.message_id.is_some())
-                .count();
+            mailed += gate.links.iter().filter(|l| l.message_id.is_some()).count();
             if let Some(d) = &gate.decision {
                 used += 1;
                 match d.verdict {

@@ -154,10 +154,14 @@ impl World {
     }
 
     async fn wait_execution(&self, execution_id: &str, expect: &str) -> Result<()> {
-        let status = wait_for(&format!("execution {execution_id} to end"), STEP, || async {
-            let s = self.execution_status(execution_id).await?;
-            Ok((s != "InProgress").then_some(s))
-        })
+        let status = wait_for(
+            &format!("execution {execution_id} to end"),
+            STEP,
+            || async {
+                let s = self.execution_status(execution_id).await?;
+                Ok((s != "InProgress").then_some(s))
+            },
+        )
         .await?;
         ensure!(
             status == expect,
@@ -187,7 +191,10 @@ impl World {
                 .filter(|g| g.links.iter().all(|l| l.message_id.is_some())))
         })
         .await?;
-        ensure!(gate.state == GateState::Pending, "{stage}/{action} is not pending");
+        ensure!(
+            gate.state == GateState::Pending,
+            "{stage}/{action} is not pending"
+        );
         let link = shipgate_local::approvals::link_for(
             &self.stack.sdk,
             &shipgate::config::Env::from_pairs(self.env_pairs()),
@@ -220,7 +227,11 @@ impl World {
             .await?
             .context("gate")?;
         let decision = gate.decision.context("no decision recorded")?;
-        ensure!(decision.approver == approver, "decided by {}", decision.approver);
+        ensure!(
+            decision.approver == approver,
+            "decided by {}",
+            decision.approver
+        );
         // The same link cannot decide twice.
         let again = follow(&link, Some("approve"), None).await?;
         ensure!(!again.ok, "a used link decided again: {}", again.report);
@@ -333,7 +344,10 @@ async fn story(w: &World) -> Result<()> {
     // 1. A broken release: rejected with every problem, the integrator emailed, nothing started.
     let v140 = w.build("1.4.0").await?;
     let broken = w.drop(&v140.broken).await?;
-    ensure!(broken.state == ReleaseState::Rejected, "the broken drop was not rejected");
+    ensure!(
+        broken.state == ReleaseState::Rejected,
+        "the broken drop was not rejected"
+    );
     let codes: Vec<String> = broken
         .problems
         .as_ref()
@@ -351,7 +365,10 @@ async fn story(w: &World) -> Result<()> {
         "invalid_digest",
         "template_missing",
     ] {
-        ensure!(codes.iter().any(|c| c == code), "{code} not reported: {codes:?}");
+        ensure!(
+            codes.iter().any(|c| c == code),
+            "{code} not reported: {codes:?}"
+        );
     }
     let rejection = wait_for("the rejection email", STEP, || async {
         Ok(w.emails()
@@ -360,12 +377,23 @@ async fn story(w: &World) -> Result<()> {
             .find(|e| e.subject.contains("rejected")))
     })
     .await?;
-    ensure!(rejection.subject.contains("5 problems"), "{}", rejection.subject);
-    ensure!(broken.execution_id.is_none(), "a rejected drop started an execution");
+    ensure!(
+        rejection.subject.contains("5 problems"),
+        "{}",
+        rejection.subject
+    );
+    ensure!(
+        broken.execution_id.is_none(),
+        "a rejected drop started an execution"
+    );
 
     // 2. The fixed release starts the pipeline; int approved, deployed, checked, canary done.
     let r140 = w.drop(&v140.good).await?;
-    ensure!(r140.state == ReleaseState::Started, "1.4.0 did not start: {:?}", r140.problems);
+    ensure!(
+        r140.state == ReleaseState::Started,
+        "1.4.0 did not start: {:?}",
+        r140.problems
+    );
     let exec140 = r140.execution_id.clone().context("execution")?;
     let int_changes = wait_for("int's change set", STEP, || async {
         let c = w.store.list_stack_changes(&r140.release_id, "int").await?;
@@ -385,9 +413,16 @@ async fn story(w: &World) -> Result<()> {
     w.wait_action("Int", "Checks", "Succeeded").await?;
     w.wait_action("Int", "Traffic", "Succeeded").await?;
     let int140 = w.deployment_state(&r140, "int").await?;
-    ensure!(int140.state == DeploymentState::Succeeded, "int: {:?}", int140.state);
+    ensure!(
+        int140.state == DeploymentState::Succeeded,
+        "int: {:?}",
+        int140.state
+    );
     let (_, on_blue) = w.weights("int", accounts::INT).await?;
-    ensure!(on_blue == 0, "int: 1.4.0 is on green, yet blue has {on_blue}%");
+    ensure!(
+        on_blue == 0,
+        "int: 1.4.0 is on green, yet blue has {on_blue}%"
+    );
 
     // 3. The approval to promote; the images copied by digest into stg's registry.
     let digest140 = v140.manifest["images"][0]["digest"]
@@ -395,14 +430,24 @@ async fn story(w: &World) -> Result<()> {
         .context("digest")?
         .to_owned();
     ensure!(
-        w.image_digest(accounts::STG, "orders/web", "1.4.0").await?.is_none(),
+        w.image_digest(accounts::STG, "orders/web", "1.4.0")
+            .await?
+            .is_none(),
         "the image was in stg before its promotion"
     );
-    w.approve(&r140, "PromoteToStg", "ApprovePromotion", "stg-lead@shipgate.local")
+    w.approve(
+        &r140,
+        "PromoteToStg",
+        "ApprovePromotion",
+        "stg-lead@shipgate.local",
+    )
+    .await?;
+    w.wait_action("PromoteToStg", "Promote", "Succeeded")
         .await?;
-    w.wait_action("PromoteToStg", "Promote", "Succeeded").await?;
     ensure!(
-        w.image_digest(accounts::STG, "orders/web", "1.4.0").await?.as_deref()
+        w.image_digest(accounts::STG, "orders/web", "1.4.0")
+            .await?
+            .as_deref()
             == Some(digest140.as_str()),
         "stg's registry does not hold 1.4.0 by the same digest"
     );
@@ -410,9 +455,15 @@ async fn story(w: &World) -> Result<()> {
         .emails()
         .await?
         .into_iter()
-        .find(|e| e.subject.starts_with("Approve promoting orders 1.4.0 from int to stg"))
+        .find(|e| {
+            e.subject
+                .starts_with("Approve promoting orders 1.4.0 from int to stg")
+        })
         .context("no approval-to-promote email")?;
-    ensure!(promotion_email.body.contains(&digest140), "the promotion email lacks the digest");
+    ensure!(
+        promotion_email.body.contains(&digest140),
+        "the promotion email lacks the digest"
+    );
 
     // 4. stg: approved, deployed, checked; the alarm fires at 10% and traffic rolls back.
     w.approve(&r140, "Stg", "ApproveStg", "stg-lead@shipgate.local")
@@ -420,8 +471,7 @@ async fn story(w: &World) -> Result<()> {
     w.wait_action("Stg", "Deploy", "Succeeded").await?;
     w.wait_action("Stg", "Checks", "Succeeded").await?;
     wait_for("stg's canary at 10%", STEP, || async {
-        Ok(w
-            .deployment_state(&r140, "stg")
+        Ok(w.deployment_state(&r140, "stg")
             .await
             .ok()
             .filter(|d| d.percent >= 10))
@@ -443,12 +493,17 @@ async fn story(w: &World) -> Result<()> {
         stg140.state
     );
     let rollback = stg140.rollback.clone().context("rollback record")?;
-    ensure!(rollback.alarm.as_deref() == Some("orders-stg-5xx"), "{rollback:?}");
+    ensure!(
+        rollback.alarm.as_deref() == Some("orders-stg-5xx"),
+        "{rollback:?}"
+    );
     let (_, on_blue) = w.weights("stg", accounts::STG).await?;
-    ensure!(on_blue == 100, "stg after the rollback: blue has {on_blue}%");
+    ensure!(
+        on_blue == 100,
+        "stg after the rollback: blue has {on_blue}%"
+    );
     let team = wait_for("stg's team email", STEP, || async {
-        Ok(w
-            .emails()
+        Ok(w.emails()
             .await?
             .into_iter()
             .find(|e| e.to.iter().any(|t| t == "stg-team@shipgate.local")))
@@ -457,7 +512,8 @@ async fn story(w: &World) -> Result<()> {
     ensure!(team.body.contains("orders-stg-5xx"), "{}", team.subject);
 
     // 5. The fix: int (roles swap), the promotion, stg to 100%, the promotion, prod (linear).
-    w.set_alarm(accounts::STG, "orders-stg-5xx", "OK", "fixed").await?;
+    w.set_alarm(accounts::STG, "orders-stg-5xx", "OK", "fixed")
+        .await?;
     let v141 = w.build("1.4.1").await?;
     let r141 = w.drop(&v141.good).await?;
     ensure!(r141.state == ReleaseState::Started, "1.4.1 did not start");
@@ -466,23 +522,40 @@ async fn story(w: &World) -> Result<()> {
         .await?;
     w.wait_action("Int", "Traffic", "Succeeded").await?;
     let (_, on_blue) = w.weights("int", accounts::INT).await?;
-    ensure!(on_blue == 100, "int: 1.4.1 should be on blue (roles swap), blue has {on_blue}%");
-    w.approve(&r141, "PromoteToStg", "ApprovePromotion", "stg-lead@shipgate.local")
+    ensure!(
+        on_blue == 100,
+        "int: 1.4.1 should be on blue (roles swap), blue has {on_blue}%"
+    );
+    w.approve(
+        &r141,
+        "PromoteToStg",
+        "ApprovePromotion",
+        "stg-lead@shipgate.local",
+    )
+    .await?;
+    w.wait_action("PromoteToStg", "Promote", "Succeeded")
         .await?;
-    w.wait_action("PromoteToStg", "Promote", "Succeeded").await?;
     w.approve(&r141, "Stg", "ApproveStg", "stg-lead@shipgate.local")
         .await?;
     w.wait_action("Stg", "Traffic", "Succeeded").await?;
-    w.approve(&r141, "PromoteToProd", "ApprovePromotion", "cab@shipgate.local")
+    w.approve(
+        &r141,
+        "PromoteToProd",
+        "ApprovePromotion",
+        "cab@shipgate.local",
+    )
+    .await?;
+    w.wait_action("PromoteToProd", "Promote", "Succeeded")
         .await?;
-    w.wait_action("PromoteToProd", "Promote", "Succeeded").await?;
     let digest141 = v141.manifest["images"][0]["digest"]
         .as_str()
         .context("digest")?
         .to_owned();
     for account in [accounts::STG, accounts::PROD] {
         ensure!(
-            w.image_digest(account, "orders/web", "1.4.1").await?.as_deref()
+            w.image_digest(account, "orders/web", "1.4.1")
+                .await?
+                .as_deref()
                 == Some(digest141.as_str()),
             "{account}'s registry does not hold 1.4.1 by its digest"
         );
@@ -492,10 +565,21 @@ async fn story(w: &World) -> Result<()> {
     w.wait_action("Prod", "Checks", "Succeeded").await?;
     w.wait_execution(&exec141, "Succeeded").await?;
     let prod141 = w.deployment_state(&r141, "prod").await?;
-    ensure!(prod141.state == DeploymentState::Succeeded, "prod: {:?}", prod141.state);
-    ensure!(prod141.plan.starts_with("Linear10PercentEvery1Minute"), "{}", prod141.plan);
+    ensure!(
+        prod141.state == DeploymentState::Succeeded,
+        "prod: {:?}",
+        prod141.state
+    );
+    ensure!(
+        prod141.plan.starts_with("Linear10PercentEvery1Minute"),
+        "{}",
+        prod141.plan
+    );
     let (_, on_blue) = w.weights("prod", accounts::PROD).await?;
-    ensure!(on_blue == 0, "prod: 1.4.1 is on green, yet blue has {on_blue}%");
+    ensure!(
+        on_blue == 0,
+        "prod: 1.4.1 is on green, yet blue has {on_blue}%"
+    );
     ensure!(
         w.stack_status(accounts::PROD, "orders-prod-service")
             .await?
@@ -526,7 +610,10 @@ async fn story(w: &World) -> Result<()> {
         .filter(|e| e.subject.starts_with("Approve "))
         .count();
     // int: 2 approvers, stg: 1, prod: 2 (per gate round).
-    ensure!(approvals == 2 + 1 + 1 + 2 + 1 + 1 + 2 + 2, "{approvals} approval emails");
+    ensure!(
+        approvals == 2 + 1 + 1 + 2 + 1 + 1 + 2 + 2,
+        "{approvals} approval emails"
+    );
     let links_in_emails = w
         .emails()
         .await?
@@ -555,14 +642,20 @@ async fn failing_checks(w: &World) -> Result<()> {
         .set_health(503);
     let v = w.build("1.4.0").await?;
     let release = w.drop(&v.good).await?;
-    ensure!(release.state == ReleaseState::Started, "the release did not start");
+    ensure!(
+        release.state == ReleaseState::Started,
+        "the release did not start"
+    );
     let (blue, on_blue_before) = w.weights("int", accounts::INT).await?;
     w.approve(&release, "Int", "ApproveInt", "int-lead@shipgate.local")
         .await?;
     w.wait_action("Int", "Deploy", "Succeeded").await?;
     w.wait_action("Int", "Checks", "Failed").await?;
-    w.wait_execution(release.execution_id.as_deref().unwrap_or_default(), "Failed")
-        .await?;
+    w.wait_execution(
+        release.execution_id.as_deref().unwrap_or_default(),
+        "Failed",
+    )
+    .await?;
     ensure!(
         w.action_status("Int", "Traffic").await?.is_none(),
         "the traffic action ran after a failed check"

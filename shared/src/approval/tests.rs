@@ -477,8 +477,14 @@ fn an_approval_to_promote_shows_the_images_by_digest_not_change_sets() {
         "Approve promoting orders 1.4.0 from int to stg — 1 image to copy by digest from int's \
          registry to stg's: Adds refunds."
     );
-    assert!(mail.text.contains("Images to promote (by digest, from int's registry to stg's):"));
-    assert!(mail.text.contains(&format!("  web  orders/web:1.4.0  {digest}\n")));
+    assert!(
+        mail.text
+            .contains("Images to promote (by digest, from int's registry to stg's):")
+    );
+    assert!(
+        mail.text
+            .contains(&format!("  web  orders/web:1.4.0  {digest}\n"))
+    );
     assert!(!mail.text.contains("no change set recorded"));
     assert!(mail.html.contains(&digest));
     assert!(!mail.html.contains("No change set recorded"));
