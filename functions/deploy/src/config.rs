@@ -10,6 +10,9 @@ pub struct DeployConfig {
     /// `SHIPGATE_DEPLOY_TIMEOUT_SECONDS` (default 3600): how long the action waits, across
     /// invocations, for the stacks to settle before it fails.
     pub timeout_seconds: u64,
+    /// `SHIPGATE_TASK_SET_TIMEOUT_SECONDS` (default 900): how long the new version's ECS task
+    /// set may take, after its last change, to run every task registered and healthy.
+    pub task_set_timeout_seconds: u64,
 }
 
 impl DeployConfig {
@@ -22,9 +25,18 @@ impl DeployConfig {
                 reason: "the action must be allowed some time to wait".into(),
             });
         }
+        let task_set_timeout_seconds = env.parsed_or("SHIPGATE_TASK_SET_TIMEOUT_SECONDS", 900)?;
+        if task_set_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                name: "SHIPGATE_TASK_SET_TIMEOUT_SECONDS".into(),
+                value: "0".into(),
+                reason: "the task set must be allowed some time to start its tasks".into(),
+            });
+        }
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             timeout_seconds,
+            task_set_timeout_seconds,
         })
     }
 }
@@ -39,6 +51,7 @@ mod tests {
             DeployConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).expect("valid");
         assert_eq!(config.table, "t");
         assert_eq!(config.timeout_seconds, 3600);
+        assert_eq!(config.task_set_timeout_seconds, 900);
         let err = DeployConfig::from_env(&Env::default()).unwrap_err();
         assert!(err.to_string().contains("SHIPGATE_TABLE"));
     }

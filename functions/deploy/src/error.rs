@@ -110,6 +110,23 @@ pub enum DeployError {
         role_arn: String,
         source: Box<AwsError>,
     },
+    /// An ECS or load balancer call while placing the new version's task set.
+    #[error(
+        "{environment}: {} {} failed while placing the new version's task set: {}{}",
+        .source.service,
+        .source.operation,
+        code_and_message(.source),
+        if is_access_denied(.source) {
+            format!(": check that {role_arn} allows {}:{}", iam_prefix(.source.service), .source.operation)
+        } else if .source.retryable {
+            " (temporary: the action tries again)".to_owned()
+        } else { String::new() }
+    )]
+    Green {
+        environment: String,
+        role_arn: String,
+        source: Box<AwsError>,
+    },
     #[error("the release table could not be used: {0}")]
     Store(#[source] Box<StoreError>),
     #[error("CodePipeline could not be told the job's result: {0}")]
@@ -136,6 +153,7 @@ impl DeployError {
             DeployError::NotExecutable { .. } => "ChangeSetNotExecutable",
             DeployError::AssumeRole { .. } => "AssumeRoleFailed",
             DeployError::CloudFormation { .. } => "CloudFormationError",
+            DeployError::Green { .. } => "TaskSetError",
             DeployError::Store(_) => "StoreError",
             DeployError::Answer(_) => "CodePipelineError",
         }
@@ -145,9 +163,9 @@ impl DeployError {
     /// (within its bound) instead of failing.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DeployError::AssumeRole { source, .. } | DeployError::CloudFormation { source, .. } => {
-                source.retryable
-            }
+            DeployError::AssumeRole { source, .. }
+            | DeployError::CloudFormation { source, .. }
+            | DeployError::Green { source, .. } => source.retryable,
             DeployError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
             _ => false,
         }
@@ -159,7 +177,9 @@ impl DeployError {
             DeployError::UserParameters(_) | DeployError::Parameters(_) => {
                 JobFailureKind::ConfigurationError
             }
-            DeployError::AssumeRole { source, .. } | DeployError::CloudFormation { source, .. }
+            DeployError::AssumeRole { source, .. }
+            | DeployError::CloudFormation { source, .. }
+            | DeployError::Green { source, .. }
                 if is_access_denied(source) =>
             {
                 JobFailureKind::PermissionError
@@ -173,6 +193,16 @@ fn is_access_denied(e: &AwsError) -> bool {
     e.code.as_deref().is_some_and(|c| {
         c.starts_with("AccessDenied") || c == "UnauthorizedOperation" || c == "AuthorizationError"
     })
+}
+
+/// The IAM action prefix of a service as [`AwsError`] names it.
+fn iam_prefix(service: &str) -> &'static str {
+    match service {
+        "ECS" => "ecs",
+        "ElasticLoadBalancingV2" => "elasticloadbalancing",
+        "CloudFormation" => "cloudformation",
+        _ => "its service",
+    }
 }
 
 fn code_and_message(e: &AwsError) -> String {

@@ -16,9 +16,19 @@
 //! resources of its latest operation, from `DescribeStackEvents`). When every stack settled,
 //! the stacks' `Shipgate*` outputs become the action's output variables
 //! ([`progress::merge_outputs`]).
+//!
+//! ECS blue/green: when the outputs name an ECS service (`ShipgateService`, deployment
+//! controller `EXTERNAL`), the action then places the release's task definition as a task set
+//! behind the idle target group of the production listener (`CreateTaskSet`, `externalId` =
+//! the release id, so it is found again rather than created twice), points the test listener
+//! at that target group, and waits (continuations) until the task set is steady; the checks
+//! that follow test it on the test listener. It records green and blue
+//! ([`PreparedGreen`](shipgate::store::PreparedGreen)) for the traffic action, which drains
+//! blue after the bake. See [`green`].
 
 mod config;
 mod error;
+pub mod green;
 mod parameters;
 mod progress;
 
@@ -38,9 +48,11 @@ use shipgate::aws::cloudformation::{
 use shipgate::error::AwsError;
 use shipgate::job::{Answer, Job, Outcome};
 use shipgate::metrics::{MetricName, StageMetrics};
-use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
+use shipgate::store::{ChangeSetOutcome, PreparedGreen, StackChanges, Store};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, info_span, warn};
+
+use crate::green::{EcsOutputs, GreenInput, GreenStep, decide_green};
 
 /// The clients the action uses, built once per process. The environment account's
 /// CloudFormation client is built per invocation, from the role its parameters name.
@@ -114,32 +126,64 @@ impl DeployFunction {
             &target.execution_id,
         );
         let e = match self.look(target, progress.is_some()).await {
-            Ok(stacks) => {
-                return match decide(
+            Ok((stacks, sdk)) => {
+                let (summary, variables) = match decide(
                     &target.environment,
                     &target.account_id,
                     &stacks,
                     waited,
                     timeout,
                 ) {
-                    Verdict::Done { summary, variables } => {
-                        info!(polls, waited, outcome = "done", summary = %summary, "stacks deployed");
-                        metrics.count(MetricName::DeploysSucceeded);
-                        Outcome::Done {
-                            summary,
-                            output_variables: variables,
-                        }
-                    }
+                    Verdict::Done { summary, variables } => (summary, variables),
                     Verdict::Wait => {
                         info!(polls, waited, outcome = "continue", "stacks still updating");
-                        Outcome::continue_with(&next)
+                        return Outcome::continue_with(&next);
                     }
                     Verdict::Fail { message } => {
                         warn!(polls, waited, outcome = "failed", reason = %message, "deployment failed");
                         metrics.count(MetricName::DeploysFailed);
-                        Outcome::failed(message)
+                        return Outcome::failed(message);
                     }
                 };
+                let ecs = match EcsOutputs::from_variables(&target.environment, &variables) {
+                    Ok(None) => {
+                        info!(polls, waited, outcome = "done", summary = %summary, "stacks deployed");
+                        metrics.count(MetricName::DeploysSucceeded);
+                        return Outcome::Done {
+                            summary,
+                            output_variables: variables,
+                        };
+                    }
+                    Ok(Some(ecs)) => ecs,
+                    Err(message) => {
+                        warn!(polls, outcome = "failed", reason = %message, "ECS outputs incomplete");
+                        metrics.count(MetricName::DeploysFailed);
+                        return Outcome::failed(message);
+                    }
+                };
+                match self.place_green(target, &sdk, &ecs, now).await {
+                    Ok(Placed::Ready {
+                        summary: green,
+                        variables: more,
+                    }) => {
+                        let summary = format!("{summary}; {green}");
+                        info!(polls, waited, outcome = "done", summary = %summary, "stacks deployed, green placed");
+                        metrics.count(MetricName::DeploysSucceeded);
+                        let mut variables = variables;
+                        variables.extend(more);
+                        return Outcome::Done {
+                            summary,
+                            output_variables: variables,
+                        };
+                    }
+                    Ok(Placed::Wait) => return Outcome::continue_with(&next),
+                    Ok(Placed::Fail(message)) => {
+                        warn!(polls, waited, outcome = "failed", reason = %message, "green not placed");
+                        metrics.count(MetricName::DeploysFailed);
+                        return Outcome::failed(message);
+                    }
+                    Err(e) => e,
+                }
             }
             Err(e) => e,
         };
@@ -162,14 +206,232 @@ impl DeployFunction {
         Outcome::failed(message)
     }
 
-    /// Executes what is still to execute, then reads every stack.
-    async fn look(&self, target: &Target, continuing: bool) -> Result<Vec<StackView>, DeployError> {
+    /// Places the release's task set behind the idle target group and points the test
+    /// listener at it, as far as it goes in one invocation (each step re-read from ECS and the
+    /// listeners, so a retried or crashed invocation neither creates twice nor skips a step).
+    async fn place_green(
+        &self,
+        target: &Target,
+        sdk: &SdkConfig,
+        o: &EcsOutputs,
+        now: i64,
+    ) -> Result<Placed, DeployError> {
+        let ecs = aws_sdk_ecs::Client::new(sdk);
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk);
+        let aws = |source: AwsError| DeployError::Green {
+            environment: target.environment.clone(),
+            role_arn: target.role_arn.clone(),
+            source: Box::new(source),
+        };
+        let weights = shipgate::aws::elbv2::listener_weights(&elb, &o.prod_listener)
+            .await
+            .map_err(aws)?;
+        let (live, idle) = match shipgate::aws::elbv2::live_target_group(
+            &weights,
+            &o.blue_target_group,
+            &o.green_target_group,
+        ) {
+            Ok(pair) => pair,
+            Err(reason) => {
+                return Ok(Placed::Fail(format!(
+                    "{}: the production listener {}: {reason}",
+                    target.environment, o.prod_listener
+                )));
+            }
+        };
+        let now_ms = now.saturating_mul(1000);
+        let timeout_ms = i64::try_from(self.config.task_set_timeout_seconds)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        // Create, scale up, point the test listener: one of each at most, then a verdict.
+        for _ in 0..4 {
+            let task_sets = shipgate::aws::ecs::task_sets(&ecs, &o.cluster, &o.service)
+                .await
+                .map_err(aws)?;
+            let test_weights = shipgate::aws::elbv2::listener_weights(&elb, &o.test_listener)
+                .await
+                .map_err(aws)?;
+            let step = decide_green(GreenInput {
+                release_id: &target.release_id,
+                live_target_group: &live,
+                idle_target_group: &idle,
+                task_sets: &task_sets,
+                test_listener: &test_weights,
+                now_ms,
+                timeout_ms,
+            });
+            match step {
+                GreenStep::Create => {
+                    let created = shipgate::aws::ecs::create_task_set(
+                        &ecs,
+                        &shipgate::aws::ecs::NewTaskSet {
+                            cluster: o.cluster.clone(),
+                            service: o.service.clone(),
+                            task_definition: o.task_definition.clone(),
+                            external_id: target.release_id.clone(),
+                            target_group: idle.clone(),
+                            container_name: o.container_name.clone(),
+                            container_port: o.container_port,
+                            launch_type: o.launch_type.clone(),
+                            subnets: o.subnets.clone(),
+                            security_groups: o.security_groups.clone(),
+                            assign_public_ip: false,
+                        },
+                    )
+                    .await
+                    .map_err(aws)?;
+                    info!(task_set = %created.arn, target_group = %idle, task_definition = %o.task_definition, outcome = "task_set_created", "green task set created");
+                }
+                GreenStep::ScaleUp { green } => {
+                    shipgate::aws::ecs::scale_task_set(
+                        &ecs, &o.cluster, &o.service, &green.arn, 100.0,
+                    )
+                    .await
+                    .map_err(aws)?;
+                    info!(task_set = %green.arn, from = green.scale_percent, outcome = "task_set_scaled_up", "green task set scaled back to 100%");
+                }
+                GreenStep::PointTestListener => {
+                    shipgate::aws::elbv2::forward_to(&elb, &o.test_listener, &idle)
+                        .await
+                        .map_err(aws)?;
+                    info!(listener = %o.test_listener, target_group = %idle, outcome = "test_listener_pointed", "test listener forwards to green");
+                }
+                GreenStep::Wait { green } => {
+                    info!(task_set = %green.arn, steady = green.steady, running = green.running_count, desired = green.computed_desired_count, pending = green.pending_count, outcome = "continue", "green task set starting");
+                    return Ok(Placed::Wait);
+                }
+                GreenStep::TimedOut { green, waited_ms } => {
+                    return Ok(Placed::Fail(format!(
+                        "{}: the new version's task set {} ({}) is not steady {} after its last \
+                         change (SHIPGATE_TASK_SET_TIMEOUT_SECONDS): {} of {} tasks running, {} \
+                         pending; look at service {}'s events in account {} (image, health \
+                         check, capacity), then retry the stage",
+                        target.environment,
+                        green.arn,
+                        green.task_definition,
+                        progress::minutes(waited_ms / 1000),
+                        green.running_count,
+                        green.computed_desired_count,
+                        green.pending_count,
+                        o.service,
+                        target.account_id
+                    )));
+                }
+                GreenStep::Refuse { reason } => {
+                    return Ok(Placed::Fail(format!(
+                        "{}: service {}: {reason}",
+                        target.environment, o.service
+                    )));
+                }
+                GreenStep::AlreadyLive { green } => {
+                    let facts = GreenFacts {
+                        green: &green.arn,
+                        green_target_group: &live,
+                        blue: None,
+                        live_target_group: &live,
+                        already_live: true,
+                    };
+                    self.record_green(target, o, facts, now_ms).await?;
+                    info!(task_set = %green.arn, target_group = %live, outcome = "already_live", "the release's task set is live already");
+                    return Ok(Placed::Ready {
+                        summary: format!(
+                            "task set {} of this release serves the live target group already",
+                            green.id
+                        ),
+                        variables: green_variables(&green.arn, None),
+                    });
+                }
+                GreenStep::Ready { green, blue, stale } => {
+                    for leftover in &stale {
+                        // Task sets of rolled-back releases, carrying no tasks: not worth
+                        // failing a deployment over.
+                        match shipgate::aws::ecs::delete_task_set(
+                            &ecs,
+                            &o.cluster,
+                            &o.service,
+                            &leftover.arn,
+                        )
+                        .await
+                        {
+                            Ok(_) => {
+                                info!(task_set = %leftover.arn, outcome = "stale_task_set_deleted", "leftover task set deleted");
+                            }
+                            Err(e) => {
+                                warn!(task_set = %leftover.arn, error = %e, "could not delete a leftover task set");
+                            }
+                        }
+                    }
+                    let blue_arn = blue.as_ref().map(|b| b.arn.as_str());
+                    let facts = GreenFacts {
+                        green: &green.arn,
+                        green_target_group: &idle,
+                        blue: blue_arn,
+                        live_target_group: &live,
+                        already_live: false,
+                    };
+                    self.record_green(target, o, facts, now_ms).await?;
+                    info!(task_set = %green.arn, blue = blue_arn.unwrap_or("-"), target_group = %idle, running = green.running_count, outcome = "green_ready", "green task set steady; test listener on it");
+                    return Ok(Placed::Ready {
+                        summary: format!(
+                            "green task set {} steady ({} tasks) behind {}, test listener on it",
+                            green.id,
+                            green.running_count,
+                            short_name(&idle)
+                        ),
+                        variables: green_variables(&green.arn, blue_arn),
+                    });
+                }
+            }
+        }
+        Ok(Placed::Wait)
+    }
+
+    /// Hands green and blue over to the traffic action (see [`PreparedGreen`]).
+    async fn record_green(
+        &self,
+        target: &Target,
+        o: &EcsOutputs,
+        facts: GreenFacts<'_>,
+        now_ms: i64,
+    ) -> Result<(), DeployError> {
+        let record = PreparedGreen {
+            deployment_id: shipgate::deploy::deployment_id(
+                &target.release_id,
+                &target.environment,
+                &target.execution_id,
+            ),
+            release_id: target.release_id.clone(),
+            environment: target.environment.clone(),
+            execution_id: target.execution_id.clone(),
+            cluster: o.cluster.clone(),
+            service: o.service.clone(),
+            task_definition: o.task_definition.clone(),
+            green_task_set: facts.green.to_owned(),
+            green_target_group: facts.green_target_group.to_owned(),
+            blue_task_set: facts.blue.map(str::to_owned),
+            live_target_group: facts.live_target_group.to_owned(),
+            test_listener: o.test_listener.clone(),
+            already_live: facts.already_live,
+            prepared_at_ms: now_ms,
+        };
+        self.store.put_prepared_green(&record).await?;
+        Ok(())
+    }
+
+    /// Executes what is still to execute, then reads every stack. Also returns the
+    /// environment account's configuration, for what comes after the stacks.
+    async fn look(
+        &self,
+        target: &Target,
+        continuing: bool,
+    ) -> Result<(Vec<StackView>, SdkConfig), DeployError> {
         let changes = self
             .store
             .list_stack_changes(&target.release_id, &target.environment)
             .await?;
         check_changes(target, &changes)?;
-        let cf = aws_sdk_cloudformation::Client::new(&self.assume(target).await?);
+        let sdk = self.assume(target).await?;
+        let cf = aws_sdk_cloudformation::Client::new(&sdk);
         for change in &changes {
             if change.outcome == ChangeSetOutcome::Ready {
                 self.execute_once(&cf, target, change, continuing).await?;
@@ -199,7 +461,7 @@ impl DeployFunction {
             info!(stack = %view.stack_name, status = view.status.as_deref().unwrap_or("missing"), "stack read");
             stacks.push(view);
         }
-        Ok(stacks)
+        Ok((stacks, sdk))
     }
 
     /// Executes the stack's change set unless CloudFormation says it is being or was executed.
@@ -302,6 +564,45 @@ impl DeployFunction {
             .credentials_provider(SharedCredentialsProvider::new(credentials))
             .build())
     }
+}
+
+/// What the deploy action found for green, recorded for the traffic action.
+struct GreenFacts<'a> {
+    green: &'a str,
+    green_target_group: &'a str,
+    blue: Option<&'a str>,
+    live_target_group: &'a str,
+    already_live: bool,
+}
+
+/// Where placing green stands after one invocation.
+enum Placed {
+    /// Steady behind the idle target group, the test listener on it (or live already).
+    Ready {
+        summary: String,
+        variables: std::collections::BTreeMap<String, String>,
+    },
+    /// Still starting: a continuation.
+    Wait,
+    /// The action fails with this message.
+    Fail(String),
+}
+
+/// `GreenTaskSet` and `BlueTaskSet` (empty for a service's first release): for the pipeline's
+/// later actions and for people.
+fn green_variables(green: &str, blue: Option<&str>) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        ("GreenTaskSet".to_owned(), green.to_owned()),
+        (
+            "BlueTaskSet".to_owned(),
+            blue.unwrap_or_default().to_owned(),
+        ),
+    ])
+}
+
+/// `targetgroup/<name>/…` of a target group ARN, for the summary.
+fn short_name(arn: &str) -> &str {
+    arn.find("targetgroup/").map_or(arn, |i| &arn[i..])
 }
 
 fn cloudformation_error(target: &Target, stack: &str) -> impl Fn(AwsError) -> DeployError {

@@ -16,6 +16,7 @@ fn function() -> DeployFunction {
         DeployConfig {
             table: "shipgate".into(),
             timeout_seconds: 3600,
+            task_set_timeout_seconds: 900,
         },
         &sdk,
     )

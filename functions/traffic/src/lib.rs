@@ -10,6 +10,15 @@
 //! included, is over (CodePipeline invokes it again; the local stand-in after a short delay),
 //! then succeeds. A deployment the rollback function rolled back fails the action with the
 //! recorded reason. Time compression for demos comes only from the plan (`scale=`).
+//!
+//! ECS blue/green with task sets: when the deploy action placed the new version as a task set
+//! behind the idle target group (its [`PreparedGreen`](shipgate::store::PreparedGreen) record),
+//! the deployment carries both task sets, and the end of the bake does not end it: blue is
+//! drained first (its target group's deregistration delay, as a persisted time to look again,
+//! then `UpdateTaskSet` to 0%, `UpdateServicePrimaryTaskSet` green, `DeleteTaskSet` blue), each
+//! step claimed like a traffic move and decided again from the task sets as they are
+//! ([`next_drain_step`]). Alarms are watched until the bake ends, not during the drain: by then
+//! blue may be gone, and traffic cannot go back to it.
 
 mod parameters;
 
@@ -22,8 +31,9 @@ use serde::Serialize;
 use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::config::{ConfigError, Env};
 use shipgate::deploy::{
-    AccountClients, DeployError, Deployer, JobHandling, MAX_RACES, RollbackNext, RollbackRequest,
-    Step, StepInput, TeamMail, decide_step, deployment_id, failure_message, rfc3339, rollback_next,
+    AccountClients, DeployError, Deployer, DrainNext, JobHandling, MAX_RACES, RollbackNext,
+    RollbackRequest, Step, StepInput, TeamMail, decide_step, deployment_id, drain_after,
+    failure_message, held_by_other, next_drain_step, rfc3339, rollback_next,
 };
 use shipgate::deploy::{RollbackOutcome, RollbackReport};
 use shipgate::error::AwsError;
@@ -31,7 +41,8 @@ use shipgate::job::{Answer, Job, JobEventError, Outcome};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::plan::{DeploymentPlan, position};
 use shipgate::store::{
-    AppliedStep, Deployment, DeploymentCreation, DeploymentState, Lease, LeaseIntent, TrafficTarget,
+    AppliedDrainStep, AppliedStep, Deployment, DeploymentCreation, DeploymentState, Drain,
+    DrainStep, EcsTaskSets, Lease, LeaseIntent, TrafficTarget,
 };
 use tracing::{Instrument, info, info_span, warn};
 
@@ -247,7 +258,8 @@ impl TrafficFunction {
                 })?;
         for _ in 0..MAX_RACES {
             let observed = self.deployer.observe(&clients, &current).await?;
-            let firing = if current.state == DeploymentState::Shifting {
+            let firing = if current.state == DeploymentState::Shifting && current.drain().is_none()
+            {
                 shipgate::aws::cloudwatch::firing_alarms(&clients.cloudwatch, &current.alarms)
                     .await
                     .map_err(|e| DeployError::Aws {
@@ -346,6 +358,16 @@ impl TrafficFunction {
                     log("rolled_back", 0);
                     return Ok(rolled_back(&fresh));
                 }
+                Step::Drain => {
+                    match Box::pin(self.drain(job, &clients, &current, &owner, now_ms)).await? {
+                        Ok(outcome) => return Ok(outcome),
+                        Err(fresh) => {
+                            log("lost_race", current.percent);
+                            current = fresh;
+                            continue;
+                        }
+                    }
+                }
                 Step::Busy { owner: holder } => {
                     info!(holder = %holder, "another invocation is moving traffic; looking again later");
                     log("busy", current.percent);
@@ -396,18 +418,15 @@ impl TrafficFunction {
                     applied.lease = None;
                     applied.next_step_at_ms = next_wake(at.next_wake);
                     if complete {
-                        applied.state = DeploymentState::Succeeded;
+                        self.finish_or_drain(&clients, &mut applied, &plan, now_ms)
+                            .await?;
                     }
                     match self.deployer.save(&applied).await? {
                         Ok(saved) => {
                             log(if complete { "shifted_done" } else { "shifted" }, to);
                             let step = metrics(&saved).event(MetricName::TrafficSteps, 1.0);
                             step.property("percent", to).emit();
-                            return Ok(if complete {
-                                done(&saved)
-                            } else {
-                                progress(&saved)
-                            });
+                            return Ok(ended_or_progress(&saved));
                         }
                         Err(fresh) => {
                             // Rolled back while the step was under way: decide again (the step
@@ -448,21 +467,19 @@ impl TrafficFunction {
                     next_record.lease = None;
                     next_record.updated_at = rfc3339(now_ms);
                     if complete {
-                        next_record.state = DeploymentState::Succeeded;
+                        self.finish_or_drain(&clients, &mut next_record, &plan, now_ms)
+                            .await?;
                     }
                     match self.deployer.save(&next_record).await? {
                         Ok(saved) => {
                             let outcome = match (complete, current.percent != percent) {
+                                (true, _) if saved.drain().is_some() => "bake_over",
                                 (true, _) => "done",
                                 (false, true) => "reconciled",
                                 (false, false) => "hold",
                             };
                             log(outcome, percent);
-                            return Ok(if complete {
-                                done(&saved)
-                            } else {
-                                progress(&saved)
-                            });
+                            return Ok(ended_or_progress(&saved));
                         }
                         Err(fresh) => {
                             log("lost_race", percent);
@@ -478,6 +495,192 @@ impl TrafficFunction {
             attempts: MAX_RACES,
         }
         .into())
+    }
+
+    /// The plan (bake included) is over: a deployment with task sets starts draining blue
+    /// (its target group's deregistration delay first, compressed by the plan's scale), any
+    /// other succeeds.
+    async fn finish_or_drain(
+        &self,
+        clients: &AccountClients,
+        record: &mut Deployment,
+        plan: &DeploymentPlan,
+        now_ms: i64,
+    ) -> Result<(), TrafficError> {
+        let blue_target_group = match &record.target {
+            TrafficTarget::AlbListener {
+                task_sets: Some(sets),
+                blue_target_group,
+                ..
+            } if sets.drain.is_none() => blue_target_group.clone(),
+            _ => {
+                record.state = DeploymentState::Succeeded;
+                return Ok(());
+            }
+        };
+        let delay_seconds =
+            shipgate::aws::elbv2::deregistration_delay_seconds(&clients.elb, &blue_target_group)
+                .await
+                .map_err(|e| DeployError::Aws {
+                    environment: record.environment.clone(),
+                    source: Box::new(e),
+                })?;
+        let after_ms = drain_after(now_ms, delay_seconds, plan.scale());
+        if let TrafficTarget::AlbListener {
+            task_sets: Some(sets),
+            ..
+        } = &mut record.target
+        {
+            sets.drain = Some(Drain {
+                after_ms,
+                delay_seconds,
+                steps: Vec::new(),
+            });
+        }
+        record.next_step_at_ms = Some(after_ms);
+        info!(
+            delay_seconds,
+            after_ms,
+            scale = plan.scale(),
+            outcome = "drain_started",
+            "bake over; blue's task set is drained after its target group's deregistration delay"
+        );
+        Ok(())
+    }
+
+    /// One look at blue's drain: wait, or apply the next step (claimed first, recorded after,
+    /// as many as are due), or finish. `Err(fresh)`: the record changed under this invocation.
+    async fn drain(
+        &self,
+        job: &Job,
+        clients: &AccountClients,
+        current: &Deployment,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Result<Outcome, Deployment>, TrafficError> {
+        let aws = |e| DeployError::Aws {
+            environment: current.environment.clone(),
+            source: Box::new(e),
+        };
+        let mut current = current.clone();
+        // Scale in, promote, delete, done: one look each at most.
+        for _ in 0..4 {
+            if let Some(holder) = held_by_other(&current, owner, now_ms) {
+                info!(holder = %holder, outcome = "busy", "another invocation is draining blue; looking again later");
+                return Ok(Ok(progress(&current)));
+            }
+            let (Some(sets), Some(drain)) =
+                (current.task_sets().cloned(), current.drain().cloned())
+            else {
+                return Ok(Ok(progress(&current)));
+            };
+            let observed =
+                shipgate::aws::ecs::task_sets(&clients.ecs, &sets.cluster, &sets.service)
+                    .await
+                    .map_err(aws)?;
+            let log = |outcome: &str, step: &str| {
+                info!(
+                    release_id = %current.release_id,
+                    execution_id = %current.execution_id,
+                    env = %current.environment,
+                    step,
+                    service = %sets.service,
+                    blue = sets.blue_task_set.as_deref().unwrap_or("-"),
+                    green = %sets.green_task_set,
+                    outcome,
+                    "drain step"
+                );
+            };
+            match next_drain_step(&sets, &drain, &observed, now_ms) {
+                DrainNext::Wait { until_ms } => {
+                    let changed = current.next_step_at_ms != Some(until_ms)
+                        || current.job_id.as_deref() != Some(job.id.as_str())
+                        || current.lease.is_some();
+                    if !changed {
+                        log("wait", "deregistration_delay");
+                        return Ok(Ok(progress(&current)));
+                    }
+                    let mut next = current.clone();
+                    next.next_step_at_ms = Some(until_ms);
+                    next.job_id = Some(job.id.clone());
+                    next.lease = None;
+                    next.updated_at = rfc3339(now_ms);
+                    return Ok(match self.deployer.save(&next).await? {
+                        Ok(saved) => {
+                            log("wait", "deregistration_delay");
+                            Ok(progress(&saved))
+                        }
+                        Err(fresh) => Err(fresh),
+                    });
+                }
+                DrainNext::Broken { detail } => {
+                    log("broken", "check");
+                    return Ok(Ok(Outcome::failed(format!(
+                        "{}: all traffic is on the new version, but blue cannot be drained: \
+                         {detail}; shipgate stops here without touching the service: check who \
+                         changed it, then finish by hand",
+                        current.environment
+                    ))));
+                }
+                DrainNext::Done => {
+                    let mut next = current.clone();
+                    next.state = DeploymentState::Succeeded;
+                    next.next_step_at_ms = None;
+                    next.job_id = Some(job.id.clone());
+                    next.lease = None;
+                    next.updated_at = rfc3339(now_ms);
+                    return Ok(match self.deployer.save(&next).await? {
+                        Ok(saved) => {
+                            log("drained", "done");
+                            Ok(done(&saved))
+                        }
+                        Err(fresh) => Err(fresh),
+                    });
+                }
+                DrainNext::Apply(step) => {
+                    let mut claim = current.clone();
+                    claim.job_id = Some(job.id.clone());
+                    claim.lease = Some(Lease {
+                        owner: owner.to_owned(),
+                        until_ms: now_ms.saturating_add(self.deployer.lease_ms),
+                        intent: LeaseIntent::Drain { step },
+                    });
+                    claim.updated_at = rfc3339(now_ms);
+                    let claimed = match self.deployer.save(&claim).await? {
+                        Ok(saved) => saved,
+                        Err(fresh) => return Ok(Err(fresh)),
+                    };
+                    if let Err(e) = apply_drain_step(clients, &sets, step).await {
+                        let mut released = claimed.clone();
+                        released.lease = None;
+                        if let Err(release) = self.deployer.save(&released).await {
+                            warn!(error = %release, "could not release the lease; it expires by itself");
+                        }
+                        return Err(aws(e).into());
+                    }
+                    let mut applied = claimed;
+                    applied.lease = None;
+                    if let TrafficTarget::AlbListener {
+                        task_sets: Some(EcsTaskSets { drain: Some(d), .. }),
+                        ..
+                    } = &mut applied.target
+                    {
+                        d.steps.push(AppliedDrainStep {
+                            step,
+                            at_ms: now_ms,
+                        });
+                    }
+                    match self.deployer.save(&applied).await? {
+                        Ok(saved) => {
+                            log("applied", step.as_str());
+                            current = saved;
+                        }
+                        Err(fresh) => return Ok(Err(fresh)),
+                    }
+                }
+            }
+        }
+        Ok(Ok(progress(&current)))
     }
 
     /// Creates the deployment record: the previous version is what the alias points at now.
@@ -534,6 +737,7 @@ impl TrafficFunction {
                 test_listener_arn,
                 blue_target_group,
                 green_target_group,
+                ecs_service,
             } => {
                 // The two target groups take turns: the previous version is on whichever one
                 // carries the production traffic now, the new one on the other.
@@ -543,24 +747,46 @@ impl TrafficFunction {
                         environment: target.environment.clone(),
                         source: Box::new(e),
                     })?;
-                let (blue, green) =
-                    match live_target_group(&weights, blue_target_group, green_target_group) {
-                        Ok(pair) => pair,
-                        Err(reason) => {
-                            return Ok(Err(Outcome::failed(format!(
-                                "{}: listener {listener_arn}: {reason}",
-                                target.environment
-                            ))));
-                        }
-                    };
+                let (blue, green) = match shipgate::aws::elbv2::live_target_group(
+                    &weights,
+                    blue_target_group,
+                    green_target_group,
+                ) {
+                    Ok(pair) => pair,
+                    Err(reason) => {
+                        return Ok(Err(Outcome::failed(format!(
+                            "{}: listener {listener_arn}: {reason}",
+                            target.environment
+                        ))));
+                    }
+                };
                 if blue != *blue_target_group {
                     info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
                 }
+                let prepared = self.deployer.store.get_prepared_green(id).await?;
+                let task_sets = match task_sets_of(
+                    &target.environment,
+                    prepared.as_ref(),
+                    ecs_service.as_deref(),
+                    &green,
+                ) {
+                    Ok(TaskSetsFound::Ready(sets)) => sets,
+                    Ok(TaskSetsFound::AlreadyLive { task_set }) => {
+                        info!(task_set = %task_set, outcome = "nothing_to_shift", "the release's task set serves the live target group already");
+                        return Ok(Err(Outcome::done(format!(
+                            "{}: the release's task set {task_set} serves the live target group \
+                             {blue} already; no traffic to move",
+                            target.environment
+                        ))));
+                    }
+                    Err(message) => return Ok(Err(Outcome::failed(message))),
+                };
                 TrafficTarget::AlbListener {
                     listener_arn: listener_arn.clone(),
                     test_listener_arn: test_listener_arn.clone(),
                     blue_target_group: blue,
                     green_target_group: green,
+                    task_sets,
                 }
             }
         };
@@ -604,6 +830,114 @@ impl TrafficFunction {
             DeploymentCreation::Existing(d) => d,
         };
         Ok(Ok(d))
+    }
+}
+
+/// `UpdateTaskSet` blue to 0%, `UpdateServicePrimaryTaskSet` green, or `DeleteTaskSet` blue.
+async fn apply_drain_step(
+    clients: &AccountClients,
+    sets: &EcsTaskSets,
+    step: DrainStep,
+) -> Result<(), shipgate::error::AwsError> {
+    let ecs = &clients.ecs;
+    match (step, &sets.blue_task_set) {
+        (DrainStep::ScaleIn, Some(blue)) => {
+            shipgate::aws::ecs::scale_task_set(ecs, &sets.cluster, &sets.service, blue, 0.0).await
+        }
+        (DrainStep::Promote, _) => {
+            shipgate::aws::ecs::make_primary(
+                ecs,
+                &sets.cluster,
+                &sets.service,
+                &sets.green_task_set,
+            )
+            .await
+        }
+        (DrainStep::Delete, Some(blue)) => {
+            shipgate::aws::ecs::delete_task_set(ecs, &sets.cluster, &sets.service, blue)
+                .await
+                .map(|_| ())
+        }
+        // No blue (the service's first release): nothing to scale in or delete.
+        (DrainStep::ScaleIn | DrainStep::Delete, None) => Ok(()),
+    }
+}
+
+/// What the deploy action left for this deployment's ECS task sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TaskSetsFound {
+    /// `None`: no task sets (the listener alone moves).
+    Ready(Option<EcsTaskSets>),
+    /// The release's task set serves the live target group already.
+    AlreadyLive { task_set: String },
+}
+
+/// The deployment's task sets from the deploy action's record. `ecs_service` (the optional
+/// `target.ecsService` parameter) says task sets are expected: without a record, the action
+/// fails rather than shift traffic to a target group with nothing behind it. The record must
+/// name the target group the listener now makes green.
+fn task_sets_of(
+    environment: &str,
+    prepared: Option<&shipgate::store::PreparedGreen>,
+    ecs_service: Option<&str>,
+    green_target_group: &str,
+) -> Result<TaskSetsFound, String> {
+    let Some(p) = prepared else {
+        return match ecs_service {
+            Some(service) => Err(format!(
+                "{environment}: target.ecsService names {service}, but the deploy action placed \
+                 no task set for this release and execution: the release's stacks must output \
+                 ShipgateCluster, ShipgateService, ShipgateTaskDefinition, \
+                 ShipgateContainerName and ShipgateContainerPort (with ShipgateProdListener, \
+                 ShipgateTestListener and the two target groups), and the deploy action must \
+                 run in this execution before the traffic action"
+            )),
+            None => Ok(TaskSetsFound::Ready(None)),
+        };
+    };
+    let name = |s: &str| s.rsplit('/').next().unwrap_or(s).to_owned();
+    if let Some(service) = ecs_service
+        && name(service) != name(&p.service)
+    {
+        return Err(format!(
+            "{environment}: target.ecsService names {service}, but the deploy action placed the \
+             release's task set in service {}",
+            p.service
+        ));
+    }
+    if p.already_live {
+        return Ok(TaskSetsFound::AlreadyLive {
+            task_set: p.green_task_set.clone(),
+        });
+    }
+    if p.green_target_group != green_target_group {
+        return Err(format!(
+            "{environment}: the deploy action placed the release's task set {} behind target \
+             group {}, but the listener's idle target group is now {green_target_group}: the \
+             listener changed since; run the deploy stage again",
+            p.green_task_set, p.green_target_group
+        ));
+    }
+    Ok(TaskSetsFound::Ready(Some(EcsTaskSets {
+        cluster: p.cluster.clone(),
+        service: p.service.clone(),
+        green_task_set: p.green_task_set.clone(),
+        blue_task_set: p.blue_task_set.clone(),
+        drain: None,
+    })))
+}
+
+/// `ecs-svc/123…` of a task set ARN, for people.
+fn short_task_set(arn: &str) -> &str {
+    arn.find("ecs-svc/").map_or(arn, |i| &arn[i..])
+}
+
+/// Done when the deployment succeeded, a continuation otherwise (blue still draining).
+fn ended_or_progress(d: &Deployment) -> Outcome {
+    if d.state == DeploymentState::Succeeded {
+        done(d)
+    } else {
+        progress(d)
     }
 }
 
@@ -668,32 +1002,17 @@ fn describe(target: &TrafficTarget) -> String {
             previous_version,
             new_version,
         } => format!("alias {function}:{alias}, version {previous_version} → {new_version}"),
+        TrafficTarget::AlbListener {
+            listener_arn,
+            task_sets: Some(sets),
+            ..
+        } => format!(
+            "listener {listener_arn}, blue → green (task set {})",
+            short_task_set(&sets.green_task_set)
+        ),
         TrafficTarget::AlbListener { listener_arn, .. } => {
             format!("listener {listener_arn}, blue → green")
         }
-    }
-}
-
-/// Which of the two target groups is live (all of the listener's traffic on it) and which one
-/// takes the new version: `(live, new)`. A listener sharing its traffic between them (a
-/// deployment left half-done) or forwarding to neither is refused with the reason.
-fn live_target_group(
-    weights: &[(String, i32)],
-    first: &str,
-    second: &str,
-) -> Result<(String, String), String> {
-    let on_second = shipgate::aws::elbv2::percent_on(weights, second);
-    let on_first = shipgate::aws::elbv2::percent_on(weights, first);
-    match (on_first, on_second) {
-        (100, _) => Ok((first.to_owned(), second.to_owned())),
-        (_, 100) => Ok((second.to_owned(), first.to_owned())),
-        (0, 0) => Err(format!(
-            "forwards to neither {first} nor {second}: the parameters do not match the listener"
-        )),
-        (a, b) => Err(format!(
-            "shares its traffic between the target groups ({a}% / {b}%): another deployment \
-             is under way or was left half-done; finish or roll it back first"
-        )),
     }
 }
 
@@ -709,27 +1028,60 @@ fn failed(e: &TrafficError) -> Outcome {
 mod tests {
     use super::*;
 
+    fn prepared(green_tg: &str) -> shipgate::store::PreparedGreen {
+        shipgate::store::PreparedGreen {
+            deployment_id: "int-1".into(),
+            release_id: "rel-2".into(),
+            environment: "int".into(),
+            execution_id: "exec-2".into(),
+            cluster: "shipgate-int".into(),
+            service: "arn:aws:ecs:eu-west-1:2:service/shipgate-int/orders".into(),
+            task_definition: "orders-int:2".into(),
+            green_task_set: "ts-2".into(),
+            green_target_group: green_tg.into(),
+            blue_task_set: Some("ts-1".into()),
+            live_target_group: "tg-a".into(),
+            test_listener: "arn:listener/9000".into(),
+            already_live: false,
+            prepared_at_ms: 0,
+        }
+    }
+
     #[test]
-    fn the_live_target_group_keeps_the_previous_version_and_the_roles_swap() {
-        let w = |a: i32, b: i32| vec![("tg-a".to_owned(), a), ("tg-b".to_owned(), b)];
+    fn the_deploy_actions_green_becomes_the_deployments_task_sets() {
+        let found = task_sets_of("int", Some(&prepared("tg-b")), None, "tg-b").unwrap();
+        let TaskSetsFound::Ready(Some(sets)) = found else {
+            panic!("task sets: {found:?}");
+        };
+        assert_eq!(sets.green_task_set, "ts-2");
+        assert_eq!(sets.blue_task_set.as_deref(), Some("ts-1"));
+        assert!(sets.drain.is_none());
+        // The service named by name or by ARN is the same service.
+        assert!(task_sets_of("int", Some(&prepared("tg-b")), Some("orders"), "tg-b").is_ok());
+        let other = task_sets_of("int", Some(&prepared("tg-b")), Some("billing"), "tg-b");
+        assert!(other.unwrap_err().contains("billing"));
+        // The listener's idle group moved since the deploy action placed green.
+        let moved = task_sets_of("int", Some(&prepared("tg-a")), None, "tg-b").unwrap_err();
+        assert!(moved.contains("run the deploy stage again"), "{moved}");
+        let mut live = prepared("tg-a");
+        live.already_live = true;
+        assert!(matches!(
+            task_sets_of("int", Some(&live), None, "tg-b"),
+            Ok(TaskSetsFound::AlreadyLive { .. })
+        ));
+    }
+
+    #[test]
+    fn without_the_deploy_actions_green_only_an_expected_service_fails() {
         assert_eq!(
-            live_target_group(&w(1, 0), "tg-a", "tg-b").unwrap(),
-            ("tg-a".to_owned(), "tg-b".to_owned())
+            task_sets_of("int", None, None, "tg-b"),
+            Ok(TaskSetsFound::Ready(None))
         );
-        // The previous release ended on the second group: it is now the live one.
-        assert_eq!(
-            live_target_group(&w(0, 100), "tg-a", "tg-b").unwrap(),
-            ("tg-b".to_owned(), "tg-a".to_owned())
+        let err = task_sets_of("int", None, Some("orders"), "tg-b").unwrap_err();
+        assert!(
+            err.contains("placed no task set") && err.contains("ShipgateService"),
+            "{err}"
         );
-        // A plain forward to one group (the listener as the environment stack makes it).
-        assert_eq!(
-            live_target_group(&[("tg-b".to_owned(), 1)], "tg-a", "tg-b").unwrap(),
-            ("tg-b".to_owned(), "tg-a".to_owned())
-        );
-        let half = live_target_group(&w(90, 10), "tg-a", "tg-b").unwrap_err();
-        assert!(half.contains("90% / 10%"), "{half}");
-        let neither = live_target_group(&[("tg-c".to_owned(), 1)], "tg-a", "tg-b").unwrap_err();
-        assert!(neither.contains("neither"), "{neither}");
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum TargetParameters {
         test_listener_arn: Option<String>,
         blue_target_group: String,
         green_target_group: String,
+        /// The ECS service (`#{<Deploy>.ShipgateService}`) whose task set the deploy action
+        /// placed behind the idle target group: when set, that task set is required (and blue's
+        /// is drained after the bake). Optional: without it, the deploy action's record alone
+        /// says whether there are task sets.
+        #[serde(default)]
+        ecs_service: Option<String>,
     },
 }
 
@@ -177,8 +183,13 @@ impl ActionParameters {
                 test_listener_arn,
                 blue_target_group,
                 green_target_group,
+                ecs_service,
             } => {
                 let listener_arn = arn("target.listenerArn", listener_arn)?;
+                let ecs_service = match ecs_service.as_deref().map(str::trim) {
+                    Some(s) if !s.is_empty() => Some(checked("target.ecsService", s)?.to_owned()),
+                    _ => None,
+                };
                 let test_listener_arn = match test_listener_arn.as_deref().map(str::trim) {
                     Some(t) if !t.is_empty() => Some(arn("target.testListenerArn", t)?),
                     _ => None,
@@ -197,6 +208,7 @@ impl ActionParameters {
                     test_listener_arn: test_listener_arn.map(str::to_owned),
                     blue_target_group: blue.to_owned(),
                     green_target_group: green.to_owned(),
+                    ecs_service,
                 }
             }
         };
@@ -326,15 +338,26 @@ mod tests {
             "blueTargetGroup": "arn:aws:elasticloadbalancing:eu-west-1:222222222222:targetgroup/blue/1",
             "greenTargetGroup": "arn:aws:elasticloadbalancing:eu-west-1:222222222222:targetgroup/green/1"
         });
-        let t = parse(v).unwrap();
+        let t = parse(v.clone()).unwrap();
         assert!(matches!(
             t.target,
             TargetParameters::AlbListener {
                 test_listener_arn: Some(_),
+                ecs_service: None,
                 ..
             }
         ));
         assert_eq!(t.plan.scale(), 60);
+        let mut ecs = v.clone();
+        ecs["target"]["ecsService"] =
+            "arn:aws:ecs:eu-west-1:222222222222:service/shipgate-int/orders".into();
+        assert!(matches!(
+            parse(ecs).unwrap().target,
+            TargetParameters::AlbListener { ecs_service: Some(s), .. } if s.ends_with("/orders")
+        ));
+        let mut unresolved = v;
+        unresolved["target"]["ecsService"] = "#{IntDeploy.ShipgateService}".into();
+        assert!(parse(unresolved).unwrap_err().contains("target.ecsService"));
     }
 
     #[test]

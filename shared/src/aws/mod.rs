@@ -8,6 +8,7 @@
 pub mod cloudformation;
 pub mod cloudwatch;
 pub mod codepipeline;
+pub mod ecs;
 pub mod elbv2;
 pub mod lambda;
 pub mod s3;

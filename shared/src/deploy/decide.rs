@@ -6,9 +6,10 @@
 use sha2::{Digest, Sha256};
 
 use crate::aws::cloudwatch::FiringAlarm;
+use crate::aws::ecs::TaskSetView;
 use crate::aws::lambda::AliasState;
 use crate::plan::Position;
-use crate::store::{Deployment, DeploymentState, Rollback};
+use crate::store::{Deployment, DeploymentState, Drain, DrainStep, EcsTaskSets, Rollback};
 
 /// The deployment of `release_id` to `environment` in pipeline execution `execution_id`: the same
 /// three always give the same id, so duplicated or retried invocations converge on one record.
@@ -150,6 +151,9 @@ pub enum Step {
     Shift { from: u8, to: u8, complete: bool },
     /// Nothing to move; `percent` is the actual share (the record catches up if it differs).
     Hold { percent: u8, complete: bool },
+    /// The bake is over and blue's task set is being drained: traffic no longer moves and
+    /// alarms no longer roll back (blue may be scaled in already); see [`next_drain_step`].
+    Drain,
 }
 
 /// What the traffic action knows at one moment.
@@ -180,6 +184,7 @@ pub fn decide_step(input: StepInput<'_>) -> Step {
             };
         }
         DeploymentState::Succeeded => return Step::Succeeded,
+        DeploymentState::Shifting if d.drain().is_some() => return Step::Drain,
         DeploymentState::Shifting => {}
     }
     if let Some(alarm) = first_watched(d, input.firing) {
@@ -243,6 +248,9 @@ pub enum RollbackNext {
 pub fn rollback_next(d: &Deployment, owner: &str, now_ms: i64) -> RollbackNext {
     match d.state {
         DeploymentState::Succeeded => RollbackNext::Finished,
+        // Draining blue: the bake is over and blue may be scaled in already, so putting the
+        // traffic back on it would be an outage, not a rollback.
+        DeploymentState::Shifting if d.drain().is_some() => RollbackNext::Finished,
         DeploymentState::Shifting => RollbackNext::Claim,
         DeploymentState::RolledBack => {
             let pending = d.rollback.as_ref().is_none_or(|r| !pending(r).is_empty());
@@ -341,4 +349,59 @@ pub fn failure_message(d: &Deployment, r: &Rollback) -> String {
          {cause}",
         d.environment, r.percent_before, r.by
     )
+}
+
+/// What the drain of blue does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainNext {
+    /// Blue's deregistration delay is not over: look again at `until_ms`.
+    Wait { until_ms: i64 },
+    /// Apply this step (each is idempotent; the next look decides again from the task sets).
+    Apply(DrainStep),
+    /// Blue is gone and green is the primary task set: the deployment succeeded.
+    Done,
+    /// Green is gone or being deleted while all the traffic is on it: someone else changed the
+    /// service, and this deployment must not go on.
+    Broken { detail: String },
+}
+
+/// Decides blue's drain from the service's task sets as they are (never from what the record
+/// says was done: a crash between a call and its record is caught up this way): wait for the
+/// delay, then scale blue in, make green primary, delete blue, in that order. A task set that is
+/// `DRAINING` (being deleted) counts as gone.
+pub fn next_drain_step(
+    sets: &EcsTaskSets,
+    drain: &Drain,
+    observed: &[TaskSetView],
+    now_ms: i64,
+) -> DrainNext {
+    let find = |arn: &str| observed.iter().find(|t| t.arn == arn && !t.is_draining());
+    let Some(green) = find(&sets.green_task_set) else {
+        return DrainNext::Broken {
+            detail: format!(
+                "the new version's task set {} is gone or being deleted from service {} while \
+                 all the traffic is on it",
+                sets.green_task_set, sets.service
+            ),
+        };
+    };
+    if now_ms < drain.after_ms {
+        return DrainNext::Wait {
+            until_ms: drain.after_ms,
+        };
+    }
+    let blue = sets.blue_task_set.as_deref().and_then(find);
+    match blue {
+        Some(blue) if blue.scale_percent > 0.0 => DrainNext::Apply(DrainStep::ScaleIn),
+        _ if !green.is_primary() => DrainNext::Apply(DrainStep::Promote),
+        Some(_) => DrainNext::Apply(DrainStep::Delete),
+        None => DrainNext::Done,
+    }
+}
+
+/// When blue may be scaled in: `delay_seconds` after `now_ms`, compressed by the plan's `scale`
+/// as every other wait of the deployment is (a demo's `scale=60` makes 30 s half a second).
+pub fn drain_after(now_ms: i64, delay_seconds: u32, scale: u32) -> i64 {
+    let delay_ms = i64::from(delay_seconds) * 1000 / i64::from(scale.max(1));
+    now_ms.saturating_add(delay_ms)
 }

@@ -30,9 +30,10 @@ pub mod email;
 mod tests;
 
 pub use decide::{
-    AlarmChange, NotForDeployment, Observed, RollbackNext, RollbackTask, Step, StepInput,
-    account_of_role, alarm_concerns, decide_step, deployment_id, failure_message, held_by_other,
-    observe_alias, observe_listener, pending, rollback_next,
+    AlarmChange, DrainNext, NotForDeployment, Observed, RollbackNext, RollbackTask, Step,
+    StepInput, account_of_role, alarm_concerns, decide_step, deployment_id, drain_after,
+    failure_message, held_by_other, next_drain_step, observe_alias, observe_listener, pending,
+    rollback_next,
 };
 pub use email::{TeamMail, rollback_email, team_variable};
 
@@ -139,6 +140,7 @@ pub struct AccountClients {
     pub lambda: aws_sdk_lambda::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub ecs: aws_sdk_ecs::Client,
 }
 
 /// Who asked for a rollback, and why.
@@ -285,6 +287,7 @@ impl Deployer {
             lambda: aws_sdk_lambda::Client::new(&config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            ecs: aws_sdk_ecs::Client::new(&config),
         })
     }
 
@@ -360,6 +363,32 @@ impl Deployer {
             .await
             .map_err(aws),
         }
+    }
+
+    /// After a rollback: the new version's task set (if the deployment has one) scaled to 0, as
+    /// it serves no traffic. It stays in the service, so a new run of the same release scales
+    /// it up again instead of creating another.
+    async fn scale_in_green(
+        &self,
+        clients: &AccountClients,
+        d: &Deployment,
+    ) -> Result<Option<String>, DeployError> {
+        let Some(sets) = d.task_sets() else {
+            return Ok(None);
+        };
+        crate::aws::ecs::scale_task_set(
+            &clients.ecs,
+            &sets.cluster,
+            &sets.service,
+            &sets.green_task_set,
+            0.0,
+        )
+        .await
+        .map_err(|e| aws_failure(d, e))?;
+        Ok(Some(format!(
+            "the new version's task set {} scaled to 0",
+            sets.green_task_set
+        )))
     }
 
     /// Saves `d`, conditional on its revision.
@@ -514,15 +543,34 @@ impl Deployer {
                     &own
                 }
             };
-            let traffic = match self.observe(clients, d).await? {
-                Observed::Ours { percent: 0 } => "already all on the previous version".to_owned(),
+            let (traffic, restored) = match self.observe(clients, d).await? {
+                Observed::Ours { percent: 0 } => {
+                    ("already all on the previous version".to_owned(), true)
+                }
                 Observed::Ours { percent } => {
                     self.shift(clients, d, 0).await?;
-                    format!("moved from {percent}% to 0% on the new version")
+                    (
+                        format!("moved from {percent}% to 0% on the new version"),
+                        true,
+                    )
                 }
                 Observed::Foreign { detail } => {
                     warn!(deployment_id = %d.deployment_id, detail = %detail, "traffic carrier changed by someone else; not touched");
-                    format!("not touched: {detail}")
+                    (format!("not touched: {detail}"), false)
+                }
+            };
+            let scaled_in = if restored {
+                self.scale_in_green(clients, d).await
+            } else {
+                Ok(None)
+            };
+            let traffic = match scaled_in {
+                Ok(Some(done)) => format!("{traffic}; {done}"),
+                Ok(None) => traffic,
+                // The traffic is back, which is what matters: an idle green costs money only.
+                Err(e) => {
+                    warn!(deployment_id = %d.deployment_id, error = %e, outcome = "green_not_scaled_in", "could not scale the new version's task set to 0; it serves no traffic");
+                    format!("{traffic}; the new version's task set could not be scaled to 0: {e}")
                 }
             };
             rollback.traffic_restored = true;

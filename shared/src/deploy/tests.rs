@@ -4,10 +4,14 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::aws::cloudwatch::FiringAlarm;
+use crate::aws::ecs::TaskSetView;
 use crate::aws::lambda::AliasState;
 use crate::config::Env;
 use crate::plan::{DeploymentPlan, Position, Predefined, position};
-use crate::store::{Deployment, DeploymentState, Lease, LeaseIntent, Rollback, TrafficTarget};
+use crate::store::{
+    Deployment, DeploymentState, Drain, DrainStep, EcsTaskSets, Lease, LeaseIntent, Rollback,
+    TrafficTarget,
+};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -40,6 +44,42 @@ fn deployment() -> Deployment {
         revision: 0,
         created_at: "2027-01-15T08:00:00Z".into(),
         updated_at: "2027-01-15T08:00:00Z".into(),
+    }
+}
+
+/// The ECS deployment of `deployment()`: blue/green task sets behind a listener.
+fn ecs_deployment(drain: Option<Drain>) -> Deployment {
+    let mut d = deployment();
+    d.target = TrafficTarget::AlbListener {
+        listener_arn: "arn:listener/80".into(),
+        test_listener_arn: Some("arn:listener/9000".into()),
+        blue_target_group: "arn:tg/blue".into(),
+        green_target_group: "arn:tg/green".into(),
+        task_sets: Some(EcsTaskSets {
+            cluster: "shipgate-int".into(),
+            service: "orders".into(),
+            green_task_set: "ts-green".into(),
+            blue_task_set: Some("ts-blue".into()),
+            drain,
+        }),
+    };
+    d
+}
+
+fn task_set(arn: &str, status: &str, scale: f64) -> TaskSetView {
+    TaskSetView {
+        arn: arn.into(),
+        id: arn.into(),
+        external_id: None,
+        status: status.into(),
+        steady: true,
+        scale_percent: scale,
+        computed_desired_count: 2,
+        running_count: 2,
+        pending_count: 0,
+        task_definition: "orders-int:1".into(),
+        target_groups: vec![],
+        updated_at_ms: None,
     }
 }
 
@@ -583,6 +623,7 @@ proptest! {
             }
             Step::Succeeded => prop_assert_eq!(state, DeploymentState::Succeeded),
             Step::Foreign { .. } => prop_assert!(false, "observed was ours"),
+            Step::Drain => prop_assert!(false, "no drain without task sets"),
         }
     }
 
@@ -637,4 +678,126 @@ proptest! {
             RollbackNext::Finish => prop_assert!(state == DeploymentState::RolledBack && !done),
         }
     }
+}
+
+#[test]
+fn blue_is_drained_after_the_delay_in_order_and_each_step_is_decided_from_the_task_sets() {
+    let drain = Drain {
+        after_ms: T0 + 30_000,
+        delay_seconds: 30,
+        steps: vec![],
+    };
+    let d = ecs_deployment(Some(drain.clone()));
+    let sets = d.task_sets().unwrap();
+    let blue = |status: &str, scale: f64| task_set("ts-blue", status, scale);
+    let green = |status: &str| task_set("ts-green", status, 100.0);
+
+    let both = [blue("PRIMARY", 100.0), green("ACTIVE")];
+    assert_eq!(
+        next_drain_step(sets, &drain, &both, T0),
+        DrainNext::Wait {
+            until_ms: T0 + 30_000
+        }
+    );
+    let at = T0 + 30_000;
+    assert_eq!(
+        next_drain_step(sets, &drain, &both, at),
+        DrainNext::Apply(DrainStep::ScaleIn)
+    );
+    // Scaled in (recorded or not: a crash between the call and its record changes nothing).
+    let scaled = [blue("PRIMARY", 0.0), green("ACTIVE")];
+    assert_eq!(
+        next_drain_step(sets, &drain, &scaled, at),
+        DrainNext::Apply(DrainStep::Promote)
+    );
+    let promoted = [blue("ACTIVE", 0.0), green("PRIMARY")];
+    assert_eq!(
+        next_drain_step(sets, &drain, &promoted, at),
+        DrainNext::Apply(DrainStep::Delete)
+    );
+    // Being deleted counts as gone.
+    for gone in [
+        vec![green("PRIMARY")],
+        vec![blue("DRAINING", 0.0), green("PRIMARY")],
+    ] {
+        assert_eq!(next_drain_step(sets, &drain, &gone, at), DrainNext::Done);
+    }
+    // Green gone while it carries all the traffic: stop, touch nothing.
+    assert!(matches!(
+        next_drain_step(sets, &drain, &[blue("PRIMARY", 100.0)], at),
+        DrainNext::Broken { .. }
+    ));
+    // A first release has no blue: promote, then done.
+    let mut first = sets.clone();
+    first.blue_task_set = None;
+    assert_eq!(
+        next_drain_step(&first, &drain, &[green("ACTIVE")], at),
+        DrainNext::Apply(DrainStep::Promote)
+    );
+    assert_eq!(
+        next_drain_step(&first, &drain, &[green("PRIMARY")], at),
+        DrainNext::Done
+    );
+}
+
+#[test]
+fn a_draining_deployment_moves_no_traffic_and_an_alarm_no_longer_rolls_it_back() {
+    let d = ecs_deployment(Some(Drain {
+        after_ms: T0,
+        delay_seconds: 0,
+        steps: vec![],
+    }));
+    let step = decide_step(StepInput {
+        deployment: &d,
+        observed: &Observed::Ours { percent: 100 },
+        position: pos(100, true),
+        firing: &[firing("orders-int-5xx")],
+        owner: "job-2",
+        now_ms: T0,
+    });
+    assert_eq!(step, Step::Drain);
+    assert_eq!(rollback_next(&d, "rollback", T0), RollbackNext::Finished);
+    // Before the bake is over, an ECS deployment rolls back like any other.
+    let shifting = ecs_deployment(None);
+    assert_eq!(
+        rollback_next(&shifting, "rollback", T0),
+        RollbackNext::Claim
+    );
+}
+
+#[test]
+fn the_drain_waits_the_delay_compressed_by_the_plans_scale() {
+    assert_eq!(drain_after(T0, 30, 1), T0 + 30_000);
+    assert_eq!(drain_after(T0, 30, 60), T0 + 500);
+    assert_eq!(drain_after(T0, 300, 0), T0 + 300_000);
+}
+
+#[test]
+fn a_deployment_record_with_task_sets_and_a_drain_round_trips_and_older_records_read() {
+    let mut d = ecs_deployment(Some(Drain {
+        after_ms: T0,
+        delay_seconds: 30,
+        steps: vec![crate::store::AppliedDrainStep {
+            step: DrainStep::ScaleIn,
+            at_ms: T0,
+        }],
+    }));
+    d.lease = Some(Lease {
+        owner: "job".into(),
+        until_ms: T0,
+        intent: LeaseIntent::Drain {
+            step: DrainStep::Promote,
+        },
+    });
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        json["target"]["task_sets"]["drain"]["steps"][0]["step"],
+        "scale_in"
+    );
+    assert_eq!(serde_json::from_value::<Deployment>(json).unwrap(), d);
+    // A listener deployment written before task sets existed.
+    let mut old = serde_json::to_value(ecs_deployment(None)).unwrap();
+    old["target"].as_object_mut().unwrap().remove("task_sets");
+    let read: Deployment = serde_json::from_value(old).unwrap();
+    assert!(read.task_sets().is_none() && read.drain().is_none());
 }

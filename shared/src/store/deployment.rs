@@ -35,7 +35,70 @@ pub enum TrafficTarget {
         test_listener_arn: Option<String>,
         blue_target_group: String,
         green_target_group: String,
+        /// The service's task sets behind the two target groups, when the deploy action placed
+        /// the new version as a task set: blue is drained after the bake. `None`: only the
+        /// listener moves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_sets: Option<EcsTaskSets>,
     },
+}
+
+/// The blue/green task sets of an ECS service (deployment controller `EXTERNAL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsTaskSets {
+    pub cluster: String,
+    pub service: String,
+    /// The new version's task set (ARN), registered with the green target group.
+    pub green_task_set: String,
+    /// The previous version's (the service's primary task set when green was placed); `None`
+    /// for a service's first release.
+    pub blue_task_set: Option<String>,
+    /// Set when the bake ends: blue is being drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
+}
+
+/// Draining blue after the bake: wait for its target group's deregistration delay, scale it to
+/// 0, make green the primary task set, delete blue. Each step is decided again from the task
+/// sets as they are, so a crash between a call and its record is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Epoch milliseconds: blue is scaled in from then on (the bake's end plus the delay).
+    pub after_ms: i64,
+    /// Blue's `deregistration_delay.timeout_seconds` when the drain started.
+    pub delay_seconds: u32,
+    /// The steps applied, for the record.
+    #[serde(default)]
+    pub steps: Vec<AppliedDrainStep>,
+}
+
+/// A step of the drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainStep {
+    /// `UpdateTaskSet` blue to 0%.
+    ScaleIn,
+    /// `UpdateServicePrimaryTaskSet` green.
+    Promote,
+    /// `DeleteTaskSet` blue.
+    Delete,
+}
+
+impl DrainStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainStep::ScaleIn => "scale_in",
+            DrainStep::Promote => "promote",
+            DrainStep::Delete => "delete",
+        }
+    }
+}
+
+/// One drain step, for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedDrainStep {
+    pub step: DrainStep,
+    pub at_ms: i64,
 }
 
 /// Where a deployment stands.
@@ -100,6 +163,8 @@ pub enum LeaseIntent {
     Shift { to: u8 },
     /// Carrying out the rollback's tasks.
     RollBack,
+    /// A step of blue's drain.
+    Drain { step: DrainStep },
 }
 
 /// An invocation's claim on the deployment while it calls AWS: written (conditionally) before
@@ -164,10 +229,10 @@ pub struct Deployment {
 }
 
 /// How long finished deployments (and their alarm index items) are kept.
-const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
+pub(super) const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 const ACTIVE: &str = "DEPLOYMENTS#active";
 
-fn deployment_pk(id: &str) -> String {
+pub(super) fn deployment_pk(id: &str) -> String {
     format!("DEPLOYMENT#{id}")
 }
 const DEPLOYMENT_SK: &str = "DEPLOYMENT";
@@ -210,6 +275,20 @@ impl Deployment {
     /// Whether traffic may still move (not finished, not rolled back).
     pub fn is_active(&self) -> bool {
         self.state == DeploymentState::Shifting
+    }
+
+    /// The ECS task sets behind the traffic, if the deployment has them.
+    pub fn task_sets(&self) -> Option<&EcsTaskSets> {
+        match &self.target {
+            TrafficTarget::AlbListener { task_sets, .. } => task_sets.as_ref(),
+            TrafficTarget::LambdaAlias { .. } => None,
+        }
+    }
+
+    /// Blue's drain, once the bake is over: traffic no longer moves, and an alarm no longer
+    /// rolls the deployment back (blue may be scaled in already).
+    pub fn drain(&self) -> Option<&Drain> {
+        self.task_sets().and_then(|t| t.drain.as_ref())
     }
 }
 

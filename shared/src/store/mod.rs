@@ -8,17 +8,19 @@
 mod changes;
 mod deployment;
 mod gate;
+mod green;
 mod promotion;
 mod release;
 
 pub use changes::{ChangeSetOutcome, StackChanges};
 pub use deployment::{
-    AppliedStep, Deployment, DeploymentCreation, DeploymentState, Lease, LeaseIntent, Rollback,
-    SaveError, TrafficTarget,
+    AppliedDrainStep, AppliedStep, Deployment, DeploymentCreation, DeploymentState, Drain,
+    DrainStep, EcsTaskSets, Lease, LeaseIntent, Rollback, SaveError, TrafficTarget,
 };
 pub use gate::{
     ApprovalToken, Decision, DecisionClaim, Gate, GateOpening, GateState, IssuedLink, Verdict,
 };
+pub use green::PreparedGreen;
 pub use promotion::{PromotedImage, Promotion, PromotionState};
 pub use release::{Claim, ReleaseRecord, ReleaseState};
 

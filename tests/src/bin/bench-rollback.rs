@@ -177,6 +177,7 @@ async fn bench(world: &World, runs: usize, sets: &[usize]) -> Result<()> {
                     test_listener_arn: None,
                     blue_target_group: world.blue.clone(),
                     green_target_group: world.green.clone(),
+                    task_sets: None,
                 }
             };
             armed.push(in_flight(&format!("bench-{s}-{i:02}"), &alarm, target));
