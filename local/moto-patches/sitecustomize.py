@@ -15,6 +15,18 @@ says which AWS behaviour it restores; product code never works around moto.
 4. CloudFormation: `AWS::CloudWatch::Alarm` resources (metric alarms) are created, updated and
    deleted with their stacks, Ref giving the alarm's name. moto 5.2 has no CloudFormation model
    for them: the resource is silently skipped and the alarm never exists.
+5. CloudFormation: an `AWS::ECS::Service` with `DeploymentController: {Type: EXTERNAL}` is
+   created without a task definition (its task sets carry one) and keeps its controller. moto
+   5.2 requires `TaskDefinition` (KeyError) and creates every service with the ECS controller.
+6. ECS task sets: a task set created or rescaled is `STABILIZING` until its tasks run (here:
+   for the first `DescribeTaskSets` that lists it), then `STEADY_STATE`, with
+   `computedDesiredCount`, `runningCount` and `pendingCount` as the service's desired count and
+   the scale make them, and `updatedAt` moved by `UpdateTaskSet`. moto 5.2 reports
+   `STEADY_STATE` at once, no counts, and never moves `updatedAt`.
+7. ECS: `RunTask` (and `CreateTaskSet`, which runs its tasks) of a task definition whose
+   containers leave their memory to the task (`Memory` at task level only, Fargate's usual
+   form) runs. moto 5.2 adds up the containers' memory and fails on the missing one with a
+   TypeError (HTTP 500, after the task set was stored).
 
 And one addition that is not a fix: `GET /moto-api/shipgate/ses-messages` lists the emails sent
 through SES (what the local outbox reads, as an operator reads a mailbox). moto lists them only
@@ -204,9 +216,159 @@ def _add_ses_messages_route():
     urls.url_paths["{0}/moto-api/shipgate/ses-messages"] = ses_messages
 
 
+def _patch_ecs_external_service():
+    try:
+        from moto.ecs import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    service_class = models.Service
+
+    def _external_args(properties):
+        controller = properties.get("DeploymentController") or {}
+        cluster = properties["Cluster"]
+        if isinstance(cluster, models.Cluster):
+            cluster = cluster.name
+        return cluster, {"type": controller.get("Type", "ECS")}
+
+    original_create = service_class.create_from_cloudformation_json.__func__
+    original_update = service_class.update_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        properties = cloudformation_json["Properties"]
+        cluster, controller = _external_args(properties)
+        if controller["type"] != "EXTERNAL":
+            return original_create(
+                cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+            )
+        backend = models.ecs_backends[account_id][region_name]
+        return backend.create_service(
+            cluster,
+            properties.get("ServiceName") or resource_name,
+            int(properties.get("DesiredCount", 0) or 0),
+            deployment_controller=controller,
+        )
+
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id,
+        region_name,
+    ):
+        properties = cloudformation_json["Properties"]
+        _, controller = _external_args(properties)
+        if controller["type"] != "EXTERNAL":
+            return original_update(
+                cls, original_resource, new_resource_name, cloudformation_json, account_id,
+                region_name,
+            )
+        # An EXTERNAL service's task definition and network live on its task sets: only the
+        # desired count changes here.
+        backend = models.ecs_backends[account_id][region_name]
+        return backend.update_service(
+            {
+                "cluster": original_resource.cluster_name,
+                "service": original_resource.name,
+                "desired_count": properties.get("DesiredCount"),
+            }
+        )
+
+    service_class.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    service_class.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)
+
+
+def _patch_ecs_task_set_stability():
+    try:
+        import math
+
+        from moto.core.utils import utcnow
+        from moto.ecs import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    backend_class = models.EC2ContainerServiceBackend
+    original_create = backend_class.create_task_set
+    original_describe = backend_class.describe_task_sets
+    original_update = backend_class.update_task_set
+
+    def _desired(backend, task_set):
+        service = backend.services.get(
+            f"{task_set.cluster.split('/')[-1]}:{task_set.service.split('/')[-1]}"
+        )
+        desired = service.desired_count if service else 0
+        scale = float((task_set.scale or {}).get("value", 100.0))
+        return int(math.ceil(desired * scale / 100.0))
+
+    def _starting(backend, task_set):
+        task_set._reads_until_steady = 1
+        task_set.stabilityStatus = "STABILIZING"
+        task_set.updatedAt = utcnow()
+        task_set.stabilityStatusAt = task_set.updatedAt
+        task_set.computed_desired_count = _desired(backend, task_set)
+        task_set.running_count = 0
+        task_set.pending_count = task_set.computed_desired_count
+
+    def create_task_set(self, *args, **kwargs):
+        task_set = original_create(self, *args, **kwargs)
+        _starting(self, task_set)
+        return task_set
+
+    def update_task_set(self, *args, **kwargs):
+        task_set = original_update(self, *args, **kwargs)
+        _starting(self, task_set)
+        return task_set
+
+    def describe_task_sets(self, *args, **kwargs):
+        task_sets = original_describe(self, *args, **kwargs)
+        for task_set in task_sets:
+            if getattr(task_set, "_reads_until_steady", 0) > 0:
+                task_set._reads_until_steady -= 1
+                continue
+            if task_set.stabilityStatus != "STEADY_STATE":
+                task_set.stabilityStatus = "STEADY_STATE"
+                task_set.stabilityStatusAt = utcnow()
+            desired = _desired(self, task_set)
+            task_set.computed_desired_count = desired
+            task_set.running_count = desired
+            task_set.pending_count = 0
+        return task_sets
+
+    backend_class.create_task_set = create_task_set
+    backend_class.update_task_set = update_task_set
+    backend_class.describe_task_sets = describe_task_sets
+
+
+def _patch_ecs_task_level_memory():
+    try:
+        import copy
+
+        from moto.ecs import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    backend_class = models.EC2ContainerServiceBackend
+    original = backend_class._calculate_task_resource_requirements
+    keys = ("Memory", "MemoryReservation", "memory", "memoryReservation")
+
+    def _calculate_task_resource_requirements(task_definition):
+        containers = []
+        for container in task_definition.container_definitions:
+            if all(container.get(k) is None for k in keys):
+                # The task's memory covers it (no container-level figure to add up).
+                container = dict(container, memory=0)
+            containers.append(container)
+        proxy = copy.copy(task_definition)
+        proxy.container_definitions = containers
+        return original(proxy)
+
+    backend_class._calculate_task_resource_requirements = staticmethod(
+        _calculate_task_resource_requirements
+    )
+
+
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_load_balancer_full_name()
+_patch_ecs_external_service()
+_patch_ecs_task_set_stability()
+_patch_ecs_task_level_memory()
 # Kept referenced: moto finds CloudFormation models through __subclasses__().
 _METRIC_ALARM_RESOURCE = _add_cloudwatch_alarm_resource()
 _add_ses_messages_route()

@@ -2,16 +2,19 @@
 //! predefined plan walks CodeDeploy's documented weights on a Lambda alias and on an ALB
 //! listener; an alarm in ALARM before a step rolls back and fails the job; two invocations at
 //! once move traffic once; a move whose record was lost is reconciled, never undone.
-//! See `deploy_world` for what moto does here.
+//! ECS blue/green with task sets goes from the deploy action placing green to blue drained.
+//! See `deploy_world` (and `deploy_world/ecs.rs`) for what moto does here.
 
 mod deploy_world;
+#[path = "deploy_world/ecs.rs"]
+mod ecs_world;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_cloudwatch::types::StateValue;
 use deploy_world::{MINUTE, World, now_ms};
 use serde_json::Value;
 use shipgate::job::Outcome;
-use shipgate::store::{DeploymentState, Lease, LeaseIntent};
+use shipgate::store::{DeploymentState, DrainStep, Lease, LeaseIntent};
 
 fn kind(outcome: &Outcome) -> &'static str {
     match outcome {
@@ -366,6 +369,147 @@ async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
     let message = failure(&outcome)?;
     assert!(message.contains("GetAlias"), "{message}");
+    world.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_swap() -> Result<()>
+{
+    let world = ecs_world::EcsWorld::start("traffic-ecs").await?;
+
+    // Release 1, the service's first: no blue task set yet.
+    let r1 = world.approved("1.0.0").await?;
+    let (vars, invocations) = world.deploy_to_end(&r1).await?;
+    // The task set stabilises after its creation: the action waited with a continuation.
+    ensure!(invocations >= 2, "deployed in {invocations} invocation(s)");
+    let prod = vars["ShipgateProdListener"].clone();
+    let test = vars["ShipgateTestListener"].clone();
+    let (tg_a, tg_b) = (
+        vars["ShipgateBlueTargetGroup"].clone(),
+        vars["ShipgateGreenTargetGroup"].clone(),
+    );
+    // Before any traffic moves: green runs behind the idle group, the test listener on it.
+    let sets = world.task_sets(&vars).await?;
+    let green1 = sets
+        .iter()
+        .find(|t| t.external_id.as_deref() == Some(r1.release_id.as_str()))
+        .context("release 1's task set")?
+        .clone();
+    assert!(green1.serves(&tg_b) && green1.steady, "{green1:?}");
+    assert_eq!(vars["GreenTaskSet"], green1.arn);
+    assert_eq!(vars["BlueTaskSet"], "");
+    assert_eq!(world.weights(&test).await?, [(tg_b.clone(), 1)]);
+    assert_eq!(
+        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_b),
+        0
+    );
+
+    // Traffic: a canary, then the drain after the bake (no blue: green just becomes primary).
+    let p1 = world.traffic_parameters(&r1, &vars, "Canary10Percent5Minutes");
+    let t0 = now_ms();
+    assert_eq!(kind(&world.traffic_at(&p1, t0).await?), "continue");
+    let bake_over = t0 + 5 * MINUTE;
+    assert_eq!(kind(&world.traffic_at(&p1, bake_over).await?), "continue");
+    let d = world.deployment(&r1).await?;
+    assert_eq!(d.state, DeploymentState::Shifting);
+    let delay = world.deregistration_delay(&tg_a).await?;
+    let drain = d.drain().context("the drain started")?;
+    assert_eq!(drain.delay_seconds, delay);
+    assert_eq!(drain.after_ms, bake_over + i64::from(delay) * 1000);
+    assert_eq!(d.next_step_at_ms, Some(drain.after_ms));
+    let done1 = world.traffic_at(&p1, drain.after_ms).await?;
+    assert_eq!(kind(&done1), "done", "{done1:?}");
+    assert_eq!(
+        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_b),
+        100
+    );
+    let sets = world.task_sets(&vars).await?;
+    assert_eq!(sets.len(), 1, "{sets:#?}");
+    assert!(sets[0].arn == green1.arn && sets[0].is_primary());
+
+    // Release 2: the roles swap. Green goes behind the first group, the test listener with it.
+    let r2 = world.approved("1.1.0").await?;
+    let (vars2, _) = world.deploy_to_end(&r2).await?;
+    let green2 = world
+        .task_sets(&vars2)
+        .await?
+        .into_iter()
+        .find(|t| t.external_id.as_deref() == Some(r2.release_id.as_str()))
+        .context("release 2's task set")?;
+    assert!(green2.serves(&tg_a), "{green2:?}");
+    assert_eq!(vars2["BlueTaskSet"], green1.arn);
+    assert_eq!(world.weights(&test).await?, [(tg_a.clone(), 1)]);
+    assert_eq!(
+        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
+        0
+    );
+
+    let p2 = world.traffic_parameters(&r2, &vars2, "AllAtOnce");
+    let t1 = now_ms();
+    assert_eq!(kind(&world.traffic_at(&p2, t1).await?), "continue");
+    assert_eq!(
+        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
+        100
+    );
+    let after = world
+        .deployment(&r2)
+        .await?
+        .drain()
+        .context("drain")?
+        .after_ms;
+    assert_eq!(after, t1 + i64::from(delay) * 1000);
+    // Within the delay: nothing is scaled in (an alarm no longer rolls back either).
+    assert_eq!(kind(&world.traffic_at(&p2, after - 1).await?), "continue");
+    let blue = world
+        .task_sets(&vars2)
+        .await?
+        .into_iter()
+        .find(|t| t.arn == green1.arn)
+        .context("blue")?;
+    assert_eq!(blue.scale_percent, 100.0);
+
+    // A crash between the scale-in and its record: UpdateTaskSet went through, the invocation
+    // died holding its lease (expired by now). The next one converges from the task sets.
+    let mut d = world.deployment(&r2).await?;
+    d.lease = Some(Lease {
+        owner: "dead-job/1".into(),
+        until_ms: after,
+        intent: LeaseIntent::Drain {
+            step: DrainStep::ScaleIn,
+        },
+    });
+    world.store.save_deployment(&d).await?;
+    shipgate::aws::ecs::scale_task_set(
+        &world.ecs,
+        &vars2["ShipgateCluster"],
+        &vars2["ShipgateService"],
+        &green1.arn,
+        0.0,
+    )
+    .await?;
+    let done2 = world.traffic_at(&p2, after + 1).await?;
+    assert_eq!(kind(&done2), "done", "{done2:?}");
+    let d = world.deployment(&r2).await?;
+    assert_eq!(d.state, DeploymentState::Succeeded);
+    assert!(d.lease.is_none());
+    let steps: Vec<DrainStep> = d
+        .drain()
+        .context("drain")?
+        .steps
+        .iter()
+        .map(|s| s.step)
+        .collect();
+    assert_eq!(steps, [DrainStep::Promote, DrainStep::Delete]);
+    let sets = world.task_sets(&vars2).await?;
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert!(sets[0].arn == green2.arn && sets[0].is_primary());
+    assert_eq!(
+        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
+        100
+    );
+    // A late duplicate changes nothing.
+    assert_eq!(kind(&world.traffic_at(&p2, after + MINUTE).await?), "done");
     world.stop().await;
     Ok(())
 }
