@@ -15,6 +15,7 @@ says which AWS behaviour it restores; product code never works around moto.
 4. CloudFormation: `AWS::CloudWatch::Alarm` resources (metric alarms) are created, updated and
    deleted with their stacks, Ref giving the alarm's name. moto 5.2 has no CloudFormation model
    for them: the resource is silently skipped and the alarm never exists.
+
 5. CloudFormation: an `AWS::ECS::Service` with `DeploymentController: {Type: EXTERNAL}` is
    created without a task definition (its task sets carry one) and keeps its controller. moto
    5.2 requires `TaskDefinition` (KeyError) and creates every service with the ECS controller.
@@ -27,12 +28,75 @@ says which AWS behaviour it restores; product code never works around moto.
    containers leave their memory to the task (`Memory` at task level only, Fargate's usual
    form) runs. moto 5.2 adds up the containers' memory and fails on the missing one with a
    TypeError (HTTP 500, after the task set was stored).
+8. CloudFormation: an update that only changes parameters updates every resource that uses a
+   changed parameter, `${Param}` in an `Fn::Sub` string included (as a Lambda version's
+   `Description: !Sub "orders ${AppVersion}"`). moto 5.2 looks for `Ref` only, so such a
+   resource silently keeps its old properties.
+9. Lambda: an `AWS::Lambda::Function` with inline code (`Code.ZipFile`) can be updated. moto 5.2
+   zips the inline code when it creates the function but hands the plain text to
+   `UpdateFunctionCode` on update, which fails decoding it ("Incorrect padding").
+10. Lambda: `AWS::Lambda::Version` publishes a version with its `Description`; `Ref` is the
+   version's ARN, `Fn::GetAtt` gives `Version` and `FunctionArn`; a change of its properties
+   replaces it (a new version is published, the old one deleted unless `UpdateReplacePolicy:
+   Retain`); a function whose code and configuration did not change since its last version
+   fails it ("A version for this Lambda function exists ( N ). Modify the function to create a
+   new version."), as CloudFormation does. moto 5.2 drops the description, has no attributes
+   (`GetAtt ….Version` fails), no `Ref` value and no update (the stack's resource becomes None).
+11. Lambda: `AWS::Lambda::Alias` resources are created, updated (version, description, routing
+   config) and deleted with their stacks, `Ref` giving the alias's ARN. moto 5.2 has no
+   CloudFormation model for them: the resource is skipped and the alias never exists.
+12. CloudFormation: a change set's name is scoped to its stack: `DescribeChangeSet`,
+   `ExecuteChangeSet` and `DeleteChangeSet` with a `StackName` find that stack's change set
+   of that name. moto 5.2 looks the name up across the account's stacks and takes the last
+   one created, so two stacks whose change sets share a name (shipgate names them by release
+   and execution) describe and execute each other's.
 
 And one addition that is not a fix: `GET /moto-api/shipgate/ses-messages` lists the emails sent
 through SES (what the local outbox reads, as an operator reads a mailbox). moto lists them only
 inside `GET /moto-api/data.json`, which serialises every model of every service: it took seconds
 per call once the demo's stacks existed, and it fails outright once a Lambda function exists.
 """
+
+
+def _patch_change_set_names_per_stack():
+    try:
+        from moto.cloudformation import responses
+        from moto.cloudformation.exceptions import CloudFormationError
+    except Exception:  # moto not importable: nothing to patch
+        return
+    response_class = responses.CloudFormationResponse
+
+    class ChangeSetNotFound(CloudFormationError):
+        code = "ChangeSetNotFound"
+
+    def _with_stack_scope(original):
+        def handler(self):
+            name = self._get_param("ChangeSetName")
+            stack = self._get_param("StackName")
+            change_sets = self.cloudformation_backend.change_sets
+            if name and stack and name not in change_sets:
+                found = [
+                    change_set_id
+                    for change_set_id, change_set in list(change_sets.items())
+                    if change_set.change_set_name == name
+                    and stack in (change_set.stack_name, change_set.stack_id)
+                ]
+                if not found:
+                    # Another stack's change set of that name is not this one (AWS's answer).
+                    raise ChangeSetNotFound(f"ChangeSet [{name}] does not exist")
+                # The change set's ARN: what moto's own lookup takes as exact.
+                get_param = self._get_param
+                self._get_param = lambda key, if_none=None, _id=found[-1]: (
+                    _id if key == "ChangeSetName" else get_param(key, if_none)
+                )
+            return original(self)
+
+        return handler
+
+    for operation in ("describe_change_set", "execute_change_set", "delete_change_set"):
+        setattr(
+            response_class, operation, _with_stack_scope(getattr(response_class, operation))
+        )
 
 
 def _patch_change_set_imports():
@@ -336,6 +400,235 @@ def _patch_ecs_task_set_stability():
     backend_class.describe_task_sets = describe_task_sets
 
 
+def _patch_sub_parameter_references():
+    try:
+        import re
+
+        from moto.cloudformation import parsing
+    except Exception:  # moto not importable: nothing to patch
+        return
+    original = parsing.get_references_from_template
+    placeholder = re.compile(r"\$\{([A-Za-z0-9_:]+)\}")
+
+    def get_references_from_template(template):
+        references = original(template)
+        if isinstance(template, dict):
+            for key, value in template.items():
+                if key == "Fn::Sub":
+                    text = value[0] if isinstance(value, list) and value else value
+                    if isinstance(text, str):
+                        references.extend(placeholder.findall(text))
+        # Nested values: the original recurses through the module's name, i.e. this function.
+        return references
+
+    parsing.get_references_from_template = get_references_from_template
+
+
+def _patch_lambda_inline_code_update():
+    try:
+        import base64
+
+        from moto.awslambda import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    function_class = models.LambdaFunction
+    original_update = function_class.update_from_cloudformation_json.__func__
+
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id,
+        region_name,
+    ):
+        code = cloudformation_json.get("Properties", {}).get("Code", {})
+        if isinstance(code.get("ZipFile"), str):
+            # As on create: the inline source becomes index.py of a zip, base64-encoded.
+            cloudformation_json = dict(cloudformation_json)
+            properties = dict(cloudformation_json["Properties"])
+            properties["Code"] = dict(
+                code,
+                ZipFile=base64.b64encode(
+                    cls._create_zipfile_from_plaintext_code(code["ZipFile"])
+                ),
+            )
+            cloudformation_json["Properties"] = properties
+        return original_update(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id,
+            region_name,
+        )
+
+    function_class.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)
+
+
+def _patch_lambda_version_resource():
+    try:
+        from moto.awslambda import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    version_class = models.LambdaVersion
+
+    def _publish(properties, account_id, region_name):
+        backend = models.lambda_backends[account_id][region_name]
+        name = str(properties["FunctionName"]).split(":function:")[-1].split(":")[0]
+        known = {str(v.version) for v in backend.list_versions_by_function(name)}
+        fn = backend.publish_version(name, properties.get("Description", ""))
+        if fn is None or str(fn.version) in known:
+            latest = fn.version if fn is not None else "?"
+            raise ValueError(
+                f"A version for this Lambda function exists ( {latest} ). Modify the function "
+                "to create a new version."
+            )
+        resource = version_class({"Version": str(fn.version)})
+        resource.function_name = name
+        resource.function_arn = models.make_function_arn(region_name, account_id, name)
+        resource.account_id = account_id
+        resource.region_name = region_name
+        return resource
+
+    def physical_resource_id(self):
+        return f"{self.function_arn}:{self.version}"
+
+    def has_cfn_attr(cls, attr):
+        return attr in ("Version", "FunctionArn")
+
+    def get_cfn_attribute(self, attribute_name):
+        if attribute_name == "Version":
+            return str(self.version)
+        if attribute_name == "FunctionArn":
+            return self.function_arn
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        raise UnformattedGetAttTemplateException()
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        return _publish(cloudformation_json["Properties"], account_id, region_name)
+
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id,
+        region_name,
+    ):
+        # Every property of AWS::Lambda::Version requires replacement: new first, then the
+        # old one goes unless the template keeps it.
+        new = _publish(cloudformation_json["Properties"], account_id, region_name)
+        if cloudformation_json.get("UpdateReplacePolicy") != "Retain":
+            _delete(original_resource)
+        return new
+
+    def _delete(resource):
+        backend = models.lambda_backends[resource.account_id][resource.region_name]
+        try:
+            backend.delete_function(resource.function_name, str(resource.version))
+        except Exception:  # already gone: nothing to delete
+            pass
+
+    def delete(self, account_id, region):
+        _delete(self)
+
+    version_class.physical_resource_id = property(physical_resource_id)
+    version_class.has_cfn_attr = classmethod(has_cfn_attr)
+    version_class.get_cfn_attribute = get_cfn_attribute
+    version_class.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    version_class.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)
+    version_class.delete = delete
+
+
+def _add_lambda_alias_resource():
+    try:
+        from moto.core.common_models import CloudFormationModel
+        from moto.awslambda.models import lambda_backends
+    except Exception:  # moto not importable: nothing to patch
+        return
+
+    def _function_name(value):
+        return str(value).split(":function:")[-1].split(":")[0]
+
+    def _routing(properties):
+        # CloudFormation: [{FunctionVersion, FunctionWeight}]; the API's shape: {version: weight}.
+        weights = (properties.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or []
+        if not weights:
+            return None
+        return {
+            "AdditionalVersionWeights": {
+                str(w["FunctionVersion"]): float(w["FunctionWeight"]) for w in weights
+            }
+        }
+
+    class LambdaAliasResource(CloudFormationModel):
+        # moto's model metaclass files a model under the service its module names.
+        __module__ = "moto.awslambda.models"
+
+        def __init__(self, alias, function_name, account_id, region_name):
+            self.alias = alias
+            self.function_name = function_name
+            self.account_id = account_id
+            self.region_name = region_name
+
+        @property
+        def physical_resource_id(self):
+            return self.alias.arn
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::Lambda::Alias"
+
+        @classmethod
+        def has_cfn_attr(cls, attr):
+            return attr == "AliasArn"
+
+        def get_cfn_attribute(self, attribute_name):
+            if attribute_name == "AliasArn":
+                return self.alias.arn
+            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+            raise UnformattedGetAttTemplateException()
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):
+            p = cloudformation_json["Properties"]
+            function_name = _function_name(p["FunctionName"])
+            alias = lambda_backends[account_id][region_name].create_alias(
+                name=p["Name"],
+                function_name=function_name,
+                function_version=str(p["FunctionVersion"]),
+                description=p.get("Description", ""),
+                routing_config=_routing(p),
+            )
+            return cls(alias, function_name, account_id, region_name)
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id,
+            region_name,
+        ):
+            p = cloudformation_json["Properties"]
+            function_name = _function_name(p["FunctionName"])
+            if p["Name"] != original_resource.alias.name or (
+                function_name != original_resource.function_name
+            ):
+                # Name and FunctionName require replacement.
+                original_resource.delete(account_id, region_name)
+                return cls.create_from_cloudformation_json(
+                    new_resource_name, cloudformation_json, account_id, region_name
+                )
+            alias = lambda_backends[account_id][region_name].update_alias(
+                name=p["Name"],
+                function_name=function_name,
+                function_version=str(p["FunctionVersion"]),
+                description=p.get("Description", ""),
+                routing_config=_routing(p) or {},
+            )
+            return cls(alias, function_name, account_id, region_name)
+
+        def delete(self, account_id, region_name):
+            lambda_backends[account_id][region_name].delete_alias(
+                self.alias.name, self.function_name
+            )
+
+    return LambdaAliasResource
+
+
 def _patch_ecs_task_level_memory():
     try:
         import copy
@@ -365,10 +658,15 @@ def _patch_ecs_task_level_memory():
 
 _patch_change_set_imports()
 _patch_change_set_outputs()
+_patch_change_set_names_per_stack()
 _patch_load_balancer_full_name()
 _patch_ecs_external_service()
 _patch_ecs_task_set_stability()
 _patch_ecs_task_level_memory()
+_patch_sub_parameter_references()
+_patch_lambda_inline_code_update()
+_patch_lambda_version_resource()
 # Kept referenced: moto finds CloudFormation models through __subclasses__().
 _METRIC_ALARM_RESOURCE = _add_cloudwatch_alarm_resource()
+_LAMBDA_ALIAS_RESOURCE = _add_lambda_alias_resource()
 _add_ses_messages_route()
