@@ -26,6 +26,23 @@ pub struct Progress {
 /// the traffic and checks actions rely on (`ShipgateTestEndpoint`, `ShipgateLambdaAlias`, …).
 pub const OUTPUT_PREFIX: &str = "Shipgate";
 
+/// The outputs the pipeline's actions read (`#{<Deploy>.ShipgateLambdaFunction}`, …): each is
+/// an output variable even when no stack outputs it, then empty, since CodePipeline fails an
+/// action whose configuration names a variable nobody set. An empty one means "none": no alarm,
+/// no Lambda function to shift (the traffic action succeeds with nothing to do).
+pub const CONVENTION_OUTPUTS: &[&str] = &[
+    "ShipgateTestEndpoint",
+    "ShipgateAlarms",
+    "ShipgateProdListener",
+    "ShipgateTestListener",
+    "ShipgateBlueTargetGroup",
+    "ShipgateGreenTargetGroup",
+    "ShipgateService",
+    "ShipgateLambdaFunction",
+    "ShipgateLambdaAlias",
+    "ShipgateLambdaVersion",
+];
+
 /// Where a stack stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -307,6 +324,9 @@ pub fn output_variables(
 ) -> BTreeMap<String, String> {
     let names: Vec<&str> = stacks.iter().map(|s| s.stack_name.as_str()).collect();
     let mut variables = outputs;
+    for key in CONVENTION_OUTPUTS {
+        variables.entry((*key).to_owned()).or_default();
+    }
     variables.insert("Stacks".into(), shorten(&names.join(",")));
     variables.insert(
         "ExecutedStacks".into(),
@@ -558,6 +578,8 @@ mod tests {
         assert_eq!(variables["ShipgateTestEndpoint"], "http://alb.example:9000");
         assert_eq!(variables["Stacks"], "orders-int-service,orders-int-db");
         assert_eq!(variables["ExecutedStacks"], "1");
+        // No stack outputs a Lambda function: the variable is set, empty.
+        assert_eq!(variables["ShipgateLambdaFunction"], "");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 
 mod parameters;
 
-pub use parameters::{ActionParameters, ParameterError, Target, TargetParameters};
+pub use parameters::{ActionParameters, ParameterError, Target, TargetParameters, named_execution};
 
 use std::collections::BTreeMap;
 
@@ -194,15 +194,20 @@ impl TrafficFunction {
         let target = match job
             .parameters::<ActionParameters>()
             .map_err(TrafficError::UserParameters)
-            .and_then(|p| p.target().map_err(TrafficError::from))
-        {
-            Ok(target) => target,
+            .and_then(|p| {
+                if p.names_no_function() {
+                    return Ok(Err(p.environment));
+                }
+                p.target().map(Ok).map_err(TrafficError::from)
+            }) {
+            Ok(Ok(target)) => target,
+            Ok(Err(environment)) => return no_function(&environment),
             Err(e) => return failed(&e),
         };
         let id = deployment_id(
             &target.release_id,
             &target.environment,
-            &target.execution_id,
+            &target.execution_key(),
         );
         let span = info_span!(
             "traffic",
@@ -1014,6 +1019,15 @@ fn describe(target: &TrafficTarget) -> String {
             format!("listener {listener_arn}, blue → green")
         }
     }
+}
+
+/// A Lambda target naming no function: the release has none; nothing to shift.
+fn no_function(environment: &str) -> Outcome {
+    info!(env = %environment, outcome = "no_lambda_target", "the release's stacks output no ShipgateLambdaFunction");
+    Outcome::done(format!(
+        "{environment}: no Lambda target in this release (its stacks output no \
+         ShipgateLambdaFunction); nothing to shift"
+    ))
 }
 
 fn failed(e: &TrafficError) -> Outcome {

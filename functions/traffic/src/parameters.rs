@@ -20,6 +20,11 @@ pub struct ActionParameters {
     /// `#{IntDeploy.ShipgateAlarms}` can carry; empty for none).
     #[serde(default, deserialize_with = "alarm_names")]
     pub alarms: Vec<String>,
+    /// The deployment's name within the stage, when a stage moves several targets side by side
+    /// (the listener and a Lambda alias): part of the deployment's id. Without it the id is the
+    /// stage's, which the deploy action records the ECS task sets under.
+    #[serde(default)]
+    pub name: Option<String>,
     pub target: TargetParameters,
 }
 
@@ -81,7 +86,35 @@ pub struct Target {
     pub execution_id: String,
     pub plan: DeploymentPlan,
     pub alarms: Vec<String>,
+    pub name: Option<String>,
     pub target: TargetParameters,
+}
+
+impl Target {
+    /// What the deployment id is made of besides release and environment: the execution, and
+    /// the deployment's name within the stage if it has one ([`named_execution`]).
+    pub fn execution_key(&self) -> String {
+        named_execution(&self.execution_id, self.name.as_deref())
+    }
+}
+
+/// `<execution>/<name>` (an execution id has no `/`, so no named deployment takes the id of an
+/// unnamed one), or the execution alone: with `release_id` and `environment`, what
+/// [`shipgate::deploy::deployment_id`] of a deployment is made of.
+pub fn named_execution(execution_id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{execution_id}/{name}"),
+        None => execution_id.to_owned(),
+    }
+}
+
+impl ActionParameters {
+    /// A Lambda target with neither function nor version: the release has no Lambda function
+    /// (the deploy action sets every convention variable, empty when no stack outputs it).
+    pub fn names_no_function(&self) -> bool {
+        matches!(&self.target, TargetParameters::LambdaAlias { function, new_version, .. }
+            if function.trim().is_empty() && new_version.trim().is_empty())
+    }
 }
 
 /// A parameter that cannot be used.
@@ -134,6 +167,10 @@ impl ActionParameters {
         let release_id = id("releaseId", &self.release_id)?;
         let execution_id = id("executionId", &self.execution_id)?;
         let plan: DeploymentPlan = checked("plan", &self.plan)?.parse()?;
+        let name = match &self.name {
+            Some(name) => Some(id("name", name)?.to_owned()),
+            None => None,
+        };
         let mut alarms: Vec<String> = Vec::new();
         for alarm in &self.alarms {
             let alarm = checked("alarms", alarm)?;
@@ -220,6 +257,7 @@ impl ActionParameters {
             execution_id: execution_id.to_owned(),
             plan,
             alarms,
+            name,
             target,
         })
     }
@@ -358,6 +396,26 @@ mod tests {
         let mut unresolved = v;
         unresolved["target"]["ecsService"] = "#{IntDeploy.ShipgateService}".into();
         assert!(parse(unresolved).unwrap_err().contains("target.ecsService"));
+    }
+
+    #[test]
+    fn a_named_deployment_has_its_own_id_and_an_empty_lambda_target_is_no_function() {
+        let unnamed = parse(lambda()).unwrap();
+        assert_eq!(unnamed.execution_key(), "exec-1");
+        let mut v = lambda();
+        v["name"] = "lambda".into();
+        assert_eq!(parse(v.clone()).unwrap().execution_key(), "exec-1/lambda");
+        v["name"] = "a/b".into();
+        assert!(parse(v).unwrap_err().contains("`name`"));
+        let mut none = lambda();
+        none["target"] = serde_json::json!({"kind": "lambda_alias", "function": "", "alias": "", "newVersion": " "});
+        let p: ActionParameters = serde_json::from_value(none.clone()).unwrap();
+        assert!(p.names_no_function());
+        none["target"]["newVersion"] = "3".into();
+        let p: ActionParameters = serde_json::from_value(none).unwrap();
+        assert!(!p.names_no_function());
+        let err = p.target().unwrap_err().to_string();
+        assert!(err.contains("target.function"), "{err}");
     }
 
     #[test]
