@@ -20,7 +20,13 @@ set -a
 . "$STATE/env"
 set +a
 
-step "The integrator builds orders 1.4.0: its image goes to the source registry by digest, the release zip is written"
+step "Before shipgate: orders 1.3.0's notifier (a small Lambda function) runs in int, stg and prod, its alias live on version 1"
+"$BIN/shipgate-example" --version 1.3.0 --install-previous notifier \
+  --in int=arn:aws:iam::222222222222:role/shipgate-deploy \
+  --in stg=arn:aws:iam::333333333333:role/shipgate-deploy \
+  --in prod=arn:aws:iam::444444444444:role/shipgate-deploy
+
+step "The integrator builds orders 1.4.0 (the ECS service and the notifier): its image goes to the source registry by digest, the release zip is written"
 "$BIN/shipgate-example" --version 1.4.0 --out "$STATE/releases"
 
 step "A broken release is dropped under incoming/: intake must reject it with every problem"
@@ -51,9 +57,11 @@ local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
 step "int: the release's checks (checks.json) run against the new version on the test listener (:9000), before any traffic"
 local_ wait-action --stage Int --action Checks --expect Succeeded --timeout 120
 
-step "int: a canary (Canary10Percent5Minutes, compressed: minutes become seconds): 10%, hold, 100%, bake, watching the app's alarm"
+step "int: a canary (Canary10Percent5Minutes, compressed: minutes become seconds): 10%, hold, 100%, bake, watching the app's alarms, on the listener and, beside it, on the notifier's alias live"
 local_ watch-traffic --environment int --expect succeeded --timeout 120
+local_ watch-traffic --environment int --name lambda --expect succeeded --timeout 120
 local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
+local_ wait-action --stage Int --action LambdaTraffic --expect Succeeded --timeout 60
 
 step "The same link again: it worked once, and now says the approval is already decided"
 if local_ follow "$LINK" --decide approve; then
@@ -84,13 +92,16 @@ step "stg: deploy and checks"
 local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
 local_ wait-action --stage Stg --action Checks --expect Succeeded --timeout 120
 
-step "stg: the canary starts; at 10% the app's 5xx alarm fires"
+step "stg: the canary starts on the listener and the alias; at 10% the app's 5xx alarm fires"
 local_ watch-traffic --environment stg --until-percent 10 --timeout 120
+local_ watch-traffic --environment stg --name lambda --until-percent 10 --timeout 120
 local_ set-alarm --account 333333333333 --name orders-stg-5xx --state ALARM --reason "Threshold Crossed: 1 datapoint [7.0] was greater than or equal to the threshold (1.0)."
 
-step "stg: the rollback function puts all traffic back on the previous version; the pipeline stops with the alarm's reason"
+step "stg: the rollback function puts all traffic back on the previous version, listener and alias; the pipeline stops with the alarm's reason"
 local_ watch-traffic --environment stg --expect rolled_back --timeout 60
+local_ watch-traffic --environment stg --name lambda --expect rolled_back --timeout 60
 local_ wait-action --stage Stg --action Traffic --expect Failed --timeout 60
+local_ wait-action --stage Stg --action LambdaTraffic --expect Failed --timeout 60
 
 step "The stg team's email"
 local_ outbox --last 1
@@ -105,7 +116,9 @@ approve Int ApproveInt int-lead@shipgate.local "1.4.1 fixes the 5xx"
 local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
 local_ wait-action --stage Int --action Checks --expect Succeeded --timeout 120
 local_ watch-traffic --environment int --expect succeeded --timeout 120
+local_ watch-traffic --environment int --name lambda --expect succeeded --timeout 120
 local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
+local_ wait-action --stage Int --action LambdaTraffic --expect Succeeded --timeout 60
 
 step "Promotion to stg approved; stg approved, deployed, checked; this time the canary goes to 100% and bakes with the alarm quiet"
 local_ set-alarm --account 333333333333 --name orders-stg-5xx --state OK --reason "no 5xx since 1.4.0 was rolled back"
@@ -117,7 +130,9 @@ approve Stg ApproveStg stg-lead@shipgate.local "retest of the fix"
 local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
 local_ wait-action --stage Stg --action Checks --expect Succeeded --timeout 120
 local_ watch-traffic --environment stg --expect succeeded --timeout 120
+local_ watch-traffic --environment stg --name lambda --expect succeeded --timeout 120
 local_ wait-action --stage Stg --action Traffic --expect Succeeded --timeout 60
+local_ wait-action --stage Stg --action LambdaTraffic --expect Succeeded --timeout 60
 
 step "Promotion to prod: the change advisory board approves; the images go from stg's registry to prod's (same digests)"
 local_ approval --stage PromoteToProd --action ApprovePromotion --wait 120
@@ -132,7 +147,9 @@ step "prod: deploy, checks, then traffic moves linearly (Linear10PercentEvery1Mi
 local_ wait-action --stage Prod --action Deploy --expect Succeeded --timeout 120
 local_ wait-action --stage Prod --action Checks --expect Succeeded --timeout 120
 local_ watch-traffic --environment prod --expect succeeded --timeout 120
+local_ watch-traffic --environment prod --name lambda --expect succeeded --timeout 120
 local_ wait-action --stage Prod --action Traffic --expect Succeeded --timeout 60
+local_ wait-action --stage Prod --action LambdaTraffic --expect Succeeded --timeout 60
 
 step "Releases (with each promotion's images, digests and bytes copied) and pipeline executions"
 local_ status
@@ -144,4 +161,4 @@ step "Stopping the local stack"
 local_ down
 trap - EXIT
 pgrep -f "$STATE" >/dev/null && { echo "processes of the stack are still running" >&2; exit 1; }
-step "Demo finished: one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed and checked in int with a canary, promoted by digest to stg after its approval, rolled back there when its alarm fired; the fix went through int, stg and prod"
+step "Demo finished: one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed and checked in int with a canary on the listener and the notifier's alias, promoted by digest to stg after its approval, rolled back there (both) when its alarm fired; the fix went through int, stg and prod"

@@ -136,6 +136,10 @@ enum Command {
         expect: Option<String>,
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// The deployment of the traffic action with this `name` (the pipeline's LambdaTraffic
+        /// actions: `lambda`) instead of the stage's unnamed one (the listener).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Set a CloudWatch alarm's state in an account (moto evaluates no metrics: this is how an
     /// alarm fires locally); the stack delivers the change as CloudWatch does.
@@ -330,12 +334,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             until_percent,
             expect,
             timeout,
+            name,
         } => {
             watch_traffic(
                 &environment,
                 until_percent,
                 expect.as_deref(),
                 Duration::from_secs(timeout),
+                name.as_deref(),
             )
             .await
         }
@@ -586,6 +592,7 @@ async fn watch_traffic(
     until_percent: Option<u8>,
     expect: Option<&str>,
     timeout: Duration,
+    name: Option<&str>,
 ) -> Result<ExitCode> {
     use shipgate::store::{DeploymentState, Store};
     let env = shipgate::config::Env::from_process();
@@ -624,7 +631,7 @@ async fn watch_traffic(
                             .get_deployment(&shipgate::deploy::deployment_id(
                                 &r.release_id,
                                 environment,
-                                execution,
+                                &shipgate_traffic::named_execution(execution, name),
                             ))
                             .await?
                     }
@@ -638,11 +645,12 @@ async fn watch_traffic(
         };
         if id.is_none() {
             println!(
-                "deployment {} of {} {} in {}: plan {}, watching alarms [{}]",
+                "deployment {} of {} {} in {}: {}, plan {}, watching alarms [{}]",
                 d.deployment_id,
                 d.application.as_deref().unwrap_or("?"),
                 d.version.as_deref().unwrap_or("?"),
                 d.environment,
+                shipgate_local::status::describe_target(&d.target),
                 d.plan,
                 d.alarms.join(", ")
             );
