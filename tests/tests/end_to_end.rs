@@ -11,6 +11,10 @@
 //!    reason and stg's team is emailed;
 //! 5. the fix goes through int (the target groups swap roles), stg and prod (linear plan).
 //!
+//! Beside the listener, the app's Lambda function (the notifier, installed at 1.3.0 in every
+//! environment before the story starts) shifts on its alias `live` in each stage, is rolled
+//! back with the listener in stg, and keeps one version per release in each account.
+//!
 //! A second test: a release whose checks fail stops before its traffic action, with no weight
 //! moved.
 
@@ -79,6 +83,64 @@ impl World {
             &self.releases_dir,
         )
         .await
+    }
+
+    /// The app's notifier at `version`, installed in every environment as before shipgate.
+    async fn install_previous(&self, version: &str) -> Result<()> {
+        let root = shipgate_local::process::project_root();
+        let environments: Vec<(String, String)> = accounts::ENVIRONMENTS
+            .iter()
+            .map(|(env, account)| ((*env).to_owned(), accounts::deploy_role_arn(account)))
+            .collect();
+        shipgate_example::install_previous(
+            &self.stack.sdk,
+            &root.join("examples/orders"),
+            "notifier",
+            version,
+            &environments,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The notifier's alias `live` in `environment`: its version and its routing config's
+    /// additional version and weight.
+    async fn alias(&self, environment: &str) -> Result<(String, Option<(String, f64)>)> {
+        let lambda =
+            aws_sdk_lambda::Client::new(&self.environment_sdk(account_of(environment)?).await);
+        let out = lambda
+            .get_alias()
+            .function_name(format!("orders-{environment}-notifier"))
+            .name("live")
+            .send()
+            .await?;
+        let extra = out
+            .routing_config()
+            .and_then(|r| r.additional_version_weights())
+            .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
+        Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+    }
+
+    /// The notifier's published versions in `environment`, each with its description.
+    async fn versions(&self, environment: &str) -> Result<Vec<(String, String)>> {
+        let lambda =
+            aws_sdk_lambda::Client::new(&self.environment_sdk(account_of(environment)?).await);
+        let out = lambda
+            .list_versions_by_function()
+            .function_name(format!("orders-{environment}-notifier"))
+            .send()
+            .await?;
+        Ok(out
+            .versions()
+            .iter()
+            .filter(|v| v.version() != Some("$LATEST"))
+            .map(|v| {
+                (
+                    v.version().unwrap_or_default().to_owned(),
+                    v.description().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
     }
 
     /// Drops `zip` under incoming/ and waits for intake's verdict.
@@ -320,6 +382,26 @@ impl World {
             .with_context(|| format!("no {environment} deployment for {}", release.release_id))
     }
 
+    /// The stage's Lambda deployment (the pipeline's LambdaTraffic actions are named `lambda`).
+    async fn lambda_deployment(
+        &self,
+        release: &ReleaseRecord,
+        environment: &str,
+    ) -> Result<shipgate::store::Deployment> {
+        let execution = release.execution_id.as_deref().unwrap_or_default();
+        let id = deployment_id(
+            &release.release_id,
+            environment,
+            &shipgate_traffic::named_execution(execution, Some("lambda")),
+        );
+        self.store.get_deployment(&id).await?.with_context(|| {
+            format!(
+                "no {environment} Lambda deployment for {}",
+                release.release_id
+            )
+        })
+    }
+
     async fn set_alarm(&self, account: &str, name: &str, state: &str, reason: &str) -> Result<()> {
         let cw = aws_sdk_cloudwatch::Client::new(&self.environment_sdk(account).await);
         cw.set_alarm_state()
@@ -332,6 +414,19 @@ impl World {
     }
 }
 
+fn account_of(environment: &str) -> Result<&'static str> {
+    accounts::ENVIRONMENTS
+        .iter()
+        .find(|(env, _)| *env == environment)
+        .map(|(_, account)| *account)
+        .with_context(|| format!("no account for {environment}"))
+}
+
+/// `live` on `version` alone, no routing config.
+fn all_on(version: &str) -> (String, Option<(String, f64)>) {
+    (version.to_owned(), None)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_release_walks_from_a_dropped_zip_to_production() -> Result<()> {
     let w = World::start("end-to-end").await?;
@@ -341,6 +436,15 @@ async fn a_release_walks_from_a_dropped_zip_to_production() -> Result<()> {
 }
 
 async fn story(w: &World) -> Result<()> {
+    // 0. Before shipgate: the notifier at 1.3.0 in every environment, live on version 1.
+    w.install_previous("1.3.0").await?;
+    for (environment, _) in accounts::ENVIRONMENTS {
+        ensure!(
+            w.alias(environment).await? == all_on("1"),
+            "{environment}: the installed notifier's alias is not on version 1"
+        );
+    }
+
     // 1. A broken release: rejected with every problem, the integrator emailed, nothing started.
     let v140 = w.build("1.4.0").await?;
     let broken = w.drop(&v140.broken).await?;
@@ -412,6 +516,7 @@ async fn story(w: &World) -> Result<()> {
     );
     w.wait_action("Int", "Checks", "Succeeded").await?;
     w.wait_action("Int", "Traffic", "Succeeded").await?;
+    w.wait_action("Int", "LambdaTraffic", "Succeeded").await?;
     let int140 = w.deployment_state(&r140, "int").await?;
     ensure!(
         int140.state == DeploymentState::Succeeded,
@@ -422,6 +527,19 @@ async fn story(w: &World) -> Result<()> {
     ensure!(
         on_blue == 0,
         "int: 1.4.0 is on green, yet blue has {on_blue}%"
+    );
+    // The alias moved from 1.3.0's version to 1.4.0's, step by step, and holds no weights.
+    let int140_lambda = w.lambda_deployment(&r140, "int").await?;
+    ensure!(
+        int140_lambda.state == DeploymentState::Succeeded && int140_lambda.steps.len() >= 2,
+        "int's Lambda deployment: {:?}, {} steps",
+        int140_lambda.state,
+        int140_lambda.steps.len()
+    );
+    ensure!(
+        w.alias("int").await? == all_on("2"),
+        "int: live is not on 1.4.0's version alone: {:?}",
+        w.alias("int").await?
     );
 
     // 3. The approval to promote; the images copied by digest into stg's registry.
@@ -477,6 +595,22 @@ async fn story(w: &World) -> Result<()> {
             .filter(|d| d.percent >= 10))
     })
     .await?;
+    wait_for("stg's alias at 10%", STEP, || async {
+        Ok(w.lambda_deployment(&r140, "stg")
+            .await
+            .ok()
+            .filter(|d| d.percent >= 10))
+    })
+    .await?;
+    let shifting = w.alias("stg").await?;
+    ensure!(
+        shifting.0 == "1"
+            && shifting
+                .1
+                .as_ref()
+                .is_some_and(|(v, w)| v == "2" && *w > 0.0),
+        "stg: live does not weigh 1.4.0's version in: {shifting:?}"
+    );
     w.set_alarm(
         accounts::STG,
         "orders-stg-5xx",
@@ -485,6 +619,7 @@ async fn story(w: &World) -> Result<()> {
     )
     .await?;
     w.wait_action("Stg", "Traffic", "Failed").await?;
+    w.wait_action("Stg", "LambdaTraffic", "Failed").await?;
     w.wait_execution(&exec140, "Failed").await?;
     let stg140 = w.deployment_state(&r140, "stg").await?;
     ensure!(
@@ -501,6 +636,24 @@ async fn story(w: &World) -> Result<()> {
     ensure!(
         on_blue == 100,
         "stg after the rollback: blue has {on_blue}%"
+    );
+    // The same alarm rolled the alias back: all of it on 1.3.0's version again.
+    let stg140_lambda = w.lambda_deployment(&r140, "stg").await?;
+    ensure!(
+        stg140_lambda.state == DeploymentState::RolledBack
+            && stg140_lambda
+                .rollback
+                .as_ref()
+                .and_then(|r| r.alarm.as_deref())
+                == Some("orders-stg-5xx"),
+        "stg's Lambda deployment: {:?} {:?}",
+        stg140_lambda.state,
+        stg140_lambda.rollback
+    );
+    ensure!(
+        w.alias("stg").await? == all_on("1"),
+        "stg after the rollback: {:?}",
+        w.alias("stg").await?
     );
     let team = wait_for("stg's team email", STEP, || async {
         Ok(w.emails()
@@ -521,6 +674,11 @@ async fn story(w: &World) -> Result<()> {
     w.approve(&r141, "Int", "ApproveInt", "int-lead@shipgate.local")
         .await?;
     w.wait_action("Int", "Traffic", "Succeeded").await?;
+    w.wait_action("Int", "LambdaTraffic", "Succeeded").await?;
+    ensure!(
+        w.alias("int").await? == all_on("3"),
+        "int: live not on 1.4.1"
+    );
     let (_, on_blue) = w.weights("int", accounts::INT).await?;
     ensure!(
         on_blue == 100,
@@ -538,6 +696,11 @@ async fn story(w: &World) -> Result<()> {
     w.approve(&r141, "Stg", "ApproveStg", "stg-lead@shipgate.local")
         .await?;
     w.wait_action("Stg", "Traffic", "Succeeded").await?;
+    w.wait_action("Stg", "LambdaTraffic", "Succeeded").await?;
+    ensure!(
+        w.alias("stg").await? == all_on("3"),
+        "stg: live not on 1.4.1"
+    );
     w.approve(
         &r141,
         "PromoteToProd",
@@ -585,6 +748,37 @@ async fn story(w: &World) -> Result<()> {
             .await?
             .ends_with("_COMPLETE"),
         "prod's stack did not settle"
+    );
+    let prod141_lambda = w.lambda_deployment(&r141, "prod").await?;
+    ensure!(
+        prod141_lambda.state == DeploymentState::Succeeded,
+        "prod's Lambda deployment: {:?}",
+        prod141_lambda.state
+    );
+    ensure!(
+        w.alias("prod").await? == all_on("2"),
+        "prod: live not on 1.4.1"
+    );
+    // One version per release each account saw, kept after the alias moved on; prod never
+    // saw 1.4.0.
+    let described = |versions: &[(&str, &str)]| -> Vec<(String, String)> {
+        versions
+            .iter()
+            .map(|(v, d)| ((*v).to_owned(), format!("orders {d}")))
+            .collect()
+    };
+    for environment in ["int", "stg"] {
+        ensure!(
+            w.versions(environment).await?
+                == described(&[("1", "1.3.0"), ("2", "1.4.0"), ("3", "1.4.1")]),
+            "{environment}'s versions: {:?}",
+            w.versions(environment).await?
+        );
+    }
+    ensure!(
+        w.versions("prod").await? == described(&[("1", "1.3.0"), ("2", "1.4.1")]),
+        "prod's versions: {:?}",
+        w.versions("prod").await?
     );
 
     // Every approval was mailed and decided exactly once, each approver with their own link.
@@ -656,10 +850,12 @@ async fn failing_checks(w: &World) -> Result<()> {
         "Failed",
     )
     .await?;
-    ensure!(
-        w.action_status("Int", "Traffic").await?.is_none(),
-        "the traffic action ran after a failed check"
-    );
+    for action in ["Traffic", "LambdaTraffic"] {
+        ensure!(
+            w.action_status("Int", action).await?.is_none(),
+            "the {action} action ran after a failed check"
+        );
+    }
     let (blue_after, on_blue_after) = w.weights("int", accounts::INT).await?;
     ensure!(
         blue == blue_after && on_blue_before == 100 && on_blue_after == 100,
