@@ -369,6 +369,16 @@ async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
     let message = failure(&outcome)?;
     assert!(message.contains("GetAlias"), "{message}");
+    // Not a mistake: a release without a Lambda function (the deploy action sets the
+    // variables the pipeline's LambdaTraffic action reads, empty) has nothing to shift.
+    p["name"] = "lambda".into();
+    p["target"] =
+        serde_json::json!({"kind": "lambda_alias", "function": "", "alias": "", "newVersion": ""});
+    let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
+    assert!(
+        matches!(&outcome, Outcome::Done { summary, .. } if summary.contains("no Lambda target")),
+        "{outcome:?}"
+    );
     world.stop().await;
     Ok(())
 }
