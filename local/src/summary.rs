@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use aws_sdk_codepipeline::types::PipelineExecutionSummary;
 use shipgate::config::Env;
 use shipgate::deploy::deployment_id;
-use shipgate::store::{Deployment, DeploymentState, ReleaseState, Store};
+use shipgate::store::{Deployment, DeploymentState, ReleaseState, Store, TrafficTarget};
 
 use crate::outbox::sent_emails;
 
@@ -91,9 +91,13 @@ pub async fn collect(sdk: &SdkConfig, env: &Env) -> Result<String> {
             execution.map(duration).unwrap_or_default()
         )?;
         for environment in ENVIRONMENTS {
-            let id = deployment_id(&r.release_id, environment, execution_id);
-            if let Some(d) = store.get_deployment(&id).await? {
-                writeln!(out, "    {environment}: {}", describe_deployment(&d))?;
+            // The stage's deployment (the listener) and its named one (the LambdaTraffic action).
+            for name in [None, Some("lambda")] {
+                let execution = shipgate_traffic::named_execution(execution_id, name);
+                let id = deployment_id(&r.release_id, environment, &execution);
+                if let Some(d) = store.get_deployment(&id).await? {
+                    writeln!(out, "    {environment}: {}", describe_deployment(&d))?;
+                }
             }
         }
         for p in store.list_promotions(&r.release_id).await? {
@@ -169,8 +173,17 @@ fn describe_deployment(d: &Deployment) -> String {
         },
         other => format!("{} at {}%", other.as_str(), d.percent),
     };
+    let what = match &d.target {
+        TrafficTarget::LambdaAlias {
+            function,
+            alias,
+            previous_version,
+            new_version,
+        } => format!("alias {function}:{alias} ({previous_version} → {new_version})"),
+        TrafficTarget::AlbListener { .. } => "the listener".to_owned(),
+    };
     format!(
-        "{} {}, plan {}: {state}",
+        "{} {} on {what}, plan {}: {state}",
         d.application.as_deref().unwrap_or("?"),
         d.version.as_deref().unwrap_or("?"),
         d.plan
