@@ -160,6 +160,7 @@ fn request(stack: &str, name: &str, template: &str, kind: ChangeSetType) -> Chan
         change_set_type: kind,
         capabilities: vec![],
         description: Some(format!("shipgate {name}")),
+        role_arn: None,
     }
 }
 

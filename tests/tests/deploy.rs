@@ -125,6 +125,7 @@ impl World {
                     change_set_type: ChangeSetType::Create,
                     capabilities: vec![Capability::Iam],
                     description: None,
+                    role_arn: None,
                 },
             )
             .await?;

@@ -23,7 +23,7 @@ pub enum ChangeSetError {
     Event(#[source] JobEventError),
     #[error(
         "{0}: the action's UserParameters must be JSON with environment, roleArn, releaseId, \
-         executionId and optionally registry"
+         executionId and optionally registry and stackRoleArn"
     )]
     UserParameters(#[source] JobEventError),
     #[error("the action's UserParameters cannot be used: {0}")]
@@ -236,12 +236,24 @@ fn assume_hint(e: &AwsError) -> &'static str {
 }
 
 fn cloudformation_hint(e: &AwsError, role_arn: &str) -> String {
-    if is_access_denied(e) {
+    // CloudFormation checks that the caller may pass the service role (RoleARN) before it
+    // takes the request.
+    if e.message.contains("iam:PassRole") {
+        format!(
+            ": check that {role_arn} may pass the service role to CloudFormation (iam:PassRole \
+             with iam:PassedToService cloudformation.amazonaws.com; environment.yaml grants it on \
+             shipgate-cloudformation)"
+        )
+    } else if is_access_denied(e) {
         format!(
             ": check that {role_arn} allows cloudformation:{} (and what the template's resources \
              need)",
             e.operation
         )
+    } else if e.is_code("ValidationError") && e.message.contains("cannot be assumed") {
+        ": the action's stackRoleArn must name a role of the environment's account that trusts \
+         cloudformation.amazonaws.com (environment.yaml's StackRoleArn output)"
+            .to_owned()
     } else if e.is_code("ValidationError") && e.operation == "CreateChangeSet" {
         ": CloudFormation refused the template or its parameters; fix them and drop a new release"
             .to_owned()
@@ -423,6 +435,45 @@ mod tests {
         };
         assert!(throttled.is_retryable());
         assert_eq!(throttled.error_type(), "CloudFormationError");
+    }
+
+    #[test]
+    fn a_service_role_that_cannot_be_used_says_which_side_to_fix() {
+        let role = "arn:aws:iam::222222222222:role/shipgate-deploy";
+        let stack_role = "arn:aws:iam::222222222222:role/shipgate-cloudformation";
+        let failed = |code: &str, message: String| ChangeSetError::CloudFormation {
+            environment: "int".into(),
+            stack: "orders-int-service".into(),
+            role_arn: role.into(),
+            source: Box::new(aws("CloudFormation", "CreateChangeSet", code, &message)),
+        };
+
+        let not_passable = failed(
+            "AccessDenied",
+            format!(
+                "User: arn:aws:sts::222222222222:assumed-role/shipgate-deploy/s is not authorized \
+                 to perform: iam:PassRole on resource: {stack_role}"
+            ),
+        );
+        assert!(
+            not_passable
+                .to_string()
+                .contains(&format!("check that {role} may pass the service role")),
+            "{not_passable}"
+        );
+        assert_eq!(not_passable.failure_kind(), JobFailureKind::PermissionError);
+
+        let not_assumable = failed(
+            "ValidationError",
+            format!("Role {stack_role} is invalid or cannot be assumed"),
+        );
+        assert!(
+            not_assumable
+                .to_string()
+                .contains("stackRoleArn must name a role of the environment's account"),
+            "{not_assumable}"
+        );
+        assert!(!not_assumable.to_string().contains("drop a new release"));
     }
 
     #[test]

@@ -320,6 +320,7 @@ impl ChangeSetFunction {
                 Capability::AutoExpand,
             ],
             description: Some(change_set_description(manifest, target)),
+            role_arn: target.stack_role_arn.clone(),
         };
         let found = find_change_set(cf, &stack_name, &target.change_set_name)
             .await
@@ -344,6 +345,7 @@ impl ChangeSetFunction {
             stack = %stack_name,
             change_set = %target.change_set_name,
             creates_stack = !exists,
+            stack_role = target.stack_role_arn.as_deref().unwrap_or_default(),
             outcome = progress.label(),
             headline = %headline,
             reason = state.status_reason.as_deref().unwrap_or_default(),

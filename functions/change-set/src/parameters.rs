@@ -1,5 +1,6 @@
 //! The action's `UserParameters` and what follows from them: the account and role the change
-//! sets are created with, the registry image URIs point to, and the change set's name.
+//! sets are created with, the service role CloudFormation acts with, the registry image URIs
+//! point to, and the change set's name.
 //!
 //! Pure: no SDK, no clock. The parameters come from the pipeline definition with CodePipeline's
 //! variables resolved; everything here is checked because a typo in a template is otherwise
@@ -23,6 +24,12 @@ pub struct ActionParameters {
     /// The registry host image URIs name; default: the target account's ECR.
     #[serde(default)]
     pub registry: Option<String>,
+    /// The CloudFormation service role in the environment's account (`RoleARN`), which
+    /// creates the stacks' resources; absent or empty: none (CloudFormation acts with `roleArn`'s
+    /// permissions, or with the role a stack already has). Empty is allowed so that a pipeline
+    /// can always write the field from a template parameter whose default is empty.
+    #[serde(default)]
+    pub stack_role_arn: Option<String>,
 }
 
 /// Where and for what the change sets are created.
@@ -32,6 +39,8 @@ pub struct Target {
     pub role_arn: String,
     /// The account of `role_arn`: where the stacks live.
     pub account_id: String,
+    /// The service role CloudFormation acts with on the stacks, in `account_id`.
+    pub stack_role_arn: Option<String>,
     pub release_id: String,
     pub execution_id: String,
     /// Registry host for `${image.<name>.uri}`.
@@ -92,6 +101,10 @@ impl ActionParameters {
             value: role_arn.to_owned(),
             reason: "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
         })?;
+        let stack_role_arn = match self.stack_role_arn.as_deref().map(str::trim) {
+            Some(arn) if !arn.is_empty() => Some(stack_role(arn, &account_id)?),
+            _ => None,
+        };
         let release_id = id("releaseId", &self.release_id)?;
         let execution_id = id("executionId", &self.execution_id)?;
         let registry = match self.registry.as_deref().map(str::trim) {
@@ -112,6 +125,7 @@ impl ActionParameters {
             role_arn: role_arn.to_owned(),
             change_set_name: change_set_name(release_id, execution_id),
             account_id,
+            stack_role_arn,
             release_id: release_id.to_owned(),
             execution_id: execution_id.to_owned(),
             registry,
@@ -131,6 +145,27 @@ fn checked<'a>(field: &'static str, value: &'a str) -> Result<&'a str, Parameter
         });
     }
     Ok(value)
+}
+
+/// A service role CloudFormation can use: an IAM role of the stacks' account (IAM passes no
+/// role to another account's service).
+fn stack_role(arn: &str, stacks_account: &str) -> Result<String, ParameterError> {
+    let arn = checked("stackRoleArn", arn)?;
+    let invalid = |reason| ParameterError::Invalid {
+        field: "stackRoleArn",
+        value: arn.to_owned(),
+        reason,
+    };
+    match account_of_role(arn) {
+        None => Err(invalid(
+            "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
+        )),
+        Some(account) if account != stacks_account => Err(invalid(
+            "the service role must be in roleArn's account, where the stacks are (CloudFormation \
+             cannot use another account's role)",
+        )),
+        Some(_) => Ok(arn.to_owned()),
+    }
 }
 
 fn id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
@@ -251,6 +286,53 @@ mod tests {
             target.change_set_name,
             "shipgate-rel-0123456789abcdef0123-6c1a4f8e-52d1-4a8e-9c3b-1f0b5e4a7d21"
         );
+        assert_eq!(target.stack_role_arn, None, "no service role unless named");
+    }
+
+    #[test]
+    fn a_stack_role_of_the_environments_account_is_passed_on() {
+        let mut p = parameters(INT);
+        p.stack_role_arn = Some(" arn:aws:iam::222222222222:role/shipgate-cloudformation ".into());
+        assert_eq!(
+            p.target(Some("eu-west-1"))
+                .expect("valid")
+                .stack_role_arn
+                .as_deref(),
+            Some("arn:aws:iam::222222222222:role/shipgate-cloudformation")
+        );
+
+        // An empty template parameter: no service role.
+        p.stack_role_arn = Some("".into());
+        assert_eq!(
+            p.target(Some("eu-west-1")).expect("valid").stack_role_arn,
+            None
+        );
+    }
+
+    #[test]
+    fn a_stack_role_is_checked_like_the_deploy_role() {
+        let mut p = parameters(INT);
+        for (value, expected) in [
+            ("#{variables.StackRole}", "was not resolved"),
+            ("shipgate-cloudformation", "expected an IAM role ARN"),
+            (
+                "arn:aws:iam::333333333333:role/shipgate-cloudformation",
+                "must be in roleArn's account",
+            ),
+        ] {
+            p.stack_role_arn = Some(value.into());
+            let err = p.target(Some("eu-west-1")).expect_err(value);
+            assert!(err.to_string().contains("`stackRoleArn`"), "{err}");
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+
+        let with_field = serde_json::from_str::<ActionParameters>(
+            r#"{"environment": "int", "roleArn": "arn:aws:iam::222222222222:role/shipgate-deploy",
+                "stackRoleArn": "arn:aws:iam::222222222222:role/shipgate-cloudformation",
+                "releaseId": "r", "executionId": "e"}"#,
+        )
+        .expect("stackRoleArn is a known field");
+        assert!(with_field.stack_role_arn.is_some());
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct ChangeSetRequest {
     pub change_set_type: ChangeSetType,
     pub capabilities: Vec<Capability>,
     pub description: Option<String>,
+    /// The service role CloudFormation creates, updates and deletes the stack's resources with
+    /// (`RoleARN`); `None`: the caller's own permissions, or the role the stack already has
+    /// (CloudFormation keeps a stack's service role for every later operation).
+    pub role_arn: Option<String>,
 }
 
 /// A change set's lifecycle (`Status`).
@@ -178,6 +182,7 @@ pub async fn create_change_set(
         .set_capabilities((!capabilities.is_empty()).then_some(capabilities))
         .change_set_type(change_set_type)
         .set_description(request.description.clone())
+        .set_role_arn(request.role_arn.clone())
         .send()
         .await
         .map_err(aws_err(SERVICE, "CreateChangeSet"))?;
@@ -900,6 +905,7 @@ mod tests {
                 Capability::AutoExpand,
             ],
             description: Some("shipgate".into()),
+            role_arn: None,
         }
     }
 
@@ -915,6 +921,7 @@ mod tests {
                     && req.change_set_type() == Some(&sdk::ChangeSetType::Update)
                     && req.parameters().len() == 1
                     && req.parameters()[0].parameter_value() == Some("1.4.2")
+                    && req.role_arn().is_none()
             })
             .then_output(|| {
                 CreateChangeSetOutput::builder()
@@ -933,6 +940,25 @@ mod tests {
                 id: "arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_service_role_is_passed_as_role_arn() {
+        let role = "arn:aws:iam::222222222222:role/shipgate-cloudformation";
+        let created = mock!(Client::create_change_set)
+            .match_requests(move |req| req.role_arn() == Some(role))
+            .then_output(|| CreateChangeSetOutput::builder().id("cs-1").build());
+        let cf = mock_cf(RuleMode::Sequential, &[&created]);
+
+        let request = ChangeSetRequest {
+            role_arn: Some(role.into()),
+            ..request_of("orders", "cs")
+        };
+        let creation = create_change_set_once(&cf, &request)
+            .await
+            .expect("created with the role");
+
+        assert_eq!(creation, Creation::Created { id: "cs-1".into() });
     }
 
     #[tokio::test]
