@@ -51,7 +51,9 @@ says which AWS behaviour it restores; product code never works around moto.
    one created, so two stacks whose change sets share a name (shipgate names them by release
    and execution) describe and execute each other's.
 
-And one addition that is not a fix: `GET /moto-api/shipgate/ses-messages` lists the emails sent
+And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
+`SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
+its port is its own), and `GET /moto-api/shipgate/ses-messages` lists the emails sent
 through SES (what the local outbox reads, as an operator reads a mailbox). moto lists them only
 inside `GET /moto-api/data.json`, which serialises every model of every service: it took seconds
 per call once the demo's stacks existed, and it fails outright once a Lambda function exists.
@@ -252,6 +254,7 @@ def _add_cloudwatch_alarm_resource():
 def _add_ses_messages_route():
     try:
         import json
+        import os
 
         from moto.moto_api._internal import urls
         from moto.ses.models import Message, ses_backends
@@ -278,6 +281,14 @@ def _add_ses_messages_route():
         return 200, {"Content-Type": "application/json"}, json.dumps(sent)
 
     urls.url_paths["{0}/moto-api/shipgate/ses-messages"] = ses_messages
+
+    def instance(request, full_url, headers):
+        # Which moto this is: the local stack starts each with its own SHIPGATE_MOTO_INSTANCE
+        # and waits for it here, so another test's moto on the same port is never taken for it.
+        value = os.environ.get("SHIPGATE_MOTO_INSTANCE", "")
+        return 200, {"Content-Type": "text/plain", "X-Shipgate-Instance": value}, value
+
+    urls.url_paths["{0}/moto-api/shipgate/instance"] = instance
 
 
 def _patch_ecs_external_service():

@@ -9,9 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-use crate::process::{ManagedChild, free_port, project_root, wait_for_http};
+use crate::process::{ManagedChild, free_port, project_root, wait_for_http_answer};
+
+/// Starts tried before giving up: a start fails when another process takes the port first.
+const START_ATTEMPTS: usize = 3;
+/// How long moto may take to answer (it imports every service's models first).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running moto server.
 #[derive(Debug)]
@@ -31,40 +36,57 @@ impl Moto {
             );
         }
         std::fs::create_dir_all(state_dir)?;
-        let port = free_port()?;
         let log = state_dir.join("moto.log");
-        let port_s = port.to_string();
-        // The log is appended to across runs: only what this run writes is read back below.
-        let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
         // local/moto-patches/sitecustomize.py restores AWS behaviour where moto differs.
         let patches = crate::process::project_root().join("local/moto-patches");
         let patches = patches.to_string_lossy().into_owned();
-        let mut child = ManagedChild::spawn(
-            "moto server",
-            &program,
-            &["-H", "127.0.0.1", "-p", &port_s],
-            &[("PYTHONPATH", patches.as_str())],
-            &log,
-        )?;
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for_http(
-            &mut child,
-            &format!("{url}/moto-api/"),
-            Duration::from_secs(60),
-            &log,
-        )
-        .await
-        .context("waiting for moto server")?;
-        // Python reports a sitecustomize that fails to import on stderr and goes on without it:
-        // moto would then run unpatched, and differ from AWS in ways the tests rely on not.
-        let written = std::fs::read(&log).unwrap_or_default();
-        let started = String::from_utf8_lossy(written.get(log_start..).unwrap_or_default());
-        if let Some(at) = started.find("Error in sitecustomize") {
-            let excerpt: String = started[at..].chars().take(400).collect();
-            child.stop().await;
-            bail!("local/moto-patches/sitecustomize.py did not load in moto server: {excerpt}");
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            let port_s = port.to_string();
+            // The log is appended to across runs: only what this run writes is read back below.
+            let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+            // The patch answers /moto-api/shipgate/instance with this value: the moto that
+            // answers on the port is this one, not another test's that took the port first.
+            let instance = uuid::Uuid::new_v4().simple().to_string();
+            let mut child = ManagedChild::spawn(
+                "moto server",
+                &program,
+                &["-H", "127.0.0.1", "-p", &port_s],
+                &[
+                    ("PYTHONPATH", patches.as_str()),
+                    ("SHIPGATE_MOTO_INSTANCE", instance.as_str()),
+                ],
+                &log,
+            )?;
+            let url = format!("http://127.0.0.1:{port}/moto-api/shipgate/instance");
+            let ours = |r: &reqwest::Response| {
+                r.headers()
+                    .get("x-shipgate-instance")
+                    .is_some_and(|v| v.as_bytes() == instance.as_bytes())
+            };
+            let ready = wait_for_http_answer(&mut child, &url, READY_TIMEOUT, &log, ours).await;
+            // Python reports a sitecustomize that fails to import on stderr and goes on without
+            // it: moto would then run unpatched (and without the instance route), and differ
+            // from AWS in ways the tests rely on not.
+            let written = std::fs::read(&log).unwrap_or_default();
+            let started = String::from_utf8_lossy(written.get(log_start..).unwrap_or_default());
+            if let Some(at) = started.find("Error in sitecustomize") {
+                let excerpt: String = started[at..].chars().take(400).collect();
+                child.stop().await;
+                bail!("local/moto-patches/sitecustomize.py did not load in moto server: {excerpt}");
+            }
+            match ready {
+                Ok(()) => return Ok(Self { child, port }),
+                Err(e) => {
+                    child.stop().await;
+                    last_error = Some(e);
+                }
+            }
         }
-        Ok(Self { child, port })
+        Err(last_error
+            .unwrap_or_else(|| anyhow::anyhow!("no start attempted"))
+            .context("waiting for moto server"))
     }
 
     pub fn endpoint(&self) -> String {

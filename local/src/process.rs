@@ -114,13 +114,35 @@ pub async fn wait_for_http(
     timeout: Duration,
     log: &Path,
 ) -> Result<()> {
+    wait_for_http_answer(child, url, timeout, log, |_| true).await
+}
+
+/// Waits until `url` answers 2xx with a response `ours` accepts, while `child` runs. A free port
+/// is only free when it is picked: another test's server can take it before `child` binds it,
+/// and `child` then exits while the other one answers. `ours` tells the two apart (a marker
+/// the child was started with), so the answer of a squatter is never taken for the child's.
+pub async fn wait_for_http_answer(
+    child: &mut ManagedChild,
+    url: &str,
+    timeout: Duration,
+    log: &Path,
+    ours: impl Fn(&reqwest::Response) -> bool,
+) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if client.get(url).send().await.is_ok() {
-            return Ok(());
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            if ours(&response) {
+                return Ok(());
+            }
+            bail!(
+                "another server answers on {url} (the port was taken before {} bound it)",
+                child.name
+            );
         }
         if let Err(e) = child.check_running() {
             bail!("{e}; see {}", log.display());
@@ -146,4 +168,49 @@ pub fn project_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server on the port that is not the child (it answers without the child's marker) is
+    /// an error, not the child being ready.
+    #[tokio::test]
+    async fn an_answer_without_the_childs_marker_is_a_squatter_not_the_child() {
+        let squatter = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let url = format!("http://{}/", squatter.local_addr().unwrap());
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async { ([("x-shipgate-instance", "someone-else")], "ok") }),
+        );
+        let server = tokio::spawn(async move { axum::serve(squatter, app).await });
+        let dir = std::env::temp_dir().join(format!("shipgate-process-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("sleep.log");
+        let mut child =
+            ManagedChild::spawn("sleeper", Path::new("/bin/sleep"), &["30"], &[], &log).unwrap();
+        let marker = |r: &reqwest::Response| {
+            r.headers()
+                .get("x-shipgate-instance")
+                .is_some_and(|v| v.as_bytes() == b"mine")
+        };
+        let error = wait_for_http_answer(&mut child, &url, Duration::from_secs(5), &log, marker)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("another server answers"),
+            "{error}"
+        );
+        let accepted = wait_for_http_answer(&mut child, &url, Duration::from_secs(5), &log, |r| {
+            r.headers().get("x-shipgate-instance").is_some()
+        })
+        .await;
+        assert!(accepted.is_ok());
+        child.stop().await;
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

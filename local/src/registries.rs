@@ -12,7 +12,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::future::try_join_all;
 
-use crate::process::{ManagedChild, free_port, wait_for_http};
+use crate::process::{ManagedChild, free_port, wait_for_http_answer};
+
+/// A header every answer of the registry carries, with a value unique to this start: what tells
+/// it apart from another test's registry that took the port first.
+const INSTANCE_HEADER: &str = "x-shipgate-instance";
 
 /// How many ports to try: another process may take the free port before the registry binds it.
 const START_ATTEMPTS: usize = 3;
@@ -51,7 +55,8 @@ impl LocalRegistry {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             let port = free_port()?;
-            std::fs::write(&config, config_yaml(&storage, port)?)
+            let instance = uuid::Uuid::new_v4().simple().to_string();
+            std::fs::write(&config, config_yaml(&storage, port, &instance)?)
                 .with_context(|| format!("writing {}", config.display()))?;
             let mut child = ManagedChild::spawn(
                 &format!("registry for account {account}"),
@@ -61,7 +66,12 @@ impl LocalRegistry {
                 &log,
             )?;
             let url = format!("http://127.0.0.1:{port}/v2/");
-            match wait_for_http(&mut child, &url, READY_TIMEOUT, &log).await {
+            let ours = |r: &reqwest::Response| {
+                r.headers()
+                    .get(INSTANCE_HEADER)
+                    .is_some_and(|v| v.as_bytes() == instance.as_bytes())
+            };
+            match wait_for_http_answer(&mut child, &url, READY_TIMEOUT, &log, ours).await {
                 Ok(()) => {
                     return Ok(Self {
                         account: account.to_owned(),
@@ -139,7 +149,7 @@ fn path_str(path: &Path) -> Result<&str> {
 
 /// The registry's configuration: no auth, deletes allowed (as ECR's BatchDeleteImage allows),
 /// filesystem storage, loopback only, plain-text logs on stderr (the log file).
-fn config_yaml(storage: &Path, port: u16) -> Result<String> {
+fn config_yaml(storage: &Path, port: u16, instance: &str) -> Result<String> {
     let config = serde_json::json!({
         "version": "0.1",
         "log": {
@@ -156,6 +166,7 @@ fn config_yaml(storage: &Path, port: u16) -> Result<String> {
             "addr": format!("127.0.0.1:{port}"),
             // Signs upload state; set so the registry does not warn about generating one.
             "secret": "shipgate-local-registry",
+            "headers": { "X-Shipgate-Instance": [instance] },
         },
     });
     Ok(serde_yaml::to_string(&config)?)
@@ -167,7 +178,7 @@ mod tests {
 
     #[test]
     fn the_config_listens_on_loopback_without_auth_and_allows_deletes() {
-        let yaml = config_yaml(Path::new("/tmp/state/registries/1/storage"), 5002).unwrap();
+        let yaml = config_yaml(Path::new("/tmp/state/registries/1/storage"), 5002, "i-1").unwrap();
         let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(v["http"]["addr"].as_str(), Some("127.0.0.1:5002"));
         assert_eq!(v["storage"]["delete"]["enabled"].as_bool(), Some(true));
