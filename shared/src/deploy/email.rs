@@ -81,8 +81,16 @@ pub fn rollback_email(d: &Deployment, r: &Rollback, from: &str, to: &[String], a
         Some(alarm) => format!("alarm {alarm}"),
         None => format!("by {}", r.by),
     };
+    // A stage can shift several targets at once (a listener and an alias), each rolled back and
+    // reported on its own: the subject says which, so two emails never read the same.
+    let what = match &d.target {
+        TrafficTarget::LambdaAlias {
+            function, alias, ..
+        } => format!("alias {function}:{alias}"),
+        TrafficTarget::AlbListener { .. } => "load balancer listener".to_owned(),
+    };
     let subject: String = format!(
-        "[shipgate] Rolled back: {app} {version} in {} ({subject_cause})",
+        "[shipgate] Rolled back: {app} {version} in {} ({subject_cause}): {what}",
         d.environment
     )
     .chars()

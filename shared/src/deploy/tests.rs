@@ -526,7 +526,8 @@ fn the_email_names_app_version_env_and_alarm_and_escapes_everything() {
     );
     assert_eq!(
         email.subject,
-        "[shipgate] Rolled back: <script>orders</script> 1.4.2 in int (alarm orders-int-5xx)"
+        "[shipgate] Rolled back: <script>orders</script> 1.4.2 in int (alarm orders-int-5xx): \
+         alias orders:live"
     );
     assert_eq!(email.to, ["team@example.com"]);
     assert!(!email.html.contains("<script>"));
