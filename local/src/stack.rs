@@ -112,6 +112,14 @@ pub fn default_parameters() -> BTreeMap<String, String> {
             "IntDeployRoleArn".to_owned(),
             accounts::deploy_role_arn(accounts::INT),
         ),
+        // environment.yaml's role for CloudFormation (moto records it and checks nothing).
+        (
+            "IntStackRoleArn".to_owned(),
+            format!(
+                "arn:aws:iam::{}:role/shipgate-cloudformation",
+                accounts::INT
+            ),
+        ),
         (
             "IntTeamEmail".to_owned(),
             "int-team@shipgate.local".to_owned(),
@@ -124,6 +132,14 @@ pub fn default_parameters() -> BTreeMap<String, String> {
             "StgDeployRoleArn".to_owned(),
             accounts::deploy_role_arn(accounts::STG),
         ),
+        // environment.yaml's role for CloudFormation (moto records it and checks nothing).
+        (
+            "StgStackRoleArn".to_owned(),
+            format!(
+                "arn:aws:iam::{}:role/shipgate-cloudformation",
+                accounts::STG
+            ),
+        ),
         (
             "StgTeamEmail".to_owned(),
             "stg-team@shipgate.local".to_owned(),
@@ -135,6 +151,14 @@ pub fn default_parameters() -> BTreeMap<String, String> {
         (
             "ProdDeployRoleArn".to_owned(),
             accounts::deploy_role_arn(accounts::PROD),
+        ),
+        // environment.yaml's role for CloudFormation (moto records it and checks nothing).
+        (
+            "ProdStackRoleArn".to_owned(),
+            format!(
+                "arn:aws:iam::{}:role/shipgate-cloudformation",
+                accounts::PROD
+            ),
         ),
         (
             "ProdTeamEmail".to_owned(),
