@@ -15,14 +15,14 @@
 //! - intake: the S3 event of a fresh valid drop per run (it starts a pipeline execution, which
 //!   the bench then stops with abandon so the stand-in's in-process work does not skew later
 //!   runs);
-//! - change-set, deploy, traffic, promote: a `CodePipeline.job` event (AWS's sample, a fresh job
-//!   and execution id per run) with the `UserParameters` and input artifacts of the first
-//!   pipeline action that invokes the function (read back from the stand-in with
-//!   `GetPipeline`, its `#{…}` variables filled in), for a release nobody recorded: each loads
-//!   its config, builds its clients, makes its first AWS calls (DynamoDB; traffic assumes the
-//!   environment's deploy role first), fails the job, and the stand-in answers that it knows no
-//!   such job (the answer column shows that error);
-//! - checks (not in the pipeline yet): the same, with the `UserParameters` of its README;
+//! - change-set, deploy, checks, traffic, promote: a `CodePipeline.job` event (AWS's sample, a
+//!   fresh job and execution id per run) with the `UserParameters` and input artifacts of the
+//!   first pipeline action that invokes the function (read back from the stand-in with
+//!   `GetPipeline`, its `#{…}` variables filled in: the deploy action's outputs with the sample
+//!   app's int values), for a release nobody recorded: each loads its config, builds its
+//!   clients, makes its first AWS calls (DynamoDB; traffic assumes the environment's deploy role
+//!   first), fails the job, and the stand-in answers that it knows no such job (the answer
+//!   column shows that error);
 //! - mailer: an SNS notification that is not an approval (ignored);
 //! - approval-page: a function URL `GET /` without a link token (the 400 page);
 //! - rollback: EventBridge's "CloudWatch Alarm State Change" to ALARM (AWS's sample) for an
@@ -308,7 +308,7 @@ struct Action {
 }
 
 /// The first action of the pipeline (stage order) that invokes `f`, as the stand-in has the
-/// pipeline; for checks, which is not in the pipeline yet, its README's parameters.
+/// pipeline.
 async fn action_of(stack: &Stack, f: &Function) -> Result<Action> {
     let function_name = function_name(stack, f);
     let pipeline = stack
@@ -341,23 +341,7 @@ async fn action_of(stack: &Stack, f: &Function) -> Result<Action> {
                 pipeline: pipeline.clone(),
             })
         });
-    match (found, f.binary) {
-        (Some(action), _) => Ok(action),
-        // functions/checks/README.md; the release is the pipeline's source output.
-        (None, "checks") => Ok(Action {
-            function_name,
-            user_parameters: json!({
-                "environment": "int",
-                "releaseId": "#{variables.ReleaseId}",
-                "executionId": "#{codepipeline.PipelineExecutionId}",
-                "endpoint": "#{IntDeploy.ShipgateTestEndpoint}",
-            })
-            .to_string(),
-            input_artifacts: vec!["ReleaseArtifact".to_owned()],
-            pipeline,
-        }),
-        (None, _) => bail!("no action of pipeline {pipeline} invokes {function_name}"),
-    }
+    found.with_context(|| format!("no action of pipeline {pipeline} invokes {function_name}"))
 }
 
 impl Action {
@@ -408,7 +392,8 @@ impl Action {
 }
 
 /// `UserParameters` with CodePipeline's variables resolved as an execution of a release nobody
-/// recorded would resolve them; the deploy action's outputs get plausible int-account values.
+/// recorded would resolve them; the deploy action's outputs get plausible int-account values
+/// (those of the sample app's stacks).
 fn fill_variables(text: &str, execution_id: &str) -> Result<String> {
     let arn = |resource: &str| format!("arn:aws:elasticloadbalancing:{REGION}:{INT}:{resource}");
     let mut out = String::with_capacity(text.len());
@@ -433,6 +418,12 @@ fn fill_variables(text: &str, execution_id: &str) -> Result<String> {
             }
             (_, "ShipgateBlueTargetGroup") => arn("targetgroup/orders-int-blue/73e2d6bc24d8a067"),
             (_, "ShipgateGreenTargetGroup") => arn("targetgroup/orders-int-green/943f017f100becff"),
+            (_, "ShipgateService") => {
+                format!("arn:aws:ecs:{REGION}:{INT}:service/shipgate-int/orders")
+            }
+            (_, "ShipgateLambdaFunction") => "orders-int-notifier".to_owned(),
+            (_, "ShipgateLambdaAlias") => "live".to_owned(),
+            (_, "ShipgateLambdaVersion") => "2".to_owned(),
             _ => bail!("the pipeline passes #{{{variable}}}: give the bench a value for it"),
         };
         out.push_str(&value);
