@@ -12,6 +12,7 @@ pub mod changes;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod http_client;
 pub mod job;
 pub mod links;
 pub mod metrics;

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
+use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::job::{Answer, Job, Outcome};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::release::{Check, Checks, inspect_release};
@@ -52,19 +53,16 @@ pub struct ChecksFunction {
     pub s3: aws_sdk_s3::Client,
     pub store: Store,
     pub codepipeline: aws_sdk_codepipeline::Client,
-    /// The checks' HTTP client: rustls, same-origin redirects only.
-    pub http: reqwest::Client,
+    /// The checks' HTTP client (rustls, same-origin redirects only), built by the first check.
+    pub http: HttpClientOnFirstUse,
 }
 
 impl ChecksFunction {
-    /// Builds the clients from one SDK configuration. Fails only if the HTTP client cannot be
-    /// built (no TLS roots).
+    /// Builds the clients from one SDK configuration. Nothing fails here any more: the HTTP
+    /// client is built by the first check, and a failure to build it (no TLS roots) fails that
+    /// job ([`ChecksError::Client`]).
     pub fn new(config: ChecksConfig, sdk: &SdkConfig) -> Result<Self, ChecksError> {
-        let http = reqwest::Client::builder()
-            .redirect(same_origin_redirects())
-            .user_agent(concat!("shipgate-checks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ChecksError::Client)?;
+        let http = HttpClientOnFirstUse::new(checks_http_client);
         Ok(Self {
             s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
@@ -148,6 +146,7 @@ impl ChecksFunction {
         let budget = Duration::from_secs(self.config.invocation_seconds);
         let started = Instant::now();
         let first = state.next;
+        let http = self.http.get().map_err(ChecksError::Client)?;
         let metrics = StageMetrics::new(
             &parameters.environment,
             &parameters.release_id,
@@ -166,7 +165,7 @@ impl ChecksFunction {
             }
             let url = url_for(&endpoint, check);
             let check_started = Instant::now();
-            let (tries, result) = self.run_check(check, &url).await;
+            let (tries, result) = self.run_check(&http, check, &url).await;
             let ms = elapsed_ms(check_started);
             if let Err(mismatch) = result {
                 let message =
@@ -198,11 +197,16 @@ impl ChecksFunction {
     }
 
     /// Runs one check with its retries; the number of tries and the verdict on the last.
-    async fn run_check(&self, check: &Check, url: &str) -> (u32, Result<(), Mismatch>) {
+    async fn run_check(
+        &self,
+        http: &reqwest::Client,
+        check: &Check,
+        url: &str,
+    ) -> (u32, Result<(), Mismatch>) {
         let mut tries = 0;
         loop {
             tries += 1;
-            let attempt = self.attempt(check, url).await;
+            let attempt = Self::attempt(http, check, url).await;
             if tries < self.config.attempts && should_retry(check, &attempt) {
                 info!(check = %check.name, tries, attempt = ?attempt_label(&attempt), "trying the check again");
                 tokio::time::sleep(backoff(tries)).await;
@@ -213,11 +217,11 @@ impl ChecksFunction {
     }
 
     /// One request, within the check's timeout (connecting, answering and reading the body).
-    async fn attempt(&self, check: &Check, url: &str) -> Attempt {
+    async fn attempt(http: &reqwest::Client, check: &Check, url: &str) -> Attempt {
         let timeout = Duration::from_millis(check.timeout_ms);
         let method = reqwest::Method::from_bytes(check.method.as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET);
-        let mut request = self.http.request(method, url).timeout(timeout);
+        let mut request = http.request(method, url).timeout(timeout);
         for (name, value) in &check.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -318,6 +322,13 @@ impl ChecksFunction {
         }
         Ok(inspection)
     }
+}
+
+/// The checks' HTTP client: same-origin redirects only, shipgate's user agent.
+fn checks_http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(same_origin_redirects())
+        .user_agent(concat!("shipgate-checks/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Follows a redirect only to the same scheme, host and port as the request that started it,

@@ -21,6 +21,7 @@ use shipgate::aws::codepipeline::{ExecutionRequest, start_execution};
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object, move_object, put_json};
 use shipgate::aws::ses::send_email;
 use shipgate::error::AwsError;
+use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::metrics::{MetricEvent, MetricName};
 use shipgate::registry::{RegistryError, ecr_registry};
 use shipgate::release::{Inspection, Problem, ProblemCode, inspect_release};
@@ -38,7 +39,8 @@ pub struct Intake {
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub ses: aws_sdk_sesv2::Client,
     pub ecr: aws_sdk_ecr::Client,
-    pub http: reqwest::Client,
+    /// For the source registry; built by the first drop with images.
+    pub http: HttpClientOnFirstUse,
 }
 
 /// Why an invocation failed. Every variant is worth a retry by Lambda's asynchronous invocation:
@@ -140,7 +142,7 @@ impl Intake {
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             ses: aws_sdk_sesv2::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
-            http: reqwest::Client::new(),
+            http: HttpClientOnFirstUse::with_defaults(),
             config,
         }
     }
@@ -310,12 +312,10 @@ impl Intake {
         if manifest.images.is_empty() {
             return Ok(Vec::new());
         }
-        let registry = ecr_registry(
-            &self.ecr,
-            self.http.clone(),
-            &self.config.registry_endpoints,
-        )
-        .await
+        let registry = match self.http.get() {
+            Ok(http) => ecr_registry(&self.ecr, http, &self.config.registry_endpoints).await,
+            Err(e) => Err(RegistryError::Transport(e)),
+        }
         .map_err(|source| IntakeError::Registry {
             image: "the source registry".into(),
             source: Box::new(source),

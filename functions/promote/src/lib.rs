@@ -36,11 +36,13 @@ use std::time::Instant;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use shipgate::error::AwsError;
+use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::job::{Answer, Job, Outcome};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::registry::{
-    CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, RepositorySettings,
-    TargetRepository, copy_image, describe_repository, ecr_registry, ensure_repository,
+    CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, RegistryError,
+    RepositorySettings, TargetRepository, copy_image, describe_repository, ecr_registry,
+    ensure_repository,
 };
 use shipgate::release::Manifest;
 use shipgate::store::{
@@ -60,8 +62,8 @@ pub struct PromoteFunction {
     pub sdk: SdkConfig,
     pub store: Store,
     pub codepipeline: aws_sdk_codepipeline::Client,
-    /// One HTTP client for every registry.
-    pub http: reqwest::Client,
+    /// One HTTP client for every registry, built by the first promotion.
+    pub http: HttpClientOnFirstUse,
 }
 
 /// One side of a promotion, ready to use.
@@ -84,7 +86,7 @@ impl PromoteFunction {
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
-            http: reqwest::Client::new(),
+            http: HttpClientOnFirstUse::with_defaults(),
             sdk: sdk.clone(),
             config,
         }
@@ -349,12 +351,14 @@ impl PromoteFunction {
             None => self.sdk.clone(),
         };
         let ecr = aws_sdk_ecr::Client::new(&sdk);
-        let registry = ecr_registry(&ecr, self.http.clone(), &self.config.registry_endpoints)
-            .await
-            .map_err(|source| PromoteError::Registry {
-                environment: side.environment.clone(),
-                source: Box::new(source),
-            })?;
+        let registry = match self.http.get() {
+            Ok(http) => ecr_registry(&ecr, http, &self.config.registry_endpoints).await,
+            Err(e) => Err(RegistryError::Transport(e)),
+        }
+        .map_err(|source| PromoteError::Registry {
+            environment: side.environment.clone(),
+            source: Box::new(source),
+        })?;
         info!(env = %side.environment, account = side.account_id.as_deref().unwrap_or("own"), registry = registry.host(), "registry ready");
         Ok(Endpoint {
             environment: side.environment.clone(),
