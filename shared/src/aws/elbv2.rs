@@ -104,17 +104,7 @@ pub async fn forward_to(
                 .build(),
         )
         .build();
-    let action = Action::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .forward_config(forward)
-        .build();
-    elb.modify_listener()
-        .listener_arn(listener_arn)
-        .default_actions(action)
-        .send()
-        .await
-        .map_err(aws_err("ElasticLoadBalancingV2", "ModifyListener"))?;
-    Ok(())
+    set_default_forward(elb, listener_arn, forward).await
 }
 
 /// ELB's default deregistration delay, when the target group does not say.
@@ -168,6 +158,15 @@ pub async fn shift_listener(
                 .build(),
         )
         .build();
+    set_default_forward(elb, listener_arn, forward).await
+}
+
+/// Makes `forward` the listener's only default action (`ModifyListener`).
+async fn set_default_forward(
+    elb: &Client,
+    listener_arn: &str,
+    forward: ForwardActionConfig,
+) -> Result<(), AwsError> {
     let action = Action::builder()
         .r#type(ActionTypeEnum::Forward)
         .forward_config(forward)
