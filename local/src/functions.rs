@@ -13,15 +13,17 @@ use anyhow::{Result, bail};
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
 use shipgate::config::Env;
-use shipgate_approval_page::{ApprovalPage, PageConfig};
-use shipgate_change_set::{ChangeSetConfig, ChangeSetFunction};
-use shipgate_checks::{ChecksConfig, ChecksFunction};
-use shipgate_deploy::{DeployConfig, DeployFunction};
-use shipgate_intake::{Intake, IntakeConfig};
-use shipgate_mailer::{Mailer, MailerConfig};
-use shipgate_promote::{PromoteConfig, PromoteFunction};
-use shipgate_rollback::{RollbackConfig, RollbackFunction};
-use shipgate_traffic::{TrafficConfig, TrafficFunction};
+use shipgate::job::JobAction;
+use shipgate::lambda::{ErrorType, EventHandler, Function};
+use shipgate_approval_page::ApprovalPage;
+use shipgate_change_set::ChangeSetFunction;
+use shipgate_checks::ChecksFunction;
+use shipgate_deploy::DeployFunction;
+use shipgate_intake::Intake;
+use shipgate_mailer::Mailer;
+use shipgate_promote::PromoteFunction;
+use shipgate_rollback::RollbackFunction;
+use shipgate_traffic::TrafficFunction;
 
 use crate::codepipeline::Invoker;
 use crate::delivery::S3Subscriber;
@@ -96,26 +98,19 @@ pub struct LocalFunctions {
 }
 
 /// Wraps a handler's typed result as Lambda reports it.
-fn reply<T: serde::Serialize, E: std::fmt::Display>(
-    result: Result<T, E>,
-    error_type: impl FnOnce(&E) -> &'static str,
-) -> Result<Value, Value> {
+fn reply<T: serde::Serialize, E: ErrorType>(result: Result<T, E>) -> Result<Value, Value> {
     match result {
         Ok(value) => Ok(serde_json::to_value(value).unwrap_or(Value::Null)),
-        Err(e) => Err(json!({"errorType": error_type(&e), "errorMessage": e.to_string()})),
+        Err(e) => Err(json!({"errorType": e.error_type(), "errorMessage": e.to_string()})),
     }
 }
 
-/// Builds one function from its environment with `config`, then `handler` around it.
-fn build<C, F: Send + Sync + 'static>(
-    id: &str,
-    env: Option<Env>,
-    config: impl FnOnce(&Env) -> Result<C, shipgate::config::ConfigError>,
-    make: impl FnOnce(C) -> Result<F, String>,
-) -> Result<Arc<F>, String> {
+/// Builds one function from its environment, as its cold start does.
+fn build<F: Function>(id: &str, env: Option<Env>, sdk: &SdkConfig) -> Result<Arc<F>, String> {
     let env = env.ok_or_else(|| format!("{id} is not declared in the template"))?;
-    let config = config(&env).map_err(|e| e.to_string())?;
-    make(config).map(Arc::new)
+    F::from_env(&env, sdk)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 fn handler<F: Send + Sync + 'static, Fut>(
@@ -132,6 +127,20 @@ where
         let call = call.clone();
         Box::pin(async move { call(function, event, request_id).await })
     }))
+}
+
+/// A CodePipeline job action, answering its job as [`shipgate::lambda::serve_job`] does.
+fn job_action<A: Function + JobAction>(id: &str, env: Option<Env>, sdk: &SdkConfig) -> Built {
+    handler(build::<A>(id, env, sdk), |a: Arc<A>, event, _| async move {
+        reply(Box::pin(shipgate::job::handle(&*a, event)).await)
+    })
+}
+
+/// Any other event handler, as [`shipgate::lambda::serve`] runs it.
+fn event_handler<H: EventHandler>(function: Result<Arc<H>, String>) -> Built {
+    handler(function, |h: Arc<H>, event, request_id| async move {
+        reply(Box::pin(h.handle(event, &request_id)).await)
+    })
 }
 
 impl LocalFunctions {
@@ -166,118 +175,45 @@ impl LocalFunctions {
     }
 
     fn build(sdk: &SdkConfig, env_of: impl Fn(&str) -> Option<Env>) -> Self {
-        let intake = build(
-            "IntakeFunction",
-            env_of("IntakeFunction"),
-            IntakeConfig::from_env,
-            |c| Ok(Intake::new(c, sdk)),
-        );
+        let intake = build::<Intake>("IntakeFunction", env_of("IntakeFunction"), sdk);
+        let page =
+            build::<ApprovalPage>("ApprovalPageFunction", env_of("ApprovalPageFunction"), sdk);
         let mut handlers: BTreeMap<&'static str, Built> = BTreeMap::new();
-        handlers.insert(
-            "IntakeFunction",
-            handler(
-                intake.clone(),
-                |f: Arc<Intake>, event, request_id| async move {
-                    reply(f.handle(event, &request_id).await, |e| e.error_type())
-                },
-            ),
-        );
-        handlers.insert(
-            "ChangeSetFunction",
-            handler(
-                build(
-                    "ChangeSetFunction",
-                    env_of("ChangeSetFunction"),
-                    ChangeSetConfig::from_env,
-                    |c| Ok(ChangeSetFunction::new(c, sdk)),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
-        );
+        handlers.insert("IntakeFunction", event_handler(intake.clone()));
         handlers.insert(
             "MailerFunction",
-            handler(
-                build(
-                    "MailerFunction",
-                    env_of("MailerFunction"),
-                    MailerConfig::from_env,
-                    |c| Ok(Mailer::new(c, sdk)),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
-        );
-        handlers.insert(
-            "ApprovalPageFunction",
-            handler(
-                build(
-                    "ApprovalPageFunction",
-                    env_of("ApprovalPageFunction"),
-                    PageConfig::from_env,
-                    |c| Ok(ApprovalPage::new(c, sdk)),
-                ),
-                |f, event, _| async move { Ok(f.handle_event(event).await) },
-            ),
-        );
-        handlers.insert(
-            "DeployFunction",
-            handler(
-                build(
-                    "DeployFunction",
-                    env_of("DeployFunction"),
-                    DeployConfig::from_env,
-                    |c| Ok(DeployFunction::new(c, sdk)),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
-        );
-        handlers.insert(
-            "ChecksFunction",
-            handler(
-                build(
-                    "ChecksFunction",
-                    env_of("ChecksFunction"),
-                    ChecksConfig::from_env,
-                    |c| ChecksFunction::new(c, sdk).map_err(|e| e.to_string()),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
-        );
-        handlers.insert(
-            "TrafficFunction",
-            handler(
-                build(
-                    "TrafficFunction",
-                    env_of("TrafficFunction"),
-                    TrafficConfig::from_env,
-                    |c| Ok(TrafficFunction::new(c, sdk)),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
+            event_handler(build::<Mailer>(
+                "MailerFunction",
+                env_of("MailerFunction"),
+                sdk,
+            )),
         );
         handlers.insert(
             "RollbackFunction",
-            handler(
-                build(
-                    "RollbackFunction",
-                    env_of("RollbackFunction"),
-                    RollbackConfig::from_env,
-                    |c| Ok(RollbackFunction::new(c, sdk)),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
+            event_handler(build::<RollbackFunction>(
+                "RollbackFunction",
+                env_of("RollbackFunction"),
+                sdk,
+            )),
         );
         handlers.insert(
-            "PromoteFunction",
-            handler(
-                build(
-                    "PromoteFunction",
-                    env_of("PromoteFunction"),
-                    PromoteConfig::from_env,
-                    |c| Ok(PromoteFunction::new(c, sdk)),
-                ),
-                |f, event, _| async move { reply(f.handle(event).await, |e| e.error_type()) },
-            ),
+            "ApprovalPageFunction",
+            handler(page, |f, event, _| async move {
+                Ok(f.handle_event(event).await)
+            }),
         );
+        for (id, built) in [
+            (
+                "ChangeSetFunction",
+                job_action::<ChangeSetFunction> as fn(&str, Option<Env>, &SdkConfig) -> Built,
+            ),
+            ("DeployFunction", job_action::<DeployFunction>),
+            ("ChecksFunction", job_action::<ChecksFunction>),
+            ("TrafficFunction", job_action::<TrafficFunction>),
+            ("PromoteFunction", job_action::<PromoteFunction>),
+        ] {
+            handlers.insert(id, built(id, env_of(id), sdk));
+        }
         Self { handlers, intake }
     }
 

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod error;
 pub mod http_client;
 pub mod job;
+pub mod lambda;
 pub mod links;
 pub mod metrics;
 pub mod plan;

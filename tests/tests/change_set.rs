@@ -50,7 +50,7 @@ use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::aws::s3::ObjectVersion;
 use shipgate::changes::Category;
 use shipgate::config::Env;
-use shipgate::job::{Job, Outcome};
+use shipgate::job::{Job, JobAction, Outcome};
 use shipgate::release::{Limits, inspect_release};
 use shipgate::store::{ChangeSetOutcome, ReleaseRecord, ReleaseState, StackChanges, Store};
 use shipgate_change_set::{ChangeSetConfig, ChangeSetFunction};
@@ -380,7 +380,7 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
     // continuation token. Either way the change set is found by name, never created again.
     let again = world.action.run(&world.job(&release, None)?).await;
     assert_eq!(done(&again)?.0, summary);
-    let token = json!({"since": now(), "polls": 1}).to_string();
+    let token = json!({"action": "change-set", "since": now() * 1000, "invocation": 1}).to_string();
     let continued = world.action.run(&world.job(&release, Some(&token))?).await;
     assert_eq!(done(&continued)?.0, summary);
     let all = world

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::aws::s3::ObjectVersion;
 use shipgate::config::Env;
-use shipgate::job::{Job, Outcome};
+use shipgate::job::{Continuation, Job, JobAction, Outcome};
 use shipgate::release::{Limits, inspect_release};
 use shipgate::store::{ReleaseRecord, ReleaseState, Store};
 use shipgate_checks::{ChecksConfig, ChecksFunction, Progress};
@@ -76,7 +76,7 @@ impl World {
         Ok(ChecksFunction::new(
             ChecksConfig::from_env(&env)?,
             &stack.endpoints.sdk_config(),
-        )?)
+        ))
     }
 
     async fn stop(self) {
@@ -328,8 +328,12 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
     let Outcome::Continue { state } = first else {
         bail!("expected a continuation: {first:?}");
     };
-    let progress: Progress = serde_json::from_value(state.clone())?;
-    assert_eq!((progress.next, progress.total, progress.polls), (1, 2, 1));
+    let continuation: Continuation = serde_json::from_value(state.clone())?;
+    let progress: Progress = serde_json::from_value(continuation.state.unwrap_or_default())?;
+    assert_eq!(
+        (progress.next, progress.total, continuation.invocation),
+        (1, 2, 1)
+    );
     assert_eq!(world.endpoint.hits("/version"), 0);
 
     let second = action

@@ -41,9 +41,9 @@ use shipgate::aws::cloudformation::{
 };
 use shipgate::changes::ChangeSummary;
 use shipgate::config::Env;
-use shipgate::job::{Job, Outcome};
+use shipgate::job::{Continuation, Job, JobAction, Outcome};
 use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
-use shipgate_deploy::{DeployConfig, DeployFunction, Progress};
+use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_local::accounts;
 use shipgate_local::stack::Stack;
 use shipgate_tests::support::start_stack;
@@ -182,7 +182,7 @@ impl World {
                 .await;
             match outcome {
                 Outcome::Continue { state } => {
-                    serde_json::from_value::<Progress>(state.clone())?;
+                    serde_json::from_value::<Continuation>(state.clone())?;
                     token = Some(state.to_string());
                 }
                 other => return Ok((other, invocation)),
@@ -231,8 +231,8 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
     let Outcome::Continue { state } = &first else {
         bail!("expected a continuation: {first:?}");
     };
-    let progress: Progress = serde_json::from_value(state.clone())?;
-    assert_eq!(progress.polls, 1);
+    let progress: Continuation = serde_json::from_value(state.clone())?;
+    assert_eq!(progress.invocation, 1);
     assert_eq!(world.standin.executions(), 1);
 
     // CodePipeline invokes it again with the token: the stack is done.

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::aws::s3::ObjectVersion;
 use shipgate::config::Env;
-use shipgate::job::{Job, Outcome};
+use shipgate::job::{Job, JobAction, Outcome};
 use shipgate::registry::{
     CopyError, CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, TagOutcome,
     UploadMode, copy_image, ecr_registry,

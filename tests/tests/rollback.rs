@@ -12,7 +12,7 @@ mod deploy_world;
 use anyhow::{Result, bail};
 use deploy_world::{MINUTE, World, eventbridge_event, lambda_action_payload, now_ms};
 use shipgate::deploy::RollbackOutcome;
-use shipgate::job::Outcome;
+use shipgate::job::{JobAction, Outcome};
 use shipgate::store::DeploymentState;
 use shipgate_rollback::AlarmAction;
 

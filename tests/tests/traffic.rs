@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_cloudwatch::types::StateValue;
 use deploy_world::{MINUTE, World, now_ms};
 use serde_json::Value;
-use shipgate::job::Outcome;
+use shipgate::job::{JobAction, Outcome};
 use shipgate::store::{DeploymentState, DrainStep, Lease, LeaseIntent};
 
 fn kind(outcome: &Outcome) -> &'static str {

@@ -1,35 +1,15 @@
 //! Why the change-set action fails: each variant's message is what the operator reads in the
 //! pipeline (PutJobFailureResult), so it says what happened, where, and what to do.
 
-use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use shipgate::aws::codepipeline::JobFailureKind;
+use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::AwsError;
-use shipgate::job::JobEventError;
+use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::release::{PlaceholderError, SourceError};
 use shipgate::store::StoreError;
-
-use crate::parameters::ParameterError;
 
 /// A failure of the change-set action.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeSetError {
-    /// The invocation is not a CodePipeline job: there is no job to fail.
-    #[error("the event is not a CodePipeline job: {0}")]
-    Event(#[source] JobEventError),
-    #[error(
-        "{0}: the action's UserParameters must be JSON with environment, roleArn, releaseId, \
-         executionId and optionally registry and stackRoleArn"
-    )]
-    UserParameters(#[source] JobEventError),
-    #[error("the action's UserParameters cannot be used: {0}")]
-    Parameters(#[from] ParameterError),
-    #[error("{0}: this invocation cannot resume the action; retry the stage")]
-    Continuation(#[source] JobEventError),
     #[error(
         "the job has no input artifact: the action's input must be the release (the pipeline's \
          source output)"
@@ -105,15 +85,11 @@ pub enum ChangeSetError {
     },
     #[error("{0}")]
     Placeholder(#[from] PlaceholderError),
-    #[error(
-        "could not assume {role_arn} in {environment}: {}{}",
-        words(.source),
-        assume_hint(.source)
-    )]
+    #[error("{environment}: {source}")]
     AssumeRole {
-        role_arn: String,
         environment: String,
-        source: Box<AwsError>,
+        #[source]
+        source: AssumeRoleError,
     },
     #[error(
         "{environment}: CloudFormation {} for stack {stack} failed: {}{}",
@@ -129,8 +105,6 @@ pub enum ChangeSetError {
     },
     #[error("the release table could not be used: {0}")]
     Store(#[source] Box<StoreError>),
-    #[error("CodePipeline could not be told the job's result: {0}")]
-    Answer(#[source] Box<AwsError>),
 }
 
 impl From<StoreError> for ChangeSetError {
@@ -139,15 +113,10 @@ impl From<StoreError> for ChangeSetError {
     }
 }
 
-impl ChangeSetError {
-    /// A stable name for the runtime's error report and for metrics.
-    pub fn error_type(&self) -> &'static str {
+impl ActionError for ChangeSetError {
+    /// A stable name for logs and metrics.
+    fn error_type(&self) -> &'static str {
         match self {
-            ChangeSetError::Event(_) => "MalformedEvent",
-            ChangeSetError::UserParameters(_) | ChangeSetError::Parameters(_) => {
-                "InvalidParameters"
-            }
-            ChangeSetError::Continuation(_) => "InvalidContinuation",
             ChangeSetError::NoInputArtifact | ChangeSetError::SeveralInputArtifacts(_) => {
                 "InvalidInputArtifacts"
             }
@@ -165,16 +134,15 @@ impl ChangeSetError {
             ChangeSetError::AssumeRole { .. } => "AssumeRoleFailed",
             ChangeSetError::CloudFormation { .. } => "CloudFormationError",
             ChangeSetError::Store(_) => "StoreError",
-            ChangeSetError::Answer(_) => "CodePipelineError",
         }
     }
 
     /// Throttling, timeouts and 5xx: the next invocation may succeed, so the action waits
     /// (within its bound) instead of failing.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
+            ChangeSetError::AssumeRole { source, .. } => source.is_retryable(),
             ChangeSetError::ArtifactAws { source, .. }
-            | ChangeSetError::AssumeRole { source, .. }
             | ChangeSetError::CloudFormation { source, .. } => source.retryable,
             ChangeSetError::ArtifactRead { retryable, .. } => *retryable,
             ChangeSetError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
@@ -183,28 +151,23 @@ impl ChangeSetError {
     }
 
     /// How CodePipeline classifies the failure.
-    pub fn failure_kind(&self) -> JobFailureKind {
+    fn failure_kind(&self) -> JobFailureKind {
         match self {
-            ChangeSetError::UserParameters(_)
-            | ChangeSetError::Parameters(_)
-            | ChangeSetError::NoInputArtifact
-            | ChangeSetError::SeveralInputArtifacts(_) => JobFailureKind::ConfigurationError,
-            ChangeSetError::AssumeRole { source, .. }
-            | ChangeSetError::CloudFormation { source, .. }
+            ChangeSetError::NoInputArtifact | ChangeSetError::SeveralInputArtifacts(_) => {
+                JobFailureKind::ConfigurationError
+            }
+            ChangeSetError::AssumeRole { source, .. } if source.is_access_denied() => {
+                JobFailureKind::PermissionError
+            }
+            ChangeSetError::CloudFormation { source, .. }
             | ChangeSetError::ArtifactAws { source, .. }
-                if is_access_denied(source) =>
+                if source.is_access_denied() =>
             {
                 JobFailureKind::PermissionError
             }
             _ => JobFailureKind::JobFailed,
         }
     }
-}
-
-fn is_access_denied(e: &AwsError) -> bool {
-    e.code.as_deref().is_some_and(|c| {
-        c.starts_with("AccessDenied") || c == "UnauthorizedOperation" || c == "AuthorizationError"
-    })
 }
 
 /// "STS AssumeRole failed: AccessDenied: User … is not authorized …"
@@ -224,17 +187,6 @@ fn code_and_message(e: &AwsError) -> String {
     }
 }
 
-fn assume_hint(e: &AwsError) -> &'static str {
-    if is_access_denied(e) {
-        ": check that the role exists and that its trust policy names the tooling account (the \
-         role this function runs as)"
-    } else if e.retryable {
-        " (temporary: the action tries again)"
-    } else {
-        ""
-    }
-}
-
 fn cloudformation_hint(e: &AwsError, role_arn: &str) -> String {
     // CloudFormation checks that the caller may pass the service role (RoleARN) before it
     // takes the request.
@@ -244,7 +196,7 @@ fn cloudformation_hint(e: &AwsError, role_arn: &str) -> String {
              with iam:PassedToService cloudformation.amazonaws.com; environment.yaml grants it on \
              shipgate-cloudformation)"
         )
-    } else if is_access_denied(e) {
+    } else if e.is_access_denied() {
         format!(
             ": check that {role_arn} allows cloudformation:{} (and what the template's resources \
              need)",
@@ -266,54 +218,8 @@ fn cloudformation_hint(e: &AwsError, role_arn: &str) -> String {
     }
 }
 
-/// The STS error behind a failed `AssumeRole` credentials request, as an [`AwsError`]: its
-/// code and message, and whether another try may succeed. Credentials are resolved eagerly so
-/// that a refusal is this error, not a transport failure on the first CloudFormation call.
-pub(crate) fn assume_role_error(err: CredentialsError) -> AwsError {
-    let sdk = std::error::Error::source(&err)
-        .and_then(|s| s.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>());
-    let (code, message, retryable) = match sdk {
-        Some(e) => {
-            let code = e.code().map(str::to_owned);
-            let retryable = match e {
-                SdkError::ServiceError(context) => {
-                    context.raw().status().is_server_error()
-                        || code
-                            .as_deref()
-                            .is_some_and(|c| c.contains("Throttl") || c == "RequestLimitExceeded")
-                }
-                SdkError::ConstructionFailure(_) => false,
-                // Timeouts, connection and response failures.
-                _ => true,
-            };
-            let message = e
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| DisplayErrorContext(e).to_string());
-            (code, message, retryable)
-        }
-        None => (
-            None,
-            DisplayErrorContext(&err).to_string(),
-            matches!(err, CredentialsError::ProviderTimedOut(_)),
-        ),
-    };
-    AwsError {
-        service: "STS",
-        operation: "AssumeRole",
-        code,
-        message,
-        retryable,
-        source: Box::new(err),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use aws_smithy_runtime_api::http::StatusCode;
-    use aws_smithy_types::body::SdkBody;
-    use aws_smithy_types::error::ErrorMetadata;
-
     use super::*;
 
     fn aws(service: &'static str, operation: &'static str, code: &str, message: &str) -> AwsError {
@@ -325,62 +231,6 @@ mod tests {
             retryable: code.contains("Throttl"),
             source: "test".into(),
         }
-    }
-
-    fn refused_assume_role(status: u16, code: &str, message: &str) -> CredentialsError {
-        let error =
-            AssumeRoleError::generic(ErrorMetadata::builder().code(code).message(message).build());
-        let response = HttpResponse::new(
-            StatusCode::try_from(status).expect("status"),
-            SdkBody::empty(),
-        );
-        CredentialsError::provider_error(SdkError::service_error(error, response))
-    }
-
-    #[test]
-    fn a_refused_assume_role_says_which_role_where_and_what_to_check() {
-        let source = assume_role_error(refused_assume_role(
-            403,
-            "AccessDenied",
-            "User: arn:aws:sts::123456789012:assumed-role/change-set/x is not authorized to \
-             perform: sts:AssumeRole on resource: arn:aws:iam::222222222222:role/shipgate-deploy",
-        ));
-        assert!(!source.retryable);
-        let err = ChangeSetError::AssumeRole {
-            role_arn: "arn:aws:iam::222222222222:role/shipgate-deploy".into(),
-            environment: "int".into(),
-            source: Box::new(source),
-        };
-
-        let message = err.to_string();
-        assert!(
-            message.starts_with(
-                "could not assume arn:aws:iam::222222222222:role/shipgate-deploy in int: STS \
-                 AssumeRole failed: AccessDenied: User: "
-            ),
-            "{message}"
-        );
-        assert!(
-            message.ends_with(
-                "trust policy names the tooling account (the role this function runs as)"
-            ),
-            "{message}"
-        );
-        assert!(!err.is_retryable());
-        assert_eq!(err.failure_kind(), JobFailureKind::PermissionError);
-    }
-
-    #[test]
-    fn a_throttled_or_failing_sts_is_worth_another_try() {
-        for (status, code) in [(400, "Throttling"), (503, "ServiceUnavailable")] {
-            let e = assume_role_error(refused_assume_role(status, code, "slow down"));
-            assert!(e.retryable, "{code}");
-        }
-        let timed_out = assume_role_error(CredentialsError::provider_timed_out(
-            std::time::Duration::from_secs(5),
-        ));
-        assert!(timed_out.retryable);
-        assert_eq!(timed_out.code, None);
     }
 
     #[test]
@@ -478,13 +328,8 @@ mod tests {
 
     #[test]
     fn configuration_mistakes_are_configuration_errors() {
-        let err = ChangeSetError::Parameters(ParameterError::Empty { field: "roleArn" });
-        assert_eq!(err.failure_kind(), JobFailureKind::ConfigurationError);
-        assert_eq!(
-            err.to_string(),
-            "the action's UserParameters cannot be used: `roleArn` is missing or empty"
-        );
         let several = ChangeSetError::SeveralInputArtifacts(vec!["Release".into(), "Other".into()]);
+        assert_eq!(several.failure_kind(), JobFailureKind::ConfigurationError);
         assert_eq!(
             several.to_string(),
             "the job has 2 input artifacts (Release, Other): the action takes one, the release"

@@ -20,39 +20,39 @@ mod progress;
 
 pub use config::ChangeSetConfig;
 pub use error::ChangeSetError;
-pub use parameters::{
-    ActionParameters, ParameterError, Target, account_of_role, change_set_name, default_registry,
-};
+pub use parameters::{ActionParameters, Target, change_set_name, default_registry};
 pub use progress::{
-    Progress, StackChangeSet, StackProgress, Verdict, classify, decide, is_leftover,
-    output_variables, summary_line,
+    Readiness, StackChangeSet, StackProgress, classify, decide, is_leftover, output_variables,
+    summary_line,
 };
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use shipgate::aws::cloudformation::{
     Capability, ChangeSetRequest, ChangeSetState, ChangeSetStatus, ChangeSetType, Creation,
     create_change_set_once, delete_change_set, describe_change_set, find_change_set, stack_exists,
 };
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
+use shipgate::aws::sts::Sessions;
 use shipgate::changes::ChangeSummary;
+use shipgate::config::{ConfigError, Env};
 use shipgate::error::AwsError;
-use shipgate::job::{Answer, Job, Outcome};
+use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
+use shipgate::lambda::{BuildError, Function};
 use shipgate::release::{
     DeployTarget, Inspection, Manifest, SourceError, StackTemplate, inspect_release,
 };
 use shipgate::store::{ChangeSetOutcome, ReleaseRecord, ReleaseState, StackChanges, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::info;
 
 /// The clients the action uses, built once per process. The environment accounts' clients are
 /// built per invocation, from the role its parameters name.
 #[derive(Debug, Clone)]
 pub struct ChangeSetFunction {
     pub config: ChangeSetConfig,
-    /// The function's own SDK configuration (tooling account): the base for assuming roles.
-    pub sdk: SdkConfig,
+    /// The environment accounts' roles, assumed from the function's own (tooling) account.
+    pub sessions: Sessions,
     /// The tooling account's S3, where the pipeline's artifacts are.
     pub s3: aws_sdk_s3::Client,
     pub store: Store,
@@ -67,6 +67,75 @@ struct VerifiedRelease {
     templates: Vec<(StackTemplate, String)>,
 }
 
+impl Function for ChangeSetFunction {
+    type Config = ChangeSetConfig;
+
+    fn configure(env: &Env) -> Result<ChangeSetConfig, ConfigError> {
+        ChangeSetConfig::from_env(env)
+    }
+
+    fn build(config: ChangeSetConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
+        Ok(Self::new(config, sdk))
+    }
+}
+
+impl JobAction for ChangeSetFunction {
+    const NAME: &'static str = "change-set";
+    const PARAMETERS: &'static str =
+        "environment, roleArn, releaseId, executionId and optionally registry and stackRoleArn";
+    type Parameters = ActionParameters;
+    type Target = Target;
+    /// Every invocation asks CloudFormation again: nothing to carry.
+    type State = ();
+    type Error = ChangeSetError;
+
+    fn target(&self, parameters: ActionParameters) -> Result<Target, ParameterError> {
+        parameters.target(self.sessions.base().region().map(|r| r.as_ref()))
+    }
+
+    fn scope(target: &Target) -> Scope<'_> {
+        Scope {
+            release_id: &target.release_id,
+            execution_id: &target.execution_id,
+            environment: &target.environment,
+        }
+    }
+
+    fn retry_limit(&self) -> RetryLimit {
+        RetryLimit {
+            seconds: self.config.timeout_seconds,
+            variable: "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS",
+        }
+    }
+
+    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
+        &self.codepipeline
+    }
+
+    async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, ChangeSetError> {
+        let target = call.target;
+        let waited = call.waited_seconds();
+        // Only the first invocation of a job starts an attempt: a continuation finds its own.
+        let stacks = self.prepare(call.job, target, call.is_first()).await?;
+        let readiness = decide(
+            &target.environment,
+            &target.account_id,
+            &target.change_set_name,
+            &stacks,
+            waited,
+            self.config.timeout_seconds,
+        );
+        match readiness {
+            Readiness::Settled => self.record(target, &stacks).await,
+            Readiness::Wait => {
+                info!(waited, outcome = "continue", "change sets not ready yet");
+                Ok(Verdict::Continue(()))
+            }
+            Readiness::Fail { message } => Ok(Verdict::fail(message)),
+        }
+    }
+}
+
 impl ChangeSetFunction {
     /// Builds the clients from one SDK configuration.
     pub fn new(config: ChangeSetConfig, sdk: &SdkConfig) -> Self {
@@ -74,113 +143,9 @@ impl ChangeSetFunction {
             s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
-            sdk: sdk.clone(),
+            sessions: Sessions::new(sdk, "change-set"),
             config,
         }
-    }
-
-    /// Handles one `CodePipeline.job` event and answers the job (success, continuation or
-    /// failure). `Err` only when there is no job to answer or CodePipeline could not be told.
-    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, ChangeSetError> {
-        let job = Job::from_event(event).map_err(ChangeSetError::Event)?;
-        let outcome = self.run(&job).await;
-        shipgate::job::answer(&self.codepipeline, &job, Ok::<_, ChangeSetError>(outcome))
-            .await
-            .map_err(|e| ChangeSetError::Answer(Box::new(e)))
-    }
-
-    /// Does the job's work and decides its outcome; every failure becomes `Outcome::Failed`
-    /// with a message for the operator.
-    pub async fn run(&self, job: &Job) -> Outcome {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let target = match job
-            .parameters::<ActionParameters>()
-            .map_err(ChangeSetError::UserParameters)
-            .and_then(|p| {
-                p.target(self.sdk.region().map(|r| r.as_ref()))
-                    .map_err(ChangeSetError::from)
-            }) {
-            Ok(target) => target,
-            Err(e) => return failed(&e),
-        };
-        let progress = match job.continuation::<Progress>() {
-            Ok(progress) => progress,
-            Err(e) => return failed(&ChangeSetError::Continuation(e)),
-        };
-        let span = info_span!(
-            "change_set",
-            release_id = %target.release_id,
-            execution_id = %target.execution_id,
-            env = %target.environment,
-            job_id = %job.id,
-        );
-        self.run_for(job, &target, progress, now)
-            .instrument(span)
-            .await
-    }
-
-    async fn run_for(
-        &self,
-        job: &Job,
-        target: &Target,
-        progress: Option<Progress>,
-        now: i64,
-    ) -> Outcome {
-        let since = progress.map_or(now, |p| p.since);
-        let polls = progress.map_or(0, |p| p.polls) + 1;
-        let waited = now - since;
-        let timeout = self.config.timeout_seconds;
-        let next = Progress { since, polls };
-        // Only the first invocation of a job starts an attempt: a continuation finds its own.
-        let new_attempt = progress.is_none();
-        let decided = match self.prepare(job, target, new_attempt).await {
-            Ok(stacks) => {
-                let verdict = decide(
-                    &target.environment,
-                    &target.account_id,
-                    &target.change_set_name,
-                    &stacks,
-                    waited,
-                    timeout,
-                );
-                match verdict {
-                    Verdict::Settled => self.record(target, &stacks).await,
-                    Verdict::Wait => {
-                        info!(
-                            polls,
-                            waited,
-                            outcome = "continue",
-                            "change sets not ready yet"
-                        );
-                        Ok(Outcome::continue_with(&next))
-                    }
-                    Verdict::Fail { message } => {
-                        warn!(polls, waited, outcome = "failed", reason = %message, "change sets failed");
-                        Ok(Outcome::failed(message))
-                    }
-                }
-            }
-            Err(e) => Err(e),
-        };
-        let e = match decided {
-            Ok(outcome) => return outcome,
-            Err(e) => e,
-        };
-        if !e.is_retryable() {
-            return failed(&e);
-        }
-        if !progress::out_of_time(waited, timeout) {
-            warn!(polls, waited, error = %e, error_type = e.error_type(), outcome = "continue", "temporary failure; trying again on the next invocation");
-            return Outcome::continue_with(&next);
-        }
-        let message = format!(
-            "{}: gave up after {} (SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS) of temporary failures; \
-             the last: {e}",
-            target.environment,
-            progress::minutes(waited)
-        );
-        warn!(polls, waited, error_type = e.error_type(), outcome = "failed", reason = %message, "gave up");
-        Outcome::failed(message)
     }
 
     /// Verifies the release, then makes sure every stack's change set exists and reads it.
@@ -240,40 +205,15 @@ impl ChangeSetFunction {
         Ok(inspection)
     }
 
-    /// The environment account's SDK configuration. Credentials are fetched now, once, so that
-    /// a refused `AssumeRole` is reported as such (lazily, it would surface as a transport
-    /// failure of the first CloudFormation call).
+    /// The environment account's SDK configuration, as the deploy role.
     async fn assume(&self, target: &Target) -> Result<SdkConfig, ChangeSetError> {
-        let assumed = shipgate::aws::assume_role(
-            &self.sdk,
-            &target.role_arn,
-            &parameters::session_name(&target.release_id),
-        )
-        .await;
-        let fail = |source: AwsError| ChangeSetError::AssumeRole {
-            role_arn: target.role_arn.clone(),
-            environment: target.environment.clone(),
-            source: Box::new(source),
-        };
-        let provider = assumed.credentials_provider().ok_or_else(|| {
-            fail(AwsError {
-                service: "STS",
-                operation: "AssumeRole",
-                code: None,
-                message: "no credentials provider was configured".into(),
-                retryable: false,
-                source: "no credentials provider".into(),
-            })
-        })?;
-        let credentials = provider
-            .provide_credentials()
+        self.sessions
+            .config(&target.role_arn, &target.release_id)
             .await
-            .map_err(|e| fail(error::assume_role_error(e)))?;
-        info!(role_arn = %target.role_arn, account = %target.account_id, "role assumed");
-        Ok(assumed
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build())
+            .map_err(|source| ChangeSetError::AssumeRole {
+                environment: target.environment.clone(),
+                source,
+            })
     }
 
     /// Makes sure the stack's change set exists and reads where it stands.
@@ -290,7 +230,7 @@ impl ChangeSetFunction {
         let cfn = |source: AwsError| ChangeSetError::CloudFormation {
             environment: target.environment.clone(),
             stack: stack_name.clone(),
-            role_arn: target.role_arn.clone(),
+            role_arn: target.role_arn.to_string(),
             source: Box::new(source),
         };
         let parameters = manifest.stack_parameters(
@@ -365,7 +305,7 @@ impl ChangeSetFunction {
         &self,
         target: &Target,
         stacks: &[StackChangeSet],
-    ) -> Result<Outcome, ChangeSetError> {
+    ) -> Result<Verdict<()>, ChangeSetError> {
         let created_at = OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .unwrap_or_default();
@@ -393,7 +333,7 @@ impl ChangeSetFunction {
         }
         let summary = summary_line(&target.environment, stacks);
         info!(stacks = stacks.len(), outcome = "done", summary = %summary, "change sets ready");
-        Ok(Outcome::Done {
+        Ok(Verdict::Done {
             output_variables: output_variables(
                 &target.environment,
                 &target.change_set_name,
@@ -421,14 +361,6 @@ async fn create_and_describe(
             status_reason: Some(reason),
             changes: Vec::new(),
         }),
-    }
-}
-
-fn failed(e: &ChangeSetError) -> Outcome {
-    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "change-set action failed");
-    Outcome::Failed {
-        kind: e.failure_kind(),
-        message: e.to_string(),
     }
 }
 

@@ -1,32 +1,6 @@
-//! The change-set Lambda function: config and clients once, then the handler per job.
-
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use shipgate::config::Env;
-use shipgate_change_set::{ChangeSetConfig, ChangeSetError, ChangeSetFunction};
-
-#[derive(Debug)]
-struct Failure(ChangeSetError);
-
-impl From<Failure> for Diagnostic {
-    fn from(f: Failure) -> Self {
-        Diagnostic {
-            error_type: f.0.error_type().to_owned(),
-            error_message: f.0.to_string(),
-        }
-    }
-}
+//! The change-set Lambda function.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shipgate::telemetry::init();
-    let config = ChangeSetConfig::from_env(&Env::from_process())?;
-    let sdk = shipgate::aws::load_sdk_config().await;
-    let function = ChangeSetFunction::new(config, &sdk);
-    let function = &function;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            function.handle(event.payload).await.map_err(Failure)
-        },
-    ))
-    .await
+    shipgate::lambda::serve_job::<shipgate_change_set::ChangeSetFunction>().await
 }

@@ -8,6 +8,9 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use shipgate::aws::sts::RoleArn;
+use shipgate::job::ParameterError;
+use shipgate::job::parameters as fields;
 
 /// `UserParameters`, as the pipeline template writes them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -36,7 +39,7 @@ pub struct ActionParameters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub environment: String,
-    pub role_arn: String,
+    pub role_arn: RoleArn,
     /// The account of `role_arn`: where the stacks live.
     pub account_id: String,
     /// The service role CloudFormation acts with on the stacks, in `account_id`.
@@ -49,82 +52,42 @@ pub struct Target {
     pub change_set_name: String,
 }
 
-/// A parameter that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParameterError {
-    #[error("`{field}` is missing or empty")]
-    Empty { field: &'static str },
-    #[error(
-        "`{field}` is {value:?}: a CodePipeline variable was not resolved (is it declared by the \
-         pipeline and set when the execution starts?)"
-    )]
-    Unresolved { field: &'static str, value: String },
-    #[error("`{field}` is {value:?}: {reason}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-    #[error(
-        "no AWS region is configured to name the target account's registry: set `registry` in \
-         the UserParameters, or AWS_REGION"
-    )]
-    NoRegion,
-}
-
-/// Longest release or execution id accepted.
-const MAX_ID_CHARS: usize = 128;
-/// CloudFormation's limit on a change set's name.
+/// Longest change set name CloudFormation takes.
 pub const MAX_CHANGE_SET_NAME_CHARS: usize = 128;
-/// STS's limit on a role session name.
-const MAX_SESSION_NAME_CHARS: usize = 64;
 
 impl ActionParameters {
     /// Checks the parameters; `region` (the function's own) names the default registry.
     pub fn target(&self, region: Option<&str>) -> Result<Target, ParameterError> {
-        let environment = checked("environment", &self.environment)?;
-        if environment.len() > 32
-            || !environment.starts_with(|c: char| c.is_ascii_lowercase())
-            || !environment
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(ParameterError::Invalid {
-                field: "environment",
-                value: environment.to_owned(),
-                reason: "an environment is a short lowercase name such as int, stg or prod",
-            });
-        }
-        let role_arn = checked("roleArn", &self.role_arn)?;
-        let account_id = account_of_role(role_arn).ok_or_else(|| ParameterError::Invalid {
-            field: "roleArn",
-            value: role_arn.to_owned(),
-            reason: "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
-        })?;
-        let stack_role_arn = match self.stack_role_arn.as_deref().map(str::trim) {
-            Some(arn) if !arn.is_empty() => Some(stack_role(arn, &account_id)?),
-            _ => None,
-        };
-        let release_id = id("releaseId", &self.release_id)?;
-        let execution_id = id("executionId", &self.execution_id)?;
-        let registry = match self.registry.as_deref().map(str::trim) {
-            Some(host) if !host.is_empty() => {
-                if !is_registry_host(host) {
-                    return Err(ParameterError::Invalid {
-                        field: "registry",
-                        value: host.to_owned(),
-                        reason: "expected a registry host (and port), without scheme or path",
-                    });
-                }
-                host.to_owned()
+        let environment = fields::environment("environment", &self.environment)?;
+        let role_arn = fields::role("roleArn", &self.role_arn)?;
+        let stack_role_arn = fields::optional("stackRoleArn", self.stack_role_arn.as_deref())?
+            .map(|arn| stack_role(arn, role_arn.account()))
+            .transpose()?;
+        let release_id = fields::id("releaseId", &self.release_id)?;
+        let execution_id = fields::id("executionId", &self.execution_id)?;
+        let registry = match fields::optional("registry", self.registry.as_deref())? {
+            Some(host) if !is_registry_host(host) => {
+                return Err(ParameterError::invalid(
+                    "registry",
+                    host,
+                    "expected a registry host (and port), without scheme or path",
+                ));
             }
-            _ => default_registry(&account_id, region.ok_or(ParameterError::NoRegion)?),
+            Some(host) => host.to_owned(),
+            None => default_registry(
+                role_arn.account(),
+                region.ok_or(ParameterError::Inconsistent(
+                    "no AWS region is configured to name the target account's registry: set \
+                     `registry` in the UserParameters, or AWS_REGION"
+                        .into(),
+                ))?,
+            ),
         };
         Ok(Target {
             environment: environment.to_owned(),
-            role_arn: role_arn.to_owned(),
+            account_id: role_arn.account().to_owned(),
+            role_arn,
             change_set_name: change_set_name(release_id, execution_id),
-            account_id,
             stack_role_arn,
             release_id: release_id.to_owned(),
             execution_id: execution_id.to_owned(),
@@ -133,73 +96,19 @@ impl ActionParameters {
     }
 }
 
-fn checked<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(ParameterError::Empty { field });
-    }
-    if value.contains("#{") {
-        return Err(ParameterError::Unresolved {
-            field,
-            value: value.to_owned(),
-        });
-    }
-    Ok(value)
-}
-
 /// A service role CloudFormation can use: an IAM role of the stacks' account (IAM passes no
 /// role to another account's service).
 fn stack_role(arn: &str, stacks_account: &str) -> Result<String, ParameterError> {
-    let arn = checked("stackRoleArn", arn)?;
-    let invalid = |reason| ParameterError::Invalid {
-        field: "stackRoleArn",
-        value: arn.to_owned(),
-        reason,
-    };
-    match account_of_role(arn) {
-        None => Err(invalid(
-            "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
-        )),
-        Some(account) if account != stacks_account => Err(invalid(
+    let role = fields::role("stackRoleArn", arn)?;
+    if role.account() != stacks_account {
+        return Err(ParameterError::invalid(
+            "stackRoleArn",
+            arn,
             "the service role must be in roleArn's account, where the stacks are (CloudFormation \
              cannot use another account's role)",
-        )),
-        Some(_) => Ok(arn.to_owned()),
+        ));
     }
-}
-
-fn id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = checked(field, value)?;
-    if value.chars().count() > MAX_ID_CHARS
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(ParameterError::Invalid {
-            field,
-            value: value.to_owned(),
-            reason: "an id is at most 128 letters, digits, '-', '_' or '.'",
-        });
-    }
-    Ok(value)
-}
-
-/// The account of an IAM role ARN (`arn:<partition>:iam::<account>:role/<path/name>`).
-pub fn account_of_role(arn: &str) -> Option<String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", partition, "iam", "", account, resource]
-            if !partition.is_empty()
-                && account.len() == 12
-                && account.chars().all(|c| c.is_ascii_digit())
-                && resource
-                    .strip_prefix("role/")
-                    .is_some_and(|n| !n.is_empty()) =>
-        {
-            Some((*account).to_owned())
-        }
-        _ => None,
-    }
+    Ok(role.to_string())
 }
 
 /// The ECR registry host of `account` in `region` (China regions have their own domain).
@@ -242,21 +151,6 @@ pub fn change_set_name(release_id: &str, execution_id: &str) -> String {
         .take(MAX_CHANGE_SET_NAME_CHARS - suffix.len() - 1)
         .collect();
     format!("{prefix}-{suffix}")
-}
-
-/// The role session name, which CloudTrail shows in the target account: it names the release.
-pub fn session_name(release_id: &str) -> String {
-    format!("shipgate-change-set-{release_id}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(MAX_SESSION_NAME_CHARS)
-        .collect()
 }
 
 #[cfg(test)]
@@ -354,7 +248,12 @@ mod tests {
         ));
 
         p.registry = Some(" ".into());
-        assert_eq!(p.target(None), Err(ParameterError::NoRegion));
+        assert!(
+            p.target(None)
+                .unwrap_err()
+                .to_string()
+                .contains("no AWS region is configured")
+        );
         assert_eq!(
             p.target(Some("cn-north-1")).expect("valid").registry,
             "222222222222.dkr.ecr.cn-north-1.amazonaws.com.cn"
@@ -396,32 +295,12 @@ mod tests {
         assert_eq!(
             p.target(Some("eu-west-1")),
             Err(ParameterError::Empty {
-                field: "environment"
+                field: "environment",
+                hint: ""
             })
         );
         p.environment = "Prod env".into();
         assert!(p.target(Some("eu-west-1")).is_err());
-    }
-
-    #[test]
-    fn only_iam_role_arns_name_an_account() {
-        assert_eq!(
-            account_of_role("arn:aws:iam::222222222222:role/shipgate-deploy").as_deref(),
-            Some("222222222222")
-        );
-        assert_eq!(
-            account_of_role("arn:aws-cn:iam::222222222222:role/path/deploy").as_deref(),
-            Some("222222222222")
-        );
-        for bad in [
-            "arn:aws:iam::222222222222:user/alice",
-            "arn:aws:iam::2222:role/deploy",
-            "arn:aws:sts::222222222222:assumed-role/deploy/x",
-            "arn:aws:iam::222222222222:role/",
-            "222222222222",
-        ] {
-            assert_eq!(account_of_role(bad), None, "{bad}");
-        }
     }
 
     #[test]
@@ -448,12 +327,5 @@ mod tests {
         }
         assert_ne!(odd[0], odd[1], "shortened names stay distinct");
         assert_ne!(odd[2], odd[3], "replaced characters do not collide");
-    }
-
-    #[test]
-    fn the_session_name_fits_sts() {
-        let name = session_name("rel-0123456789abcdef0123");
-        assert_eq!(name, "shipgate-change-set-rel-0123456789abcdef0123");
-        assert!(session_name(&"r".repeat(200)).len() <= 64);
     }
 }

@@ -4,24 +4,14 @@
 //! Per stack, [`classify`] reads a change set's state (pending, ready with its summary, no
 //! changes, refused with CloudFormation's reason, or no longer reviewable). Over all stacks,
 //! [`decide`] says whether the action is done, waits (a continuation, never a sleep), or fails
-//! with a message an operator can act on. The continuation token ([`Progress`]) stays small
-//! whatever the number of stacks: every invocation asks CloudFormation again.
+//! with a message an operator can act on. The continuation carries nothing:
+//! every invocation asks CloudFormation again.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use shipgate::aws::cloudformation::{ChangeSetState, ChangeSetStatus, ExecutionStatus};
 use shipgate::changes::{ChangeSummary, summarise_change_set};
-
-/// What one invocation leaves to the next in CodePipeline's continuation token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Progress {
-    /// When the first invocation of this job started (epoch seconds): the wait is bounded from it.
-    pub since: i64,
-    /// Invocations so far, for logs.
-    pub polls: u32,
-}
+use shipgate::job::minutes;
 
 /// Where one stack's change set stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +54,7 @@ pub struct StackChangeSet {
 
 /// What the action answers, all stacks considered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Readiness {
     /// Every change set is ready or empty: record them and succeed.
     Settled,
     /// Some are still being computed: ask again on the next invocation.
@@ -153,7 +143,7 @@ pub fn decide(
     stacks: &[StackChangeSet],
     waited: i64,
     timeout: u64,
-) -> Verdict {
+) -> Readiness {
     let mut problems = Vec::new();
     for stack in stacks {
         match &stack.progress {
@@ -174,7 +164,7 @@ pub fn decide(
         if !problems.ends_with('.') {
             problems.push('.');
         }
-        return Verdict::Fail {
+        return Readiness::Fail {
             message: format!(
                 "{environment} (account {account}): {problems} Fix the release's template or \
                  parameters (drop a new release), or what the stack needs in {environment}; \
@@ -190,10 +180,10 @@ pub fn decide(
         })
         .collect();
     if pending.is_empty() {
-        return Verdict::Settled;
+        return Readiness::Settled;
     }
     if out_of_time(waited, timeout) {
-        return Verdict::Fail {
+        return Readiness::Fail {
             message: format!(
                 "{environment} (account {account}): CloudFormation has not finished computing \
                  change set {change_set_name} after {} (SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS): \
@@ -203,21 +193,12 @@ pub fn decide(
             ),
         };
     }
-    Verdict::Wait
+    Readiness::Wait
 }
 
 /// Whether waiting any longer is over the bound (for retryable errors as for pending sets).
 pub fn out_of_time(waited: i64, timeout: u64) -> bool {
     waited >= 0 && waited.unsigned_abs() >= timeout
-}
-
-/// "12 min", "45 s".
-pub fn minutes(seconds: i64) -> String {
-    if seconds >= 120 {
-        format!("{} min", seconds / 60)
-    } else {
-        format!("{} s", seconds.max(0))
-    }
 }
 
 /// What one stack's change set says, in a few words.
@@ -318,7 +299,6 @@ fn status_name(status: &ChangeSetStatus) -> String {
 #[cfg(test)]
 mod tests {
     use shipgate::changes::{ChangeAction, Replacement, ResourceChange};
-    use shipgate::job::MAX_CONTINUATION_TOKEN_CHARS;
 
     use super::*;
 
@@ -374,7 +354,7 @@ mod tests {
         }
     }
 
-    fn decide_int(stacks: &[StackChangeSet], waited: i64) -> Verdict {
+    fn decide_int(stacks: &[StackChangeSet], waited: i64) -> Readiness {
         decide(
             "int",
             "222222222222",
@@ -489,7 +469,7 @@ mod tests {
             ),
             stack("orders-int-db", StackProgress::NoChanges),
         ];
-        assert_eq!(decide_int(&stacks, 0), Verdict::Settled);
+        assert_eq!(decide_int(&stacks, 0), Readiness::Settled);
     }
 
     #[test]
@@ -503,9 +483,9 @@ mod tests {
                 },
             ),
         ];
-        assert_eq!(decide_int(&stacks, 0), Verdict::Wait);
-        assert_eq!(decide_int(&stacks, 1799), Verdict::Wait);
-        let Verdict::Fail { message } = decide_int(&stacks, 1800) else {
+        assert_eq!(decide_int(&stacks, 0), Readiness::Wait);
+        assert_eq!(decide_int(&stacks, 1799), Readiness::Wait);
+        let Readiness::Fail { message } = decide_int(&stacks, 1800) else {
             panic!("fails at the bound");
         };
         assert!(
@@ -518,7 +498,7 @@ mod tests {
             "{message}"
         );
         // A clock that went backwards is not a timeout.
-        assert_eq!(decide_int(&stacks, -5), Verdict::Wait);
+        assert_eq!(decide_int(&stacks, -5), Readiness::Wait);
     }
 
     #[test]
@@ -537,7 +517,7 @@ mod tests {
                 },
             ),
         ];
-        let Verdict::Fail { message } = decide_int(&stacks, 0) else {
+        let Readiness::Fail { message } = decide_int(&stacks, 0) else {
             panic!("fails");
         };
         assert!(message.starts_with("int (account 222222222222): CloudFormation could not create change set shipgate-rel-1-exec-1 for stack orders-int-service: No export named orders-int-network-VpcId found."), "{message}");
@@ -620,25 +600,6 @@ mod tests {
         }
         assert!(vars["Stacks"].ends_with('…'));
         assert!(vars["Headline"].starts_with("int: orders-int-stack-number-0: no changes"));
-    }
-
-    #[test]
-    fn the_continuation_token_is_small_and_refuses_foreign_state() {
-        let token = serde_json::to_string(&Progress {
-            since: i64::MAX,
-            polls: u32::MAX,
-        })
-        .expect("serialises");
-        assert!(token.len() < 64, "{token}");
-        assert!(token.len() < MAX_CONTINUATION_TOKEN_CHARS);
-        assert_eq!(
-            serde_json::from_str::<Progress>(r#"{"since":1764000000,"polls":2}"#).expect("ours"),
-            Progress {
-                since: 1_764_000_000,
-                polls: 2
-            }
-        );
-        assert!(serde_json::from_str::<Progress>(r#"{"since":1,"polls":0,"step":"x"}"#).is_err());
     }
 
     #[test]

@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::{BehaviorVersion, Region};
 use serde_json::json;
-use shipgate::aws::codepipeline::JobFailureKind;
+use shipgate::job::ActionError;
 use shipgate::release::{Problem, ProblemCode, TemplateFile};
 
 use super::*;
@@ -54,20 +53,6 @@ fn record(state: ReleaseState) -> ReleaseRecord {
     record.state = state;
     record.manifest_sha256 = Some(MANIFEST_SHA.into());
     record
-}
-
-fn function() -> ChangeSetFunction {
-    let sdk = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("eu-west-1"))
-        .build();
-    let config = ChangeSetConfig {
-        table: "shipgate".into(),
-        s3_force_path_style: true,
-        timeout_seconds: 1800,
-        limits: Default::default(),
-    };
-    ChangeSetFunction::new(config, &sdk)
 }
 
 fn job_event(user_parameters: &str, continuation: Option<&str>) -> serde_json::Value {
@@ -217,46 +202,4 @@ fn a_failed_s3_read_is_retried_unless_s3_refused_for_good() {
         source: "test".into(),
     });
     assert!(!read_failure(&denied).1);
-}
-
-#[tokio::test]
-async fn bad_user_parameters_fail_the_job_as_a_configuration_error_before_any_aws_call() {
-    let job = Job::from_event(job_event(r#"{"environment": "int"}"#, None)).expect("a job");
-    let Outcome::Failed { kind, message } = function().run(&job).await else {
-        panic!("fails");
-    };
-    assert_eq!(kind, JobFailureKind::ConfigurationError);
-    assert!(message.contains("missing field `roleArn`"), "{message}");
-
-    // AWS's sample carries "some-input-such-as-a-URL": not this action's JSON.
-    let sample = Job::from_event(job_event("some-input-such-as-a-URL", None)).expect("a job");
-    assert!(matches!(
-        function().run(&sample).await,
-        Outcome::Failed {
-            kind: JobFailureKind::ConfigurationError,
-            ..
-        }
-    ));
-}
-
-#[tokio::test]
-async fn a_continuation_token_this_action_did_not_write_fails_the_job() {
-    let job = Job::from_event(job_event(
-        PARAMETERS,
-        Some("A continuation token if continuing job"),
-    ))
-    .expect("a job");
-    let Outcome::Failed { message, .. } = function().run(&job).await else {
-        panic!("fails");
-    };
-    assert!(message.contains("cannot resume"), "{message}");
-}
-
-#[tokio::test]
-async fn an_event_that_is_not_a_job_is_an_error_with_nothing_to_answer() {
-    let err = function()
-        .handle(json!({"Records": []}))
-        .await
-        .expect_err("not a job");
-    assert_eq!(err.error_type(), "MalformedEvent");
 }

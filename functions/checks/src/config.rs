@@ -16,6 +16,9 @@ pub struct ChecksConfig {
     /// `SHIPGATE_CHECKS_INVOCATION_SECONDS` (default 120): the work one invocation may do; a
     /// check that could end past it is left to the next invocation (continuation token).
     pub invocation_seconds: u64,
+    /// `SHIPGATE_CHECKS_RETRY_SECONDS` (default 600): how long temporary failures reading the
+    /// release (S3, the table) are retried, across invocations, before the action fails.
+    pub retry_seconds: u64,
     /// Limits the release artifact is re-validated against (`SHIPGATE_MAX_*`, as intake).
     pub limits: Limits,
 }
@@ -43,6 +46,7 @@ impl ChecksConfig {
             s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,
             attempts,
             invocation_seconds,
+            retry_seconds: env.parsed_or("SHIPGATE_CHECKS_RETRY_SECONDS", 600)?,
             limits: Limits::from_env(env)?,
         })
     }

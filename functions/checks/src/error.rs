@@ -1,29 +1,17 @@
 //! Why the checks action fails before or around its checks (a failed check itself is an
 //! outcome, not an error): each message is what the operator reads in the pipeline.
 
-use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::error::AwsError;
-use shipgate::job::JobEventError;
+use shipgate::job::{ActionError, JobFailureKind, ParameterError};
 use shipgate::release::SourceError;
 use shipgate::store::StoreError;
-
-use crate::parameters::ParameterError;
 
 /// A failure of the checks action.
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksError {
-    /// The invocation is not a CodePipeline job: there is no job to fail.
-    #[error("the event is not a CodePipeline job: {0}")]
-    Event(#[source] JobEventError),
-    #[error(
-        "{0}: the action's UserParameters must be JSON with environment, releaseId, executionId \
-         and endpoint"
-    )]
-    UserParameters(#[source] JobEventError),
+    /// The endpoint, checked once there are checks to run.
     #[error("the action's UserParameters cannot be used: {0}")]
     Parameters(#[from] ParameterError),
-    #[error("{0}: this invocation cannot resume the action; retry the stage")]
-    Continuation(#[source] JobEventError),
     #[error(
         "the continuation token is for {total} checks but the release has {found}: retry the \
          stage"
@@ -71,8 +59,6 @@ pub enum ChecksError {
     Store(#[source] Box<StoreError>),
     #[error("the HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
-    #[error("CodePipeline could not be told the job's result: {0}")]
-    Answer(#[source] Box<AwsError>),
 }
 
 impl From<StoreError> for ChecksError {
@@ -81,15 +67,12 @@ impl From<StoreError> for ChecksError {
     }
 }
 
-impl ChecksError {
-    /// A stable name for the runtime's error report and for metrics.
-    pub fn error_type(&self) -> &'static str {
+impl ActionError for ChecksError {
+    /// A stable name for logs and metrics.
+    fn error_type(&self) -> &'static str {
         match self {
-            ChecksError::Event(_) => "MalformedEvent",
-            ChecksError::UserParameters(_) | ChecksError::Parameters(_) => "InvalidParameters",
-            ChecksError::Continuation(_) | ChecksError::ForeignProgress { .. } => {
-                "InvalidContinuation"
-            }
+            ChecksError::Parameters(_) => "InvalidParameters",
+            ChecksError::ForeignProgress { .. } => "InvalidContinuation",
             ChecksError::InputArtifacts(_) => "InvalidInputArtifacts",
             ChecksError::ReleaseNotFound { .. } => "ReleaseNotFound",
             ChecksError::ArtifactMissing { .. } => "ArtifactMissing",
@@ -100,16 +83,31 @@ impl ChecksError {
             ChecksError::ManifestMismatch { .. } => "ArtifactTampered",
             ChecksError::Store(_) => "StoreError",
             ChecksError::Client(_) => "HttpClientError",
-            ChecksError::Answer(_) => "CodePipelineError",
+        }
+    }
+
+    /// Reading the release may fail for a moment (S3 or DynamoDB throttling, 5xx); a failed
+    /// check is an outcome, never retried here.
+    fn is_retryable(&self) -> bool {
+        match self {
+            ChecksError::ArtifactAws { source, .. } => source.retryable,
+            ChecksError::ArtifactRead { source, .. } => std::error::Error::source(source)
+                .and_then(|s| s.downcast_ref::<AwsError>())
+                .is_some_and(|e| e.retryable),
+            ChecksError::Store(e) => e.is_retryable(),
+            _ => false,
         }
     }
 
     /// How CodePipeline classifies the failure.
-    pub fn failure_kind(&self) -> JobFailureKind {
+    fn failure_kind(&self) -> JobFailureKind {
         match self {
-            ChecksError::UserParameters(_)
-            | ChecksError::Parameters(_)
-            | ChecksError::InputArtifacts(_) => JobFailureKind::ConfigurationError,
+            ChecksError::Parameters(_) | ChecksError::InputArtifacts(_) => {
+                JobFailureKind::ConfigurationError
+            }
+            ChecksError::ArtifactAws { source, .. } if source.is_access_denied() => {
+                JobFailureKind::PermissionError
+            }
             _ => JobFailureKind::JobFailed,
         }
     }

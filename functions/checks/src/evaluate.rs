@@ -174,8 +174,6 @@ pub struct Progress {
     pub total: usize,
     /// Time spent in the checks that passed, in milliseconds.
     pub elapsed_ms: u64,
-    /// Invocations so far, for logs.
-    pub polls: u32,
 }
 
 #[cfg(test)]
@@ -335,7 +333,6 @@ mod tests {
             next: 100,
             total: 100,
             elapsed_ms: u64::MAX,
-            polls: u32::MAX,
         })
         .expect("serialises");
         assert!(token.len() < 100 && token.len() < MAX_CONTINUATION_TOKEN_CHARS);

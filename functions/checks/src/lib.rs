@@ -29,19 +29,21 @@ pub use evaluate::{
     Attempt, MAX_BODY_BYTES, MAX_EXCERPT_CHARS, Mismatch, Progress, backoff, evaluate, excerpt,
     failure_message, should_retry, url_for, worst_case,
 };
-pub use parameters::{ActionParameters, ParameterError};
+pub use parameters::{ActionParameters, Target};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
+use shipgate::config::{ConfigError, Env};
 use shipgate::http_client::HttpClientOnFirstUse;
-use shipgate::job::{Answer, Job, Outcome};
+use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
+use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::release::{Check, Checks, inspect_release};
 use shipgate::store::Store;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 /// How many redirects to the same origin are followed.
 const MAX_REDIRECTS: usize = 5;
@@ -57,84 +59,92 @@ pub struct ChecksFunction {
     pub http: HttpClientOnFirstUse,
 }
 
+impl Function for ChecksFunction {
+    type Config = ChecksConfig;
+
+    fn configure(env: &Env) -> Result<ChecksConfig, ConfigError> {
+        ChecksConfig::from_env(env)
+    }
+
+    fn build(config: ChecksConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
+        Ok(Self::new(config, sdk))
+    }
+}
+
+impl JobAction for ChecksFunction {
+    const NAME: &'static str = "checks";
+    const PARAMETERS: &'static str = "environment, releaseId, executionId and endpoint";
+    type Parameters = ActionParameters;
+    type Target = Target;
+    type State = Progress;
+    type Error = ChecksError;
+
+    fn target(&self, parameters: ActionParameters) -> Result<Target, ParameterError> {
+        parameters.target()
+    }
+
+    fn scope(target: &Target) -> Scope<'_> {
+        Scope {
+            release_id: &target.release_id,
+            execution_id: &target.execution_id,
+            environment: &target.environment,
+        }
+    }
+
+    fn retry_limit(&self) -> RetryLimit {
+        RetryLimit {
+            seconds: self.config.retry_seconds,
+            variable: "SHIPGATE_CHECKS_RETRY_SECONDS",
+        }
+    }
+
+    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
+        &self.codepipeline
+    }
+
+    async fn work(
+        &self,
+        call: Call<'_, Target, Progress>,
+    ) -> Result<Verdict<Progress>, ChecksError> {
+        // Boxed: the checks' future (S3 reads, HTTP requests) is deep enough to overflow the
+        // compiler's layout query depth when nested in the runtime's service future.
+        Box::pin(self.run_checks(call.job, call.target, call.state)).await
+    }
+}
+
 impl ChecksFunction {
-    /// Builds the clients from one SDK configuration. Nothing fails here any more: the HTTP
-    /// client is built by the first check, and a failure to build it (no TLS roots) fails that
-    /// job ([`ChecksError::Client`]).
-    pub fn new(config: ChecksConfig, sdk: &SdkConfig) -> Result<Self, ChecksError> {
-        let http = HttpClientOnFirstUse::new(checks_http_client);
-        Ok(Self {
+    /// Builds the clients from one SDK configuration. Nothing fails here: the HTTP client is
+    /// built by the first check, and a failure to build it (no TLS roots) fails that job
+    /// ([`ChecksError::Client`]).
+    pub fn new(config: ChecksConfig, sdk: &SdkConfig) -> Self {
+        Self {
             s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
-            http,
+            http: HttpClientOnFirstUse::new(checks_http_client),
             config,
-        })
-    }
-
-    /// Handles one `CodePipeline.job` event and answers the job. `Err` only when there is no
-    /// job to answer or CodePipeline could not be told.
-    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, ChecksError> {
-        let job = Job::from_event(event).map_err(ChecksError::Event)?;
-        // Boxed: the checks' future (S3 reads, HTTP requests) is deep enough to overflow the
-        // compiler's layout query depth when nested in the runtime's service future.
-        let outcome = Box::pin(self.run(&job)).await;
-        shipgate::job::answer(&self.codepipeline, &job, Ok::<_, ChecksError>(outcome))
-            .await
-            .map_err(|e| ChecksError::Answer(Box::new(e)))
-    }
-
-    /// Does the job's work and decides its outcome; every failure becomes `Outcome::Failed`.
-    pub async fn run(&self, job: &Job) -> Outcome {
-        let parameters = match job
-            .parameters::<ActionParameters>()
-            .map_err(ChecksError::UserParameters)
-            .and_then(|p| p.checked().map(|()| p).map_err(ChecksError::from))
-        {
-            Ok(parameters) => parameters,
-            Err(e) => return failed(&e),
-        };
-        let progress = match job.continuation::<Progress>() {
-            Ok(progress) => progress,
-            Err(e) => return failed(&ChecksError::Continuation(e)),
-        };
-        let span = info_span!(
-            "checks",
-            release_id = %parameters.release_id,
-            execution_id = %parameters.execution_id,
-            env = %parameters.environment,
-            job_id = %job.id,
-        );
-        async {
-            match self.run_checks(job, &parameters, progress).await {
-                Ok(outcome) => outcome,
-                Err(e) => failed(&e),
-            }
         }
-        .instrument(span)
-        .await
     }
 
     async fn run_checks(
         &self,
         job: &Job,
-        parameters: &ActionParameters,
+        target: &Target,
         progress: Option<Progress>,
-    ) -> Result<Outcome, ChecksError> {
-        let Some(checks) = self.release_checks(job, &parameters.release_id).await? else {
+    ) -> Result<Verdict<Progress>, ChecksError> {
+        let Some(checks) = self.release_checks(job, &target.release_id).await? else {
             info!(outcome = "done", "no checks in the release");
-            return Ok(Outcome::Done {
+            return Ok(Verdict::Done {
                 summary: "no checks in the release".into(),
                 output_variables: BTreeMap::from([("ChecksPassed".to_owned(), "0".to_owned())]),
             });
         };
-        let endpoint = parameters.endpoint()?;
+        let endpoint = target.parameters.endpoint()?;
         let total = checks.checks.len();
         let mut state = progress.unwrap_or(Progress {
             next: 0,
             total,
             elapsed_ms: 0,
-            polls: 0,
         });
         if state.total != total || state.next > total {
             return Err(ChecksError::ForeignProgress {
@@ -142,15 +152,14 @@ impl ChecksFunction {
                 found: total,
             });
         }
-        state.polls += 1;
         let budget = Duration::from_secs(self.config.invocation_seconds);
         let started = Instant::now();
         let first = state.next;
         let http = self.http.get().map_err(ChecksError::Client)?;
         let metrics = StageMetrics::new(
-            &parameters.environment,
-            &parameters.release_id,
-            &parameters.execution_id,
+            &target.environment,
+            &target.release_id,
+            &target.execution_id,
         );
         while let Some(check) = checks.checks.get(state.next) {
             let worst = worst_case(check, self.config.attempts);
@@ -161,19 +170,18 @@ impl ChecksFunction {
                     outcome = "continue",
                     "checks go on in the next invocation"
                 );
-                return Ok(Outcome::continue_with(&state));
+                return Ok(Verdict::Continue(state));
             }
             let url = url_for(&endpoint, check);
             let check_started = Instant::now();
             let (tries, result) = self.run_check(&http, check, &url).await;
             let ms = elapsed_ms(check_started);
             if let Err(mismatch) = result {
-                let message =
-                    failure_message(&parameters.environment, check, &url, tries, &mismatch);
+                let message = failure_message(&target.environment, check, &url, tries, &mismatch);
                 warn!(check = %check.name, tries, ms, outcome = "failed", reason = %message, "check failed");
                 let event = metrics.event(MetricName::ChecksFailed, 1.0);
                 event.property("check", check.name.as_str()).emit();
-                return Ok(Outcome::failed(message));
+                return Ok(Verdict::fail(message));
             }
             info!(check = %check.name, tries, ms, outcome = "passed", "check passed");
             let event = metrics.event(MetricName::ChecksPassed, 1.0);
@@ -187,7 +195,7 @@ impl ChecksFunction {
             state.elapsed_ms
         );
         info!(outcome = "done", summary = %summary, "checks passed");
-        Ok(Outcome::Done {
+        Ok(Verdict::Done {
             summary,
             output_variables: BTreeMap::from([
                 ("ChecksPassed".to_owned(), total.to_string()),
@@ -370,12 +378,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-fn failed(e: &ChecksError) -> Outcome {
-    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "checks action failed");
-    Outcome::Failed {
-        kind: e.failure_kind(),
-        message: e.to_string(),
-    }
 }

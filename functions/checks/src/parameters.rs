@@ -1,6 +1,8 @@
 //! The action's `UserParameters`. Pure.
 
 use serde::Deserialize;
+use shipgate::job::ParameterError;
+use shipgate::job::parameters as fields;
 
 /// `UserParameters`, as the pipeline template writes them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -18,85 +20,37 @@ pub struct ActionParameters {
     pub endpoint: String,
 }
 
-/// A parameter that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParameterError {
-    #[error("`{field}` is missing or empty{hint}")]
-    Empty {
-        field: &'static str,
-        hint: &'static str,
-    },
-    #[error(
-        "`{field}` is {value:?}: a CodePipeline variable was not resolved (does the deploy \
-         action's stack output it? a stack output named ShipgateTestEndpoint becomes \
-         #{{<DeployNamespace>.ShipgateTestEndpoint}})"
-    )]
-    Unresolved { field: &'static str, value: String },
-    #[error("`{field}` is {value:?}: {reason}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-}
-
 const ENDPOINT_HINT: &str = ": the checks need the new version's test endpoint (the deploy \
-                             action's ShipgateTestEndpoint output)";
+                             action's ShipgateTestEndpoint output, \
+                             #{<DeployNamespace>.ShipgateTestEndpoint})";
+
+/// What the action checks, its parameters checked; the endpoint is checked when there are
+/// checks to run ([`ActionParameters::endpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub environment: String,
+    pub release_id: String,
+    pub execution_id: String,
+    pub parameters: ActionParameters,
+}
 
 impl ActionParameters {
     /// The environment, release and execution, checked.
-    pub fn checked(&self) -> Result<(), ParameterError> {
-        for (field, value) in [
-            ("environment", &self.environment),
-            ("releaseId", &self.release_id),
-            ("executionId", &self.execution_id),
-        ] {
-            let value = value.trim();
-            if value.is_empty() {
-                return Err(ParameterError::Empty { field, hint: "" });
-            }
-            if value.contains("#{") {
-                return Err(ParameterError::Unresolved {
-                    field,
-                    value: value.to_owned(),
-                });
-            }
-            if value.len() > 128
-                || !value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
-                return Err(ParameterError::Invalid {
-                    field,
-                    value: value.to_owned(),
-                    reason: "at most 128 letters, digits, '-', '_' or '.'",
-                });
-            }
-        }
-        Ok(())
+    pub fn target(self) -> Result<Target, ParameterError> {
+        Ok(Target {
+            environment: fields::environment("environment", &self.environment)?.to_owned(),
+            release_id: fields::id("releaseId", &self.release_id)?.to_owned(),
+            execution_id: fields::id("executionId", &self.execution_id)?.to_owned(),
+            parameters: self,
+        })
     }
 
     /// The test endpoint's base URL: `http` or `https`, a host, no query, fragment or
     /// credentials. Returned without a trailing `/` (check paths start with one).
     pub fn endpoint(&self) -> Result<String, ParameterError> {
-        let value = self.endpoint.trim();
-        if value.is_empty() {
-            return Err(ParameterError::Empty {
-                field: "endpoint",
-                hint: ENDPOINT_HINT,
-            });
-        }
-        if value.contains("#{") {
-            return Err(ParameterError::Unresolved {
-                field: "endpoint",
-                value: value.to_owned(),
-            });
-        }
-        let invalid = |reason| ParameterError::Invalid {
-            field: "endpoint",
-            value: value.to_owned(),
-            reason,
-        };
+        let value =
+            fields::required("endpoint", &self.endpoint).map_err(|e| e.with_hint(ENDPOINT_HINT))?;
+        let invalid = |reason: &'static str| ParameterError::invalid("endpoint", value, reason);
         let url = reqwest::Url::parse(value)
             .map_err(|_| invalid("expected an absolute URL such as http://alb.example:9000"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -160,22 +114,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(unresolved.contains("was not resolved"), "{unresolved}");
-        assert!(
-            unresolved.contains("#{<DeployNamespace>.ShipgateTestEndpoint}"),
-            "{unresolved}"
-        );
     }
 
     #[test]
     fn ids_are_checked() {
-        assert!(parameters("http://x").checked().is_ok());
+        assert!(parameters("http://x").target().is_ok());
         let mut p = parameters("http://x");
         p.release_id = "#{variables.ReleaseId}".into();
         assert!(matches!(
-            p.checked(),
+            p.clone().target(),
             Err(ParameterError::Unresolved { .. })
         ));
         p.release_id = "a b".into();
-        assert!(matches!(p.checked(), Err(ParameterError::Invalid { .. })));
+        assert!(matches!(p.target(), Err(ParameterError::Invalid { .. })));
     }
 }

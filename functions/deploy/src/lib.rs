@@ -34,35 +34,99 @@ mod progress;
 
 pub use config::DeployConfig;
 pub use error::DeployError;
-pub use parameters::{ActionParameters, ParameterError, Target, account_of_role, session_name};
+pub use parameters::{ActionParameters, Target};
 pub use progress::{
-    OUTPUT_PREFIX, Phase, Progress, StackView, Verdict, decide, failure_causes, failure_message,
+    OUTPUT_PREFIX, Phase, Settlement, StackView, decide, failure_causes, failure_message,
     merge_outputs, phase,
 };
 
+use std::collections::BTreeMap;
+
 use aws_config::SdkConfig;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use shipgate::aws::cloudformation::{
     ExecutionStatus, describe_stack, execute_change_set, find_change_set, last_operation_events,
 };
-use shipgate::error::AwsError;
-use shipgate::job::{Answer, Job, Outcome};
+use shipgate::aws::sts::Sessions;
+use shipgate::config::{ConfigError, Env};
+use shipgate::error::{AwsError, RoleCallError};
+use shipgate::job::{Call, JobAction, Outcome, ParameterError, RetryLimit, Scope, Verdict};
+use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{ChangeSetOutcome, PreparedGreen, StackChanges, Store};
-use time::OffsetDateTime;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 use crate::green::{EcsOutputs, GreenInput, GreenStep, decide_green};
+use shipgate::job::minutes;
 
 /// The clients the action uses, built once per process. The environment account's
 /// CloudFormation client is built per invocation, from the role its parameters name.
 #[derive(Debug, Clone)]
 pub struct DeployFunction {
     pub config: DeployConfig,
-    /// The function's own SDK configuration (tooling account): the base for assuming roles.
-    pub sdk: SdkConfig,
+    /// The environment accounts' roles, assumed from the function's own (tooling) account.
+    pub sessions: Sessions,
     pub store: Store,
     pub codepipeline: aws_sdk_codepipeline::Client,
+}
+
+impl Function for DeployFunction {
+    type Config = DeployConfig;
+
+    fn configure(env: &Env) -> Result<DeployConfig, ConfigError> {
+        DeployConfig::from_env(env)
+    }
+
+    fn build(config: DeployConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
+        Ok(Self::new(config, sdk))
+    }
+}
+
+impl JobAction for DeployFunction {
+    const NAME: &'static str = "deploy";
+    const PARAMETERS: &'static str = "environment, roleArn, releaseId and executionId";
+    type Parameters = ActionParameters;
+    type Target = Target;
+    /// Every invocation reads the stacks and task sets again: nothing to carry.
+    type State = ();
+    type Error = DeployError;
+
+    fn target(&self, parameters: ActionParameters) -> Result<Target, ParameterError> {
+        parameters.target()
+    }
+
+    fn scope(target: &Target) -> Scope<'_> {
+        target.scope()
+    }
+
+    fn retry_limit(&self) -> RetryLimit {
+        RetryLimit {
+            seconds: self.config.timeout_seconds,
+            variable: "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
+        }
+    }
+
+    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
+        &self.codepipeline
+    }
+
+    fn finished(&self, target: &Target, outcome: &Outcome) {
+        let metrics = StageMetrics::new(
+            &target.environment,
+            &target.release_id,
+            &target.execution_id,
+        );
+        match outcome {
+            Outcome::Done { .. } => metrics.count(MetricName::DeploysSucceeded),
+            Outcome::Failed { .. } => metrics.count(MetricName::DeploysFailed),
+            Outcome::Continue { .. } => {}
+        }
+    }
+
+    async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, DeployError> {
+        // Boxed: the future is deep enough to overflow the compiler's layout query depth when
+        // nested in the runtime's service future.
+        Box::pin(self.deploy(&call)).await
+    }
 }
 
 impl DeployFunction {
@@ -71,144 +135,65 @@ impl DeployFunction {
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
-            sdk: sdk.clone(),
+            sessions: Sessions::new(sdk, "deploy"),
             config,
         }
     }
 
-    /// Handles one `CodePipeline.job` event and answers the job (success, continuation or
-    /// failure). `Err` only when there is no job to answer or CodePipeline could not be told.
-    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, DeployError> {
-        let job = Job::from_event(event).map_err(DeployError::Event)?;
-        // Boxed: the future is deep enough to overflow the compiler's layout query depth when
-        // nested in the runtime's service future.
-        let outcome = Box::pin(self.run(&job)).await;
-        shipgate::job::answer(&self.codepipeline, &job, Ok::<_, DeployError>(outcome))
-            .await
-            .map_err(|e| DeployError::Answer(Box::new(e)))
-    }
-
-    /// Does the job's work and decides its outcome; every failure becomes `Outcome::Failed`
-    /// with a message for the operator.
-    pub async fn run(&self, job: &Job) -> Outcome {
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let target = match job
-            .parameters::<ActionParameters>()
-            .map_err(DeployError::UserParameters)
-            .and_then(|p| p.target().map_err(DeployError::from))
-        {
-            Ok(target) => target,
-            Err(e) => return failed(&e),
-        };
-        let progress = match job.continuation::<Progress>() {
-            Ok(progress) => progress,
-            Err(e) => return failed(&DeployError::Continuation(e)),
-        };
-        let span = info_span!(
-            "deploy",
-            release_id = %target.release_id,
-            execution_id = %target.execution_id,
-            env = %target.environment,
-            job_id = %job.id,
-        );
-        self.run_for(&target, progress, now).instrument(span).await
-    }
-
-    async fn run_for(&self, target: &Target, progress: Option<Progress>, now: i64) -> Outcome {
-        let since = progress.map_or(now, |p| p.since);
-        let polls = progress.map_or(0, |p| p.polls) + 1;
-        let waited = now - since;
-        let timeout = self.config.timeout_seconds;
-        let next = Progress { since, polls };
-        let metrics = StageMetrics::new(
+    /// Executes what is to execute, reads the stacks, and when they settled places green.
+    async fn deploy(&self, call: &Call<'_, Target, ()>) -> Result<Verdict<()>, DeployError> {
+        let target = call.target;
+        let waited = call.waited_seconds();
+        let (stacks, sdk) = self.look(target, !call.is_first()).await?;
+        let settled = decide(
             &target.environment,
-            &target.release_id,
-            &target.execution_id,
+            &target.account_id,
+            &stacks,
+            waited,
+            self.config.timeout_seconds,
         );
-        let e = match self.look(target, progress.is_some()).await {
-            Ok((stacks, sdk)) => {
-                let (summary, variables) = match decide(
-                    &target.environment,
-                    &target.account_id,
-                    &stacks,
-                    waited,
-                    timeout,
-                ) {
-                    Verdict::Done { summary, variables } => (summary, variables),
-                    Verdict::Wait => {
-                        info!(polls, waited, outcome = "continue", "stacks still updating");
-                        return Outcome::continue_with(&next);
-                    }
-                    Verdict::Fail { message } => {
-                        warn!(polls, waited, outcome = "failed", reason = %message, "deployment failed");
-                        metrics.count(MetricName::DeploysFailed);
-                        return Outcome::failed(message);
-                    }
-                };
-                let ecs = match EcsOutputs::from_variables(&target.environment, &variables) {
-                    Ok(None) => {
-                        info!(polls, waited, outcome = "done", summary = %summary, "stacks deployed");
-                        metrics.count(MetricName::DeploysSucceeded);
-                        return Outcome::Done {
-                            summary,
-                            output_variables: variables,
-                        };
-                    }
-                    Ok(Some(ecs)) => ecs,
-                    Err(message) => {
-                        warn!(polls, outcome = "failed", reason = %message, "ECS outputs incomplete");
-                        metrics.count(MetricName::DeploysFailed);
-                        return Outcome::failed(message);
-                    }
-                };
-                match self.place_green(target, &sdk, &ecs, now).await {
-                    Ok(Placed::Ready {
-                        summary: green,
-                        variables: more,
-                    }) => {
-                        let summary = format!("{summary}; {green}");
-                        info!(polls, waited, outcome = "done", summary = %summary, "stacks deployed, green placed");
-                        metrics.count(MetricName::DeploysSucceeded);
-                        let mut variables = variables;
-                        variables.extend(more);
-                        return Outcome::Done {
-                            summary,
-                            output_variables: variables,
-                        };
-                    }
-                    Ok(Placed::Wait) => return Outcome::continue_with(&next),
-                    Ok(Placed::Fail(message)) => {
-                        warn!(polls, waited, outcome = "failed", reason = %message, "green not placed");
-                        metrics.count(MetricName::DeploysFailed);
-                        return Outcome::failed(message);
-                    }
-                    Err(e) => e,
-                }
+        let (summary, mut variables) = match settled {
+            Settlement::Done { summary, variables } => (summary, variables),
+            Settlement::Wait => {
+                info!(waited, outcome = "continue", "stacks still updating");
+                return Ok(Verdict::Continue(()));
             }
-            Err(e) => e,
+            Settlement::Fail { message } => return Ok(Verdict::fail(message)),
         };
-        if !e.is_retryable() {
-            metrics.count(MetricName::DeploysFailed);
-            return failed(&e);
+        let ecs = match EcsOutputs::from_variables(&target.environment, &variables) {
+            Ok(None) => {
+                return Ok(Verdict::Done {
+                    summary,
+                    output_variables: variables,
+                });
+            }
+            Ok(Some(ecs)) => ecs,
+            Err(message) => return Ok(Verdict::fail(message)),
+        };
+        match self
+            .place_green(target, &sdk, &ecs, call.now_seconds())
+            .await?
+        {
+            Placed::Ready {
+                summary: green,
+                variables: more,
+            } => {
+                variables.extend(more);
+                Ok(Verdict::Done {
+                    summary: format!("{summary}; {green}"),
+                    output_variables: variables,
+                })
+            }
+            Placed::Wait => Ok(Verdict::Continue(())),
+            Placed::Fail(message) => Ok(Verdict::fail(message)),
         }
-        if !progress::out_of_time(waited, timeout) {
-            warn!(polls, waited, error = %e, error_type = e.error_type(), outcome = "continue", "temporary failure; trying again on the next invocation");
-            return Outcome::continue_with(&next);
-        }
-        let message = format!(
-            "{}: gave up after {} (SHIPGATE_DEPLOY_TIMEOUT_SECONDS) of temporary failures; the \
-             last: {e}",
-            target.environment,
-            progress::minutes(waited)
-        );
-        warn!(polls, waited, error_type = e.error_type(), outcome = "failed", reason = %message, "gave up");
-        metrics.count(MetricName::DeploysFailed);
-        Outcome::failed(message)
     }
 
     /// Places the release's task set behind the idle target group and points the test
-    /// listener at it, as far as it goes in one invocation (each step re-read from ECS and the
-    /// listeners, so a retried or crashed invocation neither creates twice nor skips a step).
+    /// listener at it, as far as it goes in one invocation: each round reads the task sets and
+    /// the test listener (fetch), asks [`decide_green`] for the next step (decide) and takes it
+    /// ([`Self::apply_green`]), so a retried or crashed invocation neither creates twice nor
+    /// skips a step.
     async fn place_green(
         &self,
         target: &Target,
@@ -216,16 +201,14 @@ impl DeployFunction {
         o: &EcsOutputs,
         now: i64,
     ) -> Result<Placed, DeployError> {
-        let ecs = aws_sdk_ecs::Client::new(sdk);
-        let elb = aws_sdk_elasticloadbalancingv2::Client::new(sdk);
-        let aws = |source: AwsError| DeployError::Green {
-            environment: target.environment.clone(),
-            role_arn: target.role_arn.clone(),
-            source: Box::new(source),
+        let clients = GreenClients {
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
         };
-        let weights = shipgate::aws::elbv2::listener_weights(&elb, &o.prod_listener)
+        let aws = green_error(target);
+        let weights = shipgate::aws::elbv2::listener_weights(&clients.elb, &o.prod_listener)
             .await
-            .map_err(aws)?;
+            .map_err(&aws)?;
         let (live, idle) = match shipgate::aws::elbv2::live_target_group(
             &weights,
             &o.blue_target_group,
@@ -243,14 +226,19 @@ impl DeployFunction {
         let timeout_ms = i64::try_from(self.config.task_set_timeout_seconds)
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000);
+        let groups = TargetGroups {
+            live: &live,
+            idle: &idle,
+        };
         // Create, scale up, point the test listener: one of each at most, then a verdict.
         for _ in 0..4 {
-            let task_sets = shipgate::aws::ecs::task_sets(&ecs, &o.cluster, &o.service)
+            let task_sets = shipgate::aws::ecs::task_sets(&clients.ecs, &o.cluster, &o.service)
                 .await
-                .map_err(aws)?;
-            let test_weights = shipgate::aws::elbv2::listener_weights(&elb, &o.test_listener)
-                .await
-                .map_err(aws)?;
+                .map_err(&aws)?;
+            let test_weights =
+                shipgate::aws::elbv2::listener_weights(&clients.elb, &o.test_listener)
+                    .await
+                    .map_err(&aws)?;
             let step = decide_green(GreenInput {
                 release_id: &target.release_id,
                 live_target_group: &live,
@@ -260,130 +248,156 @@ impl DeployFunction {
                 now_ms,
                 timeout_ms,
             });
-            match step {
-                GreenStep::Create => {
-                    let created = shipgate::aws::ecs::create_task_set(
-                        &ecs,
-                        &shipgate::aws::ecs::NewTaskSet {
-                            cluster: o.cluster.clone(),
-                            service: o.service.clone(),
-                            task_definition: o.task_definition.clone(),
-                            external_id: target.release_id.clone(),
-                            target_group: idle.clone(),
-                            container_name: o.container_name.clone(),
-                            container_port: o.container_port,
-                            launch_type: o.launch_type.clone(),
-                            subnets: o.subnets.clone(),
-                            security_groups: o.security_groups.clone(),
-                            assign_public_ip: false,
-                        },
-                    )
-                    .await
-                    .map_err(aws)?;
-                    info!(task_set = %created.arn, target_group = %idle, task_definition = %o.task_definition, outcome = "task_set_created", "green task set created");
-                }
-                GreenStep::ScaleUp { green } => {
-                    shipgate::aws::ecs::scale_task_set(
-                        &ecs, &o.cluster, &o.service, &green.arn, 100.0,
-                    )
-                    .await
-                    .map_err(aws)?;
-                    info!(task_set = %green.arn, from = green.scale_percent, outcome = "task_set_scaled_up", "green task set scaled back to 100%");
-                }
-                GreenStep::PointTestListener => {
-                    shipgate::aws::elbv2::forward_to(&elb, &o.test_listener, &idle)
-                        .await
-                        .map_err(aws)?;
-                    info!(listener = %o.test_listener, target_group = %idle, outcome = "test_listener_pointed", "test listener forwards to green");
-                }
-                GreenStep::Wait { green } => {
-                    info!(task_set = %green.arn, steady = green.steady, running = green.running_count, desired = green.computed_desired_count, pending = green.pending_count, outcome = "continue", "green task set starting");
-                    return Ok(Placed::Wait);
-                }
-                GreenStep::TimedOut { green, waited_ms } => {
-                    return Ok(Placed::Fail(format!(
-                        "{}: the new version's task set {} ({}) is not steady {} after its last \
-                         change (SHIPGATE_TASK_SET_TIMEOUT_SECONDS): {} of {} tasks running, {} \
-                         pending; look at service {}'s events in account {} (image, health \
-                         check, capacity), then retry the stage",
-                        target.environment,
-                        green.arn,
-                        green.task_definition,
-                        progress::minutes(waited_ms / 1000),
-                        green.running_count,
-                        green.computed_desired_count,
-                        green.pending_count,
-                        o.service,
-                        target.account_id
-                    )));
-                }
-                GreenStep::Refuse { reason } => {
-                    return Ok(Placed::Fail(format!(
-                        "{}: service {}: {reason}",
-                        target.environment, o.service
-                    )));
-                }
-                GreenStep::AlreadyLive { green } => {
-                    let facts = GreenFacts {
-                        green: &green.arn,
-                        green_target_group: &live,
-                        blue: None,
-                        live_target_group: &live,
-                        already_live: true,
-                    };
-                    self.record_green(target, o, facts, now_ms).await?;
-                    info!(task_set = %green.arn, target_group = %live, outcome = "already_live", "the release's task set is live already");
-                    return Ok(Placed::Ready {
-                        summary: format!(
-                            "task set {} of this release serves the live target group already",
-                            green.id
-                        ),
-                        variables: green_variables(&green.arn, None),
-                    });
-                }
-                GreenStep::Ready { green, blue, stale } => {
-                    for leftover in &stale {
-                        // Task sets of rolled-back releases, carrying no tasks: not worth
-                        // failing a deployment over.
-                        match shipgate::aws::ecs::delete_task_set(
-                            &ecs,
-                            &o.cluster,
-                            &o.service,
-                            &leftover.arn,
-                        )
-                        .await
-                        {
-                            Ok(_) => {
-                                info!(task_set = %leftover.arn, outcome = "stale_task_set_deleted", "leftover task set deleted");
-                            }
-                            Err(e) => {
-                                warn!(task_set = %leftover.arn, error = %e, "could not delete a leftover task set");
-                            }
-                        }
-                    }
-                    let blue_arn = blue.as_ref().map(|b| b.arn.as_str());
-                    let facts = GreenFacts {
-                        green: &green.arn,
-                        green_target_group: &idle,
-                        blue: blue_arn,
-                        live_target_group: &live,
-                        already_live: false,
-                    };
-                    self.record_green(target, o, facts, now_ms).await?;
-                    info!(task_set = %green.arn, blue = blue_arn.unwrap_or("-"), target_group = %idle, running = green.running_count, outcome = "green_ready", "green task set steady; test listener on it");
-                    return Ok(Placed::Ready {
-                        summary: format!(
-                            "green task set {} steady ({} tasks) behind {}, test listener on it",
-                            green.id,
-                            green.running_count,
-                            short_name(&idle)
-                        ),
-                        variables: green_variables(&green.arn, blue_arn),
-                    });
-                }
+            match self
+                .apply_green(target, o, &clients, groups, step, now_ms)
+                .await?
+            {
+                GreenApplied::Changed => {}
+                GreenApplied::Settled(placed) => return Ok(placed),
             }
         }
         Ok(Placed::Wait)
+    }
+
+    /// Takes one step of placing green.
+    async fn apply_green(
+        &self,
+        target: &Target,
+        o: &EcsOutputs,
+        clients: &GreenClients,
+        groups: TargetGroups<'_>,
+        step: GreenStep,
+        now_ms: i64,
+    ) -> Result<GreenApplied, DeployError> {
+        let aws = green_error(target);
+        let TargetGroups { live, idle } = groups;
+        match step {
+            GreenStep::Create => {
+                let created = shipgate::aws::ecs::create_task_set(
+                    &clients.ecs,
+                    &shipgate::aws::ecs::NewTaskSet {
+                        cluster: o.cluster.clone(),
+                        service: o.service.clone(),
+                        task_definition: o.task_definition.clone(),
+                        external_id: target.release_id.clone(),
+                        target_group: idle.to_owned(),
+                        container_name: o.container_name.clone(),
+                        container_port: o.container_port,
+                        launch_type: o.launch_type.clone(),
+                        subnets: o.subnets.clone(),
+                        security_groups: o.security_groups.clone(),
+                        assign_public_ip: false,
+                    },
+                )
+                .await
+                .map_err(&aws)?;
+                info!(task_set = %created.arn, target_group = %idle, task_definition = %o.task_definition, outcome = "task_set_created", "green task set created");
+                Ok(GreenApplied::Changed)
+            }
+            GreenStep::ScaleUp { green } => {
+                shipgate::aws::ecs::scale_task_set(
+                    &clients.ecs,
+                    &o.cluster,
+                    &o.service,
+                    &green.arn,
+                    100.0,
+                )
+                .await
+                .map_err(&aws)?;
+                info!(task_set = %green.arn, from = green.scale_percent, outcome = "task_set_scaled_up", "green task set scaled back to 100%");
+                Ok(GreenApplied::Changed)
+            }
+            GreenStep::PointTestListener => {
+                shipgate::aws::elbv2::forward_to(&clients.elb, &o.test_listener, idle)
+                    .await
+                    .map_err(&aws)?;
+                info!(listener = %o.test_listener, target_group = %idle, outcome = "test_listener_pointed", "test listener forwards to green");
+                Ok(GreenApplied::Changed)
+            }
+            GreenStep::Wait { green } => {
+                info!(task_set = %green.arn, steady = green.steady, running = green.running_count, desired = green.computed_desired_count, pending = green.pending_count, outcome = "continue", "green task set starting");
+                Ok(GreenApplied::Settled(Placed::Wait))
+            }
+            GreenStep::TimedOut { green, waited_ms } => {
+                Ok(GreenApplied::Settled(Placed::Fail(format!(
+                    "{}: the new version's task set {} ({}) is not steady {} after its last \
+                     change (SHIPGATE_TASK_SET_TIMEOUT_SECONDS): {} of {} tasks running, {} \
+                     pending; look at service {}'s events in account {} (image, health \
+                     check, capacity), then retry the stage",
+                    target.environment,
+                    green.arn,
+                    green.task_definition,
+                    minutes(waited_ms / 1000),
+                    green.running_count,
+                    green.computed_desired_count,
+                    green.pending_count,
+                    o.service,
+                    target.account_id
+                ))))
+            }
+            GreenStep::Refuse { reason } => Ok(GreenApplied::Settled(Placed::Fail(format!(
+                "{}: service {}: {reason}",
+                target.environment, o.service
+            )))),
+            GreenStep::AlreadyLive { green } => {
+                let facts = GreenFacts {
+                    green: &green.arn,
+                    green_target_group: live,
+                    blue: None,
+                    live_target_group: live,
+                    already_live: true,
+                };
+                self.record_green(target, o, facts, now_ms).await?;
+                info!(task_set = %green.arn, target_group = %live, outcome = "already_live", "the release's task set is live already");
+                Ok(GreenApplied::Settled(Placed::Ready {
+                    summary: format!(
+                        "task set {} of this release serves the live target group already",
+                        green.id
+                    ),
+                    variables: green_variables(&green.arn, None),
+                }))
+            }
+            GreenStep::Ready { green, blue, stale } => {
+                for leftover in &stale {
+                    // Task sets of rolled-back releases, carrying no tasks: not worth failing a
+                    // deployment over.
+                    match shipgate::aws::ecs::delete_task_set(
+                        &clients.ecs,
+                        &o.cluster,
+                        &o.service,
+                        &leftover.arn,
+                    )
+                    .await
+                    {
+                        Ok(_) => {
+                            info!(task_set = %leftover.arn, outcome = "stale_task_set_deleted", "leftover task set deleted");
+                        }
+                        Err(e) => {
+                            warn!(task_set = %leftover.arn, error = %e, "could not delete a leftover task set");
+                        }
+                    }
+                }
+                let blue_arn = blue.as_ref().map(|b| b.arn.as_str());
+                let facts = GreenFacts {
+                    green: &green.arn,
+                    green_target_group: idle,
+                    blue: blue_arn,
+                    live_target_group: live,
+                    already_live: false,
+                };
+                self.record_green(target, o, facts, now_ms).await?;
+                info!(task_set = %green.arn, blue = blue_arn.unwrap_or("-"), target_group = %idle, running = green.running_count, outcome = "green_ready", "green task set steady; test listener on it");
+                Ok(GreenApplied::Settled(Placed::Ready {
+                    summary: format!(
+                        "green task set {} steady ({} tasks) behind {}, test listener on it",
+                        green.id,
+                        green.running_count,
+                        short_name(idle)
+                    ),
+                    variables: green_variables(&green.arn, blue_arn),
+                }))
+            }
+        }
     }
 
     /// Hands green and blue over to the traffic action (see [`PreparedGreen`]).
@@ -531,38 +545,15 @@ impl DeployFunction {
         }
     }
 
-    /// The environment account's SDK configuration, credentials fetched now so that a refused
-    /// `AssumeRole` is reported as such.
+    /// The environment account's SDK configuration, as the deploy role.
     async fn assume(&self, target: &Target) -> Result<SdkConfig, DeployError> {
-        let assumed = shipgate::aws::assume_role(
-            &self.sdk,
-            &target.role_arn,
-            &session_name(&target.release_id),
-        )
-        .await;
-        let fail = |source: AwsError| DeployError::AssumeRole {
-            role_arn: target.role_arn.clone(),
-            environment: target.environment.clone(),
-            source: Box::new(source),
-        };
-        let provider = assumed.credentials_provider().ok_or_else(|| {
-            fail(AwsError {
-                service: "STS",
-                operation: "AssumeRole",
-                code: None,
-                message: "no credentials provider was configured".into(),
-                retryable: false,
-                source: "no credentials provider".into(),
-            })
-        })?;
-        let credentials = provider
-            .provide_credentials()
+        self.sessions
+            .config(&target.role_arn, &target.release_id)
             .await
-            .map_err(|e| fail(error::assume_role_error(e)))?;
-        Ok(assumed
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build())
+            .map_err(|source| DeployError::AssumeRole {
+                environment: target.environment.clone(),
+                source,
+            })
     }
 }
 
@@ -575,12 +566,33 @@ struct GreenFacts<'a> {
     already_live: bool,
 }
 
+/// The environment account's clients that place green.
+struct GreenClients {
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+/// The production listener's target groups: the one with traffic, the one green goes behind.
+#[derive(Clone, Copy)]
+struct TargetGroups<'a> {
+    live: &'a str,
+    idle: &'a str,
+}
+
+/// What one step of placing green did.
+enum GreenApplied {
+    /// Something changed: look again.
+    Changed,
+    /// Where placing green stands for this invocation.
+    Settled(Placed),
+}
+
 /// Where placing green stands after one invocation.
 enum Placed {
     /// Steady behind the idle target group, the test listener on it (or live already).
     Ready {
         summary: String,
-        variables: std::collections::BTreeMap<String, String>,
+        variables: BTreeMap<String, String>,
     },
     /// Still starting: a continuation.
     Wait,
@@ -590,8 +602,8 @@ enum Placed {
 
 /// `GreenTaskSet` and `BlueTaskSet` (empty for a service's first release): for the pipeline's
 /// later actions and for people.
-fn green_variables(green: &str, blue: Option<&str>) -> std::collections::BTreeMap<String, String> {
-    std::collections::BTreeMap::from([
+fn green_variables(green: &str, blue: Option<&str>) -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("GreenTaskSet".to_owned(), green.to_owned()),
         (
             "BlueTaskSet".to_owned(),
@@ -607,13 +619,28 @@ fn short_name(arn: &str) -> &str {
 
 fn cloudformation_error(target: &Target, stack: &str) -> impl Fn(AwsError) -> DeployError {
     let environment = target.environment.clone();
-    let role_arn = target.role_arn.clone();
-    let stack = stack.to_owned();
-    move |source| DeployError::CloudFormation {
-        environment: environment.clone(),
-        stack: stack.clone(),
-        role_arn: role_arn.clone(),
-        source: Box::new(source),
+    let role_arn = target.role_arn.to_string();
+    let context = format!(" for stack {stack}");
+    move |source| {
+        DeployError::CloudFormation(RoleCallError::new(
+            &environment,
+            &role_arn,
+            &context,
+            source,
+        ))
+    }
+}
+
+fn green_error(target: &Target) -> impl Fn(AwsError) -> DeployError {
+    let environment = target.environment.clone();
+    let role_arn = target.role_arn.to_string();
+    move |source| {
+        DeployError::Green(RoleCallError::new(
+            &environment,
+            &role_arn,
+            " (placing the new version's task set)",
+            source,
+        ))
     }
 }
 
@@ -656,14 +683,6 @@ fn execution_status_name(status: Option<&ExecutionStatus>) -> String {
         Some(ExecutionStatus::Obsolete) => "OBSOLETE".into(),
         Some(ExecutionStatus::Other(s)) if !s.is_empty() => s.clone(),
         _ => "without an execution status".into(),
-    }
-}
-
-fn failed(e: &DeployError) -> Outcome {
-    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "deploy action failed");
-    Outcome::Failed {
-        kind: e.failure_kind(),
-        message: e.to_string(),
     }
 }
 

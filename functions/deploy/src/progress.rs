@@ -9,18 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use shipgate::aws::cloudformation::{StackEvent, StackOutput};
-
-/// What one invocation leaves to the next in CodePipeline's continuation token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Progress {
-    /// When the job's first invocation started (epoch seconds): the wait is bounded from it.
-    pub since: i64,
-    /// Invocations so far, for logs.
-    pub polls: u32,
-}
+use shipgate::job::minutes;
 
 /// The prefix of the stack outputs that become the action's output variables: the convention
 /// the traffic and checks actions rely on (`ShipgateTestEndpoint`, `ShipgateLambdaAlias`, …).
@@ -105,7 +95,7 @@ impl StackView {
 
 /// What the action answers, all stacks considered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Settlement {
     /// Every stack settled: succeed with this summary and these output variables.
     Done {
         summary: String,
@@ -257,14 +247,14 @@ pub fn decide(
     stacks: &[StackView],
     waited: i64,
     timeout: u64,
-) -> Verdict {
+) -> Settlement {
     let failures: Vec<String> = stacks
         .iter()
         .filter(|s| s.phase() == Phase::Failed)
         .map(|s| failure_message(environment, account, s))
         .collect();
     if !failures.is_empty() {
-        return Verdict::Fail {
+        return Settlement::Fail {
             message: failures.join(" | "),
         };
     }
@@ -275,7 +265,7 @@ pub fn decide(
         .collect();
     if !pending.is_empty() {
         if out_of_time(waited, timeout) {
-            return Verdict::Fail {
+            return Settlement::Fail {
                 message: format!(
                     "{environment} (account {account}): the stacks have not settled after {} \
                      (SHIPGATE_DEPLOY_TIMEOUT_SECONDS): {}. CloudFormation carries on; look at \
@@ -286,14 +276,14 @@ pub fn decide(
                 ),
             };
         }
-        return Verdict::Wait;
+        return Settlement::Wait;
     }
     match merge_outputs(environment, stacks) {
-        Ok(outputs) => Verdict::Done {
+        Ok(outputs) => Settlement::Done {
             summary: summary_line(environment, stacks),
             variables: output_variables(stacks, outputs),
         },
-        Err(message) => Verdict::Fail { message },
+        Err(message) => Settlement::Fail { message },
     }
 }
 
@@ -349,18 +339,8 @@ pub fn out_of_time(waited: i64, timeout: u64) -> bool {
     waited >= 0 && waited.unsigned_abs() >= timeout
 }
 
-/// "12 min", "45 s".
-pub fn minutes(seconds: i64) -> String {
-    if seconds >= 120 {
-        format!("{} min", seconds / 60)
-    } else {
-        format!("{} s", seconds.max(0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use shipgate::job::MAX_CONTINUATION_TOKEN_CHARS;
 
     use super::*;
 
@@ -566,7 +546,7 @@ mod tests {
         service.outputs = vec![output("ShipgateTestEndpoint", "http://alb.example:9000")];
         let db = view("orders-int-db", false, "UPDATE_ROLLBACK_COMPLETE");
 
-        let Verdict::Done { summary, variables } =
+        let Settlement::Done { summary, variables } =
             decide("int", "222222222222", &[service, db], 3, 3600)
         else {
             panic!("done");
@@ -590,13 +570,14 @@ mod tests {
         ];
         assert_eq!(
             decide("int", "222222222222", &stacks, 0, 3600),
-            Verdict::Wait
+            Settlement::Wait
         );
         assert_eq!(
             decide("int", "222222222222", &stacks, -4, 3600),
-            Verdict::Wait
+            Settlement::Wait
         );
-        let Verdict::Fail { message } = decide("int", "222222222222", &stacks, 3600, 3600) else {
+        let Settlement::Fail { message } = decide("int", "222222222222", &stacks, 3600, 3600)
+        else {
             panic!("fails at the bound");
         };
         assert!(message.contains("after 60 min"), "{message}");
@@ -616,23 +597,12 @@ mod tests {
             view("orders-int-service", true, "UPDATE_IN_PROGRESS"),
             view("orders-int-db", true, "UPDATE_ROLLBACK_IN_PROGRESS"),
         ];
-        let Verdict::Fail { message } = decide("int", "222222222222", &stacks, 0, 3600) else {
+        let Settlement::Fail { message } = decide("int", "222222222222", &stacks, 0, 3600) else {
             panic!("fails");
         };
         assert!(
             message.contains("stack orders-int-db is UPDATE_ROLLBACK_IN_PROGRESS"),
             "{message}"
         );
-    }
-
-    #[test]
-    fn the_continuation_token_is_small_and_refuses_foreign_state() {
-        let token = serde_json::to_string(&Progress {
-            since: i64::MAX,
-            polls: u32::MAX,
-        })
-        .expect("serialises");
-        assert!(token.len() < 64 && token.len() < MAX_CONTINUATION_TOKEN_CHARS);
-        assert!(serde_json::from_str::<Progress>(r#"{"since":1,"polls":0,"x":1}"#).is_err());
     }
 }

@@ -1,32 +1,6 @@
-//! The mailer Lambda function: config and clients once, then the handler per SNS event.
-
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use shipgate::config::Env;
-use shipgate_mailer::{Mailer, MailerConfig, MailerError};
-
-#[derive(Debug)]
-struct Failure(MailerError);
-
-impl From<Failure> for Diagnostic {
-    fn from(f: Failure) -> Self {
-        Diagnostic {
-            error_type: f.0.error_type().to_owned(),
-            error_message: f.0.to_string(),
-        }
-    }
-}
+//! The mailer Lambda function.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shipgate::telemetry::init();
-    let config = MailerConfig::from_env(&Env::from_process())?;
-    let sdk = shipgate::aws::load_sdk_config().await;
-    let mailer = Mailer::new(config, &sdk);
-    let mailer = &mailer;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            mailer.handle(event.payload).await.map_err(Failure)
-        },
-    ))
-    .await
+    shipgate::lambda::serve::<shipgate_mailer::Mailer>().await
 }

@@ -1,35 +1,15 @@
 //! Why the promote action fails: each variant's message is what the operator reads in the
 //! pipeline (PutJobFailureResult), so it says what happened, where, and what to do.
 
-use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use shipgate::aws::codepipeline::JobFailureKind;
-use shipgate::error::AwsError;
-use shipgate::job::JobEventError;
+use shipgate::aws::sts::AssumeRoleError;
+use shipgate::error::{AwsError, code_and_message};
+use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::registry::{CopyError, DigestError, RegistryError};
 use shipgate::store::StoreError;
-
-use crate::parameters::ParameterError;
 
 /// A failure of the promote action.
 #[derive(Debug, thiserror::Error)]
 pub enum PromoteError {
-    /// The invocation is not a CodePipeline job: there is no job to fail.
-    #[error("the event is not a CodePipeline job: {0}")]
-    Event(#[source] JobEventError),
-    #[error(
-        "{0}: the action's UserParameters must be JSON with releaseId, executionId, \
-         from {{environment, roleArn?}} and to {{environment, roleArn}}"
-    )]
-    UserParameters(#[source] JobEventError),
-    #[error("the action's UserParameters cannot be used: {0}")]
-    Parameters(#[from] ParameterError),
-    #[error("{0}: this invocation cannot resume the action; retry the stage")]
-    Continuation(#[source] JobEventError),
     #[error(
         "release {release_id} is not in the release table: only a release intake accepted is \
          promoted (is releaseId the pipeline's ReleaseId variable?)"
@@ -64,15 +44,11 @@ pub enum PromoteError {
         #[source]
         source: DigestError,
     },
-    #[error(
-        "could not assume {role_arn} in {environment}: {}{}",
-        words(.source),
-        assume_hint(.source)
-    )]
+    #[error("{environment}: {source}")]
     AssumeRole {
-        role_arn: String,
         environment: String,
-        source: Box<AwsError>,
+        #[source]
+        source: AssumeRoleError,
     },
     #[error(
         "{environment}: the ECR registry could not be reached: {source}{}",
@@ -104,8 +80,6 @@ pub enum PromoteError {
     },
     #[error("the release table could not be used: {0}")]
     Store(#[source] Box<StoreError>),
-    #[error("CodePipeline could not be told the job's result: {0}")]
-    Answer(#[source] Box<AwsError>),
 }
 
 impl From<StoreError> for PromoteError {
@@ -114,13 +88,10 @@ impl From<StoreError> for PromoteError {
     }
 }
 
-impl PromoteError {
-    /// A stable name for the runtime's error report and for metrics.
-    pub fn error_type(&self) -> &'static str {
+impl ActionError for PromoteError {
+    /// A stable name for logs and metrics.
+    fn error_type(&self) -> &'static str {
         match self {
-            PromoteError::Event(_) => "MalformedEvent",
-            PromoteError::UserParameters(_) | PromoteError::Parameters(_) => "InvalidParameters",
-            PromoteError::Continuation(_) => "InvalidContinuation",
             PromoteError::ReleaseNotFound { .. } => "ReleaseNotFound",
             PromoteError::ReleaseNotAccepted { .. } => "ReleaseNotAccepted",
             PromoteError::ManifestMissing { .. } | PromoteError::ManifestUnreadable { .. } => {
@@ -139,17 +110,15 @@ impl PromoteError {
                 _ => "CopyFailed",
             },
             PromoteError::Store(_) => "StoreError",
-            PromoteError::Answer(_) => "CodePipelineError",
         }
     }
 
     /// Throttling, timeouts and 5xx: the next invocation may succeed, so the action tries
     /// again (within its bound) instead of failing.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
-            PromoteError::AssumeRole { source, .. } | PromoteError::Repository { source, .. } => {
-                source.retryable
-            }
+            PromoteError::AssumeRole { source, .. } => source.is_retryable(),
+            PromoteError::Repository { source, .. } => source.retryable,
             PromoteError::Registry { source, .. } => source.is_retryable(),
             PromoteError::Copy { source, .. } => source.is_retryable(),
             PromoteError::Store(e) => e.is_retryable(),
@@ -158,14 +127,12 @@ impl PromoteError {
     }
 
     /// How CodePipeline classifies the failure.
-    pub fn failure_kind(&self) -> JobFailureKind {
+    fn failure_kind(&self) -> JobFailureKind {
         match self {
-            PromoteError::UserParameters(_) | PromoteError::Parameters(_) => {
-                JobFailureKind::ConfigurationError
+            PromoteError::AssumeRole { source, .. } if source.is_access_denied() => {
+                JobFailureKind::PermissionError
             }
-            PromoteError::AssumeRole { source, .. } | PromoteError::Repository { source, .. }
-                if is_access_denied(source) =>
-            {
+            PromoteError::Repository { source, .. } if source.is_access_denied() => {
                 JobFailureKind::PermissionError
             }
             PromoteError::Registry { source, .. }
@@ -186,40 +153,6 @@ fn copy_unauthorized(e: &CopyError) -> bool {
         if matches!(source.as_ref(), RegistryError::Unauthorized { .. }))
 }
 
-fn is_access_denied(e: &AwsError) -> bool {
-    e.code.as_deref().is_some_and(|c| {
-        c.starts_with("AccessDenied") || c == "UnauthorizedOperation" || c == "AuthorizationError"
-    })
-}
-
-/// "STS AssumeRole failed: AccessDenied: User … is not authorized …"
-fn words(e: &AwsError) -> String {
-    format!(
-        "{} {} failed: {}",
-        e.service,
-        e.operation,
-        code_and_message(e)
-    )
-}
-
-fn code_and_message(e: &AwsError) -> String {
-    match &e.code {
-        Some(code) => format!("{code}: {}", e.message),
-        None => e.message.clone(),
-    }
-}
-
-fn assume_hint(e: &AwsError) -> &'static str {
-    if is_access_denied(e) {
-        ": check that the role exists and that its trust policy names the tooling account (the \
-         role this function runs as)"
-    } else if e.retryable {
-        " (temporary: the action tries again)"
-    } else {
-        ""
-    }
-}
-
 fn registry_hint(e: &RegistryError) -> &'static str {
     match e {
         RegistryError::Unauthorized { .. } | RegistryError::Ecr { .. } => {
@@ -232,7 +165,7 @@ fn registry_hint(e: &RegistryError) -> &'static str {
 }
 
 fn repository_hint(e: &AwsError) -> &'static str {
-    if is_access_denied(e) {
+    if e.is_access_denied() {
         ": check that the role allows ecr:DescribeRepositories and ecr:CreateRepository"
     } else if e.retryable {
         " (temporary: the action tries again)"
@@ -261,48 +194,6 @@ fn copy_hint(e: &CopyError) -> &'static str {
         }
         e if e.is_retryable() => " (temporary: the action tries again)",
         _ => "",
-    }
-}
-
-/// The STS error behind a failed `AssumeRole` credentials request, as an [`AwsError`]: its
-/// code and message, and whether another try may succeed. Credentials are resolved eagerly so
-/// that a refusal is this error, not a transport failure on the first ECR call.
-pub(crate) fn assume_role_error(err: CredentialsError) -> AwsError {
-    let sdk = std::error::Error::source(&err)
-        .and_then(|s| s.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>());
-    let (code, message, retryable) = match sdk {
-        Some(e) => {
-            let code = e.code().map(str::to_owned);
-            let retryable = match e {
-                SdkError::ServiceError(context) => {
-                    context.raw().status().is_server_error()
-                        || code
-                            .as_deref()
-                            .is_some_and(|c| c.contains("Throttl") || c == "RequestLimitExceeded")
-                }
-                SdkError::ConstructionFailure(_) => false,
-                // Timeouts, connection and response failures.
-                _ => true,
-            };
-            let message = e
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| DisplayErrorContext(e).to_string());
-            (code, message, retryable)
-        }
-        None => (
-            None,
-            DisplayErrorContext(&err).to_string(),
-            matches!(err, CredentialsError::ProviderTimedOut(_)),
-        ),
-    };
-    AwsError {
-        service: "STS",
-        operation: "AssumeRole",
-        code,
-        message,
-        retryable,
-        source: Box::new(err),
     }
 }
 

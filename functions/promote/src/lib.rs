@@ -25,19 +25,19 @@ mod report;
 
 pub use config::PromoteConfig;
 pub use error::PromoteError;
-pub use parameters::{
-    ActionParameters, ParameterError, Side, SideParameters, Target, account_of_role, session_name,
-};
-pub use report::{Progress, mib, out_of_time, output_variables, promoted_image, summary_line};
+pub use parameters::{ActionParameters, Side, SideParameters, Target};
+pub use report::{mib, output_variables, promoted_image, summary_line};
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use shipgate::aws::sts::Sessions;
+use shipgate::config::{ConfigError, Env};
 use shipgate::error::AwsError;
 use shipgate::http_client::HttpClientOnFirstUse;
-use shipgate::job::{Answer, Job, Outcome};
+use shipgate::job::{ActionError, Call, JobAction, ParameterError, RetryLimit, Scope, Verdict};
+use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::registry::{
     CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, RegistryError,
@@ -50,16 +50,16 @@ use shipgate::store::{
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 /// The clients the action uses, built once per process. The environment accounts' clients are
 /// built per invocation, from the roles its parameters name.
 #[derive(Debug, Clone)]
 pub struct PromoteFunction {
     pub config: PromoteConfig,
-    /// The function's own SDK configuration (tooling account): the base for assuming roles,
-    /// and the source side when `from` names no role.
-    pub sdk: SdkConfig,
+    /// The environment accounts' roles, assumed from the function's own (tooling) account,
+    /// which is the source side when `from` names no role.
+    pub sessions: Sessions,
     pub store: Store,
     pub codepipeline: aws_sdk_codepipeline::Client,
     /// One HTTP client for every registry, built by the first promotion.
@@ -73,11 +73,83 @@ struct Endpoint {
     registry: Registry,
 }
 
-/// How far an invocation got.
-enum Step {
-    Done(Outcome),
-    /// The budget ran out between blobs: continue in the next invocation.
-    Paused,
+/// What to do with one image of the release, given what earlier invocations of the job did.
+enum ImagePlan<'a> {
+    /// Copied completely by an earlier invocation: reported as it was.
+    Done(&'a PromotedImage),
+    /// To copy, carrying what an earlier invocation copied of it (its blobs now look "already
+    /// there", and still count as this promotion's).
+    Copy { carried: Option<&'a PromotedImage> },
+}
+
+/// Decides, per image, whether an earlier invocation of this job finished it (pure).
+fn plan_image<'a>(earlier: &'a [PromotedImage], name: &str, digest: &Digest) -> ImagePlan<'a> {
+    let same = |p: &&PromotedImage| p.name == name && p.digest == *digest;
+    match earlier.iter().filter(same).find(|p| p.complete) {
+        Some(done) => ImagePlan::Done(done),
+        None => ImagePlan::Copy {
+            carried: earlier.iter().filter(same).find(|p| !p.complete),
+        },
+    }
+}
+
+impl Function for PromoteFunction {
+    type Config = PromoteConfig;
+
+    fn configure(env: &Env) -> Result<PromoteConfig, ConfigError> {
+        PromoteConfig::from_env(env)
+    }
+
+    fn build(config: PromoteConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
+        Ok(Self::new(config, sdk))
+    }
+}
+
+impl JobAction for PromoteFunction {
+    const NAME: &'static str = "promote";
+    const PARAMETERS: &'static str = "releaseId, executionId, from {environment, roleArn?} and \
+                                      to {environment, roleArn}";
+    type Parameters = ActionParameters;
+    type Target = Target;
+    /// The images done so far are in the promotion item: nothing to carry.
+    type State = ();
+    type Error = PromoteError;
+
+    fn target(&self, parameters: ActionParameters) -> Result<Target, ParameterError> {
+        parameters.target()
+    }
+
+    fn scope(target: &Target) -> Scope<'_> {
+        Scope {
+            release_id: &target.release_id,
+            execution_id: &target.execution_id,
+            environment: &target.to.environment,
+        }
+    }
+
+    fn retry_limit(&self) -> RetryLimit {
+        RetryLimit {
+            seconds: self.config.timeout_seconds,
+            variable: "SHIPGATE_PROMOTE_TIMEOUT_SECONDS",
+        }
+    }
+
+    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
+        &self.codepipeline
+    }
+
+    async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, PromoteError> {
+        let started = Instant::now();
+        let verdict = self.promote(&call, started).await?;
+        if matches!(verdict, Verdict::Continue(())) {
+            info!(
+                invocation = call.invocation,
+                outcome = "continue",
+                "budget spent: the promotion continues in the next invocation"
+            );
+        }
+        Ok(verdict)
+    }
 }
 
 impl PromoteFunction {
@@ -87,105 +159,20 @@ impl PromoteFunction {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             http: HttpClientOnFirstUse::with_defaults(),
-            sdk: sdk.clone(),
+            sessions: Sessions::new(sdk, "promote"),
             config,
         }
-    }
-
-    /// Handles one `CodePipeline.job` event and answers the job (success, continuation or
-    /// failure). `Err` only when there is no job to answer or CodePipeline could not be told.
-    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, PromoteError> {
-        let job = Job::from_event(event).map_err(PromoteError::Event)?;
-        let outcome = self.run(&job).await;
-        shipgate::job::answer(&self.codepipeline, &job, Ok::<_, PromoteError>(outcome))
-            .await
-            .map_err(|e| PromoteError::Answer(Box::new(e)))
-    }
-
-    /// Does the job's work and decides its outcome; every failure becomes `Outcome::Failed`
-    /// with a message for the operator.
-    pub async fn run(&self, job: &Job) -> Outcome {
-        let started = Instant::now();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let target = match job
-            .parameters::<ActionParameters>()
-            .map_err(PromoteError::UserParameters)
-            .and_then(|p| p.target().map_err(PromoteError::from))
-        {
-            Ok(target) => target,
-            Err(e) => return failed(&e),
-        };
-        let progress = match job.continuation::<Progress>() {
-            Ok(progress) => progress,
-            Err(e) => return failed(&PromoteError::Continuation(e)),
-        };
-        let span = info_span!(
-            "promote",
-            release_id = %target.release_id,
-            execution_id = %target.execution_id,
-            env = %target.to.environment,
-            from = %target.from.environment,
-            to = %target.to.environment,
-            job_id = %job.id,
-        );
-        self.run_for(job, &target, progress, now, started)
-            .instrument(span)
-            .await
-    }
-
-    async fn run_for(
-        &self,
-        job: &Job,
-        target: &Target,
-        progress: Option<Progress>,
-        now: i64,
-        started: Instant,
-    ) -> Outcome {
-        let since = progress.map_or(now, |p| p.since);
-        let invocations = progress.map_or(0, |p| p.invocations) + 1;
-        let next = Progress { since, invocations };
-        let waited = now - since;
-        let e = match self
-            .promote(job, target, progress.is_some(), invocations, started)
-            .await
-        {
-            Ok(Step::Done(outcome)) => return outcome,
-            Ok(Step::Paused) => {
-                info!(
-                    invocations,
-                    outcome = "continue",
-                    "budget spent: the promotion continues in the next invocation"
-                );
-                return Outcome::continue_with(&next);
-            }
-            Err(e) => e,
-        };
-        if !e.is_retryable() {
-            return failed(&e);
-        }
-        let timeout = self.config.timeout_seconds;
-        if !out_of_time(waited, timeout) {
-            warn!(invocations, waited, error = %e, error_type = e.error_type(), outcome = "continue", "temporary failure; trying again on the next invocation");
-            return Outcome::continue_with(&next);
-        }
-        let message = format!(
-            "{} → {}: gave up after {waited} s (SHIPGATE_PROMOTE_TIMEOUT_SECONDS) of temporary \
-             failures; the last: {e}",
-            target.from.environment, target.to.environment
-        );
-        warn!(invocations, waited, error_type = e.error_type(), outcome = "failed", reason = %message, "gave up");
-        Outcome::failed(message)
     }
 
     /// Promotes every image of the release, or as many as the budget allows.
     async fn promote(
         &self,
-        job: &Job,
-        target: &Target,
-        continuing: bool,
-        invocations: u32,
+        call: &Call<'_, Target, ()>,
         started: Instant,
-    ) -> Result<Step, PromoteError> {
+    ) -> Result<Verdict<()>, PromoteError> {
+        let (job, target) = (call.job, call.target);
+        let continuing = !call.is_first();
+        let invocations = call.invocation;
         let record = self
             .store
             .get_release(&target.release_id)
@@ -240,12 +227,13 @@ impl PromoteFunction {
                         digest: image.digest.clone(),
                         source,
                     })?;
-            let same = |p: &&PromotedImage| p.name == image.name && p.digest == digest;
-            if let Some(done) = earlier.iter().filter(same).find(|p| p.complete) {
-                promotion.images.push(done.clone());
-                continue;
-            }
-            let carried = earlier.iter().filter(same).find(|p| !p.complete);
+            let carried = match plan_image(earlier, &image.name, &digest) {
+                ImagePlan::Done(done) => {
+                    promotion.images.push(done.clone());
+                    continue;
+                }
+                ImagePlan::Copy { carried } => carried,
+            };
 
             let repository = match repositories.get(&image.repository) {
                 Some(r) => r.clone(),
@@ -301,7 +289,7 @@ impl PromoteFunction {
             if report.state == CopyState::Paused {
                 promotion.updated_at = rfc3339_now();
                 self.store.put_promotion(&promotion).await?;
-                return Ok(Step::Paused);
+                return Ok(Verdict::Continue(()));
             }
             info!(
                 image = %image.name,
@@ -334,10 +322,10 @@ impl PromoteFunction {
             .property("from", from.environment.as_str())
             .property("images", promotion.images.len())
             .emit();
-        Ok(Step::Done(Outcome::Done {
+        Ok(Verdict::Done {
             output_variables: output_variables(to.registry.host(), &promotion.images),
             summary,
-        }))
+        })
     }
 
     /// Credentials, ECR client and registry client for one side.
@@ -347,8 +335,16 @@ impl PromoteFunction {
         release_id: &str,
     ) -> Result<Endpoint, PromoteError> {
         let sdk = match &side.role_arn {
-            Some(role_arn) => self.assume(role_arn, &side.environment, release_id).await?,
-            None => self.sdk.clone(),
+            Some(role_arn) => {
+                self.sessions
+                    .config(role_arn, release_id)
+                    .await
+                    .map_err(|source| PromoteError::AssumeRole {
+                        environment: side.environment.clone(),
+                        source,
+                    })?
+            }
+            None => self.sessions.base().clone(),
         };
         let ecr = aws_sdk_ecr::Client::new(&sdk);
         let registry = match self.http.get() {
@@ -365,42 +361,6 @@ impl PromoteFunction {
             ecr,
             registry,
         })
-    }
-
-    /// The environment account's SDK configuration. Credentials are fetched now, once, so that
-    /// a refused `AssumeRole` is reported as such (lazily, it would surface as a transport
-    /// failure of the first ECR call).
-    async fn assume(
-        &self,
-        role_arn: &str,
-        environment: &str,
-        release_id: &str,
-    ) -> Result<SdkConfig, PromoteError> {
-        let assumed =
-            shipgate::aws::assume_role(&self.sdk, role_arn, &session_name(release_id)).await;
-        let fail = |source: AwsError| PromoteError::AssumeRole {
-            role_arn: role_arn.to_owned(),
-            environment: environment.to_owned(),
-            source: Box::new(source),
-        };
-        let provider = assumed.credentials_provider().ok_or_else(|| {
-            fail(AwsError {
-                service: "STS",
-                operation: "AssumeRole",
-                code: None,
-                message: "no credentials provider was configured".into(),
-                retryable: false,
-                source: "no credentials provider".into(),
-            })
-        })?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| fail(error::assume_role_error(e)))?;
-        Ok(assumed
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build())
     }
 
     /// The target repository as it is, or created with the source repository's settings.
@@ -505,14 +465,6 @@ fn rfc3339_now() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
-}
-
-fn failed(e: &PromoteError) -> Outcome {
-    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "promote action failed");
-    Outcome::Failed {
-        kind: e.failure_kind(),
-        message: e.to_string(),
-    }
 }
 
 #[cfg(test)]

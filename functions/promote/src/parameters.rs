@@ -5,6 +5,9 @@
 //! otherwise found only as a confusing AWS error later.
 
 use serde::Deserialize;
+use shipgate::aws::sts::RoleArn;
+use shipgate::job::ParameterError;
+use shipgate::job::parameters as fields;
 
 /// `UserParameters`, as the pipeline template writes them:
 /// `{"releaseId": "...", "executionId": "...", "from": {"environment": "int", "roleArn": "..."},
@@ -38,7 +41,7 @@ pub struct SideParameters {
 pub struct Side {
     pub environment: String,
     /// `None`: the function's own credentials.
-    pub role_arn: Option<String>,
+    pub role_arn: Option<RoleArn>,
     /// The account of `role_arn`, when there is one.
     pub account_id: Option<String>,
 }
@@ -52,40 +55,22 @@ pub struct Target {
     pub to: Side,
 }
 
-/// A parameter that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParameterError {
-    #[error("`{field}` is missing or empty")]
-    Empty { field: &'static str },
-    #[error(
-        "`{field}` is {value:?}: a CodePipeline variable was not resolved (is it declared by the \
-         pipeline and set when the execution starts?)"
-    )]
-    Unresolved { field: &'static str, value: String },
-    #[error("`{field}` is {value:?}: {reason}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-    #[error("`from` and `to` are both {0}: a promotion goes from one environment to another")]
-    SameEnvironment(String),
-}
-
-const MAX_ID_CHARS: usize = 128;
-/// STS's limit on a role session name.
-const MAX_SESSION_NAME_CHARS: usize = 64;
-
 impl ActionParameters {
     pub fn target(&self) -> Result<Target, ParameterError> {
         let from = side("from.environment", "from.roleArn", &self.from, false)?;
         let to = side("to.environment", "to.roleArn", &self.to, true)?;
         if from.environment == to.environment {
-            return Err(ParameterError::SameEnvironment(from.environment));
+            return Err(ParameterError::Inconsistent(
+                format!(
+                    "`from` and `to` are both {}: a promotion goes from one environment to another",
+                    from.environment
+                )
+                .into(),
+            ));
         }
         Ok(Target {
-            release_id: id("releaseId", &self.release_id)?.to_owned(),
-            execution_id: id("executionId", &self.execution_id)?.to_owned(),
+            release_id: fields::id("releaseId", &self.release_id)?.to_owned(),
+            execution_id: fields::id("executionId", &self.execution_id)?.to_owned(),
             from,
             to,
         })
@@ -98,101 +83,22 @@ fn side(
     p: &SideParameters,
     role_required: bool,
 ) -> Result<Side, ParameterError> {
-    let environment = checked(env_field, &p.environment)?;
-    if environment.len() > 32
-        || !environment.starts_with(|c: char| c.is_ascii_lowercase())
-        || !environment
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(ParameterError::Invalid {
-            field: env_field,
-            value: environment.to_owned(),
-            reason: "an environment is a short lowercase name such as int, stg or prod",
-        });
-    }
-    let role_arn = match p.role_arn.as_deref().map(str::trim) {
-        Some(role) if !role.is_empty() => Some(checked(role_field, role)?.to_owned()),
-        _ if role_required => return Err(ParameterError::Empty { field: role_field }),
-        _ => None,
-    };
-    let account_id = match &role_arn {
-        Some(role) => Some(
-            account_of_role(role).ok_or_else(|| ParameterError::Invalid {
+    let environment = fields::environment(env_field, &p.environment)?.to_owned();
+    let role_arn = match fields::optional(role_field, p.role_arn.as_deref())? {
+        Some(role) => Some(fields::role(role_field, role)?),
+        None if role_required => {
+            return Err(ParameterError::Empty {
                 field: role_field,
-                value: role.clone(),
-                reason: "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
-            })?,
-        ),
+                hint: "",
+            });
+        }
         None => None,
     };
     Ok(Side {
-        environment: environment.to_owned(),
+        environment,
+        account_id: role_arn.as_ref().map(|r| r.account().to_owned()),
         role_arn,
-        account_id,
     })
-}
-
-fn checked<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(ParameterError::Empty { field });
-    }
-    if value.contains("#{") {
-        return Err(ParameterError::Unresolved {
-            field,
-            value: value.to_owned(),
-        });
-    }
-    Ok(value)
-}
-
-fn id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = checked(field, value)?;
-    if value.chars().count() > MAX_ID_CHARS
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(ParameterError::Invalid {
-            field,
-            value: value.to_owned(),
-            reason: "an id is at most 128 letters, digits, '-', '_' or '.'",
-        });
-    }
-    Ok(value)
-}
-
-/// The account of an IAM role ARN (`arn:<partition>:iam::<account>:role/<path/name>`).
-pub fn account_of_role(arn: &str) -> Option<String> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    let valid = partition.starts_with("aws")
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && resource
-            .strip_prefix("role/")
-            .is_some_and(|n| !n.is_empty());
-    valid.then(|| account.to_owned())
-}
-
-/// The STS session name for the release (what CloudTrail shows in the environment account).
-pub fn session_name(release_id: &str) -> String {
-    let name: String = format!("shipgate-promote-{release_id}")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(*c))
-        .take(MAX_SESSION_NAME_CHARS)
-        .collect();
-    name
 }
 
 #[cfg(test)]
@@ -266,26 +172,5 @@ mod tests {
             params(serde_json::json!({"releaseId": "r", "executionId": "e", "from": {"environment": "int"}, "to": {"environment": "stg", "roleArn": role}, "extra": 1}))
                 .is_err()
         );
-    }
-
-    #[test]
-    fn role_arns_give_their_account() {
-        assert_eq!(
-            account_of_role("arn:aws:iam::444444444444:role/path/shipgate-deploy").as_deref(),
-            Some("444444444444")
-        );
-        assert_eq!(
-            account_of_role("arn:aws-cn:iam::444444444444:role/x").as_deref(),
-            Some("444444444444")
-        );
-        for bad in [
-            "",
-            "arn:aws:iam::4444:role/x",
-            "arn:aws:sts::444444444444:assumed-role/x",
-            "arn:aws:iam::444444444444:role/",
-        ] {
-            assert_eq!(account_of_role(bad), None, "{bad}");
-        }
-        assert!(session_name(&"r".repeat(100)).len() <= 64);
     }
 }

@@ -1,30 +1,12 @@
-//! The action's own decisions and what it tells the pipeline, as plain data: the continuation
-//! token, each image's result (carried over the invocations of a long promotion), the summary
+//! The action's own decisions and what it tells the pipeline, as plain data: each image's
+//! result (carried over the invocations of a long promotion), the summary
 //! line and the output variables later actions read.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use shipgate::registry::{CopyReport, CopyState, Digest, TargetRepository};
 use shipgate::release::Image;
 use shipgate::store::PromotedImage;
-
-/// What a continuation token carries between invocations of one job; the images done so far
-/// are in the promotion item, so the token stays small whatever the release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Progress {
-    /// When the job's first invocation started (epoch seconds).
-    pub since: i64,
-    /// Invocations so far.
-    pub invocations: u32,
-}
-
-/// Whether temporary failures have been retried long enough (a clock that went backwards is
-/// not a timeout).
-pub fn out_of_time(waited: i64, timeout: u64) -> bool {
-    waited >= 0 && waited as u64 >= timeout
-}
 
 /// One image's result, from its copy report. `carried` is what earlier invocations of the same
 /// job copied of this image: those blobs now look "already there" to this run, so they move
@@ -132,7 +114,6 @@ pub fn output_variables(registry: &str, images: &[PromotedImage]) -> BTreeMap<St
 
 #[cfg(test)]
 mod tests {
-    use shipgate::job::MAX_CONTINUATION_TOKEN_CHARS;
     use shipgate::registry::RepositorySettings;
 
     use super::*;
@@ -266,18 +247,5 @@ mod tests {
                 "{name} is not a CodePipeline variable name"
             );
         }
-    }
-
-    #[test]
-    fn the_continuation_token_is_small_and_refuses_foreign_state() {
-        let token = serde_json::to_string(&Progress {
-            since: i64::MAX,
-            invocations: u32::MAX,
-        })
-        .unwrap();
-        assert!(token.len() < 64 && token.len() < MAX_CONTINUATION_TOKEN_CHARS);
-        assert!(serde_json::from_str::<Progress>(r#"{"since":1,"polls":0}"#).is_err());
-        assert!(out_of_time(3600, 3600));
-        assert!(!out_of_time(-5, 3600));
     }
 }

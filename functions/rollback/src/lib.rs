@@ -248,6 +248,7 @@ impl RollbackFunction {
         Self {
             deployer: Deployer::new(
                 sdk,
+                "rollback",
                 &config.table,
                 config.mail.clone(),
                 i64::from(config.lease_seconds) * 1000,
@@ -455,6 +456,42 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl shipgate::lambda::Function for RollbackFunction {
+    type Config = RollbackConfig;
+
+    fn configure(
+        env: &shipgate::config::Env,
+    ) -> Result<RollbackConfig, shipgate::config::ConfigError> {
+        RollbackConfig::from_env(env)
+    }
+
+    fn build(
+        config: RollbackConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, shipgate::lambda::BuildError> {
+        Ok(Self::new(config, sdk))
+    }
+}
+
+impl shipgate::lambda::EventHandler for RollbackFunction {
+    type Output = AlarmResult;
+    type Error = RollbackError;
+
+    async fn handle(
+        &self,
+        event: serde_json::Value,
+        _request_id: &str,
+    ) -> Result<AlarmResult, RollbackError> {
+        RollbackFunction::handle(self, event).await
+    }
+}
+
+impl shipgate::lambda::ErrorType for RollbackError {
+    fn error_type(&self) -> &'static str {
+        RollbackError::error_type(self)
+    }
 }
 
 #[cfg(test)]

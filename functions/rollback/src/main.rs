@@ -1,32 +1,6 @@
-//! The rollback Lambda function: config and clients once, then the handler per alarm event.
-
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use shipgate::config::Env;
-use shipgate_rollback::{RollbackConfig, RollbackError, RollbackFunction};
-
-#[derive(Debug)]
-struct Failure(RollbackError);
-
-impl From<Failure> for Diagnostic {
-    fn from(f: Failure) -> Self {
-        Diagnostic {
-            error_type: f.0.error_type().to_owned(),
-            error_message: f.0.to_string(),
-        }
-    }
-}
+//! The rollback Lambda function.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shipgate::telemetry::init();
-    let config = RollbackConfig::from_env(&Env::from_process())?;
-    let sdk = shipgate::aws::load_sdk_config().await;
-    let function = RollbackFunction::new(config, &sdk);
-    let function = &function;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            function.handle(event.payload).await.map_err(Failure)
-        },
-    ))
-    .await
+    shipgate::lambda::serve::<shipgate_rollback::RollbackFunction>().await
 }

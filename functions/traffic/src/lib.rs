@@ -20,31 +20,35 @@
 //! ([`next_drain_step`]). Alarms are watched until the bake ends, not during the drain: by then
 //! blue may be gone, and traffic cannot go back to it.
 
+mod moves;
 mod parameters;
 
-pub use parameters::{ActionParameters, ParameterError, Target, TargetParameters, named_execution};
+pub use moves::{Context, Effect, Move, Planned, Reply, needs_drain_delay, plan_drain, plan_step};
+pub use parameters::{ActionParameters, Target, TargetParameters, named_execution};
 
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use serde::Serialize;
-use shipgate::aws::codepipeline::JobFailureKind;
+use serde::{Deserialize, Serialize};
 use shipgate::config::{ConfigError, Env};
 use shipgate::deploy::{
-    AccountClients, DeployError, Deployer, DrainNext, JobHandling, MAX_RACES, RollbackNext,
-    RollbackRequest, Step, StepInput, TeamMail, decide_step, deployment_id, drain_after,
-    failure_message, held_by_other, next_drain_step, rfc3339, rollback_next,
+    AccountClients, DeployError, Deployer, JobHandling, MAX_RACES, RollbackNext, RollbackOutcome,
+    RollbackReport, RollbackRequest, Step, StepInput, TeamMail, aws_failure, decide_step,
+    deployment_id, failure_message, held_by_other, next_drain_step, rfc3339, rollback_next,
 };
-use shipgate::deploy::{RollbackOutcome, RollbackReport};
-use shipgate::error::AwsError;
-use shipgate::job::{Answer, Job, JobEventError, Outcome};
+use shipgate::job::parameters::Stage;
+use shipgate::job::{
+    ActionError, Call, Job, JobAction, JobFailureKind, ParameterError, RetryLimit, Scope, Verdict,
+};
+use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
-use shipgate::plan::{DeploymentPlan, position};
+use shipgate::plan::{DeploymentPlan, Position, position};
 use shipgate::store::{
-    AppliedDrainStep, AppliedStep, Deployment, DeploymentCreation, DeploymentState, Drain,
-    DrainStep, EcsTaskSets, Lease, LeaseIntent, TrafficTarget,
+    Deployment, DeploymentCreation, DeploymentState, DrainStep, EcsTaskSets, TrafficTarget,
 };
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
+
+use crate::moves::describe;
 
 /// The action's configuration, read once from the environment.
 #[derive(Debug, Clone)]
@@ -57,6 +61,10 @@ pub struct TrafficConfig {
     /// `SHIPGATE_DEPLOYMENT_LEASE_SECONDS` (default 120): how long an invocation's claim on a
     /// deployment holds; at least the function's timeout.
     pub lease_seconds: u32,
+    /// `SHIPGATE_TRAFFIC_RETRY_SECONDS` (default 900): how long temporary failures in a row
+    /// (throttling, 5xx, an unreachable endpoint) are retried before the action fails, leaving
+    /// the traffic where it is.
+    pub retry_seconds: u64,
 }
 
 impl TrafficConfig {
@@ -73,6 +81,7 @@ impl TrafficConfig {
             table: env.required("SHIPGATE_TABLE")?,
             mail: TeamMail::from_env(env)?,
             lease_seconds,
+            retry_seconds: env.parsed_or("SHIPGATE_TRAFFIC_RETRY_SECONDS", 900u64)?,
         })
     }
 }
@@ -80,16 +89,6 @@ impl TrafficConfig {
 /// Why the traffic action fails.
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
-    /// The invocation is not a CodePipeline job: there is no job to fail.
-    #[error("the event is not a CodePipeline job: {0}")]
-    Event(#[source] JobEventError),
-    #[error(
-        "{0}: the action's UserParameters must be JSON with environment, roleArn, releaseId, \
-         executionId, plan, alarms and target"
-    )]
-    UserParameters(#[source] JobEventError),
-    #[error("the action's UserParameters cannot be used: {0}")]
-    Parameters(#[from] ParameterError),
     #[error("deployment {id} records the plan {plan:?}, which does not parse: {reason}")]
     RecordedPlan {
         id: String,
@@ -98,8 +97,6 @@ pub enum TrafficError {
     },
     #[error("{0}")]
     Deploy(#[from] DeployError),
-    #[error("CodePipeline could not be told the job's result: {0}")]
-    Answer(#[source] Box<AwsError>),
 }
 
 impl From<shipgate::store::StoreError> for TrafficError {
@@ -108,26 +105,20 @@ impl From<shipgate::store::StoreError> for TrafficError {
     }
 }
 
-impl TrafficError {
-    pub fn error_type(&self) -> &'static str {
+impl ActionError for TrafficError {
+    fn error_type(&self) -> &'static str {
         match self {
-            TrafficError::Event(_) => "MalformedEvent",
-            TrafficError::UserParameters(_) | TrafficError::Parameters(_) => "InvalidParameters",
             TrafficError::RecordedPlan { .. } => "InvalidRecord",
             TrafficError::Deploy(e) => e.error_type(),
-            TrafficError::Answer(_) => "CodePipelineError",
         }
     }
 
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         matches!(self, TrafficError::Deploy(e) if e.is_retryable())
     }
 
     fn failure_kind(&self) -> JobFailureKind {
         match self {
-            TrafficError::UserParameters(_) | TrafficError::Parameters(_) => {
-                JobFailureKind::ConfigurationError
-            }
             TrafficError::Deploy(e) if e.is_access_denied() => JobFailureKind::PermissionError,
             _ => JobFailureKind::JobFailed,
         }
@@ -135,14 +126,37 @@ impl TrafficError {
 }
 
 /// What the continuation token carries: informative only, the record is the state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Progress<'a> {
-    deployment_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    percent: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_step_at_ms: Option<i64>,
+pub struct Progress {
+    pub deployment_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step_at_ms: Option<i64>,
+}
+
+/// What a traffic job is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// A deployment to move.
+    Shift(Box<Target>),
+    /// A Lambda target naming no function: the release has none; nothing to shift.
+    NoFunction(Stage),
+}
+
+/// What starting a deployment found.
+enum Started {
+    Deployment(Box<Deployment>),
+    /// Nothing to deploy, or nothing that can be: the job's answer.
+    Answer(Verdict<Progress>),
+}
+
+/// What applying a move led to.
+enum Applied {
+    Answer(Verdict<Progress>),
+    /// The record changed (a race lost, or a drain step done): look again.
+    LookAgain(Box<Deployment>),
 }
 
 /// The action, its clients built once per process.
@@ -152,11 +166,80 @@ pub struct TrafficFunction {
     pub deployer: Deployer,
 }
 
+impl Function for TrafficFunction {
+    type Config = TrafficConfig;
+
+    fn configure(env: &Env) -> Result<TrafficConfig, ConfigError> {
+        TrafficConfig::from_env(env)
+    }
+
+    fn build(config: TrafficConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
+        Ok(Self::new(config, sdk))
+    }
+}
+
+impl JobAction for TrafficFunction {
+    const NAME: &'static str = "traffic";
+    const PARAMETERS: &'static str =
+        "environment, roleArn, releaseId, executionId, plan, alarms and target";
+    type Parameters = ActionParameters;
+    type Target = Work;
+    type State = Progress;
+    type Error = TrafficError;
+
+    fn target(&self, parameters: ActionParameters) -> Result<Work, ParameterError> {
+        if parameters.names_no_function() {
+            return parameters.stage().map(Work::NoFunction);
+        }
+        parameters.target().map(|t| Work::Shift(Box::new(t)))
+    }
+
+    fn scope(work: &Work) -> Scope<'_> {
+        match work {
+            Work::Shift(t) => Scope {
+                release_id: &t.release_id,
+                execution_id: &t.execution_id,
+                environment: &t.environment,
+            },
+            Work::NoFunction(stage) => stage.scope(),
+        }
+    }
+
+    fn retry_limit(&self) -> RetryLimit {
+        RetryLimit {
+            seconds: self.config.retry_seconds,
+            variable: "SHIPGATE_TRAFFIC_RETRY_SECONDS",
+        }
+    }
+
+    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
+        &self.deployer.codepipeline
+    }
+
+    async fn work(
+        &self,
+        call: Call<'_, Work, Progress>,
+    ) -> Result<Verdict<Progress>, TrafficError> {
+        match call.target {
+            Work::NoFunction(stage) => Ok(no_function(&stage.environment)),
+            Work::Shift(target) => {
+                let id = deployment_id(
+                    &target.release_id,
+                    &target.environment,
+                    &target.execution_key(),
+                );
+                Box::pin(self.step(call.job, target, &id, call.now_ms)).await
+            }
+        }
+    }
+}
+
 impl TrafficFunction {
     pub fn new(config: TrafficConfig, sdk: &SdkConfig) -> Self {
         Self {
             deployer: Deployer::new(
                 sdk,
+                "traffic",
                 &config.table,
                 config.mail.clone(),
                 i64::from(config.lease_seconds) * 1000,
@@ -165,91 +248,27 @@ impl TrafficFunction {
         }
     }
 
-    /// Handles one `CodePipeline.job` event and answers the job. `Err` only when there is no
-    /// job to answer or CodePipeline could not be told.
-    pub async fn handle(&self, event: serde_json::Value) -> Result<Answer, TrafficError> {
-        let job = Job::from_event(event).map_err(TrafficError::Event)?;
-        let outcome = self.run(&job).await;
-        shipgate::job::answer(
-            &self.deployer.codepipeline,
-            &job,
-            Ok::<_, TrafficError>(outcome),
-        )
-        .await
-        .map_err(|e| TrafficError::Answer(Box::new(e)))
-    }
-
-    /// [`run_at`](Self::run_at) now.
-    pub async fn run(&self, job: &Job) -> Outcome {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        self.run_at(job, now_ms).await
-    }
-
-    /// Does one step of the job's deployment as if the time were `now_ms` (epoch milliseconds)
-    /// and decides the job's outcome; every failure becomes `Outcome::Failed` with a message for
-    /// the operator, except temporary ones, which are tried again on the next invocation.
-    pub async fn run_at(&self, job: &Job, now_ms: i64) -> Outcome {
-        let target = match job
-            .parameters::<ActionParameters>()
-            .map_err(TrafficError::UserParameters)
-            .and_then(|p| {
-                if p.names_no_function() {
-                    return Ok(Err(p.environment));
-                }
-                p.target().map(Ok).map_err(TrafficError::from)
-            }) {
-            Ok(Ok(target)) => target,
-            Ok(Err(environment)) => return no_function(&environment),
-            Err(e) => return failed(&e),
-        };
-        let id = deployment_id(
-            &target.release_id,
-            &target.environment,
-            &target.execution_key(),
-        );
-        let span = info_span!(
-            "traffic",
-            release_id = %target.release_id,
-            execution_id = %target.execution_id,
-            env = %target.environment,
-            deployment_id = %id,
-            job_id = %job.id,
-        );
-        async {
-            match Box::pin(self.step(job, &target, &id, now_ms)).await {
-                Ok(outcome) => outcome,
-                Err(e) if e.is_retryable() => {
-                    warn!(error = %e, error_type = e.error_type(), outcome = "continue", "temporary failure; trying again on the next invocation");
-                    Outcome::continue_with(&Progress {
-                        deployment_id: &id,
-                        percent: None,
-                        next_step_at_ms: None,
-                    })
-                }
-                Err(e) => failed(&e),
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
+    /// One look at the job's deployment: fetch what it is and what AWS shows, decide
+    /// ([`decide_step`], then [`plan_step`] or [`plan_drain`]), apply the move; again when a
+    /// race was lost or a drain step is done, at most a few times.
     async fn step(
         &self,
         job: &Job,
         target: &Target,
         id: &str,
         now_ms: i64,
-    ) -> Result<Outcome, TrafficError> {
+    ) -> Result<Verdict<Progress>, TrafficError> {
         // Unique per invocation: two invocations of one job are two owners.
         let owner = format!("{}/{}", job.id, uuid::Uuid::new_v4());
-        let clients = self.deployer.account_clients(&target.role_arn, id).await?;
+        let clients = self
+            .deployer
+            .account_clients(&target.environment, target.role_arn.as_str(), id)
+            .await?;
         let mut current = match self.deployer.store.get_deployment(id).await? {
             Some(d) => d,
-            None => match self.create(job, target, id, &clients, now_ms).await? {
-                Ok(d) => d,
-                Err(outcome) => return Ok(outcome),
+            None => match self.start(job, target, id, &clients, now_ms).await? {
+                Started::Deployment(d) => *d,
+                Started::Answer(verdict) => return Ok(verdict),
             },
         };
         let plan: DeploymentPlan =
@@ -261,238 +280,22 @@ impl TrafficFunction {
                     plan: current.plan.clone(),
                     reason: e.to_string(),
                 })?;
-        for _ in 0..MAX_RACES {
-            let observed = self.deployer.observe(&clients, &current).await?;
-            let firing = if current.state == DeploymentState::Shifting && current.drain().is_none()
+        // Races, plus the drain's steps (scale in, promote, delete) when they are all due.
+        for _ in 0..MAX_RACES + 3 {
+            let planned = if current.drain().is_some() && current.state == DeploymentState::Shifting
             {
-                shipgate::aws::cloudwatch::firing_alarms(&clients.cloudwatch, &current.alarms)
-                    .await
-                    .map_err(|e| DeployError::Aws {
-                        environment: current.environment.clone(),
-                        source: Box::new(e),
-                    })?
+                self.look_at_drain(&clients, &current, &job.id, &owner, now_ms)
+                    .await?
             } else {
-                Vec::new()
+                self.look(&clients, &current, &plan, &job.id, &owner, now_ms)
+                    .await?
             };
-            let started = u64::try_from(current.started_at_ms).unwrap_or(0);
-            let now = u64::try_from(now_ms).unwrap_or(0);
-            let at = position(&plan, started, now);
-            let decision = decide_step(StepInput {
-                deployment: &current,
-                observed: &observed,
-                position: at,
-                firing: &firing,
-                owner: &owner,
-                now_ms,
-            });
-            let log = |outcome: &str, percent: u8| {
-                info!(
-                    release_id = %current.release_id,
-                    execution_id = %current.execution_id,
-                    env = %current.environment,
-                    step = at.step,
-                    percent,
-                    planned = at.percent,
-                    outcome,
-                    "traffic step"
-                );
-            };
-            match decision {
-                Step::Succeeded => {
-                    log("succeeded", current.percent);
-                    return Ok(done(&current));
-                }
-                Step::RolledBack { restore } => {
-                    if restore {
-                        self.deployer.shift(&clients, &current, 0).await?;
-                        log("restored_rollback", 0);
-                    }
-                    if rollback_next(&current, &owner, now_ms) == RollbackNext::Finish {
-                        // A rollback whose invocation stopped halfway: finish its tasks.
-                        let r = current.rollback.clone();
-                        let reason = r.as_ref().map_or("rolled back", |r| r.reason.as_str());
-                        let alarm = r.as_ref().and_then(|r| r.alarm.as_deref());
-                        let by = r.as_ref().map_or("traffic-action", |r| r.by.as_str());
-                        if let Err(e) = self
-                            .deployer
-                            .roll_back(
-                                current.clone(),
-                                RollbackRequest {
-                                    alarm,
-                                    reason,
-                                    by,
-                                    owner: &owner,
-                                    now_ms,
-                                    job: JobHandling::AnsweredByCaller,
-                                },
-                                Some(&clients),
-                            )
-                            .await
-                        {
-                            warn!(error = %e, "could not finish the rollback's tasks; the next invocation tries again");
-                        }
-                    }
-                    log("rolled_back", 0);
-                    return Ok(rolled_back(&current));
-                }
-                Step::RollBack { alarm, reason } => {
-                    log("alarm", observed.percent().unwrap_or(current.percent));
-                    let report = self
-                        .deployer
-                        .roll_back(
-                            current.clone(),
-                            RollbackRequest {
-                                alarm: Some(&alarm),
-                                reason: &reason,
-                                by: "traffic-action",
-                                owner: &owner,
-                                now_ms,
-                                job: JobHandling::AnsweredByCaller,
-                            },
-                            Some(&clients),
-                        )
-                        .await?;
-                    info!(outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "rolled back on alarm");
-                    count_rollback(&current, &report);
-                    let fresh = self
-                        .deployer
-                        .store
-                        .get_deployment(id)
-                        .await?
-                        .unwrap_or_else(|| current.clone());
-                    log("rolled_back", 0);
-                    return Ok(rolled_back(&fresh));
-                }
-                Step::Drain => {
-                    match Box::pin(self.drain(job, &clients, &current, &owner, now_ms)).await? {
-                        Ok(outcome) => return Ok(outcome),
-                        Err(fresh) => {
-                            log("lost_race", current.percent);
-                            current = fresh;
-                            continue;
-                        }
-                    }
-                }
-                Step::Busy { owner: holder } => {
-                    info!(holder = %holder, "another invocation is moving traffic; looking again later");
-                    log("busy", current.percent);
-                    return Ok(progress(&current));
-                }
-                Step::Foreign { detail } => {
-                    log("foreign", current.percent);
-                    return Ok(Outcome::failed(format!(
-                        "{}: {} was changed outside this deployment ({detail}); shipgate stops \
-                         here without touching it: check who changed it, then roll back or \
-                         finish by hand",
-                        current.environment,
-                        describe(&current.target)
-                    )));
-                }
-                Step::Shift { from, to, complete } => {
-                    let mut claim = current.clone();
-                    claim.job_id = Some(job.id.clone());
-                    claim.percent = from;
-                    claim.lease = Some(Lease {
-                        owner: owner.clone(),
-                        until_ms: now_ms.saturating_add(self.deployer.lease_ms),
-                        intent: LeaseIntent::Shift { to },
-                    });
-                    claim.updated_at = rfc3339(now_ms);
-                    let claimed = match self.deployer.save(&claim).await? {
-                        Ok(saved) => saved,
-                        Err(fresh) => {
-                            log("lost_race", from);
-                            current = fresh;
-                            continue;
-                        }
-                    };
-                    if let Err(e) = self.deployer.shift(&clients, &claimed, to).await {
-                        let mut released = claimed.clone();
-                        released.lease = None;
-                        if let Err(release) = self.deployer.save(&released).await {
-                            warn!(error = %release, "could not release the lease; it expires by itself");
-                        }
-                        return Err(e.into());
-                    }
-                    let mut applied = claimed.clone();
-                    applied.percent = to;
-                    applied.steps.push(AppliedStep {
-                        percent: to,
-                        at_ms: now_ms,
-                    });
-                    applied.lease = None;
-                    applied.next_step_at_ms = next_wake(at.next_wake);
-                    if complete {
-                        self.finish_or_drain(&clients, &mut applied, &plan, now_ms)
-                            .await?;
-                    }
-                    match self.deployer.save(&applied).await? {
-                        Ok(saved) => {
-                            log(if complete { "shifted_done" } else { "shifted" }, to);
-                            let step = metrics(&saved).event(MetricName::TrafficSteps, 1.0);
-                            step.property("percent", to).emit();
-                            return Ok(ended_or_progress(&saved));
-                        }
-                        Err(fresh) => {
-                            // Rolled back while the step was under way: decide again (the step
-                            // may have to be undone).
-                            log("lost_race_after_move", to);
-                            current = fresh;
-                            continue;
-                        }
-                    }
-                }
-                Step::Hold { percent, complete } => {
-                    let next = next_wake(at.next_wake);
-                    let changed = current.percent != percent
-                        || current.job_id.as_deref() != Some(job.id.as_str())
-                        || current.next_step_at_ms != next
-                        || current.lease.is_some()
-                        || complete;
-                    if !changed {
-                        log("hold", percent);
-                        return Ok(progress(&current));
-                    }
-                    let mut next_record = current.clone();
-                    if current.percent != percent {
-                        // A move whose record was lost (a crash between the two): catch up.
-                        warn!(
-                            recorded = current.percent,
-                            actual = percent,
-                            "record behind the actual weights; reconciled"
-                        );
-                        next_record.steps.push(AppliedStep {
-                            percent,
-                            at_ms: now_ms,
-                        });
-                    }
-                    next_record.percent = percent;
-                    next_record.job_id = Some(job.id.clone());
-                    next_record.next_step_at_ms = next;
-                    next_record.lease = None;
-                    next_record.updated_at = rfc3339(now_ms);
-                    if complete {
-                        self.finish_or_drain(&clients, &mut next_record, &plan, now_ms)
-                            .await?;
-                    }
-                    match self.deployer.save(&next_record).await? {
-                        Ok(saved) => {
-                            let outcome = match (complete, current.percent != percent) {
-                                (true, _) if saved.drain().is_some() => "bake_over",
-                                (true, _) => "done",
-                                (false, true) => "reconciled",
-                                (false, false) => "hold",
-                            };
-                            log(outcome, percent);
-                            return Ok(ended_or_progress(&saved));
-                        }
-                        Err(fresh) => {
-                            log("lost_race", percent);
-                            current = fresh;
-                            continue;
-                        }
-                    }
-                }
+            match self
+                .apply(&clients, &current, planned, &owner, now_ms)
+                .await?
+            {
+                Applied::Answer(verdict) => return Ok(verdict),
+                Applied::LookAgain(fresh) => current = *fresh,
             }
         }
         Err(DeployError::Contended {
@@ -502,298 +305,314 @@ impl TrafficFunction {
         .into())
     }
 
-    /// The plan (bake included) is over: a deployment with task sets starts draining blue
-    /// (its target group's deregistration delay first, compressed by the plan's scale), any
-    /// other succeeds.
-    async fn finish_or_drain(
+    /// Fetches what the step is decided from (the alias or listener, the watched alarms while
+    /// shifting, blue's deregistration delay at the plan's end) and decides it.
+    async fn look(
         &self,
-        clients: &AccountClients,
-        record: &mut Deployment,
-        plan: &DeploymentPlan,
-        now_ms: i64,
-    ) -> Result<(), TrafficError> {
-        let blue_target_group = match &record.target {
-            TrafficTarget::AlbListener {
-                task_sets: Some(sets),
-                blue_target_group,
-                ..
-            } if sets.drain.is_none() => blue_target_group.clone(),
-            _ => {
-                record.state = DeploymentState::Succeeded;
-                return Ok(());
-            }
-        };
-        let delay_seconds =
-            shipgate::aws::elbv2::deregistration_delay_seconds(&clients.elb, &blue_target_group)
-                .await
-                .map_err(|e| DeployError::Aws {
-                    environment: record.environment.clone(),
-                    source: Box::new(e),
-                })?;
-        let after_ms = drain_after(now_ms, delay_seconds, plan.scale());
-        if let TrafficTarget::AlbListener {
-            task_sets: Some(sets),
-            ..
-        } = &mut record.target
-        {
-            sets.drain = Some(Drain {
-                after_ms,
-                delay_seconds,
-                steps: Vec::new(),
-            });
-        }
-        record.next_step_at_ms = Some(after_ms);
-        info!(
-            delay_seconds,
-            after_ms,
-            scale = plan.scale(),
-            outcome = "drain_started",
-            "bake over; blue's task set is drained after its target group's deregistration delay"
-        );
-        Ok(())
-    }
-
-    /// One look at blue's drain: wait, or apply the next step (claimed first, recorded after,
-    /// as many as are due), or finish. `Err(fresh)`: the record changed under this invocation.
-    async fn drain(
-        &self,
-        job: &Job,
         clients: &AccountClients,
         current: &Deployment,
+        plan: &DeploymentPlan,
+        job_id: &str,
         owner: &str,
         now_ms: i64,
-    ) -> Result<Result<Outcome, Deployment>, TrafficError> {
-        let aws = |e| DeployError::Aws {
-            environment: current.environment.clone(),
-            source: Box::new(e),
+    ) -> Result<Planned, TrafficError> {
+        let observed = self.deployer.observe(clients, current).await?;
+        let firing = if current.state == DeploymentState::Shifting && current.drain().is_none() {
+            shipgate::aws::cloudwatch::firing_alarms(&clients.cloudwatch, &current.alarms)
+                .await
+                .map_err(|e| aws_failure(current, e))?
+        } else {
+            Vec::new()
         };
-        let mut current = current.clone();
-        // Scale in, promote, delete, done: one look each at most.
-        for _ in 0..4 {
-            if let Some(holder) = held_by_other(&current, owner, now_ms) {
-                info!(holder = %holder, outcome = "busy", "another invocation is draining blue; looking again later");
-                return Ok(Ok(progress(&current)));
+        let started = u64::try_from(current.started_at_ms).unwrap_or(0);
+        let at: Position = position(plan, started, u64::try_from(now_ms).unwrap_or(0));
+        let drain_delay_seconds = match current.task_sets() {
+            Some(sets) if needs_drain_delay(current, &at) && sets.drain.is_none() => {
+                let blue = match &current.target {
+                    TrafficTarget::AlbListener {
+                        blue_target_group, ..
+                    } => blue_target_group.as_str(),
+                    TrafficTarget::LambdaAlias { .. } => "",
+                };
+                Some(
+                    shipgate::aws::elbv2::deregistration_delay_seconds(&clients.elb, blue)
+                        .await
+                        .map_err(|e| aws_failure(current, e))?,
+                )
             }
-            let (Some(sets), Some(drain)) =
-                (current.task_sets().cloned(), current.drain().cloned())
-            else {
-                return Ok(Ok(progress(&current)));
-            };
-            let observed =
-                shipgate::aws::ecs::task_sets(&clients.ecs, &sets.cluster, &sets.service)
-                    .await
-                    .map_err(aws)?;
-            let log = |outcome: &str, step: &str| {
-                info!(
-                    release_id = %current.release_id,
-                    execution_id = %current.execution_id,
-                    env = %current.environment,
-                    step,
-                    service = %sets.service,
-                    blue = sets.blue_task_set.as_deref().unwrap_or("-"),
-                    green = %sets.green_task_set,
-                    outcome,
-                    "drain step"
-                );
-            };
-            match next_drain_step(&sets, &drain, &observed, now_ms) {
-                DrainNext::Wait { until_ms } => {
-                    let changed = current.next_step_at_ms != Some(until_ms)
-                        || current.job_id.as_deref() != Some(job.id.as_str())
-                        || current.lease.is_some();
-                    if !changed {
-                        log("wait", "deregistration_delay");
-                        return Ok(Ok(progress(&current)));
-                    }
-                    let mut next = current.clone();
-                    next.next_step_at_ms = Some(until_ms);
-                    next.job_id = Some(job.id.clone());
-                    next.lease = None;
-                    next.updated_at = rfc3339(now_ms);
-                    return Ok(match self.deployer.save(&next).await? {
-                        Ok(saved) => {
-                            log("wait", "deregistration_delay");
-                            Ok(progress(&saved))
-                        }
-                        Err(fresh) => Err(fresh),
-                    });
-                }
-                DrainNext::Broken { detail } => {
-                    log("broken", "check");
-                    return Ok(Ok(Outcome::failed(format!(
-                        "{}: all traffic is on the new version, but blue cannot be drained: \
-                         {detail}; shipgate stops here without touching the service: check who \
-                         changed it, then finish by hand",
-                        current.environment
-                    ))));
-                }
-                DrainNext::Done => {
-                    let mut next = current.clone();
-                    next.state = DeploymentState::Succeeded;
-                    next.next_step_at_ms = None;
-                    next.job_id = Some(job.id.clone());
-                    next.lease = None;
-                    next.updated_at = rfc3339(now_ms);
-                    return Ok(match self.deployer.save(&next).await? {
-                        Ok(saved) => {
-                            log("drained", "done");
-                            Ok(done(&saved))
-                        }
-                        Err(fresh) => Err(fresh),
-                    });
-                }
-                DrainNext::Apply(step) => {
-                    let mut claim = current.clone();
-                    claim.job_id = Some(job.id.clone());
-                    claim.lease = Some(Lease {
-                        owner: owner.to_owned(),
-                        until_ms: now_ms.saturating_add(self.deployer.lease_ms),
-                        intent: LeaseIntent::Drain { step },
-                    });
-                    claim.updated_at = rfc3339(now_ms);
-                    let claimed = match self.deployer.save(&claim).await? {
-                        Ok(saved) => saved,
-                        Err(fresh) => return Ok(Err(fresh)),
-                    };
-                    if let Err(e) = apply_drain_step(clients, &sets, step).await {
-                        let mut released = claimed.clone();
-                        released.lease = None;
-                        if let Err(release) = self.deployer.save(&released).await {
-                            warn!(error = %release, "could not release the lease; it expires by itself");
-                        }
-                        return Err(aws(e).into());
-                    }
-                    let mut applied = claimed;
-                    applied.lease = None;
-                    if let TrafficTarget::AlbListener {
-                        task_sets: Some(EcsTaskSets { drain: Some(d), .. }),
-                        ..
-                    } = &mut applied.target
-                    {
-                        d.steps.push(AppliedDrainStep {
-                            step,
-                            at_ms: now_ms,
-                        });
-                    }
-                    match self.deployer.save(&applied).await? {
-                        Ok(saved) => {
-                            log("applied", step.as_str());
-                            current = saved;
-                        }
-                        Err(fresh) => return Ok(Err(fresh)),
-                    }
-                }
-            }
-        }
-        Ok(Ok(progress(&current)))
+            _ => None,
+        };
+        let step = decide_step(StepInput {
+            deployment: current,
+            observed: &observed,
+            position: at,
+            firing: &firing,
+            owner,
+            now_ms,
+        });
+        let finish_rollback = matches!(step, Step::RolledBack { .. })
+            && rollback_next(current, owner, now_ms) == RollbackNext::Finish;
+        let planned = plan_step(
+            current,
+            step,
+            Context {
+                job_id,
+                owner,
+                now_ms,
+                lease_ms: self.deployer.lease_ms,
+                position: at,
+                scale: plan.scale(),
+                drain_delay_seconds,
+                finish_rollback,
+            },
+        );
+        info!(
+            step = at.step,
+            percent = planned.percent,
+            planned = at.percent,
+            outcome = planned.outcome,
+            "traffic step"
+        );
+        Ok(planned)
     }
 
-    /// Creates the deployment record: the previous version is what the alias points at now.
-    /// `Err(outcome)` when there is nothing to deploy.
-    async fn create(
+    /// Fetches blue's and green's task sets and decides the drain's next step.
+    async fn look_at_drain(
+        &self,
+        clients: &AccountClients,
+        current: &Deployment,
+        job_id: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Planned, TrafficError> {
+        if let Some(holder) = held_by_other(current, owner, now_ms) {
+            info!(holder = %holder, outcome = "busy", "another invocation is draining blue; looking again later");
+            return Ok(Planned {
+                step: Move::Answer(Reply::Progress),
+                outcome: "busy",
+                percent: current.percent,
+            });
+        }
+        let (Some(sets), Some(drain)) = (current.task_sets(), current.drain()) else {
+            return Ok(Planned {
+                step: Move::Answer(Reply::Progress),
+                outcome: "wait",
+                percent: current.percent,
+            });
+        };
+        let observed = shipgate::aws::ecs::task_sets(&clients.ecs, &sets.cluster, &sets.service)
+            .await
+            .map_err(|e| aws_failure(current, e))?;
+        let next = next_drain_step(sets, drain, &observed, now_ms);
+        let planned = plan_drain(current, next, job_id, owner, now_ms, self.deployer.lease_ms);
+        info!(
+            service = %sets.service,
+            blue = sets.blue_task_set.as_deref().unwrap_or("-"),
+            green = %sets.green_task_set,
+            outcome = planned.outcome,
+            "drain step"
+        );
+        Ok(planned)
+    }
+
+    /// Applies a move: its writes (each conditional on the revision read), its one effect, and
+    /// the job's answer.
+    async fn apply(
+        &self,
+        clients: &AccountClients,
+        current: &Deployment,
+        planned: Planned,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Applied, TrafficError> {
+        match planned.step {
+            Move::Answer(reply) => Ok(Applied::Answer(answer(current, reply))),
+            Move::Record { record, reply } => match self.deployer.save(&record).await? {
+                Ok(saved) => Ok(Applied::Answer(answer(&saved, reply))),
+                Err(fresh) => {
+                    info!(
+                        outcome = "lost_race",
+                        "the deployment changed under this invocation"
+                    );
+                    Ok(Applied::LookAgain(Box::new(fresh)))
+                }
+            },
+            Move::Apply {
+                claim,
+                effect,
+                mut record,
+                reply,
+            } => {
+                let claimed = match self.deployer.save(&claim).await? {
+                    Ok(saved) => saved,
+                    Err(fresh) => {
+                        info!(
+                            outcome = "lost_race",
+                            "the deployment changed under this invocation"
+                        );
+                        return Ok(Applied::LookAgain(Box::new(fresh)));
+                    }
+                };
+                if let Err(e) = self.effect(clients, &claimed, effect).await {
+                    let mut released = claimed.clone();
+                    released.lease = None;
+                    if let Err(release) = self.deployer.save(&released).await {
+                        warn!(error = %release, "could not release the lease; it expires by itself");
+                    }
+                    return Err(e.into());
+                }
+                record.revision = claimed.revision;
+                match self.deployer.save(&record).await? {
+                    Ok(saved) => {
+                        if let Effect::Shift { to } = effect {
+                            let step = metrics(&saved).event(MetricName::TrafficSteps, 1.0);
+                            step.property("percent", to).emit();
+                        }
+                        match reply {
+                            Reply::Again => Ok(Applied::LookAgain(Box::new(saved))),
+                            reply => Ok(Applied::Answer(answer(&saved, reply))),
+                        }
+                    }
+                    // Rolled back while the move was under way: decide again (the move may
+                    // have to be undone).
+                    Err(fresh) => {
+                        info!(
+                            outcome = "lost_race_after_move",
+                            "the deployment changed while traffic moved"
+                        );
+                        Ok(Applied::LookAgain(Box::new(fresh)))
+                    }
+                }
+            }
+            Move::RollBack { alarm, reason } => {
+                let report = self
+                    .deployer
+                    .roll_back(
+                        current.clone(),
+                        RollbackRequest {
+                            alarm: Some(&alarm),
+                            reason: &reason,
+                            by: "traffic-action",
+                            owner,
+                            now_ms,
+                            job: JobHandling::AnsweredByCaller,
+                        },
+                        Some(clients),
+                    )
+                    .await?;
+                info!(outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "rolled back on alarm");
+                count_rollback(current, &report);
+                let fresh = self
+                    .deployer
+                    .store
+                    .get_deployment(&current.deployment_id)
+                    .await?
+                    .unwrap_or_else(|| current.clone());
+                Ok(Applied::Answer(rolled_back(&fresh)))
+            }
+            Move::RolledBack { restore, finish } => {
+                if restore {
+                    self.deployer.shift(clients, current, 0).await?;
+                    info!(
+                        percent = 0,
+                        outcome = "restored_rollback",
+                        "a late step undone"
+                    );
+                }
+                if finish {
+                    // A rollback whose invocation stopped halfway: finish its tasks.
+                    let r = current.rollback.clone();
+                    let reason = r.as_ref().map_or("rolled back", |r| r.reason.as_str());
+                    let alarm = r.as_ref().and_then(|r| r.alarm.as_deref());
+                    let by = r.as_ref().map_or("traffic-action", |r| r.by.as_str());
+                    if let Err(e) = self
+                        .deployer
+                        .roll_back(
+                            current.clone(),
+                            RollbackRequest {
+                                alarm,
+                                reason,
+                                by,
+                                owner,
+                                now_ms,
+                                job: JobHandling::AnsweredByCaller,
+                            },
+                            Some(clients),
+                        )
+                        .await
+                    {
+                        warn!(error = %e, "could not finish the rollback's tasks; the next invocation tries again");
+                    }
+                }
+                Ok(Applied::Answer(rolled_back(current)))
+            }
+            // The planner gives the drain to the drain's own look.
+            Move::Drain => Ok(Applied::Answer(progress(current))),
+        }
+    }
+
+    /// The one effect of a move.
+    async fn effect(
+        &self,
+        clients: &AccountClients,
+        d: &Deployment,
+        effect: Effect,
+    ) -> Result<(), DeployError> {
+        match effect {
+            Effect::Shift { to } => self.deployer.shift(clients, d, to).await,
+            Effect::Drain(step) => {
+                let Some(sets) = d.task_sets() else {
+                    return Ok(());
+                };
+                apply_drain_step(clients, sets, step)
+                    .await
+                    .map_err(|e| aws_failure(d, e))
+            }
+        }
+    }
+
+    /// Starts the job's deployment: reads where the alias or listener stands (fetch), decides
+    /// which version is the previous one ([`start_target`] and [`task_sets_of`]), and creates
+    /// the record (a conditional put: of two invocations, one creates, the other finds it).
+    async fn start(
         &self,
         job: &Job,
         target: &Target,
         id: &str,
         clients: &AccountClients,
         now_ms: i64,
-    ) -> Result<Result<Deployment, Outcome>, TrafficError> {
-        let traffic = match &target.target {
+    ) -> Result<Started, TrafficError> {
+        let aws = |e| {
+            DeployError::Aws(shipgate::error::RoleCallError::new(
+                &target.environment,
+                target.role_arn.as_str(),
+                "",
+                e,
+            ))
+        };
+        let found = match &target.target {
             TargetParameters::LambdaAlias {
-                function,
-                alias,
-                new_version,
-            } => {
-                let state = shipgate::aws::lambda::alias_state(&clients.lambda, function, alias)
+                function, alias, ..
+            } => Found::Alias(
+                shipgate::aws::lambda::alias_state(&clients.lambda, function, alias)
                     .await
-                    .map_err(|e| DeployError::Aws {
-                        environment: target.environment.clone(),
-                        source: Box::new(e),
-                    })?;
-                if state.version == *new_version {
-                    info!(function = %function, alias = %alias, version = %new_version, outcome = "nothing_to_shift", "the alias already points at the new version");
-                    return Ok(Err(Outcome::done(format!(
-                        "{}: alias {function}:{alias} already points at version {new_version}; \
-                         no traffic to move",
-                        target.environment
-                    ))));
-                }
-                if let Some((other, weight)) = &state.additional
-                    && other != new_version
-                    && *weight > 0.0
-                {
-                    return Ok(Err(Outcome::failed(format!(
-                        "{}: alias {function}:{alias} is already shifting to version {other} \
-                         ({:.0}%): another deployment is under way or was left half-done; finish \
-                         or roll it back first",
-                        target.environment,
-                        weight * 100.0
-                    ))));
-                }
-                TrafficTarget::LambdaAlias {
-                    function: function.clone(),
-                    alias: alias.clone(),
-                    previous_version: state.version,
-                    new_version: new_version.clone(),
-                }
-            }
-            TargetParameters::AlbListener {
-                listener_arn,
-                test_listener_arn,
-                blue_target_group,
-                green_target_group,
-                ecs_service,
-            } => {
-                // The two target groups take turns: the previous version is on whichever one
-                // carries the production traffic now, the new one on the other.
-                let weights = shipgate::aws::elbv2::listener_weights(&clients.elb, listener_arn)
+                    .map_err(aws)?,
+            ),
+            TargetParameters::AlbListener { listener_arn, .. } => Found::Listener {
+                weights: shipgate::aws::elbv2::listener_weights(&clients.elb, listener_arn)
                     .await
-                    .map_err(|e| DeployError::Aws {
-                        environment: target.environment.clone(),
-                        source: Box::new(e),
-                    })?;
-                let (blue, green) = match shipgate::aws::elbv2::live_target_group(
-                    &weights,
-                    blue_target_group,
-                    green_target_group,
-                ) {
-                    Ok(pair) => pair,
-                    Err(reason) => {
-                        return Ok(Err(Outcome::failed(format!(
-                            "{}: listener {listener_arn}: {reason}",
-                            target.environment
-                        ))));
-                    }
-                };
-                if blue != *blue_target_group {
-                    info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
-                }
-                let prepared = self.deployer.store.get_prepared_green(id).await?;
-                let task_sets = match task_sets_of(
-                    &target.environment,
-                    prepared.as_ref(),
-                    ecs_service.as_deref(),
-                    &green,
-                ) {
-                    Ok(TaskSetsFound::Ready(sets)) => sets,
-                    Ok(TaskSetsFound::AlreadyLive { task_set }) => {
-                        info!(task_set = %task_set, outcome = "nothing_to_shift", "the release's task set serves the live target group already");
-                        return Ok(Err(Outcome::done(format!(
-                            "{}: the release's task set {task_set} serves the live target group \
-                             {blue} already; no traffic to move",
-                            target.environment
-                        ))));
-                    }
-                    Err(message) => return Ok(Err(Outcome::failed(message))),
-                };
-                TrafficTarget::AlbListener {
-                    listener_arn: listener_arn.clone(),
-                    test_listener_arn: test_listener_arn.clone(),
-                    blue_target_group: blue,
-                    green_target_group: green,
-                    task_sets,
-                }
-            }
+                    .map_err(aws)?,
+                prepared: self
+                    .deployer
+                    .store
+                    .get_prepared_green(id)
+                    .await?
+                    .map(Box::new),
+            },
+        };
+        let traffic = match start_target(target, found) {
+            Ok(traffic) => traffic,
+            Err(verdict) => return Ok(Started::Answer(verdict)),
         };
         let release = match self.deployer.store.get_release(&target.release_id).await {
             Ok(release) => release,
@@ -811,7 +630,7 @@ impl TrafficFunction {
             application: release.as_ref().and_then(|r| r.application.clone()),
             version: release.as_ref().and_then(|r| r.version.clone()),
             account_id: target.account_id.clone(),
-            role_arn: target.role_arn.clone(),
+            role_arn: target.role_arn.to_string(),
             target: traffic,
             plan: target.plan.to_string(),
             started_at_ms: now_ms,
@@ -827,14 +646,123 @@ impl TrafficFunction {
             created_at: now.clone(),
             updated_at: now,
         };
-        let d = match self.deployer.store.create_deployment(&deployment).await? {
-            DeploymentCreation::Created(d) => {
-                info!(plan = %d.plan, alarms = d.alarms.len(), target = %describe(&d.target), outcome = "created", "deployment started");
-                d
+        Ok(Started::Deployment(Box::new(
+            match self.deployer.store.create_deployment(&deployment).await? {
+                DeploymentCreation::Created(d) => {
+                    info!(plan = %d.plan, alarms = d.alarms.len(), target = %describe(&d.target), outcome = "created", "deployment started");
+                    d
+                }
+                DeploymentCreation::Existing(d) => d,
+            },
+        )))
+    }
+}
+
+/// What a new deployment's target shows before it starts.
+enum Found {
+    Alias(shipgate::aws::lambda::AliasState),
+    Listener {
+        weights: Vec<(String, i32)>,
+        /// What the deploy action placed for this release and execution.
+        prepared: Option<Box<shipgate::store::PreparedGreen>>,
+    },
+}
+
+/// Decides a new deployment's target from what it shows (pure): the previous version is what
+/// carries the traffic now. `Err`: the job's answer instead (nothing to shift, or a state it
+/// cannot start from).
+fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<Progress>> {
+    match (&target.target, found) {
+        (
+            TargetParameters::LambdaAlias {
+                function,
+                alias,
+                new_version,
+            },
+            Found::Alias(state),
+        ) => {
+            if state.version == *new_version {
+                info!(function = %function, alias = %alias, version = %new_version, outcome = "nothing_to_shift", "the alias already points at the new version");
+                return Err(Verdict::done(format!(
+                    "{}: alias {function}:{alias} already points at version {new_version}; no \
+                     traffic to move",
+                    target.environment
+                )));
             }
-            DeploymentCreation::Existing(d) => d,
-        };
-        Ok(Ok(d))
+            if let Some((other, weight)) = &state.additional
+                && other != new_version
+                && *weight > 0.0
+            {
+                return Err(Verdict::fail(format!(
+                    "{}: alias {function}:{alias} is already shifting to version {other} \
+                     ({:.0}%): another deployment is under way or was left half-done; finish or \
+                     roll it back first",
+                    target.environment,
+                    weight * 100.0
+                )));
+            }
+            Ok(TrafficTarget::LambdaAlias {
+                function: function.clone(),
+                alias: alias.clone(),
+                previous_version: state.version,
+                new_version: new_version.clone(),
+            })
+        }
+        (
+            TargetParameters::AlbListener {
+                listener_arn,
+                test_listener_arn,
+                blue_target_group,
+                green_target_group,
+                ecs_service,
+            },
+            Found::Listener { weights, prepared },
+        ) => {
+            // The two target groups take turns: the previous version is on whichever one
+            // carries the production traffic now, the new one on the other.
+            let (blue, green) = shipgate::aws::elbv2::live_target_group(
+                &weights,
+                blue_target_group,
+                green_target_group,
+            )
+            .map_err(|reason| {
+                Verdict::fail(format!(
+                    "{}: listener {listener_arn}: {reason}",
+                    target.environment
+                ))
+            })?;
+            if blue != *blue_target_group {
+                info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
+            }
+            let task_sets = match task_sets_of(
+                &target.environment,
+                prepared.as_deref(),
+                ecs_service.as_deref(),
+                &green,
+            ) {
+                Ok(TaskSetsFound::Ready(sets)) => sets,
+                Ok(TaskSetsFound::AlreadyLive { task_set }) => {
+                    info!(task_set = %task_set, outcome = "nothing_to_shift", "the release's task set serves the live target group already");
+                    return Err(Verdict::done(format!(
+                        "{}: the release's task set {task_set} serves the live target group \
+                         {blue} already; no traffic to move",
+                        target.environment
+                    )));
+                }
+                Err(message) => return Err(Verdict::fail(message)),
+            };
+            Ok(TrafficTarget::AlbListener {
+                listener_arn: listener_arn.clone(),
+                test_listener_arn: test_listener_arn.clone(),
+                blue_target_group: blue,
+                green_target_group: green,
+                task_sets,
+            })
+        }
+        (_, _) => Err(Verdict::fail(format!(
+            "{}: internal error: the target changed kind while starting",
+            target.environment
+        ))),
     }
 }
 
@@ -932,36 +860,27 @@ fn task_sets_of(
     })))
 }
 
-/// `ecs-svc/123…` of a task set ARN, for people.
-fn short_task_set(arn: &str) -> &str {
-    arn.find("ecs-svc/").map_or(arn, |i| &arn[i..])
-}
-
-/// Done when the deployment succeeded, a continuation otherwise (blue still draining).
-fn ended_or_progress(d: &Deployment) -> Outcome {
-    if d.state == DeploymentState::Succeeded {
-        done(d)
-    } else {
-        progress(d)
+/// The job's answer for a move's reply on the deployment as saved.
+fn answer(d: &Deployment, reply: Reply) -> Verdict<Progress> {
+    match reply {
+        Reply::Done => done(d),
+        Reply::Progress | Reply::Again => progress(d),
+        Reply::Fail(message) => Verdict::fail(message),
     }
 }
 
-fn next_wake(wake: Option<u64>) -> Option<i64> {
-    wake.and_then(|w| i64::try_from(w).ok())
-}
-
-fn progress(d: &Deployment) -> Outcome {
-    Outcome::continue_with(&Progress {
-        deployment_id: &d.deployment_id,
+fn progress(d: &Deployment) -> Verdict<Progress> {
+    Verdict::Continue(Progress {
+        deployment_id: d.deployment_id.clone(),
         percent: Some(d.percent),
         next_step_at_ms: d.next_step_at_ms,
     })
 }
 
-fn done(d: &Deployment) -> Outcome {
+fn done(d: &Deployment) -> Verdict<Progress> {
     // Every way the action reports a deployment succeeded comes through here.
     metrics(d).count(MetricName::DeploymentsSucceeded);
-    Outcome::Done {
+    Verdict::Done {
         summary: format!(
             "{}: all traffic on the new version ({}), plan {} complete",
             d.environment,
@@ -991,51 +910,21 @@ fn count_rollback(d: &Deployment, report: &RollbackReport) {
     }
 }
 
-fn rolled_back(d: &Deployment) -> Outcome {
+fn rolled_back(d: &Deployment) -> Verdict<Progress> {
     let message = match &d.rollback {
         Some(r) => failure_message(d, r),
         None => format!("{}: the deployment was rolled back", d.environment),
     };
-    Outcome::failed(message)
-}
-
-fn describe(target: &TrafficTarget) -> String {
-    match target {
-        TrafficTarget::LambdaAlias {
-            function,
-            alias,
-            previous_version,
-            new_version,
-        } => format!("alias {function}:{alias}, version {previous_version} → {new_version}"),
-        TrafficTarget::AlbListener {
-            listener_arn,
-            task_sets: Some(sets),
-            ..
-        } => format!(
-            "listener {listener_arn}, blue → green (task set {})",
-            short_task_set(&sets.green_task_set)
-        ),
-        TrafficTarget::AlbListener { listener_arn, .. } => {
-            format!("listener {listener_arn}, blue → green")
-        }
-    }
+    Verdict::fail(message)
 }
 
 /// A Lambda target naming no function: the release has none; nothing to shift.
-fn no_function(environment: &str) -> Outcome {
+fn no_function(environment: &str) -> Verdict<Progress> {
     info!(env = %environment, outcome = "no_lambda_target", "the release's stacks output no ShipgateLambdaFunction");
-    Outcome::done(format!(
+    Verdict::done(format!(
         "{environment}: no Lambda target in this release (its stacks output no \
          ShipgateLambdaFunction); nothing to shift"
     ))
-}
-
-fn failed(e: &TrafficError) -> Outcome {
-    warn!(error_type = e.error_type(), outcome = "failed", reason = %e, "traffic action failed");
-    Outcome::Failed {
-        kind: e.failure_kind(),
-        message: e.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -1106,6 +995,7 @@ mod tests {
         ]);
         let c = TrafficConfig::from_env(&env).unwrap();
         assert_eq!(c.lease_seconds, 120);
+        assert_eq!(c.retry_seconds, 900);
         assert!(c.mail.team("int").is_empty());
         let err = TrafficConfig::from_env(&Env::from_pairs([("SHIPGATE_MAIL_FROM", "a@b.c")]))
             .unwrap_err();

@@ -1,8 +1,10 @@
 //! The action's `UserParameters`, checked. Pure.
 
 use serde::Deserialize;
-use shipgate::deploy::account_of_role;
-use shipgate::plan::{DeploymentPlan, PlanError};
+use shipgate::aws::sts::RoleArn;
+use shipgate::job::ParameterError;
+use shipgate::job::parameters::{self as fields, Stage};
+use shipgate::plan::DeploymentPlan;
 
 /// `UserParameters`, as the pipeline template writes them (the target from the deploy action's
 /// output variables).
@@ -80,7 +82,7 @@ fn live() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub environment: String,
-    pub role_arn: String,
+    pub role_arn: RoleArn,
     pub account_id: String,
     pub release_id: String,
     pub execution_id: String,
@@ -117,63 +119,41 @@ impl ActionParameters {
     }
 }
 
-/// A parameter that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParameterError {
-    #[error("`{field}` is missing or empty")]
-    Empty { field: &'static str },
-    #[error(
-        "`{field}` is {value:?}: a CodePipeline variable was not resolved (is it declared and set \
-         by the action that produces it?)"
-    )]
-    Unresolved { field: &'static str, value: String },
-    #[error("`{field}` is {value:?}: {reason}")]
-    Invalid {
-        field: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-    #[error("`plan`: {0}")]
-    Plan(#[from] PlanError),
-}
-
 /// CloudWatch's limit on an alarm name; `DescribeAlarms` takes 100 names at most.
 const MAX_ALARM_CHARS: usize = 255;
 const MAX_ALARMS: usize = 100;
 
 impl ActionParameters {
+    /// The release, execution and environment alone, checked (for a job with nothing to shift).
+    pub fn stage(&self) -> Result<Stage, ParameterError> {
+        Stage::check(
+            &self.environment,
+            &self.role_arn,
+            &self.release_id,
+            &self.execution_id,
+        )
+    }
+
     pub fn target(&self) -> Result<Target, ParameterError> {
-        let environment = checked("environment", &self.environment)?;
-        if environment.len() > 32
-            || !environment.starts_with(|c: char| c.is_ascii_lowercase())
-            || !environment
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(invalid(
-                "environment",
-                environment,
-                "an environment is a short lowercase name such as int, stg or prod",
-            ));
-        }
-        let role_arn = checked("roleArn", &self.role_arn)?;
-        let account_id = account_of_role(role_arn).ok_or_else(|| {
-            invalid(
-                "roleArn",
-                role_arn,
-                "expected an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>",
-            )
-        })?;
-        let release_id = id("releaseId", &self.release_id)?;
-        let execution_id = id("executionId", &self.execution_id)?;
-        let plan: DeploymentPlan = checked("plan", &self.plan)?.parse()?;
+        let Stage {
+            environment,
+            role_arn,
+            account_id,
+            release_id,
+            execution_id,
+        } = self.stage()?;
+        let plan: DeploymentPlan = fields::required("plan", &self.plan)?.parse().map_err(
+            |e: shipgate::plan::PlanError| {
+                ParameterError::invalid("plan", &self.plan, e.to_string())
+            },
+        )?;
         let name = match &self.name {
-            Some(name) => Some(id("name", name)?.to_owned()),
+            Some(name) => Some(fields::id("name", name)?.to_owned()),
             None => None,
         };
         let mut alarms: Vec<String> = Vec::new();
         for alarm in &self.alarms {
-            let alarm = checked("alarms", alarm)?;
+            let alarm = fields::required("alarms", alarm)?;
             if alarm.chars().count() > MAX_ALARM_CHARS || alarm.chars().any(char::is_control) {
                 return Err(invalid(
                     "alarms",
@@ -198,9 +178,9 @@ impl ActionParameters {
                 alias,
                 new_version,
             } => {
-                let function = checked("target.function", function)?;
-                let alias = checked("target.alias", alias)?;
-                let new_version = checked("target.newVersion", new_version)?;
+                let function = fields::required("target.function", function)?;
+                let alias = fields::required("target.alias", alias)?;
+                let new_version = fields::required("target.newVersion", new_version)?;
                 if !new_version.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(invalid(
                         "target.newVersion",
@@ -222,17 +202,15 @@ impl ActionParameters {
                 green_target_group,
                 ecs_service,
             } => {
-                let listener_arn = arn("target.listenerArn", listener_arn)?;
-                let ecs_service = match ecs_service.as_deref().map(str::trim) {
-                    Some(s) if !s.is_empty() => Some(checked("target.ecsService", s)?.to_owned()),
-                    _ => None,
-                };
-                let test_listener_arn = match test_listener_arn.as_deref().map(str::trim) {
-                    Some(t) if !t.is_empty() => Some(arn("target.testListenerArn", t)?),
-                    _ => None,
-                };
-                let blue = arn("target.blueTargetGroup", blue_target_group)?;
-                let green = arn("target.greenTargetGroup", green_target_group)?;
+                let listener_arn = fields::arn("target.listenerArn", listener_arn)?;
+                let ecs_service = fields::optional("target.ecsService", ecs_service.as_deref())?
+                    .map(str::to_owned);
+                let test_listener_arn =
+                    fields::optional("target.testListenerArn", test_listener_arn.as_deref())?
+                        .map(|t| fields::arn("target.testListenerArn", t))
+                        .transpose()?;
+                let blue = fields::arn("target.blueTargetGroup", blue_target_group)?;
+                let green = fields::arn("target.greenTargetGroup", green_target_group)?;
                 if blue == green {
                     return Err(invalid(
                         "target.greenTargetGroup",
@@ -250,11 +228,11 @@ impl ActionParameters {
             }
         };
         Ok(Target {
-            environment: environment.to_owned(),
-            role_arn: role_arn.to_owned(),
+            environment,
+            role_arn,
             account_id,
-            release_id: release_id.to_owned(),
-            execution_id: execution_id.to_owned(),
+            release_id,
+            execution_id,
             plan,
             alarms,
             name,
@@ -264,49 +242,7 @@ impl ActionParameters {
 }
 
 fn invalid(field: &'static str, value: &str, reason: &'static str) -> ParameterError {
-    ParameterError::Invalid {
-        field,
-        value: value.to_owned(),
-        reason,
-    }
-}
-
-fn checked<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(ParameterError::Empty { field });
-    }
-    if value.contains("#{") {
-        return Err(ParameterError::Unresolved {
-            field,
-            value: value.to_owned(),
-        });
-    }
-    Ok(value)
-}
-
-fn id<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = checked(field, value)?;
-    if value.chars().count() > 128
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(invalid(
-            field,
-            value,
-            "an id is at most 128 letters, digits, '-', '_' or '.'",
-        ));
-    }
-    Ok(value)
-}
-
-fn arn<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ParameterError> {
-    let value = checked(field, value)?;
-    if !value.starts_with("arn:") || value.len() > 2048 {
-        return Err(invalid(field, value, "expected an ARN"));
-    }
-    Ok(value)
+    ParameterError::invalid(field, value, reason)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod s3;
 pub mod secrets;
 pub mod ses;
+pub mod sts;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;

@@ -23,28 +23,6 @@ pub fn deployment_id(release_id: &str, environment: &str, execution_id: &str) ->
     format!("{environment}-{}", hex::encode(&digest[..8]))
 }
 
-/// The account of an IAM role ARN (`arn:<partition>:iam::<12 digits>:role/<name>`).
-pub fn account_of_role(role_arn: &str) -> Option<String> {
-    let mut parts = role_arn.splitn(6, ':');
-    let (arn, _partition, service, region, account, resource) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    let ok = arn == "arn"
-        && service == "iam"
-        && region.is_empty()
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && resource
-            .strip_prefix("role/")
-            .is_some_and(|n| !n.is_empty());
-    ok.then(|| account.to_owned())
-}
-
 /// What the alias or listener carries now, as far as this deployment is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {

@@ -31,21 +31,20 @@ mod tests;
 
 pub use decide::{
     AlarmChange, DrainNext, NotForDeployment, Observed, RollbackNext, RollbackTask, Step,
-    StepInput, account_of_role, alarm_concerns, decide_step, deployment_id, drain_after,
-    failure_message, held_by_other, next_drain_step, observe_alias, observe_listener, pending,
-    rollback_next,
+    StepInput, alarm_concerns, decide_step, deployment_id, drain_after, failure_message,
+    held_by_other, next_drain_step, observe_alias, observe_listener, pending, rollback_next,
 };
 pub use email::{TeamMail, rollback_email, team_variable};
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
 use crate::aws::codepipeline::{JobFailureKind, put_job_failure};
-use crate::error::AwsError;
+use crate::aws::sts::{AssumeRoleError, RoleArn, Sessions};
+use crate::error::{AwsError, RoleCallError};
 use crate::store::{
     AppliedStep, Deployment, DeploymentState, Lease, LeaseIntent, Rollback, SaveError, Store,
     StoreError, TrafficTarget,
@@ -57,22 +56,15 @@ pub const MAX_RACES: usize = 5;
 /// A failure while working on a deployment. Messages say what, where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error(
-        "could not assume {role_arn} (account {account_id}): {source}: check that the role \
-         exists and trusts the tooling account"
-    )]
-    AssumeRole {
-        role_arn: String,
-        account_id: String,
-        #[source]
-        source: Box<AwsError>,
-    },
     #[error("{environment}: {source}")]
-    Aws {
+    AssumeRole {
         environment: String,
         #[source]
-        source: Box<AwsError>,
+        source: AssumeRoleError,
     },
+    /// A call in the environment account, as the deployment's role.
+    #[error(transparent)]
+    Aws(RoleCallError),
     #[error("the deployment table could not be used: {0}")]
     Store(#[source] Box<StoreError>),
     #[error("deployment {0} is not in the table")]
@@ -98,9 +90,8 @@ impl DeployError {
     /// Temporary: the next invocation may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DeployError::AssumeRole { source, .. } | DeployError::Aws { source, .. } => {
-                source.retryable
-            }
+            DeployError::AssumeRole { source, .. } => source.is_retryable(),
+            DeployError::Aws(e) => e.is_retryable(),
             DeployError::Store(e) => e.is_retryable(),
             DeployError::Contended { .. } | DeployError::LostLease { .. } => true,
             DeployError::NotFound(_) => false,
@@ -111,7 +102,7 @@ impl DeployError {
     pub fn error_type(&self) -> &'static str {
         match self {
             DeployError::AssumeRole { .. } => "AssumeRoleFailed",
-            DeployError::Aws { .. } => "AwsError",
+            DeployError::Aws(_) => "AwsError",
             DeployError::Store(_) => "StoreError",
             DeployError::NotFound(_) => "DeploymentNotFound",
             DeployError::Contended { .. } => "Contended",
@@ -122,13 +113,8 @@ impl DeployError {
     /// Whether AWS refused the call for lack of permission.
     pub fn is_access_denied(&self) -> bool {
         match self {
-            DeployError::AssumeRole { source, .. } | DeployError::Aws { source, .. } => {
-                source.code.as_deref().is_some_and(|c| {
-                    c.starts_with("AccessDenied")
-                        || c == "UnauthorizedOperation"
-                        || c == "AuthorizationError"
-                })
-            }
+            DeployError::AssumeRole { source, .. } => source.is_access_denied(),
+            DeployError::Aws(e) => e.is_access_denied(),
             _ => false,
         }
     }
@@ -141,6 +127,17 @@ pub struct AccountClients {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub ecs: aws_sdk_ecs::Client,
+}
+
+impl AccountClients {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            lambda: aws_sdk_lambda::Client::new(config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            ecs: aws_sdk_ecs::Client::new(config),
+        }
+    }
 }
 
 /// Who asked for a rollback, and why.
@@ -220,8 +217,9 @@ impl RollbackReport {
 /// Works on deployments: the clients of the tooling account, built once per process.
 #[derive(Debug, Clone)]
 pub struct Deployer {
-    /// The function's own SDK configuration (tooling account): the base for assuming roles.
-    pub sdk: SdkConfig,
+    /// The environment accounts' roles, assumed from the function's own (tooling) account, each
+    /// once per process while its credentials last.
+    pub sessions: Sessions,
     pub store: Store,
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub ses: aws_sdk_sesv2::Client,
@@ -231,64 +229,56 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    pub fn new(sdk: &SdkConfig, table: &str, mail: TeamMail, lease_ms: i64) -> Self {
+    /// `purpose`: the function's name in role session names.
+    pub fn new(
+        sdk: &SdkConfig,
+        purpose: &'static str,
+        table: &str,
+        mail: TeamMail,
+        lease_ms: i64,
+    ) -> Self {
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), table),
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             ses: aws_sdk_sesv2::Client::new(sdk),
-            sdk: sdk.clone(),
+            sessions: Sessions::new(sdk, purpose),
             mail,
             lease_ms,
         }
     }
 
-    /// The clients of the deployment's account, as its role. Credentials are fetched now, so a
-    /// refused `AssumeRole` is reported as such.
+    /// The clients of an environment account, as `role_arn` (assumed once per process while
+    /// its credentials last). A role that cannot be assumed is [`DeployError::AssumeRole`]:
+    /// final when STS refuses, retryable when it is throttled or unavailable.
     pub async fn account_clients(
         &self,
+        environment: &str,
         role_arn: &str,
         deployment_id: &str,
     ) -> Result<AccountClients, DeployError> {
-        let session: String = format!("shipgate-{deployment_id}")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(*c))
-            .take(64)
-            .collect();
-        let assumed = crate::aws::assume_role(&self.sdk, role_arn, &session).await;
-        let fail = |message: String, source: Box<dyn std::error::Error + Send + Sync>| {
-            DeployError::AssumeRole {
+        let assume_error = |source| DeployError::AssumeRole {
+            environment: environment.to_owned(),
+            source,
+        };
+        let role = RoleArn::parse(role_arn).map_err(|e| {
+            assume_error(AssumeRoleError {
                 role_arn: role_arn.to_owned(),
-                account_id: account_of_role(role_arn).unwrap_or_default(),
                 source: Box::new(AwsError {
                     service: "STS",
                     operation: "AssumeRole",
-                    code: None,
-                    message,
-                    retryable: true,
-                    source,
+                    code: Some("ValidationError".into()),
+                    message: e.to_string(),
+                    retryable: false,
+                    source: Box::new(e),
                 }),
-            }
-        };
-        let provider = assumed.credentials_provider().ok_or_else(|| {
-            fail(
-                "no credentials provider was configured".into(),
-                "no credentials provider".into(),
-            )
+            })
         })?;
-        let credentials = provider.provide_credentials().await.map_err(|e| {
-            let message = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
-            fail(message, Box::new(e))
-        })?;
-        let config = assumed
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build();
-        Ok(AccountClients {
-            lambda: aws_sdk_lambda::Client::new(&config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            ecs: aws_sdk_ecs::Client::new(&config),
-        })
+        let config = self
+            .sessions
+            .config(&role, deployment_id)
+            .await
+            .map_err(assume_error)?;
+        Ok(AccountClients::new(&config))
     }
 
     /// What the deployment's alias or listener carries now.
@@ -539,7 +529,9 @@ impl Deployer {
             let clients = match clients {
                 Some(c) => c,
                 None => {
-                    own = self.account_clients(&d.role_arn, &d.deployment_id).await?;
+                    own = self
+                        .account_clients(&d.environment, &d.role_arn, &d.deployment_id)
+                        .await?;
                     &own
                 }
             };
@@ -695,11 +687,9 @@ impl Deployer {
     }
 }
 
-fn aws_failure(d: &Deployment, e: AwsError) -> DeployError {
-    DeployError::Aws {
-        environment: d.environment.clone(),
-        source: Box::new(e),
-    }
+/// A call in the deployment's account failed.
+pub fn aws_failure(d: &Deployment, e: AwsError) -> DeployError {
+    DeployError::Aws(RoleCallError::new(&d.environment, &d.role_arn, "", e))
 }
 
 /// Epoch milliseconds as RFC 3339 (UTC).

@@ -140,23 +140,6 @@ fn the_id_is_deterministic_and_separates_its_parts() {
 }
 
 #[test]
-fn role_arns_name_their_account() {
-    assert_eq!(
-        account_of_role("arn:aws:iam::222222222222:role/shipgate-deploy").as_deref(),
-        Some("222222222222")
-    );
-    for bad in [
-        "arn:aws:iam::22222222222:role/x",
-        "arn:aws:iam::222222222222:user/x",
-        "arn:aws:iam::222222222222:role/",
-        "arn:aws:sts::222222222222:role/x",
-        "222222222222",
-    ] {
-        assert_eq!(account_of_role(bad), None, "{bad}");
-    }
-}
-
-#[test]
 fn an_alias_reads_as_the_share_on_the_new_version() {
     let alias = |version: &str, extra: Option<(&str, f64)>| AliasState {
         version: version.into(),

@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use shipgate::aws::s3::ObjectVersion;
 use shipgate::config::Env;
-use shipgate::job::{Job, Outcome};
+use shipgate::job::{Job, JobAction, Outcome};
 use shipgate::registry::{Digest, Registry, ecr_registry};
 use shipgate::store::{ReleaseRecord, ReleaseState, Store};
 use shipgate_local::accounts::{self, INT, REGION, STG, TOOLING};

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use shipgate::aws::ecs::TaskSetView;
 use shipgate::changes::ChangeSummary;
 use shipgate::config::Env;
-use shipgate::job::{Job, Outcome};
+use shipgate::job::{Continuation, Job, JobAction, Outcome};
 use shipgate::store::{ChangeSetOutcome, Deployment, StackChanges, Store};
-use shipgate_deploy::{DeployConfig, DeployFunction, Progress};
+use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_local::accounts;
 use shipgate_local::stack::Stack;
 use shipgate_tests::support::start_stack;
@@ -180,7 +180,7 @@ impl EcsWorld {
             let job = self.job("DeployFunction", &parameters, token.as_deref())?;
             match self.deploy.run(&job).await {
                 Outcome::Continue { state } => {
-                    serde_json::from_value::<Progress>(state.clone())?;
+                    serde_json::from_value::<Continuation>(state.clone())?;
                     token = Some(state.to_string());
                 }
                 Outcome::Done {

@@ -1,11 +1,22 @@
-//! The CodePipeline Lambda-invoke job contract every pipeline function follows.
+//! The CodePipeline Lambda-invoke job contract every pipeline action follows, and the one
+//! runner that keeps it.
 //!
 //! A function receives a `CodePipeline.job` event, does (part of) its work and must answer the
 //! job: `PutJobSuccessResult` when done, `PutJobSuccessResult` with a continuation token when the
 //! work goes on (CodePipeline invokes the action again with that token, so long waits are never
 //! spent sleeping in a Lambda), or `PutJobFailureResult` with a message a person can act on.
-//! [`answer`] turns the handler's result into exactly one of these, on every path: a handler
-//! error is a job failure, never a log line and an `Ok(())`.
+//!
+//! [`run`] and [`handle`] own that contract for every action ([`JobAction`]): they parse the
+//! `UserParameters` into the action's typed parameters (one [`ParameterError`]), carry the
+//! continuation state and the time of the first invocation from one invocation to the next,
+//! retry temporary failures (throttling, 5xx, timeouts) on the next invocation until the
+//! action's retry limit has passed since the first of them, fail at once on anything else
+//! (access denied, validation), open the log span (release, execution, environment, action),
+//! catch a panic, and answer CodePipeline exactly once on every path. An action supplies only its
+//! decisions and effects ([`JobAction::work`]).
+
+pub mod parameters;
+mod runner;
 
 use std::collections::BTreeMap;
 
@@ -13,9 +24,16 @@ use aws_lambda_events::event::codepipeline_job::CodePipelineJobEvent;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aws::codepipeline::{JobFailureKind, put_job_failure, put_job_success};
+use crate::aws::codepipeline::{put_job_failure, put_job_success};
 use crate::aws::s3::ObjectVersion;
 use crate::error::AwsError;
+
+pub use crate::aws::codepipeline::JobFailureKind;
+pub use parameters::ParameterError;
+pub use runner::{
+    ActionError, Call, Continuation, JobAction, JobError, RetryLimit, Scope, Verdict, handle,
+    minutes, panic_message, run,
+};
 
 /// CodePipeline's limit on a continuation token.
 pub const MAX_CONTINUATION_TOKEN_CHARS: usize = 2048;
@@ -188,7 +206,7 @@ mod tests {
     use super::*;
 
     fn sample() -> serde_json::Value {
-        serde_json::from_str(include_str!("../tests/fixtures/codepipeline-job.json"))
+        serde_json::from_str(include_str!("../../tests/fixtures/codepipeline-job.json"))
             .expect("AWS sample event")
     }
 
