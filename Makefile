@@ -46,7 +46,9 @@ setup: apt venv
 build:
 	$(CARGO) build --workspace --all-targets
 
-test: setup lint-templates
+## Style first (cheap, and a failure says so before the long run), then the templates, then every
+## test.
+test: setup lint lint-templates
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 demo: setup
