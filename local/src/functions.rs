@@ -131,8 +131,10 @@ where
 
 /// A CodePipeline job action, answering its job as [`shipgate::lambda::serve_job`] does.
 fn job_action<A: Function + JobAction>(id: &str, env: Option<Env>, sdk: &SdkConfig) -> Built {
-    handler(build::<A>(id, env, sdk), |a: Arc<A>, event, _| async move {
-        reply(Box::pin(shipgate::job::handle(&*a, event)).await)
+    let codepipeline = aws_sdk_codepipeline::Client::new(sdk);
+    handler(build::<A>(id, env, sdk), move |a: Arc<A>, event, _| {
+        let codepipeline = codepipeline.clone();
+        async move { reply(Box::pin(shipgate::job::handle(&*a, &codepipeline, event)).await) }
     })
 }
 

@@ -88,6 +88,30 @@ impl Env {
         }
     }
 
+    /// A parsed value within `range`, or `default` when unset; `reason` says what the range
+    /// is for ("from 1 to 10 tries per check").
+    pub fn parsed_within<T>(
+        &self,
+        name: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        reason: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parsed_or(name, default)?;
+        if !range.contains(&value) {
+            return Err(ConfigError::Invalid {
+                name: name.into(),
+                value: value.to_string(),
+                reason: reason.into(),
+            });
+        }
+        Ok(value)
+    }
+
     /// A `key=value,key=value` map (e.g. registry endpoint overrides); empty when unset.
     pub fn map(&self, name: &str) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use aws_config::SdkConfig;
+pub use aws_config::SdkConfig;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
@@ -72,21 +72,22 @@ impl<E: ErrorType> From<Failure<E>> for Diagnostic {
 }
 
 /// Logging, configuration, the SDK configuration and the function, as a cold start makes them.
-pub async fn start<F: Function>() -> Result<F, lambda_runtime::Error> {
+pub async fn start<F: Function>() -> Result<(F, SdkConfig), lambda_runtime::Error> {
     crate::telemetry::init();
     let config = F::configure(&Env::from_process())?;
     let sdk = crate::aws::load_sdk_config().await;
-    F::build(config, &sdk)
+    Ok((F::build(config, &sdk)?, sdk))
 }
 
 /// Runs a CodePipeline job action in Lambda: every job is answered ([`crate::job::handle`]).
 pub async fn serve_job<A: Function + JobAction>() -> Result<(), lambda_runtime::Error> {
-    let action = start::<A>().await?;
-    let action = &action;
+    let (action, sdk) = start::<A>().await?;
+    let codepipeline = aws_sdk_codepipeline::Client::new(&sdk);
+    let (action, codepipeline) = (&action, &codepipeline);
     // Boxed, here and in `serve`: a handler's future nested in the runtime's service future is
     // deep enough to overflow the compiler's layout query depth.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Box::pin(crate::job::handle(action, event.payload))
+        Box::pin(crate::job::handle(action, codepipeline, event.payload))
             .await
             .map_err(Failure)
     }))
@@ -95,7 +96,7 @@ pub async fn serve_job<A: Function + JobAction>() -> Result<(), lambda_runtime::
 
 /// Runs an event handler in Lambda.
 pub async fn serve<H: EventHandler>() -> Result<(), lambda_runtime::Error> {
-    let handler = start::<H>().await?;
+    let (handler, _) = start::<H>().await?;
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         Box::pin(handler.handle(event.payload, &event.context.request_id))
@@ -103,4 +104,60 @@ pub async fn serve<H: EventHandler>() -> Result<(), lambda_runtime::Error> {
             .map_err(Failure)
     }))
     .await
+}
+
+/// `impl Function` for a function whose configuration has `from_env(&Env)` and which is built
+/// with `new(config, &SdkConfig)`: `shipgate::function!(Mailer, MailerConfig);`.
+#[macro_export]
+macro_rules! function {
+    ($function:ty, $config:ty) => {
+        impl $crate::lambda::Function for $function {
+            type Config = $config;
+
+            fn configure(
+                env: &$crate::config::Env,
+            ) -> ::std::result::Result<$config, $crate::config::ConfigError> {
+                <$config>::from_env(env)
+            }
+
+            fn build(
+                config: $config,
+                sdk: &$crate::lambda::SdkConfig,
+            ) -> ::std::result::Result<Self, $crate::lambda::BuildError> {
+                Ok(<$function>::new(config, sdk))
+            }
+        }
+    };
+}
+
+/// `impl Function`, `impl EventHandler` (the event and request id to `$handle`) and
+/// `impl ErrorType` (the error's own `error_type()`) for an event-driven function:
+/// `shipgate::event_function!(Mailer, MailerConfig, MailerReport, MailerError,
+/// |mailer, event, _request_id| mailer.handle(event));`.
+#[macro_export]
+macro_rules! event_function {
+    ($function:ty, $config:ty, $output:ty, $error:ty,
+     |$this:ident, $event:ident, $request_id:ident| $handle:expr) => {
+        $crate::function!($function, $config);
+
+        impl $crate::lambda::EventHandler for $function {
+            type Output = $output;
+            type Error = $error;
+
+            async fn handle(
+                &self,
+                $event: ::serde_json::Value,
+                $request_id: &str,
+            ) -> ::std::result::Result<$output, $error> {
+                let $this = self;
+                $handle.await
+            }
+        }
+
+        impl $crate::lambda::ErrorType for $error {
+            fn error_type(&self) -> &'static str {
+                <$error>::error_type(self)
+            }
+        }
+    };
 }

@@ -749,17 +749,7 @@ pub fn function_url_response(response: Response<Body>) -> serde_json::Value {
     })
 }
 
-impl shipgate::lambda::Function for ApprovalPage {
-    type Config = PageConfig;
-
-    fn configure(env: &shipgate::config::Env) -> Result<PageConfig, shipgate::config::ConfigError> {
-        PageConfig::from_env(env)
-    }
-
-    fn build(config: PageConfig, sdk: &SdkConfig) -> Result<Self, shipgate::lambda::BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
+shipgate::function!(ApprovalPage, PageConfig);
 
 #[cfg(test)]
 mod tests {

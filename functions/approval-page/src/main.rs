@@ -5,7 +5,7 @@ use shipgate_approval_page::ApprovalPage;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    let page = shipgate::lambda::start::<ApprovalPage>().await?;
+    let (page, _) = shipgate::lambda::start::<ApprovalPage>().await?;
     let page = &page;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, std::convert::Infallible>(page.handle(request).await)

@@ -19,14 +19,12 @@ pub struct ChangeSetConfig {
 
 impl ChangeSetConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let timeout_seconds = env.parsed_or("SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS", 1800)?;
-        if timeout_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS".into(),
-                value: "0".into(),
-                reason: "the action must be allowed some time to wait".into(),
-            });
-        }
+        let timeout_seconds = env.parsed_within(
+            "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS",
+            1800,
+            1..=u64::MAX,
+            "the action must be allowed some time to wait",
+        )?;
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,

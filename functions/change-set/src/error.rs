@@ -2,25 +2,15 @@
 //! pipeline (PutJobFailureResult), so it says what happened, where, and what to do.
 
 use shipgate::aws::sts::AssumeRoleError;
-use shipgate::error::AwsError;
+use shipgate::error::{AwsError, code_and_message};
+use shipgate::job::artifact::ArtifactError;
 use shipgate::job::{ActionError, JobFailureKind};
-use shipgate::release::{PlaceholderError, SourceError};
+use shipgate::release::PlaceholderError;
 use shipgate::store::StoreError;
 
 /// A failure of the change-set action.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeSetError {
-    #[error(
-        "the job has no input artifact: the action's input must be the release (the pipeline's \
-         source output)"
-    )]
-    NoInputArtifact,
-    #[error(
-        "the job has {} input artifacts ({}): the action takes one, the release",
-        .0.len(),
-        .0.join(", ")
-    )]
-    SeveralInputArtifacts(Vec<String>),
     #[error(
         "release {release_id} is not in the release table: only a release intake accepted gets \
          change sets (is releaseId the pipeline's ReleaseId variable?)"
@@ -31,49 +21,8 @@ pub enum ChangeSetError {
         release_id: String,
         state: &'static str,
     },
-    #[error(
-        "the release artifact s3://{bucket}/{key} does not exist: the pipeline lost its input; \
-         start a new execution of the release"
-    )]
-    ArtifactMissing { bucket: String, key: String },
-    #[error(
-        "could not read the release artifact s3://{bucket}/{key}: {}: check the function's \
-         access to the artifact bucket",
-        words(.source)
-    )]
-    ArtifactAws {
-        bucket: String,
-        key: String,
-        source: Box<AwsError>,
-    },
-    #[error("could not read the release artifact s3://{bucket}/{key}: {detail}")]
-    ArtifactRead {
-        bucket: String,
-        key: String,
-        detail: String,
-        retryable: bool,
-        source: SourceError,
-    },
-    #[error(
-        "the release artifact is refused, it has {count} problem(s): {summary}; only a release \
-         intake accepted gets change sets"
-    )]
-    ArtifactProblems { count: usize, summary: String },
-    #[error(
-        "release {release_id} has no recorded manifest digest: intake never accepted it, so it \
-         gets no change sets"
-    )]
-    NotValidated { release_id: String },
-    #[error(
-        "the release artifact is not the release intake validated: its release.json has SHA-256 \
-         {found}, release {release_id} was recorded with {recorded}; the artifact changed after \
-         intake, so nothing is created: drop the release again"
-    )]
-    ManifestMismatch {
-        release_id: String,
-        found: String,
-        recorded: String,
-    },
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
     #[error(
         "release {release_id} does not go to {environment}: its manifest lists {}",
         .listed.join(", ")
@@ -117,18 +66,9 @@ impl ActionError for ChangeSetError {
     /// A stable name for logs and metrics.
     fn error_type(&self) -> &'static str {
         match self {
-            ChangeSetError::NoInputArtifact | ChangeSetError::SeveralInputArtifacts(_) => {
-                "InvalidInputArtifacts"
-            }
             ChangeSetError::ReleaseNotFound { .. } => "ReleaseNotFound",
             ChangeSetError::ReleaseNotAccepted { .. } => "ReleaseNotAccepted",
-            ChangeSetError::ArtifactMissing { .. } => "ArtifactMissing",
-            ChangeSetError::ArtifactAws { .. } | ChangeSetError::ArtifactRead { .. } => {
-                "ArtifactUnreadable"
-            }
-            ChangeSetError::ArtifactProblems { .. } => "ArtifactInvalid",
-            ChangeSetError::NotValidated { .. } => "ReleaseNotValidated",
-            ChangeSetError::ManifestMismatch { .. } => "ArtifactTampered",
+            ChangeSetError::Artifact(e) => e.error_type(),
             ChangeSetError::NotForEnvironment { .. } => "NotForEnvironment",
             ChangeSetError::Placeholder(_) => "UnresolvedParameter",
             ChangeSetError::AssumeRole { .. } => "AssumeRoleFailed",
@@ -142,9 +82,8 @@ impl ActionError for ChangeSetError {
     fn is_retryable(&self) -> bool {
         match self {
             ChangeSetError::AssumeRole { source, .. } => source.is_retryable(),
-            ChangeSetError::ArtifactAws { source, .. }
-            | ChangeSetError::CloudFormation { source, .. } => source.retryable,
-            ChangeSetError::ArtifactRead { retryable, .. } => *retryable,
+            ChangeSetError::CloudFormation { source, .. } => source.retryable,
+            ChangeSetError::Artifact(e) => e.is_retryable(),
             ChangeSetError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
             _ => false,
         }
@@ -153,37 +92,18 @@ impl ActionError for ChangeSetError {
     /// How CodePipeline classifies the failure.
     fn failure_kind(&self) -> JobFailureKind {
         match self {
-            ChangeSetError::NoInputArtifact | ChangeSetError::SeveralInputArtifacts(_) => {
+            ChangeSetError::Artifact(e) if e.is_configuration() => {
                 JobFailureKind::ConfigurationError
             }
+            ChangeSetError::Artifact(e) if e.is_access_denied() => JobFailureKind::PermissionError,
             ChangeSetError::AssumeRole { source, .. } if source.is_access_denied() => {
                 JobFailureKind::PermissionError
             }
-            ChangeSetError::CloudFormation { source, .. }
-            | ChangeSetError::ArtifactAws { source, .. }
-                if source.is_access_denied() =>
-            {
+            ChangeSetError::CloudFormation { source, .. } if source.is_access_denied() => {
                 JobFailureKind::PermissionError
             }
             _ => JobFailureKind::JobFailed,
         }
-    }
-}
-
-/// "STS AssumeRole failed: AccessDenied: User … is not authorized …"
-fn words(e: &AwsError) -> String {
-    format!(
-        "{} {} failed: {}",
-        e.service,
-        e.operation,
-        code_and_message(e)
-    )
-}
-
-fn code_and_message(e: &AwsError) -> String {
-    match &e.code {
-        Some(code) => format!("{code}: {}", e.message),
-        None => e.message.clone(),
     }
 }
 
@@ -328,11 +248,11 @@ mod tests {
 
     #[test]
     fn configuration_mistakes_are_configuration_errors() {
-        let several = ChangeSetError::SeveralInputArtifacts(vec!["Release".into(), "Other".into()]);
+        let several = ChangeSetError::from(ArtifactError::SeveralInputArtifacts(vec![
+            "Release".into(),
+            "Other".into(),
+        ]));
         assert_eq!(several.failure_kind(), JobFailureKind::ConfigurationError);
-        assert_eq!(
-            several.to_string(),
-            "the job has 2 input artifacts (Release, Other): the action takes one, the release"
-        );
+        assert_eq!(several.error_type(), "InvalidInputArtifacts");
     }
 }

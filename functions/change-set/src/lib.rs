@@ -31,16 +31,12 @@ use shipgate::aws::cloudformation::{
     Capability, ChangeSetRequest, ChangeSetState, ChangeSetStatus, ChangeSetType, Creation,
     create_change_set_once, delete_change_set, describe_change_set, find_change_set, stack_exists,
 };
-use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
 use shipgate::aws::sts::Sessions;
 use shipgate::changes::ChangeSummary;
-use shipgate::config::{ConfigError, Env};
 use shipgate::error::AwsError;
+use shipgate::job::artifact::{ArtifactError, read_release};
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
-use shipgate::lambda::{BuildError, Function};
-use shipgate::release::{
-    DeployTarget, Inspection, Manifest, SourceError, StackTemplate, inspect_release,
-};
+use shipgate::release::{DeployTarget, Inspection, Manifest, StackTemplate};
 use shipgate::store::{ChangeSetOutcome, ReleaseRecord, ReleaseState, StackChanges, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -56,7 +52,6 @@ pub struct ChangeSetFunction {
     /// The tooling account's S3, where the pipeline's artifacts are.
     pub s3: aws_sdk_s3::Client,
     pub store: Store,
-    pub codepipeline: aws_sdk_codepipeline::Client,
 }
 
 /// A release artifact that is the release intake accepted, for this environment.
@@ -67,17 +62,7 @@ struct VerifiedRelease {
     templates: Vec<(StackTemplate, String)>,
 }
 
-impl Function for ChangeSetFunction {
-    type Config = ChangeSetConfig;
-
-    fn configure(env: &Env) -> Result<ChangeSetConfig, ConfigError> {
-        ChangeSetConfig::from_env(env)
-    }
-
-    fn build(config: ChangeSetConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
+shipgate::function!(ChangeSetFunction, ChangeSetConfig);
 
 impl JobAction for ChangeSetFunction {
     const NAME: &'static str = "change-set";
@@ -106,10 +91,6 @@ impl JobAction for ChangeSetFunction {
             seconds: self.config.timeout_seconds,
             variable: "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS",
         }
-    }
-
-    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
-        &self.codepipeline
     }
 
     async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, ChangeSetError> {
@@ -142,7 +123,6 @@ impl ChangeSetFunction {
         Self {
             s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
-            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             sessions: Sessions::new(sdk, "change-set"),
             config,
         }
@@ -163,8 +143,7 @@ impl ChangeSetFunction {
                 release_id: target.release_id.clone(),
             })?;
         check_record(&record)?;
-        let artifact = release_artifact(job)?;
-        let inspection = self.inspect(&artifact).await?;
+        let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
         let release = verify_release(&record, inspection, &target.environment)?;
 
         let cf = aws_sdk_cloudformation::Client::new(&self.assume(target).await?);
@@ -176,33 +155,6 @@ impl ChangeSetFunction {
             stacks.push(stack);
         }
         Ok(stacks)
-    }
-
-    async fn inspect(&self, artifact: &ObjectVersion) -> Result<Inspection, ChangeSetError> {
-        let facts = head_object(&self.s3, artifact)
-            .await
-            .map_err(|source| ChangeSetError::ArtifactAws {
-                bucket: artifact.bucket.clone(),
-                key: artifact.key.clone(),
-                source: Box::new(source),
-            })?
-            .ok_or_else(|| ChangeSetError::ArtifactMissing {
-                bucket: artifact.bucket.clone(),
-                key: artifact.key.clone(),
-            })?;
-        let source = S3RangeSource::new(self.s3.clone(), artifact.clone(), facts.size);
-        let mut inspection = inspect_release(&source, &self.config.limits).await;
-        if let Some(error) = inspection.read_error.take() {
-            let (detail, retryable) = read_failure(&error);
-            return Err(ChangeSetError::ArtifactRead {
-                bucket: artifact.bucket.clone(),
-                key: artifact.key.clone(),
-                detail,
-                retryable,
-                source: error,
-            });
-        }
-        Ok(inspection)
     }
 
     /// The environment account's SDK configuration, as the deploy role.
@@ -389,56 +341,20 @@ fn check_record(record: &ReleaseRecord) -> Result<(), ChangeSetError> {
     }
 }
 
-/// The job's one input artifact: the release.
-fn release_artifact(job: &Job) -> Result<ObjectVersion, ChangeSetError> {
-    let mut artifacts = job.input_artifacts.iter();
-    match (artifacts.next(), artifacts.next()) {
-        (Some((_, object)), None) => Ok(object.clone()),
-        (None, _) => Err(ChangeSetError::NoInputArtifact),
-        (Some(_), Some(_)) => Err(ChangeSetError::SeveralInputArtifacts(
-            job.input_artifacts.keys().cloned().collect(),
-        )),
-    }
-}
-
-/// Checks that the artifact is the release intake validated and that it goes to `environment`.
+/// Checks that the release intake validated ([`read_release`]) goes to `environment`, and takes
+/// its templates.
 fn verify_release(
     record: &ReleaseRecord,
     inspection: Inspection,
     environment: &str,
 ) -> Result<VerifiedRelease, ChangeSetError> {
-    if !inspection.problems.is_empty() {
-        let summary: Vec<String> = inspection
-            .problems
-            .iter()
-            .take(3)
-            .map(|p| format!("{}: {}", p.code.as_str(), p.message))
-            .collect();
-        return Err(ChangeSetError::ArtifactProblems {
-            count: inspection.problems.len(),
-            summary: summary.join("; "),
-        });
-    }
-    let recorded = record
-        .manifest_sha256
-        .clone()
-        .ok_or_else(|| ChangeSetError::NotValidated {
-            release_id: record.release_id.clone(),
-        })?;
-    let found = inspection.manifest_sha256.clone().unwrap_or_default();
-    if found != recorded {
-        return Err(ChangeSetError::ManifestMismatch {
-            release_id: record.release_id.clone(),
-            found,
-            recorded,
-        });
-    }
     let Some(manifest) = inspection.manifest else {
         // Validation gives a manifest whenever it finds no problem; this is a guard.
-        return Err(ChangeSetError::ArtifactProblems {
+        return Err(ArtifactError::Problems {
             count: 1,
             summary: "release.json could not be read".into(),
-        });
+        }
+        .into());
     };
     if !manifest.environments.iter().any(|e| e == environment) {
         return Err(ChangeSetError::NotForEnvironment {
@@ -454,10 +370,11 @@ fn verify_release(
             .iter()
             .find(|t| t.path == template.path)
         else {
-            return Err(ChangeSetError::ArtifactProblems {
+            return Err(ArtifactError::Problems {
                 count: 1,
                 summary: format!("template {} could not be read", template.path),
-            });
+            }
+            .into());
         };
         templates.push((template.clone(), file.body.clone()));
     }
@@ -465,18 +382,6 @@ fn verify_release(
         manifest,
         templates,
     })
-}
-
-/// What went wrong reading the artifact, and whether another try may help.
-fn read_failure(error: &SourceError) -> (String, bool) {
-    let aws = std::error::Error::source(error).and_then(|s| s.downcast_ref::<AwsError>());
-    match aws {
-        Some(e) => (e.to_string(), e.retryable),
-        None => (
-            error.to_string(),
-            !matches!(error, SourceError::OutOfRange { .. }),
-        ),
-    }
 }
 
 #[cfg(test)]

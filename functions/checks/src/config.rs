@@ -25,22 +25,18 @@ pub struct ChecksConfig {
 
 impl ChecksConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let attempts: u32 = env.parsed_or("SHIPGATE_CHECK_ATTEMPTS", 3)?;
-        if !(1..=10).contains(&attempts) {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_CHECK_ATTEMPTS".into(),
-                value: attempts.to_string(),
-                reason: "from 1 to 10 tries per check".into(),
-            });
-        }
-        let invocation_seconds: u64 = env.parsed_or("SHIPGATE_CHECKS_INVOCATION_SECONDS", 120)?;
-        if !(10..=800).contains(&invocation_seconds) {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_CHECKS_INVOCATION_SECONDS".into(),
-                value: invocation_seconds.to_string(),
-                reason: "from 10 to 800 seconds (well under the function's timeout)".into(),
-            });
-        }
+        let attempts = env.parsed_within(
+            "SHIPGATE_CHECK_ATTEMPTS",
+            3,
+            1..=10,
+            "from 1 to 10 tries per check",
+        )?;
+        let invocation_seconds = env.parsed_within(
+            "SHIPGATE_CHECKS_INVOCATION_SECONDS",
+            120,
+            10..=800,
+            "from 10 to 800 seconds (well under the function's timeout)",
+        )?;
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,

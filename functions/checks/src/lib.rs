@@ -35,13 +35,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
-use shipgate::config::{ConfigError, Env};
 use shipgate::http_client::HttpClientOnFirstUse;
+use shipgate::job::artifact::read_release;
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
-use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
-use shipgate::release::{Check, Checks, inspect_release};
+use shipgate::release::{Check, Checks};
 use shipgate::store::Store;
 use tracing::{info, warn};
 
@@ -54,22 +52,11 @@ pub struct ChecksFunction {
     pub config: ChecksConfig,
     pub s3: aws_sdk_s3::Client,
     pub store: Store,
-    pub codepipeline: aws_sdk_codepipeline::Client,
     /// The checks' HTTP client (rustls, same-origin redirects only), built by the first check.
     pub http: HttpClientOnFirstUse,
 }
 
-impl Function for ChecksFunction {
-    type Config = ChecksConfig;
-
-    fn configure(env: &Env) -> Result<ChecksConfig, ConfigError> {
-        ChecksConfig::from_env(env)
-    }
-
-    fn build(config: ChecksConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
+shipgate::function!(ChecksFunction, ChecksConfig);
 
 impl JobAction for ChecksFunction {
     const NAME: &'static str = "checks";
@@ -98,10 +85,6 @@ impl JobAction for ChecksFunction {
         }
     }
 
-    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
-        &self.codepipeline
-    }
-
     async fn work(
         &self,
         call: Call<'_, Target, Progress>,
@@ -120,7 +103,6 @@ impl ChecksFunction {
         Self {
             s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
-            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             http: HttpClientOnFirstUse::new(checks_http_client),
             config,
         }
@@ -275,60 +257,8 @@ impl ChecksFunction {
                 release_id: release_id.to_owned(),
             }
         })?;
-        let artifact = match job.input_artifacts.values().collect::<Vec<_>>().as_slice() {
-            [one] => (*one).clone(),
-            other => return Err(ChecksError::InputArtifacts(other.len())),
-        };
-        let inspection = self.inspect(&artifact).await?;
-        if !inspection.problems.is_empty() {
-            let summary: Vec<String> = inspection
-                .problems
-                .iter()
-                .take(3)
-                .map(|p| format!("{}: {}", p.code.as_str(), p.message))
-                .collect();
-            return Err(ChecksError::ArtifactProblems {
-                count: inspection.problems.len(),
-                summary: summary.join("; "),
-            });
-        }
-        let found = inspection.manifest_sha256.clone().unwrap_or_default();
-        let recorded = record.manifest_sha256.clone().unwrap_or_default();
-        if found != recorded {
-            return Err(ChecksError::ManifestMismatch {
-                release_id: release_id.to_owned(),
-                found,
-                recorded,
-            });
-        }
+        let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
         Ok(inspection.checks)
-    }
-
-    async fn inspect(
-        &self,
-        artifact: &ObjectVersion,
-    ) -> Result<shipgate::release::Inspection, ChecksError> {
-        let facts = head_object(&self.s3, artifact)
-            .await
-            .map_err(|source| ChecksError::ArtifactAws {
-                bucket: artifact.bucket.clone(),
-                key: artifact.key.clone(),
-                source: Box::new(source),
-            })?
-            .ok_or_else(|| ChecksError::ArtifactMissing {
-                bucket: artifact.bucket.clone(),
-                key: artifact.key.clone(),
-            })?;
-        let source = S3RangeSource::new(self.s3.clone(), artifact.clone(), facts.size);
-        let mut inspection = inspect_release(&source, &self.config.limits).await;
-        if let Some(error) = inspection.read_error.take() {
-            return Err(ChecksError::ArtifactRead {
-                bucket: artifact.bucket.clone(),
-                key: artifact.key.clone(),
-                source: error,
-            });
-        }
-        Ok(inspection)
     }
 }
 

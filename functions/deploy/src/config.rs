@@ -17,26 +17,20 @@ pub struct DeployConfig {
 
 impl DeployConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let timeout_seconds = env.parsed_or("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", 3600)?;
-        if timeout_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_DEPLOY_TIMEOUT_SECONDS".into(),
-                value: "0".into(),
-                reason: "the action must be allowed some time to wait".into(),
-            });
-        }
-        let task_set_timeout_seconds = env.parsed_or("SHIPGATE_TASK_SET_TIMEOUT_SECONDS", 900)?;
-        if task_set_timeout_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_TASK_SET_TIMEOUT_SECONDS".into(),
-                value: "0".into(),
-                reason: "the task set must be allowed some time to start its tasks".into(),
-            });
-        }
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
-            timeout_seconds,
-            task_set_timeout_seconds,
+            timeout_seconds: env.parsed_within(
+                "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
+                3600,
+                1..=u64::MAX,
+                "the action must be allowed some time to wait",
+            )?,
+            task_set_timeout_seconds: env.parsed_within(
+                "SHIPGATE_TASK_SET_TIMEOUT_SECONDS",
+                900,
+                1..=u64::MAX,
+                "the task set must be allowed some time to start its tasks",
+            )?,
         })
     }
 }

@@ -47,10 +47,8 @@ use shipgate::aws::cloudformation::{
     ExecutionStatus, describe_stack, execute_change_set, find_change_set, last_operation_events,
 };
 use shipgate::aws::sts::Sessions;
-use shipgate::config::{ConfigError, Env};
 use shipgate::error::{AwsError, RoleCallError};
 use shipgate::job::{Call, JobAction, Outcome, ParameterError, RetryLimit, Scope, Verdict};
-use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{ChangeSetOutcome, PreparedGreen, StackChanges, Store};
 use tracing::{info, warn};
@@ -66,20 +64,9 @@ pub struct DeployFunction {
     /// The environment accounts' roles, assumed from the function's own (tooling) account.
     pub sessions: Sessions,
     pub store: Store,
-    pub codepipeline: aws_sdk_codepipeline::Client,
 }
 
-impl Function for DeployFunction {
-    type Config = DeployConfig;
-
-    fn configure(env: &Env) -> Result<DeployConfig, ConfigError> {
-        DeployConfig::from_env(env)
-    }
-
-    fn build(config: DeployConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
+shipgate::function!(DeployFunction, DeployConfig);
 
 impl JobAction for DeployFunction {
     const NAME: &'static str = "deploy";
@@ -103,10 +90,6 @@ impl JobAction for DeployFunction {
             seconds: self.config.timeout_seconds,
             variable: "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
         }
-    }
-
-    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
-        &self.codepipeline
     }
 
     fn finished(&self, target: &Target, outcome: &Outcome) {
@@ -134,7 +117,6 @@ impl DeployFunction {
     pub fn new(config: DeployConfig, sdk: &SdkConfig) -> Self {
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
-            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             sessions: Sessions::new(sdk, "deploy"),
             config,
         }

@@ -574,41 +574,13 @@ fn parse_record(record: &S3EventRecord) -> Result<Drop, String> {
     })
 }
 
-impl shipgate::lambda::Function for Intake {
-    type Config = IntakeConfig;
-
-    fn configure(
-        env: &shipgate::config::Env,
-    ) -> Result<IntakeConfig, shipgate::config::ConfigError> {
-        IntakeConfig::from_env(env)
-    }
-
-    fn build(
-        config: IntakeConfig,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, shipgate::lambda::BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
-
-impl shipgate::lambda::EventHandler for Intake {
-    type Output = IntakeReport;
-    type Error = IntakeError;
-
-    async fn handle(
-        &self,
-        event: serde_json::Value,
-        request_id: &str,
-    ) -> Result<IntakeReport, IntakeError> {
-        Intake::handle(self, event, request_id).await
-    }
-}
-
-impl shipgate::lambda::ErrorType for IntakeError {
-    fn error_type(&self) -> &'static str {
-        IntakeError::error_type(self)
-    }
-}
+shipgate::event_function!(
+    Intake,
+    IntakeConfig,
+    IntakeReport,
+    IntakeError,
+    |intake, event, request_id| intake.handle(event, request_id)
+);
 
 #[cfg(test)]
 mod tests {

@@ -313,41 +313,13 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-impl shipgate::lambda::Function for Mailer {
-    type Config = MailerConfig;
-
-    fn configure(
-        env: &shipgate::config::Env,
-    ) -> Result<MailerConfig, shipgate::config::ConfigError> {
-        MailerConfig::from_env(env)
-    }
-
-    fn build(
-        config: MailerConfig,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, shipgate::lambda::BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
-
-impl shipgate::lambda::EventHandler for Mailer {
-    type Output = MailerReport;
-    type Error = MailerError;
-
-    async fn handle(
-        &self,
-        event: serde_json::Value,
-        _request_id: &str,
-    ) -> Result<MailerReport, MailerError> {
-        Mailer::handle(self, event).await
-    }
-}
-
-impl shipgate::lambda::ErrorType for MailerError {
-    fn error_type(&self) -> &'static str {
-        MailerError::error_type(self)
-    }
-}
+shipgate::event_function!(
+    Mailer,
+    MailerConfig,
+    MailerReport,
+    MailerError,
+    |mailer, event, _request_id| mailer.handle(event)
+);
 
 #[cfg(test)]
 mod tests {

@@ -38,14 +38,12 @@ impl PromoteConfig {
             value,
             reason: reason.into(),
         };
-        let concurrency: usize = env.parsed_or("SHIPGATE_PROMOTE_CONCURRENCY", 4)?;
-        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-            return Err(invalid(
-                "SHIPGATE_PROMOTE_CONCURRENCY",
-                concurrency.to_string(),
-                "blobs copied at once: 1 to 16",
-            ));
-        }
+        let concurrency = env.parsed_within(
+            "SHIPGATE_PROMOTE_CONCURRENCY",
+            4,
+            1..=MAX_CONCURRENCY,
+            "blobs copied at once: 1 to 16",
+        )?;
         let chunk_mib: u64 =
             env.parsed_or("SHIPGATE_PROMOTE_CHUNK_MIB", DEFAULT_CHUNK_BYTES / MIB)?;
         let upload = match env.or("SHIPGATE_PROMOTE_UPLOAD", "chunked").as_str() {
@@ -73,14 +71,12 @@ impl PromoteConfig {
                 "expected a number of seconds, 0 or more",
             )
         })?;
-        let timeout_seconds = env.parsed_or("SHIPGATE_PROMOTE_TIMEOUT_SECONDS", 3600)?;
-        if timeout_seconds == 0 {
-            return Err(invalid(
-                "SHIPGATE_PROMOTE_TIMEOUT_SECONDS",
-                "0".into(),
-                "temporary failures must be allowed some time",
-            ));
-        }
+        let timeout_seconds = env.parsed_within(
+            "SHIPGATE_PROMOTE_TIMEOUT_SECONDS",
+            3600,
+            1..=u64::MAX,
+            "temporary failures must be allowed some time",
+        )?;
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             registry_endpoints: env.map("SHIPGATE_REGISTRY_ENDPOINTS")?,

@@ -33,11 +33,9 @@ use std::time::Instant;
 
 use aws_config::SdkConfig;
 use shipgate::aws::sts::Sessions;
-use shipgate::config::{ConfigError, Env};
 use shipgate::error::AwsError;
 use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::job::{ActionError, Call, JobAction, ParameterError, RetryLimit, Scope, Verdict};
-use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::registry::{
     CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, RegistryError,
@@ -61,7 +59,6 @@ pub struct PromoteFunction {
     /// which is the source side when `from` names no role.
     pub sessions: Sessions,
     pub store: Store,
-    pub codepipeline: aws_sdk_codepipeline::Client,
     /// One HTTP client for every registry, built by the first promotion.
     pub http: HttpClientOnFirstUse,
 }
@@ -93,17 +90,7 @@ fn plan_image<'a>(earlier: &'a [PromotedImage], name: &str, digest: &Digest) -> 
     }
 }
 
-impl Function for PromoteFunction {
-    type Config = PromoteConfig;
-
-    fn configure(env: &Env) -> Result<PromoteConfig, ConfigError> {
-        PromoteConfig::from_env(env)
-    }
-
-    fn build(config: PromoteConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
+shipgate::function!(PromoteFunction, PromoteConfig);
 
 impl JobAction for PromoteFunction {
     const NAME: &'static str = "promote";
@@ -134,10 +121,6 @@ impl JobAction for PromoteFunction {
         }
     }
 
-    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
-        &self.codepipeline
-    }
-
     async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, PromoteError> {
         let started = Instant::now();
         let verdict = self.promote(&call, started).await?;
@@ -157,7 +140,6 @@ impl PromoteFunction {
     pub fn new(config: PromoteConfig, sdk: &SdkConfig) -> Self {
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
-            codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             http: HttpClientOnFirstUse::with_defaults(),
             sessions: Sessions::new(sdk, "promote"),
             config,

@@ -40,7 +40,6 @@ use shipgate::job::parameters::Stage;
 use shipgate::job::{
     ActionError, Call, Job, JobAction, JobFailureKind, ParameterError, RetryLimit, Scope, Verdict,
 };
-use shipgate::lambda::{BuildError, Function};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::plan::{DeploymentPlan, Position, position};
 use shipgate::store::{
@@ -166,17 +165,7 @@ pub struct TrafficFunction {
     pub deployer: Deployer,
 }
 
-impl Function for TrafficFunction {
-    type Config = TrafficConfig;
-
-    fn configure(env: &Env) -> Result<TrafficConfig, ConfigError> {
-        TrafficConfig::from_env(env)
-    }
-
-    fn build(config: TrafficConfig, sdk: &SdkConfig) -> Result<Self, BuildError> {
-        Ok(Self::new(config, sdk))
-    }
-}
+shipgate::function!(TrafficFunction, TrafficConfig);
 
 impl JobAction for TrafficFunction {
     const NAME: &'static str = "traffic";
@@ -210,10 +199,6 @@ impl JobAction for TrafficFunction {
             seconds: self.config.retry_seconds,
             variable: "SHIPGATE_TRAFFIC_RETRY_SECONDS",
         }
-    }
-
-    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client {
-        &self.deployer.codepipeline
     }
 
     async fn work(

@@ -15,6 +15,7 @@
 //! catch a panic, and answer CodePipeline exactly once on every path. An action supplies only its
 //! decisions and effects ([`JobAction::work`]).
 
+pub mod artifact;
 pub mod parameters;
 mod runner;
 

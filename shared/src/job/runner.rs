@@ -135,9 +135,6 @@ pub trait JobAction: Sync {
     /// How long temporary failures in a row are retried.
     fn retry_limit(&self) -> RetryLimit;
 
-    /// The client the job is answered with.
-    fn codepipeline(&self) -> &aws_sdk_codepipeline::Client;
-
     /// One invocation's work: decide, act, and say how the job stands.
     fn work(
         &self,
@@ -164,17 +161,6 @@ pub trait JobAction: Sync {
         Self: Sized,
     {
         run(self, job, now_ms)
-    }
-
-    /// [`handle`]: one job event, answered.
-    fn handle(
-        &self,
-        event: serde_json::Value,
-    ) -> impl Future<Output = Result<Answer, JobError>> + Send
-    where
-        Self: Sized,
-    {
-        handle(self, event)
     }
 }
 
@@ -216,15 +202,17 @@ pub struct Continuation {
     pub state: Option<serde_json::Value>,
 }
 
-/// Handles one `CodePipeline.job` event for `action` as of now and answers the job.
+/// Handles one `CodePipeline.job` event for `action` as of now and answers the job with
+/// `codepipeline`.
 pub async fn handle<A: JobAction>(
     action: &A,
+    codepipeline: &aws_sdk_codepipeline::Client,
     event: serde_json::Value,
 ) -> Result<Answer, JobError> {
     let job = Job::from_event(event).map_err(JobError::Event)?;
     let outcome = run(action, &job, now_ms()).await;
     answer(
-        action.codepipeline(),
+        codepipeline,
         &job,
         Ok::<_, std::convert::Infallible>(outcome),
     )

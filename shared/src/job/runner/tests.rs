@@ -66,7 +66,6 @@ struct Count {
 
 struct TestAction {
     behaviour: Behaviour,
-    codepipeline: Client,
     /// What each call saw: (invocation, state, started_at_ms).
     seen: Mutex<Vec<(u32, Option<Count>, i64)>>,
 }
@@ -100,10 +99,6 @@ impl JobAction for TestAction {
             seconds: 600,
             variable: "TEST_RETRY_SECONDS",
         }
-    }
-
-    fn codepipeline(&self) -> &Client {
-        &self.codepipeline
     }
 
     async fn work(&self, call: Call<'_, Target, Count>) -> Result<Verdict<Count>, TestError> {
@@ -152,7 +147,6 @@ fn mock_codepipeline(rules: &[&Rule]) -> Client {
 fn action(behaviour: Behaviour) -> TestAction {
     TestAction {
         behaviour,
-        codepipeline: mock_codepipeline(&[]),
         seen: Mutex::new(Vec::new()),
     }
 }
@@ -344,9 +338,10 @@ async fn handle_answers_a_panicking_actions_job_with_a_failure() {
         .then_output(|| PutJobFailureResultOutput::builder().build());
     let success = mock!(Client::put_job_success_result)
         .then_output(|| PutJobSuccessResultOutput::builder().build());
-    let mut action = action(Behaviour::Panic);
-    action.codepipeline = mock_codepipeline(&[&failure, &success]);
-    let answered = handle(&action, event(GOOD, None)).await.expect("answered");
+    let codepipeline = mock_codepipeline(&[&failure, &success]);
+    let answered = handle(&action(Behaviour::Panic), &codepipeline, event(GOOD, None))
+        .await
+        .expect("answered");
     assert_eq!(answered, Answer::Failed);
     assert_eq!(failure.num_calls(), 1);
     assert_eq!(success.num_calls(), 0);
@@ -356,9 +351,14 @@ async fn handle_answers_a_panicking_actions_job_with_a_failure() {
 async fn handle_refuses_what_is_not_a_job_and_answers_nothing() {
     let success = mock!(Client::put_job_success_result)
         .then_output(|| PutJobSuccessResultOutput::builder().build());
-    let mut action = action(Behaviour::CountToThree);
-    action.codepipeline = mock_codepipeline(&[&success]);
-    let err = handle(&action, json!({"Records": []})).await.unwrap_err();
+    let codepipeline = mock_codepipeline(&[&success]);
+    let err = handle(
+        &action(Behaviour::CountToThree),
+        &codepipeline,
+        json!({"Records": []}),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.error_type(), "MalformedEvent");
     assert_eq!(success.num_calls(), 0);
 }
