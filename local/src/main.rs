@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use shipgate_local::sdk::sdk_error;
 use shipgate_local::stack::{Stack, StackOptions, StateFiles};
 
 #[derive(Parser)]
@@ -728,14 +729,6 @@ async fn set_alarm(account: &str, name: &str, state: &str, reason: &str) -> Resu
         .map_err(sdk_error)?;
     println!("alarm {name} in {account} set to {state}: {reason}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// An SDK error with its whole chain of causes, as one line.
-fn sdk_error<E: std::error::Error>(e: E) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{}",
-        aws_smithy_types::error::display::DisplayErrorContext(&e)
-    )
 }
 
 async fn rollback_function() -> Result<shipgate_rollback::RollbackFunction> {

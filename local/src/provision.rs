@@ -14,6 +14,7 @@ use serde_yaml::Value;
 
 use crate::accounts;
 use crate::codepipeline::{Resolver, TemplateEvaluator};
+use crate::sdk::sdk_error;
 
 /// What provisioning created and resolved.
 #[derive(Debug, Clone)]
@@ -130,7 +131,7 @@ pub async fn provision(
                     .name(topic)
                     .send()
                     .await
-                    .map_err(sdk_err)
+                    .map_err(sdk_error)
                     .with_context(|| format!("creating topic {id}"))?;
             }
             "AWS::SecretsManager::Secret" => {
@@ -206,7 +207,7 @@ pub async fn provision(
             .email_identity(from)
             .send()
             .await
-            .map_err(sdk_err)
+            .map_err(sdk_error)
             .context("verifying the SES sender")?;
     }
 
@@ -246,7 +247,7 @@ async fn create_secret(sdk: &SdkConfig, name: &str, props: &Value) -> Result<Str
         .secret_string(value)
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     out.arn()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("CreateSecret returned no ARN"))
@@ -273,13 +274,6 @@ fn generate_secret(length: usize, no_punctuation: bool) -> String {
     out
 }
 
-fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
-    anyhow!(
-        "{}",
-        aws_smithy_types::error::display::DisplayErrorContext(&e)
-    )
-}
-
 fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -303,7 +297,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
         )
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     let versioned = props
         .get("VersioningConfiguration")
         .and_then(|v| v.get("Status"))
@@ -319,7 +313,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
             )
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(sdk_error)?;
     }
     Ok(())
 }
@@ -400,7 +394,7 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
                 .build()?,
         );
     }
-    req.send().await.map_err(sdk_err)?;
+    req.send().await.map_err(sdk_error)?;
     Ok(())
 }
 
@@ -416,7 +410,7 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         .queue_name(format!("shipgate-local-{bucket}-events"))
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     let url = queue
         .queue_url()
         .ok_or_else(|| anyhow!("no queue url"))?
@@ -470,6 +464,6 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         )
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     Ok(url)
 }
