@@ -274,6 +274,16 @@ fn generate_secret(length: usize, no_punctuation: bool) -> String {
     out
 }
 
+/// The items of a template list; none when it is absent.
+fn items(list: Option<&Value>) -> impl Iterator<Item = &Value> {
+    list.and_then(Value::as_sequence).into_iter().flatten()
+}
+
+/// A text property of a template mapping, or `default` when it is absent.
+fn text_or<'a>(mapping: &'a Value, key: &str, default: &'a str) -> &'a str {
+    mapping.get(key).and_then(Value::as_str).unwrap_or(default)
+}
+
 fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -329,14 +339,8 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .iter()
             .map(|k| {
                 Ok(KeySchemaElement::builder()
-                    .attribute_name(
-                        k.get("AttributeName")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default(),
-                    )
-                    .key_type(KeyType::from(
-                        k.get("KeyType").and_then(Value::as_str).unwrap_or("HASH"),
-                    ))
+                    .attribute_name(text_or(k, "AttributeName", ""))
+                    .key_type(KeyType::from(text_or(k, "KeyType", "HASH")))
                     .build()?)
             })
             .collect()
@@ -345,34 +349,16 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest);
-    for a in props
-        .get("AttributeDefinitions")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for a in items(props.get("AttributeDefinitions")) {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name(
-                    a.get("AttributeName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
-                .attribute_type(ScalarAttributeType::from(
-                    a.get("AttributeType")
-                        .and_then(Value::as_str)
-                        .unwrap_or("S"),
-                ))
+                .attribute_name(text_or(a, "AttributeName", ""))
+                .attribute_type(ScalarAttributeType::from(text_or(a, "AttributeType", "S")))
                 .build()?,
         );
     }
     req = req.set_key_schema(Some(keys(props.get("KeySchema"))?));
-    for g in props
-        .get("GlobalSecondaryIndexes")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for g in items(props.get("GlobalSecondaryIndexes")) {
         let projection = g
             .get("Projection")
             .and_then(|p| p.get("ProjectionType"))
@@ -380,11 +366,7 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .unwrap_or("ALL");
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(
-                    g.get("IndexName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
+                .index_name(text_or(g, "IndexName", ""))
                 .set_key_schema(Some(keys(g.get("KeySchema"))?))
                 .projection(
                     Projection::builder()
@@ -436,11 +418,11 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         .and_then(|k| k.get("Rules"))
         .and_then(Value::as_sequence);
     for r in rule_list.into_iter().flatten() {
-        let name = r.get("Name").and_then(Value::as_str).unwrap_or("prefix");
+        let name = text_or(r, "Name", "prefix");
         rules.push(
             FilterRule::builder()
                 .name(FilterRuleName::from(name))
-                .value(r.get("Value").and_then(Value::as_str).unwrap_or_default())
+                .value(text_or(r, "Value", ""))
                 .build(),
         );
     }
