@@ -1815,6 +1815,9 @@ fn resolve_variables(text: &str, execution: &Execution) -> Result<String, String
 }
 
 #[cfg(test)]
+mod transitions;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
