@@ -32,7 +32,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{AlarmType, CompositeAlarm, MetricAlarm, MetricDataQuery};
+use aws_sdk_cloudwatch::types::{
+    AlarmType, CompositeAlarm, Dimension, MetricAlarm, MetricDataQuery, StandardUnit,
+};
 use aws_smithy_types::DateTime;
 use serde_json::{Map, Value, json};
 use serde_yaml::Value as Yaml;
@@ -176,9 +178,7 @@ impl Alarm {
         };
         let arn = alarm.alarm_arn()?.to_owned();
         let mut configuration = Map::new();
-        if let Some(description) = alarm.alarm_description() {
-            configuration.insert("description".into(), json!(description));
-        }
+        insert_present(&mut configuration, "description", alarm.alarm_description());
         configuration.insert(
             "metrics".into(),
             Value::Array(metric_definitions(alarm, &arn)),
@@ -207,22 +207,26 @@ impl Alarm {
             actions_suppressed_reason: alarm.actions_suppressed_reason().map(str::to_owned),
         };
         let mut configuration = Map::new();
-        if let Some(description) = alarm.alarm_description() {
-            configuration.insert("description".into(), json!(description));
-        }
+        insert_present(&mut configuration, "description", alarm.alarm_description());
         configuration.insert(
             "alarmRule".into(),
             json!(alarm.alarm_rule().unwrap_or_default()),
         );
-        if let Some(suppressor) = alarm.actions_suppressor() {
-            configuration.insert("actionsSuppressor".into(), json!(suppressor));
-        }
-        if let Some(wait) = alarm.actions_suppressor_wait_period() {
-            configuration.insert("actionsSuppressorWaitPeriod".into(), json!(wait));
-        }
-        if let Some(extension) = alarm.actions_suppressor_extension_period() {
-            configuration.insert("actionsSuppressorExtensionPeriod".into(), json!(extension));
-        }
+        insert_present(
+            &mut configuration,
+            "actionsSuppressor",
+            alarm.actions_suppressor(),
+        );
+        insert_present(
+            &mut configuration,
+            "actionsSuppressorWaitPeriod",
+            alarm.actions_suppressor_wait_period(),
+        );
+        insert_present(
+            &mut configuration,
+            "actionsSuppressorExtensionPeriod",
+            alarm.actions_suppressor_extension_period(),
+        );
         Some(Self {
             name: alarm.alarm_name()?.to_owned(),
             arn: alarm.alarm_arn()?.to_owned(),
@@ -257,64 +261,72 @@ fn metric_definitions(alarm: &MetricAlarm, arn: &str) -> Vec<Value> {
     let Some(name) = alarm.metric_name() else {
         return Vec::new();
     };
-    let mut metric = Map::new();
-    if let Some(namespace) = alarm.namespace() {
-        metric.insert("namespace".into(), json!(namespace));
-    }
-    metric.insert("name".into(), json!(name));
-    metric.insert("dimensions".into(), dimensions(alarm.dimensions()));
-    let mut stat = Map::new();
-    stat.insert("metric".into(), Value::Object(metric));
-    if let Some(period) = alarm.period() {
-        stat.insert("period".into(), json!(period));
-    }
     let statistic = alarm
         .statistic()
         .map(|s| s.as_str())
         .or(alarm.extended_statistic());
-    if let Some(statistic) = statistic {
-        stat.insert("stat".into(), json!(statistic));
-    }
-    if let Some(unit) = alarm.unit() {
-        stat.insert("unit".into(), json!(unit.as_str()));
-    }
+    let stat = metric_stat(
+        metric(alarm.namespace(), name, alarm.dimensions()),
+        alarm.period(),
+        statistic,
+        alarm.unit(),
+    );
     vec![json!({"id": stable_id(arn), "metricStat": stat, "returnData": true})]
+}
+
+/// Sets `key` only when there is a value: the events leave absent fields out.
+fn insert_present(map: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        map.insert(key.to_owned(), value.into());
+    }
+}
+
+/// A metric of the event's configuration: namespace, name and dimensions.
+fn metric(namespace: Option<&str>, name: &str, dimensions: &[Dimension]) -> Value {
+    let mut metric = Map::new();
+    insert_present(&mut metric, "namespace", namespace);
+    metric.insert("name".into(), json!(name));
+    metric.insert("dimensions".into(), dimensions_object(dimensions));
+    Value::Object(metric)
+}
+
+/// A `metricStat` of the event's configuration: the metric with its period, statistic and unit.
+fn metric_stat(
+    metric: Value,
+    period: Option<i32>,
+    stat: Option<&str>,
+    unit: Option<&StandardUnit>,
+) -> Value {
+    let mut out = Map::new();
+    out.insert("metric".into(), metric);
+    insert_present(&mut out, "period", period);
+    insert_present(&mut out, "stat", stat);
+    insert_present(&mut out, "unit", unit.map(|v| v.as_str()));
+    Value::Object(out)
 }
 
 fn metric_query(query: &MetricDataQuery) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(query.id().unwrap_or_default()));
     if let Some(stat) = query.metric_stat() {
-        let mut metric = Map::new();
-        if let Some(m) = stat.metric() {
-            if let Some(namespace) = m.namespace() {
-                metric.insert("namespace".into(), json!(namespace));
-            }
-            metric.insert("name".into(), json!(m.metric_name().unwrap_or_default()));
-            metric.insert("dimensions".into(), dimensions(m.dimensions()));
-        }
-        let mut s = Map::new();
-        s.insert("metric".into(), Value::Object(metric));
-        if let Some(period) = stat.period() {
-            s.insert("period".into(), json!(period));
-        }
-        if let Some(name) = stat.stat() {
-            s.insert("stat".into(), json!(name));
-        }
-        if let Some(unit) = stat.unit() {
-            s.insert("unit".into(), json!(unit.as_str()));
-        }
-        out.insert("metricStat".into(), Value::Object(s));
+        let metric = stat.metric().map_or_else(
+            || json!({}),
+            |m| {
+                metric(
+                    m.namespace(),
+                    m.metric_name().unwrap_or_default(),
+                    m.dimensions(),
+                )
+            },
+        );
+        out.insert(
+            "metricStat".into(),
+            metric_stat(metric, stat.period(), stat.stat(), stat.unit()),
+        );
     }
-    if let Some(expression) = query.expression() {
-        out.insert("expression".into(), json!(expression));
-    }
-    if let Some(label) = query.label() {
-        out.insert("label".into(), json!(label));
-    }
-    if let Some(period) = query.period() {
-        out.insert("period".into(), json!(period));
-    }
+    insert_present(&mut out, "expression", query.expression());
+    insert_present(&mut out, "label", query.label());
+    insert_present(&mut out, "period", query.period());
     // CloudWatch's default for an alarm's queries.
     out.insert(
         "returnData".into(),
@@ -323,7 +335,7 @@ fn metric_query(query: &MetricDataQuery) -> Value {
     Value::Object(out)
 }
 
-fn dimensions(dimensions: &[aws_sdk_cloudwatch::types::Dimension]) -> Value {
+fn dimensions_object(dimensions: &[Dimension]) -> Value {
     Value::Object(
         dimensions
             .iter()
@@ -413,16 +425,18 @@ fn state_json(state: &AlarmState) -> Value {
     let mut out = Map::new();
     out.insert("value".into(), json!(state.value));
     out.insert("reason".into(), json!(state.reason));
-    if let Some(data) = &state.reason_data {
-        out.insert("reasonData".into(), json!(data));
-    }
+    insert_present(&mut out, "reasonData", state.reason_data.as_deref());
     out.insert("timestamp".into(), json!(state_time(&state.timestamp)));
-    if let Some(by) = &state.actions_suppressed_by {
-        out.insert("actionsSuppressedBy".into(), json!(by));
-    }
-    if let Some(reason) = &state.actions_suppressed_reason {
-        out.insert("actionsSuppressedReason".into(), json!(reason));
-    }
+    insert_present(
+        &mut out,
+        "actionsSuppressedBy",
+        state.actions_suppressed_by.as_deref(),
+    );
+    insert_present(
+        &mut out,
+        "actionsSuppressedReason",
+        state.actions_suppressed_reason.as_deref(),
+    );
     Value::Object(out)
 }
 

@@ -15,6 +15,7 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::{Capability, Parameter};
 
 use crate::accounts;
+use crate::sdk::sdk_error;
 
 /// The outputs of each environment's `shipgate-env` stack, by environment name.
 pub type EnvironmentOutputs = BTreeMap<String, BTreeMap<String, String>>;
@@ -58,24 +59,14 @@ pub async fn provision_environments(
             .capabilities(Capability::CapabilityNamedIam)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                )
-            })
+            .map_err(sdk_error)
             .with_context(|| format!("creating {STACK_NAME} in {environment} ({account})"))?;
         let out = cf
             .describe_stacks()
             .stack_name(STACK_NAME)
             .send()
             .await
-            .map_err(|e| {
-                anyhow!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                )
-            })?;
+            .map_err(sdk_error)?;
         let stack = out
             .stacks()
             .first()

@@ -17,6 +17,7 @@ pub mod moto;
 pub mod outbox;
 pub mod process;
 pub mod provision;
+pub mod recorded_process;
 pub mod registries;
 pub mod sdk;
 pub mod stack;

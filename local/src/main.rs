@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use shipgate_local::stack::{Stack, StackOptions, StateFiles};
+use shipgate_local::recorded_process::{ProcessIdentity, Stopped};
+use shipgate_local::sdk::sdk_error;
+use shipgate_local::stack::{DownOutcome, ServeState, Stack, StackOptions, StateFiles};
 
 #[derive(Parser)]
 #[command(
@@ -240,7 +242,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             up(&files, &template, Duration::from_secs(timeout)).await
         }
         Command::Serve { template } => serve(&files, &template).await,
-        Command::Down => down(&files).await,
+        Command::Down => down(&files),
         Command::Invoke { function, event } => invoke(&function, &event).await,
         Command::Drop {
             zip,
@@ -382,16 +384,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<ExitCode> {
-    if let Some(pid) = files.running_pid() {
-        println!(
-            "shipgate-local is already up (pid {pid}); endpoints in {}",
-            files.env_file.display()
-        );
-        print!(
-            "{}",
-            std::fs::read_to_string(&files.env_file).unwrap_or_default()
-        );
-        return Ok(ExitCode::SUCCESS);
+    match files.serve_state()? {
+        ServeState::Running(serve) => {
+            println!(
+                "shipgate-local is already up (pid {}); endpoints in {}",
+                serve.pid(),
+                files.env_file.display()
+            );
+            print!(
+                "{}",
+                std::fs::read_to_string(&files.env_file).unwrap_or_default()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        ServeState::Stale(stale) => println!(
+            "replacing the stale record {} ({stale})",
+            files.pid_file.display()
+        ),
+        ServeState::NotRecorded => {}
     }
     std::fs::create_dir_all(&files.dir)?;
     let _ = std::fs::remove_file(&files.env_file);
@@ -459,7 +469,7 @@ async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<Ex
 async fn serve(files: &StateFiles, template: &Path) -> Result<ExitCode> {
     shipgate::telemetry::init();
     let stack = Stack::start(StackOptions::for_cli(&files.dir, template)).await?;
-    files.write_pid(std::process::id())?;
+    files.write_serve_record(&ProcessIdentity::of_self()?)?;
     files.write_env(&stack.env_file_contents())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -467,34 +477,26 @@ async fn serve(files: &StateFiles, template: &Path) -> Result<ExitCode> {
         _ = term.recv() => {}
     }
     stack.stop().await;
-    files.clear();
+    let _ = files.clear();
     Ok(ExitCode::SUCCESS)
 }
 
-async fn down(files: &StateFiles) -> Result<ExitCode> {
-    let Some(pid) = files.running_pid() else {
-        println!("shipgate-local is not running");
-        files.clear();
-        return Ok(ExitCode::SUCCESS);
-    };
-    // SAFETY: plain kill(2) of the serve process we started.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGTERM);
-    }
-    for _ in 0..100 {
-        if files.running_pid().is_none() {
-            println!("shipgate-local stopped (pid {pid})");
-            files.clear();
-            return Ok(ExitCode::SUCCESS);
+fn down(files: &StateFiles) -> Result<ExitCode> {
+    let down = files.stop_serve(Duration::from_secs(10))?;
+    match down.outcome {
+        DownOutcome::NotRunning => println!("shipgate-local is not running"),
+        DownOutcome::Stale(stale) => {
+            println!("shipgate-local is not running: {stale}; nothing was signalled")
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        DownOutcome::Stopped {
+            pid,
+            how: Stopped::Killed,
+        } => println!("shipgate-local killed (pid {pid}) after it ignored SIGTERM for 10 s"),
+        DownOutcome::Stopped { pid, .. } => println!("shipgate-local stopped (pid {pid})"),
     }
-    // SAFETY: as above; it did not stop within 10 s.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
+    for path in &down.removed {
+        println!("removed {}", path.display());
     }
-    files.clear();
-    println!("shipgate-local killed (pid {pid}) after it ignored SIGTERM for 10 s");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -728,14 +730,6 @@ async fn set_alarm(account: &str, name: &str, state: &str, reason: &str) -> Resu
         .map_err(sdk_error)?;
     println!("alarm {name} in {account} set to {state}: {reason}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// An SDK error with its whole chain of causes, as one line.
-fn sdk_error<E: std::error::Error>(e: E) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{}",
-        aws_smithy_types::error::display::DisplayErrorContext(&e)
-    )
 }
 
 async fn rollback_function() -> Result<shipgate_rollback::RollbackFunction> {

@@ -14,6 +14,7 @@ use serde_yaml::Value;
 
 use crate::accounts;
 use crate::codepipeline::{Resolver, TemplateEvaluator};
+use crate::sdk::sdk_error;
 
 /// What provisioning created and resolved.
 #[derive(Debug, Clone)]
@@ -130,7 +131,7 @@ pub async fn provision(
                     .name(topic)
                     .send()
                     .await
-                    .map_err(sdk_err)
+                    .map_err(sdk_error)
                     .with_context(|| format!("creating topic {id}"))?;
             }
             "AWS::SecretsManager::Secret" => {
@@ -206,7 +207,7 @@ pub async fn provision(
             .email_identity(from)
             .send()
             .await
-            .map_err(sdk_err)
+            .map_err(sdk_error)
             .context("verifying the SES sender")?;
     }
 
@@ -246,7 +247,7 @@ async fn create_secret(sdk: &SdkConfig, name: &str, props: &Value) -> Result<Str
         .secret_string(value)
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     out.arn()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("CreateSecret returned no ARN"))
@@ -273,11 +274,14 @@ fn generate_secret(length: usize, no_punctuation: bool) -> String {
     out
 }
 
-fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
-    anyhow!(
-        "{}",
-        aws_smithy_types::error::display::DisplayErrorContext(&e)
-    )
+/// The items of a template list; none when it is absent.
+fn items(list: Option<&Value>) -> impl Iterator<Item = &Value> {
+    list.and_then(Value::as_sequence).into_iter().flatten()
+}
+
+/// A text property of a template mapping, or `default` when it is absent.
+fn text_or<'a>(mapping: &'a Value, key: &str, default: &'a str) -> &'a str {
+    mapping.get(key).and_then(Value::as_str).unwrap_or(default)
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -303,7 +307,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
         )
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     let versioned = props
         .get("VersioningConfiguration")
         .and_then(|v| v.get("Status"))
@@ -319,7 +323,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
             )
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(sdk_error)?;
     }
     Ok(())
 }
@@ -335,14 +339,8 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .iter()
             .map(|k| {
                 Ok(KeySchemaElement::builder()
-                    .attribute_name(
-                        k.get("AttributeName")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default(),
-                    )
-                    .key_type(KeyType::from(
-                        k.get("KeyType").and_then(Value::as_str).unwrap_or("HASH"),
-                    ))
+                    .attribute_name(text_or(k, "AttributeName", ""))
+                    .key_type(KeyType::from(text_or(k, "KeyType", "HASH")))
                     .build()?)
             })
             .collect()
@@ -351,34 +349,16 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest);
-    for a in props
-        .get("AttributeDefinitions")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for a in items(props.get("AttributeDefinitions")) {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name(
-                    a.get("AttributeName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
-                .attribute_type(ScalarAttributeType::from(
-                    a.get("AttributeType")
-                        .and_then(Value::as_str)
-                        .unwrap_or("S"),
-                ))
+                .attribute_name(text_or(a, "AttributeName", ""))
+                .attribute_type(ScalarAttributeType::from(text_or(a, "AttributeType", "S")))
                 .build()?,
         );
     }
     req = req.set_key_schema(Some(keys(props.get("KeySchema"))?));
-    for g in props
-        .get("GlobalSecondaryIndexes")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for g in items(props.get("GlobalSecondaryIndexes")) {
         let projection = g
             .get("Projection")
             .and_then(|p| p.get("ProjectionType"))
@@ -386,11 +366,7 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .unwrap_or("ALL");
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(
-                    g.get("IndexName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
+                .index_name(text_or(g, "IndexName", ""))
                 .set_key_schema(Some(keys(g.get("KeySchema"))?))
                 .projection(
                     Projection::builder()
@@ -400,7 +376,7 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
                 .build()?,
         );
     }
-    req.send().await.map_err(sdk_err)?;
+    req.send().await.map_err(sdk_error)?;
     Ok(())
 }
 
@@ -416,7 +392,7 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         .queue_name(format!("shipgate-local-{bucket}-events"))
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     let url = queue
         .queue_url()
         .ok_or_else(|| anyhow!("no queue url"))?
@@ -442,11 +418,11 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         .and_then(|k| k.get("Rules"))
         .and_then(Value::as_sequence);
     for r in rule_list.into_iter().flatten() {
-        let name = r.get("Name").and_then(Value::as_str).unwrap_or("prefix");
+        let name = text_or(r, "Name", "prefix");
         rules.push(
             FilterRule::builder()
                 .name(FilterRuleName::from(name))
-                .value(r.get("Value").and_then(Value::as_str).unwrap_or_default())
+                .value(text_or(r, "Value", ""))
                 .build(),
         );
     }
@@ -470,6 +446,6 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         )
         .send()
         .await
-        .map_err(sdk_err)?;
+        .map_err(sdk_error)?;
     Ok(url)
 }

@@ -75,3 +75,12 @@ impl Endpoints {
             .build()
     }
 }
+
+/// An SDK error as one error whose message carries its whole chain of causes: the SDK's own
+/// `Display` says only "service error", which tells a user of the local stack nothing.
+pub fn sdk_error<E: std::error::Error>(e: E) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        aws_smithy_types::error::display::DisplayErrorContext(&e)
+    )
+}

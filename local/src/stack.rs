@@ -23,6 +23,9 @@ use crate::function_urls::{FunctionUrlServer, url_functions};
 use crate::functions::LocalFunctions;
 use crate::moto::Moto;
 use crate::provision::{self, Provisioned};
+use crate::recorded_process::{
+    self, Pid, ProcessError, ProcessIdentity, RecordError, Stale, Stopped,
+};
 use crate::registries::{self, LocalRegistry};
 use crate::sdk::Endpoints;
 
@@ -433,13 +436,71 @@ impl Stack {
     }
 }
 
-/// The files of a stack started by `up`: pid, env file, logs.
+/// The files of a stack started by `up`: the `serve` process's record, env file, logs.
 #[derive(Debug, Clone)]
 pub struct StateFiles {
     pub dir: PathBuf,
+    /// Which process `serve` is ([`ProcessIdentity`]): what `down` may signal, and only while
+    /// that process is still running.
     pub pid_file: PathBuf,
     pub env_file: PathBuf,
     pub serve_log: PathBuf,
+}
+
+/// Why `up` or `down` cannot tell which `serve` the state dir belongs to.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeRecordError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a record this shipgate-local wrote ({source}); nothing was signalled. \
+         If a stack started from this state dir still runs, stop it yourself, then remove {path}"
+    )]
+    Malformed {
+        path: PathBuf,
+        #[source]
+        source: RecordError,
+    },
+    #[error("{path} names pid {pid}, which cannot be checked: {source}; nothing was signalled")]
+    Process {
+        path: PathBuf,
+        pid: Pid,
+        #[source]
+        source: ProcessError,
+    },
+}
+
+/// What the state dir says about its `serve` process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeState {
+    /// No record: no stack was started from here, or it stopped and cleaned up.
+    NotRecorded,
+    Running(ProcessIdentity),
+    /// The recorded process has gone; its record (and maybe env file) are left over.
+    Stale(Stale),
+}
+
+/// How `down` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownOutcome {
+    NotRunning,
+    /// The record was stale: nothing was signalled.
+    Stale(Stale),
+    Stopped {
+        pid: Pid,
+        how: Stopped,
+    },
+}
+
+/// What `down` did, and which of the state dir's files it removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Down {
+    pub outcome: DownOutcome,
+    pub removed: Vec<PathBuf>,
 }
 
 impl StateFiles {
@@ -452,34 +513,88 @@ impl StateFiles {
         }
     }
 
-    /// The pid of a live `serve`, if one is recorded and still running.
-    pub fn running_pid(&self) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(&self.pid_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
-        alive.then_some(pid)
+    /// Whether the recorded `serve` is running. A record that is not one `serve` wrote is an
+    /// error, not "not running": the process it meant may be alive.
+    pub fn serve_state(&self) -> Result<ServeState, ServeRecordError> {
+        let Some(identity) = self.read_serve_record()? else {
+            return Ok(ServeState::NotRecorded);
+        };
+        match identity.check() {
+            Ok(Ok(())) => Ok(ServeState::Running(identity)),
+            Ok(Err(stale)) => Ok(ServeState::Stale(stale)),
+            Err(source) => Err(self.process_error(&identity, source)),
+        }
     }
 
-    pub fn write_pid(&self, pid: u32) -> Result<()> {
-        std::fs::write(&self.pid_file, format!("{pid}\n"))?;
-        Ok(())
+    /// Stops the recorded `serve` (SIGTERM, SIGKILL after `grace`) if it is the process that
+    /// wrote the record, and removes the record and env file once it has gone. A record naming
+    /// anything else is refused without a signal.
+    pub fn stop_serve(&self, grace: Duration) -> Result<Down, ServeRecordError> {
+        let Some(identity) = self.read_serve_record()? else {
+            // An env file without a record is left from a `serve` that died while cleaning up.
+            return Ok(Down {
+                outcome: DownOutcome::NotRunning,
+                removed: self.clear(),
+            });
+        };
+        let outcome = match recorded_process::stop(&identity, grace) {
+            Ok(Err(stale)) => DownOutcome::Stale(stale),
+            Ok(Ok(how)) => DownOutcome::Stopped {
+                pid: identity.pid(),
+                how,
+            },
+            Err(source) => return Err(self.process_error(&identity, source)),
+        };
+        Ok(Down {
+            outcome,
+            removed: self.clear(),
+        })
+    }
+
+    /// Records the `serve` process (this one).
+    pub fn write_serve_record(&self, identity: &ProcessIdentity) -> Result<()> {
+        write_whole(&self.pid_file, &identity.to_record())
     }
 
     /// Written last by `serve`: its presence means the stack is ready.
     pub fn write_env(&self, contents: &str) -> Result<()> {
-        let tmp = self.env_file.with_extension("tmp");
-        std::fs::write(&tmp, contents)?;
-        std::fs::rename(&tmp, &self.env_file)?;
-        Ok(())
+        write_whole(&self.env_file, contents)
     }
 
-    pub fn clear(&self) {
-        let _ = std::fs::remove_file(&self.pid_file);
-        let _ = std::fs::remove_file(&self.env_file);
+    /// Removes the record and the env file; returns those that were there.
+    pub fn clear(&self) -> Vec<PathBuf> {
+        [&self.pid_file, &self.env_file]
+            .into_iter()
+            .filter(|path| std::fs::remove_file(path).is_ok())
+            .cloned()
+            .collect()
+    }
+
+    fn read_serve_record(&self) -> Result<Option<ProcessIdentity>, ServeRecordError> {
+        let text = match std::fs::read_to_string(&self.pid_file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(ServeRecordError::Read {
+                    path: self.pid_file.clone(),
+                    source,
+                });
+            }
+        };
+        ProcessIdentity::parse(&text)
+            .map(Some)
+            .map_err(|source| ServeRecordError::Malformed {
+                path: self.pid_file.clone(),
+                source,
+            })
+    }
+
+    fn process_error(&self, identity: &ProcessIdentity, source: ProcessError) -> ServeRecordError {
+        ServeRecordError::Process {
+            path: self.pid_file.clone(),
+            pid: identity.pid(),
+            source,
+        }
     }
 
     /// The env file's variables.
@@ -502,5 +617,115 @@ impl StateFiles {
                 (k.trim().to_owned(), v.replace("'\\''", "'"))
             })
             .collect())
+    }
+}
+
+/// Writes `contents` to a temporary file and renames it over `path`, so a reader sees the old
+/// file or the new one, never half of one.
+fn write_whole(path: &Path, contents: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_dir() -> StateFiles {
+        let dir =
+            std::env::temp_dir().join(format!("shipgate-state-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = StateFiles::new(&dir);
+        std::fs::write(&files.env_file, "AWS_REGION='eu-west-1'\n").unwrap();
+        files
+    }
+
+    /// `identity`'s record with another start time: the same pid, another process.
+    fn with_start_time(identity: &ProcessIdentity, start: &str) -> String {
+        identity
+            .to_record()
+            .lines()
+            .map(|line| match line.strip_prefix("start_time ") {
+                Some(_) => format!("start_time {start}\n"),
+                None => format!("{line}\n"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_record_that_serve_did_not_write_is_refused_and_left_in_place() {
+        let files = state_dir();
+        for text in ["0\n", "12345\n", "pid -1\nstart_time 1\nboot_id x\n"] {
+            std::fs::write(&files.pid_file, text).unwrap();
+            let error = files.stop_serve(Duration::from_millis(10)).unwrap_err();
+            assert!(
+                matches!(error, ServeRecordError::Malformed { .. }),
+                "{error}"
+            );
+            assert!(
+                error.to_string().contains("nothing was signalled"),
+                "{error}"
+            );
+            assert!(matches!(
+                files.serve_state(),
+                Err(ServeRecordError::Malformed { .. })
+            ));
+            assert_eq!(std::fs::read_to_string(&files.pid_file).unwrap(), text);
+            assert!(files.env_file.exists());
+        }
+        let _ = std::fs::remove_dir_all(&files.dir);
+    }
+
+    #[test]
+    fn a_record_naming_this_test_with_another_start_time_signals_nothing_and_is_removed() {
+        let files = state_dir();
+        let me = ProcessIdentity::of_self().unwrap();
+        std::fs::write(&files.pid_file, with_start_time(&me, "1")).unwrap();
+        assert!(matches!(
+            files.serve_state().unwrap(),
+            ServeState::Stale(Stale::Reused { .. })
+        ));
+        let down = files.stop_serve(Duration::from_millis(10)).unwrap();
+        assert!(
+            matches!(down.outcome, DownOutcome::Stale(Stale::Reused { pid, .. }) if pid == me.pid()),
+            "{down:?}"
+        );
+        assert_eq!(
+            down.removed,
+            vec![files.pid_file.clone(), files.env_file.clone()]
+        );
+        let _ = std::fs::remove_dir_all(&files.dir);
+    }
+
+    #[test]
+    fn the_recorded_serve_is_stopped_and_its_files_removed() {
+        use std::os::unix::process::ExitStatusExt;
+        let files = state_dir();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = Pid::new(u64::from(child.id())).unwrap();
+        let identity = ProcessIdentity::of(pid).unwrap().unwrap();
+        files.write_serve_record(&identity).unwrap();
+        assert_eq!(files.serve_state().unwrap(), ServeState::Running(identity));
+
+        let down = files.stop_serve(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            down.outcome,
+            DownOutcome::Stopped {
+                pid,
+                how: Stopped::Terminated
+            }
+        );
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert_eq!(
+            down.removed,
+            vec![files.pid_file.clone(), files.env_file.clone()]
+        );
+        assert_eq!(files.serve_state().unwrap(), ServeState::NotRecorded);
+        let _ = std::fs::remove_dir_all(&files.dir);
     }
 }

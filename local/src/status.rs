@@ -2,10 +2,12 @@
 
 use std::fmt::Write;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use aws_config::SdkConfig;
 use shipgate::config::Env;
 use shipgate::store::Store;
+
+use crate::sdk::sdk_error;
 
 /// A promotion under its release: where from and to, then each image by digest with what moved.
 fn write_promotion(out: &mut String, p: &shipgate::store::Promotion) -> std::fmt::Result {
@@ -92,12 +94,7 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
         .pipeline_name(&pipeline)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )
-        })?;
+        .map_err(sdk_error)?;
     let summaries = executions.pipeline_execution_summaries();
     writeln!(out, "executions of {pipeline} ({}):", summaries.len())?;
     for e in summaries {

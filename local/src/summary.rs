@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use aws_config::SdkConfig;
 use aws_sdk_codepipeline::types::PipelineExecutionSummary;
 use shipgate::config::Env;
@@ -14,6 +14,7 @@ use shipgate::deploy::deployment_id;
 use shipgate::store::{Deployment, DeploymentState, ReleaseState, Store, TrafficTarget};
 
 use crate::outbox::sent_emails;
+use crate::sdk::sdk_error;
 
 const ENVIRONMENTS: [&str; 3] = ["int", "stg", "prod"];
 
@@ -30,12 +31,7 @@ pub async fn collect(sdk: &SdkConfig, env: &Env) -> Result<String> {
         .pipeline_name(&pipeline)
         .send()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )
-        })?
+        .map_err(sdk_error)?
         .pipeline_execution_summaries()
         .iter()
         .filter_map(|e| Some((e.pipeline_execution_id()?.to_owned(), e.clone())))

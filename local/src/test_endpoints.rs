@@ -164,43 +164,31 @@ async fn set_health(State(health): State<Arc<AtomicU16>>, body: String) -> Respo
 mod tests {
     use super::*;
 
+    /// GET `path` of the endpoint: status and body.
+    async fn get(endpoint: &TestEndpoint, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", endpoint.url()))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
     #[tokio::test]
     async fn serves_what_the_sample_checks_expect_and_fails_health_on_demand() {
         let endpoint = TestEndpoint::start("int").await.unwrap();
-        let http = reqwest::Client::new();
-        let health = http
-            .get(format!("{}/health", endpoint.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), 200);
-        assert!(health.text().await.unwrap().contains("ok"));
-        let orders: serde_json::Value = http
-            .get(format!("{}/orders?limit=1", endpoint.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, body) = get(&endpoint, "/health").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("ok"));
+        let (_, orders) = get(&endpoint, "/orders?limit=1").await;
+        let orders: serde_json::Value = serde_json::from_str(&orders).unwrap();
         assert_eq!(orders["orders"].as_array().unwrap().len(), 1);
 
         set_health_at(&endpoint.url(), 503).await.unwrap();
-        let failing = http
-            .get(format!("{}/health", endpoint.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(failing.status(), 503);
-        assert!(!failing.text().await.unwrap().contains("\"ok\""));
+        let (status, body) = get(&endpoint, "/health").await;
+        assert_eq!(status, 503);
+        assert!(!body.contains("\"ok\""));
         assert!(set_health_at(&endpoint.url(), 42).await.is_err());
         endpoint.set_health(200);
-        let again = http
-            .get(format!("{}/health", endpoint.url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), 200);
+        assert_eq!(get(&endpoint, "/health").await.0, 200);
         endpoint.stop();
     }
 }

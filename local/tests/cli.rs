@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use shipgate_local::recorded_process::ProcessIdentity;
+
 const BIN: &str = env!("CARGO_BIN_EXE_shipgate-local");
 
 fn project_root() -> PathBuf {
@@ -73,11 +75,11 @@ fn up_invoke_status_down_and_nothing_left_running() {
     );
     let env = std::fs::read_to_string(state.join("env")).expect("up writes the env file");
     assert!(env.contains("SHIPGATE_TABLE="));
-    let pid: u32 = std::fs::read_to_string(state.join("serve.pid"))
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("pid");
+    let record = std::fs::read_to_string(state.join("serve.pid")).expect("serve's record");
+    let pid = ProcessIdentity::parse(&record)
+        .expect("a record of serve's identity")
+        .pid();
+    let pid = u32::try_from(pid.get()).expect("a pid is positive");
     let tree = process_tree(pid);
     assert!(tree.len() >= 6, "serve, moto and four registries: {tree:?}");
 
@@ -138,6 +140,41 @@ fn up_invoke_status_down_and_nothing_left_running() {
         assert!(!alive(p), "process {p} is still running after down");
     }
     assert!(!state.join("env").exists(), "down removes the env file");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `down` signals the `serve` that wrote the record and nothing else: a record it did not write
+/// (pid 0 would signal this test's whole process group) is refused and left for the user; a
+/// record whose pid is now another process (this test) is removed and nothing is signalled.
+#[test]
+fn down_signals_nothing_but_the_recorded_serve() {
+    let state = std::env::temp_dir().join(format!("shipgate-cli-down-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let record = state.join("serve.pid");
+    let me = ProcessIdentity::of_self().unwrap().to_record();
+    let boot_id = me.lines().last().unwrap();
+
+    std::fs::write(&record, format!("pid 0\nstart_time 1\n{boot_id}\n")).unwrap();
+    let refused = run(&state, &["down"]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("nothing was signalled"),
+        "{}",
+        text(&refused)
+    );
+    assert!(record.exists(), "a record down did not understand is left");
+
+    let pid = std::process::id();
+    std::fs::write(&record, format!("pid {pid}\nstart_time 1\n{boot_id}\n")).unwrap();
+    let stale = run(&state, &["down"]);
+    assert!(stale.status.success(), "{}", text(&stale));
+    assert!(
+        text(&stale).contains(&format!("pid {pid} now belongs to another process"))
+            && text(&stale).contains("removed"),
+        "{}",
+        text(&stale)
+    );
+    assert!(!record.exists(), "a stale record is removed");
     let _ = std::fs::remove_dir_all(&state);
 }
 

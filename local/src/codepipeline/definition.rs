@@ -522,19 +522,12 @@ impl Context<'_> {
                 ));
             }
         };
-        let stages = stages
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| self.stage(stage, &format!("{stages_path}[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut seen = std::collections::BTreeSet::new();
-        for stage in &stages {
-            if !seen.insert(stage.name.as_str()) {
-                return Err(DefinitionError::invalid(
-                    &stages_path,
-                    format!("stage name {} is used twice", stage.name),
-                ));
-            }
+        let stages = self.each(&stages, &stages_path, Self::stage)?;
+        if let Some(name) = first_repeated(stages.iter().map(|s| s.name.as_str())) {
+            return Err(DefinitionError::invalid(
+                &stages_path,
+                format!("stage name {name} is used twice"),
+            ));
         }
         Ok(PipelineDefinition {
             logical_id: logical_id.to_owned(),
@@ -546,6 +539,20 @@ impl Context<'_> {
             variables,
             stages,
         })
+    }
+
+    /// Reads each item of a list with `read`, naming it `path[i]` in errors.
+    fn each<T>(
+        &self,
+        items: &[Json],
+        path: &str,
+        read: fn(&Self, &Json, &str) -> Result<T, DefinitionError>,
+    ) -> Result<Vec<T>, DefinitionError> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| read(self, item, &format!("{path}[{i}]")))
+            .collect()
     }
 
     fn artifact_bucket(
@@ -624,19 +631,12 @@ impl Context<'_> {
                 ));
             }
         };
-        let actions = actions
-            .iter()
-            .enumerate()
-            .map(|(i, action)| self.action(action, &format!("{actions_path}[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut seen = std::collections::BTreeSet::new();
-        for action in &actions {
-            if !seen.insert(action.name.as_str()) {
-                return Err(DefinitionError::invalid(
-                    &actions_path,
-                    format!("action name {} is used twice in stage {name}", action.name),
-                ));
-            }
+        let actions = self.each(actions, &actions_path, Self::action)?;
+        if let Some(twice) = first_repeated(actions.iter().map(|a| a.name.as_str())) {
+            return Err(DefinitionError::invalid(
+                &actions_path,
+                format!("action name {twice} is used twice in stage {name}"),
+            ));
         }
         Ok(StageDefinition { name, actions })
     }
@@ -924,39 +924,26 @@ impl Context<'_> {
                     .map(|s| Some(Json::String(s)))
             }
             "Fn::Join" => {
-                let parts = argument
-                    .as_array()
-                    .filter(|p| p.len() == 2)
-                    .ok_or_else(|| {
-                        DefinitionError::invalid(&path_fn, "expects [delimiter, list]")
-                    })?;
-                let delimiter = self.string(&parts[0], &path_fn)?;
-                let items = self.list(&parts[1], &path_fn)?;
+                let [delimiter, list] = arguments(argument, &path_fn, "[delimiter, list]")?;
+                let delimiter = self.string(delimiter, &path_fn)?;
+                let items = self.list(list, &path_fn)?;
                 Ok(Some(Json::String(items.join(&delimiter))))
             }
             "Fn::Select" => {
-                let parts = argument
-                    .as_array()
-                    .filter(|p| p.len() == 2)
-                    .ok_or_else(|| DefinitionError::invalid(&path_fn, "expects [index, list]"))?;
-                let index: usize = self.string(&parts[0], &path_fn)?.parse().map_err(|_| {
+                let [index, list] = arguments(argument, &path_fn, "[index, list]")?;
+                let index: usize = self.string(index, &path_fn)?.parse().map_err(|_| {
                     DefinitionError::invalid(&path_fn, "the index must be a number")
                 })?;
-                let items = self.list(&parts[1], &path_fn)?;
+                let items = self.list(list, &path_fn)?;
                 items
                     .get(index)
                     .map(|s| Some(Json::String(s.clone())))
                     .ok_or_else(|| DefinitionError::invalid(&path_fn, "index out of range"))
             }
             "Fn::Split" => {
-                let parts = argument
-                    .as_array()
-                    .filter(|p| p.len() == 2)
-                    .ok_or_else(|| {
-                        DefinitionError::invalid(&path_fn, "expects [delimiter, string]")
-                    })?;
-                let delimiter = self.string(&parts[0], &path_fn)?;
-                let text = self.string(&parts[1], &path_fn)?;
+                let [delimiter, text] = arguments(argument, &path_fn, "[delimiter, string]")?;
+                let delimiter = self.string(delimiter, &path_fn)?;
+                let text = self.string(text, &path_fn)?;
                 Ok(Some(Json::Array(
                     text.split(delimiter.as_str())
                         .map(|s| Json::String(s.to_owned()))
@@ -964,12 +951,8 @@ impl Context<'_> {
                 )))
             }
             "Fn::FindInMap" => {
-                let parts = argument
-                    .as_array()
-                    .filter(|p| p.len() == 3)
-                    .ok_or_else(|| {
-                        DefinitionError::invalid(&path_fn, "expects [map, top key, second key]")
-                    })?;
+                let parts: &[Json; 3] =
+                    arguments(argument, &path_fn, "[map, top key, second key]")?;
                 let keys = parts
                     .iter()
                     .map(|p| self.string(p, &path_fn))
@@ -989,19 +972,15 @@ impl Context<'_> {
                 Ok(Some(found.clone()))
             }
             "Fn::If" => {
-                let parts = argument
-                    .as_array()
-                    .filter(|p| p.len() == 3)
-                    .ok_or_else(|| {
-                        DefinitionError::invalid(&path_fn, "expects [condition, then, else]")
-                    })?;
-                let condition = parts[0].as_str().ok_or_else(|| {
+                let [condition, then, otherwise] =
+                    arguments(argument, &path_fn, "[condition, then, else]")?;
+                let condition = condition.as_str().ok_or_else(|| {
                     DefinitionError::invalid(&path_fn, "the condition must be a name")
                 })?;
                 let branch = if self.condition(condition, &path_fn, 0)? {
-                    &parts[1]
+                    then
                 } else {
-                    &parts[2]
+                    otherwise
                 };
                 self.eval(branch, path)
             }
@@ -1239,6 +1218,25 @@ fn scalar_string(value: &Json) -> Option<String> {
     }
 }
 
+/// The arguments of an intrinsic function that takes a list of exactly `N`.
+fn arguments<'j, const N: usize>(
+    argument: &'j Json,
+    path: &str,
+    expects: &str,
+) -> Result<&'j [Json; N], DefinitionError> {
+    argument
+        .as_array()
+        .and_then(|list| <&[Json; N]>::try_from(list.as_slice()).ok())
+        .ok_or_else(|| DefinitionError::invalid(path, format!("expects {expects}")))
+}
+
+/// The first name that occurs a second time (CodePipeline refuses two stages, or two actions
+/// of a stage, with one name).
+fn first_repeated<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::BTreeSet::new();
+    names.into_iter().find(|name| !seen.insert(*name))
+}
+
 fn plain_string(value: Option<&Json>, path: &str) -> Result<String, DefinitionError> {
     value
         .and_then(scalar_string)
@@ -1252,6 +1250,11 @@ fn optional_plain_string(value: Option<&Json>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `template` with no references supplied.
+    fn read_bare(template: &str) -> Result<Vec<PipelineDefinition>, DefinitionError> {
+        pipelines_from_template(template, &Resolver::new(BTreeMap::new(), "r", "a"))
+    }
 
     const TEMPLATE: &str = r##"
 AWSTemplateFormatVersion: "2010-09-09"
@@ -1569,8 +1572,7 @@ Resources:
             - Name: A
               ActionTypeId: { Category: Approval, Owner: AWS, Provider: Manual, Version: "1" }
 "##;
-        let err = pipelines_from_template(queued_v1, &Resolver::new(BTreeMap::new(), "r", "a"))
-            .expect_err("V1");
+        let err = read_bare(queued_v1).expect_err("V1");
         assert!(
             err.to_string().contains("requires PipelineType V2"),
             "{err}"
@@ -1582,16 +1584,15 @@ Resources:
                 "              ActionTypeId: { Category: Approval, Owner: AWS, Provider: Manual, Version: \"1\" }\n",
                 "              ActionTypeId: { Category: Approval, Owner: AWS, Provider: Manual, Version: \"1\" }\n            - Name: A\n              ActionTypeId: { Category: Approval, Owner: AWS, Provider: Manual, Version: \"1\" }\n",
             );
-        let err = pipelines_from_template(&duplicate, &Resolver::new(BTreeMap::new(), "r", "a"))
-            .expect_err("dup");
+        let err = read_bare(&duplicate).expect_err("dup");
         assert!(err.to_string().contains("used twice"), "{err}");
 
         assert!(matches!(
-            pipelines_from_template("just: text", &Resolver::new(BTreeMap::new(), "r", "a")),
+            read_bare("just: text"),
             Err(DefinitionError::NoResources)
         ));
         assert!(matches!(
-            pipelines_from_template("Resources: [", &Resolver::new(BTreeMap::new(), "r", "a")),
+            read_bare("Resources: ["),
             Err(DefinitionError::Yaml(_))
         ));
     }
@@ -1607,8 +1608,7 @@ Resources:
       ArtifactStore: { Type: S3, Location: b }
       Stages: []
 "##;
-        let err = pipelines_from_template(template, &Resolver::new(BTreeMap::new(), "r", "a"))
-            .expect_err("import");
+        let err = read_bare(template).expect_err("import");
         assert!(
             matches!(&err, DefinitionError::UnsupportedIntrinsic { function, .. } if function == "Fn::ImportValue"),
             "{err}"

@@ -23,7 +23,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use time::OffsetDateTime;
 
-use super::definition::{ActionDefinition, ActionKind, ExecutionMode, PipelineDefinition};
+use super::definition::{
+    ActionDefinition, ActionKind, ActionTypeId, ExecutionMode, PipelineDefinition,
+};
 use super::error::{ApiError, ErrorCode};
 use super::events::{self, ApprovalNotice};
 use super::wire;
@@ -381,6 +383,19 @@ impl State {
         Ok((run, cx))
     }
 
+    /// The run and execution index of `key`; `None` once they are gone (a late timer, a copy
+    /// that finishes after its pipeline was dropped).
+    fn locate<'a>(
+        &'a mut self,
+        key: &ActionKey,
+        now: OffsetDateTime,
+        effects: &'a mut Vec<Effect>,
+    ) -> Option<(&'a mut PipelineRun, Cx<'a>, usize)> {
+        let (run, cx) = self.split(&key.pipeline, now, effects).ok()?;
+        let index = run.index(&key.execution_id).ok()?;
+        Some((run, cx, index))
+    }
+
     fn pipeline(&self, name: &str) -> Result<&PipelineRun, ApiError> {
         self.pipelines
             .get(name)
@@ -624,14 +639,11 @@ impl State {
             }
         };
         let key = &fetch.key;
-        let Ok((run, mut cx)) = self.split(&key.pipeline, now, effects) else {
+        let Some((run, mut cx, index)) = self.locate(key, now, effects) else {
             return;
         };
         let definition = Arc::clone(&run.definition);
         let action_definition = &definition.stages[key.stage].actions[key.action];
-        let Ok(index) = run.index(&key.execution_id) else {
-            return;
-        };
         let execution = &mut run.executions[index];
         let Some(action) = action_run_mut(execution, key.stage, key.action) else {
             return;
@@ -753,10 +765,7 @@ impl State {
         now: OffsetDateTime,
         effects: &mut Vec<Effect>,
     ) {
-        let Ok((run, mut cx)) = self.split(&key.pipeline, now, effects) else {
-            return;
-        };
-        let Ok(index) = run.index(&key.execution_id) else {
+        let Some((run, mut cx, index)) = self.locate(key, now, effects) else {
             return;
         };
         let Some(action) = action_run_mut(&mut run.executions[index], key.stage, key.action) else {
@@ -775,9 +784,10 @@ impl State {
 
     /// Marks an in-progress job finished with `status`, or says why it cannot be.
     fn claim_job(&mut self, job_id: &str, status: JobStatus) -> Result<ActionKey, ApiError> {
-        let job = self.jobs.get_mut(job_id).ok_or_else(|| {
-            ApiError::new(ErrorCode::JobNotFound, format!("Job {job_id} not found"))
-        })?;
+        let job = self
+            .jobs
+            .get_mut(job_id)
+            .ok_or_else(|| job_not_found(job_id))?;
         if job.status != JobStatus::InProgress {
             return Err(invalid_job_state(job_id, job.status.as_str()));
         }
@@ -794,10 +804,7 @@ impl State {
         now: OffsetDateTime,
         effects: &mut Vec<Effect>,
     ) {
-        let Ok((run, mut cx)) = self.split(&key.pipeline, now, effects) else {
-            return;
-        };
-        let Ok(index) = run.index(&key.execution_id) else {
+        let Some((run, mut cx, index)) = self.locate(key, now, effects) else {
             return;
         };
         let execution = &mut run.executions[index];
@@ -911,15 +918,6 @@ impl State {
         input: &wire::ListPipelineExecutionsInput,
     ) -> Result<wire::ListPipelineExecutionsOutput, ApiError> {
         let run = self.pipeline(&input.pipeline_name)?;
-        let max = match input.max_results {
-            None => 100,
-            Some(n @ 1..=100) => n as usize,
-            Some(n) => {
-                return Err(ApiError::validation(format!(
-                    "maxResults must be 1 to 100, not {n}"
-                )));
-            }
-        };
         let stage_filter = input
             .filter
             .as_ref()
@@ -950,20 +948,16 @@ impl State {
                 })
             })
             .collect();
-        let start = match &input.next_token {
-            None => 0,
-            Some(token) => matching
-                .iter()
-                .position(|e| &e.id == token)
-                .ok_or_else(|| {
-                    ApiError::new(ErrorCode::InvalidNextToken, "The next token is not valid")
-                })?,
-        };
-        let page: Vec<&Execution> = matching.iter().skip(start).take(max).copied().collect();
-        let next_token = matching.get(start + max).map(|e| e.id.clone());
+        let (executions, next_token) = page(
+            &matching,
+            |e| &e.id,
+            input.max_results,
+            100,
+            input.next_token.as_deref(),
+        )?;
         Ok(wire::ListPipelineExecutionsOutput {
-            pipeline_execution_summaries: page
-                .into_iter()
+            pipeline_execution_summaries: executions
+                .iter()
                 .map(|e| wire::PipelineExecutionSummary {
                     pipeline_execution_id: e.id.clone(),
                     status: e.status.as_str().to_owned(),
@@ -994,9 +988,7 @@ impl State {
     }
 
     pub fn job_details(&self, job_id: &str) -> Result<wire::GetJobDetailsOutput, ApiError> {
-        let job = self.jobs.get(job_id).ok_or_else(|| {
-            ApiError::new(ErrorCode::JobNotFound, format!("Job {job_id} not found"))
-        })?;
+        let job = self.jobs.get(job_id).ok_or_else(|| job_not_found(job_id))?;
         Ok(wire::GetJobDetailsOutput {
             job_details: wire::JobDetails {
                 id: job_id.to_owned(),
@@ -1060,28 +1052,17 @@ impl State {
         &self,
         input: &wire::ListPipelinesInput,
     ) -> Result<wire::ListPipelinesOutput, ApiError> {
-        let max = match input.max_results {
-            None => 1000,
-            Some(n @ 1..=1000) => n as usize,
-            Some(n) => {
-                return Err(ApiError::validation(format!(
-                    "maxResults must be 1 to 1000, not {n}"
-                )));
-            }
-        };
-        let names: Vec<&String> = self.pipelines.keys().collect();
-        let start = match &input.next_token {
-            None => 0,
-            Some(token) => names.iter().position(|n| *n == token).ok_or_else(|| {
-                ApiError::new(ErrorCode::InvalidNextToken, "The next token is not valid")
-            })?,
-        };
+        let all: Vec<&PipelineRun> = self.pipelines.values().collect();
+        let (runs, next_token) = page(
+            &all,
+            |run| &run.definition.name,
+            input.max_results,
+            1000,
+            input.next_token.as_deref(),
+        )?;
         Ok(wire::ListPipelinesOutput {
-            pipelines: names
+            pipelines: runs
                 .iter()
-                .skip(start)
-                .take(max)
-                .filter_map(|n| self.pipelines.get(*n))
                 .map(|run| wire::PipelineSummary {
                     name: run.definition.name.clone(),
                     version: 1,
@@ -1091,7 +1072,7 @@ impl State {
                     updated: wire::epoch(run.created),
                 })
                 .collect(),
-            next_token: names.get(start + max).map(|n| (*n).clone()),
+            next_token,
         })
     }
 
@@ -1467,14 +1448,8 @@ impl PipelineRun {
             return;
         };
         let job_id = uuid::Uuid::new_v4().to_string();
-        let t = &action.action_type;
         let data = wire::JobData {
-            action_type_id: wire::ActionTypeId {
-                category: t.category.clone(),
-                owner: t.owner.clone(),
-                provider: t.provider.clone(),
-                version: t.version.clone(),
-            },
+            action_type_id: wire_action_type(&action.action_type),
             action_configuration: wire::ActionConfiguration {
                 configuration: run.configuration.clone(),
             },
@@ -1568,6 +1543,40 @@ fn set_action_run(execution: &mut Execution, stage: usize, action: usize, run: A
     }
 }
 
+/// One page of `items`, as CodePipeline's List operations page them: `max_results` items (1 to
+/// `limit`; `limit` when not given) from the one whose key is `next_token`, and the key of the
+/// first item after the page as the next token.
+fn page<'a, T>(
+    items: &'a [T],
+    key: impl Fn(&T) -> &String,
+    max_results: Option<i64>,
+    limit: i64,
+    next_token: Option<&str>,
+) -> Result<(&'a [T], Option<String>), ApiError> {
+    let max = match max_results {
+        None => limit,
+        Some(n) if (1..=limit).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::validation(format!(
+                "maxResults must be 1 to {limit}, not {n}"
+            )));
+        }
+    };
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let start = match next_token {
+        None => 0,
+        Some(token) => items.iter().position(|i| key(i) == token).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidNextToken, "The next token is not valid")
+        })?,
+    };
+    let end = start.saturating_add(max).min(items.len());
+    Ok((&items[start..end], items.get(end).map(|i| key(i).clone())))
+}
+
+fn job_not_found(job_id: &str) -> ApiError {
+    ApiError::new(ErrorCode::JobNotFound, format!("Job {job_id} not found"))
+}
+
 fn invalid_job_state(job_id: &str, state: &str) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidJobState,
@@ -1639,6 +1648,15 @@ fn action_state(action: &ActionDefinition, run: Option<&ActionRun>) -> wire::Act
     }
 }
 
+fn wire_action_type(t: &ActionTypeId) -> wire::ActionTypeId {
+    wire::ActionTypeId {
+        category: t.category.clone(),
+        owner: t.owner.clone(),
+        provider: t.provider.clone(),
+        version: t.version.clone(),
+    }
+}
+
 fn action_declaration(a: &ActionDefinition) -> wire::ActionDeclaration {
     let named = |names: &[String]| {
         names
@@ -1648,12 +1666,7 @@ fn action_declaration(a: &ActionDefinition) -> wire::ActionDeclaration {
     };
     wire::ActionDeclaration {
         name: a.name.clone(),
-        action_type_id: wire::ActionTypeId {
-            category: a.action_type.category.clone(),
-            owner: a.action_type.owner.clone(),
-            provider: a.action_type.provider.clone(),
-            version: a.action_type.version.clone(),
-        },
+        action_type_id: wire_action_type(&a.action_type),
         run_order: a.run_order,
         configuration: a.configuration.clone(),
         input_artifacts: named(&a.input_artifacts),
@@ -1800,6 +1813,9 @@ fn resolve_variables(text: &str, execution: &Execution) -> Result<String, String
     out.push_str(rest);
     Ok(out)
 }
+
+#[cfg(test)]
+mod transitions;
 
 #[cfg(test)]
 mod tests {
