@@ -584,39 +584,16 @@ struct MissingField(&'static str);
 
 #[cfg(test)]
 mod tests {
-    use aws_credential_types::Credentials;
-    use aws_sdk_cloudformation::operation::create_change_set::{
-        CreateChangeSetError, CreateChangeSetOutput,
-    };
-    use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetError;
-    use aws_sdk_cloudformation::operation::describe_change_set::{
-        DescribeChangeSetError, DescribeChangeSetOutput,
-    };
-    use aws_sdk_cloudformation::operation::describe_stacks::{
-        DescribeStacksError, DescribeStacksOutput,
-    };
-    use aws_smithy_mocks::{
-        MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
-    };
-    use aws_smithy_types::error::ErrorMetadata;
+    use aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+    use aws_smithy_mocks::{Rule, RuleMode, mock};
 
     use super::*;
+    use crate::aws::mock::{mock_client, service_error};
 
-    /// A client answered by `rules` (what `mock_client!` builds, without the SDK's `test-util`
-    /// feature, which would compile the SDK crate a second time for tests).
     fn mock_cf(mode: RuleMode, rules: &[&Rule]) -> Client {
-        let interceptor = rules
-            .iter()
-            .fold(MockResponseInterceptor::new().rule_mode(mode), |i, rule| {
-                i.with_rule(rule)
-            });
-        let config = aws_sdk_cloudformation::Config::builder()
-            .region(aws_sdk_cloudformation::config::Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        Client::from_conf(config)
+        mock_client!(aws_sdk_cloudformation, mode, rules)
     }
 
     fn target(
@@ -846,14 +823,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_stack_that_does_not_exist_is_not_an_error() {
-        let missing = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(
-                ErrorMetadata::builder()
-                    .code("ValidationError")
-                    .message("Stack with id orders does not exist")
-                    .build(),
-            )
-        });
+        let missing = mock!(Client::describe_stacks)
+            .then_error(|| service_error("ValidationError", "Stack with id orders does not exist"));
         let cf = mock_cf(RuleMode::Sequential, &[&missing]);
 
         assert!(!stack_exists(&cf, "orders").await.expect("no error"));
@@ -878,14 +849,8 @@ mod tests {
 
     #[tokio::test]
     async fn other_describe_stacks_errors_reach_the_caller() {
-        let denied = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(
-                ErrorMetadata::builder()
-                    .code("AccessDenied")
-                    .message("not authorized")
-                    .build(),
-            )
-        });
+        let denied = mock!(Client::describe_stacks)
+            .then_error(|| service_error("AccessDenied", "not authorized"));
         let cf = mock_cf(RuleMode::Sequential, &[&denied]);
 
         let err = stack_exists(&cf, "orders").await.expect_err("denied");
@@ -907,10 +872,6 @@ mod tests {
             description: Some("shipgate".into()),
             role_arn: None,
         }
-    }
-
-    fn error_metadata(code: &str, message: &str) -> ErrorMetadata {
-        ErrorMetadata::builder().code(code).message(message).build()
     }
 
     #[tokio::test]
@@ -963,12 +924,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_set_name_in_use_is_reported_not_failed() {
-        let taken = mock!(Client::create_change_set).then_error(|| {
-            CreateChangeSetError::generic(error_metadata(
-                "AlreadyExistsException",
-                "ChangeSet cs already exists",
-            ))
-        });
+        let taken = mock!(Client::create_change_set)
+            .then_error(|| service_error("AlreadyExistsException", "ChangeSet cs already exists"));
         let cf = mock_cf(RuleMode::Sequential, &[&taken]);
 
         let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
@@ -980,12 +937,8 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_to_update_refused_at_once_is_an_empty_change_set() {
-        let unchanged = mock!(Client::create_change_set).then_error(|| {
-            CreateChangeSetError::generic(error_metadata(
-                "ValidationError",
-                "No updates are to be performed.",
-            ))
-        });
+        let unchanged = mock!(Client::create_change_set)
+            .then_error(|| service_error("ValidationError", "No updates are to be performed."));
         let cf = mock_cf(RuleMode::Sequential, &[&unchanged]);
 
         let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
@@ -1003,10 +956,10 @@ mod tests {
     #[tokio::test]
     async fn a_template_refused_at_creation_is_an_error_with_cloudformations_words() {
         let refused = mock!(Client::create_change_set).then_error(|| {
-            CreateChangeSetError::generic(error_metadata(
+            service_error(
                 "ValidationError",
                 "Template format error: Unrecognized resource types: [AWS::Nope::Thing]",
-            ))
+            )
         });
         let cf = mock_cf(RuleMode::Sequential, &[&refused]);
 
@@ -1022,21 +975,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_set_that_does_not_exist_is_not_found_rather_than_an_error() {
-        let not_found = mock!(Client::describe_change_set).then_error(|| {
-            DescribeChangeSetError::generic(error_metadata(
-                "ChangeSetNotFound",
-                "ChangeSet [cs] does not exist",
-            ))
-        });
-        let no_stack = mock!(Client::describe_change_set).then_error(|| {
-            DescribeChangeSetError::generic(error_metadata(
-                "ValidationError",
-                "Stack [orders] does not exist",
-            ))
-        });
-        let denied = mock!(Client::describe_change_set).then_error(|| {
-            DescribeChangeSetError::generic(error_metadata("AccessDenied", "not authorized"))
-        });
+        let not_found = mock!(Client::describe_change_set)
+            .then_error(|| service_error("ChangeSetNotFound", "ChangeSet [cs] does not exist"));
+        let no_stack = mock!(Client::describe_change_set)
+            .then_error(|| service_error("ValidationError", "Stack [orders] does not exist"));
+        let denied = mock!(Client::describe_change_set)
+            .then_error(|| service_error("AccessDenied", "not authorized"));
         let cf = mock_cf(RuleMode::Sequential, &[&not_found, &no_stack, &denied]);
 
         assert_eq!(
@@ -1082,12 +1026,8 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_a_change_set_already_gone_is_not_an_error() {
-        let gone = mock!(Client::delete_change_set).then_error(|| {
-            DeleteChangeSetError::generic(error_metadata(
-                "ChangeSetNotFound",
-                "ChangeSet [cs] does not exist",
-            ))
-        });
+        let gone = mock!(Client::delete_change_set)
+            .then_error(|| service_error("ChangeSetNotFound", "ChangeSet [cs] does not exist"));
         let cf = mock_cf(RuleMode::Sequential, &[&gone]);
 
         delete_change_set(&cf, "orders", "cs")
@@ -1169,15 +1109,10 @@ mod tests {
 
     #[tokio::test]
     async fn describe_stack_of_a_missing_stack_is_none_and_other_errors_reach_the_caller() {
-        let missing = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(error_metadata(
-                "ValidationError",
-                "Stack with id orders does not exist",
-            ))
-        });
-        let throttled = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(error_metadata("Throttling", "Rate exceeded"))
-        });
+        let missing = mock!(Client::describe_stacks)
+            .then_error(|| service_error("ValidationError", "Stack with id orders does not exist"));
+        let throttled = mock!(Client::describe_stacks)
+            .then_error(|| service_error("Throttling", "Rate exceeded"));
         let cf = mock_cf(RuleMode::Sequential, &[&missing, &throttled]);
 
         assert_eq!(describe_stack(&cf, "orders").await.expect("no error"), None);
