@@ -374,10 +374,7 @@ pub async fn describe_stack(cf: &Client, stack: &str) -> Result<Option<StackStat
             .stack_status()
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default(),
-        status_reason: found
-            .stack_status_reason()
-            .filter(|r| !r.trim().is_empty())
-            .map(str::to_owned),
+        status_reason: stated_reason(found.stack_status_reason()),
         outputs: found
             .outputs()
             .iter()
@@ -446,10 +443,7 @@ pub async fn last_operation_events(cf: &Client, stack: &str) -> Result<Vec<Stack
                     .resource_status()
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_default(),
-                reason: event
-                    .resource_status_reason()
-                    .filter(|r| !r.trim().is_empty())
-                    .map(str::to_owned),
+                reason: stated_reason(event.resource_status_reason()),
                 timestamp: event.timestamp().map(|t| t.secs()),
             };
             let start = event.starts_operation();
@@ -566,6 +560,11 @@ fn execution_status_of(status: &sdk::ExecutionStatus) -> ExecutionStatus {
     }
 }
 
+/// A reason CloudFormation gave; a blank one is none.
+fn stated_reason(reason: Option<&str>) -> Option<String> {
+    reason.filter(|r| !r.trim().is_empty()).map(str::to_owned)
+}
+
 /// A successful response lacking a field the caller cannot do without.
 fn missing_field(operation: &'static str, field: &'static str) -> AwsError {
     AwsError {
@@ -586,6 +585,7 @@ struct MissingField(&'static str);
 mod tests {
     use aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput;
     use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_change_set::builders::DescribeChangeSetOutputBuilder;
     use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
     use aws_smithy_mocks::{Rule, RuleMode, mock};
 
@@ -768,20 +768,25 @@ mod tests {
         assert!(!empty.is_pending());
     }
 
+    /// A `DescribeChangeSet` page of a change set ready to execute, holding `change`.
+    fn ready_page(change: sdk::ResourceChange) -> DescribeChangeSetOutputBuilder {
+        DescribeChangeSetOutput::builder()
+            .status(sdk::ChangeSetStatus::CreateComplete)
+            .execution_status(sdk::ExecutionStatus::Available)
+            .changes(
+                sdk::Change::builder()
+                    .r#type(sdk::ChangeType::Resource)
+                    .resource_change(change)
+                    .build(),
+            )
+    }
+
     #[tokio::test]
     async fn describe_change_set_follows_next_token_across_pages() {
         let first = mock!(Client::describe_change_set)
             .match_requests(|req| req.next_token().is_none())
             .then_output(|| {
-                DescribeChangeSetOutput::builder()
-                    .status(sdk::ChangeSetStatus::CreateComplete)
-                    .execution_status(sdk::ExecutionStatus::Available)
-                    .changes(
-                        sdk::Change::builder()
-                            .r#type(sdk::ChangeType::Resource)
-                            .resource_change(added("Topic", "AWS::SNS::Topic"))
-                            .build(),
-                    )
+                ready_page(added("Topic", "AWS::SNS::Topic"))
                     .next_token("page-2")
                     .build()
             });
@@ -791,18 +796,7 @@ mod tests {
                     && req.stack_name() == Some("orders")
                     && req.change_set_name() == Some("release-7")
             })
-            .then_output(|| {
-                DescribeChangeSetOutput::builder()
-                    .status(sdk::ChangeSetStatus::CreateComplete)
-                    .execution_status(sdk::ExecutionStatus::Available)
-                    .changes(
-                        sdk::Change::builder()
-                            .r#type(sdk::ChangeType::Resource)
-                            .resource_change(added("Queue", "AWS::SQS::Queue"))
-                            .build(),
-                    )
-                    .build()
-            });
+            .then_output(|| ready_page(added("Queue", "AWS::SQS::Queue")).build());
         let cf = mock_cf(RuleMode::MatchAny, &[&first, &second]);
 
         let state = describe_change_set(&cf, "orders", "release-7")
@@ -857,6 +851,14 @@ mod tests {
         assert!(err.is_code("AccessDenied"));
     }
 
+    /// `create_change_set_once` of `request` against a CloudFormation that answers with `rule`.
+    async fn create_answered_by(
+        rule: &Rule,
+        request: &ChangeSetRequest,
+    ) -> Result<Creation, AwsError> {
+        create_change_set_once(&mock_cf(RuleMode::Sequential, &[rule]), request).await
+    }
+
     fn request_of(stack: &str, name: &str) -> ChangeSetRequest {
         ChangeSetRequest {
             stack_name: stack.into(),
@@ -889,9 +891,7 @@ mod tests {
                     .id("arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1")
                     .build()
             });
-        let cf = mock_cf(RuleMode::Sequential, &[&created]);
-
-        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let creation = create_answered_by(&created, &request_of("orders", "cs"))
             .await
             .expect("created");
 
@@ -909,13 +909,11 @@ mod tests {
         let created = mock!(Client::create_change_set)
             .match_requests(move |req| req.role_arn() == Some(role))
             .then_output(|| CreateChangeSetOutput::builder().id("cs-1").build());
-        let cf = mock_cf(RuleMode::Sequential, &[&created]);
-
         let request = ChangeSetRequest {
             role_arn: Some(role.into()),
             ..request_of("orders", "cs")
         };
-        let creation = create_change_set_once(&cf, &request)
+        let creation = create_answered_by(&created, &request)
             .await
             .expect("created with the role");
 
@@ -926,9 +924,7 @@ mod tests {
     async fn a_change_set_name_in_use_is_reported_not_failed() {
         let taken = mock!(Client::create_change_set)
             .then_error(|| service_error("AlreadyExistsException", "ChangeSet cs already exists"));
-        let cf = mock_cf(RuleMode::Sequential, &[&taken]);
-
-        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let creation = create_answered_by(&taken, &request_of("orders", "cs"))
             .await
             .expect("not an error");
 
@@ -939,9 +935,7 @@ mod tests {
     async fn nothing_to_update_refused_at_once_is_an_empty_change_set() {
         let unchanged = mock!(Client::create_change_set)
             .then_error(|| service_error("ValidationError", "No updates are to be performed."));
-        let cf = mock_cf(RuleMode::Sequential, &[&unchanged]);
-
-        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let creation = create_answered_by(&unchanged, &request_of("orders", "cs"))
             .await
             .expect("not an error");
 
@@ -961,9 +955,7 @@ mod tests {
                 "Template format error: Unrecognized resource types: [AWS::Nope::Thing]",
             )
         });
-        let cf = mock_cf(RuleMode::Sequential, &[&refused]);
-
-        let err = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let err = create_answered_by(&refused, &request_of("orders", "cs"))
             .await
             .expect_err("refused");
 
