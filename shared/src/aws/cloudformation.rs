@@ -608,21 +608,26 @@ mod tests {
             .build()
     }
 
-    fn added(logical_id: &str, resource_type: &str) -> sdk::ResourceChange {
+    /// A resource change of `action` to `logical_id`, for the test to complete.
+    fn change(
+        action: sdk::ChangeAction,
+        logical_id: &str,
+        resource_type: &str,
+    ) -> sdk::builders::ResourceChangeBuilder {
         sdk::ResourceChange::builder()
-            .action(sdk::ChangeAction::Add)
+            .action(action)
             .logical_resource_id(logical_id)
             .resource_type(resource_type)
-            .build()
+    }
+
+    fn added(logical_id: &str, resource_type: &str) -> sdk::ResourceChange {
+        change(sdk::ChangeAction::Add, logical_id, resource_type).build()
     }
 
     #[test]
     fn a_replacement_keeps_its_scope_and_the_properties_that_force_it() {
-        let sdk_change = sdk::ResourceChange::builder()
-            .action(sdk::ChangeAction::Modify)
-            .logical_resource_id("Queue")
+        let sdk_change = change(sdk::ChangeAction::Modify, "Queue", "AWS::SQS::Queue")
             .physical_resource_id("https://sqs.eu-west-1.amazonaws.com/222222222222/orders")
-            .resource_type("AWS::SQS::Queue")
             .replacement(sdk::Replacement::True)
             .scope(sdk::ResourceAttribute::Properties)
             .scope(sdk::ResourceAttribute::Tags)
@@ -709,11 +714,8 @@ mod tests {
 
     #[test]
     fn a_removal_names_the_resource_it_deletes() {
-        let sdk_change = sdk::ResourceChange::builder()
-            .action(sdk::ChangeAction::Remove)
-            .logical_resource_id("OldQueue")
+        let sdk_change = change(sdk::ChangeAction::Remove, "OldQueue", "AWS::SQS::Queue")
             .physical_resource_id("arn:aws:sqs:eu-west-1:222222222222:old")
-            .resource_type("AWS::SQS::Queue")
             .build();
 
         let change = to_domain(&sdk_change);
