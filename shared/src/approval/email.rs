@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 
 use super::{
-    ApprovalView, NO_CHANGE_SET, Tone, attention_tags, escape_multiline, facts, format_utc,
-    indent_multiline, integrator, needs_attention, one_line, overall_headline, release_phrase,
-    safe_href, stack_attention, stack_headline, stack_whereabouts, tone,
+    ApprovalView, EntryHtml, NO_CHANGE_SET, StackHtml, Tone, attention_tags, escape_multiline,
+    facts, format_utc, indent_multiline, integrator, one_line, overall_headline, release_phrase,
+    safe_href, stack_attention, stack_headline, stack_whereabouts,
 };
 use crate::aws::ses::html_escape;
 use crate::store::StackChanges;
@@ -87,16 +87,8 @@ fn text(view: &ApprovalView, approver: &str, approve_url: &str, reject_url: &str
     out.push('\n');
 
     let attention: Vec<String> = view
-        .stacks
-        .iter()
-        .flat_map(|stack| {
-            stack
-                .summary
-                .entries
-                .iter()
-                .filter(|e| needs_attention(e))
-                .map(move |e| format!("  {}: {}", stack.stack_name, entry_line(e)))
-        })
+        .attention_entries()
+        .map(|(stack, entry)| format!("  {stack}: {}", entry_line(entry)))
         .collect();
     if !attention.is_empty() {
         out.push_str("Needs your attention:\n");
@@ -219,12 +211,10 @@ fn html(view: &ApprovalView, approver: &str, approve_url: &str, reject_url: &str
     );
 
     // What needs attention, across stacks, before the per-stack detail.
-    let mut attention_rows = String::new();
-    for stack in &view.stacks {
-        for entry in stack.summary.entries.iter().filter(|e| needs_attention(e)) {
-            attention_rows.push_str(&entry_row(entry, Some(&stack.stack_name)));
-        }
-    }
+    let attention_rows: String = view
+        .attention_entries()
+        .map(|(stack, entry)| entry_row(entry, Some(stack)))
+        .collect();
     if !attention_rows.is_empty() {
         let _ = write!(
             body,
@@ -358,28 +348,25 @@ fn entry_table(rows: &str) -> String {
 /// One resource: the label on the left, id, type, why and tags on the right (two columns fit a
 /// phone; four do not). Replacements and removals are red, other attention amber.
 fn entry_row(entry: &crate::changes::SummaryEntry, stack: Option<&str>) -> String {
-    let (bg, label_colour) = match tone(entry) {
+    let entry = EntryHtml::of(entry, stack);
+    let (bg, label_colour) = match entry.tone {
         Tone::Danger => (DANGER_BG, RED),
         Tone::Caution => (CAUTION_BG, "#9a6700"),
         Tone::Plain => ("#ffffff", "#1f2328"),
     };
-    let tags: String = attention_tags(entry)
+    let tags: String = entry
+        .tags
         .iter()
         .map(|t| {
             format!(
                 " <span style=\"background-color:#ddf4ff;color:#0550ae;font-size:11px;font-weight:bold;\
-                 padding:1px 5px;border-radius:3px\">{}</span>",
-                html_escape(t)
+                 padding:1px 5px;border-radius:3px\">{t}</span>"
             )
         })
         .collect();
-    let in_stack = stack
-        .map(|s| {
-            format!(
-                " <span style=\"color:{MUTED}\">in stack {}</span>",
-                html_escape(&one_line(s))
-            )
-        })
+    let in_stack = entry
+        .stack
+        .map(|s| format!(" <span style=\"color:{MUTED}\">in stack {s}</span>"))
         .unwrap_or_default();
     format!(
         "<tr><td bgcolor=\"{bg}\" style=\"background-color:{bg};padding:6px 8px;border-bottom:1px solid {BORDER};\
@@ -387,29 +374,28 @@ fn entry_row(entry: &crate::changes::SummaryEntry, stack: Option<&str>) -> Strin
          <td bgcolor=\"{bg}\" style=\"background-color:{bg};padding:6px 8px;border-bottom:1px solid {BORDER};\
          vertical-align:top;word-break:break-word\"><span style=\"{MONO};font-weight:bold\">{id}</span> \
          <span style=\"{MONO};font-size:12px;color:{MUTED}\">{kind}</span>{in_stack}<br>{reason}{tags}</td></tr>",
-        label = html_escape(entry.category.label()),
-        id = html_escape(&one_line(&entry.logical_id)),
-        kind = html_escape(&one_line(&entry.resource_type)),
-        reason = html_escape(&one_line(&entry.reason())),
+        label = entry.label,
+        id = entry.id,
+        kind = entry.kind,
+        reason = entry.reason,
     )
 }
 
 fn html_stack(body: &mut String, stack: &StackChanges) {
+    let heading = StackHtml::of(stack);
     let _ = write!(
         body,
-        "<p style=\"margin:14px 0 2px 0;font-size:15px;line-height:20px\"><b style=\"{MONO}\">{}</b> \
-         <span style=\"font-size:12px;color:{MUTED}\">{}</span></p>\
-         <p style=\"margin:0 0 6px 0\">{}</p>",
-        html_escape(&one_line(&stack.stack_name)),
-        html_escape(&stack_whereabouts(stack)),
-        html_escape(&stack_headline(stack)),
+        "<p style=\"margin:14px 0 2px 0;font-size:15px;line-height:20px\"><b style=\"{MONO}\">{name}</b> \
+         <span style=\"font-size:12px;color:{MUTED}\">{whereabouts}</span></p>\
+         <p style=\"margin:0 0 6px 0\">{headline}</p>",
+        name = heading.name,
+        whereabouts = heading.whereabouts,
+        headline = heading.headline,
     );
-    for (label, ids) in stack_attention(stack) {
+    for (label, ids) in &heading.attention {
         let _ = write!(
             body,
-            "<p style=\"margin:0 0 4px 0;color:{RED}\"><b>{}:</b> <span style=\"{MONO}\">{}</span></p>",
-            html_escape(label),
-            html_escape(&ids)
+            "<p style=\"margin:0 0 4px 0;color:{RED}\"><b>{label}:</b> <span style=\"{MONO}\">{ids}</span></p>"
         );
     }
     if !stack.summary.entries.is_empty() {

@@ -341,6 +341,71 @@ fn needs_attention(entry: &SummaryEntry) -> bool {
     tone(entry) != Tone::Plain
 }
 
+impl ApprovalView {
+    /// The entries that need attention, across stacks, with their stack's name: the list read
+    /// before the per-stack detail.
+    fn attention_entries(&self) -> impl Iterator<Item = (&str, &SummaryEntry)> {
+        self.stacks.iter().flat_map(|stack| {
+            stack
+                .summary
+                .entries
+                .iter()
+                .filter(|e| needs_attention(e))
+                .map(move |e| (stack.stack_name.as_str(), e))
+        })
+    }
+}
+
+/// What an HTML row shows of one entry, escaped here once for the email and the page, which
+/// only add their markup.
+struct EntryHtml {
+    tone: Tone,
+    label: String,
+    id: String,
+    kind: String,
+    reason: String,
+    tags: Vec<String>,
+    /// The stack's name, in the list across stacks.
+    stack: Option<String>,
+}
+
+impl EntryHtml {
+    fn of(entry: &SummaryEntry, stack: Option<&str>) -> Self {
+        Self {
+            tone: tone(entry),
+            label: html_escape(entry.category.label()),
+            id: html_escape(&one_line(&entry.logical_id)),
+            kind: html_escape(&one_line(&entry.resource_type)),
+            reason: html_escape(&one_line(&entry.reason())),
+            tags: attention_tags(entry).into_iter().map(html_escape).collect(),
+            stack: stack.map(|s| html_escape(&one_line(s))),
+        }
+    }
+}
+
+/// What an HTML heading of one stack shows, escaped here once for the email and the page.
+struct StackHtml {
+    name: String,
+    whereabouts: String,
+    headline: String,
+    /// Attention lines: label and ids.
+    attention: Vec<(String, String)>,
+}
+
+impl StackHtml {
+    fn of(stack: &StackChanges) -> Self {
+        Self {
+            name: html_escape(&one_line(&stack.stack_name)),
+            whereabouts: html_escape(&stack_whereabouts(stack)),
+            headline: html_escape(&stack_headline(stack)),
+            attention: stack_attention(stack)
+                .into_iter()
+                .map(|(label, ids)| (html_escape(label), html_escape(&ids)))
+                .collect(),
+        }
+    }
+}
+
 /// What the stack's change set does, in one line.
 fn stack_headline(stack: &StackChanges) -> String {
     if stack.outcome == ChangeSetOutcome::NoChanges {

@@ -14,9 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ApprovalView, NO_CHANGE_SET, Notice, PageForm, Tone, attention_tags, decided_message,
-    escape_multiline, facts, format_rfc3339, format_utc, integrator, needs_attention, one_line,
-    overall_headline, release_phrase, stack_attention, stack_headline, stack_whereabouts, tone,
+    ApprovalView, EntryHtml, NO_CHANGE_SET, Notice, PageForm, StackHtml, Tone, decided_message,
+    escape_multiline, facts, format_rfc3339, format_utc, integrator, one_line, overall_headline,
+    release_phrase,
 };
 use crate::aws::ses::html_escape;
 use crate::changes::SummaryEntry;
@@ -213,12 +213,10 @@ fn summary_section(view: &ApprovalView) -> String {
         return out;
     }
 
-    let mut attention = String::new();
-    for stack in &view.stacks {
-        for entry in stack.summary.entries.iter().filter(|e| needs_attention(e)) {
-            attention.push_str(&entry_row(entry, Some(&stack.stack_name)));
-        }
-    }
+    let attention: String = view
+        .attention_entries()
+        .map(|(stack, entry)| entry_row(entry, Some(stack)))
+        .collect();
     if !attention.is_empty() {
         let _ = write!(
             out,
@@ -244,19 +242,18 @@ fn summary_section(view: &ApprovalView) -> String {
 }
 
 fn stack_block(stack: &StackChanges) -> String {
+    let heading = StackHtml::of(stack);
     let mut out = format!(
-        "<div class=\"stack\"><h3><span class=\"mono\">{}</span> <span class=\"muted\">{}</span></h3>\
-         <p>{}</p>",
-        html_escape(&one_line(&stack.stack_name)),
-        html_escape(&stack_whereabouts(stack)),
-        html_escape(&stack_headline(stack)),
+        "<div class=\"stack\"><h3><span class=\"mono\">{name}</span> <span class=\"muted\">\
+         {whereabouts}</span></h3><p>{headline}</p>",
+        name = heading.name,
+        whereabouts = heading.whereabouts,
+        headline = heading.headline,
     );
-    for (label, ids) in stack_attention(stack) {
+    for (label, ids) in &heading.attention {
         let _ = write!(
             out,
-            "<p class=\"alert\"><strong>{}:</strong> <span class=\"mono\">{}</span></p>",
-            html_escape(label),
-            html_escape(&ids)
+            "<p class=\"alert\"><strong>{label}:</strong> <span class=\"mono\">{ids}</span></p>"
         );
     }
     if !stack.summary.entries.is_empty() {
@@ -271,30 +268,28 @@ fn stack_block(stack: &StackChanges) -> String {
 }
 
 fn entry_row(entry: &SummaryEntry, stack: Option<&str>) -> String {
-    let class = match tone(entry) {
+    let entry = EntryHtml::of(entry, stack);
+    let class = match entry.tone {
         Tone::Danger => "danger",
         Tone::Caution => "caution",
         Tone::Plain => "plain",
     };
-    let tags: String = attention_tags(entry)
+    let tags: String = entry
+        .tags
         .iter()
-        .map(|t| format!(" <span class=\"tag\">{}</span>", html_escape(t)))
+        .map(|t| format!(" <span class=\"tag\">{t}</span>"))
         .collect();
-    let in_stack = stack
-        .map(|s| {
-            format!(
-                " <span class=\"muted\">in stack {}</span>",
-                html_escape(&one_line(s))
-            )
-        })
+    let in_stack = entry
+        .stack
+        .map(|s| format!(" <span class=\"muted\">in stack {s}</span>"))
         .unwrap_or_default();
     format!(
-        "<tr class=\"{class}\"><td class=\"label\">{}</td><td><strong class=\"mono\">{}</strong> \
-         <span class=\"mono muted\">{}</span>{in_stack}<br>{}{tags}</td></tr>",
-        html_escape(entry.category.label()),
-        html_escape(&one_line(&entry.logical_id)),
-        html_escape(&one_line(&entry.resource_type)),
-        html_escape(&one_line(&entry.reason())),
+        "<tr class=\"{class}\"><td class=\"label\">{label}</td><td><strong class=\"mono\">{id}\
+         </strong> <span class=\"mono muted\">{kind}</span>{in_stack}<br>{reason}{tags}</td></tr>",
+        label = entry.label,
+        id = entry.id,
+        kind = entry.kind,
+        reason = entry.reason,
     )
 }
 

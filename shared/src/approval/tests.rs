@@ -5,8 +5,10 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::*;
+use crate::aws::s3::ObjectVersion;
 use crate::aws::ses::html_escape;
 use crate::changes::{DescribeChangeSetOutput, summarise_change_set};
+use crate::store::{ApprovalToken, GateState};
 
 /// 2026-12-03 14:05:30 UTC.
 const EXPIRES: i64 = 1_796_306_730;
@@ -17,42 +19,8 @@ const REJECT_URL: &str = "https://abc123.lambda-url.eu-west-1.on.aws/?t=eyJl.c2l
 /// `DescribeChangeSet` output, in CloudFormation's documented shape, for an image update of an
 /// ECS service: the task definition is replaced (new revision), the service follows it, a
 /// policy is added, an alarm removed, a queue added.
-const IMAGE_UPDATE: &str = r#"{
-    "StackName": "orders-int-app",
-    "ChangeSetName": "shipgate-rel-1",
-    "Status": "CREATE_COMPLETE",
-    "ExecutionStatus": "AVAILABLE",
-    "Changes": [
-        {"Type": "Resource", "ResourceChange": {
-            "Action": "Add", "LogicalResourceId": "DeadLetterQueue",
-            "ResourceType": "AWS::SQS::Queue", "Scope": [], "Details": []}},
-        {"Type": "Resource", "ResourceChange": {
-            "Action": "Modify", "LogicalResourceId": "Service",
-            "PhysicalResourceId": "arn:aws:ecs:eu-west-1:222222222222:service/int/orders",
-            "ResourceType": "AWS::ECS::Service", "Replacement": "False", "Scope": ["Properties"],
-            "Details": [
-                {"Target": {"Attribute": "Properties", "Name": "TaskDefinition", "RequiresRecreation": "Never"},
-                 "Evaluation": "Dynamic", "ChangeSource": "ResourceReference", "CausingEntity": "TaskDefinition"}
-            ]}},
-        {"Type": "Resource", "ResourceChange": {
-            "Action": "Modify", "LogicalResourceId": "TaskDefinition",
-            "PhysicalResourceId": "arn:aws:ecs:eu-west-1:222222222222:task-definition/orders:7",
-            "ResourceType": "AWS::ECS::TaskDefinition", "Replacement": "True", "Scope": ["Properties"],
-            "Details": [
-                {"Target": {"Attribute": "Properties", "Name": "ContainerDefinitions", "RequiresRecreation": "Always"},
-                 "Evaluation": "Dynamic", "ChangeSource": "DirectModification"},
-                {"Target": {"Attribute": "Properties", "Name": "ContainerDefinitions", "RequiresRecreation": "Always"},
-                 "Evaluation": "Static", "ChangeSource": "ParameterReference", "CausingEntity": "ImageDigest"}
-            ]}},
-        {"Type": "Resource", "ResourceChange": {
-            "Action": "Add", "LogicalResourceId": "TaskRolePolicy",
-            "ResourceType": "AWS::IAM::Policy", "Scope": [], "Details": []}},
-        {"Type": "Resource", "ResourceChange": {
-            "Action": "Remove", "LogicalResourceId": "LegacyAlarm",
-            "PhysicalResourceId": "orders-int-legacy-5xx",
-            "ResourceType": "AWS::CloudWatch::Alarm", "Scope": [], "Details": []}}
-    ]
-}"#;
+const IMAGE_UPDATE: &str =
+    include_str!("../../tests/fixtures/describe-change-set-image-update.json");
 
 fn stack(name: &str, json: Option<&str>) -> StackChanges {
     let summary = match json {
@@ -149,6 +117,15 @@ impl Tag {
     }
 }
 
+/// The word of `html` at `from`, lower-cased, up to white space or one of `ends`; and where it
+/// ends.
+fn word_at(html: &str, from: usize, ends: &[char]) -> (String, usize) {
+    let end = html[from..]
+        .find(|c: char| c.is_whitespace() || ends.contains(&c))
+        .map_or(html.len(), |e| from + e);
+    (html[from..end].to_ascii_lowercase(), end)
+}
+
 fn start_tags(html: &str) -> Vec<Tag> {
     let bytes = html.as_bytes();
     let mut tags = Vec::new();
@@ -158,11 +135,8 @@ fn start_tags(html: &str) -> Vec<Tag> {
         if html[i..].starts_with('/') || html[i..].starts_with('!') {
             continue;
         }
-        let name_end = html[i..]
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .map_or(html.len(), |e| i + e);
-        let name = html[i..name_end].to_ascii_lowercase();
-        i = name_end;
+        let name;
+        (name, i) = word_at(html, i, &['>', '/']);
         let mut attrs = Vec::new();
         loop {
             while i < bytes.len() && (bytes[i] as char).is_whitespace() {
@@ -172,11 +146,8 @@ fn start_tags(html: &str) -> Vec<Tag> {
                 i += 1;
                 break;
             }
-            let attr_end = html[i..]
-                .find(|c: char| c.is_whitespace() || c == '=' || c == '>')
-                .map_or(html.len(), |e| i + e);
-            let attr = html[i..attr_end].to_ascii_lowercase();
-            i = attr_end;
+            let attr;
+            (attr, i) = word_at(html, i, &['=', '>']);
             let mut value = String::new();
             if bytes.get(i) == Some(&b'=') {
                 assert_eq!(bytes.get(i + 1), Some(&b'"'), "unquoted value of {attr}");
@@ -235,11 +206,8 @@ fn tag_with_id<'a>(tags: &'a [Tag], id: &str) -> &'a Tag {
         .unwrap_or_else(|| panic!("no element with id {id}"))
 }
 
-#[test]
-fn the_view_of_a_gate_comes_from_its_release_and_gate() {
-    use crate::aws::s3::ObjectVersion;
-    use crate::store::{ApprovalToken, Gate, GateState, ReleaseRecord};
-
+/// Release rel-01JDQ4, orders 1.4.0, as intake recorded it, with the integrator's `message`.
+fn orders_release(message: &str) -> ReleaseRecord {
     let mut release = ReleaseRecord::received(
         "rel-01JDQ4".to_owned(),
         ObjectVersion {
@@ -251,18 +219,20 @@ fn the_view_of_a_gate_comes_from_its_release_and_gate() {
     );
     release.application = Some("orders".to_owned());
     release.version = Some("1.4.0".to_owned());
-    release.message = Some("Adds refunds.\nFixes the totals rounding.".to_owned());
-    release.uploaded_by = Some("AWS:AIDAEXAMPLEID:jane".to_owned());
-    release.manifest = Some(serde_json::json!({
-        "integrator": {"name": "Jane Doe", "email": "jane@integrator.example"}
-    }));
+    release.message = Some(message.to_owned());
+    release
+}
+
+/// The pending approval of rel-01JDQ4 at `stage`/`action` of `execution_id`, for
+/// `environment`, opened at 10:05.
+fn pending_gate(execution_id: &str, stage: &str, action: &str, environment: &str) -> Gate {
     let token = ApprovalToken::new("codepipeline-token");
-    let gate = Gate {
+    Gate {
         pipeline: "shipgate-orders".to_owned(),
-        execution_id: "0f3c9d2e-6b1a-4c7e-9d55-3f1e2a7b8c90".to_owned(),
-        stage: "int".to_owned(),
-        action: "Approve".to_owned(),
-        environment: "int".to_owned(),
+        execution_id: execution_id.to_owned(),
+        stage: stage.to_owned(),
+        action: action.to_owned(),
+        environment: environment.to_owned(),
         release_id: "rel-01JDQ4".to_owned(),
         round: token.round(),
         approval_token: token,
@@ -273,7 +243,22 @@ fn the_view_of_a_gate_comes_from_its_release_and_gate() {
         opened_at: "2026-11-26T10:05:00Z".to_owned(),
         promote_from: None,
         updated_at: "2026-11-26T10:05:00Z".to_owned(),
-    };
+    }
+}
+
+#[test]
+fn the_view_of_a_gate_comes_from_its_release_and_gate() {
+    let mut release = orders_release("Adds refunds.\nFixes the totals rounding.");
+    release.uploaded_by = Some("AWS:AIDAEXAMPLEID:jane".to_owned());
+    release.manifest = Some(serde_json::json!({
+        "integrator": {"name": "Jane Doe", "email": "jane@integrator.example"}
+    }));
+    let gate = pending_gate(
+        "0f3c9d2e-6b1a-4c7e-9d55-3f1e2a7b8c90",
+        "int",
+        "Approve",
+        "int",
+    );
 
     let stacks = view().stacks;
     assert_eq!(ApprovalView::for_gate(&release, &gate, stacks), view());
@@ -428,42 +413,14 @@ fn a_gate_without_change_sets_says_so_rather_than_no_changes() {
 
 #[test]
 fn an_approval_to_promote_shows_the_images_by_digest_not_change_sets() {
-    use crate::aws::s3::ObjectVersion;
-    use crate::store::{ApprovalToken, Gate, GateState, ReleaseRecord};
-
     let digest = format!("sha256:{}", "ab".repeat(32));
-    let mut release = ReleaseRecord::received(
-        "rel-01JDQ4".to_owned(),
-        ObjectVersion {
-            bucket: "drops".to_owned(),
-            key: "incoming/orders.zip".to_owned(),
-            version_id: Some("v1".to_owned()),
-        },
-        "2026-11-26T10:00:12Z".to_owned(),
-    );
-    release.application = Some("orders".to_owned());
-    release.version = Some("1.4.0".to_owned());
-    release.message = Some("Adds refunds.".to_owned());
+    let mut release = orders_release("Adds refunds.");
     release.manifest = Some(serde_json::json!({
         "images": [{"name": "web", "repository": "orders/web", "tag": "1.4.0", "digest": digest}]
     }));
-    let token = ApprovalToken::new("codepipeline-token");
     let gate = Gate {
-        pipeline: "shipgate-orders".to_owned(),
-        execution_id: "0f3c9d2e".to_owned(),
-        stage: "PromoteToStg".to_owned(),
-        action: "ApprovePromotion".to_owned(),
-        environment: "stg".to_owned(),
-        release_id: "rel-01JDQ4".to_owned(),
         promote_from: Some("int".to_owned()),
-        round: token.round(),
-        approval_token: token,
-        approval_expires_at: EXPIRES,
-        state: GateState::Pending,
-        links: Vec::new(),
-        decision: None,
-        opened_at: "2026-11-26T10:05:00Z".to_owned(),
-        updated_at: "2026-11-26T10:05:00Z".to_owned(),
+        ..pending_gate("0f3c9d2e", "PromoteToStg", "ApprovePromotion", "stg")
     };
     let view = ApprovalView::for_gate(&release, &gate, Vec::new());
     let promotion = view.promotion.clone().expect("a promotion view");

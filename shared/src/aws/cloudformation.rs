@@ -374,10 +374,7 @@ pub async fn describe_stack(cf: &Client, stack: &str) -> Result<Option<StackStat
             .stack_status()
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default(),
-        status_reason: found
-            .stack_status_reason()
-            .filter(|r| !r.trim().is_empty())
-            .map(str::to_owned),
+        status_reason: stated_reason(found.stack_status_reason()),
         outputs: found
             .outputs()
             .iter()
@@ -446,10 +443,7 @@ pub async fn last_operation_events(cf: &Client, stack: &str) -> Result<Vec<Stack
                     .resource_status()
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_default(),
-                reason: event
-                    .resource_status_reason()
-                    .filter(|r| !r.trim().is_empty())
-                    .map(str::to_owned),
+                reason: stated_reason(event.resource_status_reason()),
                 timestamp: event.timestamp().map(|t| t.secs()),
             };
             let start = event.starts_operation();
@@ -566,6 +560,11 @@ fn execution_status_of(status: &sdk::ExecutionStatus) -> ExecutionStatus {
     }
 }
 
+/// A reason CloudFormation gave; a blank one is none.
+fn stated_reason(reason: Option<&str>) -> Option<String> {
+    reason.filter(|r| !r.trim().is_empty()).map(str::to_owned)
+}
+
 /// A successful response lacking a field the caller cannot do without.
 fn missing_field(operation: &'static str, field: &'static str) -> AwsError {
     AwsError {
@@ -584,39 +583,17 @@ struct MissingField(&'static str);
 
 #[cfg(test)]
 mod tests {
-    use aws_credential_types::Credentials;
-    use aws_sdk_cloudformation::operation::create_change_set::{
-        CreateChangeSetError, CreateChangeSetOutput,
-    };
-    use aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetError;
-    use aws_sdk_cloudformation::operation::describe_change_set::{
-        DescribeChangeSetError, DescribeChangeSetOutput,
-    };
-    use aws_sdk_cloudformation::operation::describe_stacks::{
-        DescribeStacksError, DescribeStacksOutput,
-    };
-    use aws_smithy_mocks::{
-        MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
-    };
-    use aws_smithy_types::error::ErrorMetadata;
+    use aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_change_set::builders::DescribeChangeSetOutputBuilder;
+    use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+    use aws_smithy_mocks::{Rule, RuleMode, mock};
 
     use super::*;
+    use crate::aws::mock::{mock_client, service_error};
 
-    /// A client answered by `rules` (what `mock_client!` builds, without the SDK's `test-util`
-    /// feature, which would compile the SDK crate a second time for tests).
     fn mock_cf(mode: RuleMode, rules: &[&Rule]) -> Client {
-        let interceptor = rules
-            .iter()
-            .fold(MockResponseInterceptor::new().rule_mode(mode), |i, rule| {
-                i.with_rule(rule)
-            });
-        let config = aws_sdk_cloudformation::Config::builder()
-            .region(aws_sdk_cloudformation::config::Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        Client::from_conf(config)
+        mock_client!(aws_sdk_cloudformation, mode, rules)
     }
 
     fn target(
@@ -631,21 +608,26 @@ mod tests {
             .build()
     }
 
-    fn added(logical_id: &str, resource_type: &str) -> sdk::ResourceChange {
+    /// A resource change of `action` to `logical_id`, for the test to complete.
+    fn change(
+        action: sdk::ChangeAction,
+        logical_id: &str,
+        resource_type: &str,
+    ) -> sdk::builders::ResourceChangeBuilder {
         sdk::ResourceChange::builder()
-            .action(sdk::ChangeAction::Add)
+            .action(action)
             .logical_resource_id(logical_id)
             .resource_type(resource_type)
-            .build()
+    }
+
+    fn added(logical_id: &str, resource_type: &str) -> sdk::ResourceChange {
+        change(sdk::ChangeAction::Add, logical_id, resource_type).build()
     }
 
     #[test]
     fn a_replacement_keeps_its_scope_and_the_properties_that_force_it() {
-        let sdk_change = sdk::ResourceChange::builder()
-            .action(sdk::ChangeAction::Modify)
-            .logical_resource_id("Queue")
+        let sdk_change = change(sdk::ChangeAction::Modify, "Queue", "AWS::SQS::Queue")
             .physical_resource_id("https://sqs.eu-west-1.amazonaws.com/222222222222/orders")
-            .resource_type("AWS::SQS::Queue")
             .replacement(sdk::Replacement::True)
             .scope(sdk::ResourceAttribute::Properties)
             .scope(sdk::ResourceAttribute::Tags)
@@ -732,11 +714,8 @@ mod tests {
 
     #[test]
     fn a_removal_names_the_resource_it_deletes() {
-        let sdk_change = sdk::ResourceChange::builder()
-            .action(sdk::ChangeAction::Remove)
-            .logical_resource_id("OldQueue")
+        let sdk_change = change(sdk::ChangeAction::Remove, "OldQueue", "AWS::SQS::Queue")
             .physical_resource_id("arn:aws:sqs:eu-west-1:222222222222:old")
-            .resource_type("AWS::SQS::Queue")
             .build();
 
         let change = to_domain(&sdk_change);
@@ -791,20 +770,25 @@ mod tests {
         assert!(!empty.is_pending());
     }
 
+    /// A `DescribeChangeSet` page of a change set ready to execute, holding `change`.
+    fn ready_page(change: sdk::ResourceChange) -> DescribeChangeSetOutputBuilder {
+        DescribeChangeSetOutput::builder()
+            .status(sdk::ChangeSetStatus::CreateComplete)
+            .execution_status(sdk::ExecutionStatus::Available)
+            .changes(
+                sdk::Change::builder()
+                    .r#type(sdk::ChangeType::Resource)
+                    .resource_change(change)
+                    .build(),
+            )
+    }
+
     #[tokio::test]
     async fn describe_change_set_follows_next_token_across_pages() {
         let first = mock!(Client::describe_change_set)
             .match_requests(|req| req.next_token().is_none())
             .then_output(|| {
-                DescribeChangeSetOutput::builder()
-                    .status(sdk::ChangeSetStatus::CreateComplete)
-                    .execution_status(sdk::ExecutionStatus::Available)
-                    .changes(
-                        sdk::Change::builder()
-                            .r#type(sdk::ChangeType::Resource)
-                            .resource_change(added("Topic", "AWS::SNS::Topic"))
-                            .build(),
-                    )
+                ready_page(added("Topic", "AWS::SNS::Topic"))
                     .next_token("page-2")
                     .build()
             });
@@ -814,18 +798,7 @@ mod tests {
                     && req.stack_name() == Some("orders")
                     && req.change_set_name() == Some("release-7")
             })
-            .then_output(|| {
-                DescribeChangeSetOutput::builder()
-                    .status(sdk::ChangeSetStatus::CreateComplete)
-                    .execution_status(sdk::ExecutionStatus::Available)
-                    .changes(
-                        sdk::Change::builder()
-                            .r#type(sdk::ChangeType::Resource)
-                            .resource_change(added("Queue", "AWS::SQS::Queue"))
-                            .build(),
-                    )
-                    .build()
-            });
+            .then_output(|| ready_page(added("Queue", "AWS::SQS::Queue")).build());
         let cf = mock_cf(RuleMode::MatchAny, &[&first, &second]);
 
         let state = describe_change_set(&cf, "orders", "release-7")
@@ -846,14 +819,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_stack_that_does_not_exist_is_not_an_error() {
-        let missing = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(
-                ErrorMetadata::builder()
-                    .code("ValidationError")
-                    .message("Stack with id orders does not exist")
-                    .build(),
-            )
-        });
+        let missing = mock!(Client::describe_stacks)
+            .then_error(|| service_error("ValidationError", "Stack with id orders does not exist"));
         let cf = mock_cf(RuleMode::Sequential, &[&missing]);
 
         assert!(!stack_exists(&cf, "orders").await.expect("no error"));
@@ -878,18 +845,20 @@ mod tests {
 
     #[tokio::test]
     async fn other_describe_stacks_errors_reach_the_caller() {
-        let denied = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(
-                ErrorMetadata::builder()
-                    .code("AccessDenied")
-                    .message("not authorized")
-                    .build(),
-            )
-        });
+        let denied = mock!(Client::describe_stacks)
+            .then_error(|| service_error("AccessDenied", "not authorized"));
         let cf = mock_cf(RuleMode::Sequential, &[&denied]);
 
         let err = stack_exists(&cf, "orders").await.expect_err("denied");
         assert!(err.is_code("AccessDenied"));
+    }
+
+    /// `create_change_set_once` of `request` against a CloudFormation that answers with `rule`.
+    async fn create_answered_by(
+        rule: &Rule,
+        request: &ChangeSetRequest,
+    ) -> Result<Creation, AwsError> {
+        create_change_set_once(&mock_cf(RuleMode::Sequential, &[rule]), request).await
     }
 
     fn request_of(stack: &str, name: &str) -> ChangeSetRequest {
@@ -909,10 +878,6 @@ mod tests {
         }
     }
 
-    fn error_metadata(code: &str, message: &str) -> ErrorMetadata {
-        ErrorMetadata::builder().code(code).message(message).build()
-    }
-
     #[tokio::test]
     async fn a_change_set_is_created_with_every_capability_and_its_parameters() {
         let created = mock!(Client::create_change_set)
@@ -928,9 +893,7 @@ mod tests {
                     .id("arn:aws:cloudformation:eu-west-1:222222222222:changeSet/cs/1")
                     .build()
             });
-        let cf = mock_cf(RuleMode::Sequential, &[&created]);
-
-        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let creation = create_answered_by(&created, &request_of("orders", "cs"))
             .await
             .expect("created");
 
@@ -948,13 +911,11 @@ mod tests {
         let created = mock!(Client::create_change_set)
             .match_requests(move |req| req.role_arn() == Some(role))
             .then_output(|| CreateChangeSetOutput::builder().id("cs-1").build());
-        let cf = mock_cf(RuleMode::Sequential, &[&created]);
-
         let request = ChangeSetRequest {
             role_arn: Some(role.into()),
             ..request_of("orders", "cs")
         };
-        let creation = create_change_set_once(&cf, &request)
+        let creation = create_answered_by(&created, &request)
             .await
             .expect("created with the role");
 
@@ -963,15 +924,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_set_name_in_use_is_reported_not_failed() {
-        let taken = mock!(Client::create_change_set).then_error(|| {
-            CreateChangeSetError::generic(error_metadata(
-                "AlreadyExistsException",
-                "ChangeSet cs already exists",
-            ))
-        });
-        let cf = mock_cf(RuleMode::Sequential, &[&taken]);
-
-        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let taken = mock!(Client::create_change_set)
+            .then_error(|| service_error("AlreadyExistsException", "ChangeSet cs already exists"));
+        let creation = create_answered_by(&taken, &request_of("orders", "cs"))
             .await
             .expect("not an error");
 
@@ -980,15 +935,9 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_to_update_refused_at_once_is_an_empty_change_set() {
-        let unchanged = mock!(Client::create_change_set).then_error(|| {
-            CreateChangeSetError::generic(error_metadata(
-                "ValidationError",
-                "No updates are to be performed.",
-            ))
-        });
-        let cf = mock_cf(RuleMode::Sequential, &[&unchanged]);
-
-        let creation = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let unchanged = mock!(Client::create_change_set)
+            .then_error(|| service_error("ValidationError", "No updates are to be performed."));
+        let creation = create_answered_by(&unchanged, &request_of("orders", "cs"))
             .await
             .expect("not an error");
 
@@ -1003,14 +952,12 @@ mod tests {
     #[tokio::test]
     async fn a_template_refused_at_creation_is_an_error_with_cloudformations_words() {
         let refused = mock!(Client::create_change_set).then_error(|| {
-            CreateChangeSetError::generic(error_metadata(
+            service_error(
                 "ValidationError",
                 "Template format error: Unrecognized resource types: [AWS::Nope::Thing]",
-            ))
+            )
         });
-        let cf = mock_cf(RuleMode::Sequential, &[&refused]);
-
-        let err = create_change_set_once(&cf, &request_of("orders", "cs"))
+        let err = create_answered_by(&refused, &request_of("orders", "cs"))
             .await
             .expect_err("refused");
 
@@ -1022,21 +969,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_set_that_does_not_exist_is_not_found_rather_than_an_error() {
-        let not_found = mock!(Client::describe_change_set).then_error(|| {
-            DescribeChangeSetError::generic(error_metadata(
-                "ChangeSetNotFound",
-                "ChangeSet [cs] does not exist",
-            ))
-        });
-        let no_stack = mock!(Client::describe_change_set).then_error(|| {
-            DescribeChangeSetError::generic(error_metadata(
-                "ValidationError",
-                "Stack [orders] does not exist",
-            ))
-        });
-        let denied = mock!(Client::describe_change_set).then_error(|| {
-            DescribeChangeSetError::generic(error_metadata("AccessDenied", "not authorized"))
-        });
+        let not_found = mock!(Client::describe_change_set)
+            .then_error(|| service_error("ChangeSetNotFound", "ChangeSet [cs] does not exist"));
+        let no_stack = mock!(Client::describe_change_set)
+            .then_error(|| service_error("ValidationError", "Stack [orders] does not exist"));
+        let denied = mock!(Client::describe_change_set)
+            .then_error(|| service_error("AccessDenied", "not authorized"));
         let cf = mock_cf(RuleMode::Sequential, &[&not_found, &no_stack, &denied]);
 
         assert_eq!(
@@ -1082,12 +1020,8 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_a_change_set_already_gone_is_not_an_error() {
-        let gone = mock!(Client::delete_change_set).then_error(|| {
-            DeleteChangeSetError::generic(error_metadata(
-                "ChangeSetNotFound",
-                "ChangeSet [cs] does not exist",
-            ))
-        });
+        let gone = mock!(Client::delete_change_set)
+            .then_error(|| service_error("ChangeSetNotFound", "ChangeSet [cs] does not exist"));
         let cf = mock_cf(RuleMode::Sequential, &[&gone]);
 
         delete_change_set(&cf, "orders", "cs")
@@ -1169,15 +1103,10 @@ mod tests {
 
     #[tokio::test]
     async fn describe_stack_of_a_missing_stack_is_none_and_other_errors_reach_the_caller() {
-        let missing = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(error_metadata(
-                "ValidationError",
-                "Stack with id orders does not exist",
-            ))
-        });
-        let throttled = mock!(Client::describe_stacks).then_error(|| {
-            DescribeStacksError::generic(error_metadata("Throttling", "Rate exceeded"))
-        });
+        let missing = mock!(Client::describe_stacks)
+            .then_error(|| service_error("ValidationError", "Stack with id orders does not exist"));
+        let throttled = mock!(Client::describe_stacks)
+            .then_error(|| service_error("Throttling", "Rate exceeded"));
         let cf = mock_cf(RuleMode::Sequential, &[&missing, &throttled]);
 
         assert_eq!(describe_stack(&cf, "orders").await.expect("no error"), None);

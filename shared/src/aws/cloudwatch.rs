@@ -26,27 +26,25 @@ pub async fn firing_alarms(cw: &Client, names: &[String]) -> Result<Vec<FiringAl
             .send()
             .await
             .map_err(aws_err("CloudWatch", "DescribeAlarms"))?;
-        // Filtered again here: the state filter is not honoured by every implementation of
-        // the API (moto 5.2 ignores it when names are given).
-        for alarm in out
+        // Metric and composite alarms alike, filtered again here: the state filter is not
+        // honoured by every implementation of the API (moto 5.2 ignores it when names are
+        // given).
+        for (state, name, reason) in out
             .metric_alarms()
             .iter()
-            .filter(|a| a.state_value() == Some(&StateValue::Alarm))
+            .map(|a| (a.state_value(), a.alarm_name(), a.state_reason()))
+            .chain(
+                out.composite_alarms()
+                    .iter()
+                    .map(|a| (a.state_value(), a.alarm_name(), a.state_reason())),
+            )
         {
-            firing.push(FiringAlarm {
-                name: alarm.alarm_name().unwrap_or_default().to_owned(),
-                reason: alarm.state_reason().unwrap_or_default().to_owned(),
-            });
-        }
-        for alarm in out
-            .composite_alarms()
-            .iter()
-            .filter(|a| a.state_value() == Some(&StateValue::Alarm))
-        {
-            firing.push(FiringAlarm {
-                name: alarm.alarm_name().unwrap_or_default().to_owned(),
-                reason: alarm.state_reason().unwrap_or_default().to_owned(),
-            });
+            if state == Some(&StateValue::Alarm) {
+                firing.push(FiringAlarm {
+                    name: name.unwrap_or_default().to_owned(),
+                    reason: reason.unwrap_or_default().to_owned(),
+                });
+            }
         }
     }
     Ok(firing)

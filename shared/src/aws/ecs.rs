@@ -253,30 +253,16 @@ fn client_token(external_id: &str, target_group: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use aws_credential_types::Credentials;
     use aws_sdk_ecs::operation::delete_task_set::DeleteTaskSetError;
     use aws_sdk_ecs::operation::describe_task_sets::DescribeTaskSetsOutput;
     use aws_sdk_ecs::types::error::TaskSetNotFoundException;
-    use aws_smithy_mocks::{
-        MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
-    };
+    use aws_smithy_mocks::{Rule, RuleMode, mock};
 
     use super::*;
+    use crate::aws::mock::mock_client;
 
-    /// A client answered by `rules` (as `mock_client!` builds it, without the SDK's `test-util`
-    /// feature).
     fn mock_ecs(rules: &[&Rule]) -> Client {
-        let interceptor = rules.iter().fold(
-            MockResponseInterceptor::new().rule_mode(RuleMode::Sequential),
-            |i, rule| i.with_rule(rule),
-        );
-        let config = aws_sdk_ecs::Config::builder()
-            .region(aws_sdk_ecs::config::Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        Client::from_conf(config)
+        mock_client!(aws_sdk_ecs, RuleMode::Sequential, rules)
     }
 
     #[tokio::test]

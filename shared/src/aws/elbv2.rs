@@ -96,15 +96,7 @@ pub async fn forward_to(
     listener_arn: &str,
     target_group: &str,
 ) -> Result<(), AwsError> {
-    let forward = ForwardActionConfig::builder()
-        .target_groups(
-            TargetGroupTuple::builder()
-                .target_group_arn(target_group)
-                .weight(1)
-                .build(),
-        )
-        .build();
-    set_default_forward(elb, listener_arn, forward).await
+    set_default_forward(elb, listener_arn, &[(target_group, 1)]).await
 }
 
 /// ELB's default deregistration delay, when the target group does not say.
@@ -144,29 +136,29 @@ pub async fn shift_listener(
     percent: u8,
 ) -> Result<(), AwsError> {
     let (blue_weight, green_weight) = crate::plan::listener_weights(percent);
-    let forward = ForwardActionConfig::builder()
-        .target_groups(
-            TargetGroupTuple::builder()
-                .target_group_arn(blue)
-                .weight(i32::from(blue_weight))
-                .build(),
-        )
-        .target_groups(
-            TargetGroupTuple::builder()
-                .target_group_arn(green)
-                .weight(i32::from(green_weight))
-                .build(),
-        )
-        .build();
-    set_default_forward(elb, listener_arn, forward).await
+    let weights = [
+        (blue, i32::from(blue_weight)),
+        (green, i32::from(green_weight)),
+    ];
+    set_default_forward(elb, listener_arn, &weights).await
 }
 
-/// Makes `forward` the listener's only default action (`ModifyListener`).
+/// Makes a forward to `weights`' target groups, each with its weight, the listener's only
+/// default action (`ModifyListener`).
 async fn set_default_forward(
     elb: &Client,
     listener_arn: &str,
-    forward: ForwardActionConfig,
+    weights: &[(&str, i32)],
 ) -> Result<(), AwsError> {
+    let groups = weights.iter().map(|(arn, weight)| {
+        TargetGroupTuple::builder()
+            .target_group_arn(*arn)
+            .weight(*weight)
+            .build()
+    });
+    let forward = ForwardActionConfig::builder()
+        .set_target_groups(Some(groups.collect()))
+        .build();
     let action = Action::builder()
         .r#type(ActionTypeEnum::Forward)
         .forward_config(forward)

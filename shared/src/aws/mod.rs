@@ -11,6 +11,8 @@ pub mod codepipeline;
 pub mod ecs;
 pub mod elbv2;
 pub mod lambda;
+#[cfg(test)]
+pub(crate) mod mock;
 pub mod s3;
 pub mod secrets;
 pub mod ses;

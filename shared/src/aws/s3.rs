@@ -17,6 +17,17 @@ pub struct ObjectVersion {
     pub version_id: Option<String>,
 }
 
+impl ObjectVersion {
+    /// The version a write to `bucket`/`key` created, as S3 answered (`None`: no versioning).
+    fn written(bucket: &str, key: &str, version_id: Option<&str>) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: version_id.map(str::to_owned),
+        }
+    }
+}
+
 /// What S3 says about an object version that exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectFacts {
@@ -152,11 +163,7 @@ pub async fn copy_object(
         .send()
         .await
         .map_err(aws_err("S3", "CopyObject"))?;
-    Ok(ObjectVersion {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version_id: out.version_id().map(str::to_owned),
-    })
+    Ok(ObjectVersion::written(bucket, key, out.version_id()))
 }
 
 /// Moves an object aside: copy first, then delete the original key. In a versioned bucket the
@@ -194,11 +201,7 @@ pub async fn put_json(
         .send()
         .await
         .map_err(aws_err("S3", "PutObject"))?;
-    Ok(ObjectVersion {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version_id: out.version_id().map(str::to_owned),
-    })
+    Ok(ObjectVersion::written(bucket, key, out.version_id()))
 }
 
 #[cfg(test)]

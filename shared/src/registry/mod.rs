@@ -158,17 +158,9 @@ impl Registry {
         reference: &str,
     ) -> Result<Option<Descriptor>, RegistryError> {
         let reference = self.manifest_reference(repo, reference)?;
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-        let response = self
-            .send(Method::HEAD, url, &pull_scope(repo), |r| {
-                r.header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => return Ok(None),
-            s if s.is_success() => {}
-            _ => return Err(self.unexpected(Method::HEAD, response).await),
-        }
+        let Some(response) = self.fetch_manifest(Method::HEAD, repo, &reference).await? else {
+            return Ok(None);
+        };
         let headers = response.headers();
         let media_type = header_str(headers, CONTENT_TYPE.as_str())
             .map(manifest::essence)
@@ -208,22 +200,12 @@ impl Registry {
         repo: &str,
         reference: &Reference,
     ) -> Result<(Descriptor, Bytes), RegistryError> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-        let response = self
-            .send(Method::GET, url, &pull_scope(repo), |r| {
-                r.header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => {
-                return Err(RegistryError::NotFound {
-                    repo: repo.into(),
-                    reference: reference.to_string(),
-                });
-            }
-            s if s.is_success() => {}
-            _ => return Err(self.unexpected(Method::GET, response).await),
-        }
+        let Some(response) = self.fetch_manifest(Method::GET, repo, reference).await? else {
+            return Err(RegistryError::NotFound {
+                repo: repo.into(),
+                reference: reference.to_string(),
+            });
+        };
         let announced = content_digest(Method::GET, &response)?;
         let served_type = header_str(response.headers(), CONTENT_TYPE.as_str())
             .map(|ct| manifest::essence(ct).to_owned());
@@ -301,14 +283,9 @@ impl Registry {
     ) -> Result<Option<u64>, RegistryError> {
         check_repository(repo)?;
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let response = self
-            .send(Method::HEAD, url, &pull_scope(repo), |r| r)
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => return Ok(None),
-            s if s.is_success() => {}
-            _ => return Err(self.unexpected(Method::HEAD, response).await),
-        }
+        let Some(response) = self.fetch(Method::HEAD, url, repo, |r| r).await? else {
+            return Ok(None);
+        };
         if let Some(announced) = content_digest(Method::HEAD, &response)?.filter(|a| a != digest) {
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
@@ -330,16 +307,12 @@ impl Registry {
     ) -> Result<BlobStream, RegistryError> {
         check_repository(repo)?;
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let response = self
-            .send(Method::GET, url, &pull_scope(repo), |r| r)
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
+        match self.fetch(Method::GET, url, repo, |r| r).await? {
+            Some(response) => Ok(BlobStream::new(response, digest.clone())),
+            None => Err(RegistryError::NotFound {
                 repo: repo.into(),
                 reference: digest.to_string(),
             }),
-            s if s.is_success() => Ok(BlobStream::new(response, digest.clone())),
-            _ => Err(self.unexpected(Method::GET, response).await),
         }
     }
 
@@ -572,6 +545,38 @@ impl Registry {
 
     /// Sends a request; on a `401` with a Bearer challenge, gets a token for the challenge's
     /// scope and sends it again once. `configure` adds headers and body (called once per try).
+    /// `method` on the manifest `reference` of `repo`, accepting every manifest type shipgate
+    /// reads, as [`Registry::fetch`] answers.
+    async fn fetch_manifest(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<Response>, RegistryError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
+        self.fetch(method, url, repo, |r| r.header(ACCEPT, MANIFEST_ACCEPT))
+            .await
+    }
+
+    /// `method` on `url` with pull access to `repo`: the answer when it succeeded, `None` when
+    /// the registry does not have what it names (404), an error for any other answer.
+    async fn fetch(
+        &self,
+        method: Method,
+        url: Url,
+        repo: &str,
+        configure: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Option<Response>, RegistryError> {
+        let response = self
+            .send(method.clone(), url, &pull_scope(repo), configure)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(response)),
+            _ => Err(self.unexpected(method, response).await),
+        }
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -974,23 +979,14 @@ mod tests {
             reqwest::Client::new(),
         )
         .unwrap();
-        let own = r
-            .request(
-                Method::PUT,
-                Url::parse("http://127.0.0.1:5002/v2/a/blobs/uploads/x").unwrap(),
-                "s",
-            )
-            .build()
-            .unwrap();
+        let put_to = |url: &str| {
+            r.request(Method::PUT, Url::parse(url).unwrap(), "s")
+                .build()
+                .unwrap()
+        };
+        let own = put_to("http://127.0.0.1:5002/v2/a/blobs/uploads/x");
         assert!(own.headers().contains_key("authorization"));
-        let elsewhere = r
-            .request(
-                Method::PUT,
-                Url::parse("http://127.0.0.1:5003/v2/a/blobs/uploads/x").unwrap(),
-                "s",
-            )
-            .build()
-            .unwrap();
+        let elsewhere = put_to("http://127.0.0.1:5003/v2/a/blobs/uploads/x");
         assert!(!elsewhere.headers().contains_key("authorization"));
     }
 

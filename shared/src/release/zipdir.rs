@@ -185,12 +185,7 @@ pub(crate) async fn read_directory<S: RangeSource + Sync + ?Sized>(
     };
 
     if record.disk != 0 || record.directory_disk != 0 || record.disk_entries != record.entries {
-        problems.report(
-            Code::UnsupportedZip,
-            None,
-            "the archive is split into several parts (a multi-disk or spanned zip): upload a \
-             single-file zip",
-        );
+        report_split(problems);
         return Ok(None);
     }
     if record.entries > u64::from(limits.max_entries) {
@@ -268,6 +263,16 @@ pub(crate) async fn read_directory<S: RangeSource + Sync + ?Sized>(
         entries,
         data_end: record.directory_offset,
     }))
+}
+
+/// A multi-disk or spanned zip, whichever end record says so: refused.
+fn report_split(problems: &mut Problems) {
+    problems.report(
+        Code::UnsupportedZip,
+        None,
+        "the archive is split into several parts (a multi-disk or spanned zip): upload a \
+         single-file zip",
+    );
 }
 
 /// The end record is the last `PK\5\6` whose comment length reaches exactly the end of the
@@ -354,12 +359,7 @@ async fn read_end_records<S: RangeSource + Sync + ?Sized>(
     let zip64_at = le_u64(&locator, 8).unwrap_or(u64::MAX);
     let disks = le_u32(&locator, 16).unwrap_or(0);
     if disks > 1 {
-        problems.report(
-            Code::UnsupportedZip,
-            None,
-            "the archive is split into several parts (a multi-disk or spanned zip): upload a \
-             single-file zip",
-        );
+        report_split(problems);
         return Ok(None);
     }
     let corrupt = |problems: &mut Problems| {

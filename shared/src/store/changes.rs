@@ -3,14 +3,10 @@
 //! them, the mailer and the approval page read every stack of a gate with one query, and the
 //! deploy action finds the change set it must execute.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, release_pk};
+use super::{Keys, Store, StoreError, release_pk};
 use crate::changes::ChangeSummary;
-use crate::error::aws_err;
 
 /// Where a stack's change set stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,37 +44,15 @@ fn changes_sk(environment: &str, stack_name: &str) -> String {
     format!("CHANGES#{environment}#{stack_name}")
 }
 
-#[derive(Serialize, Deserialize)]
-struct Item {
-    pk: String,
-    sk: String,
-    #[serde(flatten)]
-    changes: StackChanges,
-}
-
 impl Store {
     /// Records a stack's change set (a later change set for the same stack and environment,
     /// from a retried stage, replaces it).
     pub async fn put_stack_changes(&self, changes: &StackChanges) -> Result<(), StoreError> {
-        let item = Item {
-            pk: release_pk(&changes.release_id),
-            sk: changes_sk(&changes.environment, &changes.stack_name),
-            changes: changes.clone(),
-        };
-        let attrs: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-                pk: item.pk.clone(),
-                sk: item.sk.clone(),
-                source,
-            })?;
-        self.ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attrs))
-            .send()
-            .await
-            .map_err(aws_err("DynamoDB", "PutItem"))?;
-        Ok(())
+        let keys = Keys::new(
+            release_pk(&changes.release_id),
+            changes_sk(&changes.environment, &changes.stack_name),
+        );
+        self.put_record(keys, changes).await
     }
 
     /// Every stack's change set of `release_id` in `environment`, by stack name.
@@ -87,17 +61,7 @@ impl Store {
         release_id: &str,
         environment: &str,
     ) -> Result<Vec<StackChanges>, StoreError> {
-        let items = self
-            .query_prefix(&release_pk(release_id), &format!("CHANGES#{environment}#"))
-            .await?;
-        items
-            .into_iter()
-            .map(|item| {
-                let (pk, sk) = super::keys_of(&item);
-                serde_dynamo::from_item::<_, Item>(item)
-                    .map(|i| i.changes)
-                    .map_err(|source| StoreError::Shape { pk, sk, source })
-            })
-            .collect()
+        self.query_records(&release_pk(release_id), &format!("CHANGES#{environment}#"))
+            .await
     }
 }

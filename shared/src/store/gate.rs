@@ -9,14 +9,13 @@
 //! A manual approval retried by CodePipeline gets a new token: a new *round* of the same gate,
 //! whose links are new too; links of an earlier round no longer match.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{GSI1, Store, StoreError, keys_of};
+use super::{Keys, Store, StoreError, condition_held, from_item, to_item};
 use crate::error::aws_err;
 
 /// CodePipeline's approval token: stored, used for `PutApprovalResult`, never shown or logged.
@@ -167,18 +166,6 @@ fn gate_pk(execution_id: &str, stage: &str, action: &str) -> String {
 }
 const GATE_SK: &str = "GATE";
 
-#[derive(Serialize, Deserialize)]
-struct Item {
-    pk: String,
-    sk: String,
-    gsi1pk: String,
-    gsi1sk: String,
-    /// The table's TTL attribute.
-    expires_at: i64,
-    #[serde(flatten)]
-    gate: Gate,
-}
-
 impl Gate {
     pub fn key(&self) -> String {
         gate_pk(&self.execution_id, &self.stage, &self.action)
@@ -194,31 +181,16 @@ impl Store {
     /// Opens `gate` (state `pending`) unless this round is already open. A gate of an earlier
     /// round (CodePipeline retried the approval) is replaced, so its links stop working.
     pub async fn open_gate(&self, gate: &Gate) -> Result<GateOpening, StoreError> {
-        let attrs = gate_item(gate)?;
         let put = self
-            .ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attrs))
+            .put(to_item(gate_keys(gate), gate)?)
             .condition_expression("attribute_not_exists(pk) OR round <> :round")
             .expression_attribute_values(":round", AttributeValue::S(gate.round.clone()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(GateOpening::Opened(gate.clone())),
-            Err(e) => {
-                let err = aws_err("DynamoDB", "PutItem")(e);
-                if err.is_code("ConditionalCheckFailedException") {
-                    let existing = self
-                        .get_gate(&gate.execution_id, &gate.stage, &gate.action)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(gate.key()))?;
-                    Ok(GateOpening::Existing(existing))
-                } else {
-                    Err(err.into())
-                }
-            }
-        }
+        Ok(match condition_held("PutItem", put)? {
+            Some(_) => GateOpening::Opened(gate.clone()),
+            None => GateOpening::Existing(self.current_gate(gate).await?),
+        })
     }
 
     /// Records that the link at `index` was mailed, as SES's `message_id`.
@@ -228,11 +200,7 @@ impl Store {
         index: usize,
         message_id: &str,
     ) -> Result<(), StoreError> {
-        self.ddb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(gate.key()))
-            .key("sk", AttributeValue::S(GATE_SK.into()))
+        self.update(gate.key(), GATE_SK)
             .update_expression(format!("SET links[{index}].message_id = :m"))
             .condition_expression("round = :round")
             .expression_attribute_values(":m", AttributeValue::S(message_id.to_owned()))
@@ -250,20 +218,15 @@ impl Store {
         stage: &str,
         action: &str,
     ) -> Result<Option<Gate>, StoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key(
-                "pk",
-                AttributeValue::S(gate_pk(execution_id, stage, action)),
-            )
-            .key("sk", AttributeValue::S(GATE_SK.into()))
-            .consistent_read(true)
-            .send()
+        self.get_record(gate_pk(execution_id, stage, action), GATE_SK)
             .await
-            .map_err(aws_err("DynamoDB", "GetItem"))?;
-        out.item.map(decode_gate).transpose()
+    }
+
+    /// `gate` as it stands now, after a conditional write found it changed.
+    async fn current_gate(&self, gate: &Gate) -> Result<Gate, StoreError> {
+        self.get_gate(&gate.execution_id, &gate.stage, &gate.action)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(gate.key()))
     }
 
     /// Claims the gate for `decision`: `pending` → `deciding`, only in this round. Exactly one
@@ -281,11 +244,7 @@ impl Store {
                 source,
             })?;
         let out = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(gate.key()))
-            .key("sk", AttributeValue::S(GATE_SK.into()))
+            .update(gate.key(), GATE_SK)
             .update_expression("SET #state = :deciding, decision = :d, updated_at = :now")
             .condition_expression("#state = :pending AND round = :round")
             .expression_attribute_names("#state", "state")
@@ -297,25 +256,16 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match out {
-            Ok(out) => {
+        match condition_held("UpdateItem", out)? {
+            Some(out) => {
                 let item = out
                     .attributes
                     .ok_or_else(|| StoreError::NotFound(gate.key()))?;
-                Ok(DecisionClaim::Claimed(Box::new(decode_gate(item)?)))
+                Ok(DecisionClaim::Claimed(Box::new(from_item(item)?)))
             }
-            Err(e) => {
-                let err = aws_err("DynamoDB", "UpdateItem")(e);
-                if err.is_code("ConditionalCheckFailedException") {
-                    let current = self
-                        .get_gate(&gate.execution_id, &gate.stage, &gate.action)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(gate.key()))?;
-                    Ok(DecisionClaim::Conflict(Box::new(current)))
-                } else {
-                    Err(err.into())
-                }
-            }
+            None => Ok(DecisionClaim::Conflict(Box::new(
+                self.current_gate(gate).await?,
+            ))),
         }
     }
 
@@ -330,11 +280,7 @@ impl Store {
         now_rfc3339: &str,
     ) -> Result<(), StoreError> {
         let mut update = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(gate.key()))
-            .key("sk", AttributeValue::S(GATE_SK.into()))
+            .update(gate.key(), GATE_SK)
             .condition_expression("#state = :deciding AND decision.link = :link")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":deciding", state_value(GateState::Deciding))
@@ -362,11 +308,7 @@ impl Store {
         link: &str,
         now_rfc3339: &str,
     ) -> Result<(), StoreError> {
-        self.ddb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(gate.key()))
-            .key("sk", AttributeValue::S(GATE_SK.into()))
+        self.update(gate.key(), GATE_SK)
             .update_expression("SET #state = :pending, updated_at = :now REMOVE decision")
             .condition_expression("#state = :deciding AND decision.link = :link")
             .expression_attribute_names("#state", "state")
@@ -382,21 +324,8 @@ impl Store {
 
     /// Every gate of a release, oldest first: where it waited and who decided what.
     pub async fn list_release_gates(&self, release_id: &str) -> Result<Vec<Gate>, StoreError> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI1)
-            .key_condition_expression("gsi1pk = :list")
-            .expression_attribute_values(":list", AttributeValue::S(gates_list(release_id)))
-            .send()
+        self.list_records(&gates_list(release_id), false, None)
             .await
-            .map_err(aws_err("DynamoDB", "Query"))?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(decode_gate)
-            .collect()
     }
 }
 
@@ -408,25 +337,13 @@ fn state_value(state: GateState) -> AttributeValue {
     AttributeValue::S(state.as_str().to_owned())
 }
 
-fn gate_item(gate: &Gate) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let item = Item {
-        pk: gate.key(),
-        sk: GATE_SK.into(),
-        gsi1pk: gates_list(&gate.release_id),
-        gsi1sk: format!("{}#{}", gate.opened_at, gate.key()),
-        expires_at: gate.approval_expires_at + GATE_RETENTION_SECONDS,
-        gate: gate.clone(),
-    };
-    serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-        pk: item.pk.clone(),
-        sk: item.sk.clone(),
-        source,
-    })
-}
-
-fn decode_gate(item: HashMap<String, AttributeValue>) -> Result<Gate, StoreError> {
-    let (pk, sk) = keys_of(&item);
-    serde_dynamo::from_item::<_, Item>(item)
-        .map(|i| i.gate)
-        .map_err(|source| StoreError::Shape { pk, sk, source })
+/// Where a gate is stored: under its approval's coordinates, listed with its release by
+/// opening time, kept a while after its approval expired.
+fn gate_keys(gate: &Gate) -> Keys {
+    Keys::new(gate.key(), GATE_SK)
+        .listed(
+            gates_list(&gate.release_id),
+            format!("{}#{}", gate.opened_at, gate.key()),
+        )
+        .expiring(gate.approval_expires_at + GATE_RETENTION_SECONDS)
 }

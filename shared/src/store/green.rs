@@ -6,12 +6,10 @@
 //! Written by the deploy action each time it finds green steady (the same facts each time: a
 //! plain put is idempotent), read once by the traffic action when it creates the deployment.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::deployment::{RETENTION_SECONDS, deployment_pk};
-use super::{Store, StoreError, keys_of};
-use crate::error::aws_err;
+use super::{Keys, Store, StoreError};
 
 const GREEN_SK: &str = "GREEN";
 
@@ -42,37 +40,12 @@ pub struct PreparedGreen {
     pub prepared_at_ms: i64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Item {
-    pk: String,
-    sk: String,
-    expires_at: i64,
-    #[serde(flatten)]
-    green: PreparedGreen,
-}
-
 impl Store {
     /// Records green for the deployment (overwriting: the facts are the same each time).
     pub async fn put_prepared_green(&self, green: &PreparedGreen) -> Result<(), StoreError> {
-        let item = Item {
-            pk: deployment_pk(&green.deployment_id),
-            sk: GREEN_SK.into(),
-            expires_at: green.prepared_at_ms / 1000 + RETENTION_SECONDS,
-            green: green.clone(),
-        };
-        let attrs = serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-            pk: item.pk.clone(),
-            sk: item.sk.clone(),
-            source,
-        })?;
-        self.ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attrs))
-            .send()
-            .await
-            .map_err(aws_err("DynamoDB", "PutItem"))?;
-        Ok(())
+        let keys = Keys::new(deployment_pk(&green.deployment_id), GREEN_SK)
+            .expiring(green.prepared_at_ms / 1000 + RETENTION_SECONDS);
+        self.put_record(keys, green).await
     }
 
     /// Green as the deploy action placed it for the deployment (strongly consistent).
@@ -80,23 +53,7 @@ impl Store {
         &self,
         deployment_id: &str,
     ) -> Result<Option<PreparedGreen>, StoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(deployment_pk(deployment_id)))
-            .key("sk", AttributeValue::S(GREEN_SK.into()))
-            .consistent_read(true)
-            .send()
+        self.get_record(deployment_pk(deployment_id), GREEN_SK)
             .await
-            .map_err(aws_err("DynamoDB", "GetItem"))?;
-        out.item
-            .map(|item| {
-                let (pk, sk) = keys_of(&item);
-                serde_dynamo::from_item::<_, Item>(item)
-                    .map(|i| i.green)
-                    .map_err(|source| StoreError::Shape { pk, sk, source })
-            })
-            .transpose()
     }
 }

@@ -5,13 +5,9 @@
 //! `shipgate-local status`, the deploy of the next environment and the people who ask "what
 //! went where".
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, release_pk};
-use crate::error::aws_err;
+use super::{Keys, Store, StoreError, release_pk};
 use crate::registry::Digest;
 
 /// Where a promotion stands.
@@ -90,37 +86,19 @@ fn promotion_sk(environment: &str) -> String {
     format!("PROMOTION#{environment}")
 }
 
-#[derive(Serialize, Deserialize)]
-struct Item {
-    pk: String,
-    sk: String,
-    #[serde(flatten)]
-    promotion: Promotion,
+/// Where a promotion is stored: with its release, one per target environment.
+fn promotion_keys(promotion: &Promotion) -> Keys {
+    Keys::new(
+        release_pk(&promotion.release_id),
+        promotion_sk(&promotion.to_environment),
+    )
 }
 
 impl Store {
     /// Records a promotion (a later one to the same environment, from a retried stage,
     /// replaces it).
     pub async fn put_promotion(&self, promotion: &Promotion) -> Result<(), StoreError> {
-        let item = Item {
-            pk: release_pk(&promotion.release_id),
-            sk: promotion_sk(&promotion.to_environment),
-            promotion: promotion.clone(),
-        };
-        let attrs: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-                pk: item.pk.clone(),
-                sk: item.sk.clone(),
-                source,
-            })?;
-        self.ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attrs))
-            .send()
-            .await
-            .map_err(aws_err("DynamoDB", "PutItem"))?;
-        Ok(())
+        self.put_record(promotion_keys(promotion), promotion).await
     }
 
     /// The promotion of `release_id` to `environment`, if any (strongly consistent).
@@ -129,39 +107,23 @@ impl Store {
         release_id: &str,
         environment: &str,
     ) -> Result<Option<Promotion>, StoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(release_pk(release_id)))
-            .key("sk", AttributeValue::S(promotion_sk(environment)))
-            .consistent_read(true)
-            .send()
+        self.get_record(release_pk(release_id), promotion_sk(environment))
             .await
-            .map_err(aws_err("DynamoDB", "GetItem"))?;
-        out.item.map(decode).transpose()
     }
 
     /// Every promotion of `release_id`, by target environment name.
     pub async fn list_promotions(&self, release_id: &str) -> Result<Vec<Promotion>, StoreError> {
-        self.query_prefix(&release_pk(release_id), "PROMOTION#")
-            .await?
-            .into_iter()
-            .map(decode)
-            .collect()
+        self.query_records(&release_pk(release_id), "PROMOTION#")
+            .await
     }
-}
-
-fn decode(item: HashMap<String, AttributeValue>) -> Result<Promotion, StoreError> {
-    let (pk, sk) = super::keys_of(&item);
-    serde_dynamo::from_item::<_, Item>(item)
-        .map(|i| i.promotion)
-        .map_err(|source| StoreError::Shape { pk, sk, source })
 }
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
     use super::*;
+    use crate::store::{from_item, to_item};
 
     fn promotion() -> Promotion {
         Promotion {
@@ -203,15 +165,10 @@ mod tests {
     #[test]
     fn a_promotion_round_trips_through_a_table_item_under_its_release() {
         let p = promotion();
-        let item = Item {
-            pk: release_pk(&p.release_id),
-            sk: promotion_sk(&p.to_environment),
-            promotion: p.clone(),
-        };
-        let attrs: HashMap<String, AttributeValue> = serde_dynamo::to_item(&item).unwrap();
+        let attrs = to_item(promotion_keys(&p), &p).unwrap();
         assert_eq!(attrs["pk"], AttributeValue::S("RELEASE#rel-1".into()));
         assert_eq!(attrs["sk"], AttributeValue::S("PROMOTION#stg".into()));
         assert_eq!(attrs["state"], AttributeValue::S("succeeded".into()));
-        assert_eq!(decode(attrs).unwrap(), p);
+        assert_eq!(from_item::<Promotion>(attrs).unwrap(), p);
     }
 }

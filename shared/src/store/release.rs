@@ -1,11 +1,9 @@
 //! Release records: one per dropped object version, created by a conditional write.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
-use super::{GSI1, Store, StoreError};
+use super::{Keys, Store, StoreError, condition_held, release_pk, to_item};
 use crate::aws::s3::ObjectVersion;
 use crate::error::aws_err;
 
@@ -107,21 +105,8 @@ pub enum Claim {
     Existing(ReleaseRecord),
 }
 
-fn pk(release_id: &str) -> String {
-    super::release_pk(release_id)
-}
 const RELEASE_SK: &str = "RELEASE";
 const RELEASES_LIST: &str = "RELEASES";
-
-#[derive(Serialize, Deserialize)]
-struct Item {
-    pk: String,
-    sk: String,
-    gsi1pk: String,
-    gsi1sk: String,
-    #[serde(flatten)]
-    record: ReleaseRecord,
-}
 
 impl Store {
     /// Creates the release, or takes over one still in flight whose lease has expired (a
@@ -133,12 +118,8 @@ impl Store {
         record: &ReleaseRecord,
         now: i64,
     ) -> Result<Claim, StoreError> {
-        let attrs = item(record)?;
         let put = self
-            .ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attrs))
+            .put(to_item(release_keys(record), record)?)
             .condition_expression(
                 "attribute_not_exists(pk) OR (#state IN (:validating, :accepted) AND (lease_expires_at < :now OR lease_owner = :owner))",
             )
@@ -152,21 +133,14 @@ impl Store {
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Claim::Owned(record.clone())),
-            Err(e) => {
-                let err = aws_err("DynamoDB", "PutItem")(e);
-                if err.is_code("ConditionalCheckFailedException") {
-                    let existing = self
-                        .get_release(&record.release_id)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(record.release_id.clone()))?;
-                    Ok(Claim::Existing(existing))
-                } else {
-                    Err(err.into())
-                }
-            }
+        if condition_held("PutItem", put)?.is_some() {
+            return Ok(Claim::Owned(record.clone()));
         }
+        let existing = self
+            .get_release(&record.release_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(record.release_id.clone()))?;
+        Ok(Claim::Existing(existing))
     }
 
     /// Writes the record's new state, only while `owner` still holds the claim (a takeover by a
@@ -176,11 +150,7 @@ impl Store {
         record: &ReleaseRecord,
         owner: &str,
     ) -> Result<(), StoreError> {
-        let attrs = item(record)?;
-        self.ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(attrs))
+        self.put(to_item(release_keys(record), record)?)
             .condition_expression("lease_owner = :owner")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .return_values(ReturnValue::None)
@@ -192,60 +162,19 @@ impl Store {
 
     /// A release by id (strongly consistent).
     pub async fn get_release(&self, release_id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk(release_id)))
-            .key("sk", AttributeValue::S(RELEASE_SK.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_err("DynamoDB", "GetItem"))?;
-        out.item.map(decode).transpose()
+        self.get_record(release_pk(release_id), RELEASE_SK).await
     }
 
     /// The newest releases first, at most `limit`.
     pub async fn list_releases(&self, limit: i32) -> Result<Vec<ReleaseRecord>, StoreError> {
-        let out = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI1)
-            .key_condition_expression("gsi1pk = :list")
-            .expression_attribute_values(":list", AttributeValue::S(RELEASES_LIST.into()))
-            .scan_index_forward(false)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(aws_err("DynamoDB", "Query"))?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(decode)
-            .collect()
+        self.list_records(RELEASES_LIST, true, Some(limit)).await
     }
 }
 
-/// The release as a table item, with its keys and its place in the releases listing.
-fn item(record: &ReleaseRecord) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let item = Item {
-        pk: pk(&record.release_id),
-        sk: RELEASE_SK.into(),
-        gsi1pk: RELEASES_LIST.into(),
-        gsi1sk: format!("{}#{}", record.received_at, record.release_id),
-        record: record.clone(),
-    };
-    serde_dynamo::to_item(&item).map_err(|source| StoreError::Shape {
-        pk: item.pk.clone(),
-        sk: item.sk.clone(),
-        source,
-    })
-}
-
-fn decode(item: HashMap<String, AttributeValue>) -> Result<ReleaseRecord, StoreError> {
-    let (pk, sk) = super::keys_of(&item);
-    serde_dynamo::from_item::<_, Item>(item)
-        .map(|i| i.record)
-        .map_err(|source| StoreError::Shape { pk, sk, source })
+/// Where a release is stored: its own partition, listed among all releases by reception time.
+fn release_keys(record: &ReleaseRecord) -> Keys {
+    Keys::new(release_pk(&record.release_id), RELEASE_SK).listed(
+        RELEASES_LIST,
+        format!("{}#{}", record.received_at, record.release_id),
+    )
 }
