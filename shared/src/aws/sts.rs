@@ -305,14 +305,11 @@ impl Sessions {
 mod tests {
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
-    use aws_smithy_types::error::ErrorMetadata;
 
     use super::*;
 
     fn refused(status: u16, code: &str, message: &str) -> CredentialsError {
-        let error = SdkAssumeRoleError::generic(
-            ErrorMetadata::builder().code(code).message(message).build(),
-        );
+        let error: SdkAssumeRoleError = crate::aws::mock::service_error(code, message);
         let response = HttpResponse::new(
             StatusCode::try_from(status).expect("status"),
             SdkBody::empty(),

@@ -2,12 +2,11 @@
 
 use std::sync::Mutex;
 
-use aws_credential_types::Credentials;
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
 use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultOutput;
 use aws_sdk_codepipeline::types::FailureType;
-use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::{Rule, RuleMode, mock};
 use serde_json::json;
 
 use super::*;
@@ -131,17 +130,7 @@ impl JobAction for TestAction {
 }
 
 fn mock_codepipeline(rules: &[&Rule]) -> Client {
-    let interceptor = rules.iter().fold(
-        MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny),
-        |i, rule| i.with_rule(rule),
-    );
-    let config = aws_sdk_codepipeline::Config::builder()
-        .region(aws_sdk_codepipeline::config::Region::new("eu-west-1"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-        .http_client(create_mock_http_client())
-        .interceptor(interceptor)
-        .build();
-    Client::from_conf(config)
+    crate::aws::mock::mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, rules)
 }
 
 fn action(behaviour: Behaviour) -> TestAction {
