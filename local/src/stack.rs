@@ -20,7 +20,7 @@ use crate::alarms::{self, NamedFunctions};
 use crate::codepipeline::{self, CodePipelineStandIn, StandInConfig};
 use crate::delivery;
 use crate::function_urls::{FunctionUrlServer, url_functions};
-use crate::functions::LocalFunctions;
+use crate::functions::{AsyncSettings, LocalFunctions};
 use crate::moto::Moto;
 use crate::provision::{self, Provisioned};
 use crate::registries::{self, LocalRegistry};
@@ -277,7 +277,15 @@ impl Stack {
             None => (BTreeMap::new(), BTreeMap::new()),
         };
 
-        let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.env_by_function).await?);
+        let functions = Arc::new(
+            LocalFunctions::new(&sdk, &provisioned.env_by_function)
+                .await?
+                .with_async_settings(AsyncSettings::new(
+                    &sdk,
+                    options.retry_delays.clone(),
+                    &provisioned.dead_letter_queues,
+                )),
+        );
         let mut function_urls = BTreeMap::new();
         for (id, listener) in url_listeners {
             let server = FunctionUrlServer::serve_on(listener, &id, functions.clone())?;
@@ -395,6 +403,18 @@ impl Stack {
         }
         for (environment, endpoint) in &self.test_endpoints {
             vars.insert(crate::test_endpoints::env_var(environment), endpoint.url());
+        }
+        // What the operator CLI (`shipgate failed ...`) reads, as `--stack` discovers in AWS.
+        let refs = &self.provisioned.refs;
+        for (var, logical_id) in [
+            ("SHIPGATE_FAILED_QUEUE_URL", "FailedInvocationQueue"),
+            ("SHIPGATE_INTAKE_FUNCTION", "IntakeFunction"),
+            ("SHIPGATE_MAILER_FUNCTION", "MailerFunction"),
+            ("SHIPGATE_ROLLBACK_FUNCTION", "RollbackFunction"),
+        ] {
+            if let Some(value) = refs.get(logical_id) {
+                vars.insert(var.to_owned(), value.clone());
+            }
         }
         vars.iter()
             .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))
