@@ -21,6 +21,7 @@ use crate::codepipeline::{self, CodePipelineStandIn, StandInConfig};
 use crate::delivery;
 use crate::function_urls::{FunctionUrlServer, url_functions};
 use crate::functions::{AsyncSettings, LocalFunctions};
+use crate::lambda_api;
 use crate::moto::Moto;
 use crate::provision::{self, Provisioned};
 use crate::registries::{self, LocalRegistry};
@@ -223,12 +224,19 @@ impl Stack {
 
         let standin_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let standin_url = format!("http://{}", standin_listener.local_addr()?);
+        // Lambda's `Invoke` of the template's functions (moto runs no code); the rest of the
+        // Lambda API goes on to moto.
+        let lambda_listener = lambda_api::bind().await?;
+        let lambda_url = format!("http://{}", lambda_listener.local_addr()?);
         let endpoints = Endpoints {
             default: moto.endpoint(),
-            per_service: BTreeMap::from([(
-                "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
-                standin_url.clone(),
-            )]),
+            per_service: BTreeMap::from([
+                (
+                    "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
+                    standin_url.clone(),
+                ),
+                ("AWS_ENDPOINT_URL_LAMBDA".to_owned(), lambda_url),
+            ]),
             region: accounts::REGION.to_owned(),
         };
         let sdk = endpoints.sdk_config();
@@ -312,7 +320,12 @@ impl Stack {
         );
 
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = vec![lambda_api::serve(
+            lambda_listener,
+            functions.clone(),
+            provisioned.function_logical_ids(),
+            moto.endpoint(),
+        )];
         let server = standin.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = server.serve(standin_listener).await {
