@@ -33,13 +33,19 @@ fn queue_url(stack: &Stack) -> String {
 async fn shipgate(stack: &Stack, args: &[&str]) -> (Result<(), OperatorError>, String) {
     let queue = queue_url(stack);
     let intake = resource(stack, "IntakeFunction");
-    let mut argv = vec!["shipgate"];
-    argv.extend_from_slice(args);
+    let mut argv = args.to_vec();
     for (flag, value) in [("--queue-url", &queue), ("--intake-function", &intake)] {
         if !args.contains(&flag) {
             argv.extend([flag, value.as_str()]);
         }
     }
+    run_shipgate(stack, &argv).await
+}
+
+/// Runs `shipgate <args>` as given.
+async fn run_shipgate(stack: &Stack, args: &[&str]) -> (Result<(), OperatorError>, String) {
+    let mut argv = vec!["shipgate"];
+    argv.extend_from_slice(args);
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(e) => panic!("{argv:?}: {e}"),
@@ -297,6 +303,85 @@ async fn a_replay_that_cannot_be_invoked_leaves_the_event_in_the_queue() -> Resu
     let (result, _) = shipgate(&stack, &["failed", "replay", "--all"]).await;
     result?;
     assert!(visible_messages(&stack).await?.is_empty());
+    stack.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_names_the_queue_when_no_flag_does() -> Result<()> {
+    let stack = start_stack("failed-discovery", |o| {
+        o.deliver_s3_events = false;
+        o.registries = false;
+    })
+    .await?;
+    // A CloudFormation stack (in moto) holding the failed-invocation queue, and no functions.
+    let name = format!(
+        "shipgate-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let cloudformation = aws_sdk_cloudformation::Client::new(&stack.sdk);
+    cloudformation
+        .create_stack()
+        .stack_name(&name)
+        .template_body(r#"{"Resources": {"FailedInvocationQueue": {"Type": "AWS::SQS::Queue"}}}"#)
+        .send()
+        .await?;
+    let resources = cloudformation
+        .list_stack_resources()
+        .stack_name(&name)
+        .send()
+        .await?;
+    let queue = resources
+        .stack_resource_summaries()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some("FailedInvocationQueue"))
+        .and_then(|r| r.physical_resource_id())
+        .context("the stack's queue")?
+        .to_owned();
+    let bucket = stack
+        .provisioned
+        .artifact_bucket
+        .clone()
+        .context("bucket")?;
+    DeadLetterQueue::new(aws_sdk_sqs::Client::new(&stack.sdk), queue.clone())
+        .send(
+            &s3_put_event(&bucket, "incoming/late.zip", "v1", 10, "etag"),
+            &DeadLetterAttributes::for_function_error(
+                "req-1",
+                &serde_json::json!({"errorMessage": "throttled"}),
+            ),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+
+    let (result, text) = run_shipgate(&stack, &["--stack", &name, "failed", "list"]).await;
+    result?;
+    assert!(
+        text.starts_with(&format!("1 failed event in {queue}:")),
+        "{text}"
+    );
+
+    // The stack has no IntakeFunction: the replay says how to name it, and invokes nothing.
+    let (result, _) = run_shipgate(&stack, &["--stack", &name, "failed", "replay", "--all"]).await;
+    let error = result.expect_err("no intake function to replay to");
+    let message = shipgate_operator::error::report(&error);
+    assert!(
+        message.contains("--intake-function") && message.contains("SHIPGATE_INTAKE_FUNCTION"),
+        "{message}"
+    );
+    let (result, text) = run_shipgate(&stack, &["--stack", &name, "failed", "list"]).await;
+    result?;
+    assert!(
+        text.starts_with("1 failed event"),
+        "still there, visible: {text}"
+    );
+
+    // A stack that does not exist is an error naming it.
+    let (result, _) = run_shipgate(&stack, &["--stack", "no-such-stack", "failed", "list"]).await;
+    assert!(
+        matches!(result, Err(OperatorError::StackResources { ref stack, .. }) if stack == "no-such-stack"),
+        "{result:?}"
+    );
     stack.stop().await;
     Ok(())
 }
