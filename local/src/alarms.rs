@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::functions::{FunctionHost, spawn_async_invocation};
+use crate::functions::{DeadLetter, DeadLetterQueue, FunctionHost, spawn_async_invocation};
 use crate::provision::Provisioned;
 
 /// The EventBridge `source` of CloudWatch's events.
@@ -547,14 +547,16 @@ impl NamedFunctions {
         }
     }
 
+    /// The logical id of a function named by its physical name (or by its logical id).
+    fn logical_id<'a>(&'a self, function: &'a str) -> &'a str {
+        self.logical_ids
+            .get(function)
+            .map_or(function, String::as_str)
+    }
+
     /// With the physical names provisioning gave the template's functions.
     pub fn from_provisioned(inner: Arc<dyn FunctionHost>, provisioned: &Provisioned) -> Self {
-        let names = provisioned
-            .env_by_function
-            .keys()
-            .filter_map(|id| Some((provisioned.refs.get(id)?.clone(), id.clone())))
-            .collect();
-        Self::new(inner, names)
+        Self::new(inner, provisioned.function_logical_ids())
     }
 }
 
@@ -564,11 +566,11 @@ impl FunctionHost for NamedFunctions {
         function: &str,
         event: Value,
     ) -> futures::future::BoxFuture<'static, Result<Value, Value>> {
-        let id = self
-            .logical_ids
-            .get(function)
-            .map_or(function, String::as_str);
-        self.inner.call(id, event)
+        self.inner.call(self.logical_id(function), event)
+    }
+
+    fn dead_letter_queue(&self, function: &str) -> Option<DeadLetterQueue> {
+        self.inner.dead_letter_queue(self.logical_id(function))
     }
 }
 
@@ -577,7 +579,8 @@ impl FunctionHost for NamedFunctions {
 /// name (CloudWatch's payload, the function called by the name in its ARN: wrap the host in
 /// [`NamedFunctions`] to reach functions by physical name). Invocations are asynchronous, as
 /// both EventBridge and alarm actions invoke Lambda: a failed one is retried after each of
-/// `retry_delays` (Lambda: two retries), then logged and dropped.
+/// `retry_delays` (Lambda: two retries), then sent to the function's dead-letter queue (the
+/// host's), or logged and dropped without one.
 #[allow(clippy::too_many_arguments)]
 pub async fn watch_alarms(
     cloudwatch: aws_sdk_cloudwatch::Client,
@@ -679,13 +682,16 @@ fn spawn_invocation(
     retry_delays: &[Duration],
 ) {
     let (host, function) = (host.clone(), function.to_owned());
+    let dead_letter = host.dead_letter_queue(&function).map(|queue| DeadLetter {
+        queue,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        event: event.clone(),
+    });
     spawn_async_invocation(
         format!("{via} of alarm {alarm} to {function}"),
         retry_delays.to_vec(),
-        move || {
-            let call = host.call(&function, event.clone());
-            async move { call.await.map_err(|e| e.to_string()) }
-        },
+        dead_letter,
+        move || host.call(&function, event.clone()),
     );
 }
 

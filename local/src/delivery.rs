@@ -15,16 +15,22 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::functions::spawn_async_invocation;
+use crate::functions::{DeadLetter, DeadLetterQueue, spawn_async_invocation};
 
 /// Something that handles a complete S3 event, like a Lambda function subscribed to a bucket.
 pub trait S3Subscriber: Send + Sync + 'static {
     /// `request_id` stays the same across retries, as Lambda keeps it for an async invocation.
+    /// An error is Lambda's (`errorType`, `errorMessage`).
     fn deliver(
         &self,
         event: Value,
         request_id: String,
-    ) -> futures::future::BoxFuture<'static, Result<Value, String>>;
+    ) -> futures::future::BoxFuture<'static, Result<Value, Value>>;
+
+    /// The subscribed function's dead-letter queue, where an event goes after the last retry.
+    fn dead_letter_queue(&self) -> Option<DeadLetterQueue> {
+        None
+    }
 }
 
 /// Polls `queue_url` until `stop` flips, delivering every completed event to `subscriber`.
@@ -81,9 +87,17 @@ pub async fn pump_s3_events(
 pub fn spawn_with_retries(subscriber: Arc<dyn S3Subscriber>, event: Value, delays: Vec<Duration>) {
     // Lambda keeps an async invocation's request id across its retries.
     let request_id = uuid::Uuid::new_v4().to_string();
-    spawn_async_invocation(format!("S3 event {request_id}"), delays, move || {
-        subscriber.deliver(event.clone(), request_id.clone())
+    let dead_letter = subscriber.dead_letter_queue().map(|queue| DeadLetter {
+        queue,
+        request_id: request_id.clone(),
+        event: event.clone(),
     });
+    spawn_async_invocation(
+        format!("S3 event {request_id}"),
+        delays,
+        dead_letter,
+        move || subscriber.deliver(event.clone(), request_id.clone()),
+    );
 }
 
 /// Adds what S3 sends to Lambda and moto leaves out.

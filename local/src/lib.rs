@@ -2,8 +2,8 @@
 //!
 //! It starts and stops the stand-ins (moto server for the AWS APIs, one OCI registry per account
 //! for ECR), serves the CodePipeline operations moto lacks, and delivers events (S3 drops,
-//! pipeline jobs, approval notifications, function-URL requests, alarms) to the very handlers
-//! that run in Lambda.
+//! pipeline jobs, approval notifications, function-URL requests, alarms, `Invoke`) to the very
+//! handlers that run in Lambda, with Lambda's retries and dead-letter queue for asynchronous ones.
 
 pub mod accounts;
 pub mod alarms;
@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod environments;
 pub mod function_urls;
 pub mod functions;
+pub mod lambda_api;
 pub mod moto;
 pub mod outbox;
 pub mod process;

@@ -29,8 +29,22 @@ pub struct Provisioned {
     pub env_by_function: BTreeMap<String, BTreeMap<String, String>>,
     /// The queue S3 drops are notified to, if a function subscribes to a bucket.
     pub s3_event_queue: Option<String>,
+    /// Function logical id → the URL of its dead-letter queue (SAM's `DeadLetterQueue`, its own
+    /// or from `Globals`), where Lambda sends its failed asynchronous invocations.
+    pub dead_letter_queues: BTreeMap<String, String>,
     pub artifact_bucket: Option<String>,
     pub table: Option<String>,
+}
+
+impl Provisioned {
+    /// Physical function name → logical id, for the template's functions (what a Lambda ARN
+    /// or a `FunctionName` carries → what the local functions answer to).
+    pub fn function_logical_ids(&self) -> BTreeMap<String, String> {
+        self.env_by_function
+            .keys()
+            .filter_map(|id| Some((self.refs.get(id)?.clone(), id.clone())))
+            .collect()
+    }
 }
 
 /// Creates the template's resources in moto and resolves the functions' environments.
@@ -93,6 +107,7 @@ pub async fn provision(
                 ))
             }
             "AWS::CodePipeline::Pipeline" => name_of("Name")?,
+            "AWS::SQS::Queue" => name_of("QueueName")?,
             _ => None,
         };
         resolver.refs.insert(
@@ -104,6 +119,9 @@ pub async fn provision(
     let s3 = shipgate::aws::s3_client(sdk, true);
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let sns = aws_sdk_sns::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    // Queue ARN → URL, to find a dead-letter queue from its `TargetArn`.
+    let mut queue_urls = BTreeMap::new();
     let mut artifact_bucket = None;
     let mut table = None;
     for (id, res) in resources {
@@ -134,6 +152,24 @@ pub async fn provision(
                     .map_err(sdk_error)
                     .with_context(|| format!("creating topic {id}"))?;
             }
+            "AWS::SQS::Queue" => {
+                let url = create_queue(&sqs, &name, &props)
+                    .await
+                    .with_context(|| format!("creating queue {id}"))?;
+                let arn = format!(
+                    "arn:aws:sqs:{}:{}:{name}",
+                    accounts::REGION,
+                    accounts::TOOLING
+                );
+                // `Ref` of a queue is its URL; `GetAtt` gives its ARN and name.
+                resolver.refs.insert(id.to_owned(), url.clone());
+                resolver.attributes.insert(format!("{id}.Arn"), arn.clone());
+                resolver.attributes.insert(format!("{id}.QueueName"), name);
+                resolver
+                    .attributes
+                    .insert(format!("{id}.QueueUrl"), url.clone());
+                queue_urls.insert(arn, url);
+            }
             "AWS::SecretsManager::Secret" => {
                 // `Ref` of a secret is its ARN, which only the service knows.
                 let arn = create_secret(sdk, &name, &props)
@@ -152,7 +188,12 @@ pub async fn provision(
         .and_then(|f| f.get("Environment"))
         .and_then(|e| e.get("Variables"))
         .cloned();
+    let global_dead_letter = template
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("DeadLetterQueue"));
     let mut env_by_function = BTreeMap::new();
+    let mut dead_letter_queues = BTreeMap::new();
     let mut s3_event_queue = None;
     for (id, res) in resources {
         let (Some(id), Some("AWS::Serverless::Function")) =
@@ -174,6 +215,37 @@ pub async fn provision(
                         env.insert(k.to_owned(), v);
                     }
                 }
+            }
+        }
+        let dead_letter = res
+            .get("Properties")
+            .and_then(|p| p.get("DeadLetterQueue"))
+            .or(global_dead_letter);
+        if let Some(dead_letter) = dead_letter {
+            let path = format!("Resources.{id}.DeadLetterQueue");
+            let kind = dead_letter.get("Type").and_then(Value::as_str);
+            let target = dead_letter
+                .get("TargetArn")
+                .map(|t| evaluator.string(&resolver, t, &path))
+                .transpose()?
+                .flatten();
+            match (kind, target) {
+                (Some("SQS"), Some(arn)) => {
+                    let url = queue_urls.get(&arn).ok_or_else(|| {
+                        anyhow!(
+                            "{path}: {arn} is not a queue of this template (the local stack \
+                             provisions only the template's own)"
+                        )
+                    })?;
+                    dead_letter_queues.insert(id.to_owned(), url.clone());
+                }
+                // An SNS topic as dead-letter target is not modelled: say so, drop nothing silently.
+                (kind, target) => tracing::warn!(
+                    function = id,
+                    ?kind,
+                    ?target,
+                    "dead-letter target not modelled locally (SQS only); failed events are logged"
+                ),
             }
         }
         // S3 on a bare host:port needs path-style addressing (a setting, as for any S3-compatible endpoint).
@@ -218,6 +290,7 @@ pub async fn provision(
         function_env,
         env_by_function,
         s3_event_queue,
+        dead_letter_queues,
         artifact_bucket,
         table,
     })
@@ -378,6 +451,28 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
     }
     req.send().await.map_err(sdk_error)?;
     Ok(())
+}
+
+/// A standard queue with the template's attributes that SQS names as its properties; returns its URL.
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, props: &Value) -> Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let mut request = sqs.create_queue().queue_name(name);
+    for attribute in [
+        "DelaySeconds",
+        "MaximumMessageSize",
+        "MessageRetentionPeriod",
+        "ReceiveMessageWaitTimeSeconds",
+        "VisibilityTimeout",
+        "SqsManagedSseEnabled",
+    ] {
+        if let Some(value) = props.get(attribute).and_then(scalar) {
+            request = request.attributes(QueueAttributeName::from(attribute), value);
+        }
+    }
+    let out = request.send().await.map_err(sdk_err)?;
+    out.queue_url()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("CreateQueue returned no URL"))
 }
 
 /// Bucket notifications for `s3:ObjectCreated:*` under the event's prefix, to a queue.

@@ -20,7 +20,8 @@ use crate::alarms::{self, NamedFunctions};
 use crate::codepipeline::{self, CodePipelineStandIn, StandInConfig};
 use crate::delivery;
 use crate::function_urls::{FunctionUrlServer, url_functions};
-use crate::functions::LocalFunctions;
+use crate::functions::{AsyncSettings, LocalFunctions};
+use crate::lambda_api;
 use crate::moto::Moto;
 use crate::provision::{self, Provisioned};
 use crate::recorded_process::{
@@ -226,12 +227,19 @@ impl Stack {
 
         let standin_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let standin_url = format!("http://{}", standin_listener.local_addr()?);
+        // Lambda's `Invoke` of the template's functions (moto runs no code); the rest of the
+        // Lambda API goes on to moto.
+        let lambda_listener = lambda_api::bind().await?;
+        let lambda_url = format!("http://{}", lambda_listener.local_addr()?);
         let endpoints = Endpoints {
             default: moto.endpoint(),
-            per_service: BTreeMap::from([(
-                "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
-                standin_url.clone(),
-            )]),
+            per_service: BTreeMap::from([
+                (
+                    "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
+                    standin_url.clone(),
+                ),
+                ("AWS_ENDPOINT_URL_LAMBDA".to_owned(), lambda_url),
+            ]),
             region: accounts::REGION.to_owned(),
         };
         let sdk = endpoints.sdk_config();
@@ -280,7 +288,15 @@ impl Stack {
             None => (BTreeMap::new(), BTreeMap::new()),
         };
 
-        let functions = Arc::new(LocalFunctions::new(&sdk, &provisioned.env_by_function).await?);
+        let functions = Arc::new(
+            LocalFunctions::new(&sdk, &provisioned.env_by_function)
+                .await?
+                .with_async_settings(AsyncSettings::new(
+                    &sdk,
+                    options.retry_delays.clone(),
+                    &provisioned.dead_letter_queues,
+                )),
+        );
         let mut function_urls = BTreeMap::new();
         for (id, listener) in url_listeners {
             let server = FunctionUrlServer::serve_on(listener, &id, functions.clone())?;
@@ -307,7 +323,12 @@ impl Stack {
         );
 
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = vec![lambda_api::serve(
+            lambda_listener,
+            functions.clone(),
+            provisioned.function_logical_ids(),
+            moto.endpoint(),
+        )];
         let server = standin.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = server.serve(standin_listener).await {
@@ -398,6 +419,18 @@ impl Stack {
         }
         for (environment, endpoint) in &self.test_endpoints {
             vars.insert(crate::test_endpoints::env_var(environment), endpoint.url());
+        }
+        // What the operator CLI (`shipgate failed ...`) reads, as `--stack` discovers in AWS.
+        let refs = &self.provisioned.refs;
+        for (var, logical_id) in [
+            ("SHIPGATE_FAILED_QUEUE_URL", "FailedInvocationQueue"),
+            ("SHIPGATE_INTAKE_FUNCTION", "IntakeFunction"),
+            ("SHIPGATE_MAILER_FUNCTION", "MailerFunction"),
+            ("SHIPGATE_ROLLBACK_FUNCTION", "RollbackFunction"),
+        ] {
+            if let Some(value) = refs.get(logical_id) {
+                vars.insert(var.to_owned(), value.clone());
+            }
         }
         vars.iter()
             .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "'\\''")))

@@ -112,3 +112,29 @@ pub async fn push_source_image(
         .push(&registry, repo, tag)
         .await
 }
+
+/// Intake as an invocation that crashes between recording a release and starting its pipeline:
+/// CodePipeline is unreachable (no retries), so it records the release as accepted, holds its
+/// lease for `lease_seconds`, and fails. Deliveries meanwhile fail too, as Lambda would retry.
+pub fn intake_that_cannot_start_pipelines(
+    stack: &Stack,
+    lease_seconds: i64,
+) -> Result<shipgate_intake::Intake> {
+    let mut crashing = stack.functions.intake().clone();
+    crashing.config.lease_seconds = lease_seconds;
+    let dead = shipgate_local::sdk::Endpoints {
+        default: stack.endpoints.default.clone(),
+        per_service: [(
+            "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
+            format!("http://127.0.0.1:{}", shipgate_local::process::free_port()?),
+        )]
+        .into(),
+        region: stack.endpoints.region.clone(),
+    };
+    crashing.codepipeline = aws_sdk_codepipeline::Client::from_conf(
+        aws_sdk_codepipeline::config::Builder::from(&dead.sdk_config())
+            .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    Ok(crashing)
+}

@@ -11,7 +11,8 @@ use shipgate_intake::{IntakeError, RecordOutcome};
 use shipgate_local::stack::Stack;
 use shipgate_tests::drops;
 use shipgate_tests::support::{
-    push_source_image, put, s3_put_event, sent_emails, start_stack, wait_for,
+    intake_that_cannot_start_pipelines, push_source_image, put, s3_put_event, sent_emails,
+    start_stack, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -487,22 +488,7 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
 
     // An invocation whose pipeline start never gets through: it records the release as
     // accepted, then fails, holding a three-second lease.
-    let mut crashing = stack.functions.intake().clone();
-    crashing.config.lease_seconds = 3;
-    let dead = shipgate_local::sdk::Endpoints {
-        default: stack.endpoints.default.clone(),
-        per_service: [(
-            "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
-            format!("http://127.0.0.1:{}", shipgate_local::process::free_port()?),
-        )]
-        .into(),
-        region: stack.endpoints.region.clone(),
-    };
-    crashing.codepipeline = aws_sdk_codepipeline::Client::from_conf(
-        aws_sdk_codepipeline::config::Builder::from(&dead.sdk_config())
-            .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    let crashing = intake_that_cannot_start_pipelines(&stack, 3)?;
     let err = crashing.handle(event.clone(), "crashed").await.unwrap_err();
     assert!(matches!(err, IntakeError::Aws(_)), "{err}");
     let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {

@@ -1,0 +1,49 @@
+//! Lambda: asynchronous invocation, as the services that invoke shipgate's functions do.
+
+use aws_sdk_lambda::Client;
+use aws_sdk_lambda::error::SdkError;
+use aws_sdk_lambda::operation::RequestId;
+use aws_sdk_lambda::operation::invoke::InvokeError;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+
+/// Why an asynchronous invocation was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeFailure {
+    #[error("Invoke of {function} failed")]
+    Sdk {
+        function: String,
+        #[source]
+        source: Box<SdkError<InvokeError>>,
+    },
+    /// Lambda accepts an `Event` invocation with 202; anything else did not queue it.
+    #[error("Invoke of {function} answered {status}, not 202 (accepted)")]
+    NotAccepted { function: String, status: i32 },
+}
+
+/// Queues `payload` for `function` (`InvocationType=Event`): `Ok` with the new request id once
+/// Lambda has accepted it; the function then runs with Lambda's retries and dead-letter queue.
+pub async fn invoke_event(
+    client: &Client,
+    function: &str,
+    payload: &str,
+) -> Result<Option<String>, InvokeFailure> {
+    let out = client
+        .invoke()
+        .function_name(function)
+        .invocation_type(InvocationType::Event)
+        .payload(Blob::new(payload.as_bytes()))
+        .send()
+        .await
+        .map_err(|e| InvokeFailure::Sdk {
+            function: function.to_owned(),
+            source: Box::new(e),
+        })?;
+    if out.status_code() != 202 {
+        return Err(InvokeFailure::NotAccepted {
+            function: function.to_owned(),
+            status: out.status_code(),
+        });
+    }
+    Ok(out.request_id().map(str::to_owned))
+}
