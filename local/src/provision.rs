@@ -469,7 +469,7 @@ async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, props: &Value) -> R
             request = request.attributes(QueueAttributeName::from(attribute), value);
         }
     }
-    let out = request.send().await.map_err(sdk_err)?;
+    let out = request.send().await.map_err(sdk_error)?;
     out.queue_url()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("CreateQueue returned no URL"))
