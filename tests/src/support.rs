@@ -1,5 +1,6 @@
-//! Spawning what a test needs: a local stack per test (free ports, its own moto and registries,
-//! killed when dropped), real S3 events from AWS's sample, and polling with a deadline.
+//! Spawning what a test needs: a local stack (free ports, its own moto and registries, killed
+//! with the thread that started them), the parts of it a test talks to, real S3 events from
+//! AWS's sample, and polling with a deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,8 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use shipgate::store::Store;
 pub use shipgate_local::outbox::{SentEmail, sent_emails};
 use shipgate_local::stack::{Stack, StackOptions};
+
+/// How long something that happens asynchronously may take on a loaded 2-core machine: a
+/// deadline for [`wait_for`], never a time to sleep.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts a stack for one test. Logs go to stderr when `TEST_LOG` is set.
 pub async fn start_stack(name: &str, configure: impl FnOnce(&mut StackOptions)) -> Result<Stack> {
@@ -36,6 +42,56 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The template's table, as the functions are configured with it.
+pub fn table(stack: &Stack) -> Result<String> {
+    stack
+        .provisioned
+        .table
+        .clone()
+        .context("the template declares no table")
+}
+
+/// The release store on the template's table, with a client of the caller's own.
+pub fn store(stack: &Stack) -> Result<Store> {
+    Ok(Store::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        table(stack)?,
+    ))
+}
+
+/// The bucket integrators drop releases into (the pipeline's artifact bucket).
+pub fn artifact_bucket(stack: &Stack) -> Result<String> {
+    stack
+        .provisioned
+        .artifact_bucket
+        .clone()
+        .context("the template declares no artifact bucket")
+}
+
+/// The pipeline the template declares.
+pub fn pipeline_name(stack: &Stack) -> Result<String> {
+    stack
+        .provisioned
+        .refs
+        .get("PipelineName")
+        .cloned()
+        .context("the template declares no pipeline")
+}
+
+/// The wall clock in epoch milliseconds: where a test starts the time it then drives itself
+/// (`run_at`, `handle_at`), or what a continuation token of the moment says.
+pub fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+/// A name of `prefix` no other test uses (S3 keys, repositories, stacks, executions).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// The S3 `ObjectCreated:Put` event S3 sends to Lambda for one object version, built from AWS's
