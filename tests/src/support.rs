@@ -80,6 +80,36 @@ pub fn pipeline_name(stack: &Stack) -> Result<String> {
         .context("the template declares no pipeline")
 }
 
+/// The SDK configuration of `account`'s deploy role (an environment account), from the
+/// stack's: what shipgate's functions act with there.
+pub async fn in_account(stack: &Stack, account: &str) -> aws_config::SdkConfig {
+    shipgate::aws::assume_role(
+        &stack.sdk,
+        &shipgate_local::accounts::deploy_role_arn(account),
+        "shipgate-tests",
+    )
+    .await
+}
+
+/// A Lambda alias's routing: its version, and the additional version with its weight.
+pub async fn alias_routing(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    alias: &str,
+) -> Result<(String, Option<(String, f64)>)> {
+    let out = lambda
+        .get_alias()
+        .function_name(function)
+        .name(alias)
+        .send()
+        .await?;
+    let extra = out
+        .routing_config()
+        .and_then(|r| r.additional_version_weights())
+        .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
+    Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+}
+
 /// The wall clock in epoch milliseconds: where a test starts the time it then drives itself
 /// (`run_at`, `handle_at`), or what a continuation token of the moment says.
 pub fn now_ms() -> i64 {

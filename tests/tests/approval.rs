@@ -203,7 +203,7 @@ async fn a_release_at_the_gate_mails_each_approver_links_of_their_own() -> Resul
         "region": shipgate_local::accounts::REGION,
         "consoleLink": "https://console.aws.amazon.com/codepipeline/home",
         "approval": {
-            "pipelineName": story.pipeline,
+            "pipelineName": story.pipeline.name,
             "stageName": STAGE,
             "actionName": ACTION,
             "token": pipeline_token,

@@ -13,6 +13,7 @@ use shipgate_intake::{Intake, IntakeConfig, IntakeError, RecordOutcome, release_
 use shipgate_local::stack::Stack;
 use shipgate_tests::drops;
 use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::story::Pipeline;
 use shipgate_tests::support::{
     SentEmail, WAIT, artifact_bucket, pipeline_name, push_source_image, put, s3_put_event,
     sent_emails, store, wait_for,
@@ -28,9 +29,8 @@ struct World {
     stack: &'static Stack,
     store: Store,
     s3: aws_sdk_s3::Client,
-    cp: aws_sdk_codepipeline::Client,
+    pipeline: Pipeline,
     bucket: String,
-    pipeline: String,
     /// The test's own folder (`<unique>/`) for its drops.
     folder: String,
 }
@@ -41,9 +41,11 @@ impl World {
         Ok(Self {
             store: store(stack)?,
             s3: shipgate::aws::s3_client(&stack.sdk, true),
-            cp: aws_sdk_codepipeline::Client::new(&stack.sdk),
+            pipeline: Pipeline::new(
+                aws_sdk_codepipeline::Client::new(&stack.sdk),
+                &pipeline_name(stack)?,
+            ),
             bucket: artifact_bucket(stack)?,
-            pipeline: pipeline_name(stack)?,
             folder: format!("{}/", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             stack,
         })
@@ -124,29 +126,19 @@ impl World {
     /// The pipeline executions intake started for any of `release_ids` (by their `ReleaseId`
     /// variable).
     async fn executions_of(&self, release_ids: &[String]) -> Result<Vec<PipelineExecution>> {
-        let listed = self
-            .cp
-            .list_pipeline_executions()
-            .pipeline_name(&self.pipeline)
-            .send()
-            .await?;
         let mut ours = Vec::new();
-        for summary in listed.pipeline_execution_summaries() {
-            let out = self
-                .cp
-                .get_pipeline_execution()
-                .pipeline_name(&self.pipeline)
-                .pipeline_execution_id(summary.pipeline_execution_id().unwrap_or_default())
-                .send()
+        for summary in self.pipeline.executions().await? {
+            let execution = self
+                .pipeline
+                .execution(summary.pipeline_execution_id().unwrap_or_default())
                 .await?;
-            let execution = out.pipeline_execution().context("execution")?;
             let release = execution
                 .variables()
                 .iter()
                 .find(|v| v.name() == Some("ReleaseId"))
                 .and_then(|v| v.resolved_value());
             if release.is_some_and(|r| release_ids.iter().any(|id| id == r)) {
-                ours.push(execution.clone());
+                ours.push(execution);
             }
         }
         Ok(ours)
@@ -241,17 +233,8 @@ async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
     // The execution carries the release as variables and the accepted copy's version as source
     // (listed once the source action has run: the execution starts without it).
     let execution = wait_for("the source revision of the execution", WAIT, || async {
-        let out = world
-            .cp
-            .get_pipeline_execution()
-            .pipeline_name(&world.pipeline)
-            .pipeline_execution_id(&execution_id)
-            .send()
-            .await?;
-        Ok(out
-            .pipeline_execution()
-            .filter(|e| !e.artifact_revisions().is_empty())
-            .cloned())
+        let execution = world.pipeline.execution(&execution_id).await?;
+        Ok((!execution.artifact_revisions().is_empty()).then_some(execution))
     })
     .await?;
     let vars: Vec<(String, String)> = execution
@@ -618,9 +601,10 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
     // The start had in fact reached CodePipeline just before the crash.
     let accepted = record.accepted_object.clone().context("accepted copy")?;
     let started = world
+        .pipeline
         .cp
         .start_pipeline_execution()
-        .name(&world.pipeline)
+        .name(&world.pipeline.name)
         .client_request_token(&id)
         .source_revisions(
             aws_sdk_codepipeline::types::SourceRevisionOverride::builder()

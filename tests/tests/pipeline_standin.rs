@@ -26,6 +26,7 @@ use shipgate_local::codepipeline::{
 };
 use shipgate_local::moto::Moto;
 use shipgate_tests::shared_stack::Shared;
+use shipgate_tests::story::Pipeline;
 use shipgate_tests::support::wait_for;
 
 const TEMPLATE: &str = include_str!("../fixtures/toy-pipeline.yaml");
@@ -546,17 +547,7 @@ async fn bad_requests_get_codepipeline_errors() -> Result<()> {
         );
     }
 
-    let pipeline = h
-        .codepipeline
-        .get_pipeline()
-        .name(&h.pipeline)
-        .send()
-        .await?;
-    let stages: Vec<_> = pipeline
-        .pipeline()
-        .map(|p| p.stages().iter().map(|s| s.name().to_owned()).collect())
-        .unwrap_or_default();
-    assert_eq!(stages, ["Source", "Test", "Release"]);
+    assert_eq!(h.view.stage_names().await?, ["Source", "Test", "Release"]);
     let listed = h.codepipeline.list_pipelines().send().await?;
     assert_eq!(listed.pipelines().len(), 1);
     Ok(())
@@ -733,6 +724,8 @@ struct Harness {
     endpoint: String,
     s3: aws_sdk_s3::Client,
     codepipeline: aws_sdk_codepipeline::Client,
+    /// The toy pipeline, as CodePipeline's API shows it.
+    view: Pipeline,
     functions: Arc<TestFunctions>,
     pipeline: String,
     source_bucket: String,
@@ -825,6 +818,7 @@ impl Harness {
             server,
             endpoint,
             s3,
+            view: Pipeline::new(codepipeline.clone(), &pipeline),
             codepipeline,
             functions,
             pipeline,
@@ -931,38 +925,18 @@ impl Harness {
     }
 
     async fn execution(&self, id: &str) -> Result<PipelineExecution> {
-        let out = self
-            .codepipeline
-            .get_pipeline_execution()
-            .pipeline_name(&self.pipeline)
-            .pipeline_execution_id(id)
-            .send()
-            .await?;
-        out.pipeline_execution().cloned().context("execution")
+        self.view.execution(id).await
     }
 
     async fn stage(&self, name: &str) -> Result<StageState> {
-        let out = self
-            .codepipeline
-            .get_pipeline_state()
-            .name(&self.pipeline)
-            .send()
-            .await?;
-        out.stage_states()
-            .iter()
-            .find(|s| s.stage_name() == Some(name))
-            .cloned()
+        self.view
+            .stage(name)
+            .await?
             .with_context(|| format!("stage {name}"))
     }
 
     async fn list(&self) -> Result<Vec<aws_sdk_codepipeline::types::PipelineExecutionSummary>> {
-        let out = self
-            .codepipeline
-            .list_pipeline_executions()
-            .pipeline_name(&self.pipeline)
-            .send()
-            .await?;
-        Ok(out.pipeline_execution_summaries().to_vec())
+        self.view.executions().await
     }
 
     /// Fails as soon as a handler failed, so a broken handler is reported, not timed out.
