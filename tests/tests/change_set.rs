@@ -57,7 +57,7 @@ use shipgate_tests::jobs::{JobEvent, done, failure};
 use shipgate_tests::moto_proxy::{MotoProxy, QueryRequest, between, escape, xml};
 use shipgate_tests::releases::{PipelineRelease, validated_release};
 use shipgate_tests::shared_stack::SharedStack;
-use shipgate_tests::support::{WAIT, artifact_bucket, now_ms, store, table, wait_for};
+use shipgate_tests::support::{WAIT, artifact_bucket, in_account, now_ms, store, table, wait_for};
 
 const ENVIRONMENT: &str = "int";
 
@@ -97,14 +97,7 @@ impl World {
             ("SHIPGATE_TABLE", table.as_str()),
             ("SHIPGATE_S3_FORCE_PATH_STYLE", "true"),
         ]))?;
-        let int = CloudFormation::new(
-            &shipgate::aws::assume_role(
-                &stack.sdk,
-                &accounts::deploy_role_arn(accounts::INT),
-                "test",
-            )
-            .await,
-        );
+        let int = CloudFormation::new(&in_account(stack, accounts::INT).await);
         let app = format!("orders{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let vpc_id = baseline(&int, &app).await?;
         Ok(Self {
@@ -227,6 +220,17 @@ async fn baseline(int: &CloudFormation, app: &str) -> Result<String> {
         .context("the baseline's VpcId output")
 }
 
+/// A described change set's parameters, by key.
+fn parameters_of(
+    described: &aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput,
+) -> HashMap<&str, &str> {
+    described
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value()?)))
+        .collect()
+}
+
 fn digest(seed: char) -> String {
     format!("sha256:{}", seed.to_string().repeat(64))
 }
@@ -288,11 +292,7 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
             && description.contains(&format!("{} 1.0.0", world.app)),
         "{description}"
     );
-    let parameters: HashMap<&str, &str> = described
-        .parameters()
-        .iter()
-        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value()?)))
-        .collect();
+    let parameters = parameters_of(&described);
     assert_eq!(
         parameters["WebImage"],
         format!(
@@ -377,14 +377,8 @@ async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> R
         .change_set_name(&name)
         .send()
         .await?;
-    let image = described
-        .parameters()
-        .iter()
-        .find(|p| p.parameter_key() == Some("WebImage"))
-        .and_then(|p| p.parameter_value())
-        .context("WebImage")?;
     assert_eq!(
-        image,
+        parameters_of(&described)["WebImage"],
         format!(
             "222222222222.dkr.ecr.eu-west-1.amazonaws.com/orders/web@{}",
             digest('b')

@@ -13,7 +13,7 @@ use anyhow::{Result, bail, ensure};
 use serde_json::{Value, json};
 use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::config::Env;
-use shipgate::job::{Continuation, Job, JobAction, Outcome};
+use shipgate::job::{Continuation, JobAction, Outcome};
 use shipgate::store::Store;
 use shipgate_checks::{ChecksConfig, ChecksFunction, Progress};
 use shipgate_local::stack::Stack;
@@ -93,12 +93,8 @@ impl World {
         validated_release(&self.store, &self.s3, &self.bucket, &zip, &zip).await
     }
 
-    fn job(
-        &self,
-        release: &PipelineRelease,
-        endpoint: &str,
-        continuation: Option<&str>,
-    ) -> Result<Job> {
+    /// The job of the checks action for `release`, its test endpoint `endpoint`.
+    fn job(&self, release: &PipelineRelease, endpoint: &str) -> JobEvent {
         JobEvent::new(
             "ChecksFunction",
             json!({
@@ -109,15 +105,13 @@ impl World {
             }),
         )
         .release_artifact(&self.bucket, &release.artifact_key)
-        .continuation(continuation)
-        .job()
     }
 
     /// Runs the release's checks against the test endpoint.
     async fn run(&self, release: &PipelineRelease) -> Result<Outcome> {
         Ok(self
             .action
-            .run(&self.job(release, &self.endpoint.url, None)?)
+            .run(&self.job(release, &self.endpoint.url).job()?)
             .await)
     }
 }
@@ -244,12 +238,16 @@ async fn passing_checks_succeed_and_failing_ones_name_the_check_status_and_body(
         .await?;
     let outcome = world
         .action
-        .run(&world.job(&release, "#{IntDeploy.ShipgateTestEndpoint}", None)?)
+        .run(
+            &world
+                .job(&release, "#{IntDeploy.ShipgateTestEndpoint}")
+                .job()?,
+        )
         .await;
     let (message, kind) = failure(&outcome)?;
     assert_eq!(kind, JobFailureKind::ConfigurationError);
     assert!(message.contains("was not resolved"), "{message}");
-    let outcome = world.action.run(&world.job(&release, "", None)?).await;
+    let outcome = world.action.run(&world.job(&release, "").job()?).await;
     assert!(
         failure(&outcome)?
             .0
@@ -273,7 +271,7 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
     let release = world.release(Some(json!([health, version]))).await?;
 
     let first = action
-        .run(&world.job(&release, &world.endpoint.url, None)?)
+        .run(&world.job(&release, &world.endpoint.url).job()?)
         .await;
     let Outcome::Continue { state } = first else {
         bail!("expected a continuation: {first:?}");
@@ -287,7 +285,12 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
     assert_eq!(world.endpoint.hits("/version"), 0);
 
     let second = action
-        .run(&world.job(&release, &world.endpoint.url, Some(&state.to_string()))?)
+        .run(
+            &world
+                .job(&release, &world.endpoint.url)
+                .continuation(Some(&state.to_string()))
+                .job()?,
+        )
         .await;
     let Outcome::Done { summary, .. } = second else {
         bail!("expected success: {second:?}");

@@ -393,6 +393,27 @@ struct Execution {
     failure: Option<(String, String, String)>,
 }
 
+impl StandInState {
+    /// The template and parameters of the change set named (or identified) `name`.
+    fn change_set(&self, name: &str) -> Result<Option<ChangeSetFacts>> {
+        let sets = self
+            .change_sets
+            .lock()
+            .map_err(|_| poisoned("change sets"))?;
+        Ok(sets.get(name).cloned())
+    }
+
+    /// The execution of `stack`, if one went through the stand-in.
+    fn execution(&self, stack: &str) -> Result<Option<Execution>> {
+        let executed = self.executed.lock().map_err(|_| poisoned("executed"))?;
+        Ok(executed.get(stack).cloned())
+    }
+}
+
+fn poisoned(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("the stand-in's {what} lock is poisoned")
+}
+
 /// The resource type whose handler raises each error moto fails an execution with.
 const FAILING_TYPES: [(&str, &str); 1] = [("ClusterNotFoundException", "AWS::ECS::Service")];
 
@@ -415,7 +436,6 @@ impl CloudFormationStandIn {
 
 async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::response::Response> {
     let field = |name: &str| request.field(name);
-    let lock = |m: &'static str| anyhow::anyhow!("{m} poisoned");
     match field("Action").as_str() {
         "CreateChangeSet" => {
             let (status, reply) = request.forward().await?;
@@ -437,7 +457,10 @@ async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::r
                     template,
                     parameters,
                 };
-                let mut sets = state.change_sets.lock().map_err(|_| lock("change sets"))?;
+                let mut sets = state
+                    .change_sets
+                    .lock()
+                    .map_err(|_| poisoned("change sets"))?;
                 if let Some(id) = between(&reply, "<Id>", "</Id>") {
                     sets.insert(id.to_owned(), facts.clone());
                 }
@@ -448,11 +471,7 @@ async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::r
         "ExecuteChangeSet" => {
             let stack = field("StackName");
             let facts = state
-                .change_sets
-                .lock()
-                .map_err(|_| lock("change sets"))?
-                .get(&field("ChangeSetName"))
-                .cloned()
+                .change_set(&field("ChangeSetName"))?
                 .context("a change set created through the stand-in")?;
             let (_, described) = request
                 .ask(format!(
@@ -481,15 +500,19 @@ async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::r
                     format!("Resource handler returned message: \"{message}\""),
                 ))
             };
-            state.executed.lock().map_err(|_| lock("executed"))?.insert(
-                stack,
-                Execution {
-                    creates,
-                    facts,
-                    in_progress: u32::from(failure.is_none()),
-                    failure,
-                },
-            );
+            state
+                .executed
+                .lock()
+                .map_err(|_| poisoned("executed"))?
+                .insert(
+                    stack,
+                    Execution {
+                        creates,
+                        facts,
+                        in_progress: u32::from(failure.is_none()),
+                        failure,
+                    },
+                );
             Ok(xml(
                 200,
                 format!(
@@ -501,13 +524,7 @@ async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::r
         "DescribeChangeSet" => {
             let (status, mut reply) = request.forward().await?;
             let stack = between(&reply, "<StackName>", "</StackName>").unwrap_or_default();
-            let execution = state
-                .executed
-                .lock()
-                .map_err(|_| lock("executed"))?
-                .get(stack)
-                .cloned();
-            if let Some(execution) = execution {
+            if let Some(execution) = state.execution(stack)? {
                 let now = if execution.failure.is_some() {
                     "EXECUTE_FAILED"
                 } else if execution.in_progress > 0 {
@@ -527,7 +544,7 @@ async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::r
         "DescribeStacks" => {
             let stack = field("StackName");
             let execution = {
-                let mut executed = state.executed.lock().map_err(|_| lock("executed"))?;
+                let mut executed = state.executed.lock().map_err(|_| poisoned("executed"))?;
                 executed.get_mut(&stack).map(|e| {
                     let seen = e.clone();
                     e.in_progress = e.in_progress.saturating_sub(1);
@@ -572,13 +589,7 @@ async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::r
         }
         "DescribeStackEvents" => {
             let stack = field("StackName");
-            let execution = state
-                .executed
-                .lock()
-                .map_err(|_| lock("executed"))?
-                .get(&stack)
-                .cloned();
-            match execution {
+            match state.execution(&stack)? {
                 Some(Execution {
                     failure: Some((logical_id, kind, reason)),
                     ..

@@ -42,7 +42,7 @@ use shipgate_tests::images::{ImageBuilder, ManifestFormat, PushedImage};
 use shipgate_tests::jobs::{JobEvent, done, failure, run_to_end};
 use shipgate_tests::releases::PipelineRelease;
 use shipgate_tests::shared_stack::SharedStack;
-use shipgate_tests::support::{store, table};
+use shipgate_tests::support::{in_account, store, table};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -216,9 +216,7 @@ impl World {
 /// An account's side: through its deploy role, or the stack's own (tooling) credentials.
 async fn side(stack: &Stack, account: Option<&str>) -> Result<Side> {
     let sdk = match account {
-        Some(a) => {
-            shipgate::aws::assume_role(&stack.sdk, &accounts::deploy_role_arn(a), "tests").await
-        }
+        Some(a) => in_account(stack, a).await,
         None => stack.sdk.clone(),
     };
     let ecr = aws_sdk_ecr::Client::new(&sdk);

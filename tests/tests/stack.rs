@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use shipgate_local::accounts;
-use shipgate_tests::support::start_stack;
+use shipgate_tests::support::{in_account, start_stack};
 
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state says it is gone.
@@ -59,12 +59,7 @@ async fn two_stacks_run_side_by_side_on_their_own_ports() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
     let stack = start_stack("assume-role", |o| o.registries = false).await?;
-    let int = shipgate::aws::assume_role(
-        &stack.sdk,
-        &accounts::deploy_role_arn(accounts::INT),
-        "shipgate-test",
-    )
-    .await;
+    let int = in_account(&stack, accounts::INT).await;
     let who = aws_sdk_sts::Client::new(&int)
         .get_caller_identity()
         .send()
@@ -125,12 +120,7 @@ async fn each_environment_account_gets_its_platform_from_the_environment_templat
         );
         assert!(outputs["ProdListenerArn"].contains(account), "{outputs:?}");
         // The applications' templates import these, in that account only.
-        let assumed = shipgate::aws::assume_role(
-            &stack.sdk,
-            &accounts::deploy_role_arn(account),
-            "test-environments",
-        )
-        .await;
+        let assumed = in_account(&stack, account).await;
         let exports = aws_sdk_cloudformation::Client::new(&assumed)
             .list_exports()
             .send()

@@ -26,6 +26,15 @@ async fn world() -> Result<World> {
     World::on(STACK.get().await?).await
 }
 
+/// Starts a deployment of the alias on `plan` at `t0`: its first step taken, the job going on.
+/// Its parameters, for the next invocations.
+async fn started(world: &World, execution: &str, plan: &str, t0: i64) -> Result<Value> {
+    let p = world.lambda_parameters(execution, plan, &[]);
+    let first = world.traffic.run_at(&world.job(&p)?, t0).await;
+    ensure!(kind(&first) == "continue", "{first:?}");
+    Ok(p)
+}
+
 /// Runs the action at each offset (minutes from `t0`, fractional allowed as ms) and reads the
 /// share on the new version after each run.
 async fn walk<F, Fut>(
@@ -211,11 +220,7 @@ async fn an_alarm_already_firing_blocks_the_deployment_before_any_traffic_moves(
 async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
     let world = world().await?;
     let t0 = now_ms();
-    let p = world.lambda_parameters("exec-race", "Linear10PercentEvery1Minute", &[]);
-    assert_eq!(
-        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
-        "continue"
-    );
+    let p = started(&world, "exec-race", "Linear10PercentEvery1Minute", t0).await?;
     let before = world.deployment("exec-race").await?;
 
     let (a, b) = (world.job(&p)?, world.job(&p)?);
@@ -266,11 +271,7 @@ async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
 async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
     let world = world().await?;
     let t0 = now_ms();
-    let p = world.lambda_parameters("exec-crash", "Canary10Percent5Minutes", &[]);
-    assert_eq!(
-        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
-        "continue"
-    );
+    let p = started(&world, "exec-crash", "Canary10Percent5Minutes", t0).await?;
     assert_eq!(world.deployment("exec-crash").await?.percent, 10);
 
     // The 100% step's UpdateAlias went through, then the invocation died before its record
@@ -304,11 +305,7 @@ async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
 
     // A lease that is still held makes another invocation wait, moving nothing.
     world.reset_alias().await?;
-    let p = world.lambda_parameters("exec-held", "Canary10Percent5Minutes", &[]);
-    assert_eq!(
-        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
-        "continue"
-    );
+    let p = started(&world, "exec-held", "Canary10Percent5Minutes", t0).await?;
     let mut d = world.deployment("exec-held").await?;
     d.lease = Some(Lease {
         owner: "other-job/1".into(),
@@ -384,10 +381,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert_eq!(vars["GreenTaskSet"], green1.arn);
     assert_eq!(vars["BlueTaskSet"], "");
     assert_eq!(world.weights(&test).await?, [(tg_b.clone(), 1)]);
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_b),
-        0
-    );
+    assert_eq!(world.percent_on(&prod, &tg_b).await?, 0);
 
     // Traffic: a canary, then the drain after the bake (no blue: green just becomes primary).
     let p1 = world.traffic_parameters(&r1, &vars, "Canary10Percent5Minutes");
@@ -404,10 +398,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert_eq!(d.next_step_at_ms, Some(drain.after_ms));
     let done1 = world.traffic_at(&p1, drain.after_ms).await?;
     assert_eq!(kind(&done1), "done", "{done1:?}");
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_b),
-        100
-    );
+    assert_eq!(world.percent_on(&prod, &tg_b).await?, 100);
     let sets = world.task_sets(&vars).await?;
     assert_eq!(sets.len(), 1, "{sets:#?}");
     assert!(sets[0].arn == green1.arn && sets[0].is_primary());
@@ -424,18 +415,12 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert!(green2.serves(&tg_a), "{green2:?}");
     assert_eq!(vars2["BlueTaskSet"], green1.arn);
     assert_eq!(world.weights(&test).await?, [(tg_a.clone(), 1)]);
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
-        0
-    );
+    assert_eq!(world.percent_on(&prod, &tg_a).await?, 0);
 
     let p2 = world.traffic_parameters(&r2, &vars2, "AllAtOnce");
     let t1 = now_ms();
     assert_eq!(kind(&world.traffic_at(&p2, t1).await?), "continue");
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
-        100
-    );
+    assert_eq!(world.percent_on(&prod, &tg_a).await?, 100);
     let after = world
         .deployment(&r2)
         .await?
@@ -488,10 +473,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     let sets = world.task_sets(&vars2).await?;
     assert_eq!(sets.len(), 1, "{sets:?}");
     assert!(sets[0].arn == green2.arn && sets[0].is_primary());
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
-        100
-    );
+    assert_eq!(world.percent_on(&prod, &tg_a).await?, 100);
     // A late duplicate changes nothing.
     assert_eq!(kind(&world.traffic_at(&p2, after + MINUTE).await?), "done");
     world.stop().await;

@@ -28,7 +28,7 @@ use shipgate_local::accounts;
 use shipgate_local::stack::Stack;
 use shipgate_tests::jobs::{JobEvent, run_to_end};
 use shipgate_tests::releases::PipelineRelease as Release;
-use shipgate_tests::support::{start_stack, store};
+use shipgate_tests::support::{in_account, start_stack, store};
 use shipgate_traffic::{TrafficConfig, TrafficFunction};
 
 use crate::deploy_world::{configure, function_env};
@@ -54,12 +54,7 @@ impl EcsWorld {
         })
         .await?;
         let env = function_env(&stack)?;
-        let int = shipgate::aws::assume_role(
-            &stack.sdk,
-            &accounts::deploy_role_arn(accounts::INT),
-            "test",
-        )
-        .await;
+        let int = in_account(&stack, accounts::INT).await;
         Ok(Self {
             deploy: DeployFunction::new(DeployConfig::from_env(&env)?, &stack.sdk),
             traffic: TrafficFunction::new(TrafficConfig::from_env(&env)?, &stack.sdk),
@@ -201,6 +196,14 @@ impl EcsWorld {
             .get_deployment(&id)
             .await?
             .context("the deployment record")
+    }
+
+    /// The share of `listener`'s traffic on `target_group`, in percent.
+    pub async fn percent_on(&self, listener: &str, target_group: &str) -> Result<u8> {
+        Ok(shipgate::aws::elbv2::percent_on(
+            &self.weights(listener).await?,
+            target_group,
+        ))
     }
 
     /// The listener's weight on each target group.

@@ -34,7 +34,7 @@ use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_rollback::{RollbackConfig, RollbackFunction};
 use shipgate_tests::jobs::JobEvent;
 pub use shipgate_tests::support::now_ms;
-use shipgate_tests::support::{start_stack, store, table};
+use shipgate_tests::support::{alias_routing, in_account, start_stack, store, table};
 use shipgate_traffic::{TrafficConfig, TrafficFunction};
 
 pub const TEAM: &str = "team-int@example.com";
@@ -112,12 +112,7 @@ impl World {
         let env = function_env(&stack)?;
         let traffic = TrafficFunction::new(TrafficConfig::from_env(&env)?, &stack.sdk);
         let rollback = RollbackFunction::new(RollbackConfig::from_env(&env)?, &stack.sdk);
-        let int = shipgate::aws::assume_role(
-            &stack.sdk,
-            &accounts::deploy_role_arn(accounts::INT),
-            "test",
-        )
-        .await;
+        let int = in_account(&stack, accounts::INT).await;
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let cf = aws_sdk_cloudformation::Client::new(&int);
         let outputs = app_stack(&cf, &suffix).await?;
@@ -158,32 +153,40 @@ impl World {
         JobEvent::new("TrafficFunction", parameters.clone()).job()
     }
 
+    /// The traffic action's parameters for the function's alias `live`, to version 2.
     pub fn lambda_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
-        json!({
-            "environment": "int",
-            "roleArn": accounts::deploy_role_arn(accounts::INT),
-            "releaseId": self.release_id,
-            "executionId": execution,
-            "plan": plan,
-            "alarms": alarms,
-            "target": {"kind": "lambda_alias", "function": self.function, "alias": "live", "newVersion": "2"}
-        })
+        self.parameters(
+            execution,
+            plan,
+            alarms,
+            json!({"kind": "lambda_alias", "function": self.function, "alias": "live", "newVersion": "2"}),
+        )
     }
 
+    /// The traffic action's parameters for the listener, blue to green.
     pub fn alb_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
-        json!({
-            "environment": "int",
-            "roleArn": accounts::deploy_role_arn(accounts::INT),
-            "releaseId": self.release_id,
-            "executionId": execution,
-            "plan": plan,
-            "alarms": alarms,
-            "target": {
+        self.parameters(
+            execution,
+            plan,
+            alarms,
+            json!({
                 "kind": "alb_listener",
                 "listenerArn": self.listener,
                 "blueTargetGroup": self.blue,
                 "greenTargetGroup": self.green
-            }
+            }),
+        )
+    }
+
+    fn parameters(&self, execution: &str, plan: &str, alarms: &[&str], target: Value) -> Value {
+        json!({
+            "environment": "int",
+            "roleArn": accounts::deploy_role_arn(accounts::INT),
+            "releaseId": self.release_id,
+            "executionId": execution,
+            "plan": plan,
+            "alarms": alarms,
+            "target": target,
         })
     }
 
@@ -200,18 +203,7 @@ impl World {
 
     /// The alias: (version, additional version and weight).
     pub async fn alias(&self) -> Result<(String, Option<(String, f64)>)> {
-        let out = self
-            .lambda
-            .get_alias()
-            .function_name(&self.function)
-            .name("live")
-            .send()
-            .await?;
-        let extra = out
-            .routing_config()
-            .and_then(|r| r.additional_version_weights())
-            .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
-        Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+        alias_routing(&self.lambda, &self.function, "live").await
     }
 
     /// The share on version 2, as the alias says.
@@ -286,24 +278,43 @@ pub fn cloudwatch_time(ms: i64) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-/// The EventBridge "CloudWatch Alarm State Change" event of AWS's documentation, for `alarm` in
-/// the int account entering `state` at `at_ms`.
-pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!(
-        "../../../functions/rollback/tests/fixtures/eventbridge-alarm-state-change.json"
-    ))
-    .expect("fixture");
-    event["account"] = json!(accounts::INT);
-    event["region"] = json!(accounts::REGION);
-    event["resources"] = json!([format!(
+/// The ARN of the int account's alarm `alarm`.
+fn alarm_arn(alarm: &str) -> String {
+    format!(
         "arn:aws:cloudwatch:{}:{}:alarm:{alarm}",
         accounts::REGION,
         accounts::INT
-    )]);
+    )
+}
+
+/// Writes an alarm's state object (`value`, `reason`, `timestamp`), as both events carry it.
+fn write_state(state_object: &mut Value, state: &str, reason: &str, at_ms: i64) {
+    state_object["value"] = json!(state);
+    state_object["reason"] = json!(reason);
+    state_object["timestamp"] = json!(cloudwatch_time(at_ms));
+}
+
+/// `fixture`, an event of AWS's, as one from the int account in the local region
+/// (`account_field` names its account).
+fn int_event(fixture: &str, account_field: &str) -> Value {
+    let mut event: Value = serde_json::from_str(fixture).expect("AWS's event is JSON");
+    event[account_field] = json!(accounts::INT);
+    event["region"] = json!(accounts::REGION);
+    event
+}
+
+/// The EventBridge "CloudWatch Alarm State Change" event of AWS's documentation, for `alarm` in
+/// the int account entering `state` at `at_ms`.
+pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
+    let mut event = int_event(
+        include_str!(
+            "../../../functions/rollback/tests/fixtures/eventbridge-alarm-state-change.json"
+        ),
+        "account",
+    );
+    event["resources"] = json!([alarm_arn(alarm)]);
     event["detail"]["alarmName"] = json!(alarm);
-    event["detail"]["state"]["value"] = json!(state);
-    event["detail"]["state"]["reason"] = json!(reason);
-    event["detail"]["state"]["timestamp"] = json!(cloudwatch_time(at_ms));
+    write_state(&mut event["detail"]["state"], state, reason, at_ms);
     event["detail"]["previousState"]["value"] =
         json!(if state == "ALARM" { "OK" } else { "ALARM" });
     event
@@ -311,22 +322,16 @@ pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> 
 
 /// The alarm's Lambda-action payload (aws_lambda_events' fixture), for `alarm` in the int account.
 pub fn lambda_action_payload(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!(
-        "../../../functions/rollback/tests/fixtures/example-cloudwatch-alarm-metric.json"
-    ))
-    .expect("fixture");
-    event["accountId"] = json!(accounts::INT);
-    event["region"] = json!(accounts::REGION);
-    event["alarmArn"] = json!(format!(
-        "arn:aws:cloudwatch:{}:{}:alarm:{alarm}",
-        accounts::REGION,
-        accounts::INT
-    ));
+    let mut event = int_event(
+        include_str!(
+            "../../../functions/rollback/tests/fixtures/example-cloudwatch-alarm-metric.json"
+        ),
+        "accountId",
+    );
+    event["alarmArn"] = json!(alarm_arn(alarm));
     event["time"] = json!(cloudwatch_time(at_ms));
     event["alarmData"]["alarmName"] = json!(alarm);
-    event["alarmData"]["state"]["value"] = json!(state);
-    event["alarmData"]["state"]["reason"] = json!(reason);
-    event["alarmData"]["state"]["timestamp"] = json!(cloudwatch_time(at_ms));
+    write_state(&mut event["alarmData"]["state"], state, reason, at_ms);
     event
 }
 
