@@ -5,6 +5,7 @@ pub mod browser;
 pub mod drops;
 pub mod images;
 pub mod jobs;
+pub mod measure;
 pub mod moto_proxy;
 pub mod releases;
 pub mod shared_stack;
