@@ -48,7 +48,7 @@ use shipgate::aws::cloudformation::execute_change_set;
 use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::changes::Category;
 use shipgate::config::Env;
-use shipgate::job::{Job, JobAction};
+use shipgate::job::{Job, JobAction, Outcome};
 use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
 use shipgate_change_set::{ChangeSetConfig, ChangeSetFunction};
 use shipgate_local::accounts;
@@ -185,11 +185,23 @@ impl World {
         .await
     }
 
+    /// Drops `builder`'s release (its template edited by `edit`) and runs its change-set job
+    /// once: the release, and what the action answered.
+    async fn changes_of(
+        &self,
+        builder: &ReleaseBuilder,
+        edit: impl Fn(String) -> String,
+    ) -> Result<(PipelineRelease, Outcome)> {
+        let zip = self.zip(builder, edit)?;
+        let release = self.release(&zip, &zip).await?;
+        let outcome = self.action.run(&self.job(&release, None)?).await;
+        Ok((release, outcome))
+    }
+
     /// Runs a release's first job to success and deploys its change set.
     async fn deployed(&self, builder: &ReleaseBuilder) -> Result<PipelineRelease> {
-        let zip = self.zip(builder, |t| t)?;
-        let release = self.release(&zip, &zip).await?;
-        done(&self.action.run(&self.job(&release, None)?).await)?;
+        let (release, outcome) = self.changes_of(builder, |t| t).await?;
+        done(&outcome)?;
         self.deploy(&release).await?;
         Ok(release)
     }
@@ -238,10 +250,7 @@ fn digest(seed: char) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<()> {
     let world = World::start().await?;
-    let zip = world.zip(&world.orders("1.0.0", 'a'), |t| t)?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    let (release, outcome) = world.changes_of(&world.orders("1.0.0", 'a'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
     assert_eq!(summary, format!("int: {}: 5 added", world.service()));
@@ -349,10 +358,7 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
 async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> Result<()> {
     let world = World::start().await?;
     world.deployed(&world.orders("1.0.0", 'a')).await?;
-    let zip = world.zip(&world.orders("1.1.0", 'b'), |t| t)?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    let (release, outcome) = world.changes_of(&world.orders("1.1.0", 'b'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
     let stored = world.stored(&release).await?;
@@ -393,7 +399,7 @@ async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
     let world = World::start().await?;
     world.deployed(&world.orders("1.0.0", 'a')).await?;
     // The next release drops the green target group and keeps logs longer.
-    let zip = world.zip(&world.orders("1.1.0", 'a'), |template| {
+    let drop_green = |template: String| {
         let start = template.find("  GreenTargetGroup:").unwrap_or(0);
         let end = template.find("  Service:").unwrap_or(start);
         let mut t = format!("{}{}", &template[..start], &template[end..]);
@@ -405,10 +411,10 @@ async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
             "RetentionInDays: !If [IsProd, 90, 14]",
             "RetentionInDays: !If [IsProd, 90, 30]",
         )
-    })?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    };
+    let (release, outcome) = world
+        .changes_of(&world.orders("1.1.0", 'a'), drop_green)
+        .await?;
 
     let (summary, variables) = done(&outcome)?;
     assert_eq!(
@@ -445,10 +451,7 @@ async fn an_unchanged_release_has_no_changes_and_the_action_succeeds() -> Result
     let world = World::start().await?;
     world.deployed(&world.orders("1.0.0", 'a')).await?;
     // The same release dropped again: another release id, the same template and parameters.
-    let zip = world.zip(&world.orders("1.0.0", 'a'), |t| t)?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    let (release, outcome) = world.changes_of(&world.orders("1.0.0", 'a'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
     assert_eq!(summary, "int: no changes");
@@ -467,15 +470,15 @@ async fn a_change_set_cloudformation_refuses_fails_the_job_with_its_reason() -> 
     let world = World::start().await?;
     // The target groups import the VPC from a network stack int does not have yet.
     let export = format!("{}-int-network-VpcId", world.app);
-    let zip = world.zip(&world.orders("1.0.0", 'a'), |t| {
+    let import_vpc = |t: String| {
         t.replace(
             "VpcId: !Ref VpcId",
             &format!("VpcId: !ImportValue {export}"),
         )
-    })?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    };
+    let (release, outcome) = world
+        .changes_of(&world.orders("1.0.0", 'a'), import_vpc)
+        .await?;
 
     let (message, kind) = failure(&outcome)?;
     assert_eq!(kind, JobFailureKind::JobFailed);

@@ -26,13 +26,14 @@ async fn world() -> Result<World> {
     World::on(STACK.get().await?).await
 }
 
-/// Starts a deployment of the alias on `plan` at `t0`: its first step taken, the job going on.
-/// Its parameters, for the next invocations.
-async fn started(world: &World, execution: &str, plan: &str, t0: i64) -> Result<Value> {
+/// Starts a deployment of the alias on `plan`, now: its first step taken, the job going on.
+/// Its parameters, for the next invocations, and when it started (the tests' time from then on).
+async fn started(world: &World, execution: &str, plan: &str) -> Result<(Value, i64)> {
+    let t0 = now_ms();
     let p = world.lambda_parameters(execution, plan, &[]);
     let first = world.traffic.run_at(&world.job(&p)?, t0).await;
     ensure!(kind(&first) == "continue", "{first:?}");
-    Ok(p)
+    Ok((p, t0))
 }
 
 /// Runs the action at each offset (minutes from `t0`, fractional allowed as ms) and reads the
@@ -219,8 +220,7 @@ async fn an_alarm_already_firing_blocks_the_deployment_before_any_traffic_moves(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
     let world = world().await?;
-    let t0 = now_ms();
-    let p = started(&world, "exec-race", "Linear10PercentEvery1Minute", t0).await?;
+    let (p, t0) = started(&world, "exec-race", "Linear10PercentEvery1Minute").await?;
     let before = world.deployment("exec-race").await?;
 
     let (a, b) = (world.job(&p)?, world.job(&p)?);
@@ -270,8 +270,7 @@ async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
     let world = world().await?;
-    let t0 = now_ms();
-    let p = started(&world, "exec-crash", "Canary10Percent5Minutes", t0).await?;
+    let (p, t0) = started(&world, "exec-crash", "Canary10Percent5Minutes").await?;
     assert_eq!(world.deployment("exec-crash").await?.percent, 10);
 
     // The 100% step's UpdateAlias went through, then the invocation died before its record
@@ -305,7 +304,7 @@ async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
 
     // A lease that is still held makes another invocation wait, moving nothing.
     world.reset_alias().await?;
-    let p = started(&world, "exec-held", "Canary10Percent5Minutes", t0).await?;
+    let (p, t0) = started(&world, "exec-held", "Canary10Percent5Minutes").await?;
     let mut d = world.deployment("exec-held").await?;
     d.lease = Some(Lease {
         owner: "other-job/1".into(),

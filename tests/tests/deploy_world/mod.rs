@@ -406,12 +406,16 @@ async fn app_stack(
 
 /// Versions 1 and 2 of the function, and `live` on version 1.
 async fn publish_two_versions(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<()> {
-    let v1 = lambda
-        .publish_version()
-        .function_name(function)
-        .send()
-        .await
-        .context("PublishVersion 1")?;
+    let publish = |n: u8| async move {
+        let out = lambda
+            .publish_version()
+            .function_name(function)
+            .send()
+            .await
+            .with_context(|| format!("PublishVersion {n}"))?;
+        anyhow::Ok(out.version().map(str::to_owned))
+    };
+    let v1 = publish(1).await?;
     lambda
         .update_function_configuration()
         .function_name(function)
@@ -419,17 +423,10 @@ async fn publish_two_versions(lambda: &aws_sdk_lambda::Client, function: &str) -
         .send()
         .await
         .context("UpdateFunctionConfiguration")?;
-    let v2 = lambda
-        .publish_version()
-        .function_name(function)
-        .send()
-        .await
-        .context("PublishVersion 2")?;
+    let v2 = publish(2).await?;
     anyhow::ensure!(
-        v1.version() == Some("1") && v2.version() == Some("2"),
-        "moto published {:?} and {:?}",
-        v1.version(),
-        v2.version()
+        v1.as_deref() == Some("1") && v2.as_deref() == Some("2"),
+        "moto published {v1:?} and {v2:?}"
     );
     lambda
         .create_alias()
