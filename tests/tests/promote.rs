@@ -38,6 +38,7 @@ use shipgate::store::{Promotion, PromotionState, Store};
 use shipgate_local::accounts::{self, INT, REGION, STG, TOOLING};
 use shipgate_local::stack::Stack;
 use shipgate_promote::{PromoteConfig, PromoteFunction};
+use shipgate_tests::drops::ReleaseBuilder;
 use shipgate_tests::images::{ImageBuilder, ManifestFormat, PushedImage};
 use shipgate_tests::jobs::{JobEvent, done, failure, run_to_end};
 use shipgate_tests::releases::PipelineRelease;
@@ -103,23 +104,38 @@ impl World {
 
     /// Records a release of `images` (name, repository, tag, digest) as intake does.
     async fn release(&self, images: &[(&str, &str, &str, &Digest)]) -> Result<PipelineRelease> {
-        let manifest = json!({
-            "schema_version": "shipgate.release/v1",
-            "application": "orders",
-            "version": "1.4.2",
-            "message": "refunds",
-            "integrator": {"name": "Acme", "email": "release@acme.example"},
-            "environments": ["int", "stg", "prod"],
-            "images": images.iter().map(|(name, repository, tag, digest)| json!({
-                "name": name, "repository": repository, "tag": tag, "digest": digest.as_str(),
-            })).collect::<Vec<_>>(),
-            "templates": [],
-        });
+        let manifest = images
+            .iter()
+            .fold(
+                ReleaseBuilder::new("orders", "1.4.2").environments(&["int", "stg", "prod"]),
+                |release, (name, repository, tag, digest)| {
+                    release.image(name, repository, tag, digest.as_str())
+                },
+            )
+            .manifest();
         let release = PipelineRelease::new();
         release
             .record_started(&self.store, "artifacts", &manifest, None)
             .await?;
         Ok(release)
+    }
+
+    /// A release of an image pushed to int's `repo` as 1.4.2, where someone pushed another
+    /// build under the same version in stg: the release's image, stg's, and the release.
+    async fn another_build_in_stg(
+        &self,
+        repo: &str,
+    ) -> Result<(PushedImage, PushedImage, PipelineRelease)> {
+        let promoted = ImageBuilder::new()
+            .push(&self.int.registry, repo, "1.4.2")
+            .await?;
+        let other = ImageBuilder::new()
+            .push(&self.stg.registry, repo, "1.4.2")
+            .await?;
+        let release = self
+            .release(&[("web", repo, "1.4.2", promoted.digest())])
+            .await?;
+        Ok((promoted, other, release))
     }
 
     /// The job CodePipeline sends for the stg promotion of `release`, from int.
@@ -679,16 +695,7 @@ async fn an_immutable_tag_on_another_digest_is_a_conflict_naming_both() -> Resul
     let world = World::start().await?;
     let repo = unique_repo("orders/web");
     create_repository(&world.stg.ecr, &repo, ImageTagMutability::Immutable, false).await?;
-    let promoted = ImageBuilder::new()
-        .push(&world.int.registry, &repo, "1.4.2")
-        .await?;
-    // Someone pushed another build under the same version in stg.
-    let other = ImageBuilder::new()
-        .push(&world.stg.registry, &repo, "1.4.2")
-        .await?;
-    let release = world
-        .release(&[("web", &repo, "1.4.2", promoted.digest())])
-        .await?;
+    let (promoted, other, release) = world.another_build_in_stg(&repo).await?;
 
     let (outcome, _) = world.promote(&world.action(&[])?, &release).await?;
 
@@ -721,15 +728,7 @@ async fn a_mutable_tag_moves_to_the_promoted_digest_and_an_existing_repository_k
     let repo = unique_repo("orders/web");
     create_repository(&world.int.ecr, &repo, ImageTagMutability::Immutable, true).await?;
     create_repository(&world.stg.ecr, &repo, ImageTagMutability::Mutable, false).await?;
-    let promoted = ImageBuilder::new()
-        .push(&world.int.registry, &repo, "1.4.2")
-        .await?;
-    let other = ImageBuilder::new()
-        .push(&world.stg.registry, &repo, "1.4.2")
-        .await?;
-    let release = world
-        .release(&[("web", &repo, "1.4.2", promoted.digest())])
-        .await?;
+    let (promoted, other, release) = world.another_build_in_stg(&repo).await?;
 
     done(&world.promote(&world.action(&[])?, &release).await?.0)?;
 
