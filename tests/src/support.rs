@@ -110,6 +110,17 @@ pub async fn alias_routing(
     Ok((out.function_version().unwrap_or_default().to_owned(), extra))
 }
 
+/// A CloudFormation stack's status (`CREATE_COMPLETE`, `REVIEW_IN_PROGRESS`, …).
+pub async fn stack_status(cf: &aws_sdk_cloudformation::Client, stack: &str) -> Result<String> {
+    let out = cf.describe_stacks().stack_name(stack).send().await?;
+    Ok(out
+        .stacks()
+        .first()
+        .and_then(|s| s.stack_status())
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default())
+}
+
 /// The wall clock in epoch milliseconds: where a test starts the time it then drives itself
 /// (`run_at`, `handle_at`), or what a continuation token of the moment says.
 pub fn now_ms() -> i64 {

@@ -80,6 +80,30 @@ async fn open_page(link: &str) -> Result<(String, String)> {
     Ok((t, f))
 }
 
+/// A person opens the link and presses `decision` on the page, with `comment`.
+async fn decide_on_page(link: &str, decision: &str, comment: &str) -> Result<(StatusCode, String)> {
+    let (t, f) = open_page(link).await?;
+    post_form(
+        link,
+        &[
+            ("t", &t),
+            ("f", &f),
+            ("decision", decision),
+            ("comment", comment),
+        ],
+    )
+    .await
+}
+
+/// The gate as shipgate records it now.
+async fn gate_now(story: &Story, gate: &Gate) -> Result<Gate> {
+    story
+        .store
+        .get_gate(&gate.execution_id, STAGE, ACTION)
+        .await?
+        .context("the gate is recorded")
+}
+
 /// The approval is still waiting in CodePipeline and in shipgate.
 async fn still_pending(story: &Story, gate: &Gate) -> Result<()> {
     assert_eq!(
@@ -87,11 +111,7 @@ async fn still_pending(story: &Story, gate: &Gate) -> Result<()> {
         Some("InProgress"),
         "the approval still waits in CodePipeline"
     );
-    let now = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
+    let now = gate_now(story, gate).await?;
     assert_eq!(now.state, GateState::Pending, "the gate is still pending");
     assert!(now.decision.is_none());
     Ok(())
@@ -106,11 +126,7 @@ async fn approved(story: &Story, gate: &Gate) -> Result<Gate> {
         )
     })
     .await?;
-    let decided = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
+    let decided = gate_now(story, gate).await?;
     assert_eq!(decided.state, GateState::Approved);
     Ok(decided)
 }
@@ -281,17 +297,7 @@ async fn approving_on_the_page_moves_the_pipeline_on_and_closes_every_link() -> 
 async fn rejecting_stops_the_execution_with_the_approvers_comment() -> Result<()> {
     let (story, release, gate) = at_the_gate("gate-reject").await?;
     let link = story.approval_link(OPS, "1.4.0", "reject").await?;
-    let (t, f) = open_page(&link).await?;
-    let (status, body) = post_form(
-        &link,
-        &[
-            ("t", &t),
-            ("f", &f),
-            ("decision", "reject"),
-            ("comment", "the orders migration is missing"),
-        ],
-    )
-    .await?;
+    let (status, body) = decide_on_page(&link, "reject", "the orders migration is missing").await?;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let execution = release.execution_id.clone().context("execution")?;
@@ -313,11 +319,7 @@ async fn rejecting_stops_the_execution_with_the_approvers_comment() -> Result<()
         summary.contains("the orders migration is missing"),
         "{summary}"
     );
-    let decided = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
+    let decided = gate_now(&story, &gate).await?;
     assert_eq!(decided.state, GateState::Rejected);
     Ok(())
 }
@@ -341,17 +343,7 @@ async fn a_scanner_fetching_the_link_approves_nothing() -> Result<()> {
 
     // Nor was the link used up: the approver who opens it next decides with it, and the
     // decision is that approver's, from that link.
-    let (t, f) = open_page(&link).await?;
-    let (status, body) = post_form(
-        &link,
-        &[
-            ("t", &t),
-            ("f", &f),
-            ("decision", "approve"),
-            ("comment", "after the scanner"),
-        ],
-    )
-    .await?;
+    let (status, body) = decide_on_page(&link, "approve", "after the scanner").await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     let decision = approved(&story, &gate)
         .await?

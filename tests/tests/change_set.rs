@@ -57,7 +57,9 @@ use shipgate_tests::jobs::{JobEvent, done, failure};
 use shipgate_tests::moto_proxy::{MotoProxy, QueryRequest, between, escape, xml};
 use shipgate_tests::releases::{PipelineRelease, validated_release};
 use shipgate_tests::shared_stack::SharedStack;
-use shipgate_tests::support::{WAIT, artifact_bucket, in_account, now_ms, store, table, wait_for};
+use shipgate_tests::support::{
+    WAIT, artifact_bucket, in_account, now_ms, stack_status, store, table, wait_for,
+};
 
 const ENVIRONMENT: &str = "int";
 
@@ -173,16 +175,15 @@ impl World {
         let stack = self.service();
         execute_change_set(&self.int, &stack, &name).await?;
         wait_for(&format!("{stack} deployed"), WAIT, || async {
-            let out = self.int.describe_stacks().stack_name(&stack).send().await?;
-            let status = out
-                .stacks()
-                .first()
-                .and_then(|s| s.stack_status())
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
+            let status = self.service_status().await?;
             Ok(matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE").then_some(()))
         })
         .await
+    }
+
+    /// The service stack's status in int.
+    async fn service_status(&self) -> Result<String> {
+        stack_status(&self.int, &self.service()).await
     }
 
     /// Drops `builder`'s release (its template edited by `edit`) and runs its change-set job
@@ -310,16 +311,7 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
         )
     );
     assert_eq!(parameters["Version"], "1.0.0");
-    let stacks = world
-        .int
-        .describe_stacks()
-        .stack_name(world.service())
-        .send()
-        .await?;
-    assert_eq!(
-        stacks.stacks()[0].stack_status().map(|s| s.as_str()),
-        Some("REVIEW_IN_PROGRESS")
-    );
+    assert_eq!(world.service_status().await?, "REVIEW_IN_PROGRESS");
 
     // CodePipeline may deliver the same job twice; later invocations of the job carry the
     // continuation token. Either way the change set is found by name, never created again.

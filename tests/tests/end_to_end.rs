@@ -28,7 +28,7 @@ use shipgate_local::accounts;
 use shipgate_local::approvals::follow;
 use shipgate_local::outbox::links;
 use shipgate_tests::story::Story;
-use shipgate_tests::support::{alias_routing, in_account, wait_for};
+use shipgate_tests::support::{alias_routing, in_account, stack_status, wait_for};
 
 /// How long one step may take on a loaded 2-core machine.
 const STEP: Duration = Duration::from_secs(120);
@@ -262,13 +262,7 @@ impl World {
 
     async fn stack_status(&self, account: &str, name: &str) -> Result<String> {
         let cf = aws_sdk_cloudformation::Client::new(&self.environment_sdk(account).await);
-        let out = cf.describe_stacks().stack_name(name).send().await?;
-        Ok(out
-            .stacks()
-            .first()
-            .and_then(|s| s.stack_status())
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default())
+        stack_status(&cf, name).await
     }
 
     /// The stage's deployment of `release` named `name` (the listener's is unnamed, the

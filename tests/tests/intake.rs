@@ -37,7 +37,11 @@ struct World {
 
 impl World {
     async fn start() -> Result<Self> {
-        let stack = STACK.get().await?;
+        Self::on(STACK.get().await?)
+    }
+
+    /// What a test sees of `stack`: clients of its own, and a folder of its own.
+    fn on(stack: &'static Stack) -> Result<Self> {
         Ok(Self {
             store: store(stack)?,
             s3: shipgate::aws::s3_client(&stack.sdk, true),
