@@ -234,7 +234,7 @@ impl Session {
                 loop {
                     match old_page.tag_name().await {
                         Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                        Err(e) if e.is_stale_element_reference() || e.is_no_such_element() => break,
+                        Err(e) if replaced(&e) => break,
                         Err(e) => return Err(e),
                     }
                 }
@@ -276,6 +276,18 @@ impl Session {
 }
 
 /// Runs one WebDriver operation with [`OP_TIMEOUT`], naming `what` in its error.
+/// Whether `error` says the element's document has been replaced. WebDriver says so with
+/// "stale element reference" (or "no such element"); chromedriver, when the new document
+/// arrives while it is resolving the node, answers "unknown error" with DevTools' "Node with
+/// given id does not belong to the document": the same fact, seen a moment earlier.
+fn replaced(error: &CmdError) -> bool {
+    error.is_stale_element_reference()
+        || error.is_no_such_element()
+        || error
+            .to_string()
+            .contains("does not belong to the document")
+}
+
 async fn bounded<T>(what: String, op: impl Future<Output = Result<T, CmdError>>) -> Result<T> {
     match tokio::time::timeout(OP_TIMEOUT, op).await {
         Ok(result) => result.map_err(|e| anyhow!("{what}: {e}")),

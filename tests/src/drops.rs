@@ -167,6 +167,23 @@ impl ReleaseBuilder {
                 name = image.name,
             ));
         }
+        // Blue and green, the same but for their names.
+        let target_groups: String = ["Blue", "Green"]
+            .iter()
+            .map(|colour| {
+                format!(
+                    r#"  {colour}TargetGroup:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      VpcId: !Ref VpcId
+      Port: 8080
+      Protocol: HTTP
+      TargetType: ip
+      HealthCheckPath: /health
+"#
+                )
+            })
+            .collect();
         let first = self.images.first().map_or("web", |i| i.name.as_str());
         format!(
             r#"AWSTemplateFormatVersion: "2010-09-09"
@@ -197,23 +214,7 @@ Resources:
       Cpu: "256"
       Memory: "512"
       ContainerDefinitions:
-{containers}  BlueTargetGroup:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      VpcId: !Ref VpcId
-      Port: 8080
-      Protocol: HTTP
-      TargetType: ip
-      HealthCheckPath: /health
-  GreenTargetGroup:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      VpcId: !Ref VpcId
-      Port: 8080
-      Protocol: HTTP
-      TargetType: ip
-      HealthCheckPath: /health
-  Service:
+{containers}{target_groups}  Service:
     Type: AWS::ECS::Service
     Properties:
       Cluster: !Ref ClusterName
@@ -447,6 +448,27 @@ impl RawEntry {
         self
     }
 
+    /// The fields a local header and a central directory record share, in their order:
+    /// version needed, flags, method, time and date (zero), CRC, sizes, name and extra lengths.
+    fn header_fields(
+        &self,
+        out: &mut Vec<u8>,
+        compressed: u32,
+        uncompressed: u32,
+        name_len: usize,
+        extra_len: usize,
+    ) {
+        out.extend(20u16.to_le_bytes());
+        out.extend(self.flags.to_le_bytes());
+        out.extend(self.method.to_le_bytes());
+        out.extend([0u8; 4]);
+        out.extend(self.crc.to_le_bytes());
+        out.extend(compressed.to_le_bytes());
+        out.extend(uncompressed.to_le_bytes());
+        out.extend((name_len as u16).to_le_bytes());
+        out.extend((extra_len as u16).to_le_bytes());
+    }
+
     fn extra(&self, offset: Option<u64>) -> Vec<u8> {
         let mut out = Vec::new();
         if self.zip64 {
@@ -525,15 +547,7 @@ impl RawZip {
             };
             let mut out = Vec::new();
             out.extend(0x0403_4b50u32.to_le_bytes());
-            out.extend(20u16.to_le_bytes());
-            out.extend(e.flags.to_le_bytes());
-            out.extend(e.method.to_le_bytes());
-            out.extend([0u8; 4]);
-            out.extend(e.crc.to_le_bytes());
-            out.extend(compressed.to_le_bytes());
-            out.extend(uncompressed.to_le_bytes());
-            out.extend((name.len() as u16).to_le_bytes());
-            out.extend((extra.len() as u16).to_le_bytes());
+            e.header_fields(&mut out, compressed, uncompressed, name.len(), extra.len());
             out.extend(name);
             out.extend(extra);
             out.extend(&e.data);
@@ -575,15 +589,13 @@ impl RawZip {
             };
             out.extend(0x0201_4b50u32.to_le_bytes());
             out.extend(e.version_made_by.to_le_bytes());
-            out.extend(20u16.to_le_bytes());
-            out.extend(e.flags.to_le_bytes());
-            out.extend(e.method.to_le_bytes());
-            out.extend([0u8; 4]);
-            out.extend(e.crc.to_le_bytes());
-            out.extend(compressed.to_le_bytes());
-            out.extend(uncompressed.to_le_bytes());
-            out.extend((e.name.len() as u16).to_le_bytes());
-            out.extend((extra.len() as u16).to_le_bytes());
+            e.header_fields(
+                &mut out,
+                compressed,
+                uncompressed,
+                e.name.len(),
+                extra.len(),
+            );
             out.extend([0u8; 6]); // comment length, disk start, internal attributes
             out.extend(e.external_attrs.to_le_bytes());
             out.extend(off.to_le_bytes());
@@ -663,11 +675,25 @@ fn base_files() -> Vec<(String, Vec<u8>)> {
     base().files()
 }
 
+/// The base release as stored entries, edited by `edit`.
+fn raw_base(edit: impl FnOnce(&mut RawZip)) -> Vec<u8> {
+    let mut zip = RawZip::of(&base_files());
+    edit(&mut zip);
+    zip.build()
+}
+
 /// The base release as stored entries, plus `extra`.
 fn base_plus(extra: RawEntry) -> Vec<u8> {
-    let mut zip = RawZip::of(&base_files());
-    zip.push(extra);
-    zip.build()
+    raw_base(|zip| {
+        zip.push(extra);
+    })
+}
+
+/// The base release as stored entries, its manifest written as `entry`.
+fn base_with_manifest(entry: RawEntry) -> Vec<u8> {
+    raw_base(|zip| {
+        zip.replace("release.json", entry);
+    })
 }
 
 /// The base release with its manifest edited by `edit`.
@@ -729,21 +755,17 @@ pub fn bad_drops() -> Vec<BadDrop> {
         ),
         drop_of(
             "multi-disk",
-            {
-                let mut zip = RawZip::of(&base_files());
+            raw_base(|zip| {
                 zip.disk_number = 1;
-                zip.build()
-            },
+            }),
             &["unsupported_zip"],
         ),
         drop_of(
             "zip64-bad-locator",
-            {
-                let mut zip = RawZip::of(&base_files());
+            raw_base(|zip| {
                 zip.zip64_end = true;
                 zip.zip64_locator_skew = -7;
-                zip.build()
-            },
+            }),
             &["corrupt_zip"],
         ),
         // --- Hostile entry names and types.
@@ -797,26 +819,12 @@ pub fn bad_drops() -> Vec<BadDrop> {
         ),
         drop_of(
             "local-header-name-mismatch",
-            {
-                let mut zip = RawZip::of(&base_files());
-                zip.replace(
-                    "release.json",
-                    RawEntry::stored("release.json", &manifest_bytes).local_name("release.jsoN"),
-                );
-                zip.build()
-            },
+            base_with_manifest(RawEntry::stored("release.json", &manifest_bytes).local_name("release.jsoN")),
             &["entry_header_mismatch"],
         ),
         drop_of(
             "encrypted-entry",
-            {
-                let mut zip = RawZip::of(&base_files());
-                zip.replace(
-                    "release.json",
-                    RawEntry::stored("release.json", &manifest_bytes).flags(1),
-                );
-                zip.build()
-            },
+            base_with_manifest(RawEntry::stored("release.json", &manifest_bytes).flags(1)),
             &["encrypted_entry"],
         ),
         drop_of(
@@ -827,26 +835,12 @@ pub fn bad_drops() -> Vec<BadDrop> {
         // --- Lying sizes, bombs and overlaps.
         drop_of(
             "lying-uncompressed-size",
-            {
-                let mut zip = RawZip::of(&base_files());
-                zip.replace(
-                    "release.json",
-                    RawEntry::deflated("release.json", &manifest_bytes).declare_uncompressed(64),
-                );
-                zip.build()
-            },
+            base_with_manifest(RawEntry::deflated("release.json", &manifest_bytes).declare_uncompressed(64)),
             &["entry_size_mismatch"],
         ),
         drop_of(
             "crc-mismatch",
-            {
-                let mut zip = RawZip::of(&base_files());
-                zip.replace(
-                    "release.json",
-                    RawEntry::stored("release.json", &manifest_bytes).declare_crc(0xdead_beef),
-                );
-                zip.build()
-            },
+            base_with_manifest(RawEntry::stored("release.json", &manifest_bytes).declare_crc(0xdead_beef)),
             &["crc_mismatch"],
         ),
         drop_of(
@@ -865,13 +859,11 @@ pub fn bad_drops() -> Vec<BadDrop> {
         ),
         drop_of(
             "quoted-overlap-bomb",
-            {
-                let mut zip = RawZip::of(&base_files());
+            raw_base(|zip| {
                 zip.push(RawEntry::stored("bomb/a", b"aaaa").quote_next());
                 zip.push(RawEntry::stored("bomb/b", b"bbbb").quote_next());
                 zip.push(RawEntry::deflated("bomb/kernel", &[0u8; 50_000]));
-                zip.build()
-            },
+            }),
             &["overlapping_entries"],
         ),
         drop_of(
@@ -888,13 +880,11 @@ pub fn bad_drops() -> Vec<BadDrop> {
         ),
         drop_of(
             "too-many-entries",
-            {
-                let mut zip = RawZip::of(&base_files());
+            raw_base(|zip| {
                 for i in 0..10_001 {
                     zip.push(RawEntry::stored(&format!("f/{i}"), b""));
                 }
-                zip.build()
-            },
+            }),
             &["too_many_entries"],
         ),
         drop_of(

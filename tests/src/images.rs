@@ -25,34 +25,31 @@ pub enum ManifestFormat {
     Docker,
 }
 
-impl ManifestFormat {
-    fn manifest_type(self) -> &'static str {
-        match self {
-            Self::Oci => media_type::OCI_MANIFEST,
-            Self::Docker => media_type::DOCKER_MANIFEST,
-        }
-    }
-
-    fn index_type(self) -> &'static str {
-        match self {
-            Self::Oci => media_type::OCI_INDEX,
-            Self::Docker => media_type::DOCKER_MANIFEST_LIST,
-        }
-    }
-
-    fn config_type(self) -> &'static str {
-        match self {
-            Self::Oci => media_type::OCI_CONFIG,
-            Self::Docker => media_type::DOCKER_CONFIG,
-        }
-    }
-
+/// A format's media types.
+struct MediaTypes {
+    manifest: &'static str,
+    index: &'static str,
+    config: &'static str,
     /// Each format's own gzip layer type: Docker manifests carry Docker layer types, as
     /// `docker push` produces them.
-    fn layer_type(self) -> &'static str {
+    layer: &'static str,
+}
+
+impl ManifestFormat {
+    fn types(self) -> MediaTypes {
         match self {
-            Self::Oci => media_type::OCI_LAYER_GZIP,
-            Self::Docker => media_type::DOCKER_LAYER_GZIP,
+            Self::Oci => MediaTypes {
+                manifest: media_type::OCI_MANIFEST,
+                index: media_type::OCI_INDEX,
+                config: media_type::OCI_CONFIG,
+                layer: media_type::OCI_LAYER_GZIP,
+            },
+            Self::Docker => MediaTypes {
+                manifest: media_type::DOCKER_MANIFEST,
+                index: media_type::DOCKER_MANIFEST_LIST,
+                config: media_type::DOCKER_CONFIG,
+                layer: media_type::DOCKER_LAYER_GZIP,
+            },
         }
     }
 }
@@ -224,12 +221,12 @@ impl ImageBuilder {
         }
         let index = json!({
             "schemaVersion": 2,
-            "mediaType": self.format.index_type(),
+            "mediaType": self.format.types().index,
             "manifests": platforms.iter().map(|p| &p.manifest).collect::<Vec<_>>(),
         });
         let bytes = Bytes::from(serde_json::to_vec(&index)?);
         let digest = Digest::sha256_of(&bytes);
-        let media_type = self.format.index_type();
+        let media_type = self.format.types().index;
         registry
             .put_manifest(repo, digest.as_str(), media_type, bytes.clone())
             .await
@@ -301,7 +298,7 @@ impl PlatformSpec {
                 .await
                 .with_context(|| format!("pushing layer {digest}"))?;
             layers.push(Layer {
-                descriptor: Descriptor::new(format.layer_type(), digest, blob.size),
+                descriptor: Descriptor::new(format.types().layer, digest, blob.size),
                 content: *blob,
             });
         }
@@ -323,11 +320,11 @@ impl PlatformSpec {
             .push_blob(repo, config_bytes)
             .await
             .context("pushing the config")?;
-        let config = Descriptor::new(format.config_type(), config_digest, config_len);
+        let config = Descriptor::new(format.types().config, config_digest, config_len);
 
         let manifest = json!({
             "schemaVersion": 2,
-            "mediaType": format.manifest_type(),
+            "mediaType": format.types().manifest,
             "config": config,
             "layers": layers.iter().map(|l| &l.descriptor).collect::<Vec<_>>(),
         });
@@ -337,13 +334,13 @@ impl PlatformSpec {
             .put_manifest(
                 repo,
                 digest.as_str(),
-                format.manifest_type(),
+                format.types().manifest,
                 manifest_bytes.clone(),
             )
             .await
             .context("pushing the manifest by digest")?;
         let mut descriptor =
-            Descriptor::new(format.manifest_type(), digest, manifest_bytes.len() as u64);
+            Descriptor::new(format.types().manifest, digest, manifest_bytes.len() as u64);
         descriptor.platform = Some(self.platform.clone());
         Ok(PlatformImage {
             manifest: descriptor,

@@ -1,96 +1,51 @@
 //! The release story as tests walk it: a release dropped, its pipeline execution reaching a gate,
-//! the approval emails and their links. Each test starts its own stack, so tests run in parallel.
+//! the approval emails and their links. A story runs on a stack of its own: the pipeline is one
+//! per stack, and its stages lock while an approval waits, so two stories would queue behind
+//! each other's gates.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use aws_sdk_codepipeline::types::StageState;
+use anyhow::{Context, Result, bail, ensure};
+use aws_sdk_codepipeline::types::{PipelineExecution, PipelineExecutionSummary, StageState};
 use shipgate::store::{Gate, ReleaseRecord, ReleaseState, Store};
 use shipgate_local::outbox::{SentEmail, links, sent_emails};
-use shipgate_local::stack::Stack;
+use shipgate_local::stack::{Stack, StackOptions};
 
 use crate::drops;
-use crate::support::{push_source_image, put, start_stack, wait_for};
+use crate::support::{
+    artifact_bucket, pipeline_name, push_source_image, put, start_stack, store, wait_for,
+};
 
 /// How long a step of the story may take on a loaded 2-core machine.
 pub const STEP: Duration = Duration::from_secs(60);
 
-/// A local stack with the sample application's image in the source registry.
-pub struct Story {
-    pub stack: Stack,
-    pub store: Store,
+/// A pipeline as CodePipeline's API shows it (`GetPipelineState`, `GetPipelineExecution`,
+/// `ListPipelineExecutions`).
+pub struct Pipeline {
     pub cp: aws_sdk_codepipeline::Client,
-    pub s3: aws_sdk_s3::Client,
-    pub bucket: String,
-    pub pipeline: String,
-    pub repository: String,
-    pub digest: String,
+    pub name: String,
 }
 
-impl Story {
-    pub async fn start(name: &str) -> Result<Self> {
-        let stack = start_stack(name, |_| {}).await?;
-        let repository = "orders/web".to_owned();
-        let image = push_source_image(&stack, &repository, "1.0.0", &[2048, 4096]).await?;
-        let table = stack.provisioned.table.clone().context("table")?;
-        Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
-            cp: aws_sdk_codepipeline::Client::new(&stack.sdk),
-            s3: shipgate::aws::s3_client(&stack.sdk, true),
-            bucket: stack
-                .provisioned
-                .artifact_bucket
-                .clone()
-                .context("artifact bucket")?,
-            pipeline: stack
-                .provisioned
-                .refs
-                .get("PipelineName")
-                .cloned()
-                .context("pipeline name")?,
-            digest: image.digest().to_string(),
-            repository,
-            stack,
-        })
-    }
-
-    /// Drops a good release of `orders` and waits until its execution has started.
-    pub async fn drop_release(&self, version: &str) -> Result<ReleaseRecord> {
-        let zip = drops::good_release("orders", version, &self.repository, &self.digest);
-        self.drop_zip(version, zip).await
-    }
-
-    /// Drops `zip` as `incoming/orders-<version>.zip` and waits until it started.
-    pub async fn drop_zip(&self, version: &str, zip: Vec<u8>) -> Result<ReleaseRecord> {
-        let key = format!("incoming/orders-{version}.zip");
-        let (version_id, _) = put(&self.s3, &self.bucket, &key, zip).await?;
-        let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
-            bucket: self.bucket.clone(),
-            key: key.clone(),
-            version_id: Some(version_id),
-        });
-        let record = wait_for(&format!("release {id} to settle"), STEP, || async {
-            Ok(self
-                .store
-                .get_release(&id)
-                .await?
-                .filter(|r| matches!(r.state, ReleaseState::Started | ReleaseState::Rejected)))
-        })
-        .await?;
-        if record.state != ReleaseState::Started {
-            bail!("release {version} was not started: {:?}", record.problems);
+impl Pipeline {
+    pub fn new(cp: aws_sdk_codepipeline::Client, name: &str) -> Self {
+        Self {
+            cp,
+            name: name.to_owned(),
         }
-        Ok(record)
     }
 
-    /// The pipeline's stage, as `GetPipelineState` shows it.
+    /// The stages' names, in order, as `GetPipeline` declares them.
+    pub async fn stage_names(&self) -> Result<Vec<String>> {
+        let out = self.cp.get_pipeline().name(&self.name).send().await?;
+        Ok(out
+            .pipeline()
+            .map(|p| p.stages().iter().map(|s| s.name().to_owned()).collect())
+            .unwrap_or_default())
+    }
+
+    /// A stage, as `GetPipelineState` shows it.
     pub async fn stage(&self, stage: &str) -> Result<Option<StageState>> {
-        let out = self
-            .cp
-            .get_pipeline_state()
-            .name(&self.pipeline)
-            .send()
-            .await?;
+        let out = self.cp.get_pipeline_state().name(&self.name).send().await?;
         Ok(out
             .stage_states()
             .iter()
@@ -110,20 +65,39 @@ impl Story {
         }))
     }
 
-    /// The execution's status (`InProgress`, `Succeeded`, `Failed`, …).
-    pub async fn execution_status(&self, execution_id: &str) -> Result<String> {
+    /// An execution, as `GetPipelineExecution` shows it.
+    pub async fn execution(&self, execution_id: &str) -> Result<PipelineExecution> {
         let out = self
             .cp
             .get_pipeline_execution()
-            .pipeline_name(&self.pipeline)
+            .pipeline_name(&self.name)
             .pipeline_execution_id(execution_id)
             .send()
             .await?;
-        Ok(out
-            .pipeline_execution()
-            .and_then(|e| e.status())
+        out.pipeline_execution()
+            .cloned()
+            .with_context(|| format!("no execution {execution_id}"))
+    }
+
+    /// The execution's status (`InProgress`, `Succeeded`, `Failed`, …).
+    pub async fn execution_status(&self, execution_id: &str) -> Result<String> {
+        Ok(self
+            .execution(execution_id)
+            .await?
+            .status()
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default())
+    }
+
+    /// Every execution, newest first.
+    pub async fn executions(&self) -> Result<Vec<PipelineExecutionSummary>> {
+        let out = self
+            .cp
+            .list_pipeline_executions()
+            .pipeline_name(&self.name)
+            .send()
+            .await?;
+        Ok(out.pipeline_execution_summaries().to_vec())
     }
 
     /// Waits until the execution's status is one of `statuses`.
@@ -137,6 +111,138 @@ impl Story {
             },
         )
         .await
+    }
+
+    /// Waits until the execution ends, within `patience`, and fails unless it ended `expect`.
+    pub async fn execution_ends(
+        &self,
+        execution_id: &str,
+        expect: &str,
+        patience: Duration,
+    ) -> Result<()> {
+        let status = wait_for(
+            &format!("execution {execution_id} to end"),
+            patience,
+            || async {
+                let s = self.execution_status(execution_id).await?;
+                Ok((s != "InProgress").then_some(s))
+            },
+        )
+        .await?;
+        ensure!(
+            status == expect,
+            "execution {execution_id} ended {status}, expected {expect}"
+        );
+        Ok(())
+    }
+
+    /// Waits until `stage`/`action` of the newest execution ends, within `patience`, and fails
+    /// unless it ended `expect`.
+    pub async fn action_ends(
+        &self,
+        stage: &str,
+        action: &str,
+        expect: &str,
+        patience: Duration,
+    ) -> Result<()> {
+        let status = wait_for(&format!("{stage}/{action} to end"), patience, || async {
+            Ok(self
+                .action_status(stage, action)
+                .await?
+                .filter(|s| s != "InProgress"))
+        })
+        .await?;
+        ensure!(
+            status == expect,
+            "{stage}/{action} ended {status}, expected {expect}"
+        );
+        Ok(())
+    }
+}
+
+/// A local stack, its pipeline, and the sample application's image in the source registry.
+pub struct Story {
+    pub stack: Stack,
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub repository: String,
+    pub digest: String,
+}
+
+impl Story {
+    pub async fn start(name: &str) -> Result<Self> {
+        Self::start_with(name, |_| {}).await
+    }
+
+    /// A story on a stack configured by `configure`.
+    pub async fn start_with(name: &str, configure: impl FnOnce(&mut StackOptions)) -> Result<Self> {
+        let stack = start_stack(name, configure).await?;
+        let repository = "orders/web".to_owned();
+        let image = push_source_image(&stack, &repository, "1.0.0", &[2048, 4096]).await?;
+        Ok(Self {
+            store: store(&stack)?,
+            pipeline: Pipeline::new(
+                aws_sdk_codepipeline::Client::new(&stack.sdk),
+                &pipeline_name(&stack)?,
+            ),
+            s3: shipgate::aws::s3_client(&stack.sdk, true),
+            bucket: artifact_bucket(&stack)?,
+            digest: image.digest().to_string(),
+            repository,
+            stack,
+        })
+    }
+
+    /// Drops a good release of `orders` and waits until its execution has started.
+    pub async fn drop_release(&self, version: &str) -> Result<ReleaseRecord> {
+        let zip = drops::good_release("orders", version, &self.repository, &self.digest);
+        self.drop_zip(version, zip).await
+    }
+
+    /// Drops `zip` as `incoming/orders-<version>.zip` and waits until it started.
+    pub async fn drop_zip(&self, version: &str, zip: Vec<u8>) -> Result<ReleaseRecord> {
+        let record = self
+            .drop_at(&format!("incoming/orders-{version}.zip"), zip)
+            .await?;
+        if record.state != ReleaseState::Started {
+            bail!("release {version} was not started: {:?}", record.problems);
+        }
+        Ok(record)
+    }
+
+    /// Drops `zip` as `key` and waits for intake's verdict (started or rejected).
+    pub async fn drop_at(&self, key: &str, zip: Vec<u8>) -> Result<ReleaseRecord> {
+        let (version_id, _) = put(&self.s3, &self.bucket, key, zip).await?;
+        let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            version_id: Some(version_id),
+        });
+        wait_for(&format!("intake's verdict on {key}"), STEP, || async {
+            Ok(self
+                .store
+                .get_release(&id)
+                .await?
+                .filter(|r| matches!(r.state, ReleaseState::Started | ReleaseState::Rejected)))
+        })
+        .await
+    }
+
+    /// The pipeline's stage, as `GetPipelineState` shows it.
+    pub async fn stage(&self, stage: &str) -> Result<Option<StageState>> {
+        self.pipeline.stage(stage).await
+    }
+
+    /// The status of `action`'s latest execution in `stage` (`InProgress`, `Succeeded`, …).
+    pub async fn action_status(&self, stage: &str, action: &str) -> Result<Option<String>> {
+        self.pipeline.action_status(stage, action).await
+    }
+
+    /// Waits until the execution's status is one of `statuses`.
+    pub async fn wait_execution(&self, execution_id: &str, statuses: &[&str]) -> Result<String> {
+        self.pipeline.wait_execution(execution_id, statuses).await
     }
 
     /// Waits until the gate of `release` at `stage`/`action` is open and every approver mailed.
@@ -161,9 +267,15 @@ impl Story {
         .await
     }
 
+    /// Every email sent so far.
+    pub async fn emails(&self) -> Result<Vec<SentEmail>> {
+        sent_emails(&self.stack.moto.endpoint()).await
+    }
+
     /// The emails sent to `to` whose subject mentions `needle`, oldest first.
     pub async fn emails_to(&self, to: &str, needle: &str) -> Result<Vec<SentEmail>> {
-        Ok(sent_emails(&self.stack.moto.endpoint())
+        Ok(self
+            .emails()
             .await?
             .into_iter()
             .filter(|m| m.to.iter().any(|t| t == to) && m.subject.contains(needle))

@@ -1,5 +1,6 @@
-//! Spawning what a test needs: a local stack per test (free ports, its own moto and registries,
-//! killed when dropped), real S3 events from AWS's sample, and polling with a deadline.
+//! Spawning what a test needs: a local stack (free ports, its own moto and registries, killed
+//! with the thread that started them), the parts of it a test talks to, real S3 events from
+//! AWS's sample, and polling with a deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,8 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use shipgate::store::Store;
 pub use shipgate_local::outbox::{SentEmail, sent_emails};
 use shipgate_local::stack::{Stack, StackOptions};
+
+/// How long something that happens asynchronously may take on a loaded 2-core machine: a
+/// deadline for [`wait_for`], never a time to sleep.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts a stack for one test. Logs go to stderr when `TEST_LOG` is set.
 pub async fn start_stack(name: &str, configure: impl FnOnce(&mut StackOptions)) -> Result<Stack> {
@@ -36,6 +42,97 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The template's table, as the functions are configured with it.
+pub fn table(stack: &Stack) -> Result<String> {
+    stack
+        .provisioned
+        .table
+        .clone()
+        .context("the template declares no table")
+}
+
+/// The release store on the template's table, with a client of the caller's own.
+pub fn store(stack: &Stack) -> Result<Store> {
+    Ok(Store::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        table(stack)?,
+    ))
+}
+
+/// The bucket integrators drop releases into (the pipeline's artifact bucket).
+pub fn artifact_bucket(stack: &Stack) -> Result<String> {
+    stack
+        .provisioned
+        .artifact_bucket
+        .clone()
+        .context("the template declares no artifact bucket")
+}
+
+/// The pipeline the template declares.
+pub fn pipeline_name(stack: &Stack) -> Result<String> {
+    stack
+        .provisioned
+        .refs
+        .get("PipelineName")
+        .cloned()
+        .context("the template declares no pipeline")
+}
+
+/// The SDK configuration of `account`'s deploy role (an environment account), from the
+/// stack's: what shipgate's functions act with there.
+pub async fn in_account(stack: &Stack, account: &str) -> aws_config::SdkConfig {
+    shipgate::aws::assume_role(
+        &stack.sdk,
+        &shipgate_local::accounts::deploy_role_arn(account),
+        "shipgate-tests",
+    )
+    .await
+}
+
+/// A Lambda alias's routing: its version, and the additional version with its weight.
+pub async fn alias_routing(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    alias: &str,
+) -> Result<(String, Option<(String, f64)>)> {
+    let out = lambda
+        .get_alias()
+        .function_name(function)
+        .name(alias)
+        .send()
+        .await?;
+    let extra = out
+        .routing_config()
+        .and_then(|r| r.additional_version_weights())
+        .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
+    Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+}
+
+/// A CloudFormation stack's status (`CREATE_COMPLETE`, `REVIEW_IN_PROGRESS`, …).
+pub async fn stack_status(cf: &aws_sdk_cloudformation::Client, stack: &str) -> Result<String> {
+    let out = cf.describe_stacks().stack_name(stack).send().await?;
+    Ok(out
+        .stacks()
+        .first()
+        .and_then(|s| s.stack_status())
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default())
+}
+
+/// The wall clock in epoch milliseconds: where a test starts the time it then drives itself
+/// (`run_at`, `handle_at`), or what a continuation token of the moment says.
+pub fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+/// A name of `prefix` no other test uses (S3 keys, repositories, stacks, executions).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// The S3 `ObjectCreated:Put` event S3 sends to Lambda for one object version, built from AWS's
@@ -120,21 +217,28 @@ pub fn intake_that_cannot_start_pipelines(
     stack: &Stack,
     lease_seconds: i64,
 ) -> Result<shipgate_intake::Intake> {
-    let mut crashing = stack.functions.intake().clone();
-    crashing.config.lease_seconds = lease_seconds;
+    let mut intake = stack.functions.intake().clone();
+    intake.config.lease_seconds = lease_seconds;
+    without_codepipeline(intake, &stack.endpoints)
+}
+
+/// `intake`, its CodePipeline client pointed at a port nobody listens on, with no retries.
+pub fn without_codepipeline(
+    mut intake: shipgate_intake::Intake,
+    endpoints: &shipgate_local::sdk::Endpoints,
+) -> Result<shipgate_intake::Intake> {
     let dead = shipgate_local::sdk::Endpoints {
-        default: stack.endpoints.default.clone(),
         per_service: [(
             "AWS_ENDPOINT_URL_CODEPIPELINE".to_owned(),
             format!("http://127.0.0.1:{}", shipgate_local::process::free_port()?),
         )]
         .into(),
-        region: stack.endpoints.region.clone(),
+        ..endpoints.clone()
     };
-    crashing.codepipeline = aws_sdk_codepipeline::Client::from_conf(
+    intake.codepipeline = aws_sdk_codepipeline::Client::from_conf(
         aws_sdk_codepipeline::config::Builder::from(&dead.sdk_config())
             .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
             .build(),
     );
-    Ok(crashing)
+    Ok(intake)
 }

@@ -3,8 +3,6 @@
 //! button decides. Forged, expired, replayed and superseded links decide nothing, and a mail
 //! scanner fetching a link approves nothing.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -82,6 +80,30 @@ async fn open_page(link: &str) -> Result<(String, String)> {
     Ok((t, f))
 }
 
+/// A person opens the link and presses `decision` on the page, with `comment`.
+async fn decide_on_page(link: &str, decision: &str, comment: &str) -> Result<(StatusCode, String)> {
+    let (t, f) = open_page(link).await?;
+    post_form(
+        link,
+        &[
+            ("t", &t),
+            ("f", &f),
+            ("decision", decision),
+            ("comment", comment),
+        ],
+    )
+    .await
+}
+
+/// The gate as shipgate records it now.
+async fn gate_now(story: &Story, gate: &Gate) -> Result<Gate> {
+    story
+        .store
+        .get_gate(&gate.execution_id, STAGE, ACTION)
+        .await?
+        .context("the gate is recorded")
+}
+
 /// The approval is still waiting in CodePipeline and in shipgate.
 async fn still_pending(story: &Story, gate: &Gate) -> Result<()> {
     assert_eq!(
@@ -89,14 +111,24 @@ async fn still_pending(story: &Story, gate: &Gate) -> Result<()> {
         Some("InProgress"),
         "the approval still waits in CodePipeline"
     );
-    let now = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
+    let now = gate_now(story, gate).await?;
     assert_eq!(now.state, GateState::Pending, "the gate is still pending");
     assert!(now.decision.is_none());
     Ok(())
+}
+
+/// Waits for the approval to succeed in CodePipeline; the gate as shipgate recorded it.
+async fn approved(story: &Story, gate: &Gate) -> Result<Gate> {
+    wait_for("the int approval to succeed", STEP, || async {
+        Ok(
+            (story.action_status(STAGE, ACTION).await?.as_deref() == Some("Succeeded"))
+                .then_some(()),
+        )
+    })
+    .await?;
+    let decided = gate_now(story, gate).await?;
+    assert_eq!(decided.state, GateState::Approved);
+    Ok(decided)
 }
 
 /// The token inside a link.
@@ -187,7 +219,7 @@ async fn a_release_at_the_gate_mails_each_approver_links_of_their_own() -> Resul
         "region": shipgate_local::accounts::REGION,
         "consoleLink": "https://console.aws.amazon.com/codepipeline/home",
         "approval": {
-            "pipelineName": story.pipeline,
+            "pipelineName": story.pipeline.name,
             "stageName": STAGE,
             "actionName": ACTION,
             "token": pipeline_token,
@@ -239,19 +271,7 @@ async fn approving_on_the_page_moves_the_pipeline_on_and_closes_every_link() -> 
     .await?;
     assert_eq!(status, StatusCode::OK, "{done}");
 
-    wait_for("the int approval to succeed", STEP, || async {
-        Ok(
-            (story.action_status(STAGE, ACTION).await?.as_deref() == Some("Succeeded"))
-                .then_some(()),
-        )
-    })
-    .await?;
-    let decided = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
-    assert_eq!(decided.state, GateState::Approved);
+    let decided = approved(&story, &gate).await?;
     let decision = decided.decision.context("the decision is recorded")?;
     assert_eq!(decision.verdict, Verdict::Approve);
     assert_eq!(decision.approver, LEAD);
@@ -277,17 +297,7 @@ async fn approving_on_the_page_moves_the_pipeline_on_and_closes_every_link() -> 
 async fn rejecting_stops_the_execution_with_the_approvers_comment() -> Result<()> {
     let (story, release, gate) = at_the_gate("gate-reject").await?;
     let link = story.approval_link(OPS, "1.4.0", "reject").await?;
-    let (t, f) = open_page(&link).await?;
-    let (status, body) = post_form(
-        &link,
-        &[
-            ("t", &t),
-            ("f", &f),
-            ("decision", "reject"),
-            ("comment", "the orders migration is missing"),
-        ],
-    )
-    .await?;
+    let (status, body) = decide_on_page(&link, "reject", "the orders migration is missing").await?;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let execution = release.execution_id.clone().context("execution")?;
@@ -309,11 +319,7 @@ async fn rejecting_stops_the_execution_with_the_approvers_comment() -> Result<()
         summary.contains("the orders migration is missing"),
         "{summary}"
     );
-    let decided = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
+    let decided = gate_now(&story, &gate).await?;
     assert_eq!(decided.state, GateState::Rejected);
     Ok(())
 }
@@ -332,8 +338,23 @@ async fn a_scanner_fetching_the_link_approves_nothing() -> Result<()> {
     assert_eq!(head.status(), StatusCode::OK);
     let (status, _) = get(&link.replace("i=approve", "i=reject")).await?;
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    still_pending(&story, &gate).await
+    // Every fetch has been answered, so the page is done with it: nothing was decided.
+    still_pending(&story, &gate).await?;
+
+    // Nor was the link used up: the approver who opens it next decides with it, and the
+    // decision is that approver's, from that link.
+    let (status, body) = decide_on_page(&link, "approve", "after the scanner").await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let decision = approved(&story, &gate)
+        .await?
+        .decision
+        .context("the decision is recorded")?;
+    assert_eq!(
+        (decision.approver.as_str(), decision.comment.as_deref()),
+        (LEAD, Some("after the scanner"))
+    );
+    assert_eq!(decision.link, gate.links[0].nonce_key);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,19 +638,7 @@ async fn a_person_approves_in_a_real_browser_and_a_second_browser_sees_it_decide
         .await?;
     person.close().await?;
 
-    wait_for("the int approval to succeed", STEP, || async {
-        Ok(
-            (story.action_status(STAGE, ACTION).await?.as_deref() == Some("Succeeded"))
-                .then_some(()),
-        )
-    })
-    .await?;
-    let decided = story
-        .store
-        .get_gate(&gate.execution_id, STAGE, ACTION)
-        .await?
-        .context("gate")?;
-    assert_eq!(decided.state, GateState::Approved);
+    let decided = approved(&story, &gate).await?;
     assert_eq!(
         decided.decision.and_then(|d| d.comment).as_deref(),
         Some("approved from the browser")

@@ -12,7 +12,7 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, Method};
 use axum::response::{AppendHeaders, Html, IntoResponse};
 use axum::routing::get;
-use shipgate_tests::browser::Browser;
+use shipgate_tests::browser::{Browser, Session};
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -118,13 +118,18 @@ fn screenshot_path() -> PathBuf {
         .join(format!("{}.png", uuid::Uuid::new_v4()))
 }
 
+/// A new session of `browser` with `url` open.
+async fn opened(browser: &Browser, url: &str) -> Result<Session> {
+    let session = browser.session().await?;
+    session.goto(url).await?;
+    Ok(session)
+}
+
 #[tokio::test]
 async fn a_click_on_a_form_button_posts_the_form() -> Result<()> {
     let (url, seen) = serve_page().await?;
     let browser = Browser::start().await?;
-    let session = browser.session().await?;
-
-    session.goto(&url).await?;
+    let session = opened(&browser, &url).await?;
     assert_eq!(session.title().await?, "Approve release 1.2.3");
     assert_eq!(session.text_of("h1").await?, "Release 1.2.3 to prod");
 
@@ -180,9 +185,7 @@ async fn a_click_on_a_form_button_posts_the_form() -> Result<()> {
 async fn sessions_share_no_cookies() -> Result<()> {
     let (url, seen) = serve_page().await?;
     let browser = Browser::start().await?;
-
-    let first = browser.session().await?;
-    first.goto(&url).await?;
+    let first = opened(&browser, &url).await?;
     assert_eq!(first.text_of("#visitor").await?, "new visitor");
     // The cookie set on the first visit comes back on the next one, in the same session...
     first.goto(&url).await?;
@@ -193,8 +196,7 @@ async fn sessions_share_no_cookies() -> Result<()> {
     );
 
     // ...but not in another session.
-    let second = browser.session().await?;
-    second.goto(&url).await?;
+    let second = opened(&browser, &url).await?;
     assert_eq!(second.text_of("#visitor").await?, "new visitor");
 
     let cookies: Vec<Option<String>> = seen

@@ -7,7 +7,8 @@
 //! Each test drives the action as CodePipeline does: a job built from AWS's sample
 //! `CodePipeline.job` event, its input artifact the release zip in the artifact bucket, its
 //! `UserParameters` the pipeline's; the release record is written as intake writes it. A change
-//! set that is "deployed" is executed here as the deploy action will.
+//! set that is "deployed" is executed here as the deploy action will. The tests share one stack,
+//! each releasing an application of its own (its stacks, cluster and exports are its own).
 //!
 //! What moto (5.2.5, as pinned) does, observed in these tests (and in
 //! `moto/cloudformation/{models,responses,parsing}.py`):
@@ -39,99 +40,88 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result};
 use aws_sdk_cloudformation::Client as CloudFormation;
-use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::json;
 use shipgate::aws::cloudformation::execute_change_set;
 use shipgate::aws::codepipeline::JobFailureKind;
-use shipgate::aws::s3::ObjectVersion;
 use shipgate::changes::Category;
 use shipgate::config::Env;
 use shipgate::job::{Job, JobAction, Outcome};
-use shipgate::release::{Limits, inspect_release};
-use shipgate::store::{ChangeSetOutcome, ReleaseRecord, ReleaseState, StackChanges, Store};
+use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
 use shipgate_change_set::{ChangeSetConfig, ChangeSetFunction};
 use shipgate_local::accounts;
-use shipgate_local::stack::Stack;
 use shipgate_tests::drops::{ReleaseBuilder, zip_with_zip_crate};
-use shipgate_tests::support::{put, start_stack, wait_for};
+use shipgate_tests::jobs::{JobEvent, done, failure};
+use shipgate_tests::moto_proxy::{MotoProxy, QueryRequest, between, escape, xml};
+use shipgate_tests::releases::{PipelineRelease, validated_release};
+use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::support::{
+    WAIT, artifact_bucket, in_account, now_ms, stack_status, store, table, wait_for,
+};
 
 const ENVIRONMENT: &str = "int";
-const STACK: &str = "orders-int-service";
-const WAIT: Duration = Duration::from_secs(20);
 
-/// A local stack, the action wired to it, and the int account's CloudFormation.
+/// One stack for every test here; each test releases an application of its own.
+static STACK: SharedStack = SharedStack::new("change-set", |o| {
+    o.registries = false;
+    o.deliver_s3_events = false;
+});
+
+/// The action wired to the shared stack through the CloudFormation stand-in, the int account's
+/// CloudFormation, and an application of the test's own.
 struct World {
-    stack: Stack,
-    standin: CloudFormationStandIn,
+    _standin: MotoProxy,
     action: ChangeSetFunction,
     store: Store,
     s3: aws_sdk_s3::Client,
     bucket: String,
     /// CloudFormation in the int account, straight to moto (what an operator would look at).
     int: CloudFormation,
-    /// The int account's VPC (the ECS cluster `orders` is there too), from its baseline stack.
+    /// The int account's VPC, from the application's baseline stack (its ECS cluster too).
     vpc_id: String,
-}
-
-/// A release as the pipeline holds it: recorded by intake, its zip the job's input artifact.
-struct Release {
-    release_id: String,
-    execution_id: String,
-    artifact_key: String,
+    /// The application the test releases (`orders` and a suffix of its own).
+    app: String,
 }
 
 impl World {
-    async fn start(name: &str) -> Result<Self> {
-        let stack = start_stack(name, |o| {
-            o.registries = false;
-            o.deliver_s3_events = false;
-        })
-        .await?;
-        let standin = CloudFormationStandIn::start(&stack.moto.endpoint()).await?;
+    async fn start() -> Result<Self> {
+        let stack = STACK.get().await?;
+        let standin = cloudformation_standin(&stack.moto.endpoint()).await?;
         let mut endpoints = stack.endpoints.clone();
         endpoints.per_service.insert(
             "AWS_ENDPOINT_URL_CLOUDFORMATION".into(),
             standin.url.clone(),
         );
-        let table = stack.provisioned.table.clone().context("table")?;
-        let bucket = stack
-            .provisioned
-            .artifact_bucket
-            .clone()
-            .context("artifact bucket")?;
+        let table = table(stack)?;
         let config = ChangeSetConfig::from_env(&Env::from_pairs([
             ("SHIPGATE_TABLE", table.as_str()),
             ("SHIPGATE_S3_FORCE_PATH_STYLE", "true"),
         ]))?;
-        let action = ChangeSetFunction::new(config, &endpoints.sdk_config());
-        let int = CloudFormation::new(
-            &shipgate::aws::assume_role(
-                &stack.sdk,
-                &accounts::deploy_role_arn(accounts::INT),
-                "test",
-            )
-            .await,
-        );
-        let vpc_id = baseline(&int).await?;
+        let int = CloudFormation::new(&in_account(stack, accounts::INT).await);
+        let app = format!("orders{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let vpc_id = baseline(&int, &app).await?;
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            action: ChangeSetFunction::new(config, &endpoints.sdk_config()),
+            store: store(stack)?,
             s3: shipgate::aws::s3_client(&stack.sdk, true),
-            bucket,
+            bucket: artifact_bucket(stack)?,
+            _standin: standin,
             int,
             vpc_id,
-            action,
-            standin,
-            stack,
+            app,
         })
     }
 
-    async fn stop(self) {
-        self.standin.stop();
-        self.stack.stop().await;
+    /// The application's service stack in int (`<app>-int-service`).
+    fn service(&self) -> String {
+        format!("{}-int-service", self.app)
+    }
+
+    /// A release of the application at `version`, its one image `web` at a digest of `seed`.
+    fn orders(&self, version: &str, seed: char) -> ReleaseBuilder {
+        ReleaseBuilder::new(&self.app, version).image("web", "orders/web", version, &digest(seed))
     }
 
     /// `builder`'s release zip, with the int VPC as a parameter and `edit` applied to its
@@ -150,71 +140,29 @@ impl World {
         Ok(zip_with_zip_crate(&files))
     }
 
-    /// Records `recorded` as intake does (state `started`, its manifest and digest) and puts
-    /// `artifact` where CodePipeline's source action puts its output.
-    async fn release(&self, recorded: &[u8], artifact: &[u8]) -> Result<Release> {
-        let inspection =
-            inspect_release(&Bytes::copy_from_slice(recorded), &Limits::default()).await;
-        ensure!(inspection.is_acceptable(), "{:#?}", inspection.problems);
-        let manifest = inspection.manifest.context("a manifest")?;
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let release_id = format!("rel-{}", &unique[..20]);
-        let execution_id = uuid::Uuid::new_v4().to_string();
-        let artifact_key = format!("shipgate-pipeline/Release/{}", &unique[..7]);
-        put(&self.s3, &self.bucket, &artifact_key, artifact.to_vec()).await?;
-
-        let now = now();
-        let mut record = ReleaseRecord::received(
-            release_id.clone(),
-            ObjectVersion {
-                bucket: self.bucket.clone(),
-                key: format!("incoming/{release_id}.zip"),
-                version_id: Some("1".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
-        record.state = ReleaseState::Started;
-        record.application = Some(manifest.application.clone());
-        record.version = Some(manifest.version.clone());
-        record.manifest_sha256 = inspection.manifest_sha256.clone();
-        record.manifest = Some(serde_json::to_value(&manifest)?);
-        record.execution_id = Some(execution_id.clone());
-        self.store.claim_release(&record, now).await?;
-        Ok(Release {
-            release_id,
-            execution_id,
-            artifact_key,
-        })
+    /// A release intake validated from `recorded`, its execution's artifact `artifact`.
+    async fn release(&self, recorded: &[u8], artifact: &[u8]) -> Result<PipelineRelease> {
+        validated_release(&self.store, &self.s3, &self.bucket, recorded, artifact).await
     }
 
     /// The job CodePipeline sends for the int change-set action of `release`.
-    fn job(&self, release: &Release, continuation: Option<&str>) -> Result<Job> {
-        let mut event: Value = serde_json::from_str(include_str!(
-            "../../shared/tests/fixtures/codepipeline-job.json"
-        ))?;
-        let job = &mut event["CodePipeline.job"];
-        job["id"] = json!(uuid::Uuid::new_v4().to_string());
-        job["accountId"] = json!(accounts::TOOLING);
-        let data = &mut job["data"];
-        data["actionConfiguration"]["configuration"]["FunctionName"] = json!("ChangeSetFunction");
-        data["actionConfiguration"]["configuration"]["UserParameters"] = json!(
+    fn job(&self, release: &PipelineRelease, continuation: Option<&str>) -> Result<Job> {
+        JobEvent::new(
+            "ChangeSetFunction",
             json!({
                 "environment": ENVIRONMENT,
                 "roleArn": accounts::deploy_role_arn(accounts::INT),
                 "releaseId": release.release_id,
                 "executionId": release.execution_id,
-            })
-            .to_string()
-        );
-        data["inputArtifacts"][0]["name"] = json!("Release");
-        data["inputArtifacts"][0]["location"]["s3Location"] =
-            json!({"bucketName": self.bucket, "objectKey": release.artifact_key});
-        data["continuationToken"] = continuation.map_or(Value::Null, |t| json!(t));
-        Ok(Job::from_event(event)?)
+            }),
+        )
+        .release_artifact(&self.bucket, &release.artifact_key)
+        .continuation(continuation)
+        .job()
     }
 
     /// The change sets stored with the release for the mailer.
-    async fn stored(&self, release: &Release) -> Result<Vec<StackChanges>> {
+    async fn stored(&self, release: &PipelineRelease) -> Result<Vec<StackChanges>> {
         Ok(self
             .store
             .list_stack_changes(&release.release_id, ENVIRONMENT)
@@ -222,52 +170,61 @@ impl World {
     }
 
     /// What the deploy action will do once approved: execute the change set, wait for the stack.
-    async fn deploy(&self, release: &Release) -> Result<()> {
+    async fn deploy(&self, release: &PipelineRelease) -> Result<()> {
         let name = shipgate_change_set::change_set_name(&release.release_id, &release.execution_id);
-        execute_change_set(&self.int, STACK, &name).await?;
-        wait_for(&format!("{STACK} deployed"), WAIT, || async {
-            let out = self.int.describe_stacks().stack_name(STACK).send().await?;
-            let status = out
-                .stacks()
-                .first()
-                .and_then(|s| s.stack_status())
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
+        let stack = self.service();
+        execute_change_set(&self.int, &stack, &name).await?;
+        wait_for(&format!("{stack} deployed"), WAIT, || async {
+            let status = self.service_status().await?;
             Ok(matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE").then_some(()))
         })
         .await
     }
 
-    /// Runs a release's first job to success and deploys its change set.
-    async fn deployed(&self, builder: &ReleaseBuilder) -> Result<Release> {
-        let zip = self.zip(builder, |t| t)?;
+    /// The service stack's status in int.
+    async fn service_status(&self) -> Result<String> {
+        stack_status(&self.int, &self.service()).await
+    }
+
+    /// Drops `builder`'s release (its template edited by `edit`) and runs its change-set job
+    /// once: the release, and what the action answered.
+    async fn changes_of(
+        &self,
+        builder: &ReleaseBuilder,
+        edit: impl Fn(String) -> String,
+    ) -> Result<(PipelineRelease, Outcome)> {
+        let zip = self.zip(builder, edit)?;
         let release = self.release(&zip, &zip).await?;
         let outcome = self.action.run(&self.job(&release, None)?).await;
-        ensure!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+        Ok((release, outcome))
+    }
+
+    /// Runs a release's first job to success and deploys its change set.
+    async fn deployed(&self, builder: &ReleaseBuilder) -> Result<PipelineRelease> {
+        let (release, outcome) = self.changes_of(builder, |t| t).await?;
+        done(&outcome)?;
         self.deploy(&release).await?;
         Ok(release)
     }
 }
 
-/// The int account's network and cluster, as its own baseline stack would provide them.
-async fn baseline(int: &CloudFormation) -> Result<String> {
+/// The int account's network and the application's cluster, as its baseline stack would
+/// provide them.
+async fn baseline(int: &CloudFormation, app: &str) -> Result<String> {
     let template = json!({
         "Resources": {
             "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}},
-            "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {"ClusterName": "orders"}}
+            "Cluster": {"Type": "AWS::ECS::Cluster", "Properties": {"ClusterName": app}}
         },
         "Outputs": {"VpcId": {"Value": {"Ref": "Vpc"}}}
     });
+    let name = format!("{app}-baseline");
     int.create_stack()
-        .stack_name("int-baseline")
+        .stack_name(&name)
         .template_body(template.to_string())
         .send()
         .await?;
-    let out = int
-        .describe_stacks()
-        .stack_name("int-baseline")
-        .send()
-        .await?;
+    let out = int.describe_stacks().stack_name(&name).send().await?;
     out.stacks()
         .first()
         .and_then(|s| s.outputs().first())
@@ -276,44 +233,31 @@ async fn baseline(int: &CloudFormation) -> Result<String> {
         .context("the baseline's VpcId output")
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+/// A described change set's parameters, by key.
+fn parameters_of(
+    described: &aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput,
+) -> HashMap<&str, &str> {
+    described
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value()?)))
+        .collect()
 }
 
 fn digest(seed: char) -> String {
     format!("sha256:{}", seed.to_string().repeat(64))
 }
 
-fn orders(version: &str, seed: char) -> ReleaseBuilder {
-    ReleaseBuilder::new("orders", version).image("web", "orders/web", version, &digest(seed))
-}
-
-fn done(outcome: &Outcome) -> Result<(&str, &std::collections::BTreeMap<String, String>)> {
-    match outcome {
-        Outcome::Done {
-            summary,
-            output_variables,
-        } => Ok((summary.as_str(), output_variables)),
-        other => bail!("expected the action to succeed: {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<()> {
-    let world = World::start("change-set-new").await?;
-    let zip = world.zip(&orders("1.0.0", 'a'), |t| t)?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    let world = World::start().await?;
+    let (release, outcome) = world.changes_of(&world.orders("1.0.0", 'a'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
-    assert_eq!(summary, "int: orders-int-service: 5 added");
+    assert_eq!(summary, format!("int: {}: 5 added", world.service()));
     let name = shipgate_change_set::change_set_name(&release.release_id, &release.execution_id);
     assert_eq!(variables["ChangeSetName"], name);
-    assert_eq!(variables["Stacks"], STACK);
+    assert_eq!(variables["Stacks"], world.service());
     assert_eq!(variables["Headline"], summary);
     assert_eq!(variables["Replacements"], "0");
     assert_eq!(variables["ReadyStacks"], "1");
@@ -324,7 +268,7 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
     let changes = &stored[0];
     assert_eq!(changes.outcome, ChangeSetOutcome::Ready);
     assert!(changes.creates_stack);
-    assert_eq!(changes.stack_name, STACK);
+    assert_eq!(changes.stack_name, world.service());
     assert_eq!(changes.template_path, "templates/service.yaml");
     assert_eq!(changes.account_id, accounts::INT);
     assert_eq!(changes.execution_id, release.execution_id);
@@ -348,20 +292,17 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
     let described = world
         .int
         .describe_change_set()
-        .stack_name(STACK)
+        .stack_name(world.service())
         .change_set_name(&name)
         .send()
         .await?;
     let description = described.description().unwrap_or_default();
     assert!(
-        description.contains(&release.release_id) && description.contains("orders 1.0.0"),
+        description.contains(&release.release_id)
+            && description.contains(&format!("{} 1.0.0", world.app)),
         "{description}"
     );
-    let parameters: HashMap<&str, &str> = described
-        .parameters()
-        .iter()
-        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value()?)))
-        .collect();
+    let parameters = parameters_of(&described);
     assert_eq!(
         parameters["WebImage"],
         format!(
@@ -370,23 +311,19 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
         )
     );
     assert_eq!(parameters["Version"], "1.0.0");
-    let stacks = world.int.describe_stacks().stack_name(STACK).send().await?;
-    assert_eq!(
-        stacks.stacks()[0].stack_status().map(|s| s.as_str()),
-        Some("REVIEW_IN_PROGRESS")
-    );
+    assert_eq!(world.service_status().await?, "REVIEW_IN_PROGRESS");
 
     // CodePipeline may deliver the same job twice; later invocations of the job carry the
     // continuation token. Either way the change set is found by name, never created again.
     let again = world.action.run(&world.job(&release, None)?).await;
     assert_eq!(done(&again)?.0, summary);
-    let token = json!({"action": "change-set", "since": now() * 1000, "invocation": 1}).to_string();
+    let token = json!({"action": "change-set", "since": now_ms(), "invocation": 1}).to_string();
     let continued = world.action.run(&world.job(&release, Some(&token))?).await;
     assert_eq!(done(&continued)?.0, summary);
     let all = world
         .int
         .list_change_sets()
-        .stack_name(STACK)
+        .stack_name(world.service())
         .send()
         .await?;
     let named: Vec<_> = all
@@ -400,24 +337,20 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
         stacks
             .stacks()
             .iter()
-            .filter(|s| s.stack_name() == Some(STACK))
+            .filter(|s| s.stack_name() == Some(world.service().as_str()))
             .count(),
         1,
         "one stack of that name"
     );
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> Result<()> {
-    let world = World::start("change-set-image").await?;
-    world.deployed(&orders("1.0.0", 'a')).await?;
-    let zip = world.zip(&orders("1.1.0", 'b'), |t| t)?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    let world = World::start().await?;
+    world.deployed(&world.orders("1.0.0", 'a')).await?;
+    let (release, outcome) = world.changes_of(&world.orders("1.1.0", 'b'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
     let stored = world.stored(&release).await?;
@@ -429,40 +362,36 @@ async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> R
     assert!(stored[0].summary.is_empty());
     assert_eq!(
         summary,
-        "int: orders-int-service: parameters only, no resource changes"
+        format!(
+            "int: {}: parameters only, no resource changes",
+            world.service()
+        )
     );
     let name = shipgate_change_set::change_set_name(&release.release_id, &release.execution_id);
     let described = world
         .int
         .describe_change_set()
-        .stack_name(STACK)
+        .stack_name(world.service())
         .change_set_name(&name)
         .send()
         .await?;
-    let image = described
-        .parameters()
-        .iter()
-        .find(|p| p.parameter_key() == Some("WebImage"))
-        .and_then(|p| p.parameter_value())
-        .context("WebImage")?;
     assert_eq!(
-        image,
+        parameters_of(&described)["WebImage"],
         format!(
             "222222222222.dkr.ecr.eu-west-1.amazonaws.com/orders/web@{}",
             digest('b')
         )
     );
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
-    let world = World::start("change-set-removal").await?;
-    world.deployed(&orders("1.0.0", 'a')).await?;
+    let world = World::start().await?;
+    world.deployed(&world.orders("1.0.0", 'a')).await?;
     // The next release drops the green target group and keeps logs longer.
-    let zip = world.zip(&orders("1.1.0", 'a'), |template| {
+    let drop_green = |template: String| {
         let start = template.find("  GreenTargetGroup:").unwrap_or(0);
         let end = template.find("  Service:").unwrap_or(start);
         let mut t = format!("{}{}", &template[..start], &template[end..]);
@@ -474,13 +403,16 @@ async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
             "RetentionInDays: !If [IsProd, 90, 14]",
             "RetentionInDays: !If [IsProd, 90, 30]",
         )
-    })?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    };
+    let (release, outcome) = world
+        .changes_of(&world.orders("1.1.0", 'a'), drop_green)
+        .await?;
 
     let (summary, variables) = done(&outcome)?;
-    assert_eq!(summary, "int: orders-int-service: 1 removed, 1 modified");
+    assert_eq!(
+        summary,
+        format!("int: {}: 1 removed, 1 modified", world.service())
+    );
     assert_eq!(variables["Removals"], "1");
     let stored = world.stored(&release).await?;
     let changes = &stored[0].summary;
@@ -503,19 +435,15 @@ async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
         "{text}"
     );
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_release_has_no_changes_and_the_action_succeeds() -> Result<()> {
-    let world = World::start("change-set-empty").await?;
-    world.deployed(&orders("1.0.0", 'a')).await?;
+    let world = World::start().await?;
+    world.deployed(&world.orders("1.0.0", 'a')).await?;
     // The same release dropped again: another release id, the same template and parameters.
-    let zip = world.zip(&orders("1.0.0", 'a'), |t| t)?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
+    let (release, outcome) = world.changes_of(&world.orders("1.0.0", 'a'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
     assert_eq!(summary, "int: no changes");
@@ -526,38 +454,36 @@ async fn an_unchanged_release_has_no_changes_and_the_action_succeeds() -> Result
     assert!(stored[0].summary.is_empty());
     assert!(!stored[0].creates_stack);
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_set_cloudformation_refuses_fails_the_job_with_its_reason() -> Result<()> {
-    let world = World::start("change-set-refused").await?;
+    let world = World::start().await?;
     // The target groups import the VPC from a network stack int does not have yet.
-    let zip = world.zip(&orders("1.0.0", 'a'), |t| {
+    let export = format!("{}-int-network-VpcId", world.app);
+    let import_vpc = |t: String| {
         t.replace(
             "VpcId: !Ref VpcId",
-            "VpcId: !ImportValue orders-int-network-VpcId",
+            &format!("VpcId: !ImportValue {export}"),
         )
-    })?;
-    let release = world.release(&zip, &zip).await?;
-
-    let outcome = world.action.run(&world.job(&release, None)?).await;
-
-    let Outcome::Failed { kind, message } = outcome else {
-        bail!("expected a failure: {outcome:?}");
     };
+    let (release, outcome) = world
+        .changes_of(&world.orders("1.0.0", 'a'), import_vpc)
+        .await?;
+
+    let (message, kind) = failure(&outcome)?;
     assert_eq!(kind, JobFailureKind::JobFailed);
     assert!(
         message.starts_with("int (account 222222222222): "),
         "{message}"
     );
     assert!(
-        message.contains("for stack orders-int-service"),
+        message.contains(&format!("for stack {}", world.service())),
         "{message}"
     );
     assert!(
-        message.contains("No export named orders-int-network-VpcId found."),
+        message.contains(&format!("No export named {export} found.")),
         "{message}"
     );
     assert!(world.stored(&release).await?.is_empty(), "nothing stored");
@@ -566,36 +492,36 @@ async fn a_change_set_cloudformation_refuses_fails_the_job_with_its_reason() -> 
     // execution): the failed change set is replaced by one CloudFormation accepts.
     let network = json!({
         "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {"VpcId": {"Value": world.vpc_id, "Export": {"Name": "orders-int-network-VpcId"}}}
+        "Outputs": {"VpcId": {"Value": world.vpc_id, "Export": {"Name": export}}}
     });
     world
         .int
         .create_stack()
-        .stack_name("orders-int-network")
+        .stack_name(format!("{}-int-network", world.app))
         .template_body(network.to_string())
         .send()
         .await?;
     let retried = world.action.run(&world.job(&release, None)?).await;
-    assert_eq!(done(&retried)?.0, "int: orders-int-service: 5 added");
+    assert_eq!(
+        done(&retried)?.0,
+        format!("int: {}: 5 added", world.service())
+    );
     assert_eq!(world.stored(&release).await?.len(), 1);
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_that_is_not_the_release_intake_validated_is_refused() -> Result<()> {
-    let world = World::start("change-set-tampered").await?;
-    let validated = world.zip(&orders("1.0.0", 'a'), |t| t)?;
+    let world = World::start().await?;
+    let validated = world.zip(&world.orders("1.0.0", 'a'), |t| t)?;
     // The artifact the job points to was swapped for another image after intake.
-    let swapped = world.zip(&orders("1.0.0", 'f'), |t| t)?;
+    let swapped = world.zip(&world.orders("1.0.0", 'f'), |t| t)?;
     let release = world.release(&validated, &swapped).await?;
 
     let outcome = world.action.run(&world.job(&release, None)?).await;
 
-    let Outcome::Failed { message, .. } = outcome else {
-        bail!("expected a failure: {outcome:?}");
-    };
+    let (message, _) = failure(&outcome)?;
     assert!(
         message.starts_with("the release artifact is not the release intake validated"),
         "{message}"
@@ -603,7 +529,7 @@ async fn an_artifact_that_is_not_the_release_intake_validated_is_refused() -> Re
     let err = world
         .int
         .describe_stacks()
-        .stack_name(STACK)
+        .stack_name(world.service())
         .send()
         .await
         .expect_err("nothing was created in int");
@@ -611,20 +537,17 @@ async fn an_artifact_that_is_not_the_release_intake_validated_is_refused() -> Re
     assert!(world.stored(&release).await?.is_empty());
 
     // A job naming a release intake never recorded is refused the same way.
-    let unknown = Release {
+    let unknown = PipelineRelease {
         release_id: "rel-00000000000000000000".into(),
         ..release
     };
-    let Outcome::Failed { message, .. } = world.action.run(&world.job(&unknown, None)?).await
-    else {
-        bail!("expected a failure");
-    };
+    let outcome = world.action.run(&world.job(&unknown, None)?).await;
+    let (message, _) = failure(&outcome)?;
     assert!(
         message.starts_with("release rel-00000000000000000000 is not in the release table"),
         "{message}"
     );
 
-    world.stop().await;
     Ok(())
 }
 
@@ -634,83 +557,31 @@ async fn an_artifact_that_is_not_the_release_intake_validated_is_refused() -> Re
 /// described as CloudFormation describes it: `FAILED`, `UNAVAILABLE`, "No export named <name>
 /// found.", no changes. Only literal import names (`!ImportValue name`, `"Fn::ImportValue":
 /// "name"`) are understood.
-struct CloudFormationStandIn {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
+async fn cloudformation_standin(moto: &str) -> Result<MotoProxy> {
+    let refused: Arc<Refusals> = Arc::default();
+    MotoProxy::start(moto, move |request| {
+        let refused = refused.clone();
+        async move { answer(&refused, request).await }
+    })
+    .await
 }
 
-#[derive(Default)]
-struct StandInState {
-    moto: String,
-    http: reqwest::Client,
-    /// (stack, change set name) → (change set id, status reason).
-    refused: Mutex<HashMap<(String, String), (String, String)>>,
-}
+/// The change sets the stand-in refused: (stack, change set name) → (change set id, reason).
+type Refusals = Mutex<HashMap<(String, String), (String, String)>>;
 
-impl CloudFormationStandIn {
-    async fn start(moto: &str) -> Result<Self> {
-        let state = Arc::new(StandInState {
-            moto: moto.to_owned(),
-            ..StandInState::default()
-        });
-        let app = axum::Router::new()
-            .fallback(handle_cloudformation)
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { url, task })
-    }
-
-    fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-async fn handle_cloudformation(
-    axum::extract::State(state): axum::extract::State<Arc<StandInState>>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    match stand_in(&state, request).await {
-        Ok(response) => response,
-        Err(e) => axum::response::Response::builder()
-            .status(500)
-            .body(axum::body::Body::from(format!("stand-in error: {e:#}")))
-            .unwrap_or_default(),
-    }
-}
-
-async fn stand_in(
-    state: &StandInState,
-    request: axum::extract::Request,
-) -> Result<axum::response::Response> {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await?;
-    let form = form_fields(&body);
-    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
-    let key = (field("StackName"), field("ChangeSetName"));
-    match field("Action").as_str() {
+async fn answer(refused: &Refusals, request: QueryRequest) -> Result<axum::response::Response> {
+    let key = (request.field("StackName"), request.field("ChangeSetName"));
+    let refusals = || refused.lock().map_err(|_| anyhow::anyhow!("poisoned"));
+    match request.field("Action").as_str() {
         "CreateChangeSet" => {
-            let (status, reply) = forward(state, &parts.headers, body.clone()).await?;
+            let (status, reply) = request.forward().await?;
             if status == 200 {
-                for name in imports(&field("TemplateBody")) {
-                    let exports = "Action=ListExports&Version=2010-05-15";
-                    let (_, listed) = forward(
-                        state,
-                        &parts.headers,
-                        Bytes::from_static(exports.as_bytes()),
-                    )
-                    .await?;
+                for name in imports(&request.field("TemplateBody")) {
+                    let (_, listed) = request.ask("Action=ListExports&Version=2010-05-15").await?;
                     if !listed.contains(&format!("<Name>{name}</Name>")) {
                         let id = between(&reply, "<Id>", "</Id>").unwrap_or_default();
                         let reason = format!("No export named {name} found.");
-                        let mut refused = state
-                            .refused
-                            .lock()
-                            .map_err(|_| anyhow::anyhow!("poisoned"))?;
-                        refused.insert(key.clone(), (id.to_owned(), reason));
+                        refusals()?.insert(key.clone(), (id.to_owned(), reason));
                         break;
                     }
                 }
@@ -718,13 +589,8 @@ async fn stand_in(
             Ok(xml(status, reply))
         }
         "DescribeChangeSet" => {
-            let refused = state
-                .refused
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .get(&key)
-                .cloned();
-            match refused {
+            let refusal = refusals()?.get(&key).cloned();
+            match refusal {
                 Some((id, reason)) => Ok(xml(
                     200,
                     format!(
@@ -747,68 +613,18 @@ async fn stand_in(
                         uuid::Uuid::new_v4()
                     ),
                 )),
-                None => {
-                    let (status, reply) = forward(state, &parts.headers, body).await?;
-                    Ok(xml(status, reply))
-                }
+                None => request.pass().await,
             }
         }
         "DeleteChangeSet" => {
-            let (status, reply) = forward(state, &parts.headers, body).await?;
+            let (status, reply) = request.forward().await?;
             if status == 200 {
-                state
-                    .refused
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .remove(&key);
+                refusals()?.remove(&key);
             }
             Ok(xml(status, reply))
         }
-        _ => {
-            let (status, reply) = forward(state, &parts.headers, body).await?;
-            Ok(xml(status, reply))
-        }
+        _ => request.pass().await,
     }
-}
-
-/// Sends a query-protocol request to moto with the caller's headers (moto finds the account
-/// from the credentials in `Authorization`).
-async fn forward(
-    state: &StandInState,
-    headers: &axum::http::HeaderMap,
-    body: Bytes,
-) -> Result<(u16, String)> {
-    let mut request = state.http.post(&state.moto).body(body);
-    for (name, value) in headers {
-        if name != "host" && name != "content-length" {
-            request = request.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let response = request.send().await?;
-    Ok((response.status().as_u16(), response.text().await?))
-}
-
-fn xml(status: u16, body: String) -> axum::response::Response {
-    axum::response::Response::builder()
-        .status(status)
-        .header("content-type", "text/xml")
-        .body(axum::body::Body::from(body))
-        .unwrap_or_default()
-}
-
-/// The fields of an `application/x-www-form-urlencoded` body.
-fn form_fields(body: &[u8]) -> HashMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(&text.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Literal names a template imports.
@@ -830,17 +646,4 @@ fn imports(template: &str) -> Vec<String> {
         }
     }
     names
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let to = text[from..].find(end)? + from;
-    Some(&text[from..to])
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

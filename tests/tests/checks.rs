@@ -8,66 +8,53 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use bytes::Bytes;
+use anyhow::{Result, bail, ensure};
 use serde_json::{Value, json};
 use shipgate::aws::codepipeline::JobFailureKind;
-use shipgate::aws::s3::ObjectVersion;
 use shipgate::config::Env;
-use shipgate::job::{Continuation, Job, JobAction, Outcome};
-use shipgate::release::{Limits, inspect_release};
-use shipgate::store::{ReleaseRecord, ReleaseState, Store};
+use shipgate::job::{Continuation, JobAction, Outcome};
+use shipgate::store::Store;
 use shipgate_checks::{ChecksConfig, ChecksFunction, Progress};
-use shipgate_local::accounts;
 use shipgate_local::stack::Stack;
 use shipgate_tests::drops::{ReleaseBuilder, zip_with_zip_crate};
-use shipgate_tests::support::{put, start_stack};
+use shipgate_tests::jobs::{JobEvent, failure};
+use shipgate_tests::releases::{PipelineRelease, validated_release};
+use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::support::{artifact_bucket, store, table};
+
+/// One stack for both tests; each has its releases and its test endpoint.
+static STACK: SharedStack = SharedStack::new("checks", |o| {
+    o.registries = false;
+    o.deliver_s3_events = false;
+});
 
 struct World {
-    stack: Stack,
+    stack: &'static Stack,
     action: ChecksFunction,
     store: Store,
     s3: aws_sdk_s3::Client,
     bucket: String,
-    table: String,
     endpoint: TestEndpoint,
 }
 
-struct Release {
-    release_id: String,
-    artifact_key: String,
-}
-
 impl World {
-    async fn start(name: &str) -> Result<Self> {
-        let stack = start_stack(name, |o| {
-            o.registries = false;
-            o.deliver_s3_events = false;
-        })
-        .await?;
-        let table = stack.provisioned.table.clone().context("table")?;
-        let bucket = stack
-            .provisioned
-            .artifact_bucket
-            .clone()
-            .context("artifact bucket")?;
-        let action = Self::action(&stack, &table, &[])?;
+    async fn start() -> Result<Self> {
+        let stack = STACK.get().await?;
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table.clone()),
+            action: Self::action(stack, &[])?,
+            store: store(stack)?,
             s3: shipgate::aws::s3_client(&stack.sdk, true),
+            bucket: artifact_bucket(stack)?,
             endpoint: TestEndpoint::start().await?,
-            bucket,
-            table,
-            action,
             stack,
         })
     }
 
-    fn action(stack: &Stack, table: &str, extra: &[(&str, &str)]) -> Result<ChecksFunction> {
+    fn action(stack: &Stack, extra: &[(&str, &str)]) -> Result<ChecksFunction> {
+        let table = table(stack)?;
         let mut env = Env::from_pairs([
-            ("SHIPGATE_TABLE", table),
+            ("SHIPGATE_TABLE", table.as_str()),
             ("SHIPGATE_S3_FORCE_PATH_STYLE", "true"),
         ]);
         for (name, value) in extra {
@@ -75,18 +62,13 @@ impl World {
         }
         Ok(ChecksFunction::new(
             ChecksConfig::from_env(&env)?,
-            &stack.endpoints.sdk_config(),
+            &stack.sdk,
         ))
-    }
-
-    async fn stop(self) {
-        self.endpoint.stop();
-        self.stack.stop().await;
     }
 
     /// A release with `checks` (none: no checks file), recorded as intake does, its zip the
     /// job's input artifact.
-    async fn release(&self, checks: Option<Value>) -> Result<Release> {
+    async fn release(&self, checks: Option<Value>) -> Result<PipelineRelease> {
         let mut builder = ReleaseBuilder::new("orders", "1.0.0").image(
             "web",
             "orders/web",
@@ -108,59 +90,28 @@ impl World {
             }
         }
         let zip = zip_with_zip_crate(&files);
-        let inspection = inspect_release(&Bytes::copy_from_slice(&zip), &Limits::default()).await;
-        ensure!(inspection.is_acceptable(), "{:#?}", inspection.problems);
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let release_id = format!("rel-{}", &unique[..20]);
-        let artifact_key = format!("shipgate-pipeline/Release/{}", &unique[..7]);
-        put(&self.s3, &self.bucket, &artifact_key, zip).await?;
-        let mut record = ReleaseRecord::received(
-            release_id.clone(),
-            ObjectVersion {
-                bucket: self.bucket.clone(),
-                key: format!("incoming/{release_id}.zip"),
-                version_id: Some("1".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
-        record.state = ReleaseState::Started;
-        record.manifest_sha256 = inspection.manifest_sha256.clone();
-        self.store.claim_release(&record, 1_764_000_000).await?;
-        Ok(Release {
-            release_id,
-            artifact_key,
-        })
+        validated_release(&self.store, &self.s3, &self.bucket, &zip, &zip).await
     }
 
-    fn job(&self, release: &Release, endpoint: &str, continuation: Option<&str>) -> Result<Job> {
-        let mut event: Value = serde_json::from_str(include_str!(
-            "../../shared/tests/fixtures/codepipeline-job.json"
-        ))?;
-        let job = &mut event["CodePipeline.job"];
-        job["id"] = json!(uuid::Uuid::new_v4().to_string());
-        job["accountId"] = json!(accounts::TOOLING);
-        let data = &mut job["data"];
-        data["actionConfiguration"]["configuration"]["UserParameters"] = json!(
+    /// The job of the checks action for `release`, its test endpoint `endpoint`.
+    fn job(&self, release: &PipelineRelease, endpoint: &str) -> JobEvent {
+        JobEvent::new(
+            "ChecksFunction",
             json!({
                 "environment": "int",
                 "releaseId": release.release_id,
-                "executionId": "exec-1",
+                "executionId": release.execution_id,
                 "endpoint": endpoint,
-            })
-            .to_string()
-        );
-        data["inputArtifacts"][0]["name"] = json!("Release");
-        data["inputArtifacts"][0]["location"]["s3Location"] =
-            json!({"bucketName": self.bucket, "objectKey": release.artifact_key});
-        data["continuationToken"] = continuation.map_or(Value::Null, |t| json!(t));
-        Ok(Job::from_event(event)?)
+            }),
+        )
+        .release_artifact(&self.bucket, &release.artifact_key)
     }
 
     /// Runs the release's checks against the test endpoint.
-    async fn run(&self, release: &Release) -> Result<Outcome> {
+    async fn run(&self, release: &PipelineRelease) -> Result<Outcome> {
         Ok(self
             .action
-            .run(&self.job(release, &self.endpoint.url, None)?)
+            .run(&self.job(release, &self.endpoint.url).job()?)
             .await)
     }
 }
@@ -173,16 +124,14 @@ fn check(name: &str, path: &str, status: u16, contains: Option<&str>) -> Value {
     check
 }
 
-fn failure(outcome: Outcome) -> Result<String> {
-    match outcome {
-        Outcome::Failed { message, .. } => Ok(message),
-        other => bail!("expected a failure: {other:?}"),
-    }
+/// The message of a run that failed.
+async fn failed(run: impl std::future::Future<Output = Result<Outcome>>) -> Result<String> {
+    Ok(failure(&run.await?)?.0.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passing_checks_succeed_and_failing_ones_name_the_check_status_and_body() -> Result<()> {
-    let world = World::start("checks").await?;
+    let world = World::start().await?;
     let url = world.endpoint.url.clone();
 
     // Passing: 200 with the body, a 404 expected, a 503 then 200 (retried), and a redirect to
@@ -223,7 +172,7 @@ async fn passing_checks_succeed_and_failing_ones_name_the_check_status_and_body(
             check("list-orders", "/broken", 200, None),
         ])))
         .await?;
-    let message = failure(world.run(&release).await?)?;
+    let message = failed(world.run(&release)).await?;
     assert!(
         message.starts_with(&format!(
             "int: check list-orders (GET {url}/broken) failed after 3 tries: expected status \
@@ -248,7 +197,7 @@ async fn passing_checks_succeed_and_failing_ones_name_the_check_status_and_body(
     let mut slow = check("slow-report", "/slow", 200, None);
     slow["timeout_ms"] = json!(300);
     let release = world.release(Some(json!([slow]))).await?;
-    let message = failure(world.run(&release).await?)?;
+    let message = failed(world.run(&release)).await?;
     assert!(
         message.contains("check slow-report (GET http://127.0.0.1:")
             && message.contains(
@@ -266,7 +215,7 @@ async fn passing_checks_succeed_and_failing_ones_name_the_check_status_and_body(
             Some("2.0.0")
         )])))
         .await?;
-    let message = failure(world.run(&release).await?)?;
+    let message = failed(world.run(&release)).await?;
     assert!(
         message.contains(
             "failed: status 200 as expected, but the body does not contain \"2.0.0\"; body: \
@@ -289,33 +238,32 @@ async fn passing_checks_succeed_and_failing_ones_name_the_check_status_and_body(
         .await?;
     let outcome = world
         .action
-        .run(&world.job(&release, "#{IntDeploy.ShipgateTestEndpoint}", None)?)
+        .run(
+            &world
+                .job(&release, "#{IntDeploy.ShipgateTestEndpoint}")
+                .job()?,
+        )
         .await;
-    let Outcome::Failed { kind, message } = outcome else {
-        bail!("expected a failure: {outcome:?}");
-    };
+    let (message, kind) = failure(&outcome)?;
     assert_eq!(kind, JobFailureKind::ConfigurationError);
     assert!(message.contains("was not resolved"), "{message}");
-    let outcome = world.action.run(&world.job(&release, "", None)?).await;
+    let outcome = world.action.run(&world.job(&release, "").job()?).await;
     assert!(
-        failure(outcome)?.contains("`endpoint` is missing or empty"),
+        failure(&outcome)?
+            .0
+            .contains("`endpoint` is missing or empty"),
         "an empty endpoint"
     );
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> Result<()> {
-    let world = World::start("checks-continue").await?;
+    let world = World::start().await?;
     // A 10 s budget per invocation; each check may take 3 × 4 s plus pauses, so the second
     // check waits for the next invocation.
-    let action = World::action(
-        &world.stack,
-        &world.table,
-        &[("SHIPGATE_CHECKS_INVOCATION_SECONDS", "10")],
-    )?;
+    let action = World::action(world.stack, &[("SHIPGATE_CHECKS_INVOCATION_SECONDS", "10")])?;
     let mut health = check("health", "/health", 200, Some("ok"));
     health["timeout_ms"] = json!(4000);
     let mut version = check("version", "/version", 200, Some("1.0.0"));
@@ -323,7 +271,7 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
     let release = world.release(Some(json!([health, version]))).await?;
 
     let first = action
-        .run(&world.job(&release, &world.endpoint.url, None)?)
+        .run(&world.job(&release, &world.endpoint.url).job()?)
         .await;
     let Outcome::Continue { state } = first else {
         bail!("expected a continuation: {first:?}");
@@ -337,7 +285,12 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
     assert_eq!(world.endpoint.hits("/version"), 0);
 
     let second = action
-        .run(&world.job(&release, &world.endpoint.url, Some(&state.to_string()))?)
+        .run(
+            &world
+                .job(&release, &world.endpoint.url)
+                .continuation(Some(&state.to_string()))
+                .job()?,
+        )
         .await;
     let Outcome::Done { summary, .. } = second else {
         bail!("expected success: {second:?}");
@@ -349,7 +302,6 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
         "a passed check is not run again"
     );
 
-    world.stop().await;
     Ok(())
 }
 
@@ -397,10 +349,8 @@ impl TestEndpoint {
             )
             .route(
                 "/slow",
-                axum::routing::get(|| async {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    "too late"
-                }),
+                // An answer that never comes: slower than any timeout, however fast the machine.
+                axum::routing::get(std::future::pending::<&str>),
             )
             .route(
                 "/elsewhere",
@@ -440,8 +390,10 @@ impl TestEndpoint {
             .map(|h| h.get(path).copied().unwrap_or_default())
             .unwrap_or_default()
     }
+}
 
-    fn stop(&self) {
+impl Drop for TestEndpoint {
+    fn drop(&mut self) {
         self.task.abort();
     }
 }

@@ -17,7 +17,6 @@
 //! - A stack that does not exist: `ValidationError` "Stack with id … does not exist", as AWS.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use aws_sdk_cloudformation::Client;
@@ -28,12 +27,11 @@ use shipgate::aws::cloudformation::{
 use shipgate::changes::ChangeAction;
 use shipgate_local::moto::Moto;
 use shipgate_local::sdk::Endpoints;
-use shipgate_tests::support::wait_for;
+use shipgate_tests::support::{WAIT, wait_for};
 
 const REGION: &str = "eu-west-1";
 const TARGET_ACCOUNT: &str = "222222222222";
 const DEPLOY_ROLE: &str = "arn:aws:iam::222222222222:role/shipgate-deploy";
-const WAIT: Duration = Duration::from_secs(20);
 
 const FIRST: &str = r#"{
   "AWSTemplateFormatVersion": "2010-09-09",

@@ -34,7 +34,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_cloudformation::Client as CloudFormation;
-use bytes::Bytes;
 use serde_json::{Value, json};
 use shipgate::aws::cloudformation::{
     Capability, ChangeSetRequest, ChangeSetType, create_change_set,
@@ -45,13 +44,21 @@ use shipgate::job::{Continuation, Job, JobAction, Outcome};
 use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
 use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_local::accounts;
-use shipgate_local::stack::Stack;
-use shipgate_tests::support::start_stack;
+use shipgate_tests::jobs::{JobEvent, done, failure, run_to_end};
+use shipgate_tests::moto_proxy::{MotoProxy, QueryRequest, between, escape, xml};
+use shipgate_tests::releases::PipelineRelease;
+use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::support::{store, table};
 
 const ENVIRONMENT: &str = "int";
 
+/// One stack for every test here; each test deploys stacks of its own names.
+static STACK: SharedStack = SharedStack::new("deploy", |o| {
+    o.registries = false;
+    o.deliver_s3_events = false;
+});
+
 struct World {
-    stack: Stack,
     standin: CloudFormationStandIn,
     action: DeployFunction,
     store: Store,
@@ -60,60 +67,46 @@ struct World {
     int: CloudFormation,
     /// The int account's configuration, for looking at what the deployment created.
     int_sdk: aws_config::SdkConfig,
-}
-
-/// A release's deployment in int: its id, the execution, the stacks' change sets.
-struct Deployment {
-    release_id: String,
-    execution_id: String,
+    /// The prefix of the test's stack and queue names (`orders` and a suffix of its own).
+    app: String,
 }
 
 impl World {
-    async fn start(name: &str) -> Result<Self> {
-        let stack = start_stack(name, |o| {
-            o.registries = false;
-            o.deliver_s3_events = false;
-        })
-        .await?;
+    async fn start() -> Result<Self> {
+        let stack = STACK.get().await?;
         let standin = CloudFormationStandIn::start(&stack.moto.endpoint()).await?;
         let mut endpoints = stack.endpoints.clone();
         endpoints.per_service.insert(
             "AWS_ENDPOINT_URL_CLOUDFORMATION".into(),
-            standin.url.clone(),
+            standin.proxy.url.clone(),
         );
-        let table = stack.provisioned.table.clone().context("table")?;
+        let table = table(stack)?;
         let config =
             DeployConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", table.as_str())]))?;
         let sdk = endpoints.sdk_config();
-        let action = DeployFunction::new(config, &sdk);
         let int_sdk =
             shipgate::aws::assume_role(&sdk, &accounts::deploy_role_arn(accounts::INT), "test")
                 .await;
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            action: DeployFunction::new(config, &sdk),
+            store: store(stack)?,
             int: CloudFormation::new(&int_sdk),
             int_sdk,
-            action,
             standin,
-            stack,
+            app: format!("orders{}", &uuid::Uuid::new_v4().simple().to_string()[..10]),
         })
     }
 
-    async fn stop(self) {
-        self.standin.stop();
-        self.stack.stop().await;
+    /// The name `<app>-int-<what>` of one of the test's stacks or queues.
+    fn named(&self, what: &str) -> String {
+        format!("{}-int-{what}", self.app)
     }
 
     /// What the change-set action leaves for an approved release: a `CREATE` change set per
     /// stack in int, recorded with the release.
-    async fn approved(&self, stacks: &[(&str, Value)]) -> Result<Deployment> {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let deployment = Deployment {
-            release_id: format!("rel-{}", &unique[..20]),
-            execution_id: uuid::Uuid::new_v4().to_string(),
-        };
-        let name =
-            shipgate_change_set::change_set_name(&deployment.release_id, &deployment.execution_id);
+    async fn approved(&self, stacks: &[(&str, Value)]) -> Result<PipelineRelease> {
+        let release = PipelineRelease::new();
+        let name = shipgate_change_set::change_set_name(&release.release_id, &release.execution_id);
         for (stack_name, template) in stacks {
             let id = create_change_set(
                 &self.int,
@@ -131,9 +124,9 @@ impl World {
             .await?;
             self.store
                 .put_stack_changes(&StackChanges {
-                    release_id: deployment.release_id.clone(),
+                    release_id: release.release_id.clone(),
                     environment: ENVIRONMENT.into(),
-                    execution_id: deployment.execution_id.clone(),
+                    execution_id: release.execution_id.clone(),
                     template_path: format!("templates/{stack_name}.json"),
                     stack_name: (*stack_name).to_owned(),
                     account_id: accounts::INT.into(),
@@ -146,53 +139,34 @@ impl World {
                 })
                 .await?;
         }
-        Ok(deployment)
+        Ok(release)
     }
 
     /// The job CodePipeline sends for the int deploy action.
-    fn job(&self, deployment: &Deployment, continuation: Option<&str>) -> Result<Job> {
-        let mut event: Value = serde_json::from_str(include_str!(
-            "../../shared/tests/fixtures/codepipeline-job.json"
-        ))?;
-        let job = &mut event["CodePipeline.job"];
-        job["id"] = json!(uuid::Uuid::new_v4().to_string());
-        job["accountId"] = json!(accounts::TOOLING);
-        let data = &mut job["data"];
-        data["actionConfiguration"]["configuration"]["FunctionName"] = json!("DeployFunction");
-        data["actionConfiguration"]["configuration"]["UserParameters"] = json!(
+    fn job(&self, release: &PipelineRelease, continuation: Option<&str>) -> Result<Job> {
+        JobEvent::new(
+            "DeployFunction",
             json!({
                 "environment": ENVIRONMENT,
                 "roleArn": accounts::deploy_role_arn(accounts::INT),
-                "releaseId": deployment.release_id,
-                "executionId": deployment.execution_id,
-            })
-            .to_string()
-        );
-        data["continuationToken"] = continuation.map_or(Value::Null, |t| json!(t));
-        Ok(Job::from_event(event)?)
+                "releaseId": release.release_id,
+                "executionId": release.execution_id,
+            }),
+        )
+        .continuation(continuation)
+        .job()
     }
 
     /// Runs the job as CodePipeline does: again with the token while the action continues.
-    async fn run_to_end(&self, deployment: &Deployment) -> Result<(Outcome, u32)> {
-        let mut token: Option<String> = None;
-        for invocation in 1..=5 {
-            let outcome = self
-                .action
-                .run(&self.job(deployment, token.as_deref())?)
-                .await;
-            match outcome {
-                Outcome::Continue { state } => {
-                    serde_json::from_value::<Continuation>(state.clone())?;
-                    token = Some(state.to_string());
-                }
-                other => return Ok((other, invocation)),
-            }
-        }
-        bail!("the action did not finish in 5 invocations")
+    async fn run_to_end(&self, release: &PipelineRelease) -> Result<(Outcome, u32)> {
+        run_to_end(5, |token| async move {
+            Ok(self.action.run(&self.job(release, token.as_deref())?).await)
+        })
+        .await
     }
 }
 
-/// A stack with a queue and a topic; literal, resource and parameter outputs.
+/// A stack with a queue named `queue` and a topic; literal, resource and parameter outputs.
 fn service_template(queue: &str) -> Value {
     json!({
         "Parameters": {"Version": {"Type": "String"}},
@@ -209,21 +183,12 @@ fn service_template(queue: &str) -> Value {
     })
 }
 
-fn done(outcome: &Outcome) -> Result<(&str, &BTreeMap<String, String>)> {
-    match outcome {
-        Outcome::Done {
-            summary,
-            output_variables,
-        } => Ok((summary.as_str(), output_variables)),
-        other => bail!("expected the action to succeed: {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> Result<()> {
-    let world = World::start("deploy-ok").await?;
+    let world = World::start().await?;
+    let (service, queue) = (world.named("service"), world.named("jobs"));
     let deployment = world
-        .approved(&[("orders-int-service", service_template("orders-int-jobs"))])
+        .approved(&[(&service, service_template(&queue))])
         .await?;
 
     // First invocation: executed, the stack still creating: a continuation, not a sleep.
@@ -241,7 +206,7 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
         .run(&world.job(&deployment, Some(&state.to_string()))?)
         .await;
     let (summary, variables) = done(&second)?;
-    assert_eq!(summary, "int: orders-int-service CREATE_COMPLETE");
+    assert_eq!(summary, format!("int: {service} CREATE_COMPLETE"));
     assert_eq!(
         variables["ShipgateTestEndpoint"],
         "http://orders-int.example:9000"
@@ -255,7 +220,7 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
         !variables.contains_key("AlertsTopic"),
         "only Shipgate* outputs"
     );
-    assert_eq!(variables["Stacks"], "orders-int-service");
+    assert_eq!(variables["Stacks"], service);
     assert_eq!(variables["ExecutedStacks"], "1");
     assert_eq!(
         world.standin.executions(),
@@ -265,17 +230,13 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
 
     // The resources are in the int account, not in the tooling account.
     let int_sqs = aws_sdk_sqs::Client::new(&world.int_sdk);
-    let url = int_sqs
-        .get_queue_url()
-        .queue_name("orders-int-jobs")
-        .send()
-        .await?;
+    let url = int_sqs.get_queue_url().queue_name(&queue).send().await?;
     assert!(url.queue_url().unwrap_or_default().contains("222222222222"));
-    let tooling_sqs = aws_sdk_sqs::Client::new(&world.stack.sdk);
+    let tooling_sqs = aws_sdk_sqs::Client::new(&STACK.get().await?.sdk);
     assert!(
         tooling_sqs
             .get_queue_url()
-            .queue_name("orders-int-jobs")
+            .queue_name(&queue)
             .send()
             .await
             .is_err(),
@@ -290,41 +251,39 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
     assert_eq!(world.standin.executions(), 1, "executed once in all");
 
     // A release with no recorded change sets in int is not deployed.
-    let unknown = Deployment {
+    let unknown = PipelineRelease {
         release_id: "rel-00000000000000000000".into(),
-        execution_id: deployment.execution_id.clone(),
+        ..deployment
     };
-    let Outcome::Failed { message, .. } = world.action.run(&world.job(&unknown, None)?).await
-    else {
-        bail!("expected a failure");
-    };
+    let outcome = world.action.run(&world.job(&unknown, None)?).await;
+    let (message, _) = failure(&outcome)?;
     assert!(
         message.contains("has no change sets recorded for int"),
         "{message}"
     );
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stacks_outputs_merge_and_conflicting_ones_fail_naming_both() -> Result<()> {
-    let world = World::start("deploy-merge").await?;
+    let world = World::start().await?;
+    let (network_stack, service) = (world.named("network"), world.named("service"));
     let network = json!({
         "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {"ShipgateProdListener": {"Value": "arn:aws:elasticloadbalancing:listener/prod"}}
     });
     let deployment = world
         .approved(&[
-            ("orders-int-network", network),
-            ("orders-int-service", service_template("orders-int-a")),
+            (&network_stack, network),
+            (&service, service_template(&world.named("a"))),
         ])
         .await?;
     let (outcome, _) = world.run_to_end(&deployment).await?;
     let (summary, variables) = done(&outcome)?;
     assert_eq!(
         summary,
-        "int: orders-int-network CREATE_COMPLETE; orders-int-service CREATE_COMPLETE"
+        format!("int: {network_stack} CREATE_COMPLETE; {service} CREATE_COMPLETE")
     );
     assert_eq!(
         variables["ShipgateProdListener"],
@@ -343,31 +302,28 @@ async fn two_stacks_outputs_merge_and_conflicting_ones_fail_naming_both() -> Res
             "Outputs": {"ShipgateTestEndpoint": {"Value": url}}
         })
     };
+    let (api, web) = (world.named("api"), world.named("web"));
     let conflicting = world
         .approved(&[
-            ("orders-int-api", endpoint("http://elsewhere.example:9000")),
-            ("orders-int-web", endpoint("http://orders-int.example:9000")),
+            (&api, endpoint("http://elsewhere.example:9000")),
+            (&web, endpoint("http://orders-int.example:9000")),
         ])
         .await?;
     let (outcome, _) = world.run_to_end(&conflicting).await?;
-    let Outcome::Failed { message, .. } = outcome else {
-        bail!("expected a failure: {outcome:?}");
-    };
+    let (message, _) = failure(&outcome)?;
     assert!(
-        message.starts_with(
-            "int: stacks orders-int-api and orders-int-web both output ShipgateTestEndpoint \
-             with different values"
-        ),
+        message.starts_with(&format!(
+            "int: stacks {api} and {web} both output ShipgateTestEndpoint with different values"
+        )),
         "{message}"
     );
 
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stack_whose_execution_fails_fails_the_job_with_cloudformations_reason() -> Result<()> {
-    let world = World::start("deploy-fails").await?;
+    let world = World::start().await?;
     // moto cannot create a service in a cluster int does not have (see the top of this file).
     let broken = json!({
         "Parameters": {"Version": {"Type": "String"}},
@@ -376,19 +332,19 @@ async fn a_stack_whose_execution_fails_fails_the_job_with_cloudformations_reason
                 "Cluster": "no-such-cluster", "TaskDefinition": "orders:1", "DesiredCount": 1}}
         }
     });
-    let deployment = world.approved(&[("orders-int-broken", broken)]).await?;
+    let broken_stack = world.named("broken");
+    let deployment = world.approved(&[(&broken_stack, broken)]).await?;
 
     let (outcome, _) = world.run_to_end(&deployment).await?;
 
-    let Outcome::Failed { message, .. } = outcome else {
-        bail!("expected a failure: {outcome:?}");
-    };
+    let (message, _) = failure(&outcome)?;
+    let message = message.to_owned();
     assert!(
-        message.starts_with(
-            "int (account 222222222222): stack orders-int-broken is ROLLBACK_COMPLETE: Service \
+        message.starts_with(&format!(
+            "int (account 222222222222): stack {broken_stack} is ROLLBACK_COMPLETE: Service \
              (AWS::ECS::Service) CREATE_FAILED: Resource handler returned message: \"Cluster \
              not found.\""
-        ),
+        )),
         "{message}"
     );
     assert!(message.contains("must be deleted before it can be created again"));
@@ -399,7 +355,6 @@ async fn a_stack_whose_execution_fails_fails_the_job_with_cloudformations_reason
     assert_eq!(again, Outcome::failed(message.clone()));
     assert_eq!(world.standin.executions(), 1);
 
-    world.stop().await;
     Ok(())
 }
 
@@ -408,15 +363,12 @@ async fn a_stack_whose_execution_fails_fails_the_job_with_cloudformations_reason
 /// needs from the requests that pass through it: each change set's template and parameters,
 /// and each stack's execution.
 struct CloudFormationStandIn {
-    url: String,
+    proxy: MotoProxy,
     state: Arc<StandInState>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Default)]
 struct StandInState {
-    moto: String,
-    http: reqwest::Client,
     /// `ExecuteChangeSet` requests moto executed.
     executions: AtomicUsize,
     /// Change set (name and id) → its stack's template and parameters.
@@ -441,61 +393,56 @@ struct Execution {
     failure: Option<(String, String, String)>,
 }
 
+impl StandInState {
+    /// The template and parameters of the change set named (or identified) `name`.
+    fn change_set(&self, name: &str) -> Result<Option<ChangeSetFacts>> {
+        let sets = self
+            .change_sets
+            .lock()
+            .map_err(|_| poisoned("change sets"))?;
+        Ok(sets.get(name).cloned())
+    }
+
+    /// The execution of `stack`, if one went through the stand-in.
+    fn execution(&self, stack: &str) -> Result<Option<Execution>> {
+        let executed = self.executed.lock().map_err(|_| poisoned("executed"))?;
+        Ok(executed.get(stack).cloned())
+    }
+}
+
+fn poisoned(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("the stand-in's {what} lock is poisoned")
+}
+
 /// The resource type whose handler raises each error moto fails an execution with.
 const FAILING_TYPES: [(&str, &str); 1] = [("ClusterNotFoundException", "AWS::ECS::Service")];
 
 impl CloudFormationStandIn {
     async fn start(moto: &str) -> Result<Self> {
-        let state = Arc::new(StandInState {
-            moto: moto.to_owned(),
-            ..StandInState::default()
-        });
-        let app = axum::Router::new()
-            .fallback(handle_cloudformation)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { url, state, task })
+        let state = Arc::new(StandInState::default());
+        let shared = state.clone();
+        let proxy = MotoProxy::start(moto, move |request| {
+            let state = shared.clone();
+            async move { stand_in(&state, request).await }
+        })
+        .await?;
+        Ok(Self { proxy, state })
     }
 
     fn executions(&self) -> usize {
         self.state.executions.load(Ordering::SeqCst)
     }
-
-    fn stop(&self) {
-        self.task.abort();
-    }
 }
 
-async fn handle_cloudformation(
-    axum::extract::State(state): axum::extract::State<Arc<StandInState>>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    match stand_in(&state, request).await {
-        Ok(response) => response,
-        Err(e) => xml(500, format!("stand-in error: {e:#}")),
-    }
-}
-
-async fn stand_in(
-    state: &StandInState,
-    request: axum::extract::Request,
-) -> Result<axum::response::Response> {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await?;
-    let form = form_fields(&body);
-    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
-    let headers = &parts.headers;
-    let lock = |m: &'static str| anyhow::anyhow!("{m} poisoned");
+async fn stand_in(state: &StandInState, request: QueryRequest) -> Result<axum::response::Response> {
+    let field = |name: &str| request.field(name);
     match field("Action").as_str() {
         "CreateChangeSet" => {
-            let (status, reply) = forward(state, headers, body).await?;
+            let (status, reply) = request.forward().await?;
             if status == 200 {
                 let template: Value = serde_json::from_str(&field("TemplateBody"))
                     .context("the stand-in reads JSON templates")?;
+                let form = request.fields();
                 let parameters = (1..)
                     .map_while(|i| {
                         let key = form.get(&format!("Parameters.member.{i}.ParameterKey"))?;
@@ -510,7 +457,10 @@ async fn stand_in(
                     template,
                     parameters,
                 };
-                let mut sets = state.change_sets.lock().map_err(|_| lock("change sets"))?;
+                let mut sets = state
+                    .change_sets
+                    .lock()
+                    .map_err(|_| poisoned("change sets"))?;
                 if let Some(id) = between(&reply, "<Id>", "</Id>") {
                     sets.insert(id.to_owned(), facts.clone());
                 }
@@ -521,22 +471,15 @@ async fn stand_in(
         "ExecuteChangeSet" => {
             let stack = field("StackName");
             let facts = state
-                .change_sets
-                .lock()
-                .map_err(|_| lock("change sets"))?
-                .get(&field("ChangeSetName"))
-                .cloned()
+                .change_set(&field("ChangeSetName"))?
                 .context("a change set created through the stand-in")?;
-            let (_, described) = forward(
-                state,
-                headers,
-                Bytes::from(format!(
+            let (_, described) = request
+                .ask(format!(
                     "Action=DescribeStacks&Version=2010-05-15&StackName={stack}"
-                )),
-            )
-            .await?;
+                ))
+                .await?;
             let creates = described.contains("<StackStatus>REVIEW_IN_PROGRESS</StackStatus>");
-            let (status, reply) = forward(state, headers, body).await?;
+            let (status, reply) = request.forward().await?;
             state.executions.fetch_add(1, Ordering::SeqCst);
             let failure = if status == 200 {
                 None
@@ -557,15 +500,19 @@ async fn stand_in(
                     format!("Resource handler returned message: \"{message}\""),
                 ))
             };
-            state.executed.lock().map_err(|_| lock("executed"))?.insert(
-                stack,
-                Execution {
-                    creates,
-                    facts,
-                    in_progress: u32::from(failure.is_none()),
-                    failure,
-                },
-            );
+            state
+                .executed
+                .lock()
+                .map_err(|_| poisoned("executed"))?
+                .insert(
+                    stack,
+                    Execution {
+                        creates,
+                        facts,
+                        in_progress: u32::from(failure.is_none()),
+                        failure,
+                    },
+                );
             Ok(xml(
                 200,
                 format!(
@@ -575,15 +522,9 @@ async fn stand_in(
             ))
         }
         "DescribeChangeSet" => {
-            let (status, mut reply) = forward(state, headers, body).await?;
+            let (status, mut reply) = request.forward().await?;
             let stack = between(&reply, "<StackName>", "</StackName>").unwrap_or_default();
-            let execution = state
-                .executed
-                .lock()
-                .map_err(|_| lock("executed"))?
-                .get(stack)
-                .cloned();
-            if let Some(execution) = execution {
+            if let Some(execution) = state.execution(stack)? {
                 let now = if execution.failure.is_some() {
                     "EXECUTE_FAILED"
                 } else if execution.in_progress > 0 {
@@ -603,7 +544,7 @@ async fn stand_in(
         "DescribeStacks" => {
             let stack = field("StackName");
             let execution = {
-                let mut executed = state.executed.lock().map_err(|_| lock("executed"))?;
+                let mut executed = state.executed.lock().map_err(|_| poisoned("executed"))?;
                 executed.get_mut(&stack).map(|e| {
                     let seen = e.clone();
                     e.in_progress = e.in_progress.saturating_sub(1);
@@ -611,10 +552,9 @@ async fn stand_in(
                 })
             };
             let Some(execution) = execution else {
-                let (status, reply) = forward(state, headers, body).await?;
-                return Ok(xml(status, reply));
+                return request.pass().await;
             };
-            let (status, reply) = forward(state, headers, body).await?;
+            let (status, reply) = request.forward().await?;
             let verb = if execution.creates {
                 "CREATE"
             } else {
@@ -639,7 +579,7 @@ async fn stand_in(
                 None => (
                     format!("{verb}_COMPLETE"),
                     String::new(),
-                    outputs_xml(state, headers, &stack, &execution.facts).await?,
+                    outputs_xml(&request, &stack, &execution.facts).await?,
                 ),
             };
             Ok(xml(
@@ -649,27 +589,15 @@ async fn stand_in(
         }
         "DescribeStackEvents" => {
             let stack = field("StackName");
-            let execution = state
-                .executed
-                .lock()
-                .map_err(|_| lock("executed"))?
-                .get(&stack)
-                .cloned();
-            match execution {
+            match state.execution(&stack)? {
                 Some(Execution {
                     failure: Some((logical_id, kind, reason)),
                     ..
                 }) => Ok(xml(200, failed_events(&stack, &logical_id, &kind, &reason))),
-                _ => {
-                    let (status, reply) = forward(state, headers, body).await?;
-                    Ok(xml(status, reply))
-                }
+                _ => request.pass().await,
             }
         }
-        _ => {
-            let (status, reply) = forward(state, headers, body).await?;
-            Ok(xml(status, reply))
-        }
+        _ => request.pass().await,
     }
 }
 
@@ -678,19 +606,15 @@ async fn stand_in(
 /// `DescribeStackResources`). Other intrinsic functions are not evaluated (the output is left
 /// out).
 async fn outputs_xml(
-    state: &StandInState,
-    headers: &axum::http::HeaderMap,
+    request: &QueryRequest,
     stack: &str,
     facts: &ChangeSetFacts,
 ) -> Result<String> {
-    let (_, resources) = forward(
-        state,
-        headers,
-        Bytes::from(format!(
+    let (_, resources) = request
+        .ask(format!(
             "Action=DescribeStackResources&Version=2010-05-15&StackName={stack}"
-        )),
-    )
-    .await?;
+        ))
+        .await?;
     let physical: HashMap<String, String> = resources
         .split("<member>")
         .skip(1)
@@ -827,58 +751,6 @@ fn resources_of(template: &Value, kind: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Sends a query-protocol request to moto with the caller's headers (moto finds the account
-/// from the credentials in `Authorization`).
-async fn forward(
-    state: &StandInState,
-    headers: &axum::http::HeaderMap,
-    body: Bytes,
-) -> Result<(u16, String)> {
-    let mut request = state.http.post(&state.moto).body(body);
-    for (name, value) in headers {
-        if name != "host" && name != "content-length" {
-            request = request.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let response = request.send().await?;
-    Ok((response.status().as_u16(), response.text().await?))
-}
-
-fn xml(status: u16, body: String) -> axum::response::Response {
-    axum::response::Response::builder()
-        .status(status)
-        .header("content-type", "text/xml")
-        .body(axum::body::Body::from(body))
-        .unwrap_or_default()
-}
-
-fn form_fields(body: &[u8]) -> HashMap<String, String> {
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(&text.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let to = text[from..].find(end)? + from;
-    Some(&text[from..to])
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[test]

@@ -23,53 +23,49 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
 use shipgate::deploy::deployment_id;
-use shipgate::store::{DeploymentState, GateState, ReleaseRecord, ReleaseState, Store};
+use shipgate::store::{DeploymentState, GateState, ReleaseRecord, ReleaseState};
 use shipgate_local::accounts;
 use shipgate_local::approvals::follow;
-use shipgate_local::outbox::{SentEmail, links, sent_emails};
-use shipgate_local::stack::Stack;
-use shipgate_tests::support::{put, start_stack, wait_for};
+use shipgate_local::outbox::links;
+use shipgate_tests::story::Story;
+use shipgate_tests::support::{alias_routing, in_account, stack_status, wait_for};
 
 /// How long one step may take on a loaded 2-core machine.
 const STEP: Duration = Duration::from_secs(120);
 
+/// The story on a stack with every environment account's platform (`environment.yaml`).
 struct World {
-    stack: Stack,
-    store: Store,
-    cp: aws_sdk_codepipeline::Client,
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    pipeline: String,
+    story: Story,
     releases_dir: std::path::PathBuf,
+}
+
+impl std::ops::Deref for World {
+    type Target = Story;
+
+    fn deref(&self) -> &Story {
+        &self.story
+    }
 }
 
 impl World {
     async fn start(name: &str) -> Result<Self> {
         let root = shipgate_local::process::project_root();
-        let stack = start_stack(name, |o| {
+        let story = Story::start_with(name, |o| {
             o.environment_template = Some(root.join("environment.yaml"));
         })
         .await?;
-        let table = stack.provisioned.table.clone().context("table")?;
-        let releases_dir = stack.state_dir().join("releases");
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
-            cp: aws_sdk_codepipeline::Client::new(&stack.sdk),
-            s3: shipgate::aws::s3_client(&stack.sdk, true),
-            bucket: stack
-                .provisioned
-                .artifact_bucket
-                .clone()
-                .context("artifact bucket")?,
-            pipeline: stack
-                .provisioned
-                .refs
-                .get("PipelineName")
-                .cloned()
-                .context("pipeline name")?,
-            releases_dir,
-            stack,
+            releases_dir: story.stack.state_dir().join("releases"),
+            story,
         })
+    }
+
+    /// Runs `story` on a world of its own, then stops the world's stack.
+    async fn run(name: &str, story: impl AsyncFnOnce(&World) -> Result<()>) -> Result<()> {
+        let world = Self::start(name).await?;
+        let result = story(&world).await;
+        world.story.stack.stop().await;
+        result
     }
 
     /// The sample app's release zips for `version`, its image pushed to the tooling registry.
@@ -103,29 +99,25 @@ impl World {
         Ok(())
     }
 
+    /// The notifier's Lambda client in `environment`'s account.
+    async fn lambda(&self, environment: &str) -> Result<aws_sdk_lambda::Client> {
+        Ok(aws_sdk_lambda::Client::new(
+            &self.environment_sdk(account_of(environment)?).await,
+        ))
+    }
+
     /// The notifier's alias `live` in `environment`: its version and its routing config's
     /// additional version and weight.
     async fn alias(&self, environment: &str) -> Result<(String, Option<(String, f64)>)> {
-        let lambda =
-            aws_sdk_lambda::Client::new(&self.environment_sdk(account_of(environment)?).await);
-        let out = lambda
-            .get_alias()
-            .function_name(format!("orders-{environment}-notifier"))
-            .name("live")
-            .send()
-            .await?;
-        let extra = out
-            .routing_config()
-            .and_then(|r| r.additional_version_weights())
-            .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
-        Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+        let function = format!("orders-{environment}-notifier");
+        alias_routing(&self.lambda(environment).await?, &function, "live").await
     }
 
     /// The notifier's published versions in `environment`, each with its description.
     async fn versions(&self, environment: &str) -> Result<Vec<(String, String)>> {
-        let lambda =
-            aws_sdk_lambda::Client::new(&self.environment_sdk(account_of(environment)?).await);
-        let out = lambda
+        let out = self
+            .lambda(environment)
+            .await?
             .list_versions_by_function()
             .function_name(format!("orders-{environment}-notifier"))
             .send()
@@ -146,94 +138,19 @@ impl World {
     /// Drops `zip` under incoming/ and waits for intake's verdict.
     async fn drop(&self, zip: &std::path::Path) -> Result<ReleaseRecord> {
         let name = zip.file_name().context("zip name")?.to_string_lossy();
-        let key = format!("incoming/{name}");
-        let (version_id, _) = put(&self.s3, &self.bucket, &key, std::fs::read(zip)?).await?;
-        let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
-            bucket: self.bucket.clone(),
-            key,
-            version_id: Some(version_id),
-        });
-        wait_for(&format!("intake's verdict on {name}"), STEP, || async {
-            Ok(self
-                .store
-                .get_release(&id)
-                .await?
-                .filter(|r| matches!(r.state, ReleaseState::Started | ReleaseState::Rejected)))
-        })
-        .await
-    }
-
-    async fn action_status(&self, stage: &str, action: &str) -> Result<Option<String>> {
-        let out = self
-            .cp
-            .get_pipeline_state()
-            .name(&self.pipeline)
-            .send()
-            .await?;
-        Ok(out
-            .stage_states()
-            .iter()
-            .find(|s| s.stage_name() == Some(stage))
-            .and_then(|s| {
-                s.action_states()
-                    .iter()
-                    .find(|a| a.action_name() == Some(action))
-            })
-            .and_then(|a| a.latest_execution())
-            .and_then(|e| e.status())
-            .map(|s| s.as_str().to_owned()))
+        self.drop_at(&format!("incoming/{name}"), std::fs::read(zip)?)
+            .await
     }
 
     /// Waits until `stage`/`action` of the newest execution ends; fails on the other ending.
     async fn wait_action(&self, stage: &str, action: &str, expect: &str) -> Result<()> {
-        let status = wait_for(&format!("{stage}/{action} to end"), STEP, || async {
-            Ok(self
-                .action_status(stage, action)
-                .await?
-                .filter(|s| s != "InProgress"))
-        })
-        .await?;
-        ensure!(
-            status == expect,
-            "{stage}/{action} ended {status}, expected {expect}"
-        );
-        Ok(())
-    }
-
-    async fn execution_status(&self, execution_id: &str) -> Result<String> {
-        let out = self
-            .cp
-            .get_pipeline_execution()
-            .pipeline_name(&self.pipeline)
-            .pipeline_execution_id(execution_id)
-            .send()
-            .await?;
-        Ok(out
-            .pipeline_execution()
-            .and_then(|e| e.status())
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default())
+        self.pipeline.action_ends(stage, action, expect, STEP).await
     }
 
     async fn wait_execution(&self, execution_id: &str, expect: &str) -> Result<()> {
-        let status = wait_for(
-            &format!("execution {execution_id} to end"),
-            STEP,
-            || async {
-                let s = self.execution_status(execution_id).await?;
-                Ok((s != "InProgress").then_some(s))
-            },
-        )
-        .await?;
-        ensure!(
-            status == expect,
-            "execution {execution_id} ended {status}, expected {expect}"
-        );
-        Ok(())
-    }
-
-    async fn emails(&self) -> Result<Vec<SentEmail>> {
-        sent_emails(&self.stack.moto.endpoint()).await
+        self.pipeline
+            .execution_ends(execution_id, expect, STEP)
+            .await
     }
 
     /// The approver opens the mailed link (GET: the gate stays pending) and presses Approve.
@@ -245,14 +162,7 @@ impl World {
         approver: &str,
     ) -> Result<()> {
         let execution = release.execution_id.clone().context("execution id")?;
-        let gate = wait_for(&format!("the {stage}/{action} gate"), STEP, || async {
-            Ok(self
-                .store
-                .get_gate(&execution, stage, action)
-                .await?
-                .filter(|g| g.links.iter().all(|l| l.message_id.is_some())))
-        })
-        .await?;
+        let gate = self.wait_gate(release, stage, action).await?;
         ensure!(
             gate.state == GateState::Pending,
             "{stage}/{action} is not pending"
@@ -312,12 +222,7 @@ impl World {
     }
 
     async fn environment_sdk(&self, account: &str) -> SdkConfig {
-        shipgate::aws::assume_role(
-            &self.stack.sdk,
-            &accounts::deploy_role_arn(account),
-            "end-to-end",
-        )
-        .await
+        in_account(&self.stack, account).await
     }
 
     /// The prod listener's weights in `environment`: (blue %, green %) by the env stack's
@@ -357,13 +262,30 @@ impl World {
 
     async fn stack_status(&self, account: &str, name: &str) -> Result<String> {
         let cf = aws_sdk_cloudformation::Client::new(&self.environment_sdk(account).await);
-        let out = cf.describe_stacks().stack_name(name).send().await?;
-        Ok(out
-            .stacks()
-            .first()
-            .and_then(|s| s.stack_status())
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default())
+        stack_status(&cf, name).await
+    }
+
+    /// The stage's deployment of `release` named `name` (the listener's is unnamed, the
+    /// pipeline's LambdaTraffic actions are named `lambda`).
+    async fn deployment_named(
+        &self,
+        release: &ReleaseRecord,
+        environment: &str,
+        name: Option<&str>,
+    ) -> Result<shipgate::store::Deployment> {
+        let execution = release.execution_id.as_deref().unwrap_or_default();
+        let id = deployment_id(
+            &release.release_id,
+            environment,
+            &shipgate_traffic::named_execution(execution, name),
+        );
+        self.store.get_deployment(&id).await?.with_context(|| {
+            format!(
+                "no {environment} {} deployment for {}",
+                name.unwrap_or("listener"),
+                release.release_id
+            )
+        })
     }
 
     async fn deployment_state(
@@ -371,15 +293,7 @@ impl World {
         release: &ReleaseRecord,
         environment: &str,
     ) -> Result<shipgate::store::Deployment> {
-        let id = deployment_id(
-            &release.release_id,
-            environment,
-            release.execution_id.as_deref().unwrap_or_default(),
-        );
-        self.store
-            .get_deployment(&id)
-            .await?
-            .with_context(|| format!("no {environment} deployment for {}", release.release_id))
+        self.deployment_named(release, environment, None).await
     }
 
     /// The stage's Lambda deployment (the pipeline's LambdaTraffic actions are named `lambda`).
@@ -388,18 +302,8 @@ impl World {
         release: &ReleaseRecord,
         environment: &str,
     ) -> Result<shipgate::store::Deployment> {
-        let execution = release.execution_id.as_deref().unwrap_or_default();
-        let id = deployment_id(
-            &release.release_id,
-            environment,
-            &shipgate_traffic::named_execution(execution, Some("lambda")),
-        );
-        self.store.get_deployment(&id).await?.with_context(|| {
-            format!(
-                "no {environment} Lambda deployment for {}",
-                release.release_id
-            )
-        })
+        self.deployment_named(release, environment, Some("lambda"))
+            .await
     }
 
     async fn set_alarm(&self, account: &str, name: &str, state: &str, reason: &str) -> Result<()> {
@@ -429,10 +333,7 @@ fn all_on(version: &str) -> (String, Option<(String, f64)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_release_walks_from_a_dropped_zip_to_production() -> Result<()> {
-    let w = World::start("end-to-end").await?;
-    let result = story(&w).await;
-    w.stack.stop().await;
-    result
+    World::run("end-to-end", story).await
 }
 
 async fn story(w: &World) -> Result<()> {
@@ -822,10 +723,7 @@ async fn story(w: &World) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_check_stops_the_release_before_any_traffic_moves() -> Result<()> {
-    let w = World::start("end-to-end-checks").await?;
-    let result = failing_checks(&w).await;
-    w.stack.stop().await;
-    result
+    World::run("end-to-end-checks", failing_checks).await
 }
 
 async fn failing_checks(w: &World) -> Result<()> {

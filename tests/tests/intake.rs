@@ -2,59 +2,198 @@
 //! pipeline execution or is moved aside with a report and an email listing every problem.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
+use aws_sdk_codepipeline::types::PipelineExecution;
 use serde_json::Value;
+use shipgate::aws::s3::ObjectVersion;
+use shipgate::config::Env;
 use shipgate::store::{ReleaseRecord, ReleaseState, Store};
-use shipgate_intake::{IntakeError, RecordOutcome};
+use shipgate_intake::{Intake, IntakeConfig, IntakeError, RecordOutcome, release_id};
 use shipgate_local::stack::Stack;
 use shipgate_tests::drops;
+use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::story::Pipeline;
 use shipgate_tests::support::{
-    intake_that_cannot_start_pipelines, push_source_image, put, s3_put_event, sent_emails,
-    start_stack, wait_for,
+    SentEmail, WAIT, artifact_bucket, pipeline_name, push_source_image, put, s3_put_event,
+    sent_emails, store, wait_for, without_codepipeline,
 };
 
-const WAIT: Duration = Duration::from_secs(60);
+/// One stack for every test here, S3 notifications delivered to its intake. Each test drops
+/// under a prefix of its own; the tests that deliver events themselves run an intake of their
+/// own on theirs, which the stack's intake leaves alone.
+static STACK: SharedStack = SharedStack::new("intake", |_| {});
 
-fn store(stack: &Stack) -> Store {
-    Store::new(
-        aws_sdk_dynamodb::Client::new(&stack.sdk),
-        stack
+/// The shared stack as one test sees it.
+struct World {
+    stack: &'static Stack,
+    store: Store,
+    s3: aws_sdk_s3::Client,
+    pipeline: Pipeline,
+    bucket: String,
+    /// The test's own folder (`<unique>/`) for its drops.
+    folder: String,
+}
+
+impl World {
+    async fn start() -> Result<Self> {
+        Self::on(STACK.get().await?)
+    }
+
+    /// What a test sees of `stack`: clients of its own, and a folder of its own.
+    fn on(stack: &'static Stack) -> Result<Self> {
+        Ok(Self {
+            store: store(stack)?,
+            s3: shipgate::aws::s3_client(&stack.sdk, true),
+            pipeline: Pipeline::new(
+                aws_sdk_codepipeline::Client::new(&stack.sdk),
+                &pipeline_name(stack)?,
+            ),
+            bucket: artifact_bucket(stack)?,
+            folder: format!("{}/", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            stack,
+        })
+    }
+
+    /// Where a drop named `name` lands for the stack's intake (S3 notifies it).
+    fn incoming(&self, name: &str) -> String {
+        format!("incoming/{}{name}", self.folder)
+    }
+
+    /// Intake as the template configures it, run by the test: its drops are `by-hand/<folder>`,
+    /// where the stack's intake ignores them, so each event reaches intake only as the test
+    /// delivers it.
+    fn intake(&self) -> Result<Intake> {
+        let env = self
+            .stack
             .provisioned
-            .table
-            .clone()
-            .expect("the template declares a table"),
-    )
-}
+            .env_by_function
+            .get("IntakeFunction")
+            .context("the template declares intake")?;
+        let mut config = IntakeConfig::from_env(&Env::from_pairs(env.clone()))?;
+        config.incoming_prefix = format!("by-hand/{}", self.folder);
+        Ok(Intake::new(config, &self.stack.sdk))
+    }
 
-fn bucket(stack: &Stack) -> String {
-    stack
-        .provisioned
-        .artifact_bucket
-        .clone()
-        .expect("the template declares the artifact bucket")
-}
+    /// Where a drop named `name` lands for the test's own intake.
+    fn by_hand(&self, name: &str) -> String {
+        format!("by-hand/{}{name}", self.folder)
+    }
 
-fn s3(stack: &Stack) -> aws_sdk_s3::Client {
-    shipgate::aws::s3_client(&stack.sdk, true)
-}
+    /// Uploads `zip` as `key`; the S3 event for that object version.
+    async fn drop(&self, key: &str, zip: Vec<u8>) -> Result<Value> {
+        let size = zip.len() as u64;
+        let (version, etag) = put(&self.s3, &self.bucket, key, zip).await?;
+        Ok(s3_put_event(&self.bucket, key, &version, size, &etag))
+    }
 
-async fn executions(
-    stack: &Stack,
-) -> Result<Vec<aws_sdk_codepipeline::types::PipelineExecutionSummary>> {
-    let pipeline = stack
-        .provisioned
-        .refs
-        .get("PipelineName")
-        .cloned()
-        .context("pipeline name")?;
-    let out = aws_sdk_codepipeline::Client::new(&stack.sdk)
-        .list_pipeline_executions()
-        .pipeline_name(pipeline)
-        .send()
-        .await?;
-    Ok(out.pipeline_execution_summaries().to_vec())
+    /// The release of the object version `version` of `key`.
+    fn release_id(&self, key: &str, version: &str) -> String {
+        release_id(&ObjectVersion {
+            bucket: self.bucket.clone(),
+            key: key.into(),
+            version_id: Some(version.into()),
+        })
+    }
+
+    async fn release(&self, release_id: &str) -> Result<Option<ReleaseRecord>> {
+        Ok(self.store.get_release(release_id).await?)
+    }
+
+    /// Waits until intake has settled the release of `key` at `version`.
+    async fn settled(&self, key: &str, version: &str) -> Result<ReleaseRecord> {
+        let id = self.release_id(key, version);
+        wait_for(
+            &format!("release {id} of {key} to settle"),
+            WAIT,
+            || async {
+                Ok(self
+                    .release(&id)
+                    .await?
+                    .filter(|r| matches!(r.state, ReleaseState::Started | ReleaseState::Rejected)))
+            },
+        )
+        .await
+    }
+
+    /// The releases recorded for `key` (every version of it).
+    async fn releases_of(&self, key: &str) -> Result<Vec<ReleaseRecord>> {
+        Ok(self
+            .store
+            .list_releases(1000)
+            .await?
+            .into_iter()
+            .filter(|r| r.source.bucket == self.bucket && r.source.key == key)
+            .collect())
+    }
+
+    /// The pipeline executions intake started for any of `release_ids` (by their `ReleaseId`
+    /// variable).
+    async fn executions_of(&self, release_ids: &[String]) -> Result<Vec<PipelineExecution>> {
+        let mut ours = Vec::new();
+        for summary in self.pipeline.executions().await? {
+            let execution = self
+                .pipeline
+                .execution(summary.pipeline_execution_id().unwrap_or_default())
+                .await?;
+            let release = execution
+                .variables()
+                .iter()
+                .find(|v| v.name() == Some("ReleaseId"))
+                .and_then(|v| v.resolved_value());
+            if release.is_some_and(|r| release_ids.iter().any(|id| id == r)) {
+                ours.push(execution);
+            }
+        }
+        Ok(ours)
+    }
+
+    /// The emails about any of `release_ids` (rejections name the release).
+    async fn emails_about(&self, release_ids: &[String]) -> Result<Vec<SentEmail>> {
+        Ok(sent_emails(&self.stack.moto.endpoint())
+            .await?
+            .into_iter()
+            .filter(|e| release_ids.iter().any(|id| e.body.contains(id.as_str())))
+            .collect())
+    }
+
+    /// Delivers `event` as Lambda's asynchronous invocation does: a failed attempt is retried,
+    /// twice at most, with the same request id. Lambda waits a minute or two before a retry,
+    /// long enough for a delivery holding the release to be done with it; the test's retry
+    /// waits for exactly that, the release no longer held, so what happens does not depend on
+    /// how fast the machine is. What intake promises is one release and one execution under
+    /// such at-least-once delivery.
+    async fn deliver(
+        &self,
+        intake: &Intake,
+        event: &Value,
+        request_id: &str,
+    ) -> Result<shipgate_intake::IntakeReport> {
+        let mut last = None;
+        for _ in 0..3 {
+            match intake.handle(event.clone(), request_id).await {
+                Ok(report) => return Ok(report),
+                Err(IntakeError::InProgressElsewhere { release_id, .. }) => {
+                    wait_for(
+                        &format!("release {release_id} to be let go"),
+                        WAIT,
+                        || async {
+                            Ok(self.release(&release_id).await?.filter(|r| {
+                                !matches!(
+                                    r.state,
+                                    ReleaseState::Validating | ReleaseState::Accepted
+                                )
+                            }))
+                        },
+                    )
+                    .await?;
+                    last = Some(anyhow::anyhow!("release {release_id} was held"));
+                }
+                Err(e) => last = Some(e.into()),
+            }
+        }
+        Err(last.context("three attempts were made")?)
+    }
 }
 
 /// Pushes the sample image to the tooling account's (source) registry; returns its digest.
@@ -63,65 +202,15 @@ async fn push_sample_image(stack: &Stack, repo: &str) -> Result<String> {
     Ok(image.digest().to_string())
 }
 
-/// Delivers `event` as Lambda's asynchronous invocation does: a failed attempt is retried (twice,
-/// after a delay here compressed to ~1 s) with the same request id. What intake promises is one
-/// release and one execution under such at-least-once delivery.
-async fn deliver(
-    intake: &shipgate_intake::Intake,
-    event: &Value,
-    request_id: &str,
-) -> Result<shipgate_intake::IntakeReport, IntakeError> {
-    let mut last = None;
-    for delay_ms in [0, 300, 1000] {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        match intake.handle(event.clone(), request_id).await {
-            Ok(report) => return Ok(report),
-            Err(e) => {
-                eprintln!("delivery {request_id} failed, Lambda would retry: {e}");
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.expect("three attempts were made"))
-}
-
-async fn release_of(stack: &Stack, release_id: &str) -> Result<Option<ReleaseRecord>> {
-    Ok(store(stack).get_release(release_id).await?)
-}
-
-async fn wait_settled(
-    stack: &Stack,
-    bucket: &str,
-    key: &str,
-    version: &str,
-) -> Result<ReleaseRecord> {
-    let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
-        bucket: bucket.into(),
-        key: key.into(),
-        version_id: Some(version.into()),
-    });
-    wait_for(
-        &format!("release {id} of {key} to settle"),
-        WAIT,
-        || async {
-            Ok(release_of(stack, &id)
-                .await?
-                .filter(|r| matches!(r.state, ReleaseState::Started | ReleaseState::Rejected)))
-        },
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
-    let stack = start_stack("good-drop", |_| {}).await?;
-    let digest = push_sample_image(&stack, "orders/web").await?;
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
     let zip = drops::good_release("orders", "1.4.0", "orders/web", &digest);
-    let bucket = bucket(&stack);
-    let key = "incoming/orders 1.4.0+é.zip";
-    let (version, _) = put(&s3(&stack), &bucket, key, zip).await?;
+    let key = world.incoming("orders 1.4.0+é.zip");
+    let (version, _) = put(&world.s3, &world.bucket, &key, zip).await?;
 
-    let release = wait_settled(&stack, &bucket, key, &version).await?;
+    let release = world.settled(&key, &version).await?;
     assert_eq!(
         release.state,
         ReleaseState::Started,
@@ -136,7 +225,9 @@ async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
         .clone()
         .context("execution id recorded")?;
 
-    let listed = executions(&stack).await?;
+    let listed = world
+        .executions_of(std::slice::from_ref(&release.release_id))
+        .await?;
     assert_eq!(listed.len(), 1, "exactly one execution");
     assert_eq!(
         listed[0].pipeline_execution_id(),
@@ -145,22 +236,11 @@ async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
 
     // The execution carries the release as variables and the accepted copy's version as source
     // (listed once the source action has run: the execution starts without it).
-    let pipeline = stack.provisioned.refs["PipelineName"].clone();
-    let cp = aws_sdk_codepipeline::Client::new(&stack.sdk);
     let execution = wait_for("the source revision of the execution", WAIT, || async {
-        let out = cp
-            .get_pipeline_execution()
-            .pipeline_name(&pipeline)
-            .pipeline_execution_id(&execution_id)
-            .send()
-            .await?;
-        Ok(out
-            .pipeline_execution()
-            .filter(|e| !e.artifact_revisions().is_empty())
-            .cloned())
+        let execution = world.pipeline.execution(&execution_id).await?;
+        Ok((!execution.artifact_revisions().is_empty()).then_some(execution))
     })
     .await?;
-    let execution = &execution;
     let vars: Vec<(String, String)> = execution
         .variables()
         .iter()
@@ -186,25 +266,29 @@ async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
         "{revisions:?}"
     );
 
-    let mut env = shipgate::config::Env::default();
-    for (k, v) in &stack.provisioned.function_env {
+    // The status command lists it (among the other tests' releases), started, with its
+    // execution.
+    let mut env = Env::default();
+    for (k, v) in &world.stack.provisioned.function_env {
         env.set(k, v);
     }
-    let status = shipgate_local::status::collect(&stack.sdk, &env, 10).await?;
+    let status = shipgate_local::status::collect(&world.stack.sdk, &env, 1000).await?;
+    let line = status
+        .lines()
+        .find(|l| l.contains(&release.release_id))
+        .with_context(|| format!("the release is not in the status: {status}"))?;
     assert!(
-        status.contains(&release.release_id) && status.contains(&execution_id),
-        "{status}"
+        line.contains("started") && line.contains(&execution_id),
+        "{line}"
     );
-    assert!(status.contains("started"), "{status}");
-    stack.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_drop_is_rejected_with_its_problems_and_kept() -> Result<()> {
-    let stack = start_stack("bad-drops", |_| {}).await?;
-    let bucket = bucket(&stack);
-    let s3 = s3(&stack);
+    let world = World::start().await?;
+    let s3 = &world.s3;
+    let bucket = &world.bucket;
     let cases = drops::bad_drops();
     assert!(
         cases.len() >= 25,
@@ -214,12 +298,14 @@ async fn every_bad_drop_is_rejected_with_its_problems_and_kept() -> Result<()> {
 
     let mut uploaded = Vec::new();
     for case in &cases {
-        let key = format!("incoming/{}.zip", case.name);
-        let (version, _) = put(&s3, &bucket, &key, case.bytes.clone()).await?;
+        let key = world.incoming(&format!("{}.zip", case.name));
+        let (version, _) = put(s3, bucket, &key, case.bytes.clone()).await?;
         uploaded.push((case, key, version));
     }
+    let mut release_ids = Vec::new();
     for (case, key, version) in &uploaded {
-        let release = wait_settled(&stack, &bucket, key, version).await?;
+        let release = world.settled(key, version).await?;
+        release_ids.push(release.release_id.clone());
         assert_eq!(
             release.state,
             ReleaseState::Rejected,
@@ -246,7 +332,7 @@ async fn every_bad_drop_is_rejected_with_its_problems_and_kept() -> Result<()> {
         assert!(rejected_key.starts_with("rejected/"), "{rejected_key}");
         let kept = s3
             .get_object()
-            .bucket(&bucket)
+            .bucket(bucket)
             .key(&rejected_key)
             .send()
             .await?
@@ -263,7 +349,7 @@ async fn every_bad_drop_is_rejected_with_its_problems_and_kept() -> Result<()> {
         let report_key = release.report_key.clone().context("report key")?;
         let report: Value = serde_json::from_slice(
             &s3.get_object()
-                .bucket(&bucket)
+                .bucket(bucket)
                 .key(&report_key)
                 .send()
                 .await?
@@ -289,7 +375,7 @@ async fn every_bad_drop_is_rejected_with_its_problems_and_kept() -> Result<()> {
             "the limits in force are in the report"
         );
         // Nothing is left under incoming/.
-        let head = s3.head_object().bucket(&bucket).key(key).send().await;
+        let head = s3.head_object().bucket(bucket).key(key).send().await;
         assert!(
             head.is_err(),
             "{}: the drop no longer sits under incoming/",
@@ -297,37 +383,32 @@ async fn every_bad_drop_is_rejected_with_its_problems_and_kept() -> Result<()> {
         );
     }
     assert!(
-        executions(&stack).await?.is_empty(),
+        world.executions_of(&release_ids).await?.is_empty(),
         "no bad drop starts an execution"
     );
 
     // Every rejection was emailed, with every problem in it.
-    let emails = sent_emails(&stack.moto.endpoint()).await?;
+    let emails = world.emails_about(&release_ids).await?;
     assert_eq!(emails.len(), cases.len(), "one email per rejected drop");
     assert!(emails.iter().all(|e| e.subject.contains("rejected")));
-    stack.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_event_three_times_in_a_row_is_one_release_and_one_execution() -> Result<()> {
-    let stack = start_stack("dup-serial", |o| o.deliver_s3_events = false).await?;
-    let digest = push_sample_image(&stack, "orders/web").await?;
-    let bucket = bucket(&stack);
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let key = world.by_hand("orders-2.0.0.zip");
     let zip = drops::good_release("orders", "2.0.0", "orders/web", &digest);
-    let size = zip.len() as u64;
-    let key = "incoming/orders-2.0.0.zip";
-    let (version, etag) = put(&s3(&stack), &bucket, key, zip).await?;
-    let event = s3_put_event(&bucket, key, &version, size, &etag);
+    let event = world.drop(&key, zip).await?;
 
-    let intake = stack.functions.intake();
-    let first = deliver(intake, &event, "req-1").await?;
-    let second = deliver(intake, &event, "req-2").await?;
-    let third = deliver(intake, &event, "req-3").await?;
-    assert!(
-        matches!(first.records[0], RecordOutcome::Started { .. }),
-        "{first:?}"
-    );
+    let intake = world.intake()?;
+    let first = world.deliver(&intake, &event, "req-1").await?;
+    let second = world.deliver(&intake, &event, "req-2").await?;
+    let third = world.deliver(&intake, &event, "req-3").await?;
+    let RecordOutcome::Started { release_id, .. } = &first.records[0] else {
+        panic!("{first:?}");
+    };
     for later in [second, third] {
         assert!(
             matches!(
@@ -340,38 +421,37 @@ async fn the_same_event_three_times_in_a_row_is_one_release_and_one_execution() 
             "{later:?}"
         );
     }
-    assert_eq!(executions(&stack).await?.len(), 1);
-    assert_eq!(store(&stack).list_releases(50).await?.len(), 1);
-    stack.stop().await;
+    assert_eq!(
+        world
+            .executions_of(std::slice::from_ref(release_id))
+            .await?
+            .len(),
+        1
+    );
+    assert_eq!(world.releases_of(&key).await?.len(), 1);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_event_ten_times_at_once_is_one_release_and_one_execution() -> Result<()> {
-    let stack = start_stack("dup-concurrent", |o| o.deliver_s3_events = false).await?;
-    let digest = push_sample_image(&stack, "orders/web").await?;
-    let bucket = bucket(&stack);
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let key = world.by_hand("orders-2.1.0.zip");
     let zip = drops::good_release("orders", "2.1.0", "orders/web", &digest);
-    let size = zip.len() as u64;
-    let key = "incoming/orders-2.1.0.zip";
-    let (version, etag) = put(&s3(&stack), &bucket, key, zip).await?;
-    let event = s3_put_event(&bucket, key, &version, size, &etag);
+    let event = world.drop(&key, zip).await?;
 
-    let intake = stack.functions.intake().clone();
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let (intake, event) = (intake.clone(), event.clone());
-        tasks.push(tokio::spawn(async move {
-            // A first attempt that finds the claim held fails so that Lambda retries it; the
-            // retry finds the release started.
-            deliver(&intake, &event, &format!("req-{i}")).await
-        }));
-    }
-    let mut started = 0;
+    let intake = world.intake()?;
+    // A first attempt that finds the claim held fails so that Lambda retries it; the retry
+    // finds the release started.
+    let request_ids: Vec<String> = (0..10).map(|i| format!("req-{i}")).collect();
+    let deliveries = request_ids
+        .iter()
+        .map(|request_id| world.deliver(&intake, &event, request_id));
+    let mut started = Vec::new();
     let mut duplicates = 0;
-    for t in tasks {
-        match &t.await??.records[0] {
-            RecordOutcome::Started { .. } => started += 1,
+    for report in futures::future::join_all(deliveries).await {
+        match &report?.records[0] {
+            RecordOutcome::Started { release_id, .. } => started.push(release_id.clone()),
             RecordOutcome::Duplicate {
                 state: ReleaseState::Started,
                 ..
@@ -380,59 +460,63 @@ async fn the_same_event_ten_times_at_once_is_one_release_and_one_execution() -> 
         }
     }
     assert_eq!(
-        (started, duplicates),
+        (started.len(), duplicates),
         (1, 9),
         "one delivery starts the execution"
     );
-    assert_eq!(executions(&stack).await?.len(), 1);
-    assert_eq!(store(&stack).list_releases(50).await?.len(), 1);
-    stack.stop().await;
+    assert_eq!(world.executions_of(&started).await?.len(), 1);
+    assert_eq!(world.releases_of(&key).await?.len(), 1);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_upload_of_the_same_key_is_a_new_release() -> Result<()> {
-    let stack = start_stack("reupload", |o| o.deliver_s3_events = false).await?;
-    let digest = push_sample_image(&stack, "orders/web").await?;
-    let bucket = bucket(&stack);
-    let key = "incoming/orders.zip";
-    let intake = stack.functions.intake();
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let key = world.by_hand("orders.zip");
+    let intake = world.intake()?;
     let mut ids = BTreeSet::new();
     for version in ["3.0.0", "3.0.1"] {
         let zip = drops::good_release("orders", version, "orders/web", &digest);
-        let size = zip.len() as u64;
-        let (v, etag) = put(&s3(&stack), &bucket, key, zip).await?;
-        let report = deliver(intake, &s3_put_event(&bucket, key, &v, size, &etag), "req").await?;
+        let event = world.drop(&key, zip).await?;
+        let report = world.deliver(&intake, &event, "req").await?;
         match &report.records[0] {
             RecordOutcome::Started { release_id, .. } => ids.insert(release_id.clone()),
             other => panic!("{other:?}"),
         };
     }
     assert_eq!(ids.len(), 2);
-    assert_eq!(executions(&stack).await?.len(), 2);
-    stack.stop().await;
+    let ids: Vec<String> = ids.into_iter().collect();
+    assert_eq!(world.executions_of(&ids).await?.len(), 2);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_that_are_not_drops_change_nothing() -> Result<()> {
-    let stack = start_stack("not-drops", |o| o.deliver_s3_events = false).await?;
-    let bucket = bucket(&stack);
-    let intake = stack.functions.intake();
+    let world = World::start().await?;
+    let intake = world.intake()?;
 
     // Another bucket, another prefix, a deleted version: ignored, with the reason.
-    for (b, key, version) in [
-        ("someone-elses-bucket", "incoming/r.zip", "v1"),
-        (bucket.as_str(), "outgoing/r.zip", "v1"),
-        (bucket.as_str(), "incoming/gone.zip", "no-such-version"),
+    let outgoing = format!("outgoing/{}r.zip", world.folder);
+    let gone = world.by_hand("gone.zip");
+    let mut ids = Vec::new();
+    for (bucket, key, version) in [
+        ("someone-elses-bucket", world.by_hand("r.zip"), "v1"),
+        (world.bucket.as_str(), outgoing, "v1"),
+        (world.bucket.as_str(), gone, "no-such-version"),
     ] {
         let report = intake
-            .handle(s3_put_event(b, key, version, 10, "etag"), "req")
+            .handle(s3_put_event(bucket, &key, version, 10, "etag"), "req")
             .await?;
         assert!(
             matches!(report.records[0], RecordOutcome::Ignored { .. }),
             "{key}: {report:?}"
         );
+        ids.push(release_id(&ObjectVersion {
+            bucket: bucket.to_owned(),
+            key,
+            version_id: Some(version.to_owned()),
+        }));
     }
     // A malformed event is an error naming the problem, not a panic.
     let err = intake
@@ -440,70 +524,65 @@ async fn events_that_are_not_drops_change_nothing() -> Result<()> {
         .await
         .unwrap_err();
     assert!(matches!(err, IntakeError::MalformedEvent(_)), "{err}");
-    assert!(store(&stack).list_releases(10).await?.is_empty());
-    assert!(executions(&stack).await?.is_empty());
-    stack.stop().await;
+    for id in &ids {
+        assert!(world.release(id).await?.is_none(), "{id} was recorded");
+    }
+    assert!(world.executions_of(&ids).await?.is_empty());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_missing_from_the_source_registry_rejects_the_drop() -> Result<()> {
-    let stack = start_stack("missing-image", |o| o.deliver_s3_events = false).await?;
-    let bucket = bucket(&stack);
+    let world = World::start().await?;
     let absent = format!("sha256:{}", "ab".repeat(32));
     let zip = drops::good_release("orders", "4.0.0", "orders/web", &absent);
-    let size = zip.len() as u64;
-    let key = "incoming/orders-4.0.0.zip";
-    let (version, etag) = put(&s3(&stack), &bucket, key, zip).await?;
-    let event = s3_put_event(&bucket, key, &version, size, &etag);
-    let report = deliver(stack.functions.intake(), &event, "req").await?;
-    match &report.records[0] {
-        RecordOutcome::Rejected { codes, .. } => {
-            assert_eq!(codes, &vec!["image_not_found".to_owned()])
-        }
-        other => panic!("{other:?}"),
-    }
-    let emails = sent_emails(&stack.moto.endpoint()).await?;
+    let event = world.drop(&world.by_hand("orders-4.0.0.zip"), zip).await?;
+    let report = world.deliver(&world.intake()?, &event, "req").await?;
+    let RecordOutcome::Rejected {
+        codes, release_id, ..
+    } = &report.records[0]
+    else {
+        panic!("{report:?}");
+    };
+    assert_eq!(codes, &vec!["image_not_found".to_owned()]);
+    let ids = std::slice::from_ref(release_id);
+    let emails = world.emails_about(ids).await?;
     assert_eq!(emails.len(), 1);
     assert!(
         emails[0].body.contains("image_not_found"),
         "{}",
         emails[0].body
     );
-    assert!(executions(&stack).await?.is_empty());
-    stack.stop().await;
+    assert!(world.executions_of(ids).await?.is_empty());
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<()> {
-    let stack = start_stack("crash-recovery", |o| o.deliver_s3_events = false).await?;
-    let digest = push_sample_image(&stack, "orders/web").await?;
-    let bucket = bucket(&stack);
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let key = world.by_hand("orders-5.0.0.zip");
     let zip = drops::good_release("orders", "5.0.0", "orders/web", &digest);
-    let size = zip.len() as u64;
-    let key = "incoming/orders-5.0.0.zip";
-    let (version, etag) = put(&s3(&stack), &bucket, key, zip).await?;
-    let event = s3_put_event(&bucket, key, &version, size, &etag);
+    let event = world.drop(&key, zip).await?;
 
     // An invocation whose pipeline start never gets through: it records the release as
-    // accepted, then fails, holding a three-second lease.
-    let crashing = intake_that_cannot_start_pipelines(&stack, 3)?;
+    // accepted, then fails, holding its lease (five minutes, as the template configures it).
+    let crashing = without_codepipeline(world.intake()?, &world.stack.endpoints)?;
     let err = crashing.handle(event.clone(), "crashed").await.unwrap_err();
     assert!(matches!(err, IntakeError::Aws(_)), "{err}");
-    let id = shipgate_intake::release_id(&shipgate::aws::s3::ObjectVersion {
-        bucket: bucket.clone(),
-        key: key.into(),
-        version_id: Some(version.clone()),
-    });
-    let record = release_of(&stack, &id)
+    let id = event["Records"][0]["s3"]["object"]["versionId"]
+        .as_str()
+        .map(|version| world.release_id(&key, version))
+        .context("the event's version")?;
+    let mut record = world
+        .release(&id)
         .await?
         .context("the release was recorded")?;
     assert_eq!(record.state, ReleaseState::Accepted);
     assert!(record.execution_id.is_none());
 
     // While the lease holds, another delivery does not touch it: Lambda will retry it.
-    let intake = stack.functions.intake();
+    let intake = world.intake()?;
     let early = intake.handle(event.clone(), "early").await.unwrap_err();
     assert!(
         matches!(early, IntakeError::InProgressElsewhere { .. }),
@@ -512,10 +591,11 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
 
     // The start had in fact reached CodePipeline just before the crash.
     let accepted = record.accepted_object.clone().context("accepted copy")?;
-    let pipeline = stack.provisioned.refs["PipelineName"].clone();
-    let started = aws_sdk_codepipeline::Client::new(&stack.sdk)
+    let started = world
+        .pipeline
+        .cp
         .start_pipeline_execution()
-        .name(&pipeline)
+        .name(&world.pipeline.name)
         .client_request_token(&id)
         .source_revisions(
             aws_sdk_codepipeline::types::SourceRevisionOverride::builder()
@@ -531,20 +611,30 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
         .unwrap_or_default()
         .to_owned();
 
-    // Once the lease has expired, the next delivery takes over and converges on that one
-    // execution: the start is idempotent by the release id.
-    tokio::time::sleep(Duration::from_millis(4200)).await;
-    let report = deliver(intake, &event, "redelivered").await?;
+    // The lease runs out. Intake reads the wall clock, so rather than sleep past the lease
+    // the test moves the lease's end into the past, as the clock would find it by then.
+    let held_until = record.lease_expires_at.context("the crashed lease")?;
+    record.lease_expires_at = Some(held_until - intake.config.lease_seconds - 1);
+    world.store.update_release(&record, "crashed").await?;
+
+    // The next delivery takes over and converges on that one execution: the start is
+    // idempotent by the release id.
+    let report = world.deliver(&intake, &event, "redelivered").await?;
     match &report.records[0] {
         RecordOutcome::Started {
             execution_id: got, ..
         } => assert_eq!(got, &execution_id),
         other => panic!("{other:?}"),
     }
-    assert_eq!(executions(&stack).await?.len(), 1, "not doubled");
-    let record = release_of(&stack, &id).await?.context("release")?;
+    // Not doubled: intake started no execution of its own (it would carry the release id).
+    assert!(
+        world
+            .executions_of(std::slice::from_ref(&id))
+            .await?
+            .is_empty()
+    );
+    let record = world.release(&id).await?.context("release")?;
     assert_eq!(record.state, ReleaseState::Started);
     assert_eq!(record.execution_id.as_deref(), Some(execution_id.as_str()));
-    stack.stop().await;
     Ok(())
 }

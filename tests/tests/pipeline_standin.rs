@@ -1,7 +1,8 @@
 //! The CodePipeline stand-in, driven end to end by the real `aws_sdk_codepipeline::Client`.
 //!
-//! Each test reads the toy pipeline from `tests/fixtures/toy-pipeline.yaml`, starts its own moto
-//! (versioned source and artifact buckets) and its own stand-in on a free port, and plays the
+//! Each test reads the toy pipeline from `tests/fixtures/toy-pipeline.yaml`, makes its own
+//! versioned source and artifact buckets in the binary's one moto, starts its own stand-in on a
+//! free port (each test configures it differently), and plays the
 //! functions with a test [`Invoker`]: the check function parses the `CodePipeline.job` event with
 //! `aws_lambda_events` and answers through the SDK, the mailer receives the approval
 //! notification as an SNS event and the test decides the approval with the token it carries.
@@ -24,12 +25,25 @@ use shipgate_local::codepipeline::{
     CodePipelineStandIn, Invoker, Resolver, StandInConfig, pipelines_from_template, sns_subscribers,
 };
 use shipgate_local::moto::Moto;
+use shipgate_tests::shared_stack::Shared;
+use shipgate_tests::story::Pipeline;
 use shipgate_tests::support::wait_for;
 
 const TEMPLATE: &str = include_str!("../fixtures/toy-pipeline.yaml");
 const REGION: &str = "eu-west-1";
 const ACCOUNT: &str = "111111111111";
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One moto for every test here (each test's buckets are its own).
+static MOTO: Shared<Moto> = Shared::new("moto", || {
+    Box::pin(async {
+        let dir = std::env::temp_dir().join(format!(
+            "shipgate-standin-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        Moto::start(&dir).await
+    })
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_goes_through_source_check_approval_and_promotion() -> Result<()> {
@@ -103,18 +117,7 @@ async fn a_release_goes_through_source_check_approval_and_promotion() -> Result<
     );
 
     // An old job cannot be answered twice.
-    let late = h
-        .codepipeline
-        .put_job_success_result()
-        .job_id(first.id.clone().unwrap_or_default())
-        .send()
-        .await
-        .expect_err("the first job is finished");
-    assert!(
-        late.as_service_error()
-            .is_some_and(|e| e.is_invalid_job_state_exception()),
-        "{late:?}"
-    );
+    h.assert_answered(first).await;
 
     h.decide(&token, ApprovalStatus::Approved, "looks good")
         .await
@@ -392,19 +395,9 @@ async fn a_check_that_never_answers_fails_when_its_job_times_out() -> Result<()>
     let execution = h.wait_status(&id, PipelineExecutionStatus::Failed).await?;
     let summary = execution.status_summary().unwrap_or_default();
     assert!(summary.contains("timed out"), "{summary}");
-    let job = &h.jobs_of("CheckFunction")[0].code_pipeline_job;
-    let late = h
-        .codepipeline
-        .put_job_success_result()
-        .job_id(job.id.clone().unwrap_or_default())
-        .send()
-        .await
-        .expect_err("too late");
-    assert!(
-        late.as_service_error()
-            .is_some_and(|e| e.is_invalid_job_state_exception()),
-        "{late:?}"
-    );
+    // Too late: the job is over.
+    h.assert_answered(&h.jobs_of("CheckFunction")[0].code_pipeline_job)
+        .await;
     Ok(())
 }
 
@@ -554,17 +547,7 @@ async fn bad_requests_get_codepipeline_errors() -> Result<()> {
         );
     }
 
-    let pipeline = h
-        .codepipeline
-        .get_pipeline()
-        .name(&h.pipeline)
-        .send()
-        .await?;
-    let stages: Vec<_> = pipeline
-        .pipeline()
-        .map(|p| p.stages().iter().map(|s| s.name().to_owned()).collect())
-        .unwrap_or_default();
-    assert_eq!(stages, ["Source", "Test", "Release"]);
+    assert_eq!(h.view.stage_names().await?, ["Source", "Test", "Release"]);
     let listed = h.codepipeline.list_pipelines().send().await?;
     assert_eq!(listed.pipelines().len(), 1);
     Ok(())
@@ -737,12 +720,12 @@ fn approval_message(event: Value) -> Result<Value> {
 }
 
 struct Harness {
-    _moto: Moto,
-    state_dir: std::path::PathBuf,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     endpoint: String,
     s3: aws_sdk_s3::Client,
     codepipeline: aws_sdk_codepipeline::Client,
+    /// The toy pipeline, as CodePipeline's API shows it.
+    view: Pipeline,
     functions: Arc<TestFunctions>,
     pipeline: String,
     source_bucket: String,
@@ -752,7 +735,6 @@ struct Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.server.abort();
-        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 
@@ -762,8 +744,7 @@ impl Harness {
             shipgate::telemetry::init();
         }
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        let state_dir = std::env::temp_dir().join(format!("shipgate-standin-{name}-{unique}"));
-        let moto = Moto::start(&state_dir).await?;
+        let moto = MOTO.get().await?;
         let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::Config::builder()
@@ -834,17 +815,35 @@ impl Harness {
         );
         let server = tokio::spawn(stand_in.serve(listener));
         Ok(Self {
-            _moto: moto,
-            state_dir,
             server,
             endpoint,
             s3,
+            view: Pipeline::new(codepipeline.clone(), &pipeline),
             codepipeline,
             functions,
             pipeline,
             source_bucket,
             artifact_bucket,
         })
+    }
+
+    /// Answering `job` again fails: it is over (answered, or timed out).
+    async fn assert_answered(
+        &self,
+        job: &aws_lambda_events::event::codepipeline_job::CodePipelineJob,
+    ) {
+        let late = self
+            .codepipeline
+            .put_job_success_result()
+            .job_id(job.id.clone().unwrap_or_default())
+            .send()
+            .await
+            .expect_err("the job is over");
+        assert!(
+            late.as_service_error()
+                .is_some_and(|e| e.is_invalid_job_state_exception()),
+            "{late:?}"
+        );
     }
 
     /// Uploads a new version of the release object; returns its version id.
@@ -926,38 +925,18 @@ impl Harness {
     }
 
     async fn execution(&self, id: &str) -> Result<PipelineExecution> {
-        let out = self
-            .codepipeline
-            .get_pipeline_execution()
-            .pipeline_name(&self.pipeline)
-            .pipeline_execution_id(id)
-            .send()
-            .await?;
-        out.pipeline_execution().cloned().context("execution")
+        self.view.execution(id).await
     }
 
     async fn stage(&self, name: &str) -> Result<StageState> {
-        let out = self
-            .codepipeline
-            .get_pipeline_state()
-            .name(&self.pipeline)
-            .send()
-            .await?;
-        out.stage_states()
-            .iter()
-            .find(|s| s.stage_name() == Some(name))
-            .cloned()
+        self.view
+            .stage(name)
+            .await?
             .with_context(|| format!("stage {name}"))
     }
 
     async fn list(&self) -> Result<Vec<aws_sdk_codepipeline::types::PipelineExecutionSummary>> {
-        let out = self
-            .codepipeline
-            .list_pipeline_executions()
-            .pipeline_name(&self.pipeline)
-            .send()
-            .await?;
-        Ok(out.pipeline_execution_summaries().to_vec())
+        self.view.executions().await
     }
 
     /// Fails as soon as a handler failed, so a broken handler is reported, not timed out.

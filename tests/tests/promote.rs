@@ -21,33 +21,38 @@
 //! account serves it, without auth and without tag immutability (shipgate enforces it from the
 //! repository's settings).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
 use serde_json::{Value, json};
 use shipgate::aws::codepipeline::JobFailureKind;
-use shipgate::aws::s3::ObjectVersion;
 use shipgate::config::Env;
 use shipgate::job::{Job, JobAction, Outcome};
 use shipgate::registry::{
     CopyError, CopyOptions, CopyProgress, CopyRequest, CopyState, Digest, Registry, TagOutcome,
     UploadMode, copy_image, ecr_registry,
 };
-use shipgate::store::{Promotion, PromotionState, ReleaseRecord, ReleaseState, Store};
+use shipgate::store::{Promotion, PromotionState, Store};
 use shipgate_local::accounts::{self, INT, REGION, STG, TOOLING};
 use shipgate_local::stack::Stack;
 use shipgate_promote::{PromoteConfig, PromoteFunction};
+use shipgate_tests::drops::ReleaseBuilder;
 use shipgate_tests::images::{ImageBuilder, ManifestFormat, PushedImage};
-use shipgate_tests::support::start_stack;
+use shipgate_tests::jobs::{JobEvent, done, failure, run_to_end};
+use shipgate_tests::releases::PipelineRelease;
+use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::support::{in_account, store, table};
 
 const MIB: u64 = 1024 * 1024;
 
-/// A local stack, the action wired to it, and each side's ECR and registry.
+/// One stack for every test here; each test promotes repositories of its own.
+static STACK: SharedStack = SharedStack::new("promote", |o| o.deliver_s3_events = false);
+
+/// The shared stack, the release store, and each side's ECR and registry.
 struct World {
-    stack: Stack,
+    stack: &'static Stack,
     store: Store,
     table: String,
     overrides: String,
@@ -62,35 +67,22 @@ struct Side {
     registry: Registry,
 }
 
-/// A release as the pipeline holds it.
-struct Release {
-    release_id: String,
-    execution_id: String,
-}
-
 impl World {
-    async fn start(name: &str) -> Result<Self> {
-        let stack = start_stack(name, |o| {
-            o.deliver_s3_events = false;
-        })
-        .await?;
-        let table = stack.provisioned.table.clone().context("table")?;
+    async fn start() -> Result<Self> {
+        let stack = STACK.get().await?;
         let overrides = stack
             .registry_overrides()
             .iter()
             .map(|(host, url)| format!("{host}={url}"))
             .collect::<Vec<_>>()
             .join(",");
-        let int = side(&stack, Some(INT)).await?;
-        let stg = side(&stack, Some(STG)).await?;
-        let tooling = side(&stack, None).await?;
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table.clone()),
-            table,
+            store: store(stack)?,
+            table: table(stack)?,
             overrides,
-            int,
-            stg,
-            tooling,
+            int: side(stack, Some(INT)).await?,
+            stg: side(stack, Some(STG)).await?,
+            tooling: side(stack, None).await?,
             stack,
         })
     }
@@ -111,45 +103,48 @@ impl World {
     }
 
     /// Records a release of `images` (name, repository, tag, digest) as intake does.
-    async fn release(&self, images: &[(&str, &str, &str, &Digest)]) -> Result<Release> {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let release_id = format!("rel-{}", &unique[..20]);
-        let execution_id = uuid::Uuid::new_v4().to_string();
-        let manifest = json!({
-            "schema_version": "shipgate.release/v1",
-            "application": "orders",
-            "version": "1.4.2",
-            "message": "refunds",
-            "integrator": {"name": "Acme", "email": "release@acme.example"},
-            "environments": ["int", "stg", "prod"],
-            "images": images.iter().map(|(name, repository, tag, digest)| json!({
-                "name": name, "repository": repository, "tag": tag, "digest": digest.as_str(),
-            })).collect::<Vec<_>>(),
-            "templates": [],
-        });
-        let mut record = ReleaseRecord::received(
-            release_id.clone(),
-            ObjectVersion {
-                bucket: "artifacts".into(),
-                key: format!("incoming/{release_id}.zip"),
-                version_id: Some("1".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
-        record.state = ReleaseState::Started;
-        record.application = Some("orders".into());
-        record.version = Some("1.4.2".into());
-        record.manifest = Some(manifest);
-        record.execution_id = Some(execution_id.clone());
-        self.store.claim_release(&record, now()).await?;
-        Ok(Release {
-            release_id,
-            execution_id,
-        })
+    async fn release(&self, images: &[(&str, &str, &str, &Digest)]) -> Result<PipelineRelease> {
+        let manifest = images
+            .iter()
+            .fold(
+                ReleaseBuilder::new("orders", "1.4.2").environments(&["int", "stg", "prod"]),
+                |release, (name, repository, tag, digest)| {
+                    release.image(name, repository, tag, digest.as_str())
+                },
+            )
+            .manifest();
+        let release = PipelineRelease::new();
+        release
+            .record_started(&self.store, "artifacts", &manifest, None)
+            .await?;
+        Ok(release)
+    }
+
+    /// A release of an image pushed to int's `repo` as 1.4.2, where someone pushed another
+    /// build under the same version in stg: the release's image, stg's, and the release.
+    async fn another_build_in_stg(
+        &self,
+        repo: &str,
+    ) -> Result<(PushedImage, PushedImage, PipelineRelease)> {
+        let promoted = ImageBuilder::new()
+            .push(&self.int.registry, repo, "1.4.2")
+            .await?;
+        let other = ImageBuilder::new()
+            .push(&self.stg.registry, repo, "1.4.2")
+            .await?;
+        let release = self
+            .release(&[("web", repo, "1.4.2", promoted.digest())])
+            .await?;
+        Ok((promoted, other, release))
     }
 
     /// The job CodePipeline sends for the stg promotion of `release`, from int.
-    fn job(&self, release: &Release, job_id: &str, continuation: Option<&str>) -> Job {
+    fn job(
+        &self,
+        release: &PipelineRelease,
+        job_id: &str,
+        continuation: Option<&str>,
+    ) -> Result<Job> {
         self.job_with(
             release,
             job_id,
@@ -161,47 +156,42 @@ impl World {
 
     fn job_with(
         &self,
-        release: &Release,
+        release: &PipelineRelease,
         job_id: &str,
         continuation: Option<&str>,
         from: Value,
         to: Value,
-    ) -> Job {
-        Job {
-            id: job_id.to_owned(),
-            account_id: Some(TOOLING.to_owned()),
-            user_parameters: Some(
-                json!({
-                    "releaseId": release.release_id,
-                    "executionId": release.execution_id,
-                    "from": from,
-                    "to": to,
-                })
-                .to_string(),
-            ),
-            continuation_token: continuation.map(str::to_owned),
-            input_artifacts: BTreeMap::new(),
-        }
+    ) -> Result<Job> {
+        JobEvent::new(
+            "PromoteFunction",
+            json!({
+                "releaseId": release.release_id,
+                "executionId": release.execution_id,
+                "from": from,
+                "to": to,
+            }),
+        )
+        .id(job_id)
+        .continuation(continuation)
+        .job()
     }
 
     /// Runs one job to its end, feeding continuation tokens back as CodePipeline does; the
     /// final outcome and how many invocations it took.
-    async fn promote(&self, action: &PromoteFunction, release: &Release) -> Result<(Outcome, u32)> {
+    async fn promote(
+        &self,
+        action: &PromoteFunction,
+        release: &PipelineRelease,
+    ) -> Result<(Outcome, u32)> {
         let job_id = uuid::Uuid::new_v4().to_string();
-        let mut token: Option<String> = None;
-        for invocation in 1..=50 {
-            let outcome = action
-                .run(&self.job(release, &job_id, token.as_deref()))
-                .await;
-            match outcome {
-                Outcome::Continue { state } => token = Some(state.to_string()),
-                other => return Ok((other, invocation)),
-            }
-        }
-        bail!("the promotion did not finish in 50 invocations")
+        run_to_end(50, |token| {
+            let job = self.job(release, &job_id, token.as_deref());
+            async move { Ok(action.run(&job?).await) }
+        })
+        .await
     }
 
-    async fn stored(&self, release: &Release) -> Result<Promotion> {
+    async fn stored(&self, release: &PipelineRelease) -> Result<Promotion> {
         self.store
             .get_promotion(&release.release_id, "stg")
             .await?
@@ -210,13 +200,8 @@ impl World {
 
     /// Where a local registry keeps a blob's bytes (the CNCF registry's filesystem layout).
     fn blob_file(&self, account: &str, digest: &Digest) -> Result<PathBuf> {
-        let local = self
-            .stack
-            .registries
-            .iter()
-            .find(|r| r.account == account)
-            .context("no registry for the account")?;
-        Ok(local
+        Ok(self
+            .local(account)?
             .storage
             .join("docker/registry/v2/blobs/sha256")
             .join(&digest.hex()[..2])
@@ -224,32 +209,30 @@ impl World {
             .join("data"))
     }
 
-    /// Lines of the account registry's access log that start or continue a blob upload.
-    fn upload_requests(&self, account: &str) -> Result<usize> {
-        let local = self
-            .stack
-            .registries
-            .iter()
-            .find(|r| r.account == account)
-            .context("no registry for the account")?;
-        let log = std::fs::read_to_string(&local.log)?;
+    /// Lines of the account registry's access log that start or continue a blob upload into
+    /// `repo` (the registry is shared with the other tests, the repository is the test's).
+    fn upload_requests(&self, account: &str, repo: &str) -> Result<usize> {
+        let log = std::fs::read_to_string(&self.local(account)?.log)?;
+        let uploads = format!("/v2/{repo}/blobs/uploads/");
         Ok(log
             .lines()
-            .filter(|l| l.contains("/blobs/uploads/") && !l.contains("\"HEAD "))
+            .filter(|l| l.contains(&uploads) && !l.contains("\"HEAD "))
             .count())
     }
 
-    async fn stop(self) {
-        self.stack.stop().await;
+    fn local(&self, account: &str) -> Result<&shipgate_local::registries::LocalRegistry> {
+        self.stack
+            .registries
+            .iter()
+            .find(|r| r.account == account)
+            .context("no registry for the account")
     }
 }
 
 /// An account's side: through its deploy role, or the stack's own (tooling) credentials.
 async fn side(stack: &Stack, account: Option<&str>) -> Result<Side> {
     let sdk = match account {
-        Some(a) => {
-            shipgate::aws::assume_role(&stack.sdk, &accounts::deploy_role_arn(a), "tests").await
-        }
+        Some(a) => in_account(stack, a).await,
         None => stack.sdk.clone(),
     };
     let ecr = aws_sdk_ecr::Client::new(&sdk);
@@ -281,30 +264,6 @@ fn unique_repo(prefix: &str) -> String {
         "{prefix}/{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-fn done(outcome: &Outcome) -> Result<(&str, &BTreeMap<String, String>)> {
-    match outcome {
-        Outcome::Done {
-            summary,
-            output_variables,
-        } => Ok((summary.as_str(), output_variables)),
-        other => bail!("expected the promotion to succeed: {other:?}"),
-    }
-}
-
-fn failure(outcome: &Outcome) -> Result<(&str, JobFailureKind)> {
-    match outcome {
-        Outcome::Failed { kind, message } => Ok((message.as_str(), *kind)),
-        other => bail!("expected the promotion to fail: {other:?}"),
-    }
 }
 
 fn total_bytes(image: &PushedImage) -> u64 {
@@ -349,7 +308,7 @@ async fn assert_complete(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_reaches_the_next_account_by_digest_in_a_repository_made_like_the_source()
 -> Result<()> {
-    let world = World::start("promote-single").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     create_repository(&world.int.ecr, &repo, ImageTagMutability::Immutable, true).await?;
     let image = ImageBuilder::new()
@@ -424,24 +383,17 @@ async fn an_image_reaches_the_next_account_by_digest_in_a_repository_made_like_t
 
     // Nothing went anywhere else.
     let prod = Registry::new(
-        &world
-            .stack
-            .registries
-            .iter()
-            .find(|r| r.account == accounts::PROD)
-            .context("prod registry")?
-            .url(),
+        &world.local(accounts::PROD)?.url(),
         None,
         reqwest::Client::new(),
     )?;
     assert_eq!(prod.head_manifest(&repo, "1.4.2").await?, None);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_arch_images_are_promoted_with_every_platform_and_the_tag_last() -> Result<()> {
-    let world = World::start("promote-multi").await?;
+    let world = World::start().await?;
     let web = unique_repo("orders/web");
     let worker = unique_repo("orders/worker");
     let oci = ImageBuilder::new()
@@ -479,13 +431,12 @@ async fn multi_arch_images_are_promoted_with_every_platform_and_the_tag_last() -
         assert_eq!(promoted.blobs, image.blobs().len() as u32);
         assert_eq!(promoted.bytes_copied, total_bytes(image));
     }
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_promotion_of_the_same_release_moves_no_blob_bytes() -> Result<()> {
-    let world = World::start("promote-again").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let image = ImageBuilder::new()
         .multi_arch()
@@ -497,7 +448,7 @@ async fn a_second_promotion_of_the_same_release_moves_no_blob_bytes() -> Result<
         .await?;
     let action = world.action(&[])?;
     done(&world.promote(&action, &release).await?.0)?;
-    let uploads_before = world.upload_requests(STG)?;
+    let uploads_before = world.upload_requests(STG, &repo)?;
     assert!(
         uploads_before >= 6,
         "the first promotion's uploads are in the log"
@@ -519,14 +470,13 @@ async fn a_second_promotion_of_the_same_release_moves_no_blob_bytes() -> Result<
     assert_eq!(promoted.manifests_pushed, 0);
     assert!(!promoted.repository_created);
     // The target registry saw no upload at all, by its own access log.
-    assert_eq!(world.upload_requests(STG)?, uploads_before);
-    world.stop().await;
+    assert_eq!(world.upload_requests(STG, &repo)?, uploads_before);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_copy_resumes_with_only_the_blobs_still_missing() -> Result<()> {
-    let world = World::start("promote-resume").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let image = ImageBuilder::new()
         .layers(&[6 * MIB, 6 * MIB, 6 * MIB, 6 * MIB])
@@ -578,13 +528,12 @@ async fn an_interrupted_copy_resumes_with_only_the_blobs_still_missing() -> Resu
     assert_eq!(second.snapshot().bytes_streamed, report.bytes_copied);
     assert!(report.bytes_copied <= total_bytes(&image) - 2 * 6 * MIB);
     assert_complete(&world.stg.registry, &repo, "1.4.2", &image).await?;
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_already_in_the_target_are_not_copied_again() -> Result<()> {
-    let world = World::start("promote-seeded").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let image = ImageBuilder::new()
         .layers(&[MIB, 2 * MIB, 3 * MIB, 4 * MIB])
@@ -616,13 +565,12 @@ async fn blobs_already_in_the_target_are_not_copied_again() -> Result<()> {
     assert_eq!(promoted.bytes_skipped, 7 * MIB);
     assert_eq!(promoted.bytes_copied, total_bytes(&image) - 7 * MIB);
     assert_complete(&world.stg.registry, &repo, "1.4.2", &image).await?;
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_longer_than_its_budget_continues_across_invocations() -> Result<()> {
-    let world = World::start("promote-budget").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let image = ImageBuilder::new()
         .layers(&[MIB, MIB, MIB])
@@ -647,13 +595,12 @@ async fn a_promotion_longer_than_its_budget_continues_across_invocations() -> Re
     assert_eq!((promoted.blobs_copied, promoted.blobs_skipped), (4, 0));
     assert_eq!(promoted.bytes_copied, total_bytes(&image));
     assert_complete(&world.stg.registry, &repo, "1.4.2", &image).await?;
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_source_blob_is_refused_and_nothing_is_committed() -> Result<()> {
-    let world = World::start("promote-corrupt").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let image = ImageBuilder::new()
         .layers(&[7 * MIB, 4096])
@@ -740,25 +687,15 @@ async fn a_corrupt_source_blob_is_refused_and_nothing_is_committed() -> Result<(
             "{upload:?}"
         );
     }
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immutable_tag_on_another_digest_is_a_conflict_naming_both() -> Result<()> {
-    let world = World::start("promote-immutable").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     create_repository(&world.stg.ecr, &repo, ImageTagMutability::Immutable, false).await?;
-    let promoted = ImageBuilder::new()
-        .push(&world.int.registry, &repo, "1.4.2")
-        .await?;
-    // Someone pushed another build under the same version in stg.
-    let other = ImageBuilder::new()
-        .push(&world.stg.registry, &repo, "1.4.2")
-        .await?;
-    let release = world
-        .release(&[("web", &repo, "1.4.2", promoted.digest())])
-        .await?;
+    let (promoted, other, release) = world.another_build_in_stg(&repo).await?;
 
     let (outcome, _) = world.promote(&world.action(&[])?, &release).await?;
 
@@ -781,26 +718,17 @@ async fn an_immutable_tag_on_another_digest_is_a_conflict_naming_both() -> Resul
         );
     }
     assert_eq!(world.stored(&release).await?.state, PromotionState::Failed);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutable_tag_moves_to_the_promoted_digest_and_an_existing_repository_keeps_its_settings()
 -> Result<()> {
-    let world = World::start("promote-mutable").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     create_repository(&world.int.ecr, &repo, ImageTagMutability::Immutable, true).await?;
     create_repository(&world.stg.ecr, &repo, ImageTagMutability::Mutable, false).await?;
-    let promoted = ImageBuilder::new()
-        .push(&world.int.registry, &repo, "1.4.2")
-        .await?;
-    let other = ImageBuilder::new()
-        .push(&world.stg.registry, &repo, "1.4.2")
-        .await?;
-    let release = world
-        .release(&[("web", &repo, "1.4.2", promoted.digest())])
-        .await?;
+    let (promoted, other, release) = world.another_build_in_stg(&repo).await?;
 
     done(&world.promote(&world.action(&[])?, &release).await?.0)?;
 
@@ -831,13 +759,12 @@ async fn a_mutable_tag_moves_to_the_promoted_digest_and_an_existing_repository_k
             replaced: Some(promoted.digest().clone())
         })
     );
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_source_image_fails_with_a_clear_error() -> Result<()> {
-    let world = World::start("promote-missing").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let absent = Digest::sha256_of(b"an image nobody pushed");
     let release = world.release(&[("web", &repo, "1.4.2", &absent)]).await?;
@@ -859,13 +786,12 @@ async fn a_missing_source_image_fails_with_a_clear_error() -> Result<()> {
         world.stg.registry.head_manifest(&repo, "1.4.2").await?,
         None
     );
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_source_role_the_images_come_from_the_tooling_account() -> Result<()> {
-    let world = World::start("promote-tooling").await?;
+    let world = World::start().await?;
     let repo = unique_repo("orders/web");
     let image = ImageBuilder::new()
         .push(&world.tooling.registry, &repo, "1.4.2")
@@ -881,7 +807,7 @@ async fn without_a_source_role_the_images_come_from_the_tooling_account() -> Res
         json!({"environment": "int", "roleArn": accounts::deploy_role_arn(INT)}),
     );
 
-    let outcome = world.action(&[])?.run(&job).await;
+    let outcome = world.action(&[])?.run(&job?).await;
 
     let (summary, _) = done(&outcome)?;
     assert!(
@@ -901,6 +827,5 @@ async fn without_a_source_role_the_images_come_from_the_tooling_account() -> Res
         format!("{TOOLING}.dkr.ecr.{REGION}.amazonaws.com")
     );
     assert_eq!(stored.images[0].tag_mutability, "MUTABLE");
-    world.stop().await;
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! about content).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,46 +23,17 @@ use shipgate_local::accounts::{INT, REGION, TOOLING, deploy_role_arn};
 use shipgate_local::moto::Moto;
 use shipgate_local::registries::{LocalRegistry, endpoint_overrides, start_registries};
 use shipgate_tests::images::{ImageBuilder, ManifestFormat, RandomBlob};
+use shipgate_tests::shared_stack::Shared;
 
-/// A state directory for one test, removed when dropped (after what runs in it: declare first).
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir()
-            .join("shipgate-tests")
-            .join(format!("registry-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One local registry and an anonymous client for it.
+/// One local registry of the binary's own (the tooling account's), with an anonymous client.
 struct LocalOne {
     registry: Registry,
-    _local: LocalRegistry,
-    _dir: StateDir,
 }
 
 async fn local_registry() -> Result<LocalOne> {
-    let dir = StateDir::new()?;
-    let mut locals = start_registries(dir.path(), &[TOOLING]).await?;
-    let local = locals.pop().context("no registry started")?;
-    let registry = Registry::new(&local.url(), None, reqwest::Client::new())?;
+    let stack = ECR.get().await?;
     Ok(LocalOne {
-        registry,
-        _local: local,
-        _dir: dir,
+        registry: Registry::new(&stack.locals[0].url(), None, reqwest::Client::new())?,
     })
 }
 
@@ -130,95 +100,85 @@ struct EcrStack {
     locals: Vec<LocalRegistry>,
     moto: Moto,
     overrides: BTreeMap<String, String>,
-    http: reqwest::Client,
-    _dir: StateDir,
 }
 
-async fn ecr_stack() -> Result<EcrStack> {
-    let dir = StateDir::new()?;
-    let (moto, locals) = tokio::try_join!(
-        Moto::start(dir.path()),
-        start_registries(dir.path(), &[TOOLING, INT])
-    )?;
-    // Exactly what a function reads from its environment.
-    let env = Env::from_pairs([(
-        "SHIPGATE_REGISTRY_ENDPOINTS",
-        endpoint_overrides(&locals, REGION),
-    )]);
-    let overrides = env.map("SHIPGATE_REGISTRY_ENDPOINTS")?;
-    Ok(EcrStack {
-        locals,
-        moto,
-        overrides,
-        http: reqwest::Client::new(),
-        _dir: dir,
+/// One for every test here (each test's repositories are its own).
+static ECR: Shared<EcrStack> = Shared::new("ecr", || {
+    Box::pin(async {
+        let dir = std::env::temp_dir()
+            .join("shipgate-tests")
+            .join(format!("registry-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let (moto, locals) =
+            tokio::try_join!(Moto::start(&dir), start_registries(&dir, &[TOOLING, INT]))?;
+        // Exactly what a function reads from its environment.
+        let env = Env::from_pairs([(
+            "SHIPGATE_REGISTRY_ENDPOINTS",
+            endpoint_overrides(&locals, REGION),
+        )]);
+        let overrides = env.map("SHIPGATE_REGISTRY_ENDPOINTS")?;
+        Ok(EcrStack {
+            locals,
+            moto,
+            overrides,
+        })
     })
-}
+});
 
-#[tokio::test]
-async fn the_tooling_accounts_ecr_host_leads_to_its_local_registry() -> Result<()> {
-    let stack = ecr_stack().await?;
-    let ecr = ecr_client(&stack.moto, static_credentials());
-    let tooling = ecr_registry(&ecr, stack.http.clone(), &stack.overrides).await?;
-    assert_eq!(tooling.host(), stack.locals[0].ecr_host(REGION));
+/// The registry `ecr` names for its account leads to the local registry `own` (of the
+/// stack's), an image pushed through it lands there, and not in the local registry `other`.
+async fn pushes_land_in(
+    stack: &EcrStack,
+    ecr: &aws_sdk_ecr::Client,
+    own: usize,
+    other: usize,
+) -> Result<Registry> {
+    let http = reqwest::Client::new();
+    let registry = ecr_registry(ecr, http.clone(), &stack.overrides).await?;
+    assert_eq!(registry.host(), stack.locals[own].ecr_host(REGION));
     assert_eq!(
-        tooling.endpoint().as_str(),
-        format!("{}/", stack.locals[0].url())
+        registry.endpoint().as_str(),
+        format!("{}/", stack.locals[own].url())
     );
-
-    // The local registries ignore the Basic credentials ECR's token decodes to; what matters
-    // is that the account's requests land in its own registry and no other.
     let repo = unique_repo("team/app");
-    let image = ImageBuilder::new().push(&tooling, &repo, "1.0.0").await?;
-    assert!(tooling.head_manifest(&repo, "1.0.0").await?.is_some());
-    let int_local = Registry::new(&stack.locals[1].url(), None, stack.http.clone())?;
+    let image = ImageBuilder::new().push(&registry, &repo, "1.0.0").await?;
+    assert!(registry.head_manifest(&repo, "1.0.0").await?.is_some());
+    let elsewhere = Registry::new(&stack.locals[other].url(), None, http)?;
     assert_eq!(
-        int_local
+        elsewhere
             .head_manifest(&repo, image.digest().as_str())
             .await?,
         None
     );
+    Ok(registry)
+}
+
+#[tokio::test]
+async fn the_tooling_accounts_ecr_host_leads_to_its_local_registry() -> Result<()> {
+    let stack = ECR.get().await?;
+    // The local registries ignore the Basic credentials ECR's token decodes to; what matters
+    // is that the account's requests land in its own registry and no other.
+    let tooling =
+        pushes_land_in(stack, &ecr_client(&stack.moto, static_credentials()), 0, 1).await?;
+    let digest = Digest::sha256_of(b"any manifest");
     assert_eq!(
-        tooling.image_reference(&repo, image.digest()),
-        format!(
-            "{TOOLING}.dkr.ecr.{REGION}.amazonaws.com/{repo}@{}",
-            image.digest()
-        )
+        tooling.image_reference("team/app", &digest),
+        format!("{TOOLING}.dkr.ecr.{REGION}.amazonaws.com/team/app@{digest}")
     );
     Ok(())
 }
 
 #[tokio::test]
 async fn an_assumed_role_reaches_its_own_accounts_registry() -> Result<()> {
-    let stack = ecr_stack().await?;
+    let stack = ECR.get().await?;
     let credentials = assumed_role_credentials(&stack.moto, INT).await?;
-    let int = ecr_registry(
-        &ecr_client(&stack.moto, credentials),
-        stack.http.clone(),
-        &stack.overrides,
-    )
-    .await?;
+    let int = pushes_land_in(stack, &ecr_client(&stack.moto, credentials), 1, 0).await?;
     assert_eq!(
         int.host(),
         "222222222222.dkr.ecr.eu-west-1.amazonaws.com",
         "GetAuthorizationToken with credentials of a role in {INT} must name that account's \
          registry (moto started with MOTO_ACCOUNT_ID answers every request, assumed roles \
          included, as that one account)"
-    );
-    assert_eq!(
-        int.endpoint().as_str(),
-        format!("{}/", stack.locals[1].url())
-    );
-
-    let repo = unique_repo("team/app");
-    let image = ImageBuilder::new().push(&int, &repo, "1.0.0").await?;
-    assert!(int.head_manifest(&repo, "1.0.0").await?.is_some());
-    let tooling_local = Registry::new(&stack.locals[0].url(), None, stack.http.clone())?;
-    assert_eq!(
-        tooling_local
-            .head_manifest(&repo, image.digest().as_str())
-            .await?,
-        None
     );
     Ok(())
 }
@@ -443,8 +403,7 @@ async fn a_corrupt_digest_is_refused() -> Result<()> {
 
 #[tokio::test]
 async fn a_layer_streams_from_one_registry_into_another() -> Result<()> {
-    let dir = StateDir::new()?;
-    let locals = start_registries(dir.path(), &[TOOLING, INT]).await?;
+    let locals = &ECR.get().await?.locals;
     let http = reqwest::Client::new();
     let source = Registry::new(&locals[0].url(), None, http.clone())?;
     let target = Registry::new(&locals[1].url(), None, http)?;

@@ -5,7 +5,16 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use shipgate_local::accounts;
-use shipgate_tests::support::start_stack;
+use shipgate_tests::shared_stack::SharedStack;
+use shipgate_tests::support::{in_account, start_stack, unique};
+
+/// The stack the tests of a running stack share (the lifecycle tests start their own): every
+/// environment account with its platform from the environment template.
+static STACK: SharedStack = SharedStack::new("environments", |o| {
+    o.registries = false;
+    o.deliver_s3_events = false;
+    o.environment_template = Some(shipgate_local::process::project_root().join("environment.yaml"));
+});
 
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state says it is gone.
@@ -58,13 +67,8 @@ async fn two_stacks_run_side_by_side_on_their_own_ports() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
-    let stack = start_stack("assume-role", |o| o.registries = false).await?;
-    let int = shipgate::aws::assume_role(
-        &stack.sdk,
-        &accounts::deploy_role_arn(accounts::INT),
-        "shipgate-test",
-    )
-    .await;
+    let stack = STACK.get().await?;
+    let int = in_account(stack, accounts::INT).await;
     let who = aws_sdk_sts::Client::new(&int)
         .get_caller_identity()
         .send()
@@ -72,9 +76,10 @@ async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
     assert_eq!(who.account(), Some(accounts::INT));
 
     let s3_int = shipgate::aws::s3_client(&int, true);
+    let bucket = unique("int-only");
     s3_int
         .create_bucket()
-        .bucket("int-only-bucket")
+        .bucket(&bucket)
         .create_bucket_configuration(
             aws_sdk_s3::types::CreateBucketConfiguration::builder()
                 .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
@@ -97,21 +102,14 @@ async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
             .send()
             .await?,
     );
-    assert!(in_int.contains("int-only-bucket"));
-    assert!(!in_tooling.contains("int-only-bucket"), "{in_tooling:?}");
-    stack.stop().await;
+    assert!(in_int.contains(&bucket));
+    assert!(!in_tooling.contains(&bucket), "{in_tooling:?}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_environment_account_gets_its_platform_from_the_environment_template() -> Result<()> {
-    let stack = start_stack("environments", |o| {
-        o.registries = false;
-        o.deliver_s3_events = false;
-        o.environment_template =
-            Some(shipgate_local::process::project_root().join("environment.yaml"));
-    })
-    .await?;
+    let stack = STACK.get().await?;
     assert_eq!(
         stack.environments.keys().collect::<Vec<_>>(),
         ["int", "prod", "stg"]
@@ -125,12 +123,7 @@ async fn each_environment_account_gets_its_platform_from_the_environment_templat
         );
         assert!(outputs["ProdListenerArn"].contains(account), "{outputs:?}");
         // The applications' templates import these, in that account only.
-        let assumed = shipgate::aws::assume_role(
-            &stack.sdk,
-            &accounts::deploy_role_arn(account),
-            "test-environments",
-        )
-        .await;
+        let assumed = in_account(stack, account).await;
         let exports = aws_sdk_cloudformation::Client::new(&assumed)
             .list_exports()
             .send()
@@ -154,6 +147,5 @@ async fn each_environment_account_gets_its_platform_from_the_environment_templat
             .context("cluster export")?;
         assert_eq!(cluster, format!("shipgate-{environment}"));
     }
-    stack.stop().await;
     Ok(())
 }

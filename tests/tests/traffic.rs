@@ -9,26 +9,31 @@ mod deploy_world;
 #[path = "deploy_world/ecs.rs"]
 mod ecs_world;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use aws_sdk_cloudwatch::types::StateValue;
 use deploy_world::{MINUTE, World, now_ms};
 use serde_json::Value;
 use shipgate::job::{JobAction, Outcome};
 use shipgate::store::{DeploymentState, DrainStep, Lease, LeaseIntent};
+use shipgate_tests::jobs::{failure, kind};
+use shipgate_tests::shared_stack::SharedStack;
 
-fn kind(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Done { .. } => "done",
-        Outcome::Continue { .. } => "continue",
-        Outcome::Failed { .. } => "failed",
-    }
+/// One stack for the Lambda and listener tests; each world has its app, release and alarms.
+static STACK: SharedStack = SharedStack::new("traffic", deploy_world::configure);
+
+/// A world of the test's own on the shared stack.
+async fn world() -> Result<World> {
+    World::on(STACK.get().await?).await
 }
 
-fn failure(outcome: &Outcome) -> Result<&str> {
-    match outcome {
-        Outcome::Failed { message, .. } => Ok(message),
-        other => bail!("expected a failure: {other:?}"),
-    }
+/// Starts a deployment of the alias on `plan`, now: its first step taken, the job going on.
+/// Its parameters, for the next invocations, and when it started (the tests' time from then on).
+async fn started(world: &World, execution: &str, plan: &str) -> Result<(Value, i64)> {
+    let t0 = now_ms();
+    let p = world.lambda_parameters(execution, plan, &[]);
+    let first = world.traffic.run_at(&world.job(&p)?, t0).await;
+    ensure!(kind(&first) == "continue", "{first:?}");
+    Ok((p, t0))
 }
 
 /// Runs the action at each offset (minutes from `t0`, fractional allowed as ms) and reads the
@@ -61,7 +66,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_predefined_plan_walks_codedeploys_weights_on_the_alias() -> Result<()> {
-    let world = World::start("traffic-alias-plans").await?;
+    let world = world().await?;
     let t0 = now_ms();
 
     // Canary10Percent5Minutes: 10% at once, 100% after 5 minutes.
@@ -117,13 +122,12 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_alias() -> Result
     let p = world.lambda_parameters("exec-fast", "Canary10Percent5Minutes;scale=60", &[]);
     let seen = walk(&world, &p, t0, &[0, 4_999, 5_000], || world.alias_percent()).await?;
     assert_eq!(seen, [(10, "continue"), (10, "continue"), (100, "done")]);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_predefined_plan_walks_codedeploys_weights_on_the_listener() -> Result<()> {
-    let world = World::start("traffic-listener-plans").await?;
+    let world = world().await?;
     let t0 = now_ms();
     let green = || async { Ok(world.listener_weights().await?.1 as u8) };
 
@@ -147,35 +151,27 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_listener() -> Res
     let seen = walk(&world, &p, t0, &[0, MINUTE, 2 * MINUTE], green).await?;
     // At 100% at once, then the bake: done when it is over.
     assert_eq!(seen, [(100, "continue"), (100, "continue"), (100, "done")]);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_in_alarm_before_a_step_rolls_back_and_fails_the_job() -> Result<()> {
-    let world = World::start("traffic-alarm").await?;
+    let world = world().await?;
+    let alarm = world.named("orders-int-errors");
     let t0 = now_ms();
-    world.put_alarm("orders-int-errors").await?;
-    let p = world.lambda_parameters(
-        "exec-alarm",
-        "Canary10Percent5Minutes",
-        &["orders-int-errors"],
-    );
+    world.put_alarm(&alarm).await?;
+    let p = world.lambda_parameters("exec-alarm", "Canary10Percent5Minutes", &[&alarm]);
     let first = world.traffic.run_at(&world.job(&p)?, t0).await;
     assert_eq!(kind(&first), "continue", "{first:?}");
     assert_eq!(world.alias_percent().await?, 10);
 
     world
-        .set_alarm(
-            "orders-int-errors",
-            StateValue::Alarm,
-            "Errors above 1 on version 2",
-        )
+        .set_alarm(&alarm, StateValue::Alarm, "Errors above 1 on version 2")
         .await?;
     // The 100% step is due, but the alarm is checked first.
     let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 5 * MINUTE).await;
-    let message = failure(&outcome)?;
-    assert!(message.contains("orders-int-errors"), "{message}");
+    let message = failure(&outcome)?.0;
+    assert!(message.contains(alarm.as_str()), "{message}");
     assert!(message.contains("Errors above 1 on version 2"), "{message}");
     assert!(message.contains("rolled back at 10%"), "{message}");
     assert_eq!(world.alias().await?, ("1".to_owned(), None));
@@ -184,7 +180,7 @@ async fn an_alarm_in_alarm_before_a_step_rolls_back_and_fails_the_job() -> Resul
     assert_eq!(d.state, DeploymentState::RolledBack);
     assert_eq!(d.percent, 0);
     let r = d.rollback.clone().expect("the rollback is recorded");
-    assert_eq!(r.alarm.as_deref(), Some("orders-int-errors"));
+    assert_eq!(r.alarm.as_deref(), Some(alarm.as_str()));
     assert_eq!(r.by, "traffic-action");
     assert!(r.traffic_restored && r.job_answered && r.team_notified);
     assert!(d.lease.is_none());
@@ -195,50 +191,36 @@ async fn an_alarm_in_alarm_before_a_step_rolls_back_and_fails_the_job() -> Resul
 
     // The next invocation fails again from the record, and moves nothing.
     world
-        .set_alarm("orders-int-errors", StateValue::Ok, "back to normal")
+        .set_alarm(&alarm, StateValue::Ok, "back to normal")
         .await?;
     let again = world.traffic.run_at(&world.job(&p)?, t0 + 6 * MINUTE).await;
-    assert!(failure(&again)?.contains("orders-int-errors"));
+    assert!(failure(&again)?.0.contains(alarm.as_str()));
     assert_eq!(world.alias().await?, ("1".to_owned(), None));
     assert_eq!(world.deployment("exec-alarm").await?.revision, revision);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_already_firing_blocks_the_deployment_before_any_traffic_moves() -> Result<()> {
-    let world = World::start("traffic-blocked").await?;
-    world.put_alarm("orders-int-errors").await?;
+    let world = world().await?;
+    let alarm = world.named("orders-int-errors");
+    world.put_alarm(&alarm).await?;
     world
-        .set_alarm(
-            "orders-int-errors",
-            StateValue::Alarm,
-            "Errors on version 1",
-        )
+        .set_alarm(&alarm, StateValue::Alarm, "Errors on version 1")
         .await?;
-    let p = world.lambda_parameters(
-        "exec-blocked",
-        "Canary10Percent5Minutes",
-        &["orders-int-errors"],
-    );
+    let p = world.lambda_parameters("exec-blocked", "Canary10Percent5Minutes", &[&alarm]);
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
-    let message = failure(&outcome)?;
+    let message = failure(&outcome)?.0;
     assert!(message.contains("rolled back at 0%"), "{message}");
-    assert!(message.contains("orders-int-errors"), "{message}");
+    assert!(message.contains(alarm.as_str()), "{message}");
     assert_eq!(world.alias().await?, ("1".to_owned(), None));
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
-    let world = World::start("traffic-race").await?;
-    let t0 = now_ms();
-    let p = world.lambda_parameters("exec-race", "Linear10PercentEvery1Minute", &[]);
-    assert_eq!(
-        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
-        "continue"
-    );
+    let world = world().await?;
+    let (p, t0) = started(&world, "exec-race", "Linear10PercentEvery1Minute").await?;
     let before = world.deployment("exec-race").await?;
 
     let (a, b) = (world.job(&p)?, world.job(&p)?);
@@ -282,19 +264,13 @@ async fn two_invocations_at_once_move_traffic_once() -> Result<()> {
     let after = world.deployment("exec-race").await?;
     assert_eq!(after.steps.iter().filter(|s| s.percent == 30).count(), 1);
     assert_eq!(world.alias_percent().await?, 30);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
-    let world = World::start("traffic-crash").await?;
-    let t0 = now_ms();
-    let p = world.lambda_parameters("exec-crash", "Canary10Percent5Minutes", &[]);
-    assert_eq!(
-        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
-        "continue"
-    );
+    let world = world().await?;
+    let (p, t0) = started(&world, "exec-crash", "Canary10Percent5Minutes").await?;
     assert_eq!(world.deployment("exec-crash").await?.percent, 10);
 
     // The 100% step's UpdateAlias went through, then the invocation died before its record
@@ -328,11 +304,7 @@ async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
 
     // A lease that is still held makes another invocation wait, moving nothing.
     world.reset_alias().await?;
-    let p = world.lambda_parameters("exec-held", "Canary10Percent5Minutes", &[]);
-    assert_eq!(
-        kind(&world.traffic.run_at(&world.job(&p)?, t0).await),
-        "continue"
-    );
+    let (p, t0) = started(&world, "exec-held", "Canary10Percent5Minutes").await?;
     let mut d = world.deployment("exec-held").await?;
     d.lease = Some(Lease {
         owner: "other-job/1".into(),
@@ -347,13 +319,12 @@ async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
     let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 6 * MINUTE).await;
     assert_eq!(kind(&outcome), "done");
     assert_eq!(world.alias_percent().await?, 100);
-    world.stop().await;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
-    let world = World::start("traffic-params").await?;
+    let world = world().await?;
     let mut p = world.lambda_parameters("exec-bad", "Canary10Percent7Minutes", &[]);
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
     assert!(
@@ -367,7 +338,7 @@ async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
     p["plan"] = "AllAtOnce".into();
     p["target"]["function"] = "no-such-function".into();
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
-    let message = failure(&outcome)?;
+    let message = failure(&outcome)?.0;
     assert!(message.contains("GetAlias"), "{message}");
     // Not a mistake: a release without a Lambda function (the deploy action sets the
     // variables the pipeline's LambdaTraffic action reads, empty) has nothing to shift.
@@ -379,7 +350,6 @@ async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
         matches!(&outcome, Outcome::Done { summary, .. } if summary.contains("no Lambda target")),
         "{outcome:?}"
     );
-    world.stop().await;
     Ok(())
 }
 
@@ -410,10 +380,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert_eq!(vars["GreenTaskSet"], green1.arn);
     assert_eq!(vars["BlueTaskSet"], "");
     assert_eq!(world.weights(&test).await?, [(tg_b.clone(), 1)]);
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_b),
-        0
-    );
+    assert_eq!(world.percent_on(&prod, &tg_b).await?, 0);
 
     // Traffic: a canary, then the drain after the bake (no blue: green just becomes primary).
     let p1 = world.traffic_parameters(&r1, &vars, "Canary10Percent5Minutes");
@@ -430,10 +397,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert_eq!(d.next_step_at_ms, Some(drain.after_ms));
     let done1 = world.traffic_at(&p1, drain.after_ms).await?;
     assert_eq!(kind(&done1), "done", "{done1:?}");
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_b),
-        100
-    );
+    assert_eq!(world.percent_on(&prod, &tg_b).await?, 100);
     let sets = world.task_sets(&vars).await?;
     assert_eq!(sets.len(), 1, "{sets:#?}");
     assert!(sets[0].arn == green1.arn && sets[0].is_primary());
@@ -450,18 +414,12 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert!(green2.serves(&tg_a), "{green2:?}");
     assert_eq!(vars2["BlueTaskSet"], green1.arn);
     assert_eq!(world.weights(&test).await?, [(tg_a.clone(), 1)]);
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
-        0
-    );
+    assert_eq!(world.percent_on(&prod, &tg_a).await?, 0);
 
     let p2 = world.traffic_parameters(&r2, &vars2, "AllAtOnce");
     let t1 = now_ms();
     assert_eq!(kind(&world.traffic_at(&p2, t1).await?), "continue");
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
-        100
-    );
+    assert_eq!(world.percent_on(&prod, &tg_a).await?, 100);
     let after = world
         .deployment(&r2)
         .await?
@@ -514,10 +472,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     let sets = world.task_sets(&vars2).await?;
     assert_eq!(sets.len(), 1, "{sets:?}");
     assert!(sets[0].arn == green2.arn && sets[0].is_primary());
-    assert_eq!(
-        shipgate::aws::elbv2::percent_on(&world.weights(&prod).await?, &tg_a),
-        100
-    );
+    assert_eq!(world.percent_on(&prod, &tg_a).await?, 100);
     // A late duplicate changes nothing.
     assert_eq!(kind(&world.traffic_at(&p2, after + MINUTE).await?), "done");
     world.stop().await;

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use shipgate::release::{RangeSource, SourceError};
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_tests::drops::ReleaseBuilder;
+use shipgate_tests::measure::wait_measured;
 use shipgate_tests::support::{push_source_image, s3_put_event};
 
 const MIB: u64 = 1024 * 1024;
@@ -40,34 +41,33 @@ async fn main() -> Result<()> {
         image.digest().as_str(),
     );
 
-    let legit = work.join("legit.zip");
-    let t = Instant::now();
-    write_zip(
-        &legit,
-        &release.files(),
+    // The release with one large asset: `size` bytes of `payload`, timed.
+    let build = |zip: &str, asset: &str, size: u64, payload: Payload| -> Result<(PathBuf, f64)> {
+        let path = work.join(zip);
+        let t = Instant::now();
+        write_zip(&path, &release.files(), asset, size, payload)?;
+        Ok((path, t.elapsed().as_secs_f64()))
+    };
+    let (legit, took) = build(
+        "legit.zip",
         "assets/payload.bin",
         legit_mib * MIB,
         Payload::Random,
     )?;
     println!(
-        "built {} MiB legitimate release in {:.1}s",
-        size_mib(&legit)?,
-        t.elapsed().as_secs_f64()
+        "built {} MiB legitimate release in {took:.1}s",
+        size_mib(&legit)?
     );
-    let bomb = work.join("bomb.zip");
-    let t = Instant::now();
-    write_zip(
-        &bomb,
-        &release.files(),
+    let (bomb, took) = build(
+        "bomb.zip",
         "assets/bomb.bin",
         bomb_mib * MIB,
         Payload::Zeros,
     )?;
     println!(
-        "built zip bomb: {} MiB of zeros deflated into {:.2} MiB in {:.1}s",
+        "built zip bomb: {} MiB of zeros deflated into {:.2} MiB in {took:.1}s",
         bomb_mib,
-        std::fs::metadata(&bomb)?.len() as f64 / MIB as f64,
-        t.elapsed().as_secs_f64()
+        std::fs::metadata(&bomb)?.len() as f64 / MIB as f64
     );
 
     println!();
@@ -311,19 +311,11 @@ fn run_invoke(exe: &Path, stack: &Stack, event: &Path) -> Result<Run> {
         .env("RUST_LOG", "warn")
         .stdout(std::fs::File::create(&stdout_path)?)
         .spawn()?;
-    let mut status = 0i32;
-    // SAFETY: zeroed rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    if pid < 0 {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
+    let usage = wait_measured(&child, started)?;
     Ok(Run {
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        success: usage.success,
         stdout: std::fs::read_to_string(&stdout_path)?,
-        wall,
-        max_rss_kib: usage.ru_maxrss,
+        wall: usage.wall,
+        max_rss_kib: usage.max_rss_kib,
     })
 }

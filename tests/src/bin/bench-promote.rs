@@ -41,6 +41,7 @@ use shipgate_local::registries::ecr_host;
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_promote::{PromoteConfig, PromoteFunction};
 use shipgate_tests::images::{ImageBuilder, ManifestFormat, PushedImage};
+use shipgate_tests::measure::{env_list, wait_measured};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -102,12 +103,7 @@ struct Run {
 }
 
 async fn bench() -> Result<()> {
-    let layers_mib: Vec<u64> = std::env::var("SHIPGATE_BENCH_LAYERS_MIB")
-        .unwrap_or_else(|_| "120,90,60,30".into())
-        .split(',')
-        .map(|s| s.trim().parse())
-        .collect::<Result<_, _>>()
-        .context("SHIPGATE_BENCH_LAYERS_MIB: comma-separated MiB")?;
+    let layers_mib: Vec<u64> = env_list("SHIPGATE_BENCH_LAYERS_MIB", "120,90,60,30")?;
     let rounds: usize = std::env::var("SHIPGATE_BENCH_ROUNDS")
         .unwrap_or_else(|_| "3".into())
         .parse()
@@ -505,30 +501,18 @@ fn run_child(mut command: std::process::Command) -> Result<Child> {
         .stderr(std::fs::File::create(&err_path)?)
         .spawn()
         .context("starting the child")?;
-    let mut status = 0i32;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child, blocking this thread only (the proxy runs on the
-    // runtime's worker threads).
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    if pid < 0 {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
+    // Blocks this thread only: the proxy runs on the runtime's worker threads.
+    let usage = wait_measured(&child, started)?;
     let result = Child {
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        success: usage.success,
         stdout: std::fs::read_to_string(&out_path)?,
         stderr: std::fs::read_to_string(&err_path)?,
-        wall,
-        max_rss_kib: usage.ru_maxrss,
-        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
+        wall: usage.wall,
+        max_rss_kib: usage.max_rss_kib,
+        cpu: usage.cpu,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(result)
-}
-
-fn timeval(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 /// User + system CPU time a process has used so far (`/proc/<pid>/stat`), for the registries.

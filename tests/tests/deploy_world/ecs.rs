@@ -21,14 +21,17 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Parameter};
 use serde_json::{Value, json};
 use shipgate::aws::ecs::TaskSetView;
 use shipgate::changes::ChangeSummary;
-use shipgate::config::Env;
-use shipgate::job::{Continuation, Job, JobAction, Outcome};
+use shipgate::job::{Job, JobAction, Outcome};
 use shipgate::store::{ChangeSetOutcome, Deployment, StackChanges, Store};
 use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_local::accounts;
 use shipgate_local::stack::Stack;
-use shipgate_tests::support::start_stack;
+use shipgate_tests::jobs::{JobEvent, run_to_end};
+use shipgate_tests::releases::PipelineRelease as Release;
+use shipgate_tests::support::{in_account, start_stack, store};
 use shipgate_traffic::{TrafficConfig, TrafficFunction};
+
+use crate::deploy_world::{configure, function_env};
 
 pub const STACK: &str = "orders-int-service";
 
@@ -42,38 +45,20 @@ pub struct EcsWorld {
     pub ecs: aws_sdk_ecs::Client,
 }
 
-/// One release of the sample app in int, in one pipeline execution.
-pub struct Release {
-    pub release_id: String,
-    pub execution_id: String,
-}
-
 impl EcsWorld {
     pub async fn start(name: &str) -> Result<Self> {
         let stack = start_stack(name, |o| {
-            o.registries = false;
-            o.deliver_s3_events = false;
-            o.environment_alarms = false;
+            configure(o);
             o.environment_template =
                 Some(shipgate_local::process::project_root().join("environment.yaml"));
         })
         .await?;
-        let table = stack.provisioned.table.clone().context("table")?;
-        let env = Env::from_pairs([
-            ("SHIPGATE_TABLE", table.as_str()),
-            ("SHIPGATE_MAIL_FROM", "shipgate@shipgate.local"),
-        ]);
-        let sdk = stack.endpoints.sdk_config();
-        let int = shipgate::aws::assume_role(
-            &stack.sdk,
-            &accounts::deploy_role_arn(accounts::INT),
-            "test",
-        )
-        .await;
+        let env = function_env(&stack)?;
+        let int = in_account(&stack, accounts::INT).await;
         Ok(Self {
-            deploy: DeployFunction::new(DeployConfig::from_env(&env)?, &sdk),
-            traffic: TrafficFunction::new(TrafficConfig::from_env(&env)?, &sdk),
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            deploy: DeployFunction::new(DeployConfig::from_env(&env)?, &stack.sdk),
+            traffic: TrafficFunction::new(TrafficConfig::from_env(&env)?, &stack.sdk),
+            store: store(&stack)?,
             cf: aws_sdk_cloudformation::Client::new(&int),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&int),
             ecs: aws_sdk_ecs::Client::new(&int),
@@ -88,11 +73,7 @@ impl EcsWorld {
     /// What the change-set action leaves for an approved release of `version`: the sample
     /// app's change set in int (a `CREATE` the first time), recorded with the release.
     pub async fn approved(&self, version: &str) -> Result<Release> {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let release = Release {
-            release_id: format!("rel-{}", &unique[..20]),
-            execution_id: uuid::Uuid::new_v4().to_string(),
-        };
+        let release = Release::new();
         let exists = self
             .cf
             .describe_stacks()
@@ -151,19 +132,9 @@ impl EcsWorld {
     }
 
     fn job(&self, function: &str, parameters: &Value, continuation: Option<&str>) -> Result<Job> {
-        let mut event: Value = serde_json::from_str(include_str!(
-            "../../../shared/tests/fixtures/codepipeline-job.json"
-        ))?;
-        let job = &mut event["CodePipeline.job"];
-        job["id"] = json!(uuid::Uuid::new_v4().to_string());
-        job["accountId"] = json!(accounts::TOOLING);
-        let data = &mut job["data"];
-        data["actionConfiguration"]["configuration"]["FunctionName"] = json!(function);
-        data["actionConfiguration"]["configuration"]["UserParameters"] =
-            json!(parameters.to_string());
-        data["inputArtifacts"] = json!([]);
-        data["continuationToken"] = continuation.map_or(Value::Null, |t| json!(t));
-        Ok(Job::from_event(event)?)
+        JobEvent::new(function, parameters.clone())
+            .continuation(continuation)
+            .job()
     }
 
     /// Runs the deploy action as CodePipeline does (again with the token while it continues):
@@ -175,21 +146,17 @@ impl EcsWorld {
             "releaseId": r.release_id,
             "executionId": r.execution_id,
         });
-        let mut token: Option<String> = None;
-        for invocation in 1..=6 {
-            let job = self.job("DeployFunction", &parameters, token.as_deref())?;
-            match self.deploy.run(&job).await {
-                Outcome::Continue { state } => {
-                    serde_json::from_value::<Continuation>(state.clone())?;
-                    token = Some(state.to_string());
-                }
-                Outcome::Done {
-                    output_variables, ..
-                } => return Ok((output_variables, invocation)),
-                failed => bail!("the deploy action failed: {failed:?}"),
-            }
+        let (outcome, invocations) = run_to_end(6, |token| {
+            let job = self.job("DeployFunction", &parameters, token.as_deref());
+            async move { Ok(self.deploy.run(&job?).await) }
+        })
+        .await?;
+        match outcome {
+            Outcome::Done {
+                output_variables, ..
+            } => Ok((output_variables, invocations)),
+            failed => bail!("the deploy action failed: {failed:?}"),
         }
-        bail!("the deploy action did not finish in 6 invocations")
     }
 
     /// The traffic action's parameters, from the deploy action's variables as the pipeline
@@ -229,6 +196,14 @@ impl EcsWorld {
             .get_deployment(&id)
             .await?
             .context("the deployment record")
+    }
+
+    /// The share of `listener`'s traffic on `target_group`, in percent.
+    pub async fn percent_on(&self, listener: &str, target_group: &str) -> Result<u8> {
+        Ok(shipgate::aws::elbv2::percent_on(
+            &self.weights(listener).await?,
+            target_group,
+        ))
     }
 
     /// The listener's weight on each target group.

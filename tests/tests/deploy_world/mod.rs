@@ -23,8 +23,6 @@
 
 #![allow(dead_code)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{Context, Result};
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use serde_json::{Value, json};
@@ -32,16 +30,54 @@ use shipgate::config::Env;
 use shipgate::job::Job;
 use shipgate::store::{Deployment, Store};
 use shipgate_local::accounts;
-use shipgate_local::stack::Stack;
+use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_rollback::{RollbackConfig, RollbackFunction};
-use shipgate_tests::support::start_stack;
+use shipgate_tests::jobs::JobEvent;
+pub use shipgate_tests::support::now_ms;
+use shipgate_tests::support::{alias_routing, in_account, start_stack, store, table};
 use shipgate_traffic::{TrafficConfig, TrafficFunction};
 
 pub const TEAM: &str = "team-int@example.com";
 pub const MINUTE: i64 = 60_000;
 
+/// The stack the traffic and rollback tests need: no registries, no S3 delivery, and only the
+/// tooling account's alarms watched (the tests invoke the traffic and rollback functions
+/// themselves, to decide who sees an alarm).
+pub fn configure(options: &mut StackOptions) {
+    options.registries = false;
+    options.deliver_s3_events = false;
+    options.environment_alarms = false;
+}
+
+/// The functions' environment, as the template sets it for them.
+pub fn function_env(stack: &Stack) -> Result<Env> {
+    let table = table(stack)?;
+    Ok(Env::from_pairs([
+        ("SHIPGATE_TABLE", table.as_str()),
+        ("SHIPGATE_MAIL_FROM", "shipgate@shipgate.local"),
+        ("SHIPGATE_TEAM_EMAIL_INT", TEAM),
+    ]))
+}
+
+/// The stack a world runs on: started for it alone, or shared with the binary's other tests.
+pub enum WorldStack {
+    Own(Box<Stack>),
+    Shared(&'static Stack),
+}
+
+impl std::ops::Deref for WorldStack {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        match self {
+            Self::Own(stack) => stack,
+            Self::Shared(stack) => stack,
+        }
+    }
+}
+
 pub struct World {
-    pub stack: Stack,
+    pub stack: WorldStack,
     pub traffic: TrafficFunction,
     pub rollback: RollbackFunction,
     pub store: Store,
@@ -52,39 +88,39 @@ pub struct World {
     pub listener: String,
     pub blue: String,
     pub green: String,
+    /// The release the world's deployments are of (its own, on a shared stack).
+    pub release_id: String,
+    /// The suffix of the world's own names (app stack, function, load balancer, alarms).
+    suffix: String,
 }
 
 impl World {
+    /// A world on a stack of its own, stopped with [`World::stop`].
     pub async fn start(name: &str) -> Result<Self> {
-        let stack = start_stack(name, |o| {
-            o.registries = false;
-            o.deliver_s3_events = false;
-            // The tests invoke the traffic and rollback functions themselves.
-            o.environment_alarms = false;
-        })
-        .await?;
-        let table = stack.provisioned.table.clone().context("table")?;
-        let env = Env::from_pairs([
-            ("SHIPGATE_TABLE", table.as_str()),
-            ("SHIPGATE_MAIL_FROM", "shipgate@shipgate.local"),
-            ("SHIPGATE_TEAM_EMAIL_INT", TEAM),
-        ]);
-        let sdk = stack.endpoints.sdk_config();
-        let traffic = TrafficFunction::new(TrafficConfig::from_env(&env)?, &sdk);
-        let rollback = RollbackFunction::new(RollbackConfig::from_env(&env)?, &sdk);
-        let int = shipgate::aws::assume_role(
-            &stack.sdk,
-            &accounts::deploy_role_arn(accounts::INT),
-            "test",
-        )
-        .await;
+        Self::build(WorldStack::Own(Box::new(
+            start_stack(name, configure).await?,
+        )))
+        .await
+    }
+
+    /// A world on `stack`, shared with other tests: its app, release and alarms are its own.
+    pub async fn on(stack: &'static Stack) -> Result<Self> {
+        Self::build(WorldStack::Shared(stack)).await
+    }
+
+    async fn build(stack: WorldStack) -> Result<Self> {
+        let env = function_env(&stack)?;
+        let traffic = TrafficFunction::new(TrafficConfig::from_env(&env)?, &stack.sdk);
+        let rollback = RollbackFunction::new(RollbackConfig::from_env(&env)?, &stack.sdk);
+        let int = in_account(&stack, accounts::INT).await;
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let cf = aws_sdk_cloudformation::Client::new(&int);
-        let outputs = app_stack(&cf).await?;
+        let outputs = app_stack(&cf, &suffix).await?;
         let lambda = aws_sdk_lambda::Client::new(&int);
         let function = outputs["Function"].clone();
         publish_two_versions(&lambda, &function).await?;
         Ok(Self {
-            store: Store::new(aws_sdk_dynamodb::Client::new(&stack.sdk), table),
+            store: store(&stack)?,
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&int),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&int),
             lambda,
@@ -92,64 +128,70 @@ impl World {
             listener: outputs["Listener"].clone(),
             blue: outputs["Blue"].clone(),
             green: outputs["Green"].clone(),
+            release_id: format!("rel-orders-{suffix}"),
             traffic,
             rollback,
+            suffix,
             stack,
         })
     }
 
+    /// Stops the world's own stack (a shared one serves the other tests on).
     pub async fn stop(self) {
-        self.stack.stop().await;
+        if let WorldStack::Own(stack) = self.stack {
+            stack.stop().await;
+        }
+    }
+
+    /// A name of the world's own: `<what>-<suffix>` (an alarm, …).
+    pub fn named(&self, what: &str) -> String {
+        format!("{what}-{}", self.suffix)
     }
 
     /// A job of the traffic action (a new job id each time, as CodePipeline's continuations).
     pub fn job(&self, parameters: &Value) -> Result<Job> {
-        let mut event: Value = serde_json::from_str(include_str!(
-            "../../../shared/tests/fixtures/codepipeline-job.json"
-        ))?;
-        let job = &mut event["CodePipeline.job"];
-        job["id"] = json!(uuid::Uuid::new_v4().to_string());
-        job["accountId"] = json!(accounts::TOOLING);
-        let data = &mut job["data"];
-        data["actionConfiguration"]["configuration"]["FunctionName"] = json!("TrafficFunction");
-        data["actionConfiguration"]["configuration"]["UserParameters"] =
-            json!(parameters.to_string());
-        data["inputArtifacts"] = json!([]);
-        data["continuationToken"] = Value::Null;
-        Ok(Job::from_event(event)?)
+        JobEvent::new("TrafficFunction", parameters.clone()).job()
     }
 
+    /// The traffic action's parameters for the function's alias `live`, to version 2.
     pub fn lambda_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
-        json!({
-            "environment": "int",
-            "roleArn": accounts::deploy_role_arn(accounts::INT),
-            "releaseId": "rel-orders-1",
-            "executionId": execution,
-            "plan": plan,
-            "alarms": alarms,
-            "target": {"kind": "lambda_alias", "function": self.function, "alias": "live", "newVersion": "2"}
-        })
+        self.parameters(
+            execution,
+            plan,
+            alarms,
+            json!({"kind": "lambda_alias", "function": self.function, "alias": "live", "newVersion": "2"}),
+        )
     }
 
+    /// The traffic action's parameters for the listener, blue to green.
     pub fn alb_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
-        json!({
-            "environment": "int",
-            "roleArn": accounts::deploy_role_arn(accounts::INT),
-            "releaseId": "rel-orders-1",
-            "executionId": execution,
-            "plan": plan,
-            "alarms": alarms,
-            "target": {
+        self.parameters(
+            execution,
+            plan,
+            alarms,
+            json!({
                 "kind": "alb_listener",
                 "listenerArn": self.listener,
                 "blueTargetGroup": self.blue,
                 "greenTargetGroup": self.green
-            }
+            }),
+        )
+    }
+
+    fn parameters(&self, execution: &str, plan: &str, alarms: &[&str], target: Value) -> Value {
+        json!({
+            "environment": "int",
+            "roleArn": accounts::deploy_role_arn(accounts::INT),
+            "releaseId": self.release_id,
+            "executionId": execution,
+            "plan": plan,
+            "alarms": alarms,
+            "target": target,
         })
     }
 
     pub fn deployment_id(&self, execution: &str) -> String {
-        shipgate::deploy::deployment_id("rel-orders-1", "int", execution)
+        shipgate::deploy::deployment_id(&self.release_id, "int", execution)
     }
 
     pub async fn deployment(&self, execution: &str) -> Result<Deployment> {
@@ -161,18 +203,7 @@ impl World {
 
     /// The alias: (version, additional version and weight).
     pub async fn alias(&self) -> Result<(String, Option<(String, f64)>)> {
-        let out = self
-            .lambda
-            .get_alias()
-            .function_name(&self.function)
-            .name("live")
-            .send()
-            .await?;
-        let extra = out
-            .routing_config()
-            .and_then(|r| r.additional_version_weights())
-            .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
-        Ok((out.function_version().unwrap_or_default().to_owned(), extra))
+        alias_routing(&self.lambda, &self.function, "live").await
     }
 
     /// The share on version 2, as the alias says.
@@ -237,13 +268,6 @@ impl World {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// CloudWatch's state timestamp format: `2019-10-02T17:04:40.989+0000`.
 pub fn cloudwatch_time(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -254,24 +278,43 @@ pub fn cloudwatch_time(ms: i64) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-/// The EventBridge "CloudWatch Alarm State Change" event of AWS's documentation, for `alarm` in
-/// the int account entering `state` at `at_ms`.
-pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!(
-        "../../../functions/rollback/tests/fixtures/eventbridge-alarm-state-change.json"
-    ))
-    .expect("fixture");
-    event["account"] = json!(accounts::INT);
-    event["region"] = json!(accounts::REGION);
-    event["resources"] = json!([format!(
+/// The ARN of the int account's alarm `alarm`.
+fn alarm_arn(alarm: &str) -> String {
+    format!(
         "arn:aws:cloudwatch:{}:{}:alarm:{alarm}",
         accounts::REGION,
         accounts::INT
-    )]);
+    )
+}
+
+/// Writes an alarm's state object (`value`, `reason`, `timestamp`), as both events carry it.
+fn write_state(state_object: &mut Value, state: &str, reason: &str, at_ms: i64) {
+    state_object["value"] = json!(state);
+    state_object["reason"] = json!(reason);
+    state_object["timestamp"] = json!(cloudwatch_time(at_ms));
+}
+
+/// `fixture`, an event of AWS's, as one from the int account in the local region
+/// (`account_field` names its account).
+fn int_event(fixture: &str, account_field: &str) -> Value {
+    let mut event: Value = serde_json::from_str(fixture).expect("AWS's event is JSON");
+    event[account_field] = json!(accounts::INT);
+    event["region"] = json!(accounts::REGION);
+    event
+}
+
+/// The EventBridge "CloudWatch Alarm State Change" event of AWS's documentation, for `alarm` in
+/// the int account entering `state` at `at_ms`.
+pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
+    let mut event = int_event(
+        include_str!(
+            "../../../functions/rollback/tests/fixtures/eventbridge-alarm-state-change.json"
+        ),
+        "account",
+    );
+    event["resources"] = json!([alarm_arn(alarm)]);
     event["detail"]["alarmName"] = json!(alarm);
-    event["detail"]["state"]["value"] = json!(state);
-    event["detail"]["state"]["reason"] = json!(reason);
-    event["detail"]["state"]["timestamp"] = json!(cloudwatch_time(at_ms));
+    write_state(&mut event["detail"]["state"], state, reason, at_ms);
     event["detail"]["previousState"]["value"] =
         json!(if state == "ALARM" { "OK" } else { "ALARM" });
     event
@@ -279,38 +322,33 @@ pub fn eventbridge_event(alarm: &str, state: &str, reason: &str, at_ms: i64) -> 
 
 /// The alarm's Lambda-action payload (aws_lambda_events' fixture), for `alarm` in the int account.
 pub fn lambda_action_payload(alarm: &str, state: &str, reason: &str, at_ms: i64) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!(
-        "../../../functions/rollback/tests/fixtures/example-cloudwatch-alarm-metric.json"
-    ))
-    .expect("fixture");
-    event["accountId"] = json!(accounts::INT);
-    event["region"] = json!(accounts::REGION);
-    event["alarmArn"] = json!(format!(
-        "arn:aws:cloudwatch:{}:{}:alarm:{alarm}",
-        accounts::REGION,
-        accounts::INT
-    ));
+    let mut event = int_event(
+        include_str!(
+            "../../../functions/rollback/tests/fixtures/example-cloudwatch-alarm-metric.json"
+        ),
+        "accountId",
+    );
+    event["alarmArn"] = json!(alarm_arn(alarm));
     event["time"] = json!(cloudwatch_time(at_ms));
     event["alarmData"]["alarmName"] = json!(alarm);
-    event["alarmData"]["state"]["value"] = json!(state);
-    event["alarmData"]["state"]["reason"] = json!(reason);
-    event["alarmData"]["state"]["timestamp"] = json!(cloudwatch_time(at_ms));
+    write_state(&mut event["alarmData"]["state"], state, reason, at_ms);
     event
 }
 
 /// The app in the int account: the function (and its role), the VPC, the ALB, its listener and
-/// the two target groups, from one CloudFormation stack in moto.
+/// the two target groups, from one CloudFormation stack in moto, each named with `suffix`.
 async fn app_stack(
     cf: &aws_sdk_cloudformation::Client,
+    suffix: &str,
 ) -> Result<std::collections::HashMap<String, String>> {
     let template = json!({
         "Resources": {
             "Role": {"Type": "AWS::IAM::Role", "Properties": {
-                "RoleName": "orders-fn",
+                "RoleName": format!("orders-fn-{suffix}"),
                 "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
             }},
             "Function": {"Type": "AWS::Lambda::Function", "Properties": {
-                "FunctionName": "orders",
+                "FunctionName": format!("orders-{suffix}"),
                 "Runtime": "python3.12",
                 "Handler": "index.handler",
                 "Role": {"Fn::GetAtt": ["Role", "Arn"]},
@@ -320,13 +358,13 @@ async fn app_stack(
             "SubnetA": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.1.1.0/24", "AvailabilityZone": "eu-west-1a"}},
             "SubnetB": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": {"Ref": "Vpc"}, "CidrBlock": "10.1.2.0/24", "AvailabilityZone": "eu-west-1b"}},
             "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {
-                "Name": "orders", "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]
+                "Name": format!("orders-{suffix}"), "Subnets": [{"Ref": "SubnetA"}, {"Ref": "SubnetB"}]
             }},
             "Blue": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
-                "Name": "orders-blue", "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"}
+                "Name": format!("orders-blue-{suffix}"), "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"}
             }},
             "Green": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {
-                "Name": "orders-green", "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"}
+                "Name": format!("orders-green-{suffix}"), "Port": 80, "Protocol": "HTTP", "TargetType": "ip", "VpcId": {"Ref": "Vpc"}
             }},
             "Listener": {"Type": "AWS::ElasticLoadBalancingV2::Listener", "Properties": {
                 "LoadBalancerArn": {"Ref": "Alb"}, "Port": 80, "Protocol": "HTTP",
@@ -340,18 +378,15 @@ async fn app_stack(
             "Green": {"Value": {"Ref": "Green"}}
         }
     });
+    let name = format!("orders-int-app-{suffix}");
     cf.create_stack()
-        .stack_name("orders-int-app")
+        .stack_name(&name)
         .template_body(template.to_string())
         .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
         .send()
         .await
         .context("creating the app stack")?;
-    let out = cf
-        .describe_stacks()
-        .stack_name("orders-int-app")
-        .send()
-        .await?;
+    let out = cf.describe_stacks().stack_name(&name).send().await?;
     let stack = out.stacks().first().context("the app stack")?;
     let outputs: std::collections::HashMap<String, String> = stack
         .outputs()
@@ -371,12 +406,16 @@ async fn app_stack(
 
 /// Versions 1 and 2 of the function, and `live` on version 1.
 async fn publish_two_versions(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<()> {
-    let v1 = lambda
-        .publish_version()
-        .function_name(function)
-        .send()
-        .await
-        .context("PublishVersion 1")?;
+    let publish = |n: u8| async move {
+        let out = lambda
+            .publish_version()
+            .function_name(function)
+            .send()
+            .await
+            .with_context(|| format!("PublishVersion {n}"))?;
+        anyhow::Ok(out.version().map(str::to_owned))
+    };
+    let v1 = publish(1).await?;
     lambda
         .update_function_configuration()
         .function_name(function)
@@ -384,17 +423,10 @@ async fn publish_two_versions(lambda: &aws_sdk_lambda::Client, function: &str) -
         .send()
         .await
         .context("UpdateFunctionConfiguration")?;
-    let v2 = lambda
-        .publish_version()
-        .function_name(function)
-        .send()
-        .await
-        .context("PublishVersion 2")?;
+    let v2 = publish(2).await?;
     anyhow::ensure!(
-        v1.version() == Some("1") && v2.version() == Some("2"),
-        "moto published {:?} and {:?}",
-        v1.version(),
-        v2.version()
+        v1.as_deref() == Some("1") && v2.as_deref() == Some("2"),
+        "moto published {v1:?} and {v2:?}"
     );
     lambda
         .create_alias()
