@@ -4,6 +4,7 @@
 use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::{AwsError, code_and_message};
 use shipgate::job::artifact::ArtifactError;
+use shipgate::job::release::ReleaseError;
 use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::release::PlaceholderError;
 use shipgate::store::StoreError;
@@ -11,27 +12,10 @@ use shipgate::store::StoreError;
 /// A failure of the change-set action.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeSetError {
-    #[error(
-        "release {release_id} is not in the release table: only a release intake accepted gets \
-         change sets (is releaseId the pipeline's ReleaseId variable?)"
-    )]
-    ReleaseNotFound { release_id: String },
-    #[error("release {release_id} is {state}: only a release intake accepted gets change sets")]
-    ReleaseNotAccepted {
-        release_id: String,
-        state: &'static str,
-    },
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    #[error(
-        "release {release_id} does not go to {environment}: its manifest lists {}",
-        .listed.join(", ")
-    )]
-    NotForEnvironment {
-        release_id: String,
-        environment: String,
-        listed: Vec<String>,
-    },
     #[error("{0}")]
     Placeholder(#[from] PlaceholderError),
     #[error("{environment}: {source}")]
@@ -66,10 +50,8 @@ impl ActionError for ChangeSetError {
     /// A stable name for logs and metrics.
     fn error_type(&self) -> &'static str {
         match self {
-            ChangeSetError::ReleaseNotFound { .. } => "ReleaseNotFound",
-            ChangeSetError::ReleaseNotAccepted { .. } => "ReleaseNotAccepted",
+            ChangeSetError::Release(e) => e.error_type(),
             ChangeSetError::Artifact(e) => e.error_type(),
-            ChangeSetError::NotForEnvironment { .. } => "NotForEnvironment",
             ChangeSetError::Placeholder(_) => "UnresolvedParameter",
             ChangeSetError::AssumeRole { .. } => "AssumeRoleFailed",
             ChangeSetError::CloudFormation { .. } => "CloudFormationError",
@@ -84,6 +66,7 @@ impl ActionError for ChangeSetError {
             ChangeSetError::AssumeRole { source, .. } => source.is_retryable(),
             ChangeSetError::CloudFormation { source, .. } => source.retryable,
             ChangeSetError::Artifact(e) => e.is_retryable(),
+            ChangeSetError::Release(e) => e.is_retryable(),
             ChangeSetError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
             _ => false,
         }

@@ -35,9 +35,10 @@ use shipgate::aws::sts::Sessions;
 use shipgate::changes::ChangeSummary;
 use shipgate::error::AwsError;
 use shipgate::job::artifact::{ArtifactError, read_release};
+use shipgate::job::release::{accepted_release, check_goes_to};
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
 use shipgate::release::{DeployTarget, Inspection, Manifest, StackTemplate};
-use shipgate::store::{ChangeSetOutcome, ReleaseRecord, ReleaseState, StackChanges, Store};
+use shipgate::store::{ChangeSetOutcome, ReleaseRecord, StackChanges, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::info;
@@ -135,14 +136,7 @@ impl ChangeSetFunction {
         target: &Target,
         new_attempt: bool,
     ) -> Result<Vec<StackChangeSet>, ChangeSetError> {
-        let record = self
-            .store
-            .get_release(&target.release_id)
-            .await?
-            .ok_or_else(|| ChangeSetError::ReleaseNotFound {
-                release_id: target.release_id.clone(),
-            })?;
-        check_record(&record)?;
+        let record = accepted_release(&self.store, &target.release_id).await?;
         let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
         let release = verify_release(&record, inspection, &target.environment)?;
 
@@ -327,20 +321,6 @@ fn change_set_description(manifest: &Manifest, target: &Target) -> String {
     text.chars().take(1024).collect()
 }
 
-/// The release must be one intake accepted (its execution may start before intake records the
-/// start, hence `Accepted` too).
-fn check_record(record: &ReleaseRecord) -> Result<(), ChangeSetError> {
-    match record.state {
-        ReleaseState::Started | ReleaseState::Accepted => Ok(()),
-        ReleaseState::Validating | ReleaseState::Rejected => {
-            Err(ChangeSetError::ReleaseNotAccepted {
-                release_id: record.release_id.clone(),
-                state: record.state.as_str(),
-            })
-        }
-    }
-}
-
 /// Checks that the release intake validated ([`read_release`]) goes to `environment`, and takes
 /// its templates.
 fn verify_release(
@@ -356,13 +336,7 @@ fn verify_release(
         }
         .into());
     };
-    if !manifest.environments.iter().any(|e| e == environment) {
-        return Err(ChangeSetError::NotForEnvironment {
-            release_id: record.release_id.clone(),
-            environment: environment.to_owned(),
-            listed: manifest.environments.clone(),
-        });
-    }
+    check_goes_to(&record.release_id, &manifest, environment)?;
     let mut templates = Vec::with_capacity(manifest.templates.len());
     for template in &manifest.templates {
         let Some(file) = inspection

@@ -4,6 +4,7 @@
 use serde_json::json;
 use shipgate::aws::s3::ObjectVersion;
 use shipgate::release::TemplateFile;
+use shipgate::store::ReleaseState;
 
 use super::*;
 
@@ -74,16 +75,6 @@ fn an_environment_the_release_does_not_go_to_is_refused() {
         err.to_string(),
         "release rel-0123456789abcdef0123 does not go to dev: its manifest lists int, stg, prod"
     );
-}
-
-#[test]
-fn only_an_accepted_release_gets_change_sets() {
-    assert!(check_record(&record(ReleaseState::Started)).is_ok());
-    assert!(check_record(&record(ReleaseState::Accepted)).is_ok());
-    for state in [ReleaseState::Rejected, ReleaseState::Validating] {
-        let err = check_record(&record(state)).unwrap_err();
-        assert!(matches!(err, ChangeSetError::ReleaseNotAccepted { .. }));
-    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! outcome, not an error): each message is what the operator reads in the pipeline.
 
 use shipgate::job::artifact::ArtifactError;
+use shipgate::job::release::ReleaseError;
 use shipgate::job::{ActionError, JobFailureKind, ParameterError};
 use shipgate::store::StoreError;
 
@@ -16,11 +17,8 @@ pub enum ChecksError {
          stage"
     )]
     ForeignProgress { total: usize, found: usize },
-    #[error(
-        "release {release_id} is not in the release table (is releaseId the pipeline's \
-         ReleaseId variable?)"
-    )]
-    ReleaseNotFound { release_id: String },
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
     #[error("the release table could not be used: {0}")]
@@ -41,7 +39,7 @@ impl ActionError for ChecksError {
         match self {
             ChecksError::Parameters(_) => "InvalidParameters",
             ChecksError::ForeignProgress { .. } => "InvalidContinuation",
-            ChecksError::ReleaseNotFound { .. } => "ReleaseNotFound",
+            ChecksError::Release(e) => e.error_type(),
             ChecksError::Artifact(e) => e.error_type(),
             ChecksError::Store(_) => "StoreError",
             ChecksError::Client(_) => "HttpClientError",
@@ -53,6 +51,7 @@ impl ActionError for ChecksError {
     fn is_retryable(&self) -> bool {
         match self {
             ChecksError::Artifact(e) => e.is_retryable(),
+            ChecksError::Release(e) => e.is_retryable(),
             ChecksError::Store(e) => e.is_retryable(),
             _ => false,
         }

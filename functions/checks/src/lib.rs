@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::job::artifact::read_release;
+use shipgate::job::release::accepted_release;
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::release::{Check, Checks};
@@ -252,11 +253,7 @@ impl ChecksFunction {
         job: &Job,
         release_id: &str,
     ) -> Result<Option<Checks>, ChecksError> {
-        let record = self.store.get_release(release_id).await?.ok_or_else(|| {
-            ChecksError::ReleaseNotFound {
-                release_id: release_id.to_owned(),
-            }
-        })?;
+        let record = accepted_release(&self.store, release_id).await?;
         let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
         Ok(inspection.checks)
     }

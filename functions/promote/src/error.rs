@@ -3,6 +3,7 @@
 
 use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::{AwsError, code_and_message};
+use shipgate::job::release::ReleaseError;
 use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::registry::{CopyError, DigestError, RegistryError};
 use shipgate::store::StoreError;
@@ -10,33 +11,8 @@ use shipgate::store::StoreError;
 /// A failure of the promote action.
 #[derive(Debug, thiserror::Error)]
 pub enum PromoteError {
-    #[error(
-        "release {release_id} is not in the release table: only a release intake accepted is \
-         promoted (is releaseId the pipeline's ReleaseId variable?)"
-    )]
-    ReleaseNotFound { release_id: String },
-    #[error("release {release_id} is {state}: only a release intake accepted is promoted")]
-    ReleaseNotAccepted {
-        release_id: String,
-        state: &'static str,
-    },
-    #[error("release {release_id} has no recorded manifest: intake never accepted it")]
-    ManifestMissing { release_id: String },
-    #[error("the manifest recorded for release {release_id} cannot be read: {source}")]
-    ManifestUnreadable {
-        release_id: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(
-        "release {release_id} does not go to {environment}: its manifest lists {}",
-        .listed.join(", ")
-    )]
-    NotForEnvironment {
-        release_id: String,
-        environment: String,
-        listed: Vec<String>,
-    },
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
     #[error("image {image} of the release has digest {digest:?}, which is not usable: {source}")]
     InvalidDigest {
         image: String,
@@ -92,12 +68,7 @@ impl ActionError for PromoteError {
     /// A stable name for logs and metrics.
     fn error_type(&self) -> &'static str {
         match self {
-            PromoteError::ReleaseNotFound { .. } => "ReleaseNotFound",
-            PromoteError::ReleaseNotAccepted { .. } => "ReleaseNotAccepted",
-            PromoteError::ManifestMissing { .. } | PromoteError::ManifestUnreadable { .. } => {
-                "ReleaseNotValidated"
-            }
-            PromoteError::NotForEnvironment { .. } => "NotForEnvironment",
+            PromoteError::Release(e) => e.error_type(),
             PromoteError::InvalidDigest { .. } => "InvalidImage",
             PromoteError::AssumeRole { .. } => "AssumeRoleFailed",
             PromoteError::Registry { .. } => "RegistryUnavailable",
@@ -122,6 +93,7 @@ impl ActionError for PromoteError {
             PromoteError::Registry { source, .. } => source.is_retryable(),
             PromoteError::Copy { source, .. } => source.is_retryable(),
             PromoteError::Store(e) => e.is_retryable(),
+            PromoteError::Release(e) => e.is_retryable(),
             _ => false,
         }
     }

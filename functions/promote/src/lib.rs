@@ -35,6 +35,9 @@ use aws_config::SdkConfig;
 use shipgate::aws::sts::Sessions;
 use shipgate::error::AwsError;
 use shipgate::http_client::HttpClientOnFirstUse;
+use shipgate::job::release::{
+    ReleaseError, accepted_release, check_accepted, check_goes_to, recorded_manifest,
+};
 use shipgate::job::{ActionError, Call, JobAction, ParameterError, RetryLimit, Scope, Verdict};
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::registry::{
@@ -43,9 +46,7 @@ use shipgate::registry::{
     ensure_repository,
 };
 use shipgate::release::Manifest;
-use shipgate::store::{
-    PromotedImage, Promotion, PromotionState, ReleaseRecord, ReleaseState, Store,
-};
+use shipgate::store::{PromotedImage, Promotion, PromotionState, ReleaseRecord, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
@@ -155,13 +156,7 @@ impl PromoteFunction {
         let (job, target) = (call.job, call.target);
         let continuing = !call.is_first();
         let invocations = call.invocation;
-        let record = self
-            .store
-            .get_release(&target.release_id)
-            .await?
-            .ok_or_else(|| PromoteError::ReleaseNotFound {
-                release_id: target.release_id.clone(),
-            })?;
+        let record = accepted_release(&self.store, &target.release_id).await?;
         let manifest = release_manifest(&record, &target.to.environment)?;
         // What earlier invocations of this same job did (a continuation); anything else is a
         // new promotion, whatever an earlier job left.
@@ -415,31 +410,10 @@ impl PromoteFunction {
 }
 
 /// The manifest intake recorded for an accepted release that goes to `environment`.
-fn release_manifest(record: &ReleaseRecord, environment: &str) -> Result<Manifest, PromoteError> {
-    if !matches!(record.state, ReleaseState::Started | ReleaseState::Accepted) {
-        return Err(PromoteError::ReleaseNotAccepted {
-            release_id: record.release_id.clone(),
-            state: record.state.as_str(),
-        });
-    }
-    let value = record
-        .manifest
-        .clone()
-        .ok_or_else(|| PromoteError::ManifestMissing {
-            release_id: record.release_id.clone(),
-        })?;
-    let manifest: Manifest =
-        serde_json::from_value(value).map_err(|source| PromoteError::ManifestUnreadable {
-            release_id: record.release_id.clone(),
-            source,
-        })?;
-    if !manifest.environments.iter().any(|e| e == environment) {
-        return Err(PromoteError::NotForEnvironment {
-            release_id: record.release_id.clone(),
-            environment: environment.to_owned(),
-            listed: manifest.environments.clone(),
-        });
-    }
+fn release_manifest(record: &ReleaseRecord, environment: &str) -> Result<Manifest, ReleaseError> {
+    check_accepted(record)?;
+    let manifest = recorded_manifest(record)?;
+    check_goes_to(&record.release_id, &manifest, environment)?;
     Ok(manifest)
 }
 
@@ -453,6 +427,7 @@ fn rfc3339_now() -> String {
 mod tests {
     use serde_json::json;
     use shipgate::aws::s3::ObjectVersion;
+    use shipgate::store::ReleaseState;
 
     use super::*;
 

@@ -17,6 +17,7 @@
 
 pub mod artifact;
 pub mod parameters;
+pub mod release;
 mod runner;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,122 @@
+//! The release record an action works on: one intake accepted, going to the action's
+//! environment. Every action that touches a release reads it this way, so a release intake
+//! rejected, or one that does not list the environment, is refused the same way everywhere.
+
+use crate::release::Manifest;
+use crate::store::{ReleaseRecord, ReleaseState, Store, StoreError};
+
+/// The release cannot be worked on.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(
+        "release {release_id} is not in the release table: only a release intake accepted is \
+         worked on (is releaseId the pipeline's ReleaseId variable?)"
+    )]
+    NotFound { release_id: String },
+    #[error("release {release_id} is {state}: only a release intake accepted is worked on")]
+    NotAccepted {
+        release_id: String,
+        state: &'static str,
+    },
+    #[error("release {release_id} has no recorded manifest: intake never accepted it")]
+    ManifestMissing { release_id: String },
+    #[error("the manifest recorded for release {release_id} cannot be read: {source}")]
+    ManifestUnreadable {
+        release_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "release {release_id} does not go to {environment}: its manifest lists {}",
+        .listed.join(", ")
+    )]
+    NotForEnvironment {
+        release_id: String,
+        environment: String,
+        listed: Vec<String>,
+    },
+    #[error("the release table could not be used: {0}")]
+    Store(#[source] Box<StoreError>),
+}
+
+impl From<StoreError> for ReleaseError {
+    fn from(e: StoreError) -> Self {
+        ReleaseError::Store(Box::new(e))
+    }
+}
+
+impl ReleaseError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ReleaseError::NotFound { .. } => "ReleaseNotFound",
+            ReleaseError::NotAccepted { .. } => "ReleaseNotAccepted",
+            ReleaseError::ManifestMissing { .. } | ReleaseError::ManifestUnreadable { .. } => {
+                "ReleaseNotValidated"
+            }
+            ReleaseError::NotForEnvironment { .. } => "NotForEnvironment",
+            ReleaseError::Store(_) => "StoreError",
+        }
+    }
+
+    /// The table throttled or failed for a moment.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ReleaseError::Store(e) if e.is_retryable())
+    }
+}
+
+/// The release intake accepted (its execution may start before intake records the start,
+/// hence `Accepted` as well as `Started`).
+pub async fn accepted_release(
+    store: &Store,
+    release_id: &str,
+) -> Result<ReleaseRecord, ReleaseError> {
+    let record = store
+        .get_release(release_id)
+        .await?
+        .ok_or_else(|| ReleaseError::NotFound {
+            release_id: release_id.to_owned(),
+        })?;
+    check_accepted(&record)?;
+    Ok(record)
+}
+
+/// Refuses a release intake is still validating or rejected.
+pub fn check_accepted(record: &ReleaseRecord) -> Result<(), ReleaseError> {
+    match record.state {
+        ReleaseState::Started | ReleaseState::Accepted => Ok(()),
+        ReleaseState::Validating | ReleaseState::Rejected => Err(ReleaseError::NotAccepted {
+            release_id: record.release_id.clone(),
+            state: record.state.as_str(),
+        }),
+    }
+}
+
+/// The manifest intake recorded with the release.
+pub fn recorded_manifest(record: &ReleaseRecord) -> Result<Manifest, ReleaseError> {
+    let value = record
+        .manifest
+        .clone()
+        .ok_or_else(|| ReleaseError::ManifestMissing {
+            release_id: record.release_id.clone(),
+        })?;
+    serde_json::from_value(value).map_err(|source| ReleaseError::ManifestUnreadable {
+        release_id: record.release_id.clone(),
+        source,
+    })
+}
+
+/// Refuses an environment the manifest does not list.
+pub fn check_goes_to(
+    release_id: &str,
+    manifest: &Manifest,
+    environment: &str,
+) -> Result<(), ReleaseError> {
+    if manifest.environments.iter().any(|e| e == environment) {
+        return Ok(());
+    }
+    Err(ReleaseError::NotForEnvironment {
+        release_id: release_id.to_owned(),
+        environment: environment.to_owned(),
+        listed: manifest.environments.clone(),
+    })
+}
