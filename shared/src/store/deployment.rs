@@ -237,6 +237,14 @@ pub(super) fn deployment_pk(id: &str) -> String {
 }
 const DEPLOYMENT_SK: &str = "DEPLOYMENT";
 
+/// The primary key of deployment `id`'s item.
+fn deployment_key(id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(deployment_pk(id))),
+        ("sk".to_owned(), AttributeValue::S(DEPLOYMENT_SK.into())),
+    ])
+}
+
 fn alarm_pk(account_id: &str, alarm: &str) -> String {
     format!("ALARM#{account_id}#{alarm}")
 }
@@ -384,8 +392,7 @@ impl Store {
             .ddb
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(deployment_pk(id)))
-            .key("sk", AttributeValue::S(DEPLOYMENT_SK.into()))
+            .set_key(Some(deployment_key(id)))
             .consistent_read(true)
             .send()
             .await
@@ -433,18 +440,26 @@ impl Store {
         account_id: &str,
         alarm: &str,
     ) -> Result<Vec<Deployment>, StoreError> {
-        let items = self
+        let index = self
             .query_prefix(&alarm_pk(account_id, alarm), "DEPLOYMENT#")
             .await?;
-        let mut out = Vec::new();
-        for item in items {
-            let Some(AttributeValue::S(id)) = item.get("deployment_id") else {
-                continue;
-            };
-            if let Some(d) = self.get_deployment(id).await? {
-                out.push(d);
-            }
-        }
+        let keys = index
+            .iter()
+            .filter_map(|item| match item.get("deployment_id") {
+                Some(AttributeValue::S(id)) => Some(deployment_key(id)),
+                _ => None,
+            })
+            .collect();
+        // One read for up to 100 deployments, not one each: an alarm watched by many
+        // deployments is when a rollback must be fastest.
+        let mut out = self
+            .batch_get(keys)
+            .await?
+            .into_iter()
+            .map(decode_deployment)
+            .collect::<Result<Vec<_>, _>>()?;
+        // The index's order (by id), whatever order the batch answered in.
+        out.sort_by(|a, b| a.deployment_id.cmp(&b.deployment_id));
         Ok(out)
     }
 
