@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde::{Deserialize, Serialize};
 
-use super::{GSI1, Store, StoreError, keys_of};
+use super::{BATCH_ATTEMPTS, GSI1, Store, StoreError, batch_backoff, keys_of};
 use crate::error::aws_err;
 
 /// What carries the traffic being shifted.
@@ -367,18 +367,37 @@ impl Store {
                     .map(|put| WriteRequest::builder().put_request(put).build())
             })
             .collect();
+        // `BatchWriteItem`: 25 items per request; what comes back unprocessed is written again
+        // after a backoff, as for `BatchGetItem` (see `Store::batch_get`), and an index still
+        // incomplete after that is an error: an alarm would not find the deployment.
         for chunk in requests.chunks(25) {
             let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
-            for _ in 0..5 {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
                 let out = self
                     .ddb
                     .batch_write_item()
-                    .set_request_items(Some(pending.clone()))
+                    .set_request_items(Some(pending))
                     .send()
                     .await
                     .map_err(aws_err("DynamoDB", "BatchWriteItem"))?;
+                let left: usize = out
+                    .unprocessed_items
+                    .as_ref()
+                    .map_or(0, |u| u.values().map(Vec::len).sum());
                 match out.unprocessed_items {
-                    Some(left) if !left.is_empty() => pending = left,
+                    Some(items) if left > 0 => {
+                        if attempts >= BATCH_ATTEMPTS {
+                            return Err(StoreError::Unprocessed {
+                                operation: "BatchWriteItem",
+                                left,
+                                attempts,
+                            });
+                        }
+                        tokio::time::sleep(batch_backoff(attempts)).await;
+                        pending = items;
+                    }
                     _ => break,
                 }
             }
