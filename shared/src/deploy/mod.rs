@@ -34,7 +34,7 @@ pub use decide::{
     StepInput, alarm_concerns, decide_step, deployment_id, drain_after, failure_message,
     held_by_other, next_drain_step, observe_alias, observe_listener, pending, rollback_next,
 };
-pub use email::{TeamMail, rollback_email, team_variable};
+pub use email::{TeamMail, rollback_digest, rollback_email, team_variable};
 
 use aws_config::SdkConfig;
 use serde::Serialize;
