@@ -13,15 +13,16 @@
 //!    does not wait for a step in progress: the step's own save then fails, and the traffic action
 //!    re-reads, sees the rollback and puts traffic back to 0% itself if its move landed last.
 //! 2. **Traffic** back to 100% previous version (alias: the previous version with no routing;
-//!    listener: all weight on blue), recorded.
+//!    listener: all weight on blue); the new version's ECS task set, if any, scaled to 0.
 //! 3. **Job**: the recorded pipeline job is failed with the reason (`PutJobFailureResult`); a job
 //!    already answered (the traffic action answered it with a continuation) is left to the traffic
 //!    action's next invocation, which fails the action from the record. When the traffic action
 //!    itself rolls back, it answers its own job.
-//! 4. **Team** emailed; the lease is released with the record of steps 3 and 4.
+//! 4. **Team** emailed; the lease is released with the record of steps 2 to 4 (one write).
 //!
-//! A crash between steps leaves the remaining ones to the next invocation once the lease
-//! expires (the rollback function's retry, the traffic action's next invocation, an operator).
+//! A crash before the record leaves the steps to the next invocation once the lease expires (the
+//! rollback function's retry, the traffic action's next invocation, an operator), which finds
+//! the traffic back on the previous version and a job answered already, and does the rest.
 //!
 //! [`Deployer::roll_back_all`] takes each step for every deployment of one request at once (an
 //! alarm watched by many deployments): the claims in one transaction, each role assumed once,
