@@ -89,24 +89,11 @@ pub fn rollback_email(d: &Deployment, r: &Rollback, from: &str, to: &[String], a
          the pipeline's traffic action has failed.",
         d.environment
     );
-    let facts = facts(d, r, at);
-    let mut text = format!("{headline}\n\n");
-    push_text(&mut text, &facts);
-    text.push_str(&format!("\n{KEPT}\n"));
-    let mut html = String::from(HTML_START);
-    html.push_str(&format!(
-        "<p><strong>{}</strong></p>",
-        html_escape(&headline)
-    ));
-    push_html(&mut html, &facts);
-    html.push_str(&format!("<p>{KEPT}</p></body></html>"));
-    Email {
-        from: from.to_owned(),
-        to: to.to_vec(),
-        subject,
-        html,
-        text,
-    }
+    let part = Part {
+        title: None,
+        facts: facts(d, r, at),
+    };
+    compose(from, to, subject, &headline, &[part])
 }
 
 /// The email for the deployments of one environment rolled back together (every deployment
@@ -148,20 +135,51 @@ pub fn rollback_digest(
         "{n} deployments were rolled back in {environment}: all their traffic is on the previous \
          versions again, and their pipelines' traffic actions have failed."
     );
+    let parts: Vec<Part> = rolled_back
+        .iter()
+        .map(|(d, r)| {
+            let (app, version) = app_version(d);
+            Part {
+                title: Some(format!("{app} {version}: {}", what(d))),
+                facts: facts(d, r, &super::rfc3339(r.at_ms)),
+            }
+        })
+        .collect();
+    compose(from, to, subject, &headline, &parts)
+}
+
+/// A rollback in an email: a title (when the email tells of several) and its facts.
+struct Part {
+    title: Option<String>,
+    /// Label and value.
+    facts: Vec<(&'static str, String)>,
+}
+
+/// The email: the headline, then each part, then what is kept; in text and in HTML, every value
+/// escaped.
+fn compose(from: &str, to: &[String], subject: String, headline: &str, parts: &[Part]) -> Email {
     let mut text = format!("{headline}\n");
     let mut html = String::from(HTML_START);
     html.push_str(&format!(
         "<p><strong>{}</strong></p>",
-        html_escape(&headline)
+        html_escape(headline)
     ));
-    for (d, r) in rolled_back {
-        let (app, version) = app_version(d);
-        let title = format!("{app} {version}: {}", what(d));
-        let facts = facts(d, r, &super::rfc3339(r.at_ms));
-        text.push_str(&format!("\n{title}\n"));
-        push_text(&mut text, &facts);
-        html.push_str(&format!("<h3>{}</h3>", html_escape(&title)));
-        push_html(&mut html, &facts);
+    for Part { title, facts } in parts {
+        text.push('\n');
+        if let Some(title) = title {
+            text.push_str(&format!("{title}\n"));
+            html.push_str(&format!("<h3>{}</h3>", html_escape(title)));
+        }
+        html.push_str("<table>");
+        for (label, value) in facts {
+            text.push_str(&format!("{label}: {value}\n"));
+            html.push_str(&format!(
+                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+                html_escape(label),
+                html_escape(value)
+            ));
+        }
+        html.push_str("</table>");
     }
     text.push_str(&format!("\n{KEPT}\n"));
     html.push_str(&format!("<p>{KEPT}</p></body></html>"));
@@ -252,22 +270,4 @@ fn facts(d: &Deployment, r: &Rollback, at: &str) -> Vec<(&'static str, String)> 
         ("Deployment", d.deployment_id.clone()),
     ]);
     facts
-}
-
-fn push_text(text: &mut String, facts: &[(&str, String)]) {
-    for (label, value) in facts {
-        text.push_str(&format!("{label}: {value}\n"));
-    }
-}
-
-fn push_html(html: &mut String, facts: &[(&str, String)]) {
-    html.push_str("<table>");
-    for (label, value) in facts {
-        html.push_str(&format!(
-            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-            html_escape(label),
-            html_escape(value)
-        ));
-    }
-    html.push_str("</table>");
 }

@@ -35,7 +35,7 @@ pub mod email;
 mod rollback;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use decide::{
     AlarmChange, DrainNext, NotForDeployment, Observed, RollbackNext, RollbackTask, Step,

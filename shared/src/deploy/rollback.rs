@@ -800,35 +800,13 @@ mod tests {
         Deployer::new(&sdk, "rollback", "t", TeamMail::default(), 120_000)
     }
 
+    /// The deploy tests' deployment, as the `n`th, in `account`.
     fn deployment(n: usize, account: &str) -> Deployment {
         Deployment {
             deployment_id: format!("int-{n:016}"),
-            release_id: "rel-1".into(),
-            environment: "int".into(),
-            execution_id: format!("exec-{n}"),
-            application: None,
-            version: None,
             account_id: account.into(),
             role_arn: format!("arn:aws:iam::{account}:role/shipgate-deploy"),
-            target: TrafficTarget::LambdaAlias {
-                function: "orders".into(),
-                alias: format!("live-{n}"),
-                previous_version: "1".into(),
-                new_version: "2".into(),
-            },
-            plan: "Canary10Percent5Minutes".into(),
-            started_at_ms: 1_800_000_000_000,
-            state: DeploymentState::Shifting,
-            percent: 10,
-            next_step_at_ms: None,
-            alarms: vec!["errors".into()],
-            job_id: None,
-            rollback: None,
-            lease: None,
-            steps: vec![],
-            revision: 0,
-            created_at: "2027-01-15T08:00:00Z".into(),
-            updated_at: "2027-01-15T08:00:00Z".into(),
+            ..crate::deploy::tests::deployment()
         }
     }
 

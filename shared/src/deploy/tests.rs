@@ -15,7 +15,8 @@ use crate::store::{
 
 const T0: i64 = 1_800_000_000_000;
 
-fn deployment() -> Deployment {
+/// A deployment in flight (the other tests' fixture too).
+pub(crate) fn deployment() -> Deployment {
     Deployment {
         deployment_id: deployment_id("rel-1", "int", "exec-1"),
         release_id: "rel-1".into(),

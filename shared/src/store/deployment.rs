@@ -643,35 +643,12 @@ mod tests {
     use super::*;
     use crate::store::tests::mock_ddb;
 
+    /// The deploy tests' deployment, as the `n`th, read at `revision`.
     fn deployment(n: usize, revision: u64) -> Deployment {
         Deployment {
             deployment_id: format!("int-{n:016}"),
-            release_id: "rel-1".into(),
-            environment: "int".into(),
-            execution_id: format!("exec-{n}"),
-            application: None,
-            version: None,
-            account_id: "222222222222".into(),
-            role_arn: "arn:aws:iam::222222222222:role/shipgate-deploy".into(),
-            target: TrafficTarget::LambdaAlias {
-                function: "orders".into(),
-                alias: format!("live-{n}"),
-                previous_version: "1".into(),
-                new_version: "2".into(),
-            },
-            plan: "Canary10Percent5Minutes".into(),
-            started_at_ms: 1_800_000_000_000,
-            state: DeploymentState::Shifting,
-            percent: 10,
-            next_step_at_ms: None,
-            alarms: vec!["errors".into()],
-            job_id: None,
-            rollback: None,
-            lease: None,
-            steps: vec![],
             revision,
-            created_at: "2027-01-15T08:00:00Z".into(),
-            updated_at: "2027-01-15T08:00:00Z".into(),
+            ..crate::deploy::tests::deployment()
         }
     }
 
