@@ -792,6 +792,7 @@ fn next_request(buffer: &[u8]) -> Framing {
         // REST protocols: the calls a rollback makes, else the method and path.
         match (service, method, path) {
             ("lambda", "GET", p) if p.contains("/aliases/") => "GetAlias".into(),
+            ("lambda", "GET", p) if p.ends_with("/aliases") => "ListAliases".into(),
             ("lambda", "PUT", p) if p.contains("/aliases/") => "UpdateAlias".into(),
             ("ses", "POST", p) if p.ends_with("/outbound-emails") => "SendEmail".into(),
             (_, m, p) => format!("{m} {p}"),
