@@ -9,11 +9,13 @@
 
 mod deploy_world;
 
-use anyhow::{Result, bail};
-use deploy_world::{MINUTE, World, eventbridge_event, lambda_action_payload, now_ms};
+use anyhow::{Context, Result, bail};
+use deploy_world::{MINUTE, TEAM, World, eventbridge_event, lambda_action_payload, now_ms};
+use serde_json::json;
 use shipgate::deploy::RollbackOutcome;
 use shipgate::job::{JobAction, Outcome};
 use shipgate::store::DeploymentState;
+use shipgate_local::outbox::{SentEmail, sent_emails};
 use shipgate_rollback::AlarmAction;
 
 const ALARM: &str = "orders-int-errors";
@@ -252,6 +254,127 @@ async fn an_operator_lists_deployments_in_flight_and_rolls_one_back_by_hand() ->
             .await
             .is_err()
     );
+    world.stop().await;
+    Ok(())
+}
+
+/// The rollback emails the int team received.
+async fn team_rollback_emails(world: &World) -> Result<Vec<SentEmail>> {
+    Ok(sent_emails(&world.stack.moto.endpoint())
+        .await?
+        .into_iter()
+        .filter(|e| e.to.iter().any(|t| t == TEAM) && e.subject.contains("Rolled back"))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alarm_rolls_back_every_deployment_watching_it_and_emails_the_team_once() -> Result<()>
+{
+    let world = World::start("rollback-many").await?;
+    let t0 = now_ms();
+    // The listener and three aliases of the function, each at 10% on its new version.
+    let p = world.alb_parameters("exec-many-alb", "Canary10Percent5Minutes", &[ALARM]);
+    world.traffic.run_at(&world.job(&p)?, t0).await;
+    let aliases = ["canary-a", "canary-b", "canary-c"];
+    for alias in aliases {
+        world
+            .lambda
+            .create_alias()
+            .function_name(&world.function)
+            .name(alias)
+            .function_version("1")
+            .send()
+            .await
+            .context("CreateAlias")?;
+        let mut p = world.lambda_parameters(
+            &format!("exec-many-{alias}"),
+            "Canary10Percent5Minutes",
+            &[ALARM],
+        );
+        p["target"]["alias"] = json!(alias);
+        world.traffic.run_at(&world.job(&p)?, t0).await;
+    }
+    assert_eq!(world.listener_weights().await?, (90, 10));
+    let executions = [
+        "exec-many-alb",
+        "exec-many-canary-a",
+        "exec-many-canary-b",
+        "exec-many-canary-c",
+    ];
+    for execution in executions {
+        assert_eq!(
+            world.deployment(execution).await?.percent,
+            10,
+            "{execution}"
+        );
+    }
+
+    let event = eventbridge_event(ALARM, "ALARM", "5xx on the new versions", t0 + 30_000);
+    let result = world.rollback.handle_at(event.clone(), t0 + 31_000).await?;
+    assert_eq!(result.rolled_back(), 4, "{result:?}");
+    for report in &result.deployments {
+        assert_eq!(
+            report.traffic.as_deref(),
+            Some("moved from 10% to 0% on the new version"),
+            "{report:?}"
+        );
+        let email = report.email.as_deref().unwrap_or_default();
+        assert!(
+            email.starts_with("sent to team-int@example.com")
+                && email.ends_with("one email for the 4 deployments rolled back in int"),
+            "{email}"
+        );
+    }
+    assert_eq!(world.listener_weights().await?, (100, 0));
+    for alias in aliases {
+        let state =
+            shipgate::aws::lambda::alias_state(&world.lambda, &world.function, alias).await?;
+        assert_eq!(
+            (state.version.as_str(), state.additional),
+            ("1", None),
+            "{alias}"
+        );
+    }
+    for execution in executions {
+        let d = world.deployment(execution).await?;
+        let r = d.rollback.clone().context("rollback recorded")?;
+        assert!(
+            d.state == DeploymentState::RolledBack
+                && d.lease.is_none()
+                && r.traffic_restored
+                && r.job_answered
+                && r.team_notified,
+            "{d:?}"
+        );
+    }
+    // One email for the alarm, naming every deployment it rolled back.
+    let emails = team_rollback_emails(&world).await?;
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert!(
+        emails[0]
+            .subject
+            .starts_with("[shipgate] Rolled back: 4 deployments in int (alarm orders-int-errors)"),
+        "{}",
+        emails[0].subject
+    );
+    for execution in executions {
+        assert!(
+            emails[0].body.contains(&world.deployment_id(execution)),
+            "{execution}"
+        );
+    }
+
+    // The same event again: nothing moves, nobody is emailed twice.
+    let again = world.rollback.handle_at(event, t0 + 40_000).await?;
+    assert_eq!(again.rolled_back(), 0);
+    assert!(
+        again
+            .deployments
+            .iter()
+            .all(|r| r.outcome == RollbackOutcome::AlreadyRolledBack && r.email.is_none()),
+        "{again:?}"
+    );
+    assert_eq!(team_rollback_emails(&world).await?.len(), 1);
     world.stop().await;
     Ok(())
 }

@@ -15,7 +15,6 @@
 use aws_config::SdkConfig;
 use aws_lambda_events::event::cloudwatch_alarms::{CloudWatchAlarm, CloudWatchAlarmData};
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use shipgate::config::{ConfigError, Env};
@@ -26,9 +25,6 @@ use shipgate::deploy::{
 use shipgate::metrics::{MetricEvent, MetricName, StageMetrics};
 use shipgate::store::{Deployment, StoreError};
 use tracing::{Instrument, info, info_span, warn};
-
-/// How many deployments one alarm rolls back at once.
-const ROLLBACK_CONCURRENCY: usize = 8;
 
 /// EventBridge `source` and `detail-type` of an alarm state change.
 pub const SOURCE: &str = "aws.cloudwatch";
@@ -315,10 +311,6 @@ impl RollbackFunction {
         result.action = AlarmAction::Handled;
         let owner = format!("rollback/{}", uuid::Uuid::new_v4());
         let mut failures = Vec::new();
-        // Several deployments at once (each has its own claim on its record, so they cannot
-        // get in each other's way), a bounded number so that a popular alarm does not flood
-        // the APIs; a failure of one does not stop the others. bench-rollback measured the
-        // serial loop this replaces at ~7 s for 50 deployments, one call in flight at a time.
         let mut concerned = Vec::new();
         for d in watching {
             match alarm_concerns(&change, &d) {
@@ -341,27 +333,32 @@ impl RollbackFunction {
                 }
             }
         }
-        let (alarm, reason, owner) = (&change.alarm, &change.reason, &owner);
-        let outcomes: Vec<_> = futures::stream::iter(concerned)
-            .map(|d| async move {
-                let id = d.deployment_id.clone();
-                let execution_id = d.execution_id.clone();
-                let request = RollbackRequest {
-                    alarm: Some(alarm),
-                    reason,
+        let ids: Vec<(String, String)> = concerned
+            .iter()
+            .map(|d| (d.deployment_id.clone(), d.execution_id.clone()))
+            .collect();
+        // Every deployment at once, each step for all of them (one claim transaction, each role
+        // assumed once, the weights and jobs a bounded number at a time, one email per
+        // environment); a failure of one does not stop the others. Each deployment has its own
+        // claim on its record, so they cannot get in each other's way.
+        let outcomes = self
+            .deployer
+            .roll_back_all(
+                concerned,
+                RollbackRequest {
+                    alarm: Some(&change.alarm),
+                    reason: &change.reason,
                     by: "alarm",
-                    owner,
+                    owner: &owner,
                     now_ms,
                     job: JobHandling::FailRecordedJob,
-                };
-                let outcome = self.deployer.roll_back(d, request, None).await;
-                // The clock, for the metric; decisions were taken at `now_ms`.
-                (id, execution_id, crate::now_ms(), outcome)
-            })
-            .buffered(ROLLBACK_CONCURRENCY)
-            .collect()
+                },
+                None,
+            )
             .await;
-        for (id, execution_id, done_ms, outcome) in outcomes {
+        // The clock, for the metric; decisions were taken at `now_ms`.
+        let done_ms = crate::now_ms();
+        for ((id, execution_id), outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
                 Ok(report) => {
                     info!(deployment_id = %id, release_id = %report.release_id, execution_id = %execution_id, env = %report.environment, outcome = ?report.outcome, traffic = report.traffic.as_deref().unwrap_or_default(), job = report.job.as_deref().unwrap_or_default(), email = report.email.as_deref().unwrap_or_default(), "alarm handled for deployment");

@@ -2,9 +2,11 @@
 //! traffic between its blue (previous) and green (new) target groups, the test listener that
 //! forwards to green alone, and the deregistration delay blue is drained with.
 
+use std::collections::HashMap;
+
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+    Action, ActionTypeEnum, ForwardActionConfig, Listener, TargetGroupTuple,
 };
 
 use crate::error::{AwsError, aws_err};
@@ -20,29 +22,68 @@ pub async fn listener_weights(
         .send()
         .await
         .map_err(aws_err("ElasticLoadBalancingV2", "DescribeListeners"))?;
-    let mut weights = Vec::new();
-    for listener in out.listeners() {
-        for action in listener.default_actions() {
-            if action.r#type() != Some(&ActionTypeEnum::Forward) {
-                continue;
+    Ok(out.listeners().iter().flat_map(forward_weights).collect())
+}
+
+/// How many listeners one `DescribeListeners` is asked about: the API reference gives no
+/// maximum for `ListenerArns`; 20 keeps each request small.
+const LISTENERS_PER_CALL: usize = 20;
+
+/// [`listener_weights`] of each listener of `listener_arns`, by listener ARN: one
+/// `DescribeListeners` per 20 listeners (every page) instead of one each. A listener the
+/// answer leaves out is left out.
+pub async fn listeners_weights(
+    elb: &Client,
+    listener_arns: &[String],
+) -> Result<HashMap<String, Vec<(String, i32)>>, AwsError> {
+    let mut weights = HashMap::new();
+    for chunk in listener_arns.chunks(LISTENERS_PER_CALL) {
+        let mut marker = None;
+        loop {
+            let out = elb
+                .describe_listeners()
+                .set_listener_arns(Some(chunk.to_vec()))
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(aws_err("ElasticLoadBalancingV2", "DescribeListeners"))?;
+            for listener in out.listeners() {
+                if let Some(arn) = listener.listener_arn() {
+                    weights.insert(arn.to_owned(), forward_weights(listener));
+                }
             }
-            match action.forward_config() {
-                Some(forward) => {
-                    for tg in forward.target_groups() {
-                        if let Some(arn) = tg.target_group_arn() {
-                            weights.push((arn.to_owned(), tg.weight().unwrap_or(1)));
-                        }
-                    }
-                }
-                None => {
-                    if let Some(arn) = action.target_group_arn() {
-                        weights.push((arn.to_owned(), 1));
-                    }
-                }
+            match out.next_marker {
+                Some(next) if !next.is_empty() => marker = Some(next),
+                _ => break,
             }
         }
     }
     Ok(weights)
+}
+
+/// The weight of each target group of the listener's default forward actions.
+fn forward_weights(listener: &Listener) -> Vec<(String, i32)> {
+    let mut weights = Vec::new();
+    for action in listener.default_actions() {
+        if action.r#type() != Some(&ActionTypeEnum::Forward) {
+            continue;
+        }
+        match action.forward_config() {
+            Some(forward) => {
+                for tg in forward.target_groups() {
+                    if let Some(arn) = tg.target_group_arn() {
+                        weights.push((arn.to_owned(), tg.weight().unwrap_or(1)));
+                    }
+                }
+            }
+            None => {
+                if let Some(arn) = action.target_group_arn() {
+                    weights.push((arn.to_owned(), 1));
+                }
+            }
+        }
+    }
+    weights
 }
 
 /// The share (0–100) of the listener's traffic on `green`, from its weights.

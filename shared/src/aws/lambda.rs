@@ -49,14 +49,51 @@ pub async fn alias_state(
         .send()
         .await
         .map_err(aws_err("Lambda", "GetAlias"))?;
-    let additional = out
-        .routing_config()
-        .and_then(|r| r.additional_version_weights())
-        .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)));
     Ok(AliasState {
         version: out.function_version().unwrap_or_default().to_owned(),
-        additional,
+        additional: additional(out.routing_config()),
     })
+}
+
+/// Where each alias of `function` sends traffic, by alias name (`ListAliases`, every page): one
+/// call for the aliases of a function instead of a `GetAlias` each.
+pub async fn aliases_state(
+    lambda: &Client,
+    function: &str,
+) -> Result<HashMap<String, AliasState>, AwsError> {
+    let mut states = HashMap::new();
+    let mut marker = None;
+    loop {
+        let out = lambda
+            .list_aliases()
+            .function_name(function)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(aws_err("Lambda", "ListAliases"))?;
+        for alias in out.aliases() {
+            if let Some(name) = alias.name() {
+                states.insert(
+                    name.to_owned(),
+                    AliasState {
+                        version: alias.function_version().unwrap_or_default().to_owned(),
+                        additional: additional(alias.routing_config()),
+                    },
+                );
+            }
+        }
+        match out.next_marker {
+            Some(next) if !next.is_empty() => marker = Some(next),
+            _ => return Ok(states),
+        }
+    }
+}
+
+/// The additional version of a routing configuration and its weight, if any.
+fn additional(routing: Option<&AliasRoutingConfiguration>) -> Option<(String, f64)> {
+    routing
+        .and_then(|r| r.additional_version_weights())
+        .and_then(|w| w.iter().next().map(|(v, w)| (v.clone(), *w)))
 }
 
 /// Puts `percent` of the alias's traffic on `new_version`, the rest on `previous_version`:

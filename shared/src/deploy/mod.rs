@@ -13,42 +13,48 @@
 //!    does not wait for a step in progress: the step's own save then fails, and the traffic action
 //!    re-reads, sees the rollback and puts traffic back to 0% itself if its move landed last.
 //! 2. **Traffic** back to 100% previous version (alias: the previous version with no routing;
-//!    listener: all weight on blue), recorded.
+//!    listener: all weight on blue); the new version's ECS task set, if any, scaled to 0.
 //! 3. **Job**: the recorded pipeline job is failed with the reason (`PutJobFailureResult`); a job
 //!    already answered (the traffic action answered it with a continuation) is left to the traffic
 //!    action's next invocation, which fails the action from the record. When the traffic action
 //!    itself rolls back, it answers its own job.
-//! 4. **Team** emailed; the lease is released with the record of steps 3 and 4.
+//! 4. **Team** emailed; the lease is released with the record of steps 2 to 4 (one write).
 //!
-//! A crash between steps leaves the remaining ones to the next invocation once the lease
-//! expires (the rollback function's retry, the traffic action's next invocation, an operator).
+//! A crash before the record leaves the steps to the next invocation once the lease expires (the
+//! rollback function's retry, the traffic action's next invocation, an operator), which finds
+//! the traffic back on the previous version and a job answered already, and does the rest.
+//!
+//! [`Deployer::roll_back_all`] takes each step for every deployment of one request at once (an
+//! alarm watched by many deployments): the claims in one transaction, each role assumed once,
+//! the carriers of an account or function read together, the weights and jobs a bounded number
+//! at a time ([`ROLLBACK_CONCURRENCY`]), one email per environment listing its deployments.
+//! [`Deployer::roll_back`] is the same for one deployment.
 
 pub mod decide;
 pub mod email;
+mod rollback;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use decide::{
     AlarmChange, DrainNext, NotForDeployment, Observed, RollbackNext, RollbackTask, Step,
     StepInput, alarm_concerns, decide_step, deployment_id, drain_after, failure_message,
     held_by_other, next_drain_step, observe_alias, observe_listener, pending, rollback_next,
 };
-pub use email::{TeamMail, rollback_email, team_variable};
+pub use email::{TeamMail, rollback_digest, rollback_email, team_variable};
+pub use rollback::ROLLBACK_CONCURRENCY;
+
+use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing::{info, warn};
 
-use crate::aws::codepipeline::{JobFailureKind, put_job_failure};
 use crate::aws::sts::{AssumeRoleError, RoleArn, Sessions};
 use crate::error::{AwsError, RoleCallError};
-use crate::store::{
-    AppliedStep, Deployment, DeploymentState, Lease, LeaseIntent, Rollback, SaveError, Store,
-    StoreError, TrafficTarget,
-};
+use crate::store::{Deployment, SaveError, Store, StoreError, TrafficTarget};
 
 /// How many times a decision is taken again after losing a race before giving up.
 pub const MAX_RACES: usize = 5;
@@ -56,11 +62,20 @@ pub const MAX_RACES: usize = 5;
 /// A failure while working on a deployment. Messages say what, where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    /// The role could not be assumed (shared by every deployment acting as it).
     #[error("{environment}: {source}")]
     AssumeRole {
         environment: String,
         #[source]
-        source: AssumeRoleError,
+        source: Arc<AssumeRoleError>,
+    },
+    /// The environment's team could not be emailed (one email for every deployment of the
+    /// environment rolled back together, so one failure for all of them).
+    #[error("{environment}: the team could not be emailed about the rollback: {source}")]
+    Notify {
+        environment: String,
+        #[source]
+        source: Arc<AwsError>,
     },
     /// A call in the environment account, as the deployment's role.
     #[error(transparent)]
@@ -91,6 +106,7 @@ impl DeployError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DeployError::AssumeRole { source, .. } => source.is_retryable(),
+            DeployError::Notify { source, .. } => source.retryable,
             DeployError::Aws(e) => e.is_retryable(),
             DeployError::Store(e) => e.is_retryable(),
             DeployError::Contended { .. } | DeployError::LostLease { .. } => true,
@@ -102,6 +118,7 @@ impl DeployError {
     pub fn error_type(&self) -> &'static str {
         match self {
             DeployError::AssumeRole { .. } => "AssumeRoleFailed",
+            DeployError::Notify { .. } => "NotifyFailed",
             DeployError::Aws(_) => "AwsError",
             DeployError::Store(_) => "StoreError",
             DeployError::NotFound(_) => "DeploymentNotFound",
@@ -114,6 +131,7 @@ impl DeployError {
     pub fn is_access_denied(&self) -> bool {
         match self {
             DeployError::AssumeRole { source, .. } => source.is_access_denied(),
+            DeployError::Notify { source, .. } => source.is_access_denied(),
             DeployError::Aws(e) => e.is_access_denied(),
             _ => false,
         }
@@ -256,28 +274,32 @@ impl Deployer {
         role_arn: &str,
         deployment_id: &str,
     ) -> Result<AccountClients, DeployError> {
-        let assume_error = |source| DeployError::AssumeRole {
-            environment: environment.to_owned(),
-            source,
-        };
-        let role = RoleArn::parse(role_arn).map_err(|e| {
-            assume_error(AssumeRoleError {
-                role_arn: role_arn.to_owned(),
-                source: Box::new(AwsError {
-                    service: "STS",
-                    operation: "AssumeRole",
-                    code: Some("ValidationError".into()),
-                    message: e.to_string(),
-                    retryable: false,
-                    source: Box::new(e),
-                }),
-            })
-        })?;
-        let config = self
-            .sessions
-            .config(&role, deployment_id)
+        self.role_clients(role_arn, deployment_id)
             .await
-            .map_err(assume_error)?;
+            .map_err(|source| DeployError::AssumeRole {
+                environment: environment.to_owned(),
+                source: Arc::new(source),
+            })
+    }
+
+    /// The clients of `role_arn`'s account, acting as it; `subject` names a new session.
+    async fn role_clients(
+        &self,
+        role_arn: &str,
+        subject: &str,
+    ) -> Result<AccountClients, AssumeRoleError> {
+        let role = RoleArn::parse(role_arn).map_err(|e| AssumeRoleError {
+            role_arn: role_arn.to_owned(),
+            source: Box::new(AwsError {
+                service: "STS",
+                operation: "AssumeRole",
+                code: Some("ValidationError".into()),
+                message: e.to_string(),
+                retryable: false,
+                source: Box::new(e),
+            }),
+        })?;
+        let config = self.sessions.config(&role, subject).await?;
         Ok(AccountClients::new(&config))
     }
 
@@ -391,299 +413,6 @@ impl Deployer {
             Err(SaveError::Conflict(current)) => Ok(Err(*current)),
             Err(SaveError::Store(e)) => Err(e.into()),
         }
-    }
-
-    /// Rolls `deployment` back (see the module doc), deciding from the record as it stands and
-    /// again after every lost race. `clients`: the account's clients when the caller has them.
-    pub async fn roll_back(
-        &self,
-        deployment: Deployment,
-        request: RollbackRequest<'_>,
-        clients: Option<&AccountClients>,
-    ) -> Result<RollbackReport, DeployError> {
-        let mut current = deployment;
-        for _ in 0..MAX_RACES {
-            let lease = Some(Lease {
-                owner: request.owner.to_owned(),
-                until_ms: request.now_ms.saturating_add(self.lease_ms),
-                intent: LeaseIntent::RollBack,
-            });
-            let (claim, outcome) = match rollback_next(&current, request.owner, request.now_ms) {
-                RollbackNext::Finished => {
-                    return Ok(RollbackReport::of(
-                        &current,
-                        RollbackOutcome::AlreadySucceeded,
-                    ));
-                }
-                RollbackNext::AlreadyRolledBack => {
-                    return Ok(RollbackReport::of(
-                        &current,
-                        RollbackOutcome::AlreadyRolledBack,
-                    ));
-                }
-                RollbackNext::InProgress { owner } => {
-                    info!(deployment_id = %current.deployment_id, holder = %owner, outcome = "in_progress_elsewhere", "rollback already being carried out");
-                    return Ok(RollbackReport::of(
-                        &current,
-                        RollbackOutcome::InProgressElsewhere,
-                    ));
-                }
-                RollbackNext::Claim => {
-                    let mut claim = current.clone();
-                    claim.state = DeploymentState::RolledBack;
-                    claim.next_step_at_ms = None;
-                    claim.rollback = Some(Rollback {
-                        alarm: request.alarm.map(str::to_owned),
-                        reason: request.reason.to_owned(),
-                        by: request.by.to_owned(),
-                        at_ms: request.now_ms,
-                        percent_before: current.percent,
-                        traffic_restored: false,
-                        job_answered: false,
-                        job_outcome: None,
-                        team_notified: false,
-                    });
-                    claim.lease = lease;
-                    claim.updated_at = rfc3339(request.now_ms);
-                    (claim, RollbackOutcome::RolledBack)
-                }
-                RollbackNext::Finish => {
-                    let mut claim = current.clone();
-                    if claim.rollback.is_none() {
-                        claim.rollback = Some(Rollback {
-                            alarm: request.alarm.map(str::to_owned),
-                            reason: request.reason.to_owned(),
-                            by: request.by.to_owned(),
-                            at_ms: request.now_ms,
-                            percent_before: current.percent,
-                            traffic_restored: false,
-                            job_answered: false,
-                            job_outcome: None,
-                            team_notified: false,
-                        });
-                    }
-                    claim.lease = lease;
-                    claim.updated_at = rfc3339(request.now_ms);
-                    (claim, RollbackOutcome::Completed)
-                }
-            };
-            match self.save(&claim).await? {
-                Ok(saved) => {
-                    info!(
-                        deployment_id = %saved.deployment_id,
-                        release_id = %saved.release_id,
-                        execution_id = %saved.execution_id,
-                        env = %saved.environment,
-                        percent = saved.percent,
-                        alarm = request.alarm.unwrap_or_default(),
-                        by = request.by,
-                        outcome = if outcome == RollbackOutcome::RolledBack { "rollback_claimed" } else { "rollback_resumed" },
-                        "rolling back"
-                    );
-                    return Box::pin(self.carry_out(saved, request, clients, outcome)).await;
-                }
-                Err(fresh) => current = fresh,
-            }
-        }
-        Err(DeployError::Contended {
-            id: current.deployment_id,
-            attempts: MAX_RACES,
-        })
-    }
-
-    /// The rollback's pending tasks, by the lease holder. On failure the lease is released so
-    /// the next invocation can finish.
-    async fn carry_out(
-        &self,
-        d: Deployment,
-        request: RollbackRequest<'_>,
-        clients: Option<&AccountClients>,
-        outcome: RollbackOutcome,
-    ) -> Result<RollbackReport, DeployError> {
-        let mut report = RollbackReport::of(&d, outcome);
-        let mut d = d;
-        let result = self.tasks(&mut d, request, clients, &mut report).await;
-        if let Err(e) = &result {
-            warn!(deployment_id = %d.deployment_id, error = %e, error_type = e.error_type(), outcome = "rollback_incomplete", "rollback stopped; the next invocation finishes it");
-            let mut released = d.clone();
-            released.lease = None;
-            if let Err(release_error) = self.save(&released).await {
-                warn!(deployment_id = %d.deployment_id, error = %release_error, "could not release the lease; it expires by itself");
-            }
-        }
-        result.map(|()| report)
-    }
-
-    async fn tasks(
-        &self,
-        d: &mut Deployment,
-        request: RollbackRequest<'_>,
-        clients: Option<&AccountClients>,
-        report: &mut RollbackReport,
-    ) -> Result<(), DeployError> {
-        let Some(mut rollback) = d.rollback.clone() else {
-            return Ok(());
-        };
-        if !rollback.traffic_restored {
-            let own;
-            let clients = match clients {
-                Some(c) => c,
-                None => {
-                    own = self
-                        .account_clients(&d.environment, &d.role_arn, &d.deployment_id)
-                        .await?;
-                    &own
-                }
-            };
-            let (traffic, restored) = match self.observe(clients, d).await? {
-                Observed::Ours { percent: 0 } => {
-                    ("already all on the previous version".to_owned(), true)
-                }
-                Observed::Ours { percent } => {
-                    self.shift(clients, d, 0).await?;
-                    (
-                        format!("moved from {percent}% to 0% on the new version"),
-                        true,
-                    )
-                }
-                Observed::Foreign { detail } => {
-                    warn!(deployment_id = %d.deployment_id, detail = %detail, "traffic carrier changed by someone else; not touched");
-                    (format!("not touched: {detail}"), false)
-                }
-            };
-            let scaled_in = if restored {
-                self.scale_in_green(clients, d).await
-            } else {
-                Ok(None)
-            };
-            let traffic = match scaled_in {
-                Ok(Some(done)) => format!("{traffic}; {done}"),
-                Ok(None) => traffic,
-                // The traffic is back, which is what matters: an idle green costs money only.
-                Err(e) => {
-                    warn!(deployment_id = %d.deployment_id, error = %e, outcome = "green_not_scaled_in", "could not scale the new version's task set to 0; it serves no traffic");
-                    format!("{traffic}; the new version's task set could not be scaled to 0: {e}")
-                }
-            };
-            rollback.traffic_restored = true;
-            d.percent = 0;
-            d.steps.push(AppliedStep {
-                percent: 0,
-                at_ms: request.now_ms,
-            });
-            d.rollback = Some(rollback.clone());
-            *d = self.save_held(d).await?;
-            info!(
-                deployment_id = %d.deployment_id,
-                release_id = %d.release_id,
-                execution_id = %d.execution_id,
-                env = %d.environment,
-                step = "rollback",
-                percent = 0,
-                outcome = "traffic_restored",
-                traffic = %traffic,
-                "traffic back on the previous version"
-            );
-            report.traffic = Some(traffic);
-        }
-        if !rollback.job_answered {
-            let job = self.answer_job(d, &rollback, request.job).await;
-            report.job = Some(job.clone());
-            rollback.job_answered = true;
-            rollback.job_outcome = Some(job);
-            d.rollback = Some(rollback.clone());
-        }
-        if !rollback.team_notified {
-            let sent = self.notify(d, &rollback).await;
-            // Recorded even when the job's answer was the only change, so a failed email does
-            // not fail the job twice.
-            let sent = match sent {
-                Ok(text) => text,
-                Err(e) => {
-                    *d = self.save_held(d).await?;
-                    return Err(e);
-                }
-            };
-            report.email = Some(sent);
-            rollback.team_notified = true;
-            d.rollback = Some(rollback.clone());
-        }
-        d.lease = None;
-        *d = self.save_held(d).await?;
-        Ok(())
-    }
-
-    /// Saves what the lease holder did; a conflict means the lease was taken over.
-    async fn save_held(&self, d: &Deployment) -> Result<Deployment, DeployError> {
-        match self.save(d).await? {
-            Ok(saved) => Ok(saved),
-            Err(_) => Err(DeployError::LostLease {
-                id: d.deployment_id.clone(),
-            }),
-        }
-    }
-
-    /// Fails the recorded job, or says why not. Never an error: a job that cannot be failed now
-    /// is failed by the traffic action's next invocation, from the record.
-    async fn answer_job(&self, d: &Deployment, r: &Rollback, handling: JobHandling) -> String {
-        if handling == JobHandling::AnsweredByCaller {
-            return "answered by the traffic action".to_owned();
-        }
-        let Some(job_id) = d.job_id.as_deref() else {
-            return "no pipeline job recorded: the traffic action's next invocation fails the action"
-                .to_owned();
-        };
-        let message = failure_message(d, r);
-        match put_job_failure(
-            &self.codepipeline,
-            job_id,
-            JobFailureKind::JobFailed,
-            &message,
-            None,
-        )
-        .await
-        {
-            Ok(()) => {
-                info!(deployment_id = %d.deployment_id, job_id, outcome = "job_failed", "pipeline job failed");
-                format!("failed job {job_id}")
-            }
-            Err(e)
-                if e.is_code("InvalidJobStateException") || e.is_code("JobNotFoundException") =>
-            {
-                info!(deployment_id = %d.deployment_id, job_id, code = e.code.as_deref().unwrap_or_default(), outcome = "job_already_answered", "job answered already; the traffic action fails the action on its next invocation");
-                format!(
-                    "job {job_id} could not be failed ({}): it was answered already; the traffic \
-                     action's next invocation fails the action",
-                    e.code.as_deref().unwrap_or_default()
-                )
-            }
-            Err(e) => {
-                warn!(deployment_id = %d.deployment_id, job_id, error = %e, outcome = "job_failure_failed", "could not fail the job; the traffic action's next invocation fails the action");
-                format!(
-                    "job {job_id} could not be failed ({e}); the traffic action's next invocation \
-                     fails the action"
-                )
-            }
-        }
-    }
-
-    /// Emails the environment's team.
-    async fn notify(&self, d: &Deployment, r: &Rollback) -> Result<String, DeployError> {
-        let team = self.mail.team(&d.environment);
-        if team.is_empty() {
-            warn!(deployment_id = %d.deployment_id, env = %d.environment, variable = %team_variable(&d.environment), outcome = "no_team", "no team address configured; nobody emailed");
-            return Ok(format!(
-                "nobody emailed: no team address for {} ({})",
-                d.environment,
-                team_variable(&d.environment)
-            ));
-        }
-        let email = rollback_email(d, r, &self.mail.from, team, &rfc3339(r.at_ms));
-        let id = crate::aws::ses::send_email(&self.ses, &email)
-            .await
-            .map_err(|e| aws_failure(d, e))?;
-        info!(deployment_id = %d.deployment_id, env = %d.environment, to = %team.join(","), message_id = %id, outcome = "team_emailed", "team emailed");
-        Ok(format!("sent to {} ({id})", team.join(", ")))
     }
 }
 

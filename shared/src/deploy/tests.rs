@@ -15,7 +15,8 @@ use crate::store::{
 
 const T0: i64 = 1_800_000_000_000;
 
-fn deployment() -> Deployment {
+/// A deployment in flight (the other tests' fixture too).
+pub(crate) fn deployment() -> Deployment {
     Deployment {
         deployment_id: deployment_id("rel-1", "int", "exec-1"),
         release_id: "rel-1".into(),
@@ -532,6 +533,87 @@ fn the_email_names_app_version_env_and_alarm_and_escapes_everything() {
     d.version = Some("1.4.2\r\nBcc: x@example.com".into());
     let email = rollback_email(&d, &r, "f@example.com", &[], "t");
     assert!(!email.subject.contains('\n') && !email.subject.contains('\r'));
+}
+
+#[test]
+fn the_deployments_an_alarm_rolls_back_in_an_environment_make_one_email_naming_each() {
+    let team = ["team@example.com".to_owned()];
+    let alias = deployment();
+    let r = rollback(true);
+    // One deployment: the email it always had.
+    let one = rollback_digest(&[(&alias, &r)], "shipgate@example.com", &team);
+    assert_eq!(
+        one,
+        rollback_email(&alias, &r, "shipgate@example.com", &team, &rfc3339(r.at_ms))
+    );
+
+    let mut listener = ecs_deployment(None);
+    listener.deployment_id = deployment_id("rel-1", "int", "exec-2");
+    listener.execution_id = "exec-2".into();
+    let mut other = deployment();
+    other.application = Some("<b>billing</b>".into());
+    other.version = Some("2.0.0".into());
+    other.deployment_id = deployment_id("rel-2", "int", "exec-3");
+    let rolled_back = [(&alias, &r), (&listener, &r), (&other, &r)];
+    let email = rollback_digest(&rolled_back, "shipgate@example.com", &team);
+    assert_eq!(
+        email.subject,
+        "[shipgate] Rolled back: 3 deployments in int (alarm orders-int-5xx): orders 1.4.2, \
+         <b>billing</b> 2.0.0"
+    );
+    assert_eq!(email.to, team);
+    assert!(
+        email
+            .text
+            .starts_with("3 deployments were rolled back in int")
+    );
+    for d in [&alias, &listener, &other] {
+        assert!(
+            email
+                .text
+                .contains(&format!("Deployment: {}", d.deployment_id)),
+            "{}",
+            email.text
+        );
+        assert!(email.html.contains(&d.deployment_id));
+    }
+    assert!(email.text.contains("orders 1.4.2: alias orders:live"));
+    assert!(email.text.contains("orders 1.4.2: load balancer listener"));
+    assert!(email.text.contains("ALB listener arn:listener/80"));
+    assert!(!email.html.contains("<b>billing"));
+    assert!(email.html.contains("&lt;b&gt;billing&lt;/b&gt; 2.0.0"));
+
+    // Rollbacks of several causes (one finished for an operator's): the subject says so.
+    let mut by_hand = rollback(true);
+    by_hand.alarm = None;
+    by_hand.by = "operator:alice".into();
+    let email = rollback_digest(
+        &[(&alias, &r), (&other, &by_hand)],
+        "shipgate@example.com",
+        &team,
+    );
+    assert!(
+        email.subject.contains("(several causes)"),
+        "{}",
+        email.subject
+    );
+    // Many releases: the subject names three.
+    let many: Vec<Deployment> = (0..5)
+        .map(|n| {
+            let mut d = deployment();
+            d.version = Some(format!("1.{n}.0"));
+            d
+        })
+        .collect();
+    let pairs: Vec<(&Deployment, &Rollback)> = many.iter().map(|d| (d, &r)).collect();
+    let email = rollback_digest(&pairs, "f@example.com", &team);
+    assert!(
+        email
+            .subject
+            .ends_with("orders 1.0.0, orders 1.1.0, orders 1.2.0 and 2 more"),
+        "{}",
+        email.subject
+    );
 }
 
 fn any_plan() -> impl Strategy<Value = DeploymentPlan> {

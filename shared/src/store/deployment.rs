@@ -11,11 +11,12 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, PutRequest, TransactWriteItem, WriteRequest};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{GSI1, Store, StoreError, keys_of};
-use crate::error::aws_err;
+use super::{BATCH_ATTEMPTS, GSI1, Store, StoreError, batch_backoff, keys_of};
+use crate::error::{AwsError, aws_err};
 
 /// What carries the traffic being shifted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +238,14 @@ pub(super) fn deployment_pk(id: &str) -> String {
 }
 const DEPLOYMENT_SK: &str = "DEPLOYMENT";
 
+/// The primary key of deployment `id`'s item.
+fn deployment_key(id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(deployment_pk(id))),
+        ("sk".to_owned(), AttributeValue::S(DEPLOYMENT_SK.into())),
+    ])
+}
+
 fn alarm_pk(account_id: &str, alarm: &str) -> String {
     format!("ALARM#{account_id}#{alarm}")
 }
@@ -359,18 +368,37 @@ impl Store {
                     .map(|put| WriteRequest::builder().put_request(put).build())
             })
             .collect();
+        // `BatchWriteItem`: 25 items per request; what comes back unprocessed is written again
+        // after a backoff, as for `BatchGetItem` (see `Store::batch_get`), and an index still
+        // incomplete after that is an error: an alarm would not find the deployment.
         for chunk in requests.chunks(25) {
             let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
-            for _ in 0..5 {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
                 let out = self
                     .ddb
                     .batch_write_item()
-                    .set_request_items(Some(pending.clone()))
+                    .set_request_items(Some(pending))
                     .send()
                     .await
                     .map_err(aws_err("DynamoDB", "BatchWriteItem"))?;
+                let left: usize = out
+                    .unprocessed_items
+                    .as_ref()
+                    .map_or(0, |u| u.values().map(Vec::len).sum());
                 match out.unprocessed_items {
-                    Some(left) if !left.is_empty() => pending = left,
+                    Some(items) if left > 0 => {
+                        if attempts >= BATCH_ATTEMPTS {
+                            return Err(StoreError::Unprocessed {
+                                operation: "BatchWriteItem",
+                                left,
+                                attempts,
+                            });
+                        }
+                        tokio::time::sleep(batch_backoff(attempts)).await;
+                        pending = items;
+                    }
                     _ => break,
                 }
             }
@@ -384,8 +412,7 @@ impl Store {
             .ddb
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(deployment_pk(id)))
-            .key("sk", AttributeValue::S(DEPLOYMENT_SK.into()))
+            .set_key(Some(deployment_key(id)))
             .consistent_read(true)
             .send()
             .await
@@ -396,17 +423,14 @@ impl Store {
     /// Writes `deployment` as the next revision, only if nobody wrote since `deployment.revision`
     /// was read. Returns the saved deployment (revision + 1).
     pub async fn save_deployment(&self, deployment: &Deployment) -> Result<Deployment, SaveError> {
-        let read_revision = deployment.revision;
-        let mut next = deployment.clone();
-        next.revision = read_revision + 1;
-        let attrs = deployment_item(&next)?;
+        let (next, attrs) = next_revision(deployment)?;
         let put = self
             .ddb
             .put_item()
             .table_name(&self.table)
             .set_item(Some(attrs))
-            .condition_expression("revision = :read")
-            .expression_attribute_values(":read", AttributeValue::N(read_revision.to_string()))
+            .condition_expression(REVISION_READ)
+            .expression_attribute_values(":read", revision_read(deployment))
             .send()
             .await;
         match put {
@@ -426,6 +450,75 @@ impl Store {
         }
     }
 
+    /// Saves each deployment as [`Store::save_deployment`] does (the next revision, only if
+    /// nobody wrote since its revision was read), answering in the same order.
+    ///
+    /// Several are written by one `TransactWriteItems` (at most 100 actions per call; DynamoDB
+    /// API Reference, <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>),
+    /// each a put still conditional on its own revision: one call instead of one per
+    /// deployment. A transaction is all or nothing, so when it is refused (a deployment changed
+    /// since it was read, or anything else), each of its deployments is saved on its own: the
+    /// one that changed is answered [`SaveError::Conflict`] with its current state, the others
+    /// are saved.
+    pub async fn save_deployments(
+        &self,
+        deployments: &[Deployment],
+    ) -> Vec<Result<Deployment, SaveError>> {
+        let mut results = Vec::with_capacity(deployments.len());
+        for chunk in deployments.chunks(TRANSACT_ITEMS) {
+            if let [single] = chunk {
+                results.push(self.save_deployment(single).await);
+                continue;
+            }
+            match self.save_together(chunk).await {
+                Ok(saved) => results.extend(saved.into_iter().map(Ok)),
+                Err(e) => {
+                    tracing::info!(deployments = chunk.len(), error = %e, outcome = "saved_one_by_one", "transaction refused; saving each deployment on its own");
+                    // Made first, then run: see `deploy::rollback`'s `bounded`.
+                    let saves: Vec<_> = chunk.iter().map(|d| self.save_deployment(d)).collect();
+                    let one_by_one: Vec<_> = futures::stream::iter(saves)
+                        .buffered(ONE_BY_ONE_CONCURRENCY)
+                        .collect()
+                        .await;
+                    results.extend(one_by_one);
+                }
+            }
+        }
+        results
+    }
+
+    /// One transaction writing every deployment of `chunk` as its next revision.
+    async fn save_together(&self, chunk: &[Deployment]) -> Result<Vec<Deployment>, StoreError> {
+        let mut saved = Vec::with_capacity(chunk.len());
+        let mut items = Vec::with_capacity(chunk.len());
+        for d in chunk {
+            let (next, attrs) = next_revision(d)?;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(attrs))
+                .condition_expression(REVISION_READ)
+                .expression_attribute_values(":read", revision_read(d))
+                .build()
+                .map_err(|e| AwsError {
+                    service: "DynamoDB",
+                    operation: "TransactWriteItems",
+                    code: None,
+                    message: e.to_string(),
+                    retryable: false,
+                    source: Box::new(e),
+                })?;
+            items.push(TransactWriteItem::builder().put(put).build());
+            saved.push(next);
+        }
+        self.ddb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(aws_err("DynamoDB", "TransactWriteItems"))?;
+        Ok(saved)
+    }
+
     /// The deployments that watch `alarm` in `account_id`, active or not (the caller decides),
     /// through the alarm index: a query, never a scan.
     pub async fn deployments_watching(
@@ -433,18 +526,26 @@ impl Store {
         account_id: &str,
         alarm: &str,
     ) -> Result<Vec<Deployment>, StoreError> {
-        let items = self
+        let index = self
             .query_prefix(&alarm_pk(account_id, alarm), "DEPLOYMENT#")
             .await?;
-        let mut out = Vec::new();
-        for item in items {
-            let Some(AttributeValue::S(id)) = item.get("deployment_id") else {
-                continue;
-            };
-            if let Some(d) = self.get_deployment(id).await? {
-                out.push(d);
-            }
-        }
+        let keys = index
+            .iter()
+            .filter_map(|item| match item.get("deployment_id") {
+                Some(AttributeValue::S(id)) => Some(deployment_key(id)),
+                _ => None,
+            })
+            .collect();
+        // One read for up to 100 deployments, not one each: an alarm watched by many
+        // deployments is when a rollback must be fastest.
+        let mut out = self
+            .batch_get(keys)
+            .await?
+            .into_iter()
+            .map(decode_deployment)
+            .collect::<Result<Vec<_>, _>>()?;
+        // The index's order (by id), whatever order the batch answered in.
+        out.sort_by(|a, b| a.deployment_id.cmp(&b.deployment_id));
         Ok(out)
     }
 
@@ -475,6 +576,29 @@ impl Store {
     }
 }
 
+/// The condition of every save: nobody wrote since the revision was read.
+const REVISION_READ: &str = "revision = :read";
+
+/// `TransactWriteItems` takes at most 100 actions.
+const TRANSACT_ITEMS: usize = 100;
+
+/// How many deployments are saved at once when a transaction was refused.
+const ONE_BY_ONE_CONCURRENCY: usize = 8;
+
+fn revision_read(d: &Deployment) -> AttributeValue {
+    AttributeValue::N(d.revision.to_string())
+}
+
+/// `d` as its next revision, and its item.
+fn next_revision(
+    d: &Deployment,
+) -> Result<(Deployment, HashMap<String, AttributeValue>), StoreError> {
+    let mut next = d.clone();
+    next.revision = d.revision + 1;
+    let attrs = deployment_item(&next)?;
+    Ok((next, attrs))
+}
+
 fn deployment_item(d: &Deployment) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let active = d.is_active();
     let item = Item {
@@ -497,4 +621,151 @@ fn decode_deployment(item: HashMap<String, AttributeValue>) -> Result<Deployment
     serde_dynamo::from_item::<_, Item>(item)
         .map(|i| i.deployment)
         .map_err(|source| StoreError::Shape { pk, sk, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_dynamodb::Client;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::transact_write_items::{
+        TransactWriteItemsError, TransactWriteItemsOutput,
+    };
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::{
+        ConditionalCheckFailedException, TransactionCanceledException,
+    };
+    use aws_smithy_mocks::mock;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+    use crate::store::tests::mock_ddb;
+
+    /// The deploy tests' deployment, as the `n`th, read at `revision`.
+    fn deployment(n: usize, revision: u64) -> Deployment {
+        Deployment {
+            deployment_id: format!("int-{n:016}"),
+            revision,
+            ..crate::deploy::tests::deployment()
+        }
+    }
+
+    fn pk_of(item: Option<&HashMap<String, AttributeValue>>) -> String {
+        match item.and_then(|i| i.get("pk")) {
+            Some(AttributeValue::S(pk)) => pk.clone(),
+            _ => String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn several_deployments_are_saved_by_one_transaction_each_on_its_revision() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        let transaction = mock!(Client::transact_write_items).then_compute_output(move |input| {
+            for item in input.transact_items() {
+                let put = item.put();
+                if let Ok(mut seen) = recorded.lock() {
+                    seen.push((
+                        pk_of(put.map(|p| p.item())),
+                        put.map(|p| p.condition_expression().unwrap_or_default().to_owned()),
+                        put.and_then(|p| p.expression_attribute_values())
+                            .and_then(|v| v.get(":read"))
+                            .cloned(),
+                    ));
+                }
+            }
+            TransactWriteItemsOutput::builder().build()
+        });
+        let store = Store::new(mock_ddb(&[&transaction]), "t");
+        let deployments: Vec<Deployment> = (0..3).map(|n| deployment(n, n as u64)).collect();
+        let saved = store.save_deployments(&deployments).await;
+        assert_eq!(transaction.num_calls(), 1);
+        let revisions: Vec<u64> = saved.into_iter().map(|s| s.unwrap().revision).collect();
+        assert_eq!(revisions, [1, 2, 3]);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        for (n, (pk, condition, read)) in seen.into_iter().enumerate() {
+            assert_eq!(pk, format!("DEPLOYMENT#int-{n:016}"));
+            assert_eq!(condition.as_deref(), Some("revision = :read"));
+            assert_eq!(read, Some(AttributeValue::N(n.to_string())));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_transaction_saves_each_on_its_own_and_the_changed_one_is_a_conflict() {
+        // Deployment 1 changed since it was read (revision 7 now): the transaction is
+        // cancelled, then its own put fails and it is read again; 0 and 2 are saved.
+        let transaction = mock!(Client::transact_write_items).then_error(|| {
+            let reason = |code: &str| CancellationReason::builder().code(code).build();
+            TransactWriteItemsError::TransactionCanceledException(
+                TransactionCanceledException::builder()
+                    .cancellation_reasons(reason("None"))
+                    .cancellation_reasons(reason("ConditionalCheckFailed"))
+                    .cancellation_reasons(reason("None"))
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("TransactionCanceledException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let changed = deployment_pk(&deployment(1, 0).deployment_id);
+        let refused = {
+            let changed = changed.clone();
+            mock!(Client::put_item)
+                .match_requests(move |input| pk_of(input.item()) == changed)
+                .then_error(|| {
+                    PutItemError::ConditionalCheckFailedException(
+                        ConditionalCheckFailedException::builder()
+                            .meta(
+                                ErrorMetadata::builder()
+                                    .code("ConditionalCheckFailedException")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                })
+        };
+        let accepted = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
+        let current = mock!(Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .set_item(deployment_item(&deployment(1, 7)).ok())
+                .build()
+        });
+        let store = Store::new(
+            mock_ddb(&[&transaction, &refused, &accepted, &current]),
+            "t",
+        );
+        let deployments: Vec<Deployment> = (0..3).map(|n| deployment(n, 0)).collect();
+        let saved = store.save_deployments(&deployments).await;
+        assert_eq!(transaction.num_calls(), 1);
+        assert_eq!(accepted.num_calls(), 2);
+        assert_eq!(refused.num_calls(), 1);
+        match &saved[..] {
+            [Ok(first), Err(SaveError::Conflict(now)), Ok(third)] => {
+                assert_eq!(first.revision, 1);
+                assert_eq!(third.revision, 1);
+                assert_eq!(now.revision, 7);
+                assert_eq!(now.deployment_id, deployments[1].deployment_id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_deployment_is_saved_by_a_conditional_put_as_before() {
+        let transaction = mock!(Client::transact_write_items)
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let put = mock!(Client::put_item)
+            .match_requests(|input| input.condition_expression() == Some("revision = :read"))
+            .then_output(|| PutItemOutput::builder().build());
+        let store = Store::new(mock_ddb(&[&transaction, &put]), "t");
+        let saved = store.save_deployments(&[deployment(0, 4)]).await;
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].as_ref().map(|d| d.revision).ok(), Some(5));
+        assert_eq!((transaction.num_calls(), put.num_calls()), (0, 1));
+    }
 }

@@ -25,12 +25,13 @@ pub use promotion::{PromotedImage, Promotion, PromotionState};
 pub use release::{Claim, ReleaseRecord, ReleaseState};
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,12 +55,40 @@ pub enum StoreError {
     },
     #[error("release {0} is not in the table")]
     NotFound(String),
+    /// DynamoDB kept answering that it could not process part of a batch (throttling, or its
+    /// per-call size limit): another try later may succeed.
+    #[error(
+        "DynamoDB {operation} left {left} item(s) unprocessed after {attempts} attempts \
+         (throttled or over its size limit); try again"
+    )]
+    Unprocessed {
+        operation: &'static str,
+        left: usize,
+        attempts: u32,
+    },
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Aws(e) if e.retryable)
+        match self {
+            StoreError::Aws(e) => e.retryable,
+            StoreError::Unprocessed { .. } => true,
+            StoreError::Shape { .. } | StoreError::NotFound(_) => false,
+        }
     }
+}
+
+/// `BatchGetItem` reads at most 100 items per request.
+pub(crate) const BATCH_GET_KEYS: usize = 100;
+
+/// How many requests a batch makes for its unprocessed part before giving up.
+pub(crate) const BATCH_ATTEMPTS: u32 = 5;
+
+/// The wait before asking again for what a batch left unprocessed (`attempt` ≥ 1): 20 ms,
+/// doubling, 160 ms at most (0.3 s in all): AWS asks for an exponential backoff, as DynamoDB
+/// leaves items unprocessed mostly when the table is throttled.
+pub(crate) fn batch_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(20 << attempt.saturating_sub(1).min(3))
 }
 
 /// The table and its client.
@@ -201,6 +230,72 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The items with these primary keys (strongly consistent), in no particular order; keys
+    /// without an item are left out.
+    ///
+    /// `BatchGetItem` (DynamoDB API Reference,
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>):
+    /// at most 100 keys per request, and a request may come back with part of its keys in
+    /// `UnprocessedKeys` (throttling, or more than 16 MB of items); those are asked for again
+    /// "with exponential backoff", as the reference recommends, [`BATCH_ATTEMPTS`] requests
+    /// at most, then [`StoreError::Unprocessed`].
+    pub(crate) async fn batch_get(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| AwsError {
+                    service: "DynamoDB",
+                    operation: "BatchGetItem",
+                    code: None,
+                    message: e.to_string(),
+                    retryable: false,
+                    source: Box::new(e),
+                })?;
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let out = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(aws_err("DynamoDB", "BatchGetItem"))?;
+                if let Some(mut responses) = out.responses {
+                    items.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                let left = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                match left {
+                    None => break,
+                    Some(left) if attempts >= BATCH_ATTEMPTS => {
+                        return Err(StoreError::Unprocessed {
+                            operation: "BatchGetItem",
+                            left: left.keys().len(),
+                            attempts,
+                        });
+                    }
+                    Some(mut left) => {
+                        tokio::time::sleep(batch_backoff(attempts)).await;
+                        left.consistent_read = Some(true);
+                        pending = left;
+                    }
+                }
+            }
+        }
+        Ok(items)
+    }
+}
+
 /// The partition of a release and everything recorded with it.
 pub(crate) fn release_pk(release_id: &str) -> String {
     format!("RELEASE#{release_id}")
@@ -321,5 +416,107 @@ where
                 Err(err.into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+    use aws_smithy_mocks::{Rule, RuleMode, mock};
+
+    use super::*;
+
+    /// A DynamoDB client whose calls `rules` answer, whichever matches.
+    pub(crate) fn mock_ddb(rules: &[&Rule]) -> Client {
+        crate::aws::mock::mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules)
+    }
+
+    fn key(n: usize) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(format!("ITEM#{n}"))),
+            ("sk".to_owned(), AttributeValue::S("ITEM".into())),
+        ])
+    }
+
+    /// A table that answers at most `per_call` keys of each request (the rest unprocessed),
+    /// recording how many keys each request asked for and whether it read consistently.
+    fn throttled_table(per_call: usize, asked: Arc<Mutex<Vec<(usize, bool)>>>) -> Rule {
+        mock!(Client::batch_get_item).then_compute_output(move |input| {
+            let wanted = input
+                .request_items()
+                .and_then(|r| r.get("t"))
+                .map(|k| (k.keys().to_vec(), k.consistent_read() == Some(true)))
+                .unwrap_or_default();
+            if let Ok(mut asked) = asked.lock() {
+                asked.push((wanted.0.len(), wanted.1));
+            }
+            let (answered, left) = wanted.0.split_at(per_call.min(wanted.0.len()));
+            let mut out = BatchGetItemOutput::builder().responses("t", answered.to_vec());
+            if !left.is_empty() {
+                out = out.unprocessed_keys(
+                    "t",
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(left.to_vec()))
+                        .build()
+                        .expect("keys"),
+                );
+            }
+            out.build()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_batch_read_asks_again_for_the_unprocessed_keys_until_it_has_them_all() {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let table = throttled_table(40, asked.clone());
+        let store = Store::new(mock_ddb(&[&table]), "t");
+        let keys: Vec<_> = (0..150).map(key).collect();
+        let mut items = store.batch_get(keys.clone()).await.unwrap();
+        items.sort_by_key(|i| keys_of(i).0);
+        let mut expected = keys;
+        expected.sort_by_key(|i| keys_of(i).0);
+        assert_eq!(items, expected);
+        // 100 keys per request at most; what was left unprocessed, and only that, asked again,
+        // always strongly consistent.
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [(100, true), (60, true), (20, true), (50, true), (10, true)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_left_unprocessed_too_long_is_a_retryable_error() {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let table = throttled_table(0, asked.clone());
+        let store = Store::new(mock_ddb(&[&table]), "t");
+        let err = store
+            .batch_get((0..3).map(key).collect())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Unprocessed {
+                    operation: "BatchGetItem",
+                    left: 3,
+                    attempts: BATCH_ATTEMPTS
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(asked.lock().unwrap().len(), BATCH_ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn the_backoff_doubles_and_stays_short() {
+        let waits: Vec<u128> = (1..BATCH_ATTEMPTS)
+            .map(|a| batch_backoff(a).as_millis())
+            .collect();
+        assert_eq!(waits, [20, 40, 80, 160]);
+        assert_eq!(batch_backoff(30).as_millis(), 160);
     }
 }
