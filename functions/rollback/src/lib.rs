@@ -17,10 +17,9 @@ use aws_lambda_events::event::cloudwatch_alarms::{CloudWatchAlarm, CloudWatchAla
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use serde::Serialize;
 use serde_json::Value;
-use shipgate::config::{ConfigError, Env};
 use shipgate::deploy::{
     AlarmChange, DeployError, Deployer, JobHandling, NotForDeployment, RollbackOutcome,
-    RollbackReport, RollbackRequest, TeamMail, alarm_concerns,
+    RollbackReport, RollbackRequest, alarm_concerns,
 };
 use shipgate::metrics::{MetricEvent, MetricName, StageMetrics};
 use shipgate::store::{Deployment, StoreError};
@@ -30,34 +29,9 @@ use tracing::{Instrument, info, info_span, warn};
 pub const SOURCE: &str = "aws.cloudwatch";
 pub const DETAIL_TYPE: &str = "CloudWatch Alarm State Change";
 
-/// The function's configuration, read once from the environment.
-#[derive(Debug, Clone)]
-pub struct RollbackConfig {
-    /// `SHIPGATE_TABLE`.
-    pub table: String,
-    /// `SHIPGATE_MAIL_FROM`, `SHIPGATE_TEAM_EMAIL_<ENV>`, `SHIPGATE_ENVIRONMENTS`.
-    pub mail: TeamMail,
-    /// `SHIPGATE_DEPLOYMENT_LEASE_SECONDS` (default 120).
-    pub lease_seconds: u32,
-}
-
-impl RollbackConfig {
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let lease_seconds = env.parsed_or("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", 120u32)?;
-        if lease_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_DEPLOYMENT_LEASE_SECONDS".into(),
-                value: "0".into(),
-                reason: "a lease must last at least as long as one invocation".into(),
-            });
-        }
-        Ok(Self {
-            table: env.required("SHIPGATE_TABLE")?,
-            mail: TeamMail::from_env(env)?,
-            lease_seconds,
-        })
-    }
-}
+/// The function's configuration, read once from the environment: what every deployer reads,
+/// nothing more.
+pub type RollbackConfig = shipgate::deploy::DeployerConfig;
 
 /// Why the function fails.
 #[derive(Debug, thiserror::Error)]
@@ -242,13 +216,7 @@ pub struct RollbackFunction {
 impl RollbackFunction {
     pub fn new(config: RollbackConfig, sdk: &SdkConfig) -> Self {
         Self {
-            deployer: Deployer::new(
-                sdk,
-                "rollback",
-                &config.table,
-                config.mail.clone(),
-                i64::from(config.lease_seconds) * 1000,
-            ),
+            deployer: Deployer::from_config(sdk, "rollback", &config),
             config,
         }
     }
@@ -554,18 +522,5 @@ mod tests {
                 .to_string()
                 .contains("account")
         );
-    }
-
-    #[test]
-    fn config_reads() {
-        let env = Env::from_pairs([
-            ("SHIPGATE_TABLE", "t"),
-            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
-            ("SHIPGATE_TEAM_EMAIL_INT", "team@example.com"),
-        ]);
-        let c = RollbackConfig::from_env(&env).unwrap();
-        assert_eq!(c.mail.team("int"), ["team@example.com"]);
-        assert_eq!(c.lease_seconds, 120);
-        assert!(RollbackConfig::from_env(&Env::default()).is_err());
     }
 }

@@ -32,8 +32,8 @@ use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 use shipgate::config::{ConfigError, Env};
 use shipgate::deploy::{
-    AccountClients, DeployError, Deployer, JobHandling, MAX_RACES, RollbackNext, RollbackOutcome,
-    RollbackReport, RollbackRequest, Step, StepInput, TeamMail, aws_failure, decide_step,
+    AccountClients, DeployError, Deployer, DeployerConfig, JobHandling, MAX_RACES, RollbackNext,
+    RollbackOutcome, RollbackReport, RollbackRequest, Step, StepInput, aws_failure, decide_step,
     deployment_id, failure_message, held_by_other, next_drain_step, rfc3339, rollback_next,
 };
 use shipgate::job::parameters::Stage;
@@ -52,14 +52,8 @@ use crate::moves::describe;
 /// The action's configuration, read once from the environment.
 #[derive(Debug, Clone)]
 pub struct TrafficConfig {
-    /// `SHIPGATE_TABLE`: the DynamoDB table.
-    pub table: String,
-    /// `SHIPGATE_MAIL_FROM`, `SHIPGATE_TEAM_EMAIL_<ENV>`, `SHIPGATE_ENVIRONMENTS`: who is told
-    /// of a rollback.
-    pub mail: TeamMail,
-    /// `SHIPGATE_DEPLOYMENT_LEASE_SECONDS` (default 120): how long an invocation's claim on a
-    /// deployment holds; at least the function's timeout.
-    pub lease_seconds: u32,
+    /// The table, the team's addresses and the lease, as the rollback function reads them.
+    pub deployer: DeployerConfig,
     /// `SHIPGATE_TRAFFIC_RETRY_SECONDS` (default 900): how long temporary failures in a row
     /// (throttling, 5xx, an unreachable endpoint) are retried before the action fails, leaving
     /// the traffic where it is.
@@ -68,18 +62,8 @@ pub struct TrafficConfig {
 
 impl TrafficConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let lease_seconds = env.parsed_or("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", 120u32)?;
-        if lease_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                name: "SHIPGATE_DEPLOYMENT_LEASE_SECONDS".into(),
-                value: "0".into(),
-                reason: "a lease must last at least as long as one invocation".into(),
-            });
-        }
         Ok(Self {
-            table: env.required("SHIPGATE_TABLE")?,
-            mail: TeamMail::from_env(env)?,
-            lease_seconds,
+            deployer: DeployerConfig::from_env(env)?,
             retry_seconds: env.parsed_or("SHIPGATE_TRAFFIC_RETRY_SECONDS", 900u64)?,
         })
     }
@@ -222,13 +206,7 @@ impl JobAction for TrafficFunction {
 impl TrafficFunction {
     pub fn new(config: TrafficConfig, sdk: &SdkConfig) -> Self {
         Self {
-            deployer: Deployer::new(
-                sdk,
-                "traffic",
-                &config.table,
-                config.mail.clone(),
-                i64::from(config.lease_seconds) * 1000,
-            ),
+            deployer: Deployer::from_config(sdk, "traffic", &config.deployer),
             config,
         }
     }
@@ -979,12 +957,8 @@ mod tests {
             ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
         ]);
         let c = TrafficConfig::from_env(&env).unwrap();
-        assert_eq!(c.lease_seconds, 120);
+        assert_eq!(c.deployer.lease_seconds, 120);
         assert_eq!(c.retry_seconds, 900);
-        assert!(c.mail.team("int").is_empty());
-        let err = TrafficConfig::from_env(&Env::from_pairs([("SHIPGATE_MAIL_FROM", "a@b.c")]))
-            .unwrap_err();
-        assert!(err.to_string().contains("SHIPGATE_TABLE"));
         let mut zero = env.clone();
         zero.set("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", "0");
         assert!(TrafficConfig::from_env(&zero).is_err());

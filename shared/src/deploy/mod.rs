@@ -246,7 +246,52 @@ pub struct Deployer {
     pub lease_ms: i64,
 }
 
+/// What every function that moves traffic reads from its environment: the table, who is told
+/// of a rollback, and how long a claim on a deployment holds. The rollback function needs
+/// exactly this; the traffic action adds its retry window.
+#[derive(Debug, Clone)]
+pub struct DeployerConfig {
+    /// `SHIPGATE_TABLE`: the DynamoDB table.
+    pub table: String,
+    /// `SHIPGATE_MAIL_FROM`, `SHIPGATE_TEAM_EMAIL_<ENV>`, `SHIPGATE_ENVIRONMENTS`: who is told
+    /// of a rollback.
+    pub mail: TeamMail,
+    /// `SHIPGATE_DEPLOYMENT_LEASE_SECONDS` (default 120): how long an invocation's claim on a
+    /// deployment holds; at least the function's timeout.
+    pub lease_seconds: u32,
+}
+
+impl DeployerConfig {
+    pub fn from_env(env: &crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        let lease_seconds = env.parsed_or("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", 120u32)?;
+        if lease_seconds == 0 {
+            return Err(crate::config::ConfigError::Invalid {
+                name: "SHIPGATE_DEPLOYMENT_LEASE_SECONDS".into(),
+                value: "0".into(),
+                reason: "a lease must last at least as long as one invocation".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("SHIPGATE_TABLE")?,
+            mail: TeamMail::from_env(env)?,
+            lease_seconds,
+        })
+    }
+}
+
 impl Deployer {
+    /// The deployer of the function `purpose` (its name in role session names), as `config`
+    /// says.
+    pub fn from_config(sdk: &SdkConfig, purpose: &'static str, config: &DeployerConfig) -> Self {
+        Self::new(
+            sdk,
+            purpose,
+            &config.table,
+            config.mail.clone(),
+            i64::from(config.lease_seconds) * 1000,
+        )
+    }
+
     /// `purpose`: the function's name in role session names.
     pub fn new(
         sdk: &SdkConfig,

@@ -867,3 +867,28 @@ fn a_deployment_record_with_task_sets_and_a_drain_round_trips_and_older_records_
     let read: Deployment = serde_json::from_value(old).unwrap();
     assert!(read.task_sets().is_none() && read.drain().is_none());
 }
+
+#[test]
+fn a_deployers_config_has_defaults_and_refuses_what_cannot_work() {
+    let env = Env::from_pairs([
+        ("SHIPGATE_TABLE", "t"),
+        ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
+        ("SHIPGATE_TEAM_EMAIL_INT", "team@example.com"),
+    ]);
+    let c = DeployerConfig::from_env(&env).unwrap();
+    assert_eq!(c.table, "t");
+    assert_eq!(c.mail.team("int"), ["team@example.com"]);
+    assert!(c.mail.team("stg").is_empty());
+    assert_eq!(c.lease_seconds, 120);
+    let err =
+        DeployerConfig::from_env(&Env::from_pairs([("SHIPGATE_MAIL_FROM", "a@b.c")])).unwrap_err();
+    assert!(err.to_string().contains("SHIPGATE_TABLE"), "{err}");
+    let mut zero = env.clone();
+    zero.set("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", "0");
+    let err = DeployerConfig::from_env(&zero).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("SHIPGATE_DEPLOYMENT_LEASE_SECONDS"),
+        "{err}"
+    );
+}
