@@ -50,6 +50,9 @@ says which AWS behaviour it restores; product code never works around moto.
    of that name. moto 5.2 looks the name up across the account's stacks and takes the last
    one created, so two stacks whose change sets share a name (shipgate names them by release
    and execution) describe and execute each other's.
+13. CloudFormation: a `TemplateBody` over 51,200 bytes is refused with a `ValidationError` by
+   CreateChangeSet, CreateStack, UpdateStack and ValidateTemplate, as AWS documents the limit
+   (a larger template goes by `TemplateURL`). moto 5.2 takes any size.
 
 And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
 `SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
@@ -667,6 +670,32 @@ def _patch_ecs_task_level_memory():
     )
 
 
+def _enforce_template_body_limit():
+    try:
+        from moto.cloudformation import responses
+        from moto.cloudformation.exceptions import ValidationError
+    except Exception:  # moto not importable: nothing to patch
+        return
+    response_class = responses.CloudFormationResponse
+    limit = 51200
+
+    def _limited(original):
+        def handler(self):
+            body = self._get_param("TemplateBody")
+            if body is not None and len(body.encode("utf-8")) > limit:
+                raise ValidationError(
+                    message="1 validation error detected: Value at 'templateBody' failed to "
+                    f"satisfy constraint: Member must have length less than or equal to {limit}"
+                )
+            return original(self)
+
+        return handler
+
+    for operation in ("create_change_set", "create_stack", "update_stack", "validate_template"):
+        setattr(response_class, operation, _limited(getattr(response_class, operation)))
+
+
+_enforce_template_body_limit()
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_change_set_names_per_stack()

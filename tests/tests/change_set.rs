@@ -347,6 +347,47 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_over_the_request_limit_goes_by_url_through_the_artifact_bucket() -> Result<()> {
+    // CreateChangeSet takes at most 51,200 bytes of TemplateBody (the local stack refuses more,
+    // as AWS does); a release may carry templates up to 1 MiB.
+    let world = World::start().await?;
+    let comment = format!("# {}\n", "x".repeat(98));
+    let pad = |t: String| format!("{t}\n{}", comment.repeat(600));
+    let (release, outcome) = world.changes_of(&world.orders("1.0.0", 'b'), pad).await?;
+
+    let (summary, _) = done(&outcome)?;
+    assert_eq!(summary, format!("int: {}: 5 added", world.service()));
+    let listed = world
+        .s3
+        .list_objects_v2()
+        .bucket(&world.bucket)
+        .prefix(format!("templates/{}/", release.release_id))
+        .send()
+        .await?;
+    let written: Vec<_> = listed.contents().iter().collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(
+        written[0].size().unwrap_or_default() > 51_200,
+        "{written:?}"
+    );
+    world.deploy(&release).await?;
+    assert_eq!(world.service_status().await?, "CREATE_COMPLETE");
+
+    // A template within the limit is sent in the request: nothing more is written.
+    let (small, outcome) = world.changes_of(&world.orders("1.0.1", 'c'), |t| t).await?;
+    done(&outcome)?;
+    let listed = world
+        .s3
+        .list_objects_v2()
+        .bucket(&world.bucket)
+        .prefix(format!("templates/{}/", small.release_id))
+        .send()
+        .await?;
+    assert!(listed.contents().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> Result<()> {
     let world = World::start().await?;
     world.deployed(&world.orders("1.0.0", 'a')).await?;

@@ -36,6 +36,17 @@ pub enum ChangeSetError {
         role_arn: String,
         source: Box<AwsError>,
     },
+    #[error(
+        "the template for CloudFormation could not be written to s3://{bucket}/{key} (over \
+         TemplateBody's 51,200 bytes, it goes by TemplateURL): {}{}",
+        code_and_message(.source),
+        if .source.is_access_denied() { ": check that the change-set function's role may s3:PutObject on templates/* of the artifact bucket" } else { "" }
+    )]
+    TemplateUpload {
+        bucket: String,
+        key: String,
+        source: Box<AwsError>,
+    },
     #[error("the release table could not be used: {0}")]
     Store(#[source] Box<StoreError>),
 }
@@ -55,6 +66,7 @@ impl ActionError for ChangeSetError {
             ChangeSetError::Placeholder(_) => "UnresolvedParameter",
             ChangeSetError::AssumeRole { .. } => "AssumeRoleFailed",
             ChangeSetError::CloudFormation { .. } => "CloudFormationError",
+            ChangeSetError::TemplateUpload { .. } => "TemplateUploadFailed",
             ChangeSetError::Store(_) => "StoreError",
         }
     }
@@ -65,6 +77,7 @@ impl ActionError for ChangeSetError {
         match self {
             ChangeSetError::AssumeRole { source, .. } => source.is_retryable(),
             ChangeSetError::CloudFormation { source, .. } => source.retryable,
+            ChangeSetError::TemplateUpload { source, .. } => source.retryable,
             ChangeSetError::Artifact(e) => e.is_retryable(),
             ChangeSetError::Release(e) => e.is_retryable(),
             ChangeSetError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
@@ -85,6 +98,9 @@ impl ActionError for ChangeSetError {
             ChangeSetError::CloudFormation { source, .. } if source.is_access_denied() => {
                 JobFailureKind::PermissionError
             }
+            ChangeSetError::TemplateUpload { source, .. } if source.is_access_denied() => {
+                JobFailureKind::PermissionError
+            }
             _ => JobFailureKind::JobFailed,
         }
     }
@@ -98,6 +114,12 @@ fn cloudformation_hint(e: &AwsError, role_arn: &str) -> String {
             ": check that {role_arn} may pass the service role to CloudFormation (iam:PassRole \
              with iam:PassedToService cloudformation.amazonaws.com; environment.yaml grants it on \
              shipgate-cloudformation)"
+        )
+    } else if e.is_code("ValidationError") && e.message.contains("S3") {
+        format!(
+            ": CloudFormation reads a template over 51,200 bytes from the artifact bucket with \
+             {role_arn}'s credentials: check that role's s3:GetObject on the bucket's templates/* \
+             (environment.yaml) and the bucket policy's grant to it (template.yaml)"
         )
     } else if e.is_access_denied() {
         format!(

@@ -27,14 +27,17 @@ pub use progress::{
 };
 
 use aws_config::SdkConfig;
+use sha2::{Digest, Sha256};
 use shipgate::aws::cloudformation::{
     Capability, ChangeSetRequest, ChangeSetState, ChangeSetStatus, ChangeSetType, Creation,
-    create_change_set_once, delete_change_set, describe_change_set, find_change_set, stack_exists,
+    TEMPLATE_BODY_MAX_BYTES, TemplateSource, create_change_set_once, delete_change_set,
+    describe_change_set, find_change_set, stack_exists,
 };
+use shipgate::aws::s3::{https_url, put_bytes};
 use shipgate::aws::sts::Sessions;
 use shipgate::changes::ChangeSummary;
 use shipgate::error::AwsError;
-use shipgate::job::artifact::{ArtifactError, read_release};
+use shipgate::job::artifact::{ArtifactError, read_release, release_artifact};
 use shipgate::job::release::{accepted_release, check_goes_to};
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
 use shipgate::release::{DeployTarget, Inspection, Manifest, StackTemplate};
@@ -53,6 +56,18 @@ pub struct ChangeSetFunction {
     /// The tooling account's S3, where the pipeline's artifacts are.
     pub s3: aws_sdk_s3::Client,
     pub store: Store,
+}
+
+/// Where large templates are written for CloudFormation to read (see
+/// [`ChangeSetFunction::template_source`]); the bucket policy and the environment role grant
+/// reads of this prefix only.
+pub const TEMPLATES_PREFIX: &str = "templates/";
+
+/// A template's text and the bucket it goes to if it is too large to send.
+#[derive(Debug, Clone, Copy)]
+struct TemplateToSend<'a> {
+    bucket: &'a str,
+    body: &'a str,
 }
 
 /// A release artifact that is the release intake accepted, for this environment.
@@ -140,11 +155,23 @@ impl ChangeSetFunction {
         let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
         let release = verify_release(&record, inspection, &target.environment)?;
 
+        let bucket = release_artifact(job)?.bucket;
         let cf = aws_sdk_cloudformation::Client::new(&self.assume(target).await?);
         let mut stacks = Vec::with_capacity(release.templates.len());
         for (template, body) in &release.templates {
+            let source = TemplateToSend {
+                bucket: &bucket,
+                body,
+            };
             let stack = self
-                .prepare_stack(&cf, target, &release.manifest, template, body, new_attempt)
+                .prepare_stack(
+                    &cf,
+                    target,
+                    &release.manifest,
+                    template,
+                    source,
+                    new_attempt,
+                )
                 .await?;
             stacks.push(stack);
         }
@@ -162,6 +189,46 @@ impl ChangeSetFunction {
             })
     }
 
+    /// How CloudFormation gets `source`'s template: in the request when it fits
+    /// ([`TEMPLATE_BODY_MAX_BYTES`]), otherwise written to the artifact bucket under
+    /// `templates/<release>/<sha-256>.template` and passed by URL. CloudFormation reads that
+    /// object with the environment role's credentials: environment.yaml's deploy role may
+    /// `s3:GetObject` it and template.yaml's bucket policy grants it to the environment roles.
+    async fn template_source(
+        &self,
+        target: &Target,
+        source: TemplateToSend<'_>,
+    ) -> Result<TemplateSource, ChangeSetError> {
+        if source.body.len() <= TEMPLATE_BODY_MAX_BYTES {
+            return Ok(TemplateSource::Body(source.body.to_owned()));
+        }
+        let key = format!(
+            "{TEMPLATES_PREFIX}{}/{}.template",
+            target.release_id,
+            hex::encode(Sha256::digest(source.body.as_bytes()))
+        );
+        put_bytes(
+            &self.s3,
+            source.bucket,
+            &key,
+            "text/plain; charset=utf-8",
+            source.body.as_bytes().to_vec(),
+        )
+        .await
+        .map_err(|e| ChangeSetError::TemplateUpload {
+            bucket: source.bucket.to_owned(),
+            key: key.clone(),
+            source: Box::new(e),
+        })?;
+        let region = self
+            .s3
+            .config()
+            .region()
+            .map_or("us-east-1", |r| r.as_ref());
+        info!(bytes = source.body.len(), key = %key, outcome = "by-url", "template over TemplateBody's limit passed by URL");
+        Ok(TemplateSource::Url(https_url(source.bucket, region, &key)))
+    }
+
     /// Makes sure the stack's change set exists and reads where it stands.
     async fn prepare_stack(
         &self,
@@ -169,7 +236,7 @@ impl ChangeSetFunction {
         target: &Target,
         manifest: &Manifest,
         template: &StackTemplate,
-        body: &str,
+        source: TemplateToSend<'_>,
         new_attempt: bool,
     ) -> Result<StackChangeSet, ChangeSetError> {
         let stack_name = manifest.stack_name(&target.environment, template);
@@ -189,11 +256,11 @@ impl ChangeSetFunction {
         // A stack left in REVIEW_IN_PROGRESS by an unexecuted CREATE does not exist yet: its
         // change set is a CREATE too.
         let exists = stack_exists(cf, &stack_name).await.map_err(cfn)?;
-        let request = ChangeSetRequest {
+        let request = |template| ChangeSetRequest {
             stack_name: stack_name.clone(),
             change_set_name: target.change_set_name.clone(),
-            template_body: body.to_owned(),
-            parameters,
+            template,
+            parameters: parameters.clone(),
             change_set_type: if exists {
                 ChangeSetType::Update
             } else {
@@ -217,10 +284,18 @@ impl ChangeSetFunction {
                 delete_change_set(cf, &stack_name, &target.change_set_name)
                     .await
                     .map_err(cfn)?;
-                create_and_describe(cf, &request).await.map_err(cfn)?
+                let template = self.template_source(target, source).await?;
+                create_and_describe(cf, &request(template))
+                    .await
+                    .map_err(cfn)?
             }
             Some(state) => state,
-            None => create_and_describe(cf, &request).await.map_err(cfn)?,
+            None => {
+                let template = self.template_source(target, source).await?;
+                create_and_describe(cf, &request(template))
+                    .await
+                    .map_err(cfn)?
+            }
         };
         let progress = classify(&state);
         let headline = match &progress {

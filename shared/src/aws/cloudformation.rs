@@ -37,12 +37,28 @@ pub enum Capability {
     AutoExpand,
 }
 
+/// The largest `TemplateBody` CloudFormation takes (bytes); a larger template, up to 1 MB, must
+/// be passed by `TemplateURL`
+/// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html>,
+/// <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html>).
+pub const TEMPLATE_BODY_MAX_BYTES: usize = 51_200;
+
+/// How CloudFormation gets a change set's template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// In the request (`TemplateBody`), at most [`TEMPLATE_BODY_MAX_BYTES`].
+    Body(String),
+    /// An S3 object CloudFormation reads with the caller's credentials (`TemplateURL`): the
+    /// caller needs `s3:GetObject` on it, and a bucket of another account must grant it too.
+    Url(String),
+}
+
 /// Everything `CreateChangeSet` needs from shipgate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSetRequest {
     pub stack_name: String,
     pub change_set_name: String,
-    pub template_body: String,
+    pub template: TemplateSource,
     pub parameters: BTreeMap<String, String>,
     pub change_set_type: ChangeSetType,
     pub capabilities: Vec<Capability>,
@@ -177,7 +193,14 @@ pub async fn create_change_set(
         .create_change_set()
         .stack_name(&request.stack_name)
         .change_set_name(&request.change_set_name)
-        .template_body(&request.template_body)
+        .set_template_body(match &request.template {
+            TemplateSource::Body(body) => Some(body.clone()),
+            TemplateSource::Url(_) => None,
+        })
+        .set_template_url(match &request.template {
+            TemplateSource::Url(url) => Some(url.clone()),
+            TemplateSource::Body(_) => None,
+        })
         .set_parameters((!parameters.is_empty()).then_some(parameters))
         .set_capabilities((!capabilities.is_empty()).then_some(capabilities))
         .change_set_type(change_set_type)
@@ -865,7 +888,7 @@ mod tests {
         ChangeSetRequest {
             stack_name: stack.into(),
             change_set_name: name.into(),
-            template_body: "{}".into(),
+            template: TemplateSource::Body("{}".into()),
             parameters: BTreeMap::from([("Version".to_owned(), "1.4.2".to_owned())]),
             change_set_type: ChangeSetType::Update,
             capabilities: vec![
@@ -875,6 +898,30 @@ mod tests {
             ],
             description: Some("shipgate".into()),
             role_arn: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_template_is_sent_either_in_the_request_or_by_url_never_both() {
+        let url = "https://b.s3.eu-west-1.amazonaws.com/templates/r/x.template";
+        for (template, body, by_url) in [
+            (TemplateSource::Body("{}".into()), Some("{}"), None),
+            (TemplateSource::Url(url.into()), None, Some(url)),
+        ] {
+            let created = mock!(Client::create_change_set)
+                .match_requests(move |req| {
+                    req.template_body() == body && req.template_url() == by_url
+                })
+                .then_output(|| CreateChangeSetOutput::builder().id("cs-id").build());
+            let request = ChangeSetRequest {
+                template,
+                ..request_of("orders", "cs")
+            };
+            let creation = create_answered_by(&created, &request).await;
+            assert!(
+                matches!(creation, Ok(Creation::Created { .. })),
+                "{creation:?}"
+            );
         }
     }
 

@@ -192,21 +192,60 @@ pub async fn put_json(
     body: &serde_json::Value,
 ) -> Result<ObjectVersion, AwsError> {
     let bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
+    put_bytes(s3, bucket, key, "application/json", bytes).await
+}
+
+/// Writes `body` as `key` (`content_type`) and says where it went.
+pub async fn put_bytes(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<ObjectVersion, AwsError> {
     let out = s3
         .put_object()
         .bucket(bucket)
         .key(key)
-        .content_type("application/json")
-        .body(ByteStream::from(bytes))
+        .content_type(content_type)
+        .body(ByteStream::from(body))
         .send()
         .await
         .map_err(aws_err("S3", "PutObject"))?;
     Ok(ObjectVersion::written(bucket, key, out.version_id()))
 }
 
+/// The virtual-hosted-style HTTPS URL of an object, as services that fetch objects on a
+/// caller's behalf take it (CloudFormation's `TemplateURL` must start with `https://`:
+/// <https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateChangeSet.html>).
+/// Key bytes other than unreserved characters and `/` are percent-encoded.
+pub fn https_url(bucket: &str, region: &str, key: &str) -> String {
+    let mut path = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            path.push(char::from(b));
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("https://{bucket}.s3.{region}.amazonaws.com/{path}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_urls_are_virtual_hosted_and_escape_the_key() {
+        assert_eq!(
+            https_url(
+                "shipgate-artifacts-1-eu-west-1",
+                "eu-west-1",
+                "templates/r 1/a+b.yaml"
+            ),
+            "https://shipgate-artifacts-1-eu-west-1.s3.eu-west-1.amazonaws.com/templates/r%201/a%2Bb.yaml"
+        );
+    }
 
     #[test]
     fn copy_source_escapes_keys_and_names_the_version() {
