@@ -9,14 +9,20 @@ mod deploy_world;
 #[path = "deploy_world/ecs.rs"]
 mod ecs_world;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use anyhow::{Context, Result, ensure};
 use aws_sdk_cloudwatch::types::StateValue;
 use deploy_world::{MINUTE, World, now_ms};
 use serde_json::Value;
+use shipgate::aws::codepipeline::JobFailureKind;
 use shipgate::job::{JobAction, Outcome};
 use shipgate::store::{DeploymentState, DrainStep, Lease, LeaseIntent};
 use shipgate_tests::jobs::{failure, kind};
+use shipgate_tests::moto_proxy::{MotoProxy, escape, xml};
 use shipgate_tests::shared_stack::SharedStack;
+use shipgate_traffic::{TrafficConfig, TrafficFunction};
 
 /// One stack for the Lambda and listener tests; each world has its app, release and alarms.
 static STACK: SharedStack = SharedStack::new("traffic", deploy_world::configure);
@@ -319,6 +325,57 @@ async fn a_move_whose_record_was_lost_is_reconciled_not_undone() -> Result<()> {
     let outcome = world.traffic.run_at(&world.job(&p)?, t0 + 6 * MINUTE).await;
     assert_eq!(kind(&outcome), "done");
     assert_eq!(world.alias_percent().await?, 100);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_refuses_to_be_assumed_fails_the_job_at_once_naming_it() -> Result<()> {
+    // STS refuses the environment role (no trust, or a wrong ARN): the first invocation fails
+    // the job as a permission error naming the role, and asks STS once; it never continues.
+    let world = world().await?;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let sts = MotoProxy::start(&world.stack.moto.endpoint(), move |request| {
+        let counter = counter.clone();
+        async move {
+            if request.field("Action") != "AssumeRole" {
+                return request.pass().await;
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let role = request.field("RoleArn");
+            Ok(xml(
+                403,
+                format!(
+                    r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::111111111111:assumed-role/shipgate-TrafficFunctionRole-LOCAL/traffic is not authorized to perform: sts:AssumeRole on resource: {}</Message></Error>
+  <RequestId>{}</RequestId>
+</ErrorResponse>"#,
+                    escape(&role),
+                    uuid::Uuid::new_v4()
+                ),
+            ))
+        }
+    })
+    .await?;
+    let mut endpoints = world.stack.endpoints.clone();
+    endpoints
+        .per_service
+        .insert("AWS_ENDPOINT_URL_STS".into(), sts.url.clone());
+    let env = deploy_world::function_env(&world.stack)?;
+    let traffic = TrafficFunction::new(TrafficConfig::from_env(&env)?, &endpoints.sdk_config());
+
+    let p = world.lambda_parameters("exec-denied", "Canary10Percent5Minutes", &[]);
+    let outcome = traffic.run_at(&world.job(&p)?, now_ms()).await;
+
+    let (message, failed_as) = failure(&outcome)?;
+    assert_eq!(failed_as, JobFailureKind::PermissionError, "{message}");
+    let role = p["roleArn"].as_str().context("the role")?;
+    assert!(
+        message.contains(role) && message.contains("AccessDenied"),
+        "{message}"
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "AssumeRole asked once");
+    assert_eq!(world.alias_percent().await?, 0, "no traffic moved");
     Ok(())
 }
 
