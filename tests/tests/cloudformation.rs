@@ -22,7 +22,7 @@ use anyhow::{Context, Result, ensure};
 use aws_sdk_cloudformation::Client;
 use shipgate::aws::cloudformation::{
     ChangeSetRequest, ChangeSetState, ChangeSetStatus, ChangeSetType, ExecutionStatus,
-    create_change_set, describe_change_set, execute_change_set, stack_exists,
+    TemplateSource, create_change_set, describe_change_set, execute_change_set, stack_exists,
 };
 use shipgate::changes::ChangeAction;
 use shipgate_local::moto::Moto;
@@ -153,7 +153,7 @@ fn request(stack: &str, name: &str, template: &str, kind: ChangeSetType) -> Chan
     ChangeSetRequest {
         stack_name: stack.into(),
         change_set_name: name.into(),
-        template_body: template.into(),
+        template: TemplateSource::Body(template.into()),
         parameters: BTreeMap::new(),
         change_set_type: kind,
         capabilities: vec![],

@@ -36,7 +36,7 @@ use anyhow::{Context, Result, bail, ensure};
 use aws_sdk_cloudformation::Client as CloudFormation;
 use serde_json::{Value, json};
 use shipgate::aws::cloudformation::{
-    Capability, ChangeSetRequest, ChangeSetType, create_change_set,
+    Capability, ChangeSetRequest, ChangeSetType, TemplateSource, create_change_set,
 };
 use shipgate::changes::ChangeSummary;
 use shipgate::config::Env;
@@ -113,7 +113,7 @@ impl World {
                 &ChangeSetRequest {
                     stack_name: (*stack_name).to_owned(),
                     change_set_name: name.clone(),
-                    template_body: template.to_string(),
+                    template: TemplateSource::Body(template.to_string()),
                     parameters: BTreeMap::from([("Version".to_owned(), "1.0.0".to_owned())]),
                     change_set_type: ChangeSetType::Create,
                     capabilities: vec![Capability::Iam],
