@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::functions::{DeadLetter, DeadLetterQueue, FunctionHost, spawn_async_invocation};
-use crate::provision::Provisioned;
+use crate::provision::{LambdaPermission, Provisioned};
 
 /// The EventBridge `source` of CloudWatch's events.
 pub const SOURCE: &str = "aws.cloudwatch";
@@ -585,7 +585,7 @@ impl FunctionHost for NamedFunctions {
 pub async fn watch_alarms(
     cloudwatch: aws_sdk_cloudwatch::Client,
     host: Arc<dyn FunctionHost>,
-    subscribers: Vec<String>,
+    routes: Arc<AlarmRoutes>,
     account: String,
     region: String,
     poll: Duration,
@@ -602,14 +602,7 @@ pub async fn watch_alarms(
             Ok(alarms) => {
                 failing = false;
                 for change in tracker.observe(alarms) {
-                    dispatch(
-                        &change,
-                        &host,
-                        &subscribers,
-                        &account,
-                        &region,
-                        &retry_delays,
-                    );
+                    dispatch(&change, &host, &routes, &account, &region, &retry_delays);
                 }
             }
             // Once per outage: the memory is kept, so transitions are caught up when it ends.
@@ -626,10 +619,34 @@ pub async fn watch_alarms(
     }
 }
 
+/// Where an alarm's state changes go: the functions a rule subscribes (EventBridge), and who
+/// the alarms' own Lambda actions may invoke (the functions' resource-based policies).
+#[derive(Debug, Clone, Default)]
+pub struct AlarmRoutes {
+    /// Logical ids of the functions subscribed by a rule ([`alarm_subscribers`]).
+    pub subscribers: Vec<String>,
+    /// The template's `AWS::Lambda::Permission` statements.
+    pub permissions: Vec<LambdaPermission>,
+}
+
+/// The service principal CloudWatch invokes an alarm's Lambda action as; the function's policy
+/// must allow it, for the alarm's account and ARN
+/// (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarms-and-actions-Lambda.html>).
+pub const ALARM_ACTION_PRINCIPAL: &str = "lambda.alarms.cloudwatch.amazonaws.com";
+
+impl AlarmRoutes {
+    /// Whether CloudWatch may invoke `function` for the alarm `alarm_arn` of `account`.
+    pub fn may_invoke(&self, function: &str, account: &str, alarm_arn: &str) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.allows_invoke(ALARM_ACTION_PRINCIPAL, function, account, alarm_arn))
+    }
+}
+
 fn dispatch(
     change: &StateChange,
     host: &Arc<dyn FunctionHost>,
-    subscribers: &[String],
+    routes: &AlarmRoutes,
     account: &str,
     region: &str,
     retry_delays: &[Duration],
@@ -642,10 +659,10 @@ fn dispatch(
         reason = %change.alarm.state.reason,
         "alarm state changed"
     );
-    if !subscribers.is_empty() {
+    if !routes.subscribers.is_empty() {
         let event_id = uuid::Uuid::new_v4().to_string();
         let event = change.eventbridge_event(account, region, &event_id);
-        for function in subscribers {
+        for function in &routes.subscribers {
             spawn_invocation(
                 host,
                 function,
@@ -660,6 +677,17 @@ fn dispatch(
     if !functions.is_empty() {
         let payload = change.lambda_action_payload(account, region);
         for function in &functions {
+            if !routes.may_invoke(function, account, &change.alarm.arn) {
+                // AWS: the action fails (the alarm's history says so); the function never runs.
+                warn!(
+                    alarm = %alarm,
+                    function = %function,
+                    account = %account,
+                    "CloudWatch may not invoke the alarm's Lambda action: no AWS::Lambda::Permission \
+                     allows {ALARM_ACTION_PRINCIPAL} for this account and alarm"
+                );
+                continue;
+            }
             spawn_invocation(
                 host,
                 function,

@@ -34,6 +34,83 @@ pub struct Provisioned {
     pub dead_letter_queues: BTreeMap<String, String>,
     pub artifact_bucket: Option<String>,
     pub table: Option<String>,
+    /// The template's `AWS::Lambda::Permission` resources: who else may invoke its functions.
+    pub lambda_permissions: Vec<LambdaPermission>,
+}
+
+/// One statement of a function's resource-based policy, as an `AWS::Lambda::Permission` makes
+/// it (<https://docs.aws.amazon.com/lambda/latest/dg/access-control-resource-based.html>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaPermission {
+    /// The function's name (from its name or ARN).
+    pub function: String,
+    pub action: String,
+    /// A service principal (`lambda.alarms.cloudwatch.amazonaws.com`) or an account.
+    pub principal: String,
+    /// `aws:SourceAccount` must equal it, when given.
+    pub source_account: Option<String>,
+    /// `aws:SourceArn` must match it (`ArnLike`: `*` and `?` wildcards), when given.
+    pub source_arn: Option<String>,
+}
+
+impl LambdaPermission {
+    /// Whether this statement lets `principal`, acting for `source_arn` in `source_account`,
+    /// invoke `function` (a name or an ARN).
+    pub fn allows_invoke(
+        &self,
+        principal: &str,
+        function: &str,
+        source_account: &str,
+        source_arn: &str,
+    ) -> bool {
+        let name = crate::alarms::lambda_function_name(function).unwrap_or(function);
+        self.function == name
+            && matches!(
+                self.action.as_str(),
+                "lambda:InvokeFunction" | "lambda:*" | "*"
+            )
+            && self.principal == principal
+            && self
+                .source_account
+                .as_deref()
+                .is_none_or(|a| a == source_account)
+            && self
+                .source_arn
+                .as_deref()
+                .is_none_or(|pattern| arn_like(pattern, source_arn))
+    }
+}
+
+/// IAM's `ArnLike`: `*` matches any run of characters, `?` any one.
+fn arn_like(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    // Positions of `p` that can be reached having read `v[..i]`.
+    let mut reach = vec![false; p.len() + 1];
+    reach[0] = true;
+    let close = |reach: &mut Vec<bool>| {
+        for j in 0..p.len() {
+            if reach[j] && p[j] == '*' {
+                reach[j + 1] = true;
+            }
+        }
+    };
+    close(&mut reach);
+    for c in v {
+        let mut next = vec![false; p.len() + 1];
+        for j in 0..p.len() {
+            if reach[j] {
+                match p[j] {
+                    '*' => next[j] = true,
+                    '?' => next[j + 1] = true,
+                    pc if pc == c => next[j + 1] = true,
+                    _ => {}
+                }
+            }
+        }
+        close(&mut next);
+        reach = next;
+    }
+    reach[p.len()]
 }
 
 impl Provisioned {
@@ -283,6 +360,7 @@ pub async fn provision(
             .context("verifying the SES sender")?;
     }
 
+    let lambda_permissions = lambda_permissions(resources, &evaluator, &mut resolver)?;
     let function_env = env_by_function.values().flat_map(|e| e.clone()).collect();
     Ok(Provisioned {
         refs: resolver.refs.clone(),
@@ -293,7 +371,60 @@ pub async fn provision(
         dead_letter_queues,
         artifact_bucket,
         table,
+        lambda_permissions,
     })
+}
+
+/// The template's `AWS::Lambda::Permission` resources, resolved (a function's `Fn::GetAtt
+/// <Function>.Arn` is its local ARN).
+fn lambda_permissions(
+    resources: &serde_yaml::Mapping,
+    evaluator: &TemplateEvaluator,
+    resolver: &mut Resolver,
+) -> Result<Vec<LambdaPermission>> {
+    for (id, res) in resources {
+        if let (Some(id), Some("AWS::Serverless::Function")) =
+            (id.as_str(), res.get("Type").and_then(Value::as_str))
+            && let Some(name) = resolver.refs.get(id).cloned()
+        {
+            let arn = format!(
+                "arn:aws:lambda:{}:{}:function:{name}",
+                accounts::REGION,
+                accounts::TOOLING
+            );
+            resolver.attributes.insert(format!("{id}.Arn"), arn);
+        }
+    }
+    let mut permissions = Vec::new();
+    for (id, res) in resources {
+        let (Some(id), Some("AWS::Lambda::Permission")) =
+            (id.as_str(), res.get("Type").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        let property = |key: &str| -> Result<Option<String>> {
+            res.get("Properties")
+                .and_then(|p| p.get(key))
+                .map(|v| evaluator.string(resolver, v, &format!("Resources.{id}.Properties.{key}")))
+                .transpose()
+                .map(Option::flatten)
+                .map_err(Into::into)
+        };
+        let required = |key: &str| -> Result<String> {
+            property(key)?.ok_or_else(|| anyhow!("Resources.{id}: no {key}"))
+        };
+        let function = required("FunctionName")?;
+        permissions.push(LambdaPermission {
+            function: crate::alarms::lambda_function_name(&function)
+                .unwrap_or(&function)
+                .to_owned(),
+            action: required("Action")?,
+            principal: required("Principal")?,
+            source_account: property("SourceAccount")?,
+            source_arn: property("SourceArn")?,
+        });
+    }
+    Ok(permissions)
 }
 
 /// A secret with the template's `SecretString`, or a value generated the way
@@ -543,4 +674,63 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
         .await
         .map_err(sdk_error)?;
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::AlarmRoutes;
+
+    #[test]
+    fn arn_like_takes_stars_and_question_marks() {
+        assert!(arn_like(
+            "arn:aws:cloudwatch:eu-west-1:2:alarm:*",
+            "arn:aws:cloudwatch:eu-west-1:2:alarm:web-5xx"
+        ));
+        assert!(arn_like("a?c*", "abcdef"));
+        assert!(arn_like("*", ""));
+        assert!(!arn_like(
+            "arn:aws:cloudwatch:eu-west-1:2:alarm:*",
+            "arn:aws:cloudwatch:eu-west-1:3:alarm:x"
+        ));
+        assert!(!arn_like("a?c", "ac"));
+    }
+
+    #[test]
+    fn the_templates_alarm_actions_may_invoke_rollback_from_each_environment_only() {
+        let text = include_str!("../../template.yaml");
+        let template: Value = serde_yaml::from_str(text).expect("template.yaml is YAML");
+        let resources = template["Resources"].as_mapping().expect("Resources");
+        let evaluator = TemplateEvaluator::new(text).expect("the template reads");
+        let mut resolver = Resolver::new(BTreeMap::new(), accounts::REGION, accounts::TOOLING);
+        for (name, account) in [
+            ("IntDeployRoleArn", accounts::INT),
+            ("StgDeployRoleArn", accounts::STG),
+            ("ProdDeployRoleArn", accounts::PROD),
+        ] {
+            resolver
+                .refs
+                .insert(name.into(), accounts::deploy_role_arn(account));
+        }
+        resolver
+            .refs
+            .insert("RollbackFunction".into(), "shipgate-rollback".into());
+        let routes = AlarmRoutes {
+            subscribers: vec![],
+            permissions: lambda_permissions(resources, &evaluator, &mut resolver)
+                .expect("permissions resolve"),
+        };
+        let alarm = |account: &str| format!("arn:aws:cloudwatch:eu-west-1:{account}:alarm:web-5xx");
+        for account in [accounts::INT, accounts::STG, accounts::PROD] {
+            assert!(
+                routes.may_invoke("shipgate-rollback", account, &alarm(account)),
+                "{account}: {:?}",
+                routes.permissions
+            );
+            // An alarm ARN of another account, claimed from this one, is not enough.
+            assert!(!routes.may_invoke("shipgate-rollback", account, &alarm("999999999999")));
+        }
+        assert!(!routes.may_invoke("shipgate-rollback", "999999999999", &alarm("999999999999")));
+        assert!(!routes.may_invoke("shipgate-intake", accounts::INT, &alarm(accounts::INT)));
+    }
 }

@@ -349,8 +349,11 @@ impl Stack {
         }
         // Always watched, subscribers or not: an alarm's own Lambda action can name a function
         // that no template rule subscribes.
-        let alarm_subscribers = alarms::alarm_subscribers(&template_text)
-            .context("reading alarm subscriptions from the template")?;
+        let alarm_routes = Arc::new(alarms::AlarmRoutes {
+            subscribers: alarms::alarm_subscribers(&template_text)
+                .context("reading alarm subscriptions from the template")?,
+            permissions: provisioned.lambda_permissions.clone(),
+        });
         // Alarm actions name functions by physical name (their ARN); the host knows logical ids.
         let alarm_host = NamedFunctions::from_provisioned(functions.clone(), &provisioned);
         // In AWS each environment account's default bus forwards its alarm state changes to the
@@ -377,7 +380,7 @@ impl Stack {
             tasks.push(tokio::spawn(alarms::watch_alarms(
                 aws_sdk_cloudwatch::Client::new(&account_sdk),
                 alarm_host.clone(),
-                alarm_subscribers.clone(),
+                alarm_routes.clone(),
                 account.to_owned(),
                 accounts::REGION.to_owned(),
                 options.alarm_poll,

@@ -22,9 +22,10 @@ use aws_sdk_cloudwatch::types::{
 };
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use shipgate_local::alarms::watch_alarms;
+use shipgate_local::alarms::{ALARM_ACTION_PRINCIPAL, AlarmRoutes, watch_alarms};
 use shipgate_local::functions::FunctionHost;
 use shipgate_local::moto::Moto;
+use shipgate_local::provision::LambdaPermission;
 use shipgate_local::sdk::Endpoints;
 use shipgate_tests::support::wait_for;
 use tokio::sync::watch;
@@ -193,6 +194,42 @@ async fn a_failed_invocation_is_retried_as_lambda_retries_async_invocations() ->
     Ok(())
 }
 
+/// The statement an `AWS::Lambda::Permission` for [`ACTION_FUNCTION`] makes: CloudWatch may
+/// invoke it for the alarms of `account`.
+fn alarm_permission(account: &str) -> LambdaPermission {
+    LambdaPermission {
+        function: ACTION_FUNCTION.into(),
+        action: "lambda:InvokeFunction".into(),
+        principal: ALARM_ACTION_PRINCIPAL.into(),
+        source_account: Some(account.into()),
+        source_arn: Some(format!("arn:aws:cloudwatch:{REGION}:{account}:alarm:*")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_action_the_functions_policy_does_not_allow_invokes_nothing() -> Result<()> {
+    // As in AWS: without a permission for lambda.alarms.cloudwatch.amazonaws.com matching the
+    // alarm's account and ARN, CloudWatch cannot invoke the action; the rule still delivers.
+    for permissions in [vec![], vec![alarm_permission("999999999999")]] {
+        let routes = AlarmRoutes {
+            subscribers: vec![SUBSCRIBER.to_owned()],
+            permissions,
+        };
+        let h = Harness::launch_with("unallowed", routes, Recorder::default()).await?;
+        let alarm = h.put_alarm("errors", Some(ACTION_FUNCTION)).await?;
+        h.set_state(&alarm, StateValue::Alarm, "errors above 0")
+            .await?;
+        wait_for("the rule's delivery", WAIT, || async {
+            Ok((!h.host.calls_of(SUBSCRIBER).is_empty()).then_some(()))
+        })
+        .await?;
+        h.settle().await;
+        let actions = h.host.calls_of(ACTION_FUNCTION);
+        ensure!(actions.is_empty(), "{actions:#?}");
+    }
+    Ok(())
+}
+
 /// A function host that records every invocation, and fails the first `failures_left[f]`
 /// invocations of function `f` as a function error would.
 #[derive(Clone, Default)]
@@ -255,7 +292,17 @@ impl Drop for Harness {
 }
 
 impl Harness {
+    /// A watcher whose alarms may invoke [`ACTION_FUNCTION`] (its policy allows CloudWatch, for
+    /// this account's alarms), delivering to `subscribers` by rule.
     async fn launch(name: &str, subscribers: Vec<&str>, host: Recorder) -> Result<Self> {
+        let routes = AlarmRoutes {
+            subscribers: subscribers.into_iter().map(str::to_owned).collect(),
+            permissions: vec![alarm_permission(ACCOUNT)],
+        };
+        Self::launch_with(name, routes, host).await
+    }
+
+    async fn launch_with(name: &str, routes: AlarmRoutes, host: Recorder) -> Result<Self> {
         if std::env::var_os("TEST_LOG").is_some() {
             shipgate::telemetry::init();
         }
@@ -273,7 +320,7 @@ impl Harness {
         let watcher = tokio::spawn(watch_alarms(
             cloudwatch.clone(),
             Arc::new(host.clone()),
-            subscribers.into_iter().map(str::to_owned).collect(),
+            Arc::new(routes),
             ACCOUNT.to_owned(),
             REGION.to_owned(),
             POLL,
