@@ -223,15 +223,7 @@ mod tests {
     const MANIFEST_SHA: &str = "5f0c1d7e2b9a4c3d8e6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
 
     fn record() -> ReleaseRecord {
-        let mut record = ReleaseRecord::received(
-            "rel-1".into(),
-            ObjectVersion {
-                bucket: "artifacts".into(),
-                key: "incoming/orders.zip".into(),
-                version_id: Some("v1".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
+        let mut record = crate::testing::received_release("rel-1", "artifacts");
         record.state = ReleaseState::Started;
         record.manifest_sha256 = Some(MANIFEST_SHA.into());
         record

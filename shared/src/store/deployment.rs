@@ -648,7 +648,7 @@ mod tests {
         Deployment {
             deployment_id: format!("int-{n:016}"),
             revision,
-            ..crate::deploy::tests::deployment()
+            ..crate::testing::deployment()
         }
     }
 
