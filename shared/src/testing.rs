@@ -3,10 +3,29 @@
 
 use crate::aws::s3::ObjectVersion;
 use crate::deploy::deployment_id;
+use crate::error::AwsError;
 use crate::store::{Deployment, DeploymentState, Drain, EcsTaskSets, ReleaseRecord, TrafficTarget};
 
 /// The deployments' start, epoch milliseconds (`deployment().started_at_ms`).
 pub const T0: i64 = 1_800_000_000_000;
+
+/// The error `service` answered to `operation`: `code` and `message`, worth another try or not.
+pub fn aws_error(
+    service: &'static str,
+    operation: &'static str,
+    code: &str,
+    message: &str,
+    retryable: bool,
+) -> AwsError {
+    AwsError {
+        service,
+        operation,
+        code: Some(code.into()),
+        message: message.into(),
+        retryable,
+        source: "test".into(),
+    }
+}
 
 /// A release as intake records it on receipt (`validating`): `incoming/orders.zip`, version
 /// `v1`, dropped into `bucket` on 2026-11-26 at 10:00 UTC.

@@ -8,10 +8,7 @@ use crate::aws::ecs::TaskSetView;
 use crate::aws::lambda::AliasState;
 use crate::config::Env;
 use crate::plan::{DeploymentPlan, Position, Predefined, position};
-use crate::store::{
-    Deployment, DeploymentState, Drain, DrainStep, EcsTaskSets, Lease, LeaseIntent, Rollback,
-    TrafficTarget,
-};
+use crate::store::{Deployment, DeploymentState, Drain, DrainStep, Lease, LeaseIntent, Rollback};
 use crate::testing::{T0, deployment, ecs_deployment};
 
 fn task_set(arn: &str, status: &str, scale: f64) -> TaskSetView {
