@@ -8,6 +8,19 @@ BIN=${CARGO_TARGET_DIR:-target}/debug
 STATE=${SHIPGATE_DEMO_STATE:-.local/demo-stack}
 local_() { "$BIN/shipgate-local" --state-dir "$STATE" "$@"; }
 step() { printf '\n\033[1m[%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
+# checked STAGE: the stage's deploy and checks actions succeed.
+checked() {
+  local_ wait-action --stage "$1" --action Deploy --expect Succeeded --timeout 120
+  local_ wait-action --stage "$1" --action Checks --expect Succeeded --timeout 120
+}
+# shifted STAGE ENVIRONMENT: traffic moves to the new version on the listener and the alias,
+# and the stage's two traffic actions succeed.
+shifted() {
+  local_ watch-traffic --environment "$2" --expect succeeded --timeout 120
+  local_ watch-traffic --environment "$2" --name lambda --expect succeeded --timeout 120
+  local_ wait-action --stage "$1" --action Traffic --expect Succeeded --timeout 60
+  local_ wait-action --stage "$1" --action LambdaTraffic --expect Succeeded --timeout 60
+}
 
 cleanup() { local_ down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -58,10 +71,7 @@ step "int: the release's checks (checks.json) run against the new version on the
 local_ wait-action --stage Int --action Checks --expect Succeeded --timeout 120
 
 step "int: a canary (Canary10Percent5Minutes, compressed: minutes become seconds): 10%, hold, 100%, bake, watching the app's alarms, on the listener and, beside it, on the notifier's alias live"
-local_ watch-traffic --environment int --expect succeeded --timeout 120
-local_ watch-traffic --environment int --name lambda --expect succeeded --timeout 120
-local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
-local_ wait-action --stage Int --action LambdaTraffic --expect Succeeded --timeout 60
+shifted Int int
 
 step "The same link again: it worked once, and now says the approval is already decided"
 if local_ follow "$LINK" --decide approve; then
@@ -89,8 +99,7 @@ local_ approval --stage Stg --action ApproveStg --wait 120
 approve Stg ApproveStg stg-lead@shipgate.local "stg change set reviewed"
 
 step "stg: deploy and checks"
-local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
-local_ wait-action --stage Stg --action Checks --expect Succeeded --timeout 120
+checked Stg
 
 step "stg: the canary starts on the listener and the alias; at 10% the app's 5xx alarm fires"
 local_ watch-traffic --environment stg --until-percent 10 --timeout 120
@@ -113,12 +122,8 @@ local_ drop "$STATE"/releases/orders-1.4.1.zip --wait --expect accepted
 step "int: approved, deployed, checked; int's traffic is on the second target group since 1.4.0, so the roles swap"
 local_ approval --stage Int --action ApproveInt --wait 120 >/dev/null
 approve Int ApproveInt int-lead@shipgate.local "1.4.1 fixes the 5xx"
-local_ wait-action --stage Int --action Deploy --expect Succeeded --timeout 120
-local_ wait-action --stage Int --action Checks --expect Succeeded --timeout 120
-local_ watch-traffic --environment int --expect succeeded --timeout 120
-local_ watch-traffic --environment int --name lambda --expect succeeded --timeout 120
-local_ wait-action --stage Int --action Traffic --expect Succeeded --timeout 60
-local_ wait-action --stage Int --action LambdaTraffic --expect Succeeded --timeout 60
+checked Int
+shifted Int int
 
 step "Promotion to stg approved; stg approved, deployed, checked; this time the canary goes to 100% and bakes with the alarm quiet"
 local_ set-alarm --account 333333333333 --name orders-stg-5xx --state OK --reason "no 5xx since 1.4.0 was rolled back"
@@ -127,12 +132,8 @@ approve PromoteToStg ApprovePromotion stg-lead@shipgate.local "fix verified in i
 local_ wait-action --stage PromoteToStg --action Promote --expect Succeeded --timeout 120
 local_ approval --stage Stg --action ApproveStg --wait 120 >/dev/null
 approve Stg ApproveStg stg-lead@shipgate.local "retest of the fix"
-local_ wait-action --stage Stg --action Deploy --expect Succeeded --timeout 120
-local_ wait-action --stage Stg --action Checks --expect Succeeded --timeout 120
-local_ watch-traffic --environment stg --expect succeeded --timeout 120
-local_ watch-traffic --environment stg --name lambda --expect succeeded --timeout 120
-local_ wait-action --stage Stg --action Traffic --expect Succeeded --timeout 60
-local_ wait-action --stage Stg --action LambdaTraffic --expect Succeeded --timeout 60
+checked Stg
+shifted Stg stg
 
 step "Promotion to prod: the change advisory board approves; the images go from stg's registry to prod's (same digests)"
 local_ approval --stage PromoteToProd --action ApprovePromotion --wait 120
@@ -144,12 +145,8 @@ local_ approval --stage Prod --action ApproveProd --wait 120
 approve Prod ApproveProd cab@shipgate.local "CAB 2026-11-26: change set"
 
 step "prod: deploy, checks, then traffic moves linearly (Linear10PercentEvery1Minute, compressed)"
-local_ wait-action --stage Prod --action Deploy --expect Succeeded --timeout 120
-local_ wait-action --stage Prod --action Checks --expect Succeeded --timeout 120
-local_ watch-traffic --environment prod --expect succeeded --timeout 120
-local_ watch-traffic --environment prod --name lambda --expect succeeded --timeout 120
-local_ wait-action --stage Prod --action Traffic --expect Succeeded --timeout 60
-local_ wait-action --stage Prod --action LambdaTraffic --expect Succeeded --timeout 60
+checked Prod
+shifted Prod prod
 
 step "Releases (with each promotion's images, digests and bytes copied) and pipeline executions"
 local_ status

@@ -165,17 +165,36 @@ pub struct Alarm {
     pub configuration_updated: Option<DateTime>,
 }
 
+/// An [`Alarm`] from a `MetricAlarm` or a `CompositeAlarm` (the SDK's two types name the fields
+/// they share alike), with its ARN, configuration and suppression read by the caller; `return
+/// None` when the name, state or its timestamp is missing.
+macro_rules! alarm_of {
+    ($alarm:expr, $arn:expr, $configuration:expr, $suppressed_by:expr, $suppressed_reason:expr) => {{
+        let alarm = $alarm;
+        Alarm {
+            name: alarm.alarm_name()?.to_owned(),
+            arn: $arn,
+            state: AlarmState {
+                value: alarm.state_value()?.as_str().to_owned(),
+                reason: alarm.state_reason().unwrap_or_default().to_owned(),
+                reason_data: alarm.state_reason_data().map(str::to_owned),
+                timestamp: *alarm.state_updated_timestamp()?,
+                actions_suppressed_by: $suppressed_by,
+                actions_suppressed_reason: $suppressed_reason,
+            },
+            configuration: Value::Object($configuration),
+            actions_enabled: alarm.actions_enabled().unwrap_or(true),
+            alarm_actions: alarm.alarm_actions().to_vec(),
+            ok_actions: alarm.ok_actions().to_vec(),
+            insufficient_data_actions: alarm.insufficient_data_actions().to_vec(),
+            configuration_updated: alarm.alarm_configuration_updated_timestamp().copied(),
+        }
+    }};
+}
+
 impl Alarm {
     /// `None` when moto's answer lacks the name, ARN, state or its timestamp.
     pub fn from_metric_alarm(alarm: &MetricAlarm) -> Option<Self> {
-        let state = AlarmState {
-            value: alarm.state_value()?.as_str().to_owned(),
-            reason: alarm.state_reason().unwrap_or_default().to_owned(),
-            reason_data: alarm.state_reason_data().map(str::to_owned),
-            timestamp: *alarm.state_updated_timestamp()?,
-            actions_suppressed_by: None,
-            actions_suppressed_reason: None,
-        };
         let arn = alarm.alarm_arn()?.to_owned();
         let mut configuration = Map::new();
         insert_present(&mut configuration, "description", alarm.alarm_description());
@@ -183,29 +202,11 @@ impl Alarm {
             "metrics".into(),
             Value::Array(metric_definitions(alarm, &arn)),
         );
-        Some(Self {
-            name: alarm.alarm_name()?.to_owned(),
-            arn,
-            state,
-            configuration: Value::Object(configuration),
-            actions_enabled: alarm.actions_enabled().unwrap_or(true),
-            alarm_actions: alarm.alarm_actions().to_vec(),
-            ok_actions: alarm.ok_actions().to_vec(),
-            insufficient_data_actions: alarm.insufficient_data_actions().to_vec(),
-            configuration_updated: alarm.alarm_configuration_updated_timestamp().copied(),
-        })
+        Some(alarm_of!(alarm, arn, configuration, None, None))
     }
 
     /// `None` when the answer lacks the name, ARN, state or its timestamp.
     pub fn from_composite_alarm(alarm: &CompositeAlarm) -> Option<Self> {
-        let state = AlarmState {
-            value: alarm.state_value()?.as_str().to_owned(),
-            reason: alarm.state_reason().unwrap_or_default().to_owned(),
-            reason_data: alarm.state_reason_data().map(str::to_owned),
-            timestamp: *alarm.state_updated_timestamp()?,
-            actions_suppressed_by: alarm.actions_suppressed_by().map(|s| s.as_str().to_owned()),
-            actions_suppressed_reason: alarm.actions_suppressed_reason().map(str::to_owned),
-        };
         let mut configuration = Map::new();
         insert_present(&mut configuration, "description", alarm.alarm_description());
         configuration.insert(
@@ -227,17 +228,13 @@ impl Alarm {
             "actionsSuppressorExtensionPeriod",
             alarm.actions_suppressor_extension_period(),
         );
-        Some(Self {
-            name: alarm.alarm_name()?.to_owned(),
-            arn: alarm.alarm_arn()?.to_owned(),
-            state,
-            configuration: Value::Object(configuration),
-            actions_enabled: alarm.actions_enabled().unwrap_or(true),
-            alarm_actions: alarm.alarm_actions().to_vec(),
-            ok_actions: alarm.ok_actions().to_vec(),
-            insufficient_data_actions: alarm.insufficient_data_actions().to_vec(),
-            configuration_updated: alarm.alarm_configuration_updated_timestamp().copied(),
-        })
+        Some(alarm_of!(
+            alarm,
+            alarm.alarm_arn()?.to_owned(),
+            configuration,
+            alarm.actions_suppressed_by().map(|s| s.as_str().to_owned()),
+            alarm.actions_suppressed_reason().map(str::to_owned)
+        ))
     }
 
     /// The actions CloudWatch runs when the alarm enters `state`.
@@ -892,24 +889,18 @@ mod tests {
         let mut created = alarm(StateValue::Ok, MOTO_INITIAL_REASON, at(1_700_000_000, 0));
         created.state.reason_data = Some("{}".into());
         assert!(tracker.observe(vec![created]).is_empty());
+        // The one alarm, in `value` for `reason` since second `s`.
+        let mut observe = |value, reason, s| tracker.observe(vec![alarm(value, reason, at(s, 0))]);
         // Same state again, newer timestamp: still none.
-        assert!(
-            tracker
-                .observe(vec![alarm(StateValue::Ok, "checked", at(1_700_000_050, 0))])
-                .is_empty()
-        );
-        let changes = tracker.observe(vec![alarm(StateValue::Alarm, "bad", at(1_700_000_060, 0))]);
+        assert!(observe(StateValue::Ok, "checked", 1_700_000_050).is_empty());
+        let changes = observe(StateValue::Alarm, "bad", 1_700_000_060);
         assert_eq!(changes.len(), 1);
         // previousState is the last state seen, with its reason and time.
         assert_eq!(changes[0].previous.value, "OK");
         assert_eq!(changes[0].previous.reason, "checked");
         assert_eq!(changes[0].previous.timestamp, at(1_700_000_050, 0));
-        assert!(
-            tracker
-                .observe(vec![alarm(StateValue::Alarm, "bad", at(1_700_000_070, 0))])
-                .is_empty()
-        );
-        let back = tracker.observe(vec![alarm(StateValue::Ok, "good", at(1_700_000_080, 0))]);
+        assert!(observe(StateValue::Alarm, "bad", 1_700_000_070).is_empty());
+        let back = observe(StateValue::Ok, "good", 1_700_000_080);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].previous.timestamp, at(1_700_000_070, 0));
     }

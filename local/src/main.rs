@@ -761,12 +761,7 @@ async fn wait_action(
             .stage_states()
             .iter()
             .find(|s| s.stage_name() == Some(stage))
-            .and_then(|s| {
-                s.action_states()
-                    .iter()
-                    .find(|a| a.action_name() == Some(action))
-            })
-            .and_then(|a| a.latest_execution());
+            .and_then(|s| shipgate::aws::codepipeline::latest_action_execution(s, action));
         let status = latest
             .and_then(|l| l.status())
             .map(|s| s.as_str().to_owned());

@@ -118,19 +118,14 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
     Ok(out)
 }
 
-/// A release in a few lines: verdict, what it is, and its execution or every problem found.
 /// What a deployment moves, in a few words: `alias orders-int-notifier:live, version 1 → 2` or
 /// `listener …/app/shipgate-int/…, target group blue → green`.
 pub fn describe_target(target: &shipgate::store::TrafficTarget) -> String {
     use shipgate::store::TrafficTarget;
     let short = |arn: &str| arn.rsplit(':').next().unwrap_or(arn).to_owned();
     match target {
-        TrafficTarget::LambdaAlias {
-            function,
-            alias,
-            previous_version,
-            new_version,
-        } => format!("alias {function}:{alias}, version {previous_version} → {new_version}"),
+        // As the traffic action says it.
+        TrafficTarget::LambdaAlias { .. } => shipgate_traffic::describe(target),
         TrafficTarget::AlbListener {
             listener_arn,
             blue_target_group,
@@ -145,6 +140,7 @@ pub fn describe_target(target: &shipgate::store::TrafficTarget) -> String {
     }
 }
 
+/// A release in a few lines: verdict, what it is, and its execution or every problem found.
 pub fn describe_release(r: &shipgate::store::ReleaseRecord) -> String {
     let mut out = String::new();
     let what = format!(

@@ -185,14 +185,7 @@ mod tests {
         code: &str,
         retryable: bool,
     ) -> AwsError {
-        AwsError {
-            service,
-            operation,
-            code: Some(code.into()),
-            message: "message".into(),
-            retryable,
-            source: "test".into(),
-        }
+        crate::testing::aws_error(service, operation, code, "message", retryable)
     }
 
     #[test]

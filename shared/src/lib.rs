@@ -22,3 +22,5 @@ pub mod registry;
 pub mod release;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;

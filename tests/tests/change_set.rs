@@ -199,6 +199,28 @@ impl World {
         Ok((release, outcome))
     }
 
+    /// A world where orders 1.0.0 (image `a`) is deployed.
+    async fn with_orders_1_0_0() -> Result<Self> {
+        let world = Self::start().await?;
+        world.deployed(&world.orders("1.0.0", 'a')).await?;
+        Ok(world)
+    }
+
+    /// The change set `name` of the service stack, as int's CloudFormation describes it.
+    async fn described(
+        &self,
+        name: &str,
+    ) -> Result<aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput>
+    {
+        Ok(self
+            .int
+            .describe_change_set()
+            .stack_name(self.service())
+            .change_set_name(name)
+            .send()
+            .await?)
+    }
+
     /// Runs a release's first job to success and deploys its change set.
     async fn deployed(&self, builder: &ReleaseBuilder) -> Result<PipelineRelease> {
         let (release, outcome) = self.changes_of(builder, |t| t).await?;
@@ -289,13 +311,7 @@ async fn a_new_stack_gets_a_create_change_set_with_everything_added() -> Result<
 
     // In the int account: a CREATE change set (the stack waits in review), described with the
     // release, the image by digest in int's own registry, the version as a parameter.
-    let described = world
-        .int
-        .describe_change_set()
-        .stack_name(world.service())
-        .change_set_name(&name)
-        .send()
-        .await?;
+    let described = world.described(&name).await?;
     let description = described.description().unwrap_or_default();
     assert!(
         description.contains(&release.release_id)
@@ -389,8 +405,7 @@ async fn a_template_over_the_request_limit_goes_by_url_through_the_artifact_buck
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> Result<()> {
-    let world = World::start().await?;
-    world.deployed(&world.orders("1.0.0", 'a')).await?;
+    let world = World::with_orders_1_0_0().await?;
     let (release, outcome) = world.changes_of(&world.orders("1.1.0", 'b'), |t| t).await?;
 
     let (summary, variables) = done(&outcome)?;
@@ -409,13 +424,7 @@ async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> R
         )
     );
     let name = shipgate_change_set::change_set_name(&release.release_id, &release.execution_id);
-    let described = world
-        .int
-        .describe_change_set()
-        .stack_name(world.service())
-        .change_set_name(&name)
-        .send()
-        .await?;
+    let described = world.described(&name).await?;
     assert_eq!(
         parameters_of(&described)["WebImage"],
         format!(
@@ -429,8 +438,7 @@ async fn an_image_only_update_is_an_update_change_set_with_the_new_digest() -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
-    let world = World::start().await?;
-    world.deployed(&world.orders("1.0.0", 'a')).await?;
+    let world = World::with_orders_1_0_0().await?;
     // The next release drops the green target group and keeps logs longer.
     let drop_green = |template: String| {
         let start = template.find("  GreenTargetGroup:").unwrap_or(0);
@@ -481,8 +489,7 @@ async fn a_removed_resource_is_listed_first_and_flagged() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_release_has_no_changes_and_the_action_succeeds() -> Result<()> {
-    let world = World::start().await?;
-    world.deployed(&world.orders("1.0.0", 'a')).await?;
+    let world = World::with_orders_1_0_0().await?;
     // The same release dropped again: another release id, the same template and parameters.
     let (release, outcome) = world.changes_of(&world.orders("1.0.0", 'a'), |t| t).await?;
 

@@ -30,6 +30,15 @@ fn queue_url(stack: &Stack) -> String {
 
 /// Runs `shipgate <args>` against the stack (its resources named by flags, as `--stack` would
 /// find them in AWS); returns the outcome and what it printed.
+/// Asserts that the operator's `text` begins with `{what}  {id}  to <the intake function>`.
+fn assert_replays_to_intake(stack: &Stack, text: &str, what: &str, id: &str) {
+    let intake = resource(stack, "IntakeFunction");
+    assert!(
+        text.starts_with(&format!("{what}  {id}  to {intake}")),
+        "{text}"
+    );
+}
+
 async fn shipgate(stack: &Stack, args: &[&str]) -> (Result<(), OperatorError>, String) {
     let queue = queue_url(stack);
     let intake = resource(stack, "IntakeFunction");
@@ -191,13 +200,7 @@ async fn a_drop_that_fails_three_times_waits_in_the_queue_until_replayed() -> Re
     .await;
     let (result, text) = shipgate(&stack, &["failed", "replay", "--id", id]).await;
     result?;
-    assert!(
-        text.starts_with(&format!(
-            "replayed  {id}  to {}",
-            resource(&stack, "IntakeFunction")
-        )),
-        "{text}"
-    );
+    assert_replays_to_intake(&stack, &text, "replayed", id);
     assert!(
         visible_messages(&stack).await?.is_empty(),
         "deleted once accepted"
@@ -284,13 +287,7 @@ async fn a_replay_that_cannot_be_invoked_leaves_the_event_in_the_queue() -> Resu
     // A dry run invokes and deletes nothing; an id that is not there is an error.
     let (result, text) = shipgate(&stack, &["failed", "replay", "--all", "--dry-run"]).await;
     result?;
-    assert!(
-        text.starts_with(&format!(
-            "would replay  {id}  to {}",
-            resource(&stack, "IntakeFunction")
-        )),
-        "{text}"
-    );
+    assert_replays_to_intake(&stack, &text, "would replay", &id);
     let (result, _) = shipgate(&stack, &["failed", "replay", "--id", "no-such-message"]).await;
     assert!(
         matches!(result, Err(OperatorError::NotInQueue(ref m)) if m == "no-such-message"),

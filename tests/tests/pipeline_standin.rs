@@ -8,18 +8,21 @@
 //! notification as an SNS event and the test decides the approval with the token it carries.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use aws_lambda_events::event::codepipeline_job::CodePipelineJobEvent;
 use aws_lambda_events::event::sns::SnsEvent;
+use aws_sdk_codepipeline::error::SdkError;
 use aws_sdk_codepipeline::types::{
     ApprovalResult, ApprovalStatus, PipelineExecution, PipelineExecutionStatus, PipelineVariable,
     SourceRevisionOverride, SourceRevisionType, StageState,
 };
 use futures::future::BoxFuture;
 use serde_json::Value;
+use shipgate::aws::codepipeline::latest_action_execution;
 use shipgate::job::Outcome;
 use shipgate_local::codepipeline::{
     CodePipelineStandIn, Invoker, Resolver, StandInConfig, pipelines_from_template, sns_subscribers,
@@ -106,7 +109,7 @@ async fn a_release_goes_through_source_check_approval_and_promotion() -> Result<
 
     // GetPipelineState shows the pending approval with its token, as AWS does.
     let test = h.stage("Test").await?;
-    let approve = action_execution(&test, "Approve").context("approval started")?;
+    let approve = latest_action_execution(&test, "Approve").context("approval started")?;
     assert_eq!(approve.status().map(|s| s.as_str()), Some("InProgress"));
     assert_eq!(approve.token(), Some(token.as_str()));
     let source = h.stage("Source").await?;
@@ -181,14 +184,14 @@ async fn a_failed_check_fails_the_execution_and_nothing_after_it_runs() -> Resul
         test.latest_execution().map(|e| e.status().as_str()),
         Some("Failed")
     );
-    let check = action_execution(&test, "Check").context("check ran")?;
+    let check = latest_action_execution(&test, "Check").context("check ran")?;
     assert_eq!(check.status().map(|s| s.as_str()), Some("Failed"));
     assert_eq!(
         check.error_details().and_then(|e| e.message()),
         Some(message)
     );
     assert!(
-        action_execution(&test, "Approve").is_none(),
+        latest_action_execution(&test, "Approve").is_none(),
         "the approval never started"
     );
     assert!(
@@ -224,7 +227,7 @@ async fn a_rejected_approval_fails_the_execution_with_the_reviewers_summary() ->
     let execution = h.wait_status(&id, PipelineExecutionStatus::Failed).await?;
     assert_eq!(execution.status_summary(), Some(summary));
     let test = h.stage("Test").await?;
-    let approve = action_execution(&test, "Approve").context("approval")?;
+    let approve = latest_action_execution(&test, "Approve").context("approval")?;
     assert_eq!(approve.status().map(|s| s.as_str()), Some("Failed"));
     assert_eq!(approve.summary(), Some(summary));
     assert_eq!(approve.token(), None, "a decided approval shows no token");
@@ -249,18 +252,12 @@ async fn a_rejected_approval_fails_the_execution_with_the_reviewers_summary() ->
 async fn in_superseded_mode_a_newer_release_supersedes_the_one_waiting_in_front_of_the_gate()
 -> Result<()> {
     let h = Harness::launch("superseded", Options::default()).await?;
-    let first = h
-        .start_release("r-1", Some(&h.put_release("one").await?))
-        .await?;
+    let first = h.release("r-1", "one").await?;
     let approval = h.wait_approval(1).await?;
 
-    let second = h
-        .start_release("r-2", Some(&h.put_release("two").await?))
-        .await?;
+    let second = h.release("r-2", "two").await?;
     h.wait_inbound("Test", &[second.as_str()]).await?;
-    let third = h
-        .start_release("r-3", Some(&h.put_release("three").await?))
-        .await?;
+    let third = h.release("r-3", "three").await?;
     h.wait_inbound("Test", &[third.as_str()]).await?;
 
     let superseded = h
@@ -281,20 +278,12 @@ async fn in_superseded_mode_a_newer_release_supersedes_the_one_waiting_in_front_
         Some(first.as_str())
     );
     assert!(
-        action_execution(&test, "Approve")
+        latest_action_execution(&test, "Approve")
             .and_then(|a| a.token())
             .is_some()
     );
 
-    h.decide(
-        approval["approval"]["token"].as_str().context("token")?,
-        ApprovalStatus::Approved,
-        "ok",
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    h.wait_status(&first, PipelineExecutionStatus::Succeeded)
-        .await?;
+    h.approve(&approval, &first).await?;
 
     // The newest release enters the stage next and goes through.
     let approval = h.wait_approval(2).await?;
@@ -302,15 +291,7 @@ async fn in_superseded_mode_a_newer_release_supersedes_the_one_waiting_in_front_
         approval["approval"]["customData"],
         "Release r-3 checked: ok:three"
     );
-    h.decide(
-        approval["approval"]["token"].as_str().context("token")?,
-        ApprovalStatus::Approved,
-        "ok",
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    h.wait_status(&third, PipelineExecutionStatus::Succeeded)
-        .await?;
+    h.approve(&approval, &third).await?;
 
     let statuses: Vec<_> = h
         .list()
@@ -340,17 +321,11 @@ async fn in_queued_mode_waiting_releases_go_through_one_after_the_other_in_order
         },
     )
     .await?;
-    let first = h
-        .start_release("r-1", Some(&h.put_release("one").await?))
-        .await?;
+    let first = h.release("r-1", "one").await?;
     h.wait_approval(1).await?;
-    let second = h
-        .start_release("r-2", Some(&h.put_release("two").await?))
-        .await?;
+    let second = h.release("r-2", "two").await?;
     h.wait_inbound("Test", &[second.as_str()]).await?;
-    let third = h
-        .start_release("r-3", Some(&h.put_release("three").await?))
-        .await?;
+    let third = h.release("r-3", "three").await?;
     h.wait_inbound("Test", &[second.as_str(), third.as_str()])
         .await?;
     // Waiting executions are InProgress, in no stage.
@@ -371,12 +346,7 @@ async fn in_queued_mode_waiting_releases_go_through_one_after_the_other_in_order
                 ["one", "two", "three"][n]
             )
         );
-        let token = approval["approval"]["token"].as_str().context("token")?;
-        h.decide(token, ApprovalStatus::Approved, "ok")
-            .await
-            .map_err(anyhow::Error::msg)?;
-        h.wait_status(id, PipelineExecutionStatus::Succeeded)
-            .await?;
+        h.approve(&approval, id).await?;
     }
     Ok(())
 }
@@ -389,9 +359,7 @@ async fn a_check_that_never_answers_fails_when_its_job_times_out() -> Result<()>
         ..Options::default()
     };
     let h = Harness::launch("timeout", options).await?;
-    let id = h
-        .start_release("r-1", Some(&h.put_release("slow").await?))
-        .await?;
+    let id = h.release("r-1", "slow").await?;
     let execution = h.wait_status(&id, PipelineExecutionStatus::Failed).await?;
     let summary = execution.status_summary().unwrap_or_default();
     assert!(summary.contains("timed out"), "{summary}");
@@ -425,7 +393,7 @@ async fn stopping_and_abandoning_an_execution_at_the_gate_decides_nothing_more()
         .await?;
     h.wait_status(&id, PipelineExecutionStatus::Stopped).await?;
     let test = h.stage("Test").await?;
-    let approve = action_execution(&test, "Approve").context("approval")?;
+    let approve = latest_action_execution(&test, "Approve").context("approval")?;
     assert_eq!(approve.status().map(|s| s.as_str()), Some("Abandoned"));
     let listed = h.list().await?;
     assert_eq!(
@@ -445,14 +413,8 @@ async fn stopping_and_abandoning_an_execution_at_the_gate_decides_nothing_more()
         .pipeline_name(&h.pipeline)
         .pipeline_execution_id(&id)
         .send()
-        .await
-        .expect_err("already stopped");
-    assert!(
-        again
-            .as_service_error()
-            .is_some_and(|e| e.is_pipeline_execution_not_stoppable_exception()),
-        "{again:?}"
-    );
+        .await;
+    assert_service_error(again, |e| e.is_pipeline_execution_not_stoppable_exception());
     Ok(())
 }
 
@@ -460,51 +422,20 @@ async fn stopping_and_abandoning_an_execution_at_the_gate_decides_nothing_more()
 async fn bad_requests_get_codepipeline_errors() -> Result<()> {
     let h = Harness::launch("errors", Options::default()).await?;
 
-    let unknown = h
-        .codepipeline
-        .get_pipeline_state()
-        .name("no-such-pipeline")
-        .send()
-        .await
-        .expect_err("unknown");
-    assert!(
-        unknown
-            .as_service_error()
-            .is_some_and(|e| e.is_pipeline_not_found_exception()),
-        "{unknown:?}"
-    );
-    let undeclared = h
-        .codepipeline
+    let cp = &h.codepipeline;
+    let unknown = cp.get_pipeline_state().name("no-such-pipeline").send();
+    assert_service_error(unknown.await, |e| e.is_pipeline_not_found_exception());
+    let nope = PipelineVariable::builder()
+        .name("Nope")
+        .value("x")
+        .build()?;
+    let undeclared = cp
         .start_pipeline_execution()
         .name(&h.pipeline)
-        .variables(
-            PipelineVariable::builder()
-                .name("Nope")
-                .value("x")
-                .build()?,
-        )
-        .send()
-        .await
-        .expect_err("undeclared variable");
-    assert!(
-        undeclared
-            .as_service_error()
-            .is_some_and(|e| e.is_validation_exception()),
-        "{undeclared:?}"
-    );
-    let no_job = h
-        .codepipeline
-        .get_job_details()
-        .job_id("missing")
-        .send()
-        .await
-        .expect_err("no job");
-    assert!(
-        no_job
-            .as_service_error()
-            .is_some_and(|e| e.is_job_not_found_exception()),
-        "{no_job:?}"
-    );
+        .variables(nope);
+    assert_service_error(undeclared.send().await, |e| e.is_validation_exception());
+    let no_job = cp.get_job_details().job_id("missing").send();
+    assert_service_error(no_job.await, |e| e.is_job_not_found_exception());
 
     let http = reqwest::Client::new();
     let post = |target: &'static str, body: &'static str| {
@@ -555,15 +486,13 @@ async fn bad_requests_get_codepipeline_errors() -> Result<()> {
 
 // ---- the harness ----
 
-fn action_execution<'a>(
-    stage: &'a StageState,
-    action: &str,
-) -> Option<&'a aws_sdk_codepipeline::types::ActionExecution> {
-    stage
-        .action_states()
-        .iter()
-        .find(|a| a.action_name() == Some(action))
-        .and_then(|a| a.latest_execution())
+/// Asserts that a request failed with the service error `is` recognises.
+fn assert_service_error<T: Debug, E: Debug, R: Debug>(
+    result: Result<T, SdkError<E, R>>,
+    is: impl FnOnce(&E) -> bool,
+) {
+    let error = result.expect_err("the request fails");
+    assert!(error.as_service_error().is_some_and(is), "{error:?}");
 }
 
 /// How the check function answers its jobs.
@@ -837,13 +766,8 @@ impl Harness {
             .put_job_success_result()
             .job_id(job.id.clone().unwrap_or_default())
             .send()
-            .await
-            .expect_err("the job is over");
-        assert!(
-            late.as_service_error()
-                .is_some_and(|e| e.is_invalid_job_state_exception()),
-            "{late:?}"
-        );
+            .await;
+        assert_service_error(late, |e| e.is_invalid_job_state_exception());
     }
 
     /// Uploads a new version of the release object; returns its version id.
@@ -872,6 +796,13 @@ impl Harness {
         head.version_id().map(str::to_owned).context("version id")
     }
 
+    /// Uploads `content` as a new version of the release object and starts release
+    /// `release_id` on that version; returns the execution id.
+    async fn release(&self, release_id: &str, content: &str) -> Result<String> {
+        let version = self.put_release(content).await?;
+        self.start_release(release_id, Some(&version)).await
+    }
+
     async fn start_release(&self, release_id: &str, version: Option<&str>) -> Result<String> {
         let mut request = self
             .codepipeline
@@ -896,6 +827,17 @@ impl Harness {
         out.pipeline_execution_id()
             .map(str::to_owned)
             .context("execution id")
+    }
+
+    /// Approves `approval` (the notification) with "ok" and waits for execution `id` to succeed.
+    async fn approve(&self, approval: &Value, id: &str) -> Result<()> {
+        let token = approval["approval"]["token"].as_str().context("token")?;
+        self.decide(token, ApprovalStatus::Approved, "ok")
+            .await
+            .map_err(anyhow::Error::msg)?;
+        self.wait_status(id, PipelineExecutionStatus::Succeeded)
+            .await?;
+        Ok(())
     }
 
     /// Decides an approval; the error is the SDK error's debug text (it names the exception).

@@ -148,14 +148,8 @@ mod tests {
     use super::*;
 
     fn aws(service: &'static str, operation: &'static str, code: &str, message: &str) -> AwsError {
-        AwsError {
-            service,
-            operation,
-            code: Some(code.into()),
-            message: message.into(),
-            retryable: code.contains("Throttl"),
-            source: "test".into(),
-        }
+        let retryable = code.contains("Throttl");
+        shipgate::testing::aws_error(service, operation, code, message, retryable)
     }
 
     #[test]

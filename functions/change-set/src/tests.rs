@@ -2,7 +2,6 @@
 //! reports before calling AWS.
 
 use serde_json::json;
-use shipgate::aws::s3::ObjectVersion;
 use shipgate::release::TemplateFile;
 use shipgate::store::ReleaseState;
 
@@ -40,15 +39,7 @@ fn inspection() -> Inspection {
 }
 
 fn record(state: ReleaseState) -> ReleaseRecord {
-    let mut record = ReleaseRecord::received(
-        "rel-0123456789abcdef0123".into(),
-        ObjectVersion {
-            bucket: "artifacts".into(),
-            key: "incoming/orders.zip".into(),
-            version_id: Some("v1".into()),
-        },
-        "2026-11-26T10:00:00Z".into(),
-    );
+    let mut record = shipgate::testing::received_release("rel-0123456789abcdef0123", "artifacts");
     record.state = state;
     record.manifest_sha256 = Some(MANIFEST_SHA.into());
     record

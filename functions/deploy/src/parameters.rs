@@ -64,27 +64,28 @@ mod tests {
                 .contains("unknown field `role`")
         );
 
-        let mut p: ActionParameters = serde_json::from_str(INT).expect("parses");
-        p.execution_id = "#{codepipeline.PipelineExecutionId}".into();
+        // INT with one field changed, checked.
+        let target_with = |edit: fn(&mut ActionParameters)| {
+            let mut p: ActionParameters = serde_json::from_str(INT).expect("parses");
+            edit(&mut p);
+            p.target()
+        };
         assert!(matches!(
-            p.target(),
+            target_with(|p| p.execution_id = "#{codepipeline.PipelineExecutionId}".into()),
             Err(ParameterError::Unresolved {
                 field: "executionId",
                 ..
             })
         ));
-        let mut p: ActionParameters = serde_json::from_str(INT).expect("parses");
-        p.role_arn = "arn:aws:iam::222222222222:user/alice".into();
         assert!(matches!(
-            p.target(),
+            target_with(|p| p.role_arn = "arn:aws:iam::222222222222:user/alice".into()),
             Err(ParameterError::Invalid {
                 field: "roleArn",
                 ..
             })
         ));
-        p.role_arn = " ".into();
         assert_eq!(
-            p.target(),
+            target_with(|p| p.role_arn = " ".into()),
             Err(ParameterError::Empty {
                 field: "roleArn",
                 hint: ""

@@ -374,19 +374,16 @@ mod tests {
 
     #[test]
     fn an_executed_stack_succeeds_only_by_completing_its_create_or_update() {
-        for status in ["CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"] {
-            assert_eq!(phase(status, true), Phase::Succeeded, "{status}");
-        }
-        for status in [
+        let succeeded = ["CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"].as_slice();
+        let in_progress = [
             "CREATE_IN_PROGRESS",
             "UPDATE_IN_PROGRESS",
             "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
             "REVIEW_IN_PROGRESS",
             "SOMETHING_NEW",
-        ] {
-            assert_eq!(phase(status, true), Phase::InProgress, "{status}");
-        }
-        for status in [
+        ]
+        .as_slice();
+        let failed = [
             "ROLLBACK_IN_PROGRESS",
             "ROLLBACK_COMPLETE",
             "ROLLBACK_FAILED",
@@ -399,8 +396,16 @@ mod tests {
             "IMPORT_ROLLBACK_COMPLETE",
             "DELETE_IN_PROGRESS",
             "DELETE_COMPLETE",
+        ]
+        .as_slice();
+        for (expected, statuses) in [
+            (Phase::Succeeded, succeeded),
+            (Phase::InProgress, in_progress),
+            (Phase::Failed, failed),
         ] {
-            assert_eq!(phase(status, true), Phase::Failed, "{status}");
+            for status in statuses {
+                assert_eq!(phase(status, true), expected, "{status}");
+            }
         }
     }
 

@@ -85,19 +85,10 @@ pub(crate) fn rejection(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shipgate::aws::s3::ObjectVersion;
     use shipgate::release::ProblemCode;
 
     fn record() -> ReleaseRecord {
-        let mut record = ReleaseRecord::received(
-            "rel-1".into(),
-            ObjectVersion {
-                bucket: "drops".into(),
-                key: "incoming/orders.zip".into(),
-                version_id: Some("v9".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
+        let mut record = shipgate::testing::received_release("rel-1", "drops");
         record.application = Some("orders".into());
         record.version = Some("1.4.0".into());
         record

@@ -30,8 +30,13 @@ pub struct MailerConfig {
 
 impl MailerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let default_from = env.optional("SHIPGATE_MAIL_FROM").map(str::to_owned);
-        let default_url = env.optional("SHIPGATE_APPROVAL_URL").map(str::to_owned);
+        // `{name}_{suffix}`, or else `{name}` (every environment's); missing: `{name}` is.
+        let per_environment = |name: &str, suffix: &str| {
+            env.optional(&format!("{name}_{suffix}"))
+                .or_else(|| env.optional(name))
+                .map(str::to_owned)
+                .ok_or_else(|| ConfigError::Missing { name: name.into() })
+        };
         let mut gates = BTreeMap::new();
         for name in env
             .or("SHIPGATE_ENVIRONMENTS", "int,stg,prod")
@@ -50,25 +55,11 @@ impl MailerConfig {
             if approvers.is_empty() {
                 continue;
             }
-            let from_var = format!("SHIPGATE_MAIL_FROM_{suffix}");
-            let mail_from = env
-                .optional(&from_var)
-                .map(str::to_owned)
-                .or_else(|| default_from.clone())
-                .ok_or_else(|| ConfigError::Missing {
-                    name: "SHIPGATE_MAIL_FROM".into(),
-                })?;
-            let url_var = format!("SHIPGATE_APPROVAL_URL_{suffix}");
-            let link_base_url = env
-                .optional(&url_var)
-                .map(str::to_owned)
-                .or_else(|| default_url.clone())
-                .ok_or_else(|| ConfigError::Missing {
-                    name: "SHIPGATE_APPROVAL_URL".into(),
-                })?;
+            let mail_from = per_environment("SHIPGATE_MAIL_FROM", &suffix)?;
+            let link_base_url = per_environment("SHIPGATE_APPROVAL_URL", &suffix)?;
             if !(link_base_url.starts_with("https://") || link_base_url.starts_with("http://")) {
                 return Err(ConfigError::Invalid {
-                    name: url_var,
+                    name: format!("SHIPGATE_APPROVAL_URL_{suffix}"),
                     value: link_base_url,
                     reason: "not an http(s) URL".into(),
                 });

@@ -210,19 +210,11 @@ mod tests {
 
     #[test]
     fn incomplete_notifications_say_what_is_missing() {
-        let mut v: serde_json::Value = serde_json::from_str(&aws_sample()).unwrap();
-        v["approval"]["token"] = "".into();
-        assert!(
-            parse_approval_message(&v.to_string())
-                .unwrap_err()
-                .contains("token")
-        );
-        let mut v: serde_json::Value = serde_json::from_str(&aws_sample()).unwrap();
-        v["approval"]["expires"] = "next week".into();
-        assert!(
-            parse_approval_message(&v.to_string())
-                .unwrap_err()
-                .contains("expires")
-        );
+        for (field, value) in [("token", ""), ("expires", "next week")] {
+            let mut v: serde_json::Value = serde_json::from_str(&aws_sample()).unwrap();
+            v["approval"][field] = value.into();
+            let error = parse_approval_message(&v.to_string()).unwrap_err();
+            assert!(error.contains(field), "{field}: {error}");
+        }
     }
 }

@@ -426,21 +426,12 @@ fn rfc3339_now() -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use shipgate::aws::s3::ObjectVersion;
     use shipgate::store::ReleaseState;
 
     use super::*;
 
     fn record(state: ReleaseState, manifest: Option<serde_json::Value>) -> ReleaseRecord {
-        let mut record = ReleaseRecord::received(
-            "rel-1".into(),
-            ObjectVersion {
-                bucket: "artifacts".into(),
-                key: "incoming/orders.zip".into(),
-                version_id: Some("v1".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
+        let mut record = shipgate::testing::received_release("rel-1", "artifacts");
         record.state = state;
         record.manifest = manifest;
         record

@@ -23,7 +23,9 @@
 mod moves;
 mod parameters;
 
-pub use moves::{Context, Effect, Move, Planned, Reply, needs_drain_delay, plan_drain, plan_step};
+pub use moves::{
+    Context, Effect, Move, Planned, Reply, describe, needs_drain_delay, plan_drain, plan_step,
+};
 pub use parameters::{ActionParameters, Target, TargetParameters, named_execution};
 
 use std::collections::BTreeMap;
@@ -46,8 +48,6 @@ use shipgate::store::{
     Deployment, DeploymentCreation, DeploymentState, DrainStep, EcsTaskSets, TrafficTarget,
 };
 use tracing::{info, warn};
-
-use crate::moves::describe;
 
 /// The action's configuration, read once from the environment.
 #[derive(Debug, Clone)]

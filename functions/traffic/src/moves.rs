@@ -229,6 +229,19 @@ pub fn plan_drain(
         outcome,
         percent: current.percent,
     };
+    // Saves `record` as this job's, with no lease, and replies.
+    let record_unleased = |mut record: Deployment, reply, outcome| {
+        record.job_id = Some(job_id.to_owned());
+        record.lease = None;
+        record.updated_at = rfc3339(now_ms);
+        planned(
+            Move::Record {
+                record: Box::new(record),
+                reply,
+            },
+            outcome,
+        )
+    };
     match next {
         DrainNext::Wait { until_ms } => {
             let changed = current.next_step_at_ms != Some(until_ms)
@@ -239,16 +252,7 @@ pub fn plan_drain(
             }
             let mut record = current.clone();
             record.next_step_at_ms = Some(until_ms);
-            record.job_id = Some(job_id.to_owned());
-            record.lease = None;
-            record.updated_at = rfc3339(now_ms);
-            planned(
-                Move::Record {
-                    record: Box::new(record),
-                    reply: Reply::Progress,
-                },
-                "wait",
-            )
+            record_unleased(record, Reply::Progress, "wait")
         }
         DrainNext::Broken { detail } => planned(
             Move::Answer(Reply::Fail(format!(
@@ -263,16 +267,7 @@ pub fn plan_drain(
             let mut record = current.clone();
             record.state = DeploymentState::Succeeded;
             record.next_step_at_ms = None;
-            record.job_id = Some(job_id.to_owned());
-            record.lease = None;
-            record.updated_at = rfc3339(now_ms);
-            planned(
-                Move::Record {
-                    record: Box::new(record),
-                    reply: Reply::Done,
-                },
-                "drained",
-            )
+            record_unleased(record, Reply::Done, "drained")
         }
         DrainNext::Apply(step) => {
             let mut claim = current.clone();

@@ -5,7 +5,6 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::aws::s3::ObjectVersion;
 use crate::aws::ses::html_escape;
 use crate::changes::{DescribeChangeSetOutput, summarise_change_set};
 use crate::store::{ApprovalToken, GateState};
@@ -208,15 +207,8 @@ fn tag_with_id<'a>(tags: &'a [Tag], id: &str) -> &'a Tag {
 
 /// Release rel-01JDQ4, orders 1.4.0, as intake recorded it, with the integrator's `message`.
 fn orders_release(message: &str) -> ReleaseRecord {
-    let mut release = ReleaseRecord::received(
-        "rel-01JDQ4".to_owned(),
-        ObjectVersion {
-            bucket: "drops".to_owned(),
-            key: "incoming/orders.zip".to_owned(),
-            version_id: Some("v1".to_owned()),
-        },
-        "2026-11-26T10:00:12Z".to_owned(),
-    );
+    let mut release = crate::testing::received_release("rel-01JDQ4", "drops");
+    release.received_at = "2026-11-26T10:00:12Z".to_owned();
     release.application = Some("orders".to_owned());
     release.version = Some("1.4.0".to_owned());
     release.message = Some(message.to_owned());

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::types::{
-    FailureDetails, FailureType, PipelineVariable, SourceRevisionOverride, SourceRevisionType,
+    ActionExecution, FailureDetails, FailureType, PipelineVariable, SourceRevisionOverride,
+    SourceRevisionType, StageState,
 };
 
 use crate::error::{AwsError, aws_err};
@@ -196,6 +197,18 @@ pub struct ApprovalActionState {
     pub waiting_with_token: bool,
 }
 
+/// The latest execution of `action` in a stage of `GetPipelineState`'s answer.
+pub fn latest_action_execution<'a>(
+    stage: &'a StageState,
+    action: &str,
+) -> Option<&'a ActionExecution> {
+    stage
+        .action_states()
+        .iter()
+        .find(|a| a.action_name() == Some(action))
+        .and_then(|a| a.latest_execution())
+}
+
 /// `GetPipelineState` for one approval action, compared with `token` (never returned).
 pub async fn approval_action_state(
     cp: &Client,
@@ -217,13 +230,7 @@ pub async fn approval_action_state(
     let execution_id = stage_state
         .and_then(|s| s.latest_execution())
         .map(|e| e.pipeline_execution_id().to_owned());
-    let latest = stage_state
-        .and_then(|s| {
-            s.action_states()
-                .iter()
-                .find(|a| a.action_name() == Some(action))
-        })
-        .and_then(|a| a.latest_execution());
+    let latest = stage_state.and_then(|s| latest_action_execution(s, action));
     let status = latest
         .and_then(|l| l.status())
         .map(|s| s.as_str().to_owned());

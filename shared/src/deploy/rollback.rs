@@ -806,7 +806,7 @@ mod tests {
             deployment_id: format!("int-{n:016}"),
             account_id: account.into(),
             role_arn: format!("arn:aws:iam::{account}:role/shipgate-deploy"),
-            ..crate::deploy::tests::deployment()
+            ..crate::testing::deployment()
         }
     }
 

@@ -8,64 +8,8 @@ use crate::aws::ecs::TaskSetView;
 use crate::aws::lambda::AliasState;
 use crate::config::Env;
 use crate::plan::{DeploymentPlan, Position, Predefined, position};
-use crate::store::{
-    Deployment, DeploymentState, Drain, DrainStep, EcsTaskSets, Lease, LeaseIntent, Rollback,
-    TrafficTarget,
-};
-
-const T0: i64 = 1_800_000_000_000;
-
-/// A deployment in flight (the other tests' fixture too).
-pub(crate) fn deployment() -> Deployment {
-    Deployment {
-        deployment_id: deployment_id("rel-1", "int", "exec-1"),
-        release_id: "rel-1".into(),
-        environment: "int".into(),
-        execution_id: "exec-1".into(),
-        application: Some("orders".into()),
-        version: Some("1.4.2".into()),
-        account_id: "222222222222".into(),
-        role_arn: "arn:aws:iam::222222222222:role/shipgate-deploy".into(),
-        target: TrafficTarget::LambdaAlias {
-            function: "orders".into(),
-            alias: "live".into(),
-            previous_version: "6".into(),
-            new_version: "7".into(),
-        },
-        plan: "Canary10Percent5Minutes".into(),
-        started_at_ms: T0,
-        state: DeploymentState::Shifting,
-        percent: 0,
-        next_step_at_ms: None,
-        alarms: vec!["orders-int-5xx".into(), "orders-int-latency".into()],
-        job_id: Some("job-1".into()),
-        rollback: None,
-        lease: None,
-        steps: vec![],
-        revision: 0,
-        created_at: "2027-01-15T08:00:00Z".into(),
-        updated_at: "2027-01-15T08:00:00Z".into(),
-    }
-}
-
-/// The ECS deployment of `deployment()`: blue/green task sets behind a listener.
-fn ecs_deployment(drain: Option<Drain>) -> Deployment {
-    let mut d = deployment();
-    d.target = TrafficTarget::AlbListener {
-        listener_arn: "arn:listener/80".into(),
-        test_listener_arn: Some("arn:listener/9000".into()),
-        blue_target_group: "arn:tg/blue".into(),
-        green_target_group: "arn:tg/green".into(),
-        task_sets: Some(EcsTaskSets {
-            cluster: "shipgate-int".into(),
-            service: "orders".into(),
-            green_task_set: "ts-green".into(),
-            blue_task_set: Some("ts-blue".into()),
-            drain,
-        }),
-    };
-    d
-}
+use crate::store::{Deployment, DeploymentState, Drain, DrainStep, Lease, LeaseIntent, Rollback};
+use crate::testing::{T0, deployment, ecs_deployment};
 
 fn task_set(arn: &str, status: &str, scale: f64) -> TaskSetView {
     TaskSetView {

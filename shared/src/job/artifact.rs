@@ -219,19 +219,12 @@ mod tests {
     use super::*;
     use crate::release::{Problem, ProblemCode};
     use crate::store::ReleaseState;
+    use crate::testing::aws_error;
 
     const MANIFEST_SHA: &str = "5f0c1d7e2b9a4c3d8e6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
 
     fn record() -> ReleaseRecord {
-        let mut record = ReleaseRecord::received(
-            "rel-1".into(),
-            ObjectVersion {
-                bucket: "artifacts".into(),
-                key: "incoming/orders.zip".into(),
-                version_id: Some("v1".into()),
-            },
-            "2026-11-26T10:00:00Z".into(),
-        );
+        let mut record = crate::testing::received_release("rel-1", "artifacts");
         record.state = ReleaseState::Started;
         record.manifest_sha256 = Some(MANIFEST_SHA.into());
         record
@@ -316,14 +309,10 @@ mod tests {
 
     #[test]
     fn a_failed_s3_read_is_retried_unless_s3_refused_for_good() {
-        let throttled = SourceError::other(AwsError {
-            service: "S3",
-            operation: "GetObject",
-            code: Some("SlowDown".into()),
-            message: "Please reduce your request rate.".into(),
-            retryable: true,
-            source: "test".into(),
-        });
+        let get_object_failed = |code, message, retryable| {
+            SourceError::other(aws_error("S3", "GetObject", code, message, retryable))
+        };
+        let throttled = get_object_failed("SlowDown", "Please reduce your request rate.", true);
         assert_eq!(
             read_failure(&throttled),
             (
@@ -331,14 +320,7 @@ mod tests {
                 true
             )
         );
-        let denied = SourceError::other(AwsError {
-            service: "S3",
-            operation: "GetObject",
-            code: Some("AccessDenied".into()),
-            message: "Access Denied".into(),
-            retryable: false,
-            source: "test".into(),
-        });
+        let denied = get_object_failed("AccessDenied", "Access Denied", false);
         assert!(!read_failure(&denied).1);
     }
 }

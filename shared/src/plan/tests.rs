@@ -11,20 +11,23 @@ fn plan(spec: &str) -> DeploymentPlan {
     spec.parse().unwrap()
 }
 
-/// CodeDeploy's documented schedule for each predefined plan: (minutes from start, percent).
+/// CodeDeploy's documented schedule for each predefined plan, as its name tells it:
+/// (minutes from start, percent).
 fn documented(which: Predefined) -> Vec<(u64, u8)> {
-    let canary = |m| vec![(0, 10), (m, 100)];
-    let linear = |m| (0..10u64).map(|i| (i * m, (i as u8 + 1) * 10)).collect();
-    match which {
-        Predefined::AllAtOnce => vec![(0, 100)],
-        Predefined::Canary10Percent5Minutes => canary(5),
-        Predefined::Canary10Percent10Minutes => canary(10),
-        Predefined::Canary10Percent15Minutes => canary(15),
-        Predefined::Canary10Percent30Minutes => canary(30),
-        Predefined::Linear10PercentEvery1Minute => linear(1),
-        Predefined::Linear10PercentEvery2Minutes => linear(2),
-        Predefined::Linear10PercentEvery3Minutes => linear(3),
-        Predefined::Linear10PercentEvery10Minutes => linear(10),
+    let name = which.name();
+    let minutes = |prefix: &str| -> u64 {
+        let rest = name.strip_prefix(prefix).expect("a canary or linear name");
+        let number = rest.trim_end_matches("Minutes").trim_end_matches("Minute");
+        number.parse().expect("whole minutes")
+    };
+    if name == "AllAtOnce" {
+        vec![(0, 100)]
+    } else if name.starts_with("Canary") {
+        let m = minutes("Canary10Percent");
+        vec![(0, 10), (m, 100)]
+    } else {
+        let m = minutes("Linear10PercentEvery");
+        (0..10u64).map(|i| (i * m, (i as u8 + 1) * 10)).collect()
     }
 }
 

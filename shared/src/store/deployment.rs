@@ -320,10 +320,7 @@ impl Store {
         if let Err(e) = put {
             let err = aws_err("DynamoDB", "PutItem")(e);
             if err.is_code("ConditionalCheckFailedException") {
-                let existing = self
-                    .get_deployment(&deployment.deployment_id)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(deployment.deployment_id.clone()))?;
+                let existing = self.deployment_in_place(deployment).await?;
                 // A creation that crashed between the two writes left the index incomplete:
                 // writing it again is idempotent (same keys, same content).
                 self.write_alarm_index(&existing).await?;
@@ -406,6 +403,13 @@ impl Store {
         Ok(())
     }
 
+    /// The record of `deployment` as stored, which a refused conditional write found in place.
+    async fn deployment_in_place(&self, deployment: &Deployment) -> Result<Deployment, StoreError> {
+        self.get_deployment(&deployment.deployment_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(deployment.deployment_id.clone()))
+    }
+
     /// A deployment by id (strongly consistent).
     pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
         let out = self
@@ -438,10 +442,7 @@ impl Store {
             Err(e) => {
                 let err = aws_err("DynamoDB", "PutItem")(e);
                 if err.is_code("ConditionalCheckFailedException") {
-                    let current = self
-                        .get_deployment(&deployment.deployment_id)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(deployment.deployment_id.clone()))?;
+                    let current = self.deployment_in_place(deployment).await?;
                     Err(SaveError::Conflict(Box::new(current)))
                 } else {
                     Err(SaveError::Store(err.into()))
@@ -648,7 +649,7 @@ mod tests {
         Deployment {
             deployment_id: format!("int-{n:016}"),
             revision,
-            ..crate::deploy::tests::deployment()
+            ..crate::testing::deployment()
         }
     }
 

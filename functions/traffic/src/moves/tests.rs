@@ -1,59 +1,34 @@
 //! The moves of a deployment, on plain records.
 
-use shipgate::deploy::deployment_id;
 use shipgate::store::Rollback;
+use shipgate::testing::{self, T0};
 
 use super::*;
 
-const T0: i64 = 1_800_000_000_000;
 const MINUTE: i64 = 60_000;
 
+/// The shared fixture, watching one alarm, read at revision 3.
 fn deployment() -> Deployment {
     Deployment {
-        deployment_id: deployment_id("rel-1", "int", "exec-1"),
-        release_id: "rel-1".into(),
-        environment: "int".into(),
-        execution_id: "exec-1".into(),
-        application: Some("orders".into()),
-        version: Some("1.4.2".into()),
-        account_id: "222222222222".into(),
-        role_arn: "arn:aws:iam::222222222222:role/shipgate-deploy".into(),
-        target: TrafficTarget::LambdaAlias {
-            function: "orders".into(),
-            alias: "live".into(),
-            previous_version: "6".into(),
-            new_version: "7".into(),
-        },
-        plan: "Canary10Percent5Minutes".into(),
-        started_at_ms: T0,
-        state: DeploymentState::Shifting,
-        percent: 0,
-        next_step_at_ms: None,
         alarms: vec!["orders-int-5xx".into()],
-        job_id: Some("job-1".into()),
-        rollback: None,
-        lease: None,
-        steps: vec![],
         revision: 3,
-        created_at: "2027-01-15T08:00:00Z".into(),
-        updated_at: "2027-01-15T08:00:00Z".into(),
+        ..testing::deployment()
     }
 }
 
-fn with_task_sets(mut d: Deployment, drain: Option<Drain>) -> Deployment {
-    d.target = TrafficTarget::AlbListener {
-        listener_arn: "arn:listener/80".into(),
-        test_listener_arn: Some("arn:listener/9000".into()),
-        blue_target_group: "arn:tg/blue".into(),
-        green_target_group: "arn:tg/green".into(),
-        task_sets: Some(EcsTaskSets {
-            cluster: "shipgate-int".into(),
-            service: "orders".into(),
-            green_task_set: "arn:aws:ecs:eu-west-1:2:task-set/c/s/ecs-svc/9".into(),
-            blue_task_set: Some("ts-blue".into()),
-            drain,
-        }),
+/// [`deployment`] on ECS task sets, the green one named by its ARN.
+fn with_task_sets(drain: Option<Drain>) -> Deployment {
+    let mut d = Deployment {
+        target: testing::ecs_deployment(drain).target,
+        ..deployment()
     };
+    if let TrafficTarget::AlbListener {
+        task_sets: Some(sets),
+        ..
+    } = &mut d.target
+    {
+        sets.green_task_set = "arn:aws:ecs:eu-west-1:2:task-set/c/s/ecs-svc/9".into();
+    }
     d
 }
 
@@ -140,7 +115,7 @@ fn the_last_shift_ends_a_lambda_deployment_but_starts_blues_drain_with_task_sets
     assert_eq!(record.state, DeploymentState::Succeeded);
     assert_eq!(reply, Reply::Done);
 
-    let ecs = with_task_sets(deployment(), None);
+    let ecs = with_task_sets(None);
     assert!(needs_drain_delay(&ecs, &position(100, true, None)));
     assert!(!needs_drain_delay(&ecs, &position(10, false, None)));
     let mut context = cx(position(100, true, None));
@@ -285,7 +260,7 @@ fn blues_drain_waits_applies_each_step_then_succeeds() {
         delay_seconds: 60,
         steps: vec![],
     };
-    let d = with_task_sets(deployment(), Some(drain));
+    let d = with_task_sets(Some(drain));
     let now = T0 + 5 * MINUTE;
     let wait = plan_drain(
         &d,

@@ -1,0 +1,95 @@
+//! Fixtures for the tests of shipgate's crates: shipgate's own unit tests, and the functions'
+//! through the `test-util` feature (their dev-dependency; never in a Lambda's build).
+
+use crate::aws::s3::ObjectVersion;
+use crate::deploy::deployment_id;
+use crate::error::AwsError;
+use crate::store::{Deployment, DeploymentState, Drain, EcsTaskSets, ReleaseRecord, TrafficTarget};
+
+/// The deployments' start, epoch milliseconds (`deployment().started_at_ms`).
+pub const T0: i64 = 1_800_000_000_000;
+
+/// The error `service` answered to `operation`: `code` and `message`, worth another try or not.
+pub fn aws_error(
+    service: &'static str,
+    operation: &'static str,
+    code: &str,
+    message: &str,
+    retryable: bool,
+) -> AwsError {
+    AwsError {
+        service,
+        operation,
+        code: Some(code.into()),
+        message: message.into(),
+        retryable,
+        source: "test".into(),
+    }
+}
+
+/// A release as intake records it on receipt (`validating`): `incoming/orders.zip`, version
+/// `v1`, dropped into `bucket` on 2026-11-26 at 10:00 UTC.
+pub fn received_release(release_id: &str, bucket: &str) -> ReleaseRecord {
+    ReleaseRecord::received(
+        release_id.into(),
+        ObjectVersion {
+            bucket: bucket.into(),
+            key: "incoming/orders.zip".into(),
+            version_id: Some("v1".into()),
+        },
+        "2026-11-26T10:00:00Z".into(),
+    )
+}
+
+/// A Lambda deployment in flight: release rel-1 into int (execution exec-1), alias
+/// `orders:live` from version 6 to 7, canary, nothing shifted yet.
+pub fn deployment() -> Deployment {
+    Deployment {
+        deployment_id: deployment_id("rel-1", "int", "exec-1"),
+        release_id: "rel-1".into(),
+        environment: "int".into(),
+        execution_id: "exec-1".into(),
+        application: Some("orders".into()),
+        version: Some("1.4.2".into()),
+        account_id: "222222222222".into(),
+        role_arn: "arn:aws:iam::222222222222:role/shipgate-deploy".into(),
+        target: TrafficTarget::LambdaAlias {
+            function: "orders".into(),
+            alias: "live".into(),
+            previous_version: "6".into(),
+            new_version: "7".into(),
+        },
+        plan: "Canary10Percent5Minutes".into(),
+        started_at_ms: T0,
+        state: DeploymentState::Shifting,
+        percent: 0,
+        next_step_at_ms: None,
+        alarms: vec!["orders-int-5xx".into(), "orders-int-latency".into()],
+        job_id: Some("job-1".into()),
+        rollback: None,
+        lease: None,
+        steps: vec![],
+        revision: 0,
+        created_at: "2027-01-15T08:00:00Z".into(),
+        updated_at: "2027-01-15T08:00:00Z".into(),
+    }
+}
+
+/// The ECS deployment of [`deployment`]: blue/green task sets behind a listener.
+pub fn ecs_deployment(drain: Option<Drain>) -> Deployment {
+    let mut d = deployment();
+    d.target = TrafficTarget::AlbListener {
+        listener_arn: "arn:listener/80".into(),
+        test_listener_arn: Some("arn:listener/9000".into()),
+        blue_target_group: "arn:tg/blue".into(),
+        green_target_group: "arn:tg/green".into(),
+        task_sets: Some(EcsTaskSets {
+            cluster: "shipgate-int".into(),
+            service: "orders".into(),
+            green_task_set: "ts-green".into(),
+            blue_task_set: Some("ts-blue".into()),
+            drain,
+        }),
+    };
+    d
+}
