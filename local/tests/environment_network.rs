@@ -69,10 +69,10 @@ impl Template {
 
     /// `(logical id, properties)` of every resource of `kind`.
     fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
-        self.resources.iter().filter_map(move |(id, res)| {
-            (res.get("Type").and_then(Value::as_str) == Some(kind))
-                .then(|| (id.as_str().unwrap_or_default(), &res["Properties"]))
-        })
+        self.resources
+            .iter()
+            .filter(move |(_, res)| res.get("Type").and_then(Value::as_str) == Some(kind))
+            .map(|(id, res)| (id.as_str().unwrap_or_default(), &res["Properties"]))
     }
 
     /// Why `subnet` cannot reach what a Fargate task needs; empty when it can.
