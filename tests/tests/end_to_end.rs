@@ -260,6 +260,30 @@ impl World {
             .map(|d| d.digest.as_str().to_owned()))
     }
 
+    /// The value a change set of stack `name` in `account` gives parameter `key`.
+    async fn stack_parameter(
+        &self,
+        account: &str,
+        name: &str,
+        change_set: &str,
+        key: &str,
+    ) -> Result<String> {
+        let cf = aws_sdk_cloudformation::Client::new(&self.environment_sdk(account).await);
+        let described = cf
+            .describe_change_set()
+            .stack_name(name)
+            .change_set_name(change_set)
+            .send()
+            .await?;
+        described
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some(key))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_owned)
+            .with_context(|| format!("{name}'s change set {change_set} has no {key}"))
+    }
+
     async fn stack_status(&self, account: &str, name: &str) -> Result<String> {
         let cf = aws_sdk_cloudformation::Client::new(&self.environment_sdk(account).await);
         stack_status(&cf, name).await
@@ -406,6 +430,38 @@ async fn story(w: &World) -> Result<()> {
     })
     .await?;
     ensure!(int_changes[0].account_id == accounts::INT);
+    // Int pulls from its own registry only: the images were copied there by digest before its
+    // change set, which names them there.
+    let digest140 = v140.manifest["images"][0]["digest"]
+        .as_str()
+        .context("digest")?
+        .to_owned();
+    w.wait_action("PromoteToInt", "Promote", "Succeeded")
+        .await?;
+    ensure!(
+        w.image_digest(accounts::INT, "orders/web", "1.4.0")
+            .await?
+            .as_deref()
+            == Some(digest140.as_str()),
+        "int's registry does not hold 1.4.0 by its digest"
+    );
+    let service = int_changes
+        .iter()
+        .find(|c| c.stack_name == "orders-int-service")
+        .context("int's service change set")?;
+    let int_image = w
+        .stack_parameter(
+            accounts::INT,
+            &service.stack_name,
+            &service.change_set_name,
+            "ImageUri",
+        )
+        .await?;
+    ensure!(
+        int_image.starts_with(&format!("{}.dkr.ecr.", accounts::INT))
+            && int_image.ends_with(&digest140),
+        "int's change set names {int_image}, not int's registry"
+    );
     w.approve(&r140, "Int", "ApproveInt", "int-lead@shipgate.local")
         .await?;
     w.wait_action("Int", "Deploy", "Succeeded").await?;
@@ -444,10 +500,6 @@ async fn story(w: &World) -> Result<()> {
     );
 
     // 3. The approval to promote; the images copied by digest into stg's registry.
-    let digest140 = v140.manifest["images"][0]["digest"]
-        .as_str()
-        .context("digest")?
-        .to_owned();
     ensure!(
         w.image_digest(accounts::STG, "orders/web", "1.4.0")
             .await?
