@@ -153,6 +153,12 @@ lint-templates: lint-tools
 	  --skip-download --compact --quiet
 	echo "==> templates linted in $$(( $$(date +%s) - start ))s"
 
+## IAM conformance alone (also in `make test`): every call of local/iam/calls.yaml evaluated
+## against the roles and bucket policies of template.yaml and environment.yaml, as AWS would.
+.PHONY: iam-check
+iam-check:
+	$(CARGO) test -p shipgate-local --test iam_conformance -- --nocapture
+
 fmt:
 	$(CARGO) fmt --all -- --check
 

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod environments;
 pub mod function_urls;
 pub mod functions;
+pub mod iam;
 pub mod lambda_api;
 pub mod moto;
 pub mod outbox;

@@ -77,40 +77,8 @@ impl LambdaPermission {
             && self
                 .source_arn
                 .as_deref()
-                .is_none_or(|pattern| arn_like(pattern, source_arn))
+                .is_none_or(|pattern| crate::iam::arn_like(pattern, source_arn))
     }
-}
-
-/// IAM's `ArnLike`: `*` matches any run of characters, `?` any one.
-fn arn_like(pattern: &str, value: &str) -> bool {
-    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
-    // Positions of `p` that can be reached having read `v[..i]`.
-    let mut reach = vec![false; p.len() + 1];
-    reach[0] = true;
-    let close = |reach: &mut Vec<bool>| {
-        for j in 0..p.len() {
-            if reach[j] && p[j] == '*' {
-                reach[j + 1] = true;
-            }
-        }
-    };
-    close(&mut reach);
-    for c in v {
-        let mut next = vec![false; p.len() + 1];
-        for j in 0..p.len() {
-            if reach[j] {
-                match p[j] {
-                    '*' => next[j] = true,
-                    '?' => next[j + 1] = true,
-                    pc if pc == c => next[j + 1] = true,
-                    _ => {}
-                }
-            }
-        }
-        close(&mut next);
-        reach = next;
-    }
-    reach[p.len()]
 }
 
 impl Provisioned {
@@ -124,25 +92,22 @@ impl Provisioned {
     }
 }
 
-/// Creates the template's resources in moto and resolves the functions' environments.
-pub async fn provision(
-    sdk: &SdkConfig,
-    template_text: &str,
+/// What `Ref` gives for `template`'s parameters (the given values, else their defaults) and
+/// resources (the resource's own name property when it has one, else `shipgate-<LogicalId>`),
+/// in `account`, before anything is created: what the functions' environments, the pipeline
+/// definitions and the IAM policies are resolved with.
+pub fn resolver(
+    template: &Value,
+    evaluator: &TemplateEvaluator,
+    account: &str,
     parameter_values: &BTreeMap<String, String>,
     registry_endpoints: &str,
-    attributes: &BTreeMap<String, String>,
-) -> Result<Provisioned> {
-    let template: Value =
-        serde_yaml::from_str(template_text).context("template.yaml is not YAML")?;
+) -> Result<Resolver> {
     let resources = template
         .get("Resources")
         .and_then(Value::as_mapping)
         .ok_or_else(|| anyhow!("the template has no Resources"))?;
-
-    let evaluator = TemplateEvaluator::new(template_text).context("reading the template")?;
-    let mut resolver = Resolver::new(BTreeMap::new(), accounts::REGION, accounts::TOOLING);
-    // What only the running stack knows (function URLs).
-    resolver.attributes.extend(attributes.clone());
+    let mut resolver = Resolver::new(BTreeMap::new(), accounts::REGION, account);
     // Parameters: given values, else defaults.
     if let Some(params) = template.get("Parameters").and_then(Value::as_mapping) {
         for (name, spec) in params {
@@ -178,12 +143,12 @@ pub async fn provision(
             "AWS::SNS::Topic" => {
                 let topic = name_of("TopicName")?.unwrap_or_else(|| format!("shipgate-{id}"));
                 Some(format!(
-                    "arn:aws:sns:{}:{}:{topic}",
-                    accounts::REGION,
-                    accounts::TOOLING
+                    "arn:aws:sns:{}:{account}:{topic}",
+                    accounts::REGION
                 ))
             }
             "AWS::CodePipeline::Pipeline" => name_of("Name")?,
+            "AWS::IAM::Role" => name_of("RoleName")?,
             "AWS::SQS::Queue" => name_of("QueueName")?,
             _ => None,
         };
@@ -192,6 +157,35 @@ pub async fn provision(
             name.unwrap_or_else(|| format!("shipgate-{id}")),
         );
     }
+
+    Ok(resolver)
+}
+
+/// Creates the template's resources in moto and resolves the functions' environments.
+pub async fn provision(
+    sdk: &SdkConfig,
+    template_text: &str,
+    parameter_values: &BTreeMap<String, String>,
+    registry_endpoints: &str,
+    attributes: &BTreeMap<String, String>,
+) -> Result<Provisioned> {
+    let template: Value =
+        serde_yaml::from_str(template_text).context("template.yaml is not YAML")?;
+    let resources = template
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| anyhow!("the template has no Resources"))?;
+
+    let evaluator = TemplateEvaluator::new(template_text).context("reading the template")?;
+    let mut resolver = resolver(
+        &template,
+        &evaluator,
+        accounts::TOOLING,
+        parameter_values,
+        registry_endpoints,
+    )?;
+    // What only the running stack knows (function URLs).
+    resolver.attributes.extend(attributes.clone());
 
     let s3 = shipgate::aws::s3_client(sdk, true);
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
@@ -680,21 +674,6 @@ async fn subscribe_bucket(sdk: &SdkConfig, bucket: &str, props: &Value) -> Resul
 mod tests {
     use super::*;
     use crate::alarms::AlarmRoutes;
-
-    #[test]
-    fn arn_like_takes_stars_and_question_marks() {
-        assert!(arn_like(
-            "arn:aws:cloudwatch:eu-west-1:2:alarm:*",
-            "arn:aws:cloudwatch:eu-west-1:2:alarm:web-5xx"
-        ));
-        assert!(arn_like("a?c*", "abcdef"));
-        assert!(arn_like("*", ""));
-        assert!(!arn_like(
-            "arn:aws:cloudwatch:eu-west-1:2:alarm:*",
-            "arn:aws:cloudwatch:eu-west-1:3:alarm:x"
-        ));
-        assert!(!arn_like("a?c", "ac"));
-    }
 
     #[test]
     fn the_templates_alarm_actions_may_invoke_rollback_from_each_environment_only() {

@@ -250,6 +250,21 @@ impl TemplateEvaluator {
         };
         ctx.optional_string(Some(&yaml_to_json(value.clone())), path)
     }
+
+    /// `value` with every intrinsic in it evaluated, as JSON (a policy document, a list of
+    /// ARNs); `Ok(None)` when it evaluates to `AWS::NoValue`.
+    pub fn value(
+        &self,
+        resolver: &Resolver,
+        value: &serde_yaml::Value,
+        path: &str,
+    ) -> Result<Option<Json>, DefinitionError> {
+        let ctx = Context {
+            template: &self.template,
+            resolver,
+        };
+        ctx.eval(&yaml_to_json(value.clone()), path)
+    }
 }
 
 /// Topic logical id → logical ids of the functions subscribed to it, in template order of
