@@ -705,6 +705,39 @@ impl Roles {
         copy
     }
 
+    /// Whether an AWS service (`cloudformation.amazonaws.com`) may assume the role `role_arn`,
+    /// with the request context it sets: the role's trust policy alone decides (a service
+    /// principal has no identity policy).
+    pub fn service_may_assume(
+        &self,
+        role_arn: &str,
+        service: &str,
+        context: BTreeMap<String, Vec<String>>,
+    ) -> Decision {
+        let Some(role) = self.roles.values().find(|r| r.arn == role_arn) else {
+            return Decision::NotAllowed(format!("no role {role_arn} in the templates"));
+        };
+        let request = Request {
+            principal: service,
+            action: "sts:AssumeRole",
+            resource: role_arn,
+            context,
+        };
+        let v = verdict(&role.trust, &request, Some(service));
+        match (v.deny, v.allow) {
+            (Some(deny), _) => Decision::Denied(deny),
+            (None, Some(allow)) => Decision::Allowed(vec![allow]),
+            (None, None) => Decision::NotAllowed(format!(
+                "the trust policy of {role_arn} does not allow {service}{}",
+                if v.unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", v.unknown.join("; "))
+                }
+            )),
+        }
+    }
+
     /// The account that owns `resource`: the one its ARN names, or for S3 the one whose
     /// template declares the bucket; empty when neither says.
     pub fn resource_account(&self, resource: &str) -> String {

@@ -330,3 +330,25 @@ fn every_function_of_the_template_has_its_calls_listed() {
         "functions with no calls listed: {missing:?}"
     );
 }
+
+/// CloudFormation assumes the stack role to execute an application's change set; IAM sets
+/// `aws:SourceAccount` only when the calling service supplies it, so the trust must hold with
+/// the key absent, and must refuse another account's stacks when it is present.
+#[test]
+fn cloudformation_may_assume_the_stack_role_with_or_without_a_source_account() {
+    let (tooling, environment) = (tooling(), environment());
+    let roles = roles(&tooling, &environment);
+    let stack_role = &roles.roles[&format!("{ENVIRONMENT_STACK}:StackRole")].arn;
+    let cloudformation = "cloudformation.amazonaws.com";
+    let without = roles.service_may_assume(stack_role, cloudformation, BTreeMap::new());
+    assert!(without.is_allowed(), "{without}");
+    let source = |account: &str| {
+        BTreeMap::from([("aws:SourceAccount".to_owned(), vec![account.to_owned()])])
+    };
+    let own = roles.service_may_assume(stack_role, cloudformation, source(accounts::INT));
+    assert!(own.is_allowed(), "{own}");
+    let other = roles.service_may_assume(stack_role, cloudformation, source(accounts::PROD));
+    assert!(!other.is_allowed(), "{other}");
+    let stranger = roles.service_may_assume(stack_role, "lambda.amazonaws.com", BTreeMap::new());
+    assert!(!stranger.is_allowed(), "{stranger}");
+}
