@@ -482,6 +482,24 @@ pub fn statements(document: &Json, path: &str) -> Result<Vec<Statement>> {
         .collect()
 }
 
+/// A resource's `Policies`, each evaluated: its index, its path and its value.
+fn policies(
+    props: &Yaml,
+    eval: &impl Fn(&Yaml, &str) -> Result<Json>,
+    path: &str,
+) -> Result<Vec<(usize, String, Json)>> {
+    let list = props.get("Policies").and_then(Yaml::as_sequence);
+    list.into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, policy)| {
+            let p = format!("{path}.Policies[{i}]");
+            let value = eval(policy, &p)?;
+            Ok((i, p, value))
+        })
+        .collect()
+}
+
 /// One template, read for its roles in `account`.
 pub struct TemplateRoles<'a> {
     pub template: &'a str,
@@ -505,6 +523,14 @@ impl Roles {
             .and_then(Yaml::as_mapping)
             .ok_or_else(|| anyhow!("the template has no Resources"))?;
         let account = &t.resolver.account_id;
+        // What `Ref` of a resource gives.
+        let physical = |id: &str| {
+            t.resolver
+                .refs
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| id.into())
+        };
         for (id, resource) in resources {
             let (Some(id), Some(kind)) = (id.as_str(), resource.get("Type").and_then(Yaml::as_str))
             else {
@@ -518,29 +544,15 @@ impl Roles {
                     self.roles.insert(format!("{}:{id}", t.stack_name), role);
                 }
                 "AWS::IAM::Role" => {
-                    let name = t
-                        .resolver
-                        .refs
-                        .get(id)
-                        .cloned()
-                        .unwrap_or_else(|| id.into());
                     let mut role = Role {
-                        arn: format!("arn:aws:iam::{account}:role/{name}"),
+                        arn: format!("arn:aws:iam::{account}:role/{}", physical(id)),
                         ..Role::default()
                     };
                     if let Some(trust) = props.get("AssumeRolePolicyDocument") {
                         let p = format!("{path}.AssumeRolePolicyDocument");
                         role.trust = statements(&eval(trust, &p)?, &format!("{id} trust"))?;
                     }
-                    for (i, policy) in props
-                        .get("Policies")
-                        .and_then(Yaml::as_sequence)
-                        .into_iter()
-                        .flatten()
-                        .enumerate()
-                    {
-                        let p = format!("{path}.Policies[{i}]");
-                        let policy = eval(policy, &p)?;
+                    for (i, p, policy) in policies(&props, &eval, &path)? {
                         let document = policy
                             .get("PolicyDocument")
                             .ok_or_else(|| anyhow!("{p}: no PolicyDocument"))?;
@@ -559,14 +571,8 @@ impl Roles {
                     self.roles.insert(format!("{}:{id}", t.stack_name), role);
                 }
                 "AWS::S3::Bucket" => {
-                    let name = t
-                        .resolver
-                        .refs
-                        .get(id)
-                        .cloned()
-                        .unwrap_or_else(|| id.into());
                     self.bucket_owners
-                        .insert(format!("arn:aws:s3:::{name}"), account.clone());
+                        .insert(format!("arn:aws:s3:::{}", physical(id)), account.clone());
                 }
                 "AWS::S3::BucketPolicy" => {
                     let bucket = eval(props.get("Bucket").unwrap_or(&Yaml::Null), &path)?;
@@ -613,15 +619,7 @@ impl Roles {
         }
         role.permissions
             .extend(managed_policy("AWSLambdaBasicExecutionRole").unwrap_or_default());
-        for (i, policy) in props
-            .get("Policies")
-            .and_then(Yaml::as_sequence)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let p = format!("{path}.Policies[{i}]");
-            let policy = eval(policy, &p)?;
+        for (i, p, policy) in policies(props, eval, path)? {
             match &policy {
                 Json::String(name) => match managed_policy(name) {
                     Some(s) => role.permissions.extend(s),

@@ -244,11 +244,8 @@ impl TemplateEvaluator {
         value: &serde_yaml::Value,
         path: &str,
     ) -> Result<Option<String>, DefinitionError> {
-        let ctx = Context {
-            template: &self.template,
-            resolver,
-        };
-        ctx.optional_string(Some(&yaml_to_json(value.clone())), path)
+        self.context(resolver)
+            .optional_string(Some(&yaml_to_json(value.clone())), path)
     }
 
     /// `value` with every intrinsic in it evaluated, as JSON (a policy document, a list of
@@ -259,11 +256,15 @@ impl TemplateEvaluator {
         value: &serde_yaml::Value,
         path: &str,
     ) -> Result<Option<Json>, DefinitionError> {
-        let ctx = Context {
+        self.context(resolver)
+            .eval(&yaml_to_json(value.clone()), path)
+    }
+
+    fn context<'a>(&'a self, resolver: &'a Resolver) -> Context<'a> {
+        Context {
             template: &self.template,
             resolver,
-        };
-        ctx.eval(&yaml_to_json(value.clone()), path)
+        }
     }
 }
 
