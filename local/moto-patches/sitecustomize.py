@@ -54,6 +54,11 @@ says which AWS behaviour it restores; product code never works around moto.
    CreateChangeSet, CreateStack, UpdateStack and ValidateTemplate, as AWS documents the limit
    (a larger template goes by `TemplateURL`). moto 5.2 takes any size.
 
+14. Every request is held to the constraints its service model documents (lengths, patterns,
+   enums, required members, sizes and ranges) before moto acts on it, and refused with a
+   ValidationException as AWS refuses it: request_conformance.py says how and what it leaves
+   out. moto 5.2 checks almost none of them.
+
 And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
 `SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
 its port is its own), and `GET /moto-api/shipgate/ses-messages` lists the emails sent
@@ -61,6 +66,8 @@ through SES (what the local outbox reads, as an operator reads a mailbox). moto 
 inside `GET /moto-api/data.json`, which serialises every model of every service: it took seconds
 per call once the demo's stacks existed, and it fails outright once a Lambda function exists.
 """
+
+import request_conformance
 
 
 def _patch_change_set_names_per_stack():
@@ -696,6 +703,7 @@ def _enforce_template_body_limit():
 
 
 _enforce_template_body_limit()
+request_conformance.install()
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_change_set_names_per_stack()

@@ -149,3 +149,54 @@ async fn each_environment_account_gets_its_platform_from_the_environment_templat
     }
     Ok(())
 }
+
+/// A request AWS would refuse for breaking its service model's constraints (a pattern, a
+/// length, an enum) is refused by the local stack with AWS's ValidationException, before moto
+/// acts on it (`local/moto-patches/request_conformance.py`); a conforming one goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_breaks_its_service_model_is_refused_as_aws_refuses_it() -> Result<()> {
+    let stack = STACK.get().await?;
+    let sts = aws_sdk_sts::Client::new(&stack.sdk);
+    let role = accounts::deploy_role_arn(accounts::INT);
+    let spaced = sts
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("has a space")
+        .send()
+        .await
+        .expect_err("a session name outside [\\w+=,.@-]* is refused");
+    let message = format!("{}", aws_sdk_sts::error::DisplayErrorContext(&spaced));
+    assert!(message.contains("ValidationError"), "{message}");
+    assert!(
+        message.contains("'roleSessionName' failed to satisfy constraint"),
+        "{message}"
+    );
+    sts.assume_role()
+        .role_arn(&role)
+        .role_session_name("shipgate-conforming")
+        .send()
+        .await?;
+
+    let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let long = ddb
+        .describe_table()
+        .table_name("t".repeat(1025))
+        .send()
+        .await
+        .expect_err("a table name over 1024 characters is refused");
+    let message = format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&long));
+    assert!(message.contains("ValidationException"), "{message}");
+    assert!(message.contains("less than or equal to 1024"), "{message}");
+
+    let ecs = aws_sdk_ecs::Client::new(&stack.sdk);
+    let unknown = ecs
+        .list_tasks()
+        .cluster("any")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::from("SLEEPING"))
+        .send()
+        .await
+        .expect_err("a value outside the enum is refused");
+    let message = format!("{}", aws_sdk_ecs::error::DisplayErrorContext(&unknown));
+    assert!(message.contains("enum value set"), "{message}");
+    Ok(())
+}
