@@ -194,3 +194,23 @@ def _refusal(response, operation, message):
         "<RequestId>shipgate-request-conformance</RequestId></ErrorResponse>"
     )
     return 400, {"Content-Type": "text/xml"}, body
+
+
+def add_route():
+    """`POST /moto-api/shipgate/conformance` with `{"service", "operation", "input"}` (a JSON
+    protocol request's body): the violations of that operation's model, as a JSON list of
+    messages. What the local stack's own stand-ins (CodePipeline) hold their requests to, so the
+    constraints are read from one place."""
+    try:
+        from moto.core.utils import get_service_model
+        from moto.moto_api._internal import urls
+    except Exception:  # moto not importable: nothing to add
+        return
+
+    def conformance(request, full_url, headers):
+        asked = json.loads(request.data or b"{}")
+        operation = get_service_model(asked["service"]).operation_model(asked["operation"])
+        found = violations(operation.input_shape, asked.get("input") or {})
+        return 200, {"Content-Type": "application/json"}, json.dumps(found)
+
+    urls.url_paths["{0}/moto-api/shipgate/conformance"] = conformance

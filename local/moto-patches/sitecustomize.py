@@ -704,6 +704,7 @@ def _enforce_template_body_limit():
 
 _enforce_template_body_limit()
 request_conformance.install()
+request_conformance.add_route()
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_change_set_names_per_stack()

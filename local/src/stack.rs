@@ -319,6 +319,7 @@ impl Stack {
                 region: accounts::REGION.to_owned(),
                 account_id: accounts::TOOLING.to_owned(),
                 continuation_delay: options.continuation_delay,
+                conformance_url: Some(format!("{}/moto-api/shipgate/conformance", moto.endpoint())),
             },
         );
 

@@ -215,7 +215,11 @@ async fn a_rejected_approval_fails_the_execution_with_the_reviewers_summary() ->
         .to_owned();
 
     let wrong = h
-        .decide("not-the-token", ApprovalStatus::Approved, "sneaky")
+        .decide(
+            &uuid::Uuid::new_v4().to_string(),
+            ApprovalStatus::Approved,
+            "sneaky",
+        )
         .await
         .expect_err("wrong token");
     assert!(wrong.contains("InvalidApprovalTokenException"), "{wrong}");
@@ -434,8 +438,13 @@ async fn bad_requests_get_codepipeline_errors() -> Result<()> {
         .name(&h.pipeline)
         .variables(nope);
     assert_service_error(undeclared.send().await, |e| e.is_validation_exception());
-    let no_job = cp.get_job_details().job_id("missing").send();
+    // A well-formed id no job has: JobNotFound. An id that is not a job id at all breaks the
+    // model's pattern: refused as AWS refuses it, before the stand-in looks.
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let no_job = cp.get_job_details().job_id(&unknown).send();
     assert_service_error(no_job.await, |e| e.is_job_not_found_exception());
+    let malformed = cp.get_job_details().job_id("missing").send();
+    assert_service_error(malformed.await, |e| e.is_validation_exception());
 
     let http = reqwest::Client::new();
     let post = |target: &'static str, body: &'static str| {
@@ -734,6 +743,7 @@ impl Harness {
             region: REGION.to_owned(),
             account_id: ACCOUNT.to_owned(),
             continuation_delay: Duration::from_millis(50),
+            conformance_url: Some(format!("{}/moto-api/shipgate/conformance", moto.endpoint())),
         };
         let stand_in = CodePipelineStandIn::new(
             definitions,

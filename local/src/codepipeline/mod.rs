@@ -52,6 +52,10 @@ pub struct StandInConfig {
     /// How long after a continuation token the action is invoked again. AWS does not document
     /// the delay; it is not immediate. Tests and demos keep it short.
     pub continuation_delay: Duration,
+    /// Where each request is held to CodePipeline's service model before it is served (moto's
+    /// `/moto-api/shipgate/conformance`, `local/moto-patches/request_conformance.py`); `None`:
+    /// not checked.
+    pub conformance_url: Option<String>,
 }
 
 impl Default for StandInConfig {
@@ -63,6 +67,7 @@ impl Default for StandInConfig {
             region: crate::accounts::REGION.to_owned(),
             account_id: crate::accounts::TOOLING.to_owned(),
             continuation_delay: Duration::from_secs(1),
+            conformance_url: None,
         }
     }
 }
@@ -71,6 +76,7 @@ impl Default for StandInConfig {
 #[derive(Clone)]
 pub struct CodePipelineStandIn {
     engine: Arc<Engine>,
+    conformance: Option<server::Conformance>,
 }
 
 impl CodePipelineStandIn {
@@ -91,12 +97,13 @@ impl CodePipelineStandIn {
         let state = State::new(defs, subscribers, settings, time::OffsetDateTime::now_utc());
         Self {
             engine: Engine::new(state, s3, invoker),
+            conformance: config.conformance_url.map(server::Conformance::new),
         }
     }
 
     /// The JSON protocol endpoint (`POST /`).
     pub fn router(&self) -> axum::Router {
-        server::router(Arc::clone(&self.engine))
+        server::router(Arc::clone(&self.engine), self.conformance.clone())
     }
 
     /// Serves the endpoint on `listener` until the task is dropped or the listener fails.

@@ -24,12 +24,74 @@ use super::wire;
 const TARGET_PREFIX: &str = "CodePipeline_20150709.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new().route("/", post(dispatch)).with_state(engine)
+pub fn router(engine: Arc<Engine>, conformance: Option<Conformance>) -> Router {
+    Router::new()
+        .route("/", post(dispatch))
+        .with_state(Endpoint {
+            engine,
+            conformance,
+        })
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    engine: Arc<Engine>,
+    conformance: Option<Conformance>,
+}
+
+/// Holds each request to CodePipeline's service model (lengths, patterns, enums, required
+/// members), as AWS's front end does before the operation runs, by asking moto's conformance
+/// route, which reads botocore's model: one reading of the constraints for moto and the
+/// stand-in.
+#[derive(Debug, Clone)]
+pub struct Conformance {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Conformance {
+    pub fn new(url: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url,
+        }
+    }
+
+    /// `Err` with AWS's ValidationException message when `body` breaks the model of
+    /// `operation`; a body that is not JSON is left to the operation (SerializationException).
+    async fn check(&self, operation: &str, body: &[u8]) -> Result<(), ApiError> {
+        let Ok(input) = serde_json::from_slice::<Json>(body) else {
+            return Ok(());
+        };
+        let asked = json!({"service": "codepipeline", "operation": operation, "input": input});
+        let unavailable = |e: reqwest::Error| {
+            ApiError::validation(format!("request conformance unavailable: {e}"))
+        };
+        let found: Vec<String> = self
+            .http
+            .post(&self.url)
+            .json(&asked)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let plural = if found.len() > 1 { "s" } else { "" };
+        Err(ApiError::validation(format!(
+            "{} validation error{plural} detected: {}",
+            found.len(),
+            found.join("; ")
+        )))
+    }
 }
 
 async fn dispatch(
-    AxumState(engine): AxumState<Arc<Engine>>,
+    AxumState(endpoint): AxumState<Endpoint>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -38,13 +100,35 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
-    let result = handle(&engine, operation, &body);
+    // An operation the stand-in does not serve is refused as such, not held to a model.
+    let checked = match &endpoint.conformance {
+        Some(conformance) if SERVED.contains(&operation) => {
+            conformance.check(operation, &body).await
+        }
+        _ => Ok(()),
+    };
+    let result = checked.and_then(|()| handle(&endpoint.engine, operation, &body));
     match &result {
         Ok(_) => tracing::debug!(operation, "CodePipeline request"),
         Err(e) => tracing::info!(operation, error = %e, "CodePipeline request refused"),
     }
     respond(result)
 }
+
+/// The operations [`handle`] serves.
+const SERVED: [&str; 11] = [
+    "StartPipelineExecution",
+    "StopPipelineExecution",
+    "GetPipelineState",
+    "GetPipelineExecution",
+    "ListPipelineExecutions",
+    "PutJobSuccessResult",
+    "PutJobFailureResult",
+    "PutApprovalResult",
+    "GetJobDetails",
+    "GetPipeline",
+    "ListPipelines",
+];
 
 fn handle(engine: &Arc<Engine>, operation: &str, body: &[u8]) -> Result<Json, ApiError> {
     match operation {
@@ -100,6 +184,7 @@ fn handle(engine: &Arc<Engine>, operation: &str, body: &[u8]) -> Result<Json, Ap
             format!("X-Amz-Target must be {TARGET_PREFIX}<Operation>"),
         )),
         other => Err(ApiError::new(
+            // Every operation served above is in SERVED, held to CodePipeline's model.
             ErrorCode::UnknownOperation,
             format!("The local CodePipeline stand-in does not serve {other}"),
         )),
