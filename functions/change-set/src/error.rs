@@ -4,7 +4,7 @@
 use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::{AwsError, code_and_message};
 use shipgate::job::artifact::ArtifactError;
-use shipgate::job::release::ReleaseError;
+use shipgate::job::release::{ReleaseError, TableError};
 use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::release::PlaceholderError;
 use shipgate::store::StoreError;
@@ -47,15 +47,11 @@ pub enum ChangeSetError {
         key: String,
         source: Box<AwsError>,
     },
-    #[error("the release table could not be used: {0}")]
-    Store(#[source] Box<StoreError>),
+    #[error(transparent)]
+    Store(#[from] TableError),
 }
 
-impl From<StoreError> for ChangeSetError {
-    fn from(e: StoreError) -> Self {
-        ChangeSetError::Store(Box::new(e))
-    }
-}
+shipgate::from_store_error!(ChangeSetError);
 
 impl ActionError for ChangeSetError {
     /// A stable name for logs and metrics.
@@ -80,7 +76,9 @@ impl ActionError for ChangeSetError {
             ChangeSetError::TemplateUpload { source, .. } => source.retryable,
             ChangeSetError::Artifact(e) => e.is_retryable(),
             ChangeSetError::Release(e) => e.is_retryable(),
-            ChangeSetError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
+            ChangeSetError::Store(e) => {
+                matches!(e.store_error(), StoreError::Aws(e) if e.retryable)
+            }
             _ => false,
         }
     }
