@@ -93,3 +93,22 @@ pub fn ecs_deployment(drain: Option<Drain>) -> Deployment {
     };
     d
 }
+
+/// Asserts that `P`, an action's `UserParameters` that flatten the stage's fields
+/// ([`StageParameters`](crate::job::parameters::StageParameters)) and deny unknown ones, refuses
+/// an unknown field (`role`, a typo of `roleArn`) and a missing one by name.
+pub fn assert_stage_fields_refused_by_name<P: serde::de::DeserializeOwned>() {
+    let typo = serde_json::from_str::<P>(
+        r#"{"environment": "int", "role": "x", "roleArn": "x", "releaseId": "r",
+            "executionId": "e"}"#,
+    )
+    .err()
+    .expect("an unknown field is refused")
+    .to_string();
+    assert!(typo.contains("unknown field `role`"), "{typo}");
+    let missing = serde_json::from_str::<P>(r#"{"environment": "int"}"#)
+        .err()
+        .expect("a missing field is refused")
+        .to_string();
+    assert!(missing.contains("missing field `roleArn`"), "{missing}");
+}

@@ -95,11 +95,7 @@ impl JobAction for ChangeSetFunction {
     }
 
     fn scope(target: &Target) -> Scope<'_> {
-        Scope {
-            release_id: &target.release_id,
-            execution_id: &target.execution_id,
-            environment: &target.environment,
-        }
+        target.stage.scope()
     }
 
     fn retry_limit(&self) -> RetryLimit {
@@ -115,8 +111,8 @@ impl JobAction for ChangeSetFunction {
         // Only the first invocation of a job starts an attempt: a continuation finds its own.
         let stacks = self.prepare(call.job, target, call.is_first()).await?;
         let readiness = decide(
-            &target.environment,
-            &target.account_id,
+            &target.stage.environment,
+            &target.stage.account_id,
             &target.change_set_name,
             &stacks,
             waited,
@@ -151,9 +147,9 @@ impl ChangeSetFunction {
         target: &Target,
         new_attempt: bool,
     ) -> Result<Vec<StackChangeSet>, ChangeSetError> {
-        let record = accepted_release(&self.store, &target.release_id).await?;
+        let record = accepted_release(&self.store, &target.stage.release_id).await?;
         let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
-        let release = verify_release(&record, inspection, &target.environment)?;
+        let release = verify_release(&record, inspection, &target.stage.environment)?;
 
         let bucket = release_artifact(job)?.bucket;
         let cf = aws_sdk_cloudformation::Client::new(&self.assume(target).await?);
@@ -181,10 +177,10 @@ impl ChangeSetFunction {
     /// The environment account's SDK configuration, as the deploy role.
     async fn assume(&self, target: &Target) -> Result<SdkConfig, ChangeSetError> {
         self.sessions
-            .config(&target.role_arn, &target.release_id)
+            .config(&target.stage.role_arn, &target.stage.release_id)
             .await
             .map_err(|source| ChangeSetError::AssumeRole {
-                environment: target.environment.clone(),
+                environment: target.stage.environment.clone(),
                 source,
             })
     }
@@ -204,7 +200,7 @@ impl ChangeSetFunction {
         }
         let key = format!(
             "{TEMPLATES_PREFIX}{}/{}.template",
-            target.release_id,
+            target.stage.release_id,
             hex::encode(Sha256::digest(source.body.as_bytes()))
         );
         put_bytes(
@@ -239,17 +235,17 @@ impl ChangeSetFunction {
         source: TemplateToSend<'_>,
         new_attempt: bool,
     ) -> Result<StackChangeSet, ChangeSetError> {
-        let stack_name = manifest.stack_name(&target.environment, template);
+        let stack_name = manifest.stack_name(&target.stage.environment, template);
         let cfn = |source: AwsError| ChangeSetError::CloudFormation {
-            environment: target.environment.clone(),
+            environment: target.stage.environment.clone(),
             stack: stack_name.clone(),
-            role_arn: target.role_arn.to_string(),
+            role_arn: target.stage.role_arn.to_string(),
             source: Box::new(source),
         };
         let parameters = manifest.stack_parameters(
             template,
             &DeployTarget {
-                environment: &target.environment,
+                environment: &target.stage.environment,
                 registry: &target.registry,
             },
         )?;
@@ -337,12 +333,12 @@ impl ChangeSetFunction {
             };
             self.store
                 .put_stack_changes(&StackChanges {
-                    release_id: target.release_id.clone(),
-                    environment: target.environment.clone(),
-                    execution_id: target.execution_id.clone(),
+                    release_id: target.stage.release_id.clone(),
+                    environment: target.stage.environment.clone(),
+                    execution_id: target.stage.execution_id.clone(),
                     template_path: stack.template_path.clone(),
                     stack_name: stack.stack_name.clone(),
-                    account_id: target.account_id.clone(),
+                    account_id: target.stage.account_id.clone(),
                     change_set_name: target.change_set_name.clone(),
                     change_set_id: stack.change_set_id.clone(),
                     creates_stack: stack.creates_stack,
@@ -352,11 +348,11 @@ impl ChangeSetFunction {
                 })
                 .await?;
         }
-        let summary = summary_line(&target.environment, stacks);
+        let summary = summary_line(&target.stage.environment, stacks);
         info!(stacks = stacks.len(), outcome = "done", summary = %summary, "change sets ready");
         Ok(Verdict::Done {
             output_variables: output_variables(
-                &target.environment,
+                &target.stage.environment,
                 &target.change_set_name,
                 stacks,
             ),
@@ -390,7 +386,7 @@ async fn create_and_describe(
 fn change_set_description(manifest: &Manifest, target: &Target) -> String {
     let text = format!(
         "shipgate release {} ({} {}), pipeline execution {}",
-        target.release_id, manifest.application, manifest.version, target.execution_id
+        target.stage.release_id, manifest.application, manifest.version, target.stage.execution_id
     );
     // CloudFormation's limit on a description.
     text.chars().take(1024).collect()

@@ -169,11 +169,7 @@ impl JobAction for TrafficFunction {
 
     fn scope(work: &Work) -> Scope<'_> {
         match work {
-            Work::Shift(t) => Scope {
-                release_id: &t.release_id,
-                execution_id: &t.execution_id,
-                environment: &t.environment,
-            },
+            Work::Shift(t) => t.stage.scope(),
             Work::NoFunction(stage) => stage.scope(),
         }
     }
@@ -193,8 +189,8 @@ impl JobAction for TrafficFunction {
             Work::NoFunction(stage) => Ok(no_function(&stage.environment)),
             Work::Shift(target) => {
                 let id = deployment_id(
-                    &target.release_id,
-                    &target.environment,
+                    &target.stage.release_id,
+                    &target.stage.environment,
                     &target.execution_key(),
                 );
                 Box::pin(self.step(call.job, target, &id, call.now_ms)).await
@@ -225,7 +221,11 @@ impl TrafficFunction {
         let owner = format!("{}/{}", job.id, uuid::Uuid::new_v4());
         let clients = self
             .deployer
-            .account_clients(&target.environment, target.role_arn.as_str(), id)
+            .account_clients(
+                &target.stage.environment,
+                target.stage.role_arn.as_str(),
+                id,
+            )
             .await?;
         let mut current = match self.deployer.store.get_deployment(id).await? {
             Some(d) => d,
@@ -547,8 +547,8 @@ impl TrafficFunction {
     ) -> Result<Started, TrafficError> {
         let aws = |e| {
             DeployError::Aws(shipgate::error::RoleCallError::new(
-                &target.environment,
-                target.role_arn.as_str(),
+                &target.stage.environment,
+                target.stage.role_arn.as_str(),
                 "",
                 e,
             ))
@@ -577,7 +577,12 @@ impl TrafficFunction {
             Ok(traffic) => traffic,
             Err(verdict) => return Ok(Started::Answer(verdict)),
         };
-        let release = match self.deployer.store.get_release(&target.release_id).await {
+        let release = match self
+            .deployer
+            .store
+            .get_release(&target.stage.release_id)
+            .await
+        {
             Ok(release) => release,
             Err(e) => {
                 warn!(error = %e, "release record unreadable; the deployment is named by its id");
@@ -587,13 +592,13 @@ impl TrafficFunction {
         let now = rfc3339(now_ms);
         let deployment = Deployment {
             deployment_id: id.to_owned(),
-            release_id: target.release_id.clone(),
-            environment: target.environment.clone(),
-            execution_id: target.execution_id.clone(),
+            release_id: target.stage.release_id.clone(),
+            environment: target.stage.environment.clone(),
+            execution_id: target.stage.execution_id.clone(),
             application: release.as_ref().and_then(|r| r.application.clone()),
             version: release.as_ref().and_then(|r| r.version.clone()),
-            account_id: target.account_id.clone(),
-            role_arn: target.role_arn.to_string(),
+            account_id: target.stage.account_id.clone(),
+            role_arn: target.stage.role_arn.to_string(),
             target: traffic,
             plan: target.plan.to_string(),
             started_at_ms: now_ms,
@@ -649,7 +654,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 return Err(Verdict::done(format!(
                     "{}: alias {function}:{alias} already points at version {new_version}; no \
                      traffic to move",
-                    target.environment
+                    target.stage.environment
                 )));
             }
             if let Some((other, weight)) = &state.additional
@@ -660,7 +665,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                     "{}: alias {function}:{alias} is already shifting to version {other} \
                      ({:.0}%): another deployment is under way or was left half-done; finish or \
                      roll it back first",
-                    target.environment,
+                    target.stage.environment,
                     weight * 100.0
                 )));
             }
@@ -691,14 +696,14 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
             .map_err(|reason| {
                 Verdict::fail(format!(
                     "{}: listener {listener_arn}: {reason}",
-                    target.environment
+                    target.stage.environment
                 ))
             })?;
             if blue != *blue_target_group {
                 info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
             }
             let task_sets = match task_sets_of(
-                &target.environment,
+                &target.stage.environment,
                 prepared.as_deref(),
                 ecs_service.as_deref(),
                 &green,
@@ -709,7 +714,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                     return Err(Verdict::done(format!(
                         "{}: the release's task set {task_set} serves the live target group \
                          {blue} already; no traffic to move",
-                        target.environment
+                        target.stage.environment
                     )));
                 }
                 Err(message) => return Err(Verdict::fail(message)),
@@ -724,7 +729,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
         }
         (_, _) => Err(Verdict::fail(format!(
             "{}: internal error: the target changed kind while starting",
-            target.environment
+            target.stage.environment
         ))),
     }
 }

@@ -1,9 +1,8 @@
 //! The action's `UserParameters`, checked. Pure.
 
 use serde::Deserialize;
-use shipgate::aws::sts::RoleArn;
 use shipgate::job::ParameterError;
-use shipgate::job::parameters::{self as fields, Stage};
+use shipgate::job::parameters::{self as fields, Stage, StageParameters};
 use shipgate::plan::DeploymentPlan;
 
 /// `UserParameters`, as the pipeline template writes them (the target from the deploy action's
@@ -11,10 +10,8 @@ use shipgate::plan::DeploymentPlan;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionParameters {
-    pub environment: String,
-    pub role_arn: String,
-    pub release_id: String,
-    pub execution_id: String,
+    #[serde(flatten)]
+    pub stage: StageParameters,
     /// `Canary10Percent5Minutes`, `custom:10@5m,50@10m,100;bake=15m;scale=60`, …
     pub plan: String,
     /// CloudWatch alarm names in the environment account that roll the deployment back: a JSON
@@ -81,11 +78,7 @@ fn live() -> String {
 /// The checked parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub environment: String,
-    pub role_arn: RoleArn,
-    pub account_id: String,
-    pub release_id: String,
-    pub execution_id: String,
+    pub stage: Stage,
     pub plan: DeploymentPlan,
     pub alarms: Vec<String>,
     pub name: Option<String>,
@@ -96,7 +89,7 @@ impl Target {
     /// What the deployment id is made of besides release and environment: the execution, and
     /// the deployment's name within the stage if it has one ([`named_execution`]).
     pub fn execution_key(&self) -> String {
-        named_execution(&self.execution_id, self.name.as_deref())
+        named_execution(&self.stage.execution_id, self.name.as_deref())
     }
 }
 
@@ -126,22 +119,11 @@ const MAX_ALARMS: usize = 100;
 impl ActionParameters {
     /// The release, execution and environment alone, checked (for a job with nothing to shift).
     pub fn stage(&self) -> Result<Stage, ParameterError> {
-        Stage::check(
-            &self.environment,
-            &self.role_arn,
-            &self.release_id,
-            &self.execution_id,
-        )
+        self.stage.check()
     }
 
     pub fn target(&self) -> Result<Target, ParameterError> {
-        let Stage {
-            environment,
-            role_arn,
-            account_id,
-            release_id,
-            execution_id,
-        } = self.stage()?;
+        let stage = self.stage()?;
         let plan: DeploymentPlan = fields::required("plan", &self.plan)?.parse().map_err(
             |e: shipgate::plan::PlanError| {
                 ParameterError::invalid("plan", &self.plan, e.to_string())
@@ -228,11 +210,7 @@ impl ActionParameters {
             }
         };
         Ok(Target {
-            environment,
-            role_arn,
-            account_id,
-            release_id,
-            execution_id,
+            stage,
             plan,
             alarms,
             name,
@@ -288,7 +266,7 @@ mod tests {
     #[test]
     fn lambda_parameters_read_with_the_live_alias_by_default() {
         let t = parse(lambda()).unwrap();
-        assert_eq!(t.account_id, "222222222222");
+        assert_eq!(t.stage.account_id, "222222222222");
         assert_eq!(t.alarms, ["orders-int-5xx", "orders-int-latency"]);
         assert_eq!(t.plan.to_string(), "Canary10Percent5Minutes");
         assert_eq!(
