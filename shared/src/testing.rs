@@ -2,6 +2,7 @@
 //! through the `test-util` feature (their dev-dependency; never in a Lambda's build).
 
 use crate::aws::s3::ObjectVersion;
+use crate::config::Env;
 use crate::deploy::deployment_id;
 use crate::error::AwsError;
 use crate::store::{Deployment, DeploymentState, Drain, EcsTaskSets, ReleaseRecord, TrafficTarget};
@@ -92,6 +93,30 @@ pub fn ecs_deployment(drain: Option<Drain>) -> Deployment {
         }),
     };
     d
+}
+
+/// The configuration `from_env` reads from `SHIPGATE_TABLE=t` alone (its defaults), once it is
+/// shown that the table is required and that each of `refused` (a variable and a value, set
+/// besides the table) is refused by a message that names the variable.
+pub fn config_checked<C, E: std::fmt::Display>(
+    from_env: impl Fn(&Env) -> Result<C, E>,
+    refused: &[(&str, &str)],
+) -> C {
+    let missing = from_env(&Env::default())
+        .err()
+        .expect("SHIPGATE_TABLE is required")
+        .to_string();
+    assert!(missing.contains("SHIPGATE_TABLE"), "{missing}");
+    for (name, value) in refused {
+        let env = Env::from_pairs([("SHIPGATE_TABLE", "t"), (name, value)]);
+        let err = from_env(&env)
+            .err()
+            .unwrap_or_else(|| panic!("{name}={value} must be refused"))
+            .to_string();
+        assert!(err.contains(name), "{name}={value}: {err}");
+    }
+    from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")]))
+        .unwrap_or_else(|e| panic!("the defaults must be valid: {e}"))
 }
 
 /// Asserts that `P`, an action's `UserParameters` that flatten the stage's fields

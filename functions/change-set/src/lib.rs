@@ -133,8 +133,11 @@ impl ChangeSetFunction {
     /// Builds the clients from one SDK configuration.
     pub fn new(config: ChangeSetConfig, sdk: &SdkConfig) -> Self {
         Self {
-            s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            s3: shipgate::aws::s3_client(sdk, config.artifact.s3_force_path_style),
+            store: Store::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.artifact.table.clone(),
+            ),
             sessions: Sessions::new(sdk, "change-set"),
             config,
         }
@@ -148,7 +151,7 @@ impl ChangeSetFunction {
         new_attempt: bool,
     ) -> Result<Vec<StackChangeSet>, ChangeSetError> {
         let record = accepted_release(&self.store, &target.stage.release_id).await?;
-        let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
+        let inspection = read_release(&self.s3, job, &record, &self.config.artifact.limits).await?;
         let release = verify_release(&record, inspection, &target.stage.environment)?;
 
         let bucket = release_artifact(job)?.bucket;

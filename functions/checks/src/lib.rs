@@ -102,8 +102,11 @@ impl ChecksFunction {
     /// ([`ChecksError::Client`]).
     pub fn new(config: ChecksConfig, sdk: &SdkConfig) -> Self {
         Self {
-            s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            s3: shipgate::aws::s3_client(sdk, config.artifact.s3_force_path_style),
+            store: Store::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.artifact.table.clone(),
+            ),
             http: HttpClientOnFirstUse::new(checks_http_client),
             config,
         }
@@ -254,7 +257,7 @@ impl ChecksFunction {
         release_id: &str,
     ) -> Result<Option<Checks>, ChecksError> {
         let record = accepted_release(&self.store, release_id).await?;
-        let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
+        let inspection = read_release(&self.s3, job, &record, &self.config.artifact.limits).await?;
         Ok(inspection.checks)
     }
 }

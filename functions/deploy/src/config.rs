@@ -19,16 +19,14 @@ impl DeployConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
-            timeout_seconds: env.parsed_within(
+            timeout_seconds: env.seconds_at_least_one(
                 "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
                 3600,
-                1..=u64::MAX,
                 "the action must be allowed some time to wait",
             )?,
-            task_set_timeout_seconds: env.parsed_within(
+            task_set_timeout_seconds: env.seconds_at_least_one(
                 "SHIPGATE_TASK_SET_TIMEOUT_SECONDS",
                 900,
-                1..=u64::MAX,
                 "the task set must be allowed some time to start its tasks",
             )?,
         })
@@ -37,31 +35,21 @@ impl DeployConfig {
 
 #[cfg(test)]
 mod tests {
+    use shipgate::testing::config_checked;
+
     use super::*;
 
     #[test]
-    fn defaults_apply_and_the_table_is_required() {
-        let config =
-            DeployConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).expect("valid");
+    fn defaults_apply_the_table_is_required_and_a_zero_or_malformed_timeout_is_refused() {
+        let config = config_checked(
+            DeployConfig::from_env,
+            &[
+                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", "0"),
+                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", "an hour"),
+            ],
+        );
         assert_eq!(config.table, "t");
         assert_eq!(config.timeout_seconds, 3600);
         assert_eq!(config.task_set_timeout_seconds, 900);
-        let err = DeployConfig::from_env(&Env::default()).unwrap_err();
-        assert!(err.to_string().contains("SHIPGATE_TABLE"));
-    }
-
-    #[test]
-    fn a_zero_or_malformed_timeout_is_refused_by_name() {
-        for value in ["0", "an hour"] {
-            let env = Env::from_pairs([
-                ("SHIPGATE_TABLE", "t"),
-                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", value),
-            ]);
-            let err = DeployConfig::from_env(&env).unwrap_err();
-            assert!(
-                err.to_string().contains("SHIPGATE_DEPLOY_TIMEOUT_SECONDS"),
-                "{err}"
-            );
-        }
     }
 }
