@@ -1,6 +1,7 @@
 //! The change-set action's configuration, read once from the environment.
 
 use shipgate::config::{ConfigError, Env};
+use shipgate::job::RetryLimit;
 use shipgate::job::artifact::ArtifactConfig;
 
 /// Everything the change-set action needs besides its AWS clients.
@@ -11,13 +12,14 @@ pub struct ChangeSetConfig {
     pub artifact: ArtifactConfig,
     /// `SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS` (default 1800): how long the action waits, across
     /// invocations, for CloudFormation to finish computing the change sets before it fails.
-    pub timeout_seconds: u64,
+    pub timeout: RetryLimit,
 }
 
 impl ChangeSetConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            timeout_seconds: env.seconds_at_least_one(
+            timeout: RetryLimit::at_least_one_second(
+                env,
                 "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS",
                 1800,
                 "the action must be allowed some time to wait",
@@ -45,7 +47,7 @@ mod tests {
         );
         assert_eq!(config.artifact.table, "t");
         assert!(!config.artifact.s3_force_path_style);
-        assert_eq!(config.timeout_seconds, 1800);
+        assert_eq!(config.timeout.seconds, 1800);
         assert_eq!(config.artifact.limits, Limits::default());
     }
 }

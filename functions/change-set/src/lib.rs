@@ -99,10 +99,7 @@ impl JobAction for ChangeSetFunction {
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.timeout_seconds,
-            variable: "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS",
-        }
+        self.config.timeout
     }
 
     async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, ChangeSetError> {
@@ -116,7 +113,7 @@ impl JobAction for ChangeSetFunction {
             &target.change_set_name,
             &stacks,
             waited,
-            self.config.timeout_seconds,
+            self.config.timeout.seconds,
         );
         match readiness {
             Readiness::Settled => self.record(target, &stacks).await,
@@ -132,12 +129,10 @@ impl JobAction for ChangeSetFunction {
 impl ChangeSetFunction {
     /// Builds the clients from one SDK configuration.
     pub fn new(config: ChangeSetConfig, sdk: &SdkConfig) -> Self {
+        let (s3, store) = config.artifact.clients(sdk);
         Self {
-            s3: shipgate::aws::s3_client(sdk, config.artifact.s3_force_path_style),
-            store: Store::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                config.artifact.table.clone(),
-            ),
+            s3,
+            store,
             sessions: Sessions::new(sdk, "change-set"),
             config,
         }

@@ -1,6 +1,7 @@
 //! The checks action's configuration, read once from the environment.
 
 use shipgate::config::{ConfigError, Env};
+use shipgate::job::RetryLimit;
 use shipgate::job::artifact::ArtifactConfig;
 
 /// Everything the checks action needs besides its clients.
@@ -17,7 +18,7 @@ pub struct ChecksConfig {
     pub invocation_seconds: u64,
     /// `SHIPGATE_CHECKS_RETRY_SECONDS` (default 600): how long temporary failures reading the
     /// release (S3, the table) are retried, across invocations, before the action fails.
-    pub retry_seconds: u64,
+    pub retry: RetryLimit,
 }
 
 impl ChecksConfig {
@@ -38,7 +39,7 @@ impl ChecksConfig {
             artifact: ArtifactConfig::from_env(env)?,
             attempts,
             invocation_seconds,
-            retry_seconds: env.parsed_or("SHIPGATE_CHECKS_RETRY_SECONDS", 600)?,
+            retry: RetryLimit::from_env(env, "SHIPGATE_CHECKS_RETRY_SECONDS", 600)?,
         })
     }
 }

@@ -80,10 +80,7 @@ impl JobAction for ChecksFunction {
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.retry_seconds,
-            variable: "SHIPGATE_CHECKS_RETRY_SECONDS",
-        }
+        self.config.retry
     }
 
     async fn work(
@@ -101,12 +98,10 @@ impl ChecksFunction {
     /// built by the first check, and a failure to build it (no TLS roots) fails that job
     /// ([`ChecksError::Client`]).
     pub fn new(config: ChecksConfig, sdk: &SdkConfig) -> Self {
+        let (s3, store) = config.artifact.clients(sdk);
         Self {
-            s3: shipgate::aws::s3_client(sdk, config.artifact.s3_force_path_style),
-            store: Store::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                config.artifact.table.clone(),
-            ),
+            s3,
+            store,
             http: HttpClientOnFirstUse::new(checks_http_client),
             config,
         }

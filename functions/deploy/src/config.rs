@@ -1,6 +1,7 @@
 //! The deploy action's configuration, read once from the environment.
 
 use shipgate::config::{ConfigError, Env};
+use shipgate::job::RetryLimit;
 
 /// Everything the deploy action needs besides its AWS clients.
 #[derive(Debug, Clone)]
@@ -9,7 +10,7 @@ pub struct DeployConfig {
     pub table: String,
     /// `SHIPGATE_DEPLOY_TIMEOUT_SECONDS` (default 3600): how long the action waits, across
     /// invocations, for the stacks to settle before it fails.
-    pub timeout_seconds: u64,
+    pub timeout: RetryLimit,
     /// `SHIPGATE_TASK_SET_TIMEOUT_SECONDS` (default 900): how long the new version's ECS task
     /// set may take, after its last change, to run every task registered and healthy.
     pub task_set_timeout_seconds: u64,
@@ -19,7 +20,8 @@ impl DeployConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
-            timeout_seconds: env.seconds_at_least_one(
+            timeout: RetryLimit::at_least_one_second(
+                env,
                 "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
                 3600,
                 "the action must be allowed some time to wait",
@@ -49,7 +51,7 @@ mod tests {
             ],
         );
         assert_eq!(config.table, "t");
-        assert_eq!(config.timeout_seconds, 3600);
+        assert_eq!(config.timeout.seconds, 3600);
         assert_eq!(config.task_set_timeout_seconds, 900);
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shipgate::config::{ConfigError, Env};
+use shipgate::job::RetryLimit;
 use shipgate::registry::{DEFAULT_CHUNK_BYTES, UploadMode};
 
 const MIB: u64 = 1024 * 1024;
@@ -28,7 +29,7 @@ pub struct PromoteConfig {
     pub budget: Duration,
     /// `SHIPGATE_PROMOTE_TIMEOUT_SECONDS` (default 3600): how long temporary failures
     /// (throttling, 5xx, timeouts) are retried, across invocations, before the action fails.
-    pub timeout_seconds: u64,
+    pub timeout: RetryLimit,
 }
 
 impl PromoteConfig {
@@ -71,7 +72,8 @@ impl PromoteConfig {
                 "expected a number of seconds, 0 or more",
             )
         })?;
-        let timeout_seconds = env.seconds_at_least_one(
+        let timeout = RetryLimit::at_least_one_second(
+            env,
             "SHIPGATE_PROMOTE_TIMEOUT_SECONDS",
             3600,
             "temporary failures must be allowed some time",
@@ -82,7 +84,7 @@ impl PromoteConfig {
             concurrency,
             upload,
             budget,
-            timeout_seconds,
+            timeout,
         })
     }
 }
@@ -118,7 +120,7 @@ mod tests {
             }
         );
         assert_eq!(config.budget, Duration::from_secs(600));
-        assert_eq!(config.timeout_seconds, 3600);
+        assert_eq!(config.timeout.seconds, 3600);
     }
 
     #[test]

@@ -57,14 +57,14 @@ pub struct TrafficConfig {
     /// `SHIPGATE_TRAFFIC_RETRY_SECONDS` (default 900): how long temporary failures in a row
     /// (throttling, 5xx, an unreachable endpoint) are retried before the action fails, leaving
     /// the traffic where it is.
-    pub retry_seconds: u64,
+    pub retry: RetryLimit,
 }
 
 impl TrafficConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             deployer: DeployerConfig::from_env(env)?,
-            retry_seconds: env.parsed_or("SHIPGATE_TRAFFIC_RETRY_SECONDS", 900u64)?,
+            retry: RetryLimit::from_env(env, "SHIPGATE_TRAFFIC_RETRY_SECONDS", 900)?,
         })
     }
 }
@@ -175,10 +175,7 @@ impl JobAction for TrafficFunction {
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.retry_seconds,
-            variable: "SHIPGATE_TRAFFIC_RETRY_SECONDS",
-        }
+        self.config.retry
     }
 
     async fn work(
@@ -963,7 +960,7 @@ mod tests {
         ]);
         let c = TrafficConfig::from_env(&env).unwrap();
         assert_eq!(c.deployer.lease_seconds, 120);
-        assert_eq!(c.retry_seconds, 900);
+        assert_eq!(c.retry.seconds, 900);
         let mut zero = env.clone();
         zero.set("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", "0");
         assert!(TrafficConfig::from_env(&zero).is_err());
