@@ -1,5 +1,8 @@
-//! Fixtures for the tests of shipgate's crates: shipgate's own unit tests, and the functions'
-//! through the `test-util` feature (their dev-dependency; never in a Lambda's build).
+//! Fixtures for the tests of shipgate's crates: shipgate's own unit tests, and the functions' and
+//! the end-to-end tests' through the `test-util` feature (a dev-dependency of the functions, a
+//! dependency of the tests crate only; never in a Lambda's build).
+
+pub mod zip;
 
 use crate::aws::s3::ObjectVersion;
 use crate::config::Env;
