@@ -351,16 +351,7 @@ impl ApprovalPage {
             &decision.link,
             comment.as_deref(),
         );
-        let put = put_approval_result(
-            &self.cp,
-            &claimed.pipeline,
-            &claimed.stage,
-            &claimed.action,
-            claimed.approval_token.expose(),
-            status,
-            &summary,
-        )
-        .await;
+        let put = put_approval_result(&self.cp, claimed.approval_action(), status, &summary).await;
         let now = now_rfc3339();
         match put {
             Ok(()) => {
@@ -509,14 +500,7 @@ impl ApprovalPage {
                 ),
             )));
         }
-        let state = approval_action_state(
-            &self.cp,
-            &gate.pipeline,
-            &gate.stage,
-            &gate.action,
-            gate.approval_token.expose(),
-        )
-        .await?;
+        let state = approval_action_state(&self.cp, gate.approval_action()).await?;
         if !state.waiting_with_token {
             return Ok(Err(refusal(
                 410,
