@@ -26,7 +26,7 @@ mod parameters;
 pub use moves::{
     Context, Effect, Move, Planned, Reply, describe, needs_drain_delay, plan_drain, plan_step,
 };
-pub use parameters::{ActionParameters, Target, TargetParameters, named_execution};
+pub use parameters::{ActionParameters, AlbListener, Target, TargetParameters, named_execution};
 
 use std::collections::BTreeMap;
 
@@ -558,8 +558,8 @@ impl TrafficFunction {
                     .await
                     .map_err(aws)?,
             ),
-            TargetParameters::AlbListener { listener_arn, .. } => Found::Listener {
-                weights: shipgate::aws::elbv2::listener_weights(&clients.elb, listener_arn)
+            TargetParameters::AlbListener(alb) => Found::Listener {
+                weights: shipgate::aws::elbv2::listener_weights(&clients.elb, &alb.listener_arn)
                     .await
                     .map_err(aws)?,
                 prepared: self
@@ -673,36 +673,27 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 new_version: new_version.clone(),
             })
         }
-        (
-            TargetParameters::AlbListener {
-                listener_arn,
-                test_listener_arn,
-                blue_target_group,
-                green_target_group,
-                ecs_service,
-            },
-            Found::Listener { weights, prepared },
-        ) => {
+        (TargetParameters::AlbListener(alb), Found::Listener { weights, prepared }) => {
             // The two target groups take turns: the previous version is on whichever one
             // carries the production traffic now, the new one on the other.
             let (blue, green) = shipgate::aws::elbv2::live_target_group(
                 &weights,
-                blue_target_group,
-                green_target_group,
+                &alb.blue_target_group,
+                &alb.green_target_group,
             )
             .map_err(|reason| {
                 Verdict::fail(format!(
-                    "{}: listener {listener_arn}: {reason}",
-                    target.stage.environment
+                    "{}: listener {}: {reason}",
+                    target.stage.environment, alb.listener_arn
                 ))
             })?;
-            if blue != *blue_target_group {
-                info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
+            if blue != alb.blue_target_group {
+                info!(listener = %alb.listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
             }
             let task_sets = match task_sets_of(
                 &target.stage.environment,
                 prepared.as_deref(),
-                ecs_service.as_deref(),
+                alb.ecs_service.as_deref(),
                 &green,
             ) {
                 Ok(TaskSetsFound::Ready(sets)) => sets,
@@ -717,8 +708,8 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 Err(message) => return Err(Verdict::fail(message)),
             };
             Ok(TrafficTarget::AlbListener {
-                listener_arn: listener_arn.clone(),
-                test_listener_arn: test_listener_arn.clone(),
+                listener_arn: alb.listener_arn.clone(),
+                test_listener_arn: alb.test_listener_arn.clone(),
                 blue_target_group: blue,
                 green_target_group: green,
                 task_sets,

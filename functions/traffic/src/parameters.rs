@@ -40,20 +40,53 @@ pub enum TargetParameters {
         /// when the deployment starts).
         new_version: String,
     },
-    #[serde(rename_all = "camelCase")]
-    AlbListener {
-        listener_arn: String,
-        #[serde(default)]
-        test_listener_arn: Option<String>,
-        blue_target_group: String,
-        green_target_group: String,
-        /// The ECS service (`#{<Deploy>.ShipgateService}`) whose task set the deploy action
-        /// placed behind the idle target group: when set, that task set is required (and blue's
-        /// is drained after the bake). Optional: without it, the deploy action's record alone
-        /// says whether there are task sets.
-        #[serde(default)]
-        ecs_service: Option<String>,
-    },
+    AlbListener(AlbListener),
+}
+
+/// A production listener that shifts between two target groups, and its test listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlbListener {
+    pub listener_arn: String,
+    #[serde(default)]
+    pub test_listener_arn: Option<String>,
+    pub blue_target_group: String,
+    pub green_target_group: String,
+    /// The ECS service (`#{<Deploy>.ShipgateService}`) whose task set the deploy action placed
+    /// behind the idle target group: when set, that task set is required (and blue's is drained
+    /// after the bake). Optional: without it, the deploy action's record alone says whether
+    /// there are task sets.
+    #[serde(default)]
+    pub ecs_service: Option<String>,
+}
+
+impl AlbListener {
+    /// The listener's parameters checked: ARNs, two different target groups, values trimmed.
+    fn checked(&self) -> Result<Self, ParameterError> {
+        let listener_arn = fields::arn("target.listenerArn", &self.listener_arn)?;
+        let ecs_service =
+            fields::optional("target.ecsService", self.ecs_service.as_deref())?.map(str::to_owned);
+        let test_listener_arn =
+            fields::optional("target.testListenerArn", self.test_listener_arn.as_deref())?
+                .map(|t| fields::arn("target.testListenerArn", t))
+                .transpose()?;
+        let blue = fields::arn("target.blueTargetGroup", &self.blue_target_group)?;
+        let green = fields::arn("target.greenTargetGroup", &self.green_target_group)?;
+        if blue == green {
+            return Err(invalid(
+                "target.greenTargetGroup",
+                green,
+                "blue and green must be two target groups",
+            ));
+        }
+        Ok(Self {
+            listener_arn: listener_arn.to_owned(),
+            test_listener_arn: test_listener_arn.map(str::to_owned),
+            blue_target_group: blue.to_owned(),
+            green_target_group: green.to_owned(),
+            ecs_service,
+        })
+    }
 }
 
 /// `["a", "b"]` or `"a,b"` (spaces around names ignored, an empty string is no alarm).
@@ -177,37 +210,7 @@ impl ActionParameters {
                     new_version: new_version.to_owned(),
                 }
             }
-            TargetParameters::AlbListener {
-                listener_arn,
-                test_listener_arn,
-                blue_target_group,
-                green_target_group,
-                ecs_service,
-            } => {
-                let listener_arn = fields::arn("target.listenerArn", listener_arn)?;
-                let ecs_service = fields::optional("target.ecsService", ecs_service.as_deref())?
-                    .map(str::to_owned);
-                let test_listener_arn =
-                    fields::optional("target.testListenerArn", test_listener_arn.as_deref())?
-                        .map(|t| fields::arn("target.testListenerArn", t))
-                        .transpose()?;
-                let blue = fields::arn("target.blueTargetGroup", blue_target_group)?;
-                let green = fields::arn("target.greenTargetGroup", green_target_group)?;
-                if blue == green {
-                    return Err(invalid(
-                        "target.greenTargetGroup",
-                        green,
-                        "blue and green must be two target groups",
-                    ));
-                }
-                TargetParameters::AlbListener {
-                    listener_arn: listener_arn.to_owned(),
-                    test_listener_arn: test_listener_arn.map(str::to_owned),
-                    blue_target_group: blue.to_owned(),
-                    green_target_group: green.to_owned(),
-                    ecs_service,
-                }
-            }
+            TargetParameters::AlbListener(alb) => TargetParameters::AlbListener(alb.checked()?),
         };
         Ok(Target {
             stage,
@@ -293,11 +296,11 @@ mod tests {
         let t = parse(v.clone()).unwrap();
         assert!(matches!(
             t.target,
-            TargetParameters::AlbListener {
+            TargetParameters::AlbListener(AlbListener {
                 test_listener_arn: Some(_),
                 ecs_service: None,
                 ..
-            }
+            })
         ));
         assert_eq!(t.plan.scale(), 60);
         let mut ecs = v.clone();
@@ -305,7 +308,7 @@ mod tests {
             "arn:aws:ecs:eu-west-1:222222222222:service/shipgate-int/orders".into();
         assert!(matches!(
             parse(ecs).unwrap().target,
-            TargetParameters::AlbListener { ecs_service: Some(s), .. } if s.ends_with("/orders")
+            TargetParameters::AlbListener(AlbListener { ecs_service: Some(s), .. }) if s.ends_with("/orders")
         ));
         let mut unresolved = v;
         unresolved["target"]["ecsService"] = "#{IntDeploy.ShipgateService}".into();
