@@ -343,7 +343,7 @@ async fn one_alarm_rolls_back_every_deployment_watching_it_and_emails_the_team_o
             );
         }
         // One email for the alarm, naming every deployment it rolled back.
-        let emails = team_rollback_emails(&world).await?;
+        let emails = team_rollback_emails(world).await?;
         assert_eq!(emails.len(), 1, "{emails:#?}");
         assert!(
             emails[0].subject.starts_with(
@@ -369,7 +369,7 @@ async fn one_alarm_rolls_back_every_deployment_watching_it_and_emails_the_team_o
                 .all(|r| r.outcome == RollbackOutcome::AlreadyRolledBack && r.email.is_none()),
             "{again:?}"
         );
-        assert_eq!(team_rollback_emails(&world).await?.len(), 1);
+        assert_eq!(team_rollback_emails(world).await?.len(), 1);
         Ok(())
     })
     .await
