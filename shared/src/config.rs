@@ -112,6 +112,17 @@ impl Env {
         Ok(value)
     }
 
+    /// A number of seconds, 1 or more, or `default` when unset: how long an action may wait or
+    /// retry, where 0 would fail every job at once; `reason` says so in the variable's terms.
+    pub fn seconds_at_least_one(
+        &self,
+        name: &str,
+        default: u64,
+        reason: &str,
+    ) -> Result<u64, ConfigError> {
+        self.parsed_within(name, default, 1..=u64::MAX, reason)
+    }
+
     /// A `key=value,key=value` map (e.g. registry endpoint overrides); empty when unset.
     pub fn map(&self, name: &str) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();

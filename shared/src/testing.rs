@@ -1,7 +1,11 @@
-//! Fixtures for the tests of shipgate's crates: shipgate's own unit tests, and the functions'
-//! through the `test-util` feature (their dev-dependency; never in a Lambda's build).
+//! Fixtures for the tests of shipgate's crates: shipgate's own unit tests, and the functions' and
+//! the end-to-end tests' through the `test-util` feature (a dev-dependency of the functions, a
+//! dependency of the tests crate only; never in a Lambda's build).
+
+pub mod zip;
 
 use crate::aws::s3::ObjectVersion;
+use crate::config::Env;
 use crate::deploy::deployment_id;
 use crate::error::AwsError;
 use crate::store::{Deployment, DeploymentState, Drain, EcsTaskSets, ReleaseRecord, TrafficTarget};
@@ -92,4 +96,47 @@ pub fn ecs_deployment(drain: Option<Drain>) -> Deployment {
         }),
     };
     d
+}
+
+/// The configuration `from_env` reads from `SHIPGATE_TABLE=t` alone (its defaults), once it is
+/// shown that the table is required and that each of `refused` (a variable and a value, set
+/// besides the table) is refused by a message that names the variable.
+pub fn config_checked<C, E: std::fmt::Display>(
+    from_env: impl Fn(&Env) -> Result<C, E>,
+    refused: &[(&str, &str)],
+) -> C {
+    let missing = from_env(&Env::default())
+        .err()
+        .expect("SHIPGATE_TABLE is required")
+        .to_string();
+    assert!(missing.contains("SHIPGATE_TABLE"), "{missing}");
+    for (name, value) in refused {
+        let env = Env::from_pairs([("SHIPGATE_TABLE", "t"), (name, value)]);
+        let err = from_env(&env)
+            .err()
+            .unwrap_or_else(|| panic!("{name}={value} must be refused"))
+            .to_string();
+        assert!(err.contains(name), "{name}={value}: {err}");
+    }
+    from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")]))
+        .unwrap_or_else(|e| panic!("the defaults must be valid: {e}"))
+}
+
+/// Asserts that `P`, an action's `UserParameters` that flatten the stage's fields
+/// ([`StageParameters`](crate::job::parameters::StageParameters)) and deny unknown ones, refuses
+/// an unknown field (`role`, a typo of `roleArn`) and a missing one by name.
+pub fn assert_stage_fields_refused_by_name<P: serde::de::DeserializeOwned>() {
+    let typo = serde_json::from_str::<P>(
+        r#"{"environment": "int", "role": "x", "roleArn": "x", "releaseId": "r",
+            "executionId": "e"}"#,
+    )
+    .err()
+    .expect("an unknown field is refused")
+    .to_string();
+    assert!(typo.contains("unknown field `role`"), "{typo}");
+    let missing = serde_json::from_str::<P>(r#"{"environment": "int"}"#)
+        .err()
+        .expect("a missing field is refused")
+        .to_string();
+    assert!(missing.contains("missing field `roleArn`"), "{missing}");
 }

@@ -195,26 +195,8 @@ fn validator_problems(manifest: &Value) -> Vec<(String, String)> {
 
 /// A manifest both judges accept; each case changes one thing in it.
 fn base() -> Value {
-    json!({
-        "schema_version": "shipgate.release/v1",
-        "application": "orders",
-        "version": "1.4.2",
-        "message": "Adds partial refunds (ORD-412).\nFixes the rounding of order totals in EUR.",
-        "integrator": {"name": "Acme Integrations", "email": "release@acme.example"},
-        "environments": ["int", "stg", "prod"],
-        "images": [
-            {"name": "web", "repository": "orders/web", "tag": "1.4.2",
-             "digest": format!("sha256:{}", "3f".repeat(32))},
-            {"name": "worker", "repository": "orders/worker", "tag": "1.4.2",
-             "digest": format!("sha256:{}", "0a".repeat(32))}
-        ],
-        "templates": [
-            {"path": "templates/service.yaml", "stack": "service",
-             "parameters": {"WebImage": "${image.web.uri}", "Version": "${release.version}",
-                            "Env": "${environment}", "Literal": "$${AWS::Region}"}}
-        ],
-        "checks": "checks.json"
-    })
+    serde_json::from_str(include_str!("fixtures/release-manifest.json"))
+        .expect("the fixture is JSON")
 }
 
 fn with(change: impl FnOnce(&mut Value)) -> Value {

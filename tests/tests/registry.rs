@@ -25,16 +25,14 @@ use shipgate_local::registries::{LocalRegistry, endpoint_overrides, start_regist
 use shipgate_tests::images::{ImageBuilder, ManifestFormat, RandomBlob};
 use shipgate_tests::shared_stack::Shared;
 
-/// One local registry of the binary's own (the tooling account's), with an anonymous client.
-struct LocalOne {
-    registry: Registry,
-}
-
-async fn local_registry() -> Result<LocalOne> {
+/// An anonymous client of the binary's own local registry (the tooling account's).
+async fn local_registry() -> Result<Registry> {
     let stack = ECR.get().await?;
-    Ok(LocalOne {
-        registry: Registry::new(&stack.locals[0].url(), None, reqwest::Client::new())?,
-    })
+    Ok(Registry::new(
+        &stack.locals[0].url(),
+        None,
+        reqwest::Client::new(),
+    )?)
 }
 
 fn unique_repo(prefix: &str) -> String {
@@ -185,8 +183,7 @@ async fn an_assumed_role_reaches_its_own_accounts_registry() -> Result<()> {
 
 #[tokio::test]
 async fn a_pushed_image_is_found_by_digest_and_by_tag() -> Result<()> {
-    let local = local_registry().await?;
-    let registry = &local.registry;
+    let registry = &local_registry().await?;
     registry.ping().await?;
     let repo = unique_repo("team/api");
     let image = ImageBuilder::new().push(registry, &repo, "1.4.2").await?;
@@ -219,8 +216,7 @@ async fn a_pushed_image_is_found_by_digest_and_by_tag() -> Result<()> {
 
 #[tokio::test]
 async fn a_manifest_read_back_is_verified_and_lists_its_blobs() -> Result<()> {
-    let local = local_registry().await?;
-    let registry = &local.registry;
+    let registry = &local_registry().await?;
     for format in [ManifestFormat::Oci, ManifestFormat::Docker] {
         let repo = unique_repo("team/worker");
         let image = ImageBuilder::new()
@@ -255,8 +251,7 @@ async fn a_manifest_read_back_is_verified_and_lists_its_blobs() -> Result<()> {
 
 #[tokio::test]
 async fn blobs_round_trip_through_head_and_get() -> Result<()> {
-    let local = local_registry().await?;
-    let registry = &local.registry;
+    let registry = &local_registry().await?;
     let repo = unique_repo("team/api");
     // A layer of several chunks, an empty one, and a tiny one.
     let image = ImageBuilder::new()
@@ -285,8 +280,7 @@ async fn blobs_round_trip_through_head_and_get() -> Result<()> {
 
 #[tokio::test]
 async fn a_multi_arch_index_round_trips_with_its_children() -> Result<()> {
-    let local = local_registry().await?;
-    let registry = &local.registry;
+    let registry = &local_registry().await?;
     for (format, index_type) in [
         (ManifestFormat::Oci, media_type::OCI_INDEX),
         (ManifestFormat::Docker, media_type::DOCKER_MANIFEST_LIST),
@@ -337,8 +331,7 @@ async fn a_multi_arch_index_round_trips_with_its_children() -> Result<()> {
 
 #[tokio::test]
 async fn a_corrupt_digest_is_refused() -> Result<()> {
-    let local = local_registry().await?;
-    let registry = &local.registry;
+    let registry = &local_registry().await?;
     let repo = unique_repo("team/api");
 
     // A blob announced under a digest its bytes do not have.
@@ -428,8 +421,7 @@ async fn a_layer_streams_from_one_registry_into_another() -> Result<()> {
 
 #[tokio::test]
 async fn a_blob_mounts_from_another_repository_of_the_same_registry() -> Result<()> {
-    let local = local_registry().await?;
-    let registry = &local.registry;
+    let registry = &local_registry().await?;
     let from = unique_repo("team/base");
     let to = unique_repo("team/app");
     let image = ImageBuilder::new().push(registry, &from, "1").await?;
@@ -548,24 +540,25 @@ async fn start_fake() -> Result<(String, Fake)> {
     Ok((base, fake))
 }
 
+/// A client of the fake at `base`, logging in as ECR's `AWS` user with `password`.
+fn fake_client(base: &str, password: &str) -> Result<Registry> {
+    Ok(Registry::new(
+        base,
+        Some(Credentials::new("AWS", password)),
+        reqwest::Client::new(),
+    )?)
+}
+
 #[tokio::test]
 async fn a_registry_asking_for_a_bearer_token_gets_one_and_it_is_reused() -> Result<()> {
     let (base, fake) = start_fake().await?;
-    let registry = Registry::new(
-        &base,
-        Some(Credentials::new("AWS", "pw")),
-        reqwest::Client::new(),
-    )?;
+    let registry = fake_client(&base, "pw")?;
     let (descriptor, _) = registry.get_manifest("app", "good").await?;
     assert_eq!(descriptor.digest, Digest::sha256_of(&fake.manifest));
     registry.get_manifest("app", "good").await?;
     assert_eq!(fake.token_requests.load(Ordering::SeqCst), 1);
 
-    let wrong = Registry::new(
-        &base,
-        Some(Credentials::new("AWS", "wrong")),
-        reqwest::Client::new(),
-    )?;
+    let wrong = fake_client(&base, "wrong")?;
     let err = wrong
         .get_manifest("app", "good")
         .await
@@ -581,11 +574,7 @@ async fn a_registry_asking_for_a_bearer_token_gets_one_and_it_is_reused() -> Res
 #[tokio::test]
 async fn content_that_does_not_match_its_digest_is_refused() -> Result<()> {
     let (base, fake) = start_fake().await?;
-    let registry = Registry::new(
-        &base,
-        Some(Credentials::new("AWS", "pw")),
-        reqwest::Client::new(),
-    )?;
+    let registry = fake_client(&base, "pw")?;
     let real = Digest::sha256_of(&fake.manifest);
     assert_eq!(
         registry.get_manifest("app", real.as_str()).await?.0.digest,

@@ -39,7 +39,21 @@ use shipgate::store::{
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
+
+/// A log event about a gate (any value with its `release_id`, `execution_id` and `environment`),
+/// carrying those first as every event here does:
+/// `gate_event!(info, gate, outcome = "shown", "approval page shown")`.
+macro_rules! gate_event {
+    ($level:ident, $gate:expr, $($fields:tt)+) => {
+        tracing::$level!(
+            release_id = $gate.release_id,
+            execution_id = $gate.execution_id,
+            env = $gate.environment,
+            $($fields)+
+        )
+    };
+}
 
 pub use form::{MAX_BODY_BYTES, MAX_COMMENT_CHARS, cross_site, read_form};
 
@@ -179,10 +193,9 @@ impl ApprovalPage {
             Ok(view) => view,
             Err(e) => return unavailable(&e),
         };
-        info!(
-            release_id = checked.gate.release_id,
-            execution_id = checked.gate.execution_id,
-            env = checked.gate.environment,
+        gate_event!(
+            info,
+            checked.gate,
             approver = checked.claims.approver,
             outcome = "shown",
             "approval page shown"
@@ -289,10 +302,9 @@ impl ApprovalPage {
             .get("f")
             .is_some_and(|f| verify_form_token(f, &checked.claims, &checked.keys.verifying()));
         if !form_ok {
-            warn!(
-                release_id = checked.gate.release_id,
-                execution_id = checked.gate.execution_id,
-                env = checked.gate.environment,
+            gate_event!(
+                warn,
+                checked.gate,
                 approver = checked.claims.approver,
                 outcome = "refused",
                 "decision without the page's form token"
@@ -330,10 +342,9 @@ impl ApprovalPage {
         let claimed = match self.store.claim_decision(gate, &decision, &now).await? {
             DecisionClaim::Claimed(gate) => gate,
             DecisionClaim::Conflict(current) => {
-                info!(
-                    release_id = gate.release_id,
-                    execution_id = gate.execution_id,
-                    env = gate.environment,
+                gate_event!(
+                    info,
+                    gate,
                     approver = checked.claims.approver,
                     outcome = "already_decided",
                     "decision refused: the gate was decided first"
@@ -351,16 +362,7 @@ impl ApprovalPage {
             &decision.link,
             comment.as_deref(),
         );
-        let put = put_approval_result(
-            &self.cp,
-            &claimed.pipeline,
-            &claimed.stage,
-            &claimed.action,
-            claimed.approval_token.expose(),
-            status,
-            &summary,
-        )
-        .await;
+        let put = put_approval_result(&self.cp, claimed.approval_action(), status, &summary).await;
         let now = now_rfc3339();
         match put {
             Ok(()) => {
@@ -371,10 +373,9 @@ impl ApprovalPage {
                 self.store
                     .settle_decision(&claimed, &decision.link, settled, None, &now)
                     .await?;
-                info!(
-                    release_id = claimed.release_id,
-                    execution_id = claimed.execution_id,
-                    env = claimed.environment,
+                gate_event!(
+                    info,
+                    claimed,
                     gate = claimed.key(),
                     approver = decision.approver,
                     link = decision.link,
@@ -405,7 +406,7 @@ impl ApprovalPage {
                 })
             }
             Err(e) if e.retryable => {
-                warn!(release_id = claimed.release_id, execution_id = claimed.execution_id, env = claimed.environment, error = %e, outcome = "retry", "CodePipeline did not take the decision; gate reopened");
+                gate_event!(warn, claimed, error = %e, outcome = "retry", "CodePipeline did not take the decision; gate reopened");
                 self.store
                     .release_decision(&claimed, &decision.link, &now)
                     .await?;
@@ -416,7 +417,7 @@ impl ApprovalPage {
                     "CodePipeline refused the decision ({}): the approval is no longer waiting",
                     e.code.as_deref().unwrap_or("error")
                 );
-                warn!(release_id = claimed.release_id, execution_id = claimed.execution_id, env = claimed.environment, error = %e, outcome = "closed", "decision refused by CodePipeline");
+                gate_event!(warn, claimed, error = %e, outcome = "closed", "decision refused by CodePipeline");
                 self.store
                     .settle_decision(
                         &claimed,
@@ -473,10 +474,9 @@ impl ApprovalPage {
         let link = match gate.issued_link(&key) {
             Some(link) if link.approver == claims.approver => link.clone(),
             _ if !gate.links.iter().any(|l| l.approver == claims.approver) => {
-                warn!(
-                    release_id = gate.release_id,
-                    execution_id = gate.execution_id,
-                    env = gate.environment,
+                gate_event!(
+                    warn,
+                    gate,
                     outcome = "refused",
                     "signed link for someone who is not an approver of this gate"
                 );
@@ -509,14 +509,7 @@ impl ApprovalPage {
                 ),
             )));
         }
-        let state = approval_action_state(
-            &self.cp,
-            &gate.pipeline,
-            &gate.stage,
-            &gate.action,
-            gate.approval_token.expose(),
-        )
-        .await?;
+        let state = approval_action_state(&self.cp, gate.approval_action()).await?;
         if !state.waiting_with_token {
             return Ok(Err(refusal(
                 410,
@@ -531,10 +524,9 @@ impl ApprovalPage {
         let executions =
             recent_executions(&self.cp, &gate.pipeline, self.config.supersede_lookback).await?;
         if let Some(newer) = superseded_by(&executions, &gate.execution_id) {
-            info!(
-                release_id = gate.release_id,
-                execution_id = gate.execution_id,
-                env = gate.environment,
+            gate_event!(
+                info,
+                gate,
                 newer_execution = newer.execution_id,
                 outcome = "superseded",
                 "approval page for a superseded release"

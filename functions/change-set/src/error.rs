@@ -4,7 +4,7 @@
 use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::{AwsError, code_and_message};
 use shipgate::job::artifact::ArtifactError;
-use shipgate::job::release::ReleaseError;
+use shipgate::job::release::{ReleaseError, TableError};
 use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::release::PlaceholderError;
 use shipgate::store::StoreError;
@@ -47,15 +47,11 @@ pub enum ChangeSetError {
         key: String,
         source: Box<AwsError>,
     },
-    #[error("the release table could not be used: {0}")]
-    Store(#[source] Box<StoreError>),
+    #[error(transparent)]
+    Store(#[from] TableError),
 }
 
-impl From<StoreError> for ChangeSetError {
-    fn from(e: StoreError) -> Self {
-        ChangeSetError::Store(Box::new(e))
-    }
-}
+shipgate::from_store_error!(ChangeSetError);
 
 impl ActionError for ChangeSetError {
     /// A stable name for logs and metrics.
@@ -80,7 +76,9 @@ impl ActionError for ChangeSetError {
             ChangeSetError::TemplateUpload { source, .. } => source.retryable,
             ChangeSetError::Artifact(e) => e.is_retryable(),
             ChangeSetError::Release(e) => e.is_retryable(),
-            ChangeSetError::Store(e) => matches!(e.as_ref(), StoreError::Aws(e) if e.retryable),
+            ChangeSetError::Store(e) => {
+                matches!(e.store_error(), StoreError::Aws(e) if e.retryable)
+            }
             _ => false,
         }
     }
@@ -147,25 +145,33 @@ fn cloudformation_hint(e: &AwsError, role_arn: &str) -> String {
 mod tests {
     use super::*;
 
-    fn aws(service: &'static str, operation: &'static str, code: &str, message: &str) -> AwsError {
+    const ROLE: &str = "arn:aws:iam::222222222222:role/shipgate-deploy";
+
+    /// CloudFormation's answer to `operation` on int's orders-int-service, called as [`ROLE`]
+    /// (throttling is worth another try).
+    fn cloudformation(operation: &'static str, code: &str, message: &str) -> ChangeSetError {
         let retryable = code.contains("Throttl");
-        shipgate::testing::aws_error(service, operation, code, message, retryable)
+        ChangeSetError::CloudFormation {
+            environment: "int".into(),
+            stack: "orders-int-service".into(),
+            role_arn: ROLE.into(),
+            source: Box::new(shipgate::testing::aws_error(
+                "CloudFormation",
+                operation,
+                code,
+                message,
+                retryable,
+            )),
+        }
     }
 
     #[test]
     fn cloudformation_errors_name_environment_stack_operation_and_a_next_step() {
-        let role = "arn:aws:iam::222222222222:role/shipgate-deploy";
-        let refused = ChangeSetError::CloudFormation {
-            environment: "int".into(),
-            stack: "orders-int-service".into(),
-            role_arn: role.into(),
-            source: Box::new(aws(
-                "CloudFormation",
-                "CreateChangeSet",
-                "ValidationError",
-                "Template format error: Unrecognized resource types: [AWS::Nope::Thing]",
-            )),
-        };
+        let refused = cloudformation(
+            "CreateChangeSet",
+            "ValidationError",
+            "Template format error: Unrecognized resource types: [AWS::Nope::Thing]",
+        );
         assert_eq!(
             refused.to_string(),
             "int: CloudFormation CreateChangeSet for stack orders-int-service failed: \
@@ -175,47 +181,22 @@ mod tests {
         );
         assert!(!refused.is_retryable());
 
-        let denied = ChangeSetError::CloudFormation {
-            environment: "int".into(),
-            stack: "orders-int-service".into(),
-            role_arn: role.into(),
-            source: Box::new(aws(
-                "CloudFormation",
-                "DescribeStacks",
-                "AccessDenied",
-                "no",
-            )),
-        };
+        let denied = cloudformation("DescribeStacks", "AccessDenied", "no");
         assert!(denied.to_string().contains(&format!(
-            "check that {role} allows cloudformation:DescribeStacks"
+            "check that {ROLE} allows cloudformation:DescribeStacks"
         )));
         assert_eq!(denied.failure_kind(), JobFailureKind::PermissionError);
 
-        let throttled = ChangeSetError::CloudFormation {
-            environment: "int".into(),
-            stack: "orders-int-service".into(),
-            role_arn: role.into(),
-            source: Box::new(aws(
-                "CloudFormation",
-                "DescribeChangeSet",
-                "Throttling",
-                "Rate exceeded",
-            )),
-        };
+        let throttled = cloudformation("DescribeChangeSet", "Throttling", "Rate exceeded");
         assert!(throttled.is_retryable());
         assert_eq!(throttled.error_type(), "CloudFormationError");
     }
 
     #[test]
     fn a_service_role_that_cannot_be_used_says_which_side_to_fix() {
-        let role = "arn:aws:iam::222222222222:role/shipgate-deploy";
         let stack_role = "arn:aws:iam::222222222222:role/shipgate-cloudformation";
-        let failed = |code: &str, message: String| ChangeSetError::CloudFormation {
-            environment: "int".into(),
-            stack: "orders-int-service".into(),
-            role_arn: role.into(),
-            source: Box::new(aws("CloudFormation", "CreateChangeSet", code, &message)),
-        };
+        let failed =
+            |code: &str, message: String| cloudformation("CreateChangeSet", code, &message);
 
         let not_passable = failed(
             "AccessDenied",
@@ -227,7 +208,7 @@ mod tests {
         assert!(
             not_passable
                 .to_string()
-                .contains(&format!("check that {role} may pass the service role")),
+                .contains(&format!("check that {ROLE} may pass the service role")),
             "{not_passable}"
         );
         assert_eq!(not_passable.failure_kind(), JobFailureKind::PermissionError);

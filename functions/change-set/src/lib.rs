@@ -95,18 +95,11 @@ impl JobAction for ChangeSetFunction {
     }
 
     fn scope(target: &Target) -> Scope<'_> {
-        Scope {
-            release_id: &target.release_id,
-            execution_id: &target.execution_id,
-            environment: &target.environment,
-        }
+        target.stage.scope()
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.timeout_seconds,
-            variable: "SHIPGATE_CHANGE_SET_TIMEOUT_SECONDS",
-        }
+        self.config.timeout
     }
 
     async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, ChangeSetError> {
@@ -115,12 +108,12 @@ impl JobAction for ChangeSetFunction {
         // Only the first invocation of a job starts an attempt: a continuation finds its own.
         let stacks = self.prepare(call.job, target, call.is_first()).await?;
         let readiness = decide(
-            &target.environment,
-            &target.account_id,
+            &target.stage.environment,
+            &target.stage.account_id,
             &target.change_set_name,
             &stacks,
             waited,
-            self.config.timeout_seconds,
+            self.config.timeout.seconds,
         );
         match readiness {
             Readiness::Settled => self.record(target, &stacks).await,
@@ -136,9 +129,10 @@ impl JobAction for ChangeSetFunction {
 impl ChangeSetFunction {
     /// Builds the clients from one SDK configuration.
     pub fn new(config: ChangeSetConfig, sdk: &SdkConfig) -> Self {
+        let (s3, store) = config.artifact.clients(sdk);
         Self {
-            s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            s3,
+            store,
             sessions: Sessions::new(sdk, "change-set"),
             config,
         }
@@ -151,9 +145,9 @@ impl ChangeSetFunction {
         target: &Target,
         new_attempt: bool,
     ) -> Result<Vec<StackChangeSet>, ChangeSetError> {
-        let record = accepted_release(&self.store, &target.release_id).await?;
-        let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
-        let release = verify_release(&record, inspection, &target.environment)?;
+        let record = accepted_release(&self.store, &target.stage.release_id).await?;
+        let inspection = read_release(&self.s3, job, &record, &self.config.artifact.limits).await?;
+        let release = verify_release(&record, inspection, &target.stage.environment)?;
 
         let bucket = release_artifact(job)?.bucket;
         let cf = aws_sdk_cloudformation::Client::new(&self.assume(target).await?);
@@ -181,10 +175,10 @@ impl ChangeSetFunction {
     /// The environment account's SDK configuration, as the deploy role.
     async fn assume(&self, target: &Target) -> Result<SdkConfig, ChangeSetError> {
         self.sessions
-            .config(&target.role_arn, &target.release_id)
+            .config(&target.stage.role_arn, &target.stage.release_id)
             .await
             .map_err(|source| ChangeSetError::AssumeRole {
-                environment: target.environment.clone(),
+                environment: target.stage.environment.clone(),
                 source,
             })
     }
@@ -204,7 +198,7 @@ impl ChangeSetFunction {
         }
         let key = format!(
             "{TEMPLATES_PREFIX}{}/{}.template",
-            target.release_id,
+            target.stage.release_id,
             hex::encode(Sha256::digest(source.body.as_bytes()))
         );
         put_bytes(
@@ -239,17 +233,17 @@ impl ChangeSetFunction {
         source: TemplateToSend<'_>,
         new_attempt: bool,
     ) -> Result<StackChangeSet, ChangeSetError> {
-        let stack_name = manifest.stack_name(&target.environment, template);
+        let stack_name = manifest.stack_name(&target.stage.environment, template);
         let cfn = |source: AwsError| ChangeSetError::CloudFormation {
-            environment: target.environment.clone(),
+            environment: target.stage.environment.clone(),
             stack: stack_name.clone(),
-            role_arn: target.role_arn.to_string(),
+            role_arn: target.stage.role_arn.to_string(),
             source: Box::new(source),
         };
         let parameters = manifest.stack_parameters(
             template,
             &DeployTarget {
-                environment: &target.environment,
+                environment: &target.stage.environment,
                 registry: &target.registry,
             },
         )?;
@@ -337,12 +331,12 @@ impl ChangeSetFunction {
             };
             self.store
                 .put_stack_changes(&StackChanges {
-                    release_id: target.release_id.clone(),
-                    environment: target.environment.clone(),
-                    execution_id: target.execution_id.clone(),
+                    release_id: target.stage.release_id.clone(),
+                    environment: target.stage.environment.clone(),
+                    execution_id: target.stage.execution_id.clone(),
                     template_path: stack.template_path.clone(),
                     stack_name: stack.stack_name.clone(),
-                    account_id: target.account_id.clone(),
+                    account_id: target.stage.account_id.clone(),
                     change_set_name: target.change_set_name.clone(),
                     change_set_id: stack.change_set_id.clone(),
                     creates_stack: stack.creates_stack,
@@ -352,11 +346,11 @@ impl ChangeSetFunction {
                 })
                 .await?;
         }
-        let summary = summary_line(&target.environment, stacks);
+        let summary = summary_line(&target.stage.environment, stacks);
         info!(stacks = stacks.len(), outcome = "done", summary = %summary, "change sets ready");
         Ok(Verdict::Done {
             output_variables: output_variables(
-                &target.environment,
+                &target.stage.environment,
                 &target.change_set_name,
                 stacks,
             ),
@@ -390,7 +384,7 @@ async fn create_and_describe(
 fn change_set_description(manifest: &Manifest, target: &Target) -> String {
     let text = format!(
         "shipgate release {} ({} {}), pipeline execution {}",
-        target.release_id, manifest.application, manifest.version, target.execution_id
+        target.stage.release_id, manifest.application, manifest.version, target.stage.execution_id
     );
     // CloudFormation's limit on a description.
     text.chars().take(1024).collect()

@@ -8,22 +8,17 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shipgate::aws::sts::RoleArn;
 use shipgate::job::ParameterError;
-use shipgate::job::parameters as fields;
+use shipgate::job::parameters::{self as fields, Stage, StageParameters};
 
 /// `UserParameters`, as the pipeline template writes them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionParameters {
-    /// The environment the change sets are for (`int`).
-    pub environment: String,
-    /// The deploy role in the environment's account.
-    pub role_arn: String,
-    /// The release (`#{variables.ReleaseId}`).
-    pub release_id: String,
-    /// The pipeline execution (`#{codepipeline.PipelineExecutionId}`).
-    pub execution_id: String,
+    /// The environment the change sets are for (`int`), the deploy role there, the release and
+    /// the pipeline execution.
+    #[serde(flatten)]
+    pub stage: StageParameters,
     /// The registry host image URIs name; default: the target account's ECR.
     #[serde(default)]
     pub registry: Option<String>,
@@ -38,14 +33,10 @@ pub struct ActionParameters {
 /// Where and for what the change sets are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub environment: String,
-    pub role_arn: RoleArn,
-    /// The account of `role_arn`: where the stacks live.
-    pub account_id: String,
-    /// The service role CloudFormation acts with on the stacks, in `account_id`.
+    /// The environment, its account (where the stacks live) and role, the release and execution.
+    pub stage: Stage,
+    /// The service role CloudFormation acts with on the stacks, in the stage's account.
     pub stack_role_arn: Option<String>,
-    pub release_id: String,
-    pub execution_id: String,
     /// Registry host for `${image.<name>.uri}`.
     pub registry: String,
     /// The change set's name, the same for every stack of the release in this execution.
@@ -58,13 +49,10 @@ pub const MAX_CHANGE_SET_NAME_CHARS: usize = 128;
 impl ActionParameters {
     /// Checks the parameters; `region` (the function's own) names the default registry.
     pub fn target(&self, region: Option<&str>) -> Result<Target, ParameterError> {
-        let environment = fields::environment("environment", &self.environment)?;
-        let role_arn = fields::role("roleArn", &self.role_arn)?;
+        let stage = self.stage.check()?;
         let stack_role_arn = fields::optional("stackRoleArn", self.stack_role_arn.as_deref())?
-            .map(|arn| stack_role(arn, role_arn.account()))
+            .map(|arn| stack_role(arn, &stage.account_id))
             .transpose()?;
-        let release_id = fields::id("releaseId", &self.release_id)?;
-        let execution_id = fields::id("executionId", &self.execution_id)?;
         let registry = match fields::optional("registry", self.registry.as_deref())? {
             Some(host) if !is_registry_host(host) => {
                 return Err(ParameterError::invalid(
@@ -75,7 +63,7 @@ impl ActionParameters {
             }
             Some(host) => host.to_owned(),
             None => default_registry(
-                role_arn.account(),
+                &stage.account_id,
                 region.ok_or(ParameterError::Inconsistent(
                     "no AWS region is configured to name the target account's registry: set \
                      `registry` in the UserParameters, or AWS_REGION"
@@ -84,13 +72,9 @@ impl ActionParameters {
             ),
         };
         Ok(Target {
-            environment: environment.to_owned(),
-            account_id: role_arn.account().to_owned(),
-            role_arn,
-            change_set_name: change_set_name(release_id, execution_id),
+            change_set_name: change_set_name(&stage.release_id, &stage.execution_id),
+            stage,
             stack_role_arn,
-            release_id: release_id.to_owned(),
-            execution_id: execution_id.to_owned(),
             registry,
         })
     }
@@ -170,8 +154,8 @@ mod tests {
     fn the_pipelines_parameters_name_account_registry_and_change_set() {
         let target = parameters(INT).target(Some("eu-west-1")).expect("valid");
 
-        assert_eq!(target.environment, "int");
-        assert_eq!(target.account_id, "222222222222");
+        assert_eq!(target.stage.environment, "int");
+        assert_eq!(target.stage.account_id, "222222222222");
         assert_eq!(
             target.registry,
             "222222222222.dkr.ecr.eu-west-1.amazonaws.com"
@@ -262,24 +246,10 @@ mod tests {
 
     #[test]
     fn unknown_missing_and_unresolved_parameters_are_refused_by_name() {
-        let typo = serde_json::from_str::<ActionParameters>(
-            r#"{"environment": "int", "role": "x", "roleArn": "x", "releaseId": "r",
-                "executionId": "e"}"#,
-        );
-        assert!(
-            typo.unwrap_err()
-                .to_string()
-                .contains("unknown field `role`")
-        );
-        assert!(
-            serde_json::from_str::<ActionParameters>(r#"{"environment": "int"}"#)
-                .unwrap_err()
-                .to_string()
-                .contains("missing field `roleArn`")
-        );
+        shipgate::testing::assert_stage_fields_refused_by_name::<ActionParameters>();
 
         let mut p = parameters(INT);
-        p.release_id = "#{variables.ReleaseId}".into();
+        p.stage.release_id = "#{variables.ReleaseId}".into();
         let err = p.target(Some("eu-west-1")).unwrap_err();
         assert_eq!(
             err,
@@ -291,7 +261,7 @@ mod tests {
         assert!(err.to_string().contains("was not resolved"));
 
         let mut p = parameters(INT);
-        p.environment = "".into();
+        p.stage.environment = "".into();
         assert_eq!(
             p.target(Some("eu-west-1")),
             Err(ParameterError::Empty {
@@ -299,7 +269,7 @@ mod tests {
                 hint: ""
             })
         );
-        p.environment = "Prod env".into();
+        p.stage.environment = "Prod env".into();
         assert!(p.target(Some("eu-west-1")).is_err());
     }
 

@@ -327,6 +327,15 @@ mod tests {
         }
     }
 
+    /// The change a new image makes: the task definition is replaced.
+    fn task_definition_replaced() -> ResourceChange {
+        change(
+            ChangeAction::Modify,
+            "TaskDefinition",
+            Some(Replacement::True),
+        )
+    }
+
     fn ready(changes: &[ResourceChange]) -> ChangeSetState {
         ChangeSetState {
             changes: changes.to_vec(),
@@ -383,11 +392,7 @@ mod tests {
     fn a_ready_change_set_is_summarised_replacements_first() {
         let progress = classify(&ready(&[
             change(ChangeAction::Add, "Alarm", None),
-            change(
-                ChangeAction::Modify,
-                "TaskDefinition",
-                Some(Replacement::True),
-            ),
+            task_definition_replaced(),
         ]));
         let StackProgress::Ready { summary } = progress else {
             panic!("ready: {progress:?}");
@@ -527,11 +532,7 @@ mod tests {
     #[test]
     fn the_summary_line_names_each_stack_or_says_no_changes() {
         let summary = summarise_change_set(&[
-            change(
-                ChangeAction::Modify,
-                "TaskDefinition",
-                Some(Replacement::True),
-            ),
+            task_definition_replaced(),
             change(ChangeAction::Modify, "Service", Some(Replacement::False)),
             change(ChangeAction::Modify, "LogGroup", None),
         ]);
@@ -564,11 +565,7 @@ mod tests {
     #[test]
     fn output_variables_count_replacements_and_removals_and_stay_short() {
         let summary = summarise_change_set(&[
-            change(
-                ChangeAction::Modify,
-                "TaskDefinition",
-                Some(Replacement::True),
-            ),
+            task_definition_replaced(),
             change(
                 ChangeAction::Modify,
                 "Listener",

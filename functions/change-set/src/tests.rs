@@ -1,7 +1,6 @@
 //! The handler's own decisions: which release it accepts to work on, and the failures it
 //! reports before calling AWS.
 
-use serde_json::json;
 use shipgate::release::TemplateFile;
 use shipgate::store::ReleaseState;
 
@@ -9,19 +8,11 @@ use super::*;
 
 const MANIFEST_SHA: &str = "5f0c1d7e2b9a4c3d8e6f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
 
+/// shipgate's own fixture: a release of orders 1.4.2 to int, stg and prod.
 fn manifest() -> Manifest {
-    serde_json::from_value(json!({
-        "schema_version": "shipgate.release/v1",
-        "application": "orders",
-        "version": "1.4.2",
-        "message": "refunds",
-        "integrator": {"name": "Acme", "email": "release@acme.example"},
-        "environments": ["int", "stg", "prod"],
-        "images": [{"name": "web", "repository": "orders/web", "tag": "1.4.2",
-                    "digest": format!("sha256:{}", "a".repeat(64))}],
-        "templates": [{"path": "templates/service.yaml", "stack": "service",
-                       "parameters": {"WebImage": "${image.web.uri}", "Version": "${release.version}"}}]
-    }))
+    serde_json::from_str(include_str!(
+        "../../../shared/tests/fixtures/release-manifest.json"
+    ))
     .expect("a valid manifest")
 }
 

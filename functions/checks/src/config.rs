@@ -1,15 +1,15 @@
 //! The checks action's configuration, read once from the environment.
 
 use shipgate::config::{ConfigError, Env};
-use shipgate::release::Limits;
+use shipgate::job::RetryLimit;
+use shipgate::job::artifact::ArtifactConfig;
 
 /// Everything the checks action needs besides its clients.
 #[derive(Debug, Clone)]
 pub struct ChecksConfig {
-    /// `SHIPGATE_TABLE`: the release table (the artifact must be the release intake recorded).
-    pub table: String,
-    /// `SHIPGATE_S3_FORCE_PATH_STYLE` (default false).
-    pub s3_force_path_style: bool,
+    /// The release table (the artifact must be the release intake recorded), S3's addressing
+    /// and the limits the release artifact is re-validated against.
+    pub artifact: ArtifactConfig,
     /// `SHIPGATE_CHECK_ATTEMPTS` (default 3, 1 to 10): tries per check when the endpoint cannot
     /// be reached, times out or answers 5xx (and 5xx is not what the check expects).
     pub attempts: u32,
@@ -18,9 +18,7 @@ pub struct ChecksConfig {
     pub invocation_seconds: u64,
     /// `SHIPGATE_CHECKS_RETRY_SECONDS` (default 600): how long temporary failures reading the
     /// release (S3, the table) are retried, across invocations, before the action fails.
-    pub retry_seconds: u64,
-    /// Limits the release artifact is re-validated against (`SHIPGATE_MAX_*`, as intake).
-    pub limits: Limits,
+    pub retry: RetryLimit,
 }
 
 impl ChecksConfig {
@@ -38,40 +36,31 @@ impl ChecksConfig {
             "from 10 to 800 seconds (well under the function's timeout)",
         )?;
         Ok(Self {
-            table: env.required("SHIPGATE_TABLE")?,
-            s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,
+            artifact: ArtifactConfig::from_env(env)?,
             attempts,
             invocation_seconds,
-            retry_seconds: env.parsed_or("SHIPGATE_CHECKS_RETRY_SECONDS", 600)?,
-            limits: Limits::from_env(env)?,
+            retry: RetryLimit::from_env(env, "SHIPGATE_CHECKS_RETRY_SECONDS", 600)?,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use shipgate::testing::config_checked;
+
     use super::*;
 
     #[test]
     fn defaults_apply_and_bounds_are_enforced_by_name() {
-        let config =
-            ChecksConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).expect("valid");
+        let config = config_checked(
+            ChecksConfig::from_env,
+            &[
+                ("SHIPGATE_CHECK_ATTEMPTS", "0"),
+                ("SHIPGATE_CHECK_ATTEMPTS", "many"),
+                ("SHIPGATE_CHECKS_INVOCATION_SECONDS", "5"),
+            ],
+        );
         assert_eq!(config.attempts, 3);
         assert_eq!(config.invocation_seconds, 120);
-        assert!(
-            ChecksConfig::from_env(&Env::default())
-                .unwrap_err()
-                .to_string()
-                .contains("SHIPGATE_TABLE")
-        );
-        for (name, value) in [
-            ("SHIPGATE_CHECK_ATTEMPTS", "0"),
-            ("SHIPGATE_CHECK_ATTEMPTS", "many"),
-            ("SHIPGATE_CHECKS_INVOCATION_SECONDS", "5"),
-        ] {
-            let env = Env::from_pairs([("SHIPGATE_TABLE", "t"), (name, value)]);
-            let err = ChecksConfig::from_env(&env).unwrap_err();
-            assert!(err.to_string().contains(name), "{err}");
-        }
     }
 }

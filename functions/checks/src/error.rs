@@ -2,9 +2,8 @@
 //! outcome, not an error): each message is what the operator reads in the pipeline.
 
 use shipgate::job::artifact::ArtifactError;
-use shipgate::job::release::ReleaseError;
+use shipgate::job::release::{ReleaseError, TableError};
 use shipgate::job::{ActionError, JobFailureKind, ParameterError};
-use shipgate::store::StoreError;
 
 /// A failure of the checks action.
 #[derive(Debug, thiserror::Error)]
@@ -21,17 +20,13 @@ pub enum ChecksError {
     Release(#[from] ReleaseError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    #[error("the release table could not be used: {0}")]
-    Store(#[source] Box<StoreError>),
+    #[error(transparent)]
+    Store(#[from] TableError),
     #[error("the HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
 }
 
-impl From<StoreError> for ChecksError {
-    fn from(e: StoreError) -> Self {
-        ChecksError::Store(Box::new(e))
-    }
-}
+shipgate::from_store_error!(ChecksError);
 
 impl ActionError for ChecksError {
     /// A stable name for logs and metrics.

@@ -80,10 +80,7 @@ impl JobAction for ChecksFunction {
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.retry_seconds,
-            variable: "SHIPGATE_CHECKS_RETRY_SECONDS",
-        }
+        self.config.retry
     }
 
     async fn work(
@@ -101,9 +98,10 @@ impl ChecksFunction {
     /// built by the first check, and a failure to build it (no TLS roots) fails that job
     /// ([`ChecksError::Client`]).
     pub fn new(config: ChecksConfig, sdk: &SdkConfig) -> Self {
+        let (s3, store) = config.artifact.clients(sdk);
         Self {
-            s3: shipgate::aws::s3_client(sdk, config.s3_force_path_style),
-            store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            s3,
+            store,
             http: HttpClientOnFirstUse::new(checks_http_client),
             config,
         }
@@ -254,7 +252,7 @@ impl ChecksFunction {
         release_id: &str,
     ) -> Result<Option<Checks>, ChecksError> {
         let record = accepted_release(&self.store, release_id).await?;
-        let inspection = read_release(&self.s3, job, &record, &self.config.limits).await?;
+        let inspection = read_release(&self.s3, job, &record, &self.config.artifact.limits).await?;
         Ok(inspection.checks)
     }
 }

@@ -1,6 +1,7 @@
 //! The deploy action's configuration, read once from the environment.
 
 use shipgate::config::{ConfigError, Env};
+use shipgate::job::RetryLimit;
 
 /// Everything the deploy action needs besides its AWS clients.
 #[derive(Debug, Clone)]
@@ -9,7 +10,7 @@ pub struct DeployConfig {
     pub table: String,
     /// `SHIPGATE_DEPLOY_TIMEOUT_SECONDS` (default 3600): how long the action waits, across
     /// invocations, for the stacks to settle before it fails.
-    pub timeout_seconds: u64,
+    pub timeout: RetryLimit,
     /// `SHIPGATE_TASK_SET_TIMEOUT_SECONDS` (default 900): how long the new version's ECS task
     /// set may take, after its last change, to run every task registered and healthy.
     pub task_set_timeout_seconds: u64,
@@ -19,16 +20,15 @@ impl DeployConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
-            timeout_seconds: env.parsed_within(
+            timeout: RetryLimit::at_least_one_second(
+                env,
                 "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
                 3600,
-                1..=u64::MAX,
                 "the action must be allowed some time to wait",
             )?,
-            task_set_timeout_seconds: env.parsed_within(
+            task_set_timeout_seconds: env.seconds_at_least_one(
                 "SHIPGATE_TASK_SET_TIMEOUT_SECONDS",
                 900,
-                1..=u64::MAX,
                 "the task set must be allowed some time to start its tasks",
             )?,
         })
@@ -37,31 +37,21 @@ impl DeployConfig {
 
 #[cfg(test)]
 mod tests {
+    use shipgate::testing::config_checked;
+
     use super::*;
 
     #[test]
-    fn defaults_apply_and_the_table_is_required() {
-        let config =
-            DeployConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).expect("valid");
+    fn defaults_apply_the_table_is_required_and_a_zero_or_malformed_timeout_is_refused() {
+        let config = config_checked(
+            DeployConfig::from_env,
+            &[
+                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", "0"),
+                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", "an hour"),
+            ],
+        );
         assert_eq!(config.table, "t");
-        assert_eq!(config.timeout_seconds, 3600);
+        assert_eq!(config.timeout.seconds, 3600);
         assert_eq!(config.task_set_timeout_seconds, 900);
-        let err = DeployConfig::from_env(&Env::default()).unwrap_err();
-        assert!(err.to_string().contains("SHIPGATE_TABLE"));
-    }
-
-    #[test]
-    fn a_zero_or_malformed_timeout_is_refused_by_name() {
-        for value in ["0", "an hour"] {
-            let env = Env::from_pairs([
-                ("SHIPGATE_TABLE", "t"),
-                ("SHIPGATE_DEPLOY_TIMEOUT_SECONDS", value),
-            ]);
-            let err = DeployConfig::from_env(&env).unwrap_err();
-            assert!(
-                err.to_string().contains("SHIPGATE_DEPLOY_TIMEOUT_SECONDS"),
-                "{err}"
-            );
-        }
     }
 }

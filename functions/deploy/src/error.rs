@@ -3,8 +3,8 @@
 
 use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::RoleCallError;
+use shipgate::job::release::TableError;
 use shipgate::job::{ActionError, JobFailureKind};
-use shipgate::store::StoreError;
 
 /// A failure of the deploy action.
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +72,11 @@ pub enum DeployError {
     /// An ECS or load balancer call while placing the new version's task set.
     #[error(transparent)]
     Green(RoleCallError),
-    #[error("the release table could not be used: {0}")]
-    Store(#[source] Box<StoreError>),
+    #[error(transparent)]
+    Store(#[from] TableError),
 }
 
-impl From<StoreError> for DeployError {
-    fn from(e: StoreError) -> Self {
-        DeployError::Store(Box::new(e))
-    }
-}
+shipgate::from_store_error!(DeployError);
 
 impl ActionError for DeployError {
     /// A stable name for logs and metrics.

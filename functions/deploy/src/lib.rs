@@ -86,10 +86,7 @@ impl JobAction for DeployFunction {
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.timeout_seconds,
-            variable: "SHIPGATE_DEPLOY_TIMEOUT_SECONDS",
-        }
+        self.config.timeout
     }
 
     fn finished(&self, target: &Target, outcome: &Outcome) {
@@ -132,7 +129,7 @@ impl DeployFunction {
             &target.account_id,
             &stacks,
             waited,
-            self.config.timeout_seconds,
+            self.config.timeout.seconds,
         );
         let (summary, mut variables) = match settled {
             Settlement::Done { summary, variables } => (summary, variables),

@@ -4,20 +4,14 @@
 
 use serde::Deserialize;
 use shipgate::job::ParameterError;
-use shipgate::job::parameters::Stage;
+use shipgate::job::parameters::{Stage, StageParameters};
 
-/// `UserParameters`, as the pipeline template writes them.
+/// `UserParameters`, as the pipeline template writes them: the stage's four fields alone.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct ActionParameters {
-    /// The environment deployed to (`int`).
-    pub environment: String,
-    /// The deploy role in the environment's account.
-    pub role_arn: String,
-    /// The release (`#{variables.ReleaseId}`).
-    pub release_id: String,
-    /// The pipeline execution (`#{codepipeline.PipelineExecutionId}`).
-    pub execution_id: String,
+    #[serde(flatten)]
+    pub stage: StageParameters,
 }
 
 /// Where and what the action deploys.
@@ -25,12 +19,7 @@ pub type Target = Stage;
 
 impl ActionParameters {
     pub fn target(&self) -> Result<Target, ParameterError> {
-        Stage::check(
-            &self.environment,
-            &self.role_arn,
-            &self.release_id,
-            &self.execution_id,
-        )
+        self.stage.check()
     }
 }
 
@@ -54,15 +43,7 @@ mod tests {
 
     #[test]
     fn unknown_missing_unresolved_and_malformed_parameters_are_refused_by_name() {
-        let typo = serde_json::from_str::<ActionParameters>(
-            r#"{"environment": "int", "role": "x", "roleArn": "x", "releaseId": "r",
-                "executionId": "e"}"#,
-        );
-        assert!(
-            typo.unwrap_err()
-                .to_string()
-                .contains("unknown field `role`")
-        );
+        shipgate::testing::assert_stage_fields_refused_by_name::<ActionParameters>();
 
         // INT with one field changed, checked.
         let target_with = |edit: fn(&mut ActionParameters)| {
@@ -71,21 +52,21 @@ mod tests {
             p.target()
         };
         assert!(matches!(
-            target_with(|p| p.execution_id = "#{codepipeline.PipelineExecutionId}".into()),
+            target_with(|p| p.stage.execution_id = "#{codepipeline.PipelineExecutionId}".into()),
             Err(ParameterError::Unresolved {
                 field: "executionId",
                 ..
             })
         ));
         assert!(matches!(
-            target_with(|p| p.role_arn = "arn:aws:iam::222222222222:user/alice".into()),
+            target_with(|p| p.stage.role_arn = "arn:aws:iam::222222222222:user/alice".into()),
             Err(ParameterError::Invalid {
                 field: "roleArn",
                 ..
             })
         ));
         assert_eq!(
-            target_with(|p| p.role_arn = " ".into()),
+            target_with(|p| p.stage.role_arn = " ".into()),
             Err(ParameterError::Empty {
                 field: "roleArn",
                 hint: ""

@@ -143,9 +143,7 @@ impl Mailer {
                 .ok_or_else(|| MailerError::NoApprovers {
                     environment: environment.clone(),
                 })?;
-        let state =
-            approval_action_state(&self.cp, &n.pipeline, &n.stage, &n.action, n.token.expose())
-                .await?;
+        let state = approval_action_state(&self.cp, n.approval_action()).await?;
         if !state.waiting_with_token {
             let reason = format!(
                 "approval {}/{}/{} is no longer waiting with this token (status {})",

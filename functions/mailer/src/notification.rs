@@ -9,6 +9,7 @@
 
 use aws_lambda_events::event::sns::SnsEvent;
 use serde::Deserialize;
+use shipgate::aws::codepipeline::ApprovalAction;
 use shipgate::store::ApprovalToken;
 use time::PrimitiveDateTime;
 use time::macros::format_description;
@@ -28,6 +29,18 @@ pub struct ApprovalNotification {
     /// For an approval to promote: the environment the release passed (`from=int`); its
     /// images go from there to `environment`'s registry.
     pub promote_from: Option<String>,
+}
+
+impl ApprovalNotification {
+    /// The approval action waiting, with the token that decides it.
+    pub fn approval_action(&self) -> ApprovalAction<'_> {
+        ApprovalAction {
+            pipeline: &self.pipeline,
+            stage: &self.stage,
+            action: &self.action,
+            token: self.token.expose(),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shipgate::config::{ConfigError, Env};
+use shipgate::job::RetryLimit;
 use shipgate::registry::{DEFAULT_CHUNK_BYTES, UploadMode};
 
 const MIB: u64 = 1024 * 1024;
@@ -28,7 +29,7 @@ pub struct PromoteConfig {
     pub budget: Duration,
     /// `SHIPGATE_PROMOTE_TIMEOUT_SECONDS` (default 3600): how long temporary failures
     /// (throttling, 5xx, timeouts) are retried, across invocations, before the action fails.
-    pub timeout_seconds: u64,
+    pub timeout: RetryLimit,
 }
 
 impl PromoteConfig {
@@ -71,10 +72,10 @@ impl PromoteConfig {
                 "expected a number of seconds, 0 or more",
             )
         })?;
-        let timeout_seconds = env.parsed_within(
+        let timeout = RetryLimit::at_least_one_second(
+            env,
             "SHIPGATE_PROMOTE_TIMEOUT_SECONDS",
             3600,
-            1..=u64::MAX,
             "temporary failures must be allowed some time",
         )?;
         Ok(Self {
@@ -83,18 +84,32 @@ impl PromoteConfig {
             concurrency,
             upload,
             budget,
-            timeout_seconds,
+            timeout,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use shipgate::testing::config_checked;
+
     use super::*;
 
     #[test]
-    fn defaults_apply_and_the_table_is_required() {
-        let config = PromoteConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t")])).unwrap();
+    fn defaults_apply_the_table_is_required_and_values_outside_their_range_are_refused() {
+        let config = config_checked(
+            PromoteConfig::from_env,
+            &[
+                ("SHIPGATE_PROMOTE_CONCURRENCY", "0"),
+                ("SHIPGATE_PROMOTE_CONCURRENCY", "64"),
+                ("SHIPGATE_PROMOTE_CHUNK_MIB", "4"),
+                ("SHIPGATE_PROMOTE_CHUNK_MIB", "11"),
+                ("SHIPGATE_PROMOTE_UPLOAD", "parallel"),
+                ("SHIPGATE_PROMOTE_BUDGET_SECONDS", "-1"),
+                ("SHIPGATE_PROMOTE_BUDGET_SECONDS", "soon"),
+                ("SHIPGATE_PROMOTE_TIMEOUT_SECONDS", "0"),
+            ],
+        );
         assert_eq!(config.table, "t");
         assert!(config.registry_endpoints.is_empty());
         assert_eq!(config.concurrency, 4);
@@ -105,9 +120,7 @@ mod tests {
             }
         );
         assert_eq!(config.budget, Duration::from_secs(600));
-        assert_eq!(config.timeout_seconds, 3600);
-        let err = PromoteConfig::from_env(&Env::default()).unwrap_err();
-        assert!(err.to_string().contains("SHIPGATE_TABLE"));
+        assert_eq!(config.timeout.seconds, 3600);
     }
 
     #[test]
@@ -141,24 +154,5 @@ mod tests {
                 chunk_bytes: 5 * MIB
             }
         );
-    }
-
-    #[test]
-    fn values_outside_their_range_are_refused_by_name() {
-        for (name, value) in [
-            ("SHIPGATE_PROMOTE_CONCURRENCY", "0"),
-            ("SHIPGATE_PROMOTE_CONCURRENCY", "64"),
-            ("SHIPGATE_PROMOTE_CHUNK_MIB", "4"),
-            ("SHIPGATE_PROMOTE_CHUNK_MIB", "11"),
-            ("SHIPGATE_PROMOTE_UPLOAD", "parallel"),
-            ("SHIPGATE_PROMOTE_BUDGET_SECONDS", "-1"),
-            ("SHIPGATE_PROMOTE_BUDGET_SECONDS", "soon"),
-            ("SHIPGATE_PROMOTE_TIMEOUT_SECONDS", "0"),
-        ] {
-            let err =
-                PromoteConfig::from_env(&Env::from_pairs([("SHIPGATE_TABLE", "t"), (name, value)]))
-                    .unwrap_err();
-            assert!(err.to_string().contains(name), "{name}={value}: {err}");
-        }
     }
 }

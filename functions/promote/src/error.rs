@@ -3,10 +3,9 @@
 
 use shipgate::aws::sts::AssumeRoleError;
 use shipgate::error::{AwsError, code_and_message};
-use shipgate::job::release::ReleaseError;
+use shipgate::job::release::{ReleaseError, TableError};
 use shipgate::job::{ActionError, JobFailureKind};
 use shipgate::registry::{CopyError, DigestError, RegistryError};
-use shipgate::store::StoreError;
 
 /// A failure of the promote action.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +53,11 @@ pub enum PromoteError {
         #[source]
         source: Box<CopyError>,
     },
-    #[error("the release table could not be used: {0}")]
-    Store(#[source] Box<StoreError>),
+    #[error(transparent)]
+    Store(#[from] TableError),
 }
 
-impl From<StoreError> for PromoteError {
-    fn from(e: StoreError) -> Self {
-        PromoteError::Store(Box::new(e))
-    }
-}
+shipgate::from_store_error!(PromoteError);
 
 impl ActionError for PromoteError {
     /// A stable name for logs and metrics.

@@ -116,10 +116,7 @@ impl JobAction for PromoteFunction {
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.timeout_seconds,
-            variable: "SHIPGATE_PROMOTE_TIMEOUT_SECONDS",
-        }
+        self.config.timeout
     }
 
     async fn work(&self, call: Call<'_, Target, ()>) -> Result<Verdict<()>, PromoteError> {

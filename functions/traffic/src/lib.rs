@@ -26,7 +26,7 @@ mod parameters;
 pub use moves::{
     Context, Effect, Move, Planned, Reply, describe, needs_drain_delay, plan_drain, plan_step,
 };
-pub use parameters::{ActionParameters, Target, TargetParameters, named_execution};
+pub use parameters::{ActionParameters, AlbListener, Target, TargetParameters, named_execution};
 
 use std::collections::BTreeMap;
 
@@ -57,14 +57,14 @@ pub struct TrafficConfig {
     /// `SHIPGATE_TRAFFIC_RETRY_SECONDS` (default 900): how long temporary failures in a row
     /// (throttling, 5xx, an unreachable endpoint) are retried before the action fails, leaving
     /// the traffic where it is.
-    pub retry_seconds: u64,
+    pub retry: RetryLimit,
 }
 
 impl TrafficConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             deployer: DeployerConfig::from_env(env)?,
-            retry_seconds: env.parsed_or("SHIPGATE_TRAFFIC_RETRY_SECONDS", 900u64)?,
+            retry: RetryLimit::from_env(env, "SHIPGATE_TRAFFIC_RETRY_SECONDS", 900)?,
         })
     }
 }
@@ -169,20 +169,13 @@ impl JobAction for TrafficFunction {
 
     fn scope(work: &Work) -> Scope<'_> {
         match work {
-            Work::Shift(t) => Scope {
-                release_id: &t.release_id,
-                execution_id: &t.execution_id,
-                environment: &t.environment,
-            },
+            Work::Shift(t) => t.stage.scope(),
             Work::NoFunction(stage) => stage.scope(),
         }
     }
 
     fn retry_limit(&self) -> RetryLimit {
-        RetryLimit {
-            seconds: self.config.retry_seconds,
-            variable: "SHIPGATE_TRAFFIC_RETRY_SECONDS",
-        }
+        self.config.retry
     }
 
     async fn work(
@@ -193,8 +186,8 @@ impl JobAction for TrafficFunction {
             Work::NoFunction(stage) => Ok(no_function(&stage.environment)),
             Work::Shift(target) => {
                 let id = deployment_id(
-                    &target.release_id,
-                    &target.environment,
+                    &target.stage.release_id,
+                    &target.stage.environment,
                     &target.execution_key(),
                 );
                 Box::pin(self.step(call.job, target, &id, call.now_ms)).await
@@ -225,7 +218,11 @@ impl TrafficFunction {
         let owner = format!("{}/{}", job.id, uuid::Uuid::new_v4());
         let clients = self
             .deployer
-            .account_clients(&target.environment, target.role_arn.as_str(), id)
+            .account_clients(
+                &target.stage.environment,
+                target.stage.role_arn.as_str(),
+                id,
+            )
             .await?;
         let mut current = match self.deployer.store.get_deployment(id).await? {
             Some(d) => d,
@@ -547,8 +544,8 @@ impl TrafficFunction {
     ) -> Result<Started, TrafficError> {
         let aws = |e| {
             DeployError::Aws(shipgate::error::RoleCallError::new(
-                &target.environment,
-                target.role_arn.as_str(),
+                &target.stage.environment,
+                target.stage.role_arn.as_str(),
                 "",
                 e,
             ))
@@ -561,8 +558,8 @@ impl TrafficFunction {
                     .await
                     .map_err(aws)?,
             ),
-            TargetParameters::AlbListener { listener_arn, .. } => Found::Listener {
-                weights: shipgate::aws::elbv2::listener_weights(&clients.elb, listener_arn)
+            TargetParameters::AlbListener(alb) => Found::Listener {
+                weights: shipgate::aws::elbv2::listener_weights(&clients.elb, &alb.listener_arn)
                     .await
                     .map_err(aws)?,
                 prepared: self
@@ -577,7 +574,12 @@ impl TrafficFunction {
             Ok(traffic) => traffic,
             Err(verdict) => return Ok(Started::Answer(verdict)),
         };
-        let release = match self.deployer.store.get_release(&target.release_id).await {
+        let release = match self
+            .deployer
+            .store
+            .get_release(&target.stage.release_id)
+            .await
+        {
             Ok(release) => release,
             Err(e) => {
                 warn!(error = %e, "release record unreadable; the deployment is named by its id");
@@ -587,13 +589,13 @@ impl TrafficFunction {
         let now = rfc3339(now_ms);
         let deployment = Deployment {
             deployment_id: id.to_owned(),
-            release_id: target.release_id.clone(),
-            environment: target.environment.clone(),
-            execution_id: target.execution_id.clone(),
+            release_id: target.stage.release_id.clone(),
+            environment: target.stage.environment.clone(),
+            execution_id: target.stage.execution_id.clone(),
             application: release.as_ref().and_then(|r| r.application.clone()),
             version: release.as_ref().and_then(|r| r.version.clone()),
-            account_id: target.account_id.clone(),
-            role_arn: target.role_arn.to_string(),
+            account_id: target.stage.account_id.clone(),
+            role_arn: target.stage.role_arn.to_string(),
             target: traffic,
             plan: target.plan.to_string(),
             started_at_ms: now_ms,
@@ -649,7 +651,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 return Err(Verdict::done(format!(
                     "{}: alias {function}:{alias} already points at version {new_version}; no \
                      traffic to move",
-                    target.environment
+                    target.stage.environment
                 )));
             }
             if let Some((other, weight)) = &state.additional
@@ -660,7 +662,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                     "{}: alias {function}:{alias} is already shifting to version {other} \
                      ({:.0}%): another deployment is under way or was left half-done; finish or \
                      roll it back first",
-                    target.environment,
+                    target.stage.environment,
                     weight * 100.0
                 )));
             }
@@ -671,36 +673,27 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 new_version: new_version.clone(),
             })
         }
-        (
-            TargetParameters::AlbListener {
-                listener_arn,
-                test_listener_arn,
-                blue_target_group,
-                green_target_group,
-                ecs_service,
-            },
-            Found::Listener { weights, prepared },
-        ) => {
+        (TargetParameters::AlbListener(alb), Found::Listener { weights, prepared }) => {
             // The two target groups take turns: the previous version is on whichever one
             // carries the production traffic now, the new one on the other.
             let (blue, green) = shipgate::aws::elbv2::live_target_group(
                 &weights,
-                blue_target_group,
-                green_target_group,
+                &alb.blue_target_group,
+                &alb.green_target_group,
             )
             .map_err(|reason| {
                 Verdict::fail(format!(
-                    "{}: listener {listener_arn}: {reason}",
-                    target.environment
+                    "{}: listener {}: {reason}",
+                    target.stage.environment, alb.listener_arn
                 ))
             })?;
-            if blue != *blue_target_group {
-                info!(listener = %listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
+            if blue != alb.blue_target_group {
+                info!(listener = %alb.listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
             }
             let task_sets = match task_sets_of(
-                &target.environment,
+                &target.stage.environment,
                 prepared.as_deref(),
-                ecs_service.as_deref(),
+                alb.ecs_service.as_deref(),
                 &green,
             ) {
                 Ok(TaskSetsFound::Ready(sets)) => sets,
@@ -709,14 +702,14 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                     return Err(Verdict::done(format!(
                         "{}: the release's task set {task_set} serves the live target group \
                          {blue} already; no traffic to move",
-                        target.environment
+                        target.stage.environment
                     )));
                 }
                 Err(message) => return Err(Verdict::fail(message)),
             };
             Ok(TrafficTarget::AlbListener {
-                listener_arn: listener_arn.clone(),
-                test_listener_arn: test_listener_arn.clone(),
+                listener_arn: alb.listener_arn.clone(),
+                test_listener_arn: alb.test_listener_arn.clone(),
                 blue_target_group: blue,
                 green_target_group: green,
                 task_sets,
@@ -724,7 +717,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
         }
         (_, _) => Err(Verdict::fail(format!(
             "{}: internal error: the target changed kind while starting",
-            target.environment
+            target.stage.environment
         ))),
     }
 }
@@ -958,7 +951,7 @@ mod tests {
         ]);
         let c = TrafficConfig::from_env(&env).unwrap();
         assert_eq!(c.deployer.lease_seconds, 120);
-        assert_eq!(c.retry_seconds, 900);
+        assert_eq!(c.retry.seconds, 900);
         let mut zero = env.clone();
         zero.set("SHIPGATE_DEPLOYMENT_LEASE_SECONDS", "0");
         assert!(TrafficConfig::from_env(&zero).is_err());

@@ -1,9 +1,8 @@
 //! The action's `UserParameters`, checked. Pure.
 
 use serde::Deserialize;
-use shipgate::aws::sts::RoleArn;
 use shipgate::job::ParameterError;
-use shipgate::job::parameters::{self as fields, Stage};
+use shipgate::job::parameters::{self as fields, Stage, StageParameters};
 use shipgate::plan::DeploymentPlan;
 
 /// `UserParameters`, as the pipeline template writes them (the target from the deploy action's
@@ -11,10 +10,8 @@ use shipgate::plan::DeploymentPlan;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionParameters {
-    pub environment: String,
-    pub role_arn: String,
-    pub release_id: String,
-    pub execution_id: String,
+    #[serde(flatten)]
+    pub stage: StageParameters,
     /// `Canary10Percent5Minutes`, `custom:10@5m,50@10m,100;bake=15m;scale=60`, …
     pub plan: String,
     /// CloudWatch alarm names in the environment account that roll the deployment back: a JSON
@@ -43,20 +40,53 @@ pub enum TargetParameters {
         /// when the deployment starts).
         new_version: String,
     },
-    #[serde(rename_all = "camelCase")]
-    AlbListener {
-        listener_arn: String,
-        #[serde(default)]
-        test_listener_arn: Option<String>,
-        blue_target_group: String,
-        green_target_group: String,
-        /// The ECS service (`#{<Deploy>.ShipgateService}`) whose task set the deploy action
-        /// placed behind the idle target group: when set, that task set is required (and blue's
-        /// is drained after the bake). Optional: without it, the deploy action's record alone
-        /// says whether there are task sets.
-        #[serde(default)]
-        ecs_service: Option<String>,
-    },
+    AlbListener(AlbListener),
+}
+
+/// A production listener that shifts between two target groups, and its test listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlbListener {
+    pub listener_arn: String,
+    #[serde(default)]
+    pub test_listener_arn: Option<String>,
+    pub blue_target_group: String,
+    pub green_target_group: String,
+    /// The ECS service (`#{<Deploy>.ShipgateService}`) whose task set the deploy action placed
+    /// behind the idle target group: when set, that task set is required (and blue's is drained
+    /// after the bake). Optional: without it, the deploy action's record alone says whether
+    /// there are task sets.
+    #[serde(default)]
+    pub ecs_service: Option<String>,
+}
+
+impl AlbListener {
+    /// The listener's parameters checked: ARNs, two different target groups, values trimmed.
+    fn checked(&self) -> Result<Self, ParameterError> {
+        let listener_arn = fields::arn("target.listenerArn", &self.listener_arn)?;
+        let ecs_service =
+            fields::optional("target.ecsService", self.ecs_service.as_deref())?.map(str::to_owned);
+        let test_listener_arn =
+            fields::optional("target.testListenerArn", self.test_listener_arn.as_deref())?
+                .map(|t| fields::arn("target.testListenerArn", t))
+                .transpose()?;
+        let blue = fields::arn("target.blueTargetGroup", &self.blue_target_group)?;
+        let green = fields::arn("target.greenTargetGroup", &self.green_target_group)?;
+        if blue == green {
+            return Err(invalid(
+                "target.greenTargetGroup",
+                green,
+                "blue and green must be two target groups",
+            ));
+        }
+        Ok(Self {
+            listener_arn: listener_arn.to_owned(),
+            test_listener_arn: test_listener_arn.map(str::to_owned),
+            blue_target_group: blue.to_owned(),
+            green_target_group: green.to_owned(),
+            ecs_service,
+        })
+    }
 }
 
 /// `["a", "b"]` or `"a,b"` (spaces around names ignored, an empty string is no alarm).
@@ -81,11 +111,7 @@ fn live() -> String {
 /// The checked parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub environment: String,
-    pub role_arn: RoleArn,
-    pub account_id: String,
-    pub release_id: String,
-    pub execution_id: String,
+    pub stage: Stage,
     pub plan: DeploymentPlan,
     pub alarms: Vec<String>,
     pub name: Option<String>,
@@ -96,7 +122,7 @@ impl Target {
     /// What the deployment id is made of besides release and environment: the execution, and
     /// the deployment's name within the stage if it has one ([`named_execution`]).
     pub fn execution_key(&self) -> String {
-        named_execution(&self.execution_id, self.name.as_deref())
+        named_execution(&self.stage.execution_id, self.name.as_deref())
     }
 }
 
@@ -126,22 +152,11 @@ const MAX_ALARMS: usize = 100;
 impl ActionParameters {
     /// The release, execution and environment alone, checked (for a job with nothing to shift).
     pub fn stage(&self) -> Result<Stage, ParameterError> {
-        Stage::check(
-            &self.environment,
-            &self.role_arn,
-            &self.release_id,
-            &self.execution_id,
-        )
+        self.stage.check()
     }
 
     pub fn target(&self) -> Result<Target, ParameterError> {
-        let Stage {
-            environment,
-            role_arn,
-            account_id,
-            release_id,
-            execution_id,
-        } = self.stage()?;
+        let stage = self.stage()?;
         let plan: DeploymentPlan = fields::required("plan", &self.plan)?.parse().map_err(
             |e: shipgate::plan::PlanError| {
                 ParameterError::invalid("plan", &self.plan, e.to_string())
@@ -195,44 +210,10 @@ impl ActionParameters {
                     new_version: new_version.to_owned(),
                 }
             }
-            TargetParameters::AlbListener {
-                listener_arn,
-                test_listener_arn,
-                blue_target_group,
-                green_target_group,
-                ecs_service,
-            } => {
-                let listener_arn = fields::arn("target.listenerArn", listener_arn)?;
-                let ecs_service = fields::optional("target.ecsService", ecs_service.as_deref())?
-                    .map(str::to_owned);
-                let test_listener_arn =
-                    fields::optional("target.testListenerArn", test_listener_arn.as_deref())?
-                        .map(|t| fields::arn("target.testListenerArn", t))
-                        .transpose()?;
-                let blue = fields::arn("target.blueTargetGroup", blue_target_group)?;
-                let green = fields::arn("target.greenTargetGroup", green_target_group)?;
-                if blue == green {
-                    return Err(invalid(
-                        "target.greenTargetGroup",
-                        green,
-                        "blue and green must be two target groups",
-                    ));
-                }
-                TargetParameters::AlbListener {
-                    listener_arn: listener_arn.to_owned(),
-                    test_listener_arn: test_listener_arn.map(str::to_owned),
-                    blue_target_group: blue.to_owned(),
-                    green_target_group: green.to_owned(),
-                    ecs_service,
-                }
-            }
+            TargetParameters::AlbListener(alb) => TargetParameters::AlbListener(alb.checked()?),
         };
         Ok(Target {
-            environment,
-            role_arn,
-            account_id,
-            release_id,
-            execution_id,
+            stage,
             plan,
             alarms,
             name,
@@ -288,7 +269,7 @@ mod tests {
     #[test]
     fn lambda_parameters_read_with_the_live_alias_by_default() {
         let t = parse(lambda()).unwrap();
-        assert_eq!(t.account_id, "222222222222");
+        assert_eq!(t.stage.account_id, "222222222222");
         assert_eq!(t.alarms, ["orders-int-5xx", "orders-int-latency"]);
         assert_eq!(t.plan.to_string(), "Canary10Percent5Minutes");
         assert_eq!(
@@ -315,11 +296,11 @@ mod tests {
         let t = parse(v.clone()).unwrap();
         assert!(matches!(
             t.target,
-            TargetParameters::AlbListener {
+            TargetParameters::AlbListener(AlbListener {
                 test_listener_arn: Some(_),
                 ecs_service: None,
                 ..
-            }
+            })
         ));
         assert_eq!(t.plan.scale(), 60);
         let mut ecs = v.clone();
@@ -327,7 +308,7 @@ mod tests {
             "arn:aws:ecs:eu-west-1:222222222222:service/shipgate-int/orders".into();
         assert!(matches!(
             parse(ecs).unwrap().target,
-            TargetParameters::AlbListener { ecs_service: Some(s), .. } if s.ends_with("/orders")
+            TargetParameters::AlbListener(AlbListener { ecs_service: Some(s), .. }) if s.ends_with("/orders")
         ));
         let mut unresolved = v;
         unresolved["target"]["ecsService"] = "#{IntDeploy.ShipgateService}".into();

@@ -151,16 +151,22 @@ pub enum ApprovalDecision {
     Rejected,
 }
 
+/// A manual approval action of a pipeline, and the token it waits with: what decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalAction<'a> {
+    pub pipeline: &'a str,
+    pub stage: &'a str,
+    pub action: &'a str,
+    pub token: &'a str,
+}
+
 /// `PutApprovalResult`. The summary is shown in the pipeline's history (CodePipeline caps it at
 /// 512 characters). Errors keep CodePipeline's code: `InvalidApprovalTokenException` (the
 /// approval is not waiting with this token any more), `ApprovalAlreadyCompletedException`,
 /// `ActionNotFoundException`, `StageNotFoundException`, `PipelineNotFoundException`.
 pub async fn put_approval_result(
     cp: &Client,
-    pipeline: &str,
-    stage: &str,
-    action: &str,
-    token: &str,
+    approval: ApprovalAction<'_>,
     decision: ApprovalDecision,
     summary: &str,
 ) -> Result<(), AwsError> {
@@ -175,10 +181,10 @@ pub async fn put_approval_result(
         .build()
         .map_err(|e| build_err("PutApprovalResult", e))?;
     cp.put_approval_result()
-        .pipeline_name(pipeline)
-        .stage_name(stage)
-        .action_name(action)
-        .token(token)
+        .pipeline_name(approval.pipeline)
+        .stage_name(approval.stage)
+        .action_name(approval.action)
+        .token(approval.token)
         .result(result)
         .send()
         .await
@@ -209,14 +215,17 @@ pub fn latest_action_execution<'a>(
         .and_then(|a| a.latest_execution())
 }
 
-/// `GetPipelineState` for one approval action, compared with `token` (never returned).
+/// `GetPipelineState` for one approval action, compared with its token (never returned).
 pub async fn approval_action_state(
     cp: &Client,
-    pipeline: &str,
-    stage: &str,
-    action: &str,
-    token: &str,
+    approval: ApprovalAction<'_>,
 ) -> Result<ApprovalActionState, AwsError> {
+    let ApprovalAction {
+        pipeline,
+        stage,
+        action,
+        token,
+    } = approval;
     let out = cp
         .get_pipeline_state()
         .name(pipeline)

@@ -7,9 +7,40 @@ use aws_sdk_s3::Client;
 
 use super::Job;
 use crate::aws::s3::{ObjectVersion, S3RangeSource, head_object};
+use crate::config::{ConfigError, Env};
 use crate::error::{AwsError, code_and_message};
 use crate::release::{Inspection, Limits, SourceError, inspect_release};
-use crate::store::ReleaseRecord;
+use crate::store::{ReleaseRecord, Store};
+
+/// What an action that reads the release artifact again needs besides its clients.
+#[derive(Debug, Clone)]
+pub struct ArtifactConfig {
+    /// `SHIPGATE_TABLE`: the release table (the artifact must be the release intake recorded).
+    pub table: String,
+    /// `SHIPGATE_S3_FORCE_PATH_STYLE` (default false).
+    pub s3_force_path_style: bool,
+    /// Limits the release artifact is re-validated against (`SHIPGATE_MAX_*`, as intake).
+    pub limits: Limits,
+}
+
+impl ArtifactConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env.required("SHIPGATE_TABLE")?,
+            s3_force_path_style: env.parsed_or("SHIPGATE_S3_FORCE_PATH_STYLE", false)?,
+            limits: Limits::from_env(env)?,
+        })
+    }
+
+    /// The S3 client the artifact is read with and the release table, from one SDK
+    /// configuration.
+    pub fn clients(&self, sdk: &aws_config::SdkConfig) -> (Client, Store) {
+        (
+            crate::aws::s3_client(sdk, self.s3_force_path_style),
+            Store::new(aws_sdk_dynamodb::Client::new(sdk), self.table.clone()),
+        )
+    }
+}
 
 /// The release artifact cannot be used.
 #[derive(Debug, thiserror::Error)]

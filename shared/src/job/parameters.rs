@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use serde::Deserialize;
+
 use crate::aws::sts::RoleArn;
 
 /// A parameter that cannot be used. Shown after "the action's UserParameters cannot be used: ".
@@ -169,6 +171,33 @@ impl Stage {
             execution_id: &self.execution_id,
             environment: &self.environment,
         }
+    }
+}
+
+/// [`Stage`]'s fields as the pipeline template writes them: an action's `UserParameters` take
+/// them with `#[serde(flatten)]` (and may deny unknown fields themselves).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageParameters {
+    /// The environment the action works in (`int`).
+    pub environment: String,
+    /// The deploy role in the environment's account.
+    pub role_arn: String,
+    /// The release (`#{variables.ReleaseId}`).
+    pub release_id: String,
+    /// The pipeline execution (`#{codepipeline.PipelineExecutionId}`).
+    pub execution_id: String,
+}
+
+impl StageParameters {
+    /// The four fields checked ([`Stage::check`]).
+    pub fn check(&self) -> Result<Stage, ParameterError> {
+        Stage::check(
+            &self.environment,
+            &self.role_arn,
+            &self.release_id,
+            &self.execution_id,
+        )
     }
 }
 

@@ -35,14 +35,47 @@ pub enum ReleaseError {
         environment: String,
         listed: Vec<String>,
     },
-    #[error("the release table could not be used: {0}")]
-    Store(#[source] Box<StoreError>),
+    #[error(transparent)]
+    Store(#[from] TableError),
 }
 
-impl From<StoreError> for ReleaseError {
+crate::from_store_error!(ReleaseError);
+
+/// The release table cannot be used: what every action says when reading or writing it fails.
+/// Boxed, as a [`StoreError`] is large. An action's error holds it as its `Store` variant and
+/// takes a [`StoreError`] through [`from_store_error!`](crate::from_store_error).
+#[derive(Debug, thiserror::Error)]
+#[error("the release table could not be used: {0}")]
+pub struct TableError(#[source] Box<StoreError>);
+
+impl From<StoreError> for TableError {
     fn from(e: StoreError) -> Self {
-        ReleaseError::Store(Box::new(e))
+        TableError(Box::new(e))
     }
+}
+
+impl TableError {
+    pub fn store_error(&self) -> &StoreError {
+        &self.0
+    }
+
+    /// The table throttled or failed for a moment.
+    pub fn is_retryable(&self) -> bool {
+        self.0.is_retryable()
+    }
+}
+
+/// `From<StoreError>` for an error enum whose `Store` variant holds a [`TableError`], so that
+/// `?` works on the store's calls: `shipgate::from_store_error!(ChecksError);`.
+#[macro_export]
+macro_rules! from_store_error {
+    ($error:ty) => {
+        impl ::std::convert::From<$crate::store::StoreError> for $error {
+            fn from(e: $crate::store::StoreError) -> Self {
+                Self::Store(e.into())
+            }
+        }
+    };
 }
 
 impl ReleaseError {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::{Answer, Job, JobEventError, JobFailureKind, Outcome, ParameterError, answer};
+use crate::config::{ConfigError, Env};
 use crate::error::AwsError;
 
 /// What an action's error tells the runner: a stable name (logs, metrics, the runtime's report),
@@ -43,6 +44,30 @@ pub struct Scope<'a> {
 pub struct RetryLimit {
     pub seconds: u64,
     pub variable: &'static str,
+}
+
+impl RetryLimit {
+    /// The number of seconds `variable` says, `default` when unset.
+    pub fn from_env(env: &Env, variable: &'static str, default: u64) -> Result<Self, ConfigError> {
+        Ok(Self {
+            seconds: env.parsed_or(variable, default)?,
+            variable,
+        })
+    }
+
+    /// As [`RetryLimit::from_env`], and 1 or more: for an action that also waits this long,
+    /// where 0 would fail every job at once (`reason` says so).
+    pub fn at_least_one_second(
+        env: &Env,
+        variable: &'static str,
+        default: u64,
+        reason: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            seconds: env.seconds_at_least_one(variable, default, reason)?,
+            variable,
+        })
+    }
 }
 
 /// One invocation of a job, as the action sees it.

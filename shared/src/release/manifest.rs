@@ -873,27 +873,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A manifest with every field, two images and a template (the fixture the schema tests and
+    /// the change-set action's tests share).
     pub(crate) fn good() -> Value {
-        json!({
-            "schema_version": "shipgate.release/v1",
-            "application": "orders",
-            "version": "1.4.2",
-            "message": "Adds refunds.\nFixes the totals rounding.",
-            "integrator": {"name": "Acme Integrations", "email": "release@acme.example"},
-            "environments": ["int", "stg", "prod"],
-            "images": [
-                {"name": "web", "repository": "orders/web", "tag": "1.4.2",
-                 "digest": format!("sha256:{}", "a".repeat(64))},
-                {"name": "worker", "repository": "orders/worker", "tag": "1.4.2",
-                 "digest": format!("sha256:{}", "b".repeat(64))}
-            ],
-            "templates": [
-                {"path": "templates/service.yaml", "stack": "service",
-                 "parameters": {"ImageUri": "${image.web.uri}", "Version": "${release.version}",
-                                "Env": "${environment}", "Literal": "$${AWS::Region}"}}
-            ],
-            "checks": "checks.json"
-        })
+        serde_json::from_str(include_str!("../../tests/fixtures/release-manifest.json"))
+            .expect("the fixture is JSON")
     }
 
     fn review(value: &Value) -> (ManifestReview, Vec<super::super::Problem>) {

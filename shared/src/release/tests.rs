@@ -58,7 +58,7 @@ fn a_good_release_is_acceptable_and_fully_read() {
 fn a_good_release_written_byte_by_byte_with_zip64_is_acceptable() {
     let mut zip = RawZip::new();
     for (name, data) in release_files(&good_manifest()) {
-        zip.push(RawEntry::deflated(&name, &data).force_zip64());
+        zip.push(RawEntry::deflated(&name, &data).zip64());
     }
     zip.zip64_end = true;
     let inspection = inspect(zip.build());
@@ -296,7 +296,7 @@ proptest! {
     ) {
         let mut zip = RawZip::new();
         for (name, data) in release_files(&good_manifest()) {
-            zip.push(RawEntry::deflated(&name, &data).force_zip64());
+            zip.push(RawEntry::deflated(&name, &data).zip64());
         }
         zip.zip64_end = true;
         let mut bytes = zip.build();

@@ -857,7 +857,7 @@ mod tests {
     #[test]
     fn zip64_end_records_and_extra_fields_are_read() {
         let mut zip = RawZip::new();
-        zip.push(RawEntry::new("release.json", b"{}".to_vec()).force_zip64());
+        zip.push(RawEntry::new("release.json", b"{}".to_vec()).zip64());
         zip.push(RawEntry::new("b.txt", b"hello".to_vec()));
         zip.zip64_end = true;
         let (dir, problems) = directory_of(zip.build());

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Keys, Store, StoreError, condition_held, from_item, to_item};
+use crate::aws::codepipeline::ApprovalAction;
 use crate::error::aws_err;
 
 /// CodePipeline's approval token: stored, used for `PutApprovalResult`, never shown or logged.
@@ -167,6 +168,16 @@ fn gate_pk(execution_id: &str, stage: &str, action: &str) -> String {
 const GATE_SK: &str = "GATE";
 
 impl Gate {
+    /// The approval action the gate stands for, with the token that decides it.
+    pub fn approval_action(&self) -> ApprovalAction<'_> {
+        ApprovalAction {
+            pipeline: &self.pipeline,
+            stage: &self.stage,
+            action: &self.action,
+            token: self.approval_token.expose(),
+        }
+    }
+
     pub fn key(&self) -> String {
         gate_pk(&self.execution_id, &self.stage, &self.action)
     }
