@@ -69,29 +69,20 @@ def violations(shape, value, path=""):
     elif kind == "list":
         if not isinstance(value, list):
             return found
-        if "min" in meta and len(value) < meta["min"]:
-            fail(f"Member must have length greater than or equal to {meta['min']}")
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
+        _bounds(meta, len(value), "length", fail)
         for item in value:
             found.extend(violations(shape.member, item, f"{where}.member"))
     elif kind == "map":
         if not isinstance(value, dict):
             return found
-        if "min" in meta and len(value) < meta["min"]:
-            fail(f"Member must have length greater than or equal to {meta['min']}")
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
+        _bounds(meta, len(value), "length", fail)
         for key, item in value.items():
             found.extend(violations(shape.key, key, f"{where}.key"))
             found.extend(violations(shape.value, item, f"{where}.value"))
     elif kind == "string":
         if not isinstance(value, str):
             return found
-        if "min" in meta and len(value) < meta["min"]:
-            fail(f"Member must have length greater than or equal to {meta['min']}")
-        if "max" in meta and len(value) > meta["max"]:
-            fail(f"Member must have length less than or equal to {meta['max']}")
+        _bounds(meta, len(value), "length", fail)
         pattern = meta.get("pattern")
         if pattern is not None:
             compiled = _pattern(pattern)
@@ -103,11 +94,16 @@ def violations(shape, value, path=""):
     elif kind in ("integer", "long", "float", "double"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return found
-        if "min" in meta and value < meta["min"]:
-            fail(f"Member must have value greater than or equal to {meta['min']}")
-        if "max" in meta and value > meta["max"]:
-            fail(f"Member must have value less than or equal to {meta['max']}")
+        _bounds(meta, value, "value", fail)
     return found
+
+
+def _bounds(meta, measure, what, fail):
+    """The model's `min` and `max` on a length or a value."""
+    if "min" in meta and measure < meta["min"]:
+        fail(f"Member must have {what} greater than or equal to {meta['min']}")
+    if "max" in meta and measure > meta["max"]:
+        fail(f"Member must have {what} less than or equal to {meta['max']}")
 
 
 def _join(path, name):
@@ -115,13 +111,14 @@ def _join(path, name):
 
 
 def install():
-    try:
-        from moto.core import responses
-        from moto.core.parse import PROTOCOL_PARSERS
-        from moto.core.request import determine_request_protocol
-        from moto.core.utils import get_service_model
-    except Exception:  # moto not importable: nothing to patch
-        return
+    # Imported by sitecustomize in moto's server only: a moto this cannot patch fails its start
+    # loudly ("Error in sitecustomize", which the local stack reports) rather than serving
+    # unchecked requests.
+    from moto.core import responses
+    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.request import determine_request_protocol
+    from moto.core.utils import get_service_model
+
     base = responses.BaseResponse
     original = base._dispatch
 
@@ -201,11 +198,8 @@ def add_route():
     protocol request's body): the violations of that operation's model, as a JSON list of
     messages. What the local stack's own stand-ins (CodePipeline) hold their requests to, so the
     constraints are read from one place."""
-    try:
-        from moto.core.utils import get_service_model
-        from moto.moto_api._internal import urls
-    except Exception:  # moto not importable: nothing to add
-        return
+    from moto.core.utils import get_service_model
+    from moto.moto_api._internal import urls
 
     def conformance(request, full_url, headers):
         asked = json.loads(request.data or b"{}")
