@@ -2,7 +2,7 @@
 
 use aws_sdk_iam::Client;
 
-use super::CallFailure;
+use super::{CallFailure, absent_if};
 
 /// The trust policy (JSON) of the role named `name`; `Ok(None)` when there is no such role.
 /// IAM returns the document URL-encoded (RFC 3986), as its API reference says of every policy
@@ -20,13 +20,6 @@ pub async fn trust_policy(client: &Client, name: &str) -> Result<Option<String>,
                     .into_owned(),
             ))
         }
-        Err(e) => {
-            let failure = CallFailure::new(&e);
-            if failure.is("NoSuchEntity") {
-                Ok(None)
-            } else {
-                Err(failure)
-            }
-        }
+        Err(e) => absent_if(&e, "NoSuchEntity"),
     }
 }

@@ -40,3 +40,20 @@ impl CallFailure {
         self.code.as_deref() == Some(code)
     }
 }
+
+/// `Ok(None)` when a call failed with error code `code` (the service's "no such thing"), else
+/// the failure.
+pub fn absent_if<T, E>(
+    error: &SdkError<E, HttpResponse>,
+    code: &str,
+) -> Result<Option<T>, CallFailure>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let failure = CallFailure::new(error);
+    if failure.is(code) {
+        Ok(None)
+    } else {
+        Err(failure)
+    }
+}

@@ -3,7 +3,7 @@
 
 use aws_sdk_secretsmanager::Client;
 
-use super::CallFailure;
+use super::{CallFailure, absent_if};
 
 /// What `DescribeSecret` says of a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,13 +27,6 @@ pub async fn describe(client: &Client, id: &str) -> Result<Option<SecretState>, 
                 .flatten()
                 .any(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT")),
         })),
-        Err(e) => {
-            let failure = CallFailure::new(&e);
-            if failure.is("ResourceNotFoundException") {
-                Ok(None)
-            } else {
-                Err(failure)
-            }
-        }
+        Err(e) => absent_if(&e, "ResourceNotFoundException"),
     }
 }

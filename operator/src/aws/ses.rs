@@ -2,7 +2,7 @@
 
 use aws_sdk_sesv2::Client;
 
-use super::CallFailure;
+use super::{CallFailure, absent_if};
 
 /// What `GetEmailIdentity` says of an identity (an address or a domain).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,14 +25,7 @@ pub async fn identity(client: &Client, name: &str) -> Result<Option<Identity>, C
             verification_status: out.verification_status().map(|s| s.as_str().to_owned()),
             verified_for_sending: out.verified_for_sending_status(),
         })),
-        Err(e) => {
-            let failure = CallFailure::new(&e);
-            if failure.is("NotFoundException") {
-                Ok(None)
-            } else {
-                Err(failure)
-            }
-        }
+        Err(e) => absent_if(&e, "NotFoundException"),
     }
 }
 

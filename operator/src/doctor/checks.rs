@@ -148,13 +148,13 @@ pub fn sender(
         }
     };
     let domain_name = domain_of(mail_from).unwrap_or(mail_from);
-    if let Some(Ok(Some(identity))) = &domain {
-        if verified(identity) {
-            return Check::ok(
-                SENDER,
-                format!("{mail_from}: its domain {domain_name} is verified"),
-            );
-        }
+    if let Some(Ok(Some(identity))) = &domain
+        && verified(identity)
+    {
+        return Check::ok(
+            SENDER,
+            format!("{mail_from}: its domain {domain_name} is verified"),
+        );
     }
     match (address, domain) {
         (Some(identity), _) => {
@@ -394,7 +394,7 @@ pub fn stack_role(
             Check::failed(
                 name,
                 format!(
-                    "{role_arn} does not trust {cloudformation}{}: {failed:?}",
+                    "{role_arn} does not trust {cloudformation}{}: {failed}",
                     if with.is_allowed() {
                         " when it sets no aws:SourceAccount"
                     } else {
@@ -550,7 +550,7 @@ pub fn alarm_forwarding(
             name,
             format!(
                 "rule {} forwards, but {tooling_bus}'s policy does not admit account {account}: \
-                 {refused:?}",
+                 {refused}",
                 rule.name
             ),
             bus_fix,

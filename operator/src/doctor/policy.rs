@@ -41,6 +41,16 @@ impl Answer {
     }
 }
 
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Allowed(by) => write!(f, "allowed by {by}"),
+            Answer::Denied(by) => write!(f, "denied by {by}"),
+            Answer::NotAllowed(why) => f.write_str(why),
+        }
+    }
+}
+
 enum Applies {
     Yes,
     No,
