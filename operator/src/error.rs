@@ -1,6 +1,7 @@
 //! Why a command fails, as a type: each variant names what the operator can do about it. SDK
 //! errors are kept as the source, never flattened.
 
+use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksError;
 use aws_sdk_cloudformation::operation::list_stack_resources::ListStackResourcesError;
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 
@@ -26,6 +27,12 @@ pub enum OperatorError {
         #[source]
         source: Box<SdkError<ListStackResourcesError>>,
     },
+    #[error("the parameters and outputs of stack {stack:?} could not be read")]
+    StackDescription {
+        stack: String,
+        #[source]
+        source: Box<SdkError<DescribeStacksError>>,
+    },
     #[error("the failed-invocation queue {queue} could not be read")]
     ReceiveMessages {
         queue: String,
@@ -41,6 +48,8 @@ pub enum OperatorError {
         "{failed} of {selected} events were not replayed (each is listed above); they stay in the queue"
     )]
     ReplayIncomplete { failed: usize, selected: usize },
+    #[error("{failed} of {total} checks failed (each is listed above with its fix)")]
+    ChecksFailed { failed: usize, total: usize },
     #[error("writing the report failed")]
     Output(#[from] std::io::Error),
 }

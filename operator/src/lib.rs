@@ -1,8 +1,8 @@
 //! `shipgate`, the operators' command line: what shipgate's functions cannot decide alone.
 //!
 //! One module per command group, each with its clap arguments and its `run`: [`failed`] (the
-//! asynchronous events that failed three times: `list`, `replay`) today; `doctor`, `releases`,
-//! `show`, `pause`... join [`Command`] the same way. What every group shares lives here and in
+//! asynchronous events that failed three times: `list`, `replay`) and [`doctor`] (the preflight
+//! of a real installation); `releases`, `show`, `pause`... join [`Command`] the same way. What every group shares lives here and in
 //! [`stack`] (the shipgate stack's resources, from flags, the environment or CloudFormation) and
 //! [`aws`] (one adapter per AWS service). Decisions are pure functions of what the adapters
 //! return ([`failed::event`]); `main.rs` only parses, loads the SDK configuration and reports.
@@ -12,6 +12,7 @@
 //! local stack.
 
 pub mod aws;
+pub mod doctor;
 pub mod error;
 pub mod failed;
 pub mod stack;
@@ -28,7 +29,7 @@ pub use error::OperatorError;
 #[command(
     name = "shipgate",
     version,
-    about = "Operate shipgate: the failed-event queue (and, later, releases, deployments, health)"
+    about = "Operate shipgate: the failed-event queue, the preflight of an installation (and, later, releases, deployments)"
 )]
 pub struct Cli {
     /// The shipgate CloudFormation stack, where what no flag names is looked up (its
@@ -50,11 +51,18 @@ pub enum Command {
     /// Asynchronous events (S3 drops, approval notifications, alarm state changes) that failed
     /// three times and wait in the failed-invocation queue.
     Failed(failed::FailedArgs),
+    /// Check an installation before its first release: the link-signing secret, the SES
+    /// sender and sandbox, the approval page, and in each environment account the deploy and
+    /// stack roles' trust, the registry and the forwarding of alarms. One line per check, with
+    /// the fix of each that failed.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The AWS clients of one run, built once from one SDK configuration.
 #[derive(Debug, Clone)]
 pub struct Clients {
+    /// The configuration they were built from (commands that reach other accounts start there).
+    pub sdk: SdkConfig,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub lambda: aws_sdk_lambda::Client,
@@ -63,6 +71,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
+            sdk: sdk.clone(),
             cloudformation: aws_sdk_cloudformation::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
@@ -75,5 +84,6 @@ pub async fn run(cli: Cli, clients: &Clients, out: &mut dyn Write) -> Result<(),
     let stack = stack::StackResources::new(clients.cloudformation.clone(), cli.stack);
     match cli.command {
         Command::Failed(args) => failed::run(args, clients, &stack, out).await,
+        Command::Doctor(args) => doctor::run(args, clients, &stack, out).await,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use tokio::sync::OnceCell;
 
 use crate::OperatorError;
-use crate::aws::cloudformation::stack_resources;
+use crate::aws::cloudformation::{StackDescription, describe_stack, stack_resources};
 use crate::failed::event::FunctionRole;
 
 /// A resource of the stack the operator uses, and how an operator names it instead.
@@ -63,6 +63,7 @@ pub struct StackResources {
     client: aws_sdk_cloudformation::Client,
     stack: String,
     resources: OnceCell<BTreeMap<String, String>>,
+    description: OnceCell<StackDescription>,
 }
 
 impl StackResources {
@@ -71,7 +72,12 @@ impl StackResources {
             client,
             stack,
             resources: OnceCell::new(),
+            description: OnceCell::new(),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.stack
     }
 
     /// `given` (a flag's or the environment's value) if there is one, else the physical id of
@@ -84,6 +90,19 @@ impl StackResources {
         if let Some(value) = given.filter(|v| !v.is_empty()) {
             return Ok(value.to_owned());
         }
+        self.physical_id(resource.logical_id)
+            .await?
+            .ok_or_else(|| OperatorError::UnknownResource {
+                what: resource.what,
+                flag: resource.flag,
+                env: resource.env,
+                logical_id: resource.logical_id,
+                stack: self.stack.clone(),
+            })
+    }
+
+    /// The physical id of the resource `logical_id`, `None` when the stack has none.
+    pub async fn physical_id(&self, logical_id: &str) -> Result<Option<String>, OperatorError> {
         let resources = self
             .resources
             .get_or_try_init(|| async {
@@ -95,16 +114,21 @@ impl StackResources {
                     })
             })
             .await?;
-        resources
-            .get(resource.logical_id)
-            .cloned()
-            .ok_or_else(|| OperatorError::UnknownResource {
-                what: resource.what,
-                flag: resource.flag,
-                env: resource.env,
-                logical_id: resource.logical_id,
-                stack: self.stack.clone(),
+        Ok(resources.get(logical_id).cloned())
+    }
+
+    /// The stack's parameters and outputs, read on first need.
+    pub async fn description(&self) -> Result<&StackDescription, OperatorError> {
+        self.description
+            .get_or_try_init(|| async {
+                describe_stack(&self.client, &self.stack)
+                    .await
+                    .map_err(|e| OperatorError::StackDescription {
+                        stack: self.stack.clone(),
+                        source: Box::new(e),
+                    })
             })
+            .await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod http_client;
+pub mod iam;
 pub mod job;
 pub mod lambda;
 pub mod links;

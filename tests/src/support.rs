@@ -242,3 +242,23 @@ pub fn without_codepipeline(
     );
     Ok(intake)
 }
+
+/// Runs the operator's command line, `shipgate <args>`, against the stack with its SDK
+/// configuration; returns the outcome and what it printed (also echoed to stderr).
+pub async fn run_operator(
+    stack: &Stack,
+    args: &[&str],
+) -> (Result<(), shipgate_operator::OperatorError>, String) {
+    let mut argv = vec!["shipgate"];
+    argv.extend_from_slice(args);
+    let cli = match <shipgate_operator::Cli as clap::Parser>::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => panic!("{argv:?}: {e}"),
+    };
+    let mut out = Vec::new();
+    let result =
+        shipgate_operator::run(cli, &shipgate_operator::Clients::new(&stack.sdk), &mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    eprintln!("$ {}\n{text}", argv.join(" "));
+    (result, text)
+}

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_sqs::types::MessageAttributeValue;
-use clap::Parser;
 use serde_json::Value;
 use shipgate::store::{ReleaseState, Store};
 use shipgate_local::functions::{DeadLetterAttributes, DeadLetterQueue};
 use shipgate_local::stack::Stack;
-use shipgate_operator::{Cli, Clients, OperatorError};
+use shipgate_operator::OperatorError;
 use shipgate_tests::drops;
 use shipgate_tests::support::{
-    intake_that_cannot_start_pipelines, push_source_image, put, s3_put_event, start_stack, wait_for,
+    intake_that_cannot_start_pipelines, push_source_image, put, run_operator, s3_put_event,
+    start_stack, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -48,22 +48,7 @@ async fn shipgate(stack: &Stack, args: &[&str]) -> (Result<(), OperatorError>, S
             argv.extend([flag, value.as_str()]);
         }
     }
-    run_shipgate(stack, &argv).await
-}
-
-/// Runs `shipgate <args>` as given.
-async fn run_shipgate(stack: &Stack, args: &[&str]) -> (Result<(), OperatorError>, String) {
-    let mut argv = vec!["shipgate"];
-    argv.extend_from_slice(args);
-    let cli = match Cli::try_parse_from(&argv) {
-        Ok(cli) => cli,
-        Err(e) => panic!("{argv:?}: {e}"),
-    };
-    let mut out = Vec::new();
-    let result = shipgate_operator::run(cli, &Clients::new(&stack.sdk), &mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    eprintln!("$ {}\n{text}", argv.join(" "));
-    (result, text)
+    run_operator(stack, &argv).await
 }
 
 /// `failed list --json`, parsed.
@@ -351,7 +336,7 @@ async fn the_stack_names_the_queue_when_no_flag_does() -> Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
 
-    let (result, text) = run_shipgate(&stack, &["--stack", &name, "failed", "list"]).await;
+    let (result, text) = run_operator(&stack, &["--stack", &name, "failed", "list"]).await;
     result?;
     assert!(
         text.starts_with(&format!("1 failed event in {queue}:")),
@@ -359,14 +344,14 @@ async fn the_stack_names_the_queue_when_no_flag_does() -> Result<()> {
     );
 
     // The stack has no IntakeFunction: the replay says how to name it, and invokes nothing.
-    let (result, _) = run_shipgate(&stack, &["--stack", &name, "failed", "replay", "--all"]).await;
+    let (result, _) = run_operator(&stack, &["--stack", &name, "failed", "replay", "--all"]).await;
     let error = result.expect_err("no intake function to replay to");
     let message = shipgate_operator::error::report(&error);
     assert!(
         message.contains("--intake-function") && message.contains("SHIPGATE_INTAKE_FUNCTION"),
         "{message}"
     );
-    let (result, text) = run_shipgate(&stack, &["--stack", &name, "failed", "list"]).await;
+    let (result, text) = run_operator(&stack, &["--stack", &name, "failed", "list"]).await;
     result?;
     assert!(
         text.starts_with("1 failed event"),
@@ -374,7 +359,7 @@ async fn the_stack_names_the_queue_when_no_flag_does() -> Result<()> {
     );
 
     // A stack that does not exist is an error naming it.
-    let (result, _) = run_shipgate(&stack, &["--stack", "no-such-stack", "failed", "list"]).await;
+    let (result, _) = run_operator(&stack, &["--stack", "no-such-stack", "failed", "list"]).await;
     assert!(
         matches!(result, Err(OperatorError::StackResources { ref stack, .. }) if stack == "no-such-stack"),
         "{result:?}"

@@ -390,7 +390,9 @@ mod tests {
             "q",
         ])
         .unwrap();
-        let crate::Command::Failed(args) = cli.command;
+        let crate::Command::Failed(args) = cli.command else {
+            panic!("not failed: {:?}", cli.command);
+        };
         assert_eq!(args.resources.queue_url.as_deref(), Some("q"));
         assert!(matches!(
             args.command,
