@@ -101,17 +101,23 @@ impl StackResources {
             })
     }
 
+    /// What turns a failed call about the stack into `error`, naming the stack.
+    fn failed<E>(
+        &self,
+        error: fn(String, Box<E>) -> OperatorError,
+    ) -> impl FnOnce(E) -> OperatorError + use<E> {
+        let stack = self.stack.clone();
+        move |e| error(stack, Box::new(e))
+    }
+
     /// The physical id of the resource `logical_id`, `None` when the stack has none.
     pub async fn physical_id(&self, logical_id: &str) -> Result<Option<String>, OperatorError> {
         let resources = self
             .resources
             .get_or_try_init(|| async {
-                stack_resources(&self.client, &self.stack)
-                    .await
-                    .map_err(|e| OperatorError::StackResources {
-                        stack: self.stack.clone(),
-                        source: Box::new(e),
-                    })
+                stack_resources(&self.client, &self.stack).await.map_err(
+                    self.failed(|stack, source| OperatorError::StackResources { stack, source }),
+                )
             })
             .await?;
         Ok(resources.get(logical_id).cloned())
@@ -121,12 +127,9 @@ impl StackResources {
     pub async fn description(&self) -> Result<&StackDescription, OperatorError> {
         self.description
             .get_or_try_init(|| async {
-                describe_stack(&self.client, &self.stack)
-                    .await
-                    .map_err(|e| OperatorError::StackDescription {
-                        stack: self.stack.clone(),
-                        source: Box::new(e),
-                    })
+                describe_stack(&self.client, &self.stack).await.map_err(
+                    self.failed(|stack, source| OperatorError::StackDescription { stack, source }),
+                )
             })
             .await
     }

@@ -2,7 +2,7 @@
 
 use aws_sdk_eventbridge::Client;
 
-use super::CallFailure;
+use super::{CallFailure, sent};
 
 /// A rule of the default bus, with its targets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,12 +27,7 @@ pub async fn default_bus_rules(client: &Client) -> Result<Vec<Rule>, CallFailure
     let mut rules = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = client
-            .list_rules()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| CallFailure::new(&e))?;
+        let page = sent(client.list_rules().set_next_token(token.take()).send()).await?;
         for rule in page.rules() {
             let name = rule.name().unwrap_or_default().to_owned();
             let targets = targets(client, &name).await?;
@@ -54,13 +49,14 @@ async fn targets(client: &Client, rule: &str) -> Result<Vec<Target>, CallFailure
     let mut targets = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = client
-            .list_targets_by_rule()
-            .rule(rule)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| CallFailure::new(&e))?;
+        let page = sent(
+            client
+                .list_targets_by_rule()
+                .rule(rule)
+                .set_next_token(token.take())
+                .send(),
+        )
+        .await?;
         targets.extend(page.targets().iter().map(|t| Target {
             arn: t.arn().to_owned(),
             role_arn: t.role_arn().map(str::to_owned),
@@ -74,11 +70,6 @@ async fn targets(client: &Client, rule: &str) -> Result<Vec<Target>, CallFailure
 
 /// The default bus's resource policy (JSON), `None` when it has none.
 pub async fn default_bus_policy(client: &Client) -> Result<Option<String>, CallFailure> {
-    let out = client
-        .describe_event_bus()
-        .name("default")
-        .send()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
+    let out = sent(client.describe_event_bus().name("default").send()).await?;
     Ok(out.policy().filter(|p| !p.is_empty()).map(str::to_owned))
 }

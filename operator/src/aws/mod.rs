@@ -41,6 +41,16 @@ impl CallFailure {
     }
 }
 
+/// The outcome of a call (`client.op()...send()`), its error read as a [`CallFailure`].
+pub async fn sent<T, E>(
+    call: impl std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<T, CallFailure>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    call.await.map_err(|e| CallFailure::new(&e))
+}
+
 /// `Ok(None)` when a call failed with error code `code` (the service's "no such thing"), else
 /// the failure.
 pub fn absent_if<T, E>(

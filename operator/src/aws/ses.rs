@@ -2,7 +2,7 @@
 
 use aws_sdk_sesv2::Client;
 
-use super::{CallFailure, absent_if};
+use super::{CallFailure, absent_if, sent};
 
 /// What `GetEmailIdentity` says of an identity (an address or a domain).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,11 +39,7 @@ pub struct Account {
 }
 
 pub async fn account(client: &Client) -> Result<Account, CallFailure> {
-    let out = client
-        .get_account()
-        .send()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
+    let out = sent(client.get_account().send()).await?;
     Ok(Account {
         production_access: out.production_access_enabled(),
         sending_enabled: out.sending_enabled(),

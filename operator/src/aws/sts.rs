@@ -2,14 +2,10 @@
 
 use aws_sdk_sts::Client;
 
-use super::CallFailure;
+use super::{CallFailure, sent};
 
 /// The account of the caller (`GetCallerIdentity`, which needs no permission).
 pub async fn account(client: &Client) -> Result<String, CallFailure> {
-    let out = client
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
+    let out = sent(client.get_caller_identity().send()).await?;
     Ok(out.account().unwrap_or_default().to_owned())
 }

@@ -304,16 +304,9 @@ pub fn deploy_role(
             redeploy,
         );
     }
-    let document = match trust {
-        Ok(Some(document)) => document,
-        Ok(None) => return Check::failed(name, format!("no role {role_arn}"), redeploy),
-        Err(e) => {
-            return Check::failed(
-                name,
-                format!("{role_arn} could not be read: {}", e.text),
-                "allow iam:GetRole on it to the operator's access",
-            );
-        }
+    let document = match trust_document(&name, role_arn, trust, &redeploy) {
+        Ok(document) => document,
+        Err(failed) => return failed,
     };
     let refused: Vec<String> = assumers
         .iter()
@@ -346,6 +339,25 @@ pub fn deploy_role(
 /// cloudformation.amazonaws.com, whether or not CloudFormation sets `aws:SourceAccount`
 /// (its service-role page documents no such key). `None`: no stack role configured, and
 /// CloudFormation acts with the deploy role's own permissions.
+/// The trust policy of `role_arn` as IAM returned it, or the failed check: no such role
+/// (`missing` says how to make it) or a role the operator may not read.
+fn trust_document(
+    name: &str,
+    role_arn: &str,
+    trust: Result<Option<String>, CallFailure>,
+    missing: &str,
+) -> Result<String, Check> {
+    match trust {
+        Ok(Some(document)) => Ok(document),
+        Ok(None) => Err(Check::failed(name, format!("no role {role_arn}"), missing)),
+        Err(e) => Err(Check::failed(
+            name,
+            format!("{role_arn} could not be read: {}", e.text),
+            "allow iam:GetRole on it to the operator's access",
+        )),
+    }
+}
+
 pub fn stack_role(
     environment: &str,
     role_arn: Option<&str>,
@@ -364,16 +376,9 @@ pub fn stack_role(
          StackRoleArn output as the tooling stack's {}StackRoleArn",
         capitalised(environment)
     );
-    let document = match trust {
-        Ok(Some(document)) => document,
-        Ok(None) => return Check::failed(name, format!("no role {role_arn}"), fix),
-        Err(e) => {
-            return Check::failed(
-                name,
-                format!("{role_arn} could not be read: {}", e.text),
-                "allow iam:GetRole on it to the operator's access",
-            );
-        }
+    let document = match trust_document(&name, role_arn, trust, &fix) {
+        Ok(document) => document,
+        Err(failed) => return failed,
     };
     let cloudformation = "cloudformation.amazonaws.com";
     let mut ask = Ask {
