@@ -442,8 +442,13 @@ impl Stack {
     }
 
     /// The ECR host → local registry map the functions are configured with.
-    pub fn registry_overrides(&self) -> BTreeMap<String, String> {
+    /// The registries' endpoints as `SourceRegistryEndpoints` takes them (`host=url,...`).
+    pub fn registry_endpoints(&self) -> String {
         registries::endpoint_overrides(&self.registries, accounts::REGION)
+    }
+
+    pub fn registry_overrides(&self) -> BTreeMap<String, String> {
+        self.registry_endpoints()
             .split(',')
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))

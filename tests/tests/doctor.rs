@@ -16,12 +16,7 @@ use shipgate_tests::support::{in_account, run_operator, start_stack};
 async fn doctor(stack: &Stack, overrides: &[(&str, &str)]) -> (Result<(), OperatorError>, String) {
     let refs = &stack.provisioned.refs;
     let approval_url = stack.function_urls["ApprovalPageFunction"].url();
-    let registries = stack
-        .registry_overrides()
-        .into_iter()
-        .map(|(host, url)| format!("{host}={url}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let registries = stack.registry_endpoints();
     let int = format!("int={}", accounts::deploy_role_arn(INT));
     let stg = format!("stg={}", accounts::deploy_role_arn(STG));
     let mut flags: Vec<(&str, &str)> = vec![

@@ -260,6 +260,16 @@ impl World {
             .map(|d| d.digest.as_str().to_owned()))
     }
 
+    /// Fails unless `account`'s registry holds the sample's image `tag` by `digest`.
+    async fn ensure_holds(&self, account: &str, tag: &str, digest: &str) -> Result<()> {
+        let held = self.image_digest(account, "orders/web", tag).await?;
+        ensure!(
+            held.as_deref() == Some(digest),
+            "{account}'s registry holds orders/web:{tag} as {held:?}, not by its digest {digest}"
+        );
+        Ok(())
+    }
+
     /// The value a change set of stack `name` in `account` gives parameter `key`.
     async fn stack_parameter(
         &self,
@@ -438,13 +448,7 @@ async fn story(w: &World) -> Result<()> {
         .to_owned();
     w.wait_action("PromoteToInt", "Promote", "Succeeded")
         .await?;
-    ensure!(
-        w.image_digest(accounts::INT, "orders/web", "1.4.0")
-            .await?
-            .as_deref()
-            == Some(digest140.as_str()),
-        "int's registry does not hold 1.4.0 by its digest"
-    );
+    w.ensure_holds(accounts::INT, "1.4.0", &digest140).await?;
     let service = int_changes
         .iter()
         .find(|c| c.stack_name == "orders-int-service")
@@ -515,13 +519,7 @@ async fn story(w: &World) -> Result<()> {
     .await?;
     w.wait_action("PromoteToStg", "Promote", "Succeeded")
         .await?;
-    ensure!(
-        w.image_digest(accounts::STG, "orders/web", "1.4.0")
-            .await?
-            .as_deref()
-            == Some(digest140.as_str()),
-        "stg's registry does not hold 1.4.0 by the same digest"
-    );
+    w.ensure_holds(accounts::STG, "1.4.0", &digest140).await?;
     let promotion_email = w
         .emails()
         .await?
@@ -668,13 +666,7 @@ async fn story(w: &World) -> Result<()> {
         .context("digest")?
         .to_owned();
     for account in [accounts::STG, accounts::PROD] {
-        ensure!(
-            w.image_digest(account, "orders/web", "1.4.1")
-                .await?
-                .as_deref()
-                == Some(digest141.as_str()),
-            "{account}'s registry does not hold 1.4.1 by its digest"
-        );
+        w.ensure_holds(account, "1.4.1", &digest141).await?;
     }
     w.approve(&r141, "Prod", "ApproveProd", "cab@shipgate.local")
         .await?;

@@ -70,12 +70,7 @@ struct Side {
 impl World {
     async fn start() -> Result<Self> {
         let stack = STACK.get().await?;
-        let overrides = stack
-            .registry_overrides()
-            .iter()
-            .map(|(host, url)| format!("{host}={url}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let overrides = stack.registry_endpoints();
         Ok(Self {
             store: store(stack)?,
             table: table(stack)?,
