@@ -244,8 +244,10 @@ impl TemplateEvaluator {
         value: &serde_yaml::Value,
         path: &str,
     ) -> Result<Option<String>, DefinitionError> {
-        self.context(resolver)
-            .optional_string(Some(&yaml_to_json(value.clone())), path)
+        Ok(self
+            .value(resolver, value, path)?
+            .as_ref()
+            .and_then(scalar_string))
     }
 
     /// `value` with every intrinsic in it evaluated, as JSON (a policy document, a list of
@@ -256,15 +258,11 @@ impl TemplateEvaluator {
         value: &serde_yaml::Value,
         path: &str,
     ) -> Result<Option<Json>, DefinitionError> {
-        self.context(resolver)
-            .eval(&yaml_to_json(value.clone()), path)
-    }
-
-    fn context<'a>(&'a self, resolver: &'a Resolver) -> Context<'a> {
-        Context {
+        let ctx = Context {
             template: &self.template,
             resolver,
-        }
+        };
+        ctx.eval(&yaml_to_json(value.clone()), path)
     }
 }
 
