@@ -140,3 +140,33 @@ pub fn assert_stage_fields_refused_by_name<P: serde::de::DeserializeOwned>() {
         .to_string();
     assert!(missing.contains("missing field `roleArn`"), "{missing}");
 }
+
+/// What makes a good manifest a drop with many problems at once (a short digest, an address
+/// that is not one, a field the format does not know, a template that is not in the zip), and
+/// the problem codes intake must report for it, with those of the broken checks file and the
+/// escaping entry that the drops built from it carry too.
+pub mod many_problems {
+    use serde_json::{Value, json};
+
+    /// The manifest's own problems, applied to a good manifest.
+    pub fn manifest(mut manifest: Value) -> Value {
+        manifest["images"][0]["digest"] = json!("sha256:1234");
+        manifest["integrator"]["email"] = json!("not-an-email");
+        manifest["images"][0]["size"] = json!(12);
+        if let Some(templates) = manifest["templates"].as_array_mut() {
+            templates.push(json!({"path": "templates/db.yaml", "stack": "db"}));
+        }
+        manifest
+    }
+
+    /// Every code intake reports for such a drop with an invalid checks file and an entry
+    /// that escapes the archive.
+    pub const CODES: [&str; 6] = [
+        "invalid_digest",
+        "invalid_email",
+        "unknown_field",
+        "template_missing",
+        "checks_invalid",
+        "path_traversal",
+    ];
+}

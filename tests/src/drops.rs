@@ -12,6 +12,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use shipgate::testing::many_problems;
 pub use shipgate::testing::zip::{RawEntry, RawZip, crc32};
 
 /// A release drop that intake must reject.
@@ -758,13 +759,7 @@ pub fn bad_drops() -> Vec<BadDrop> {
             "many-problems",
             {
                 let builder = base();
-                let mut manifest = builder.manifest();
-                manifest["images"][0]["digest"] = json!("sha256:1234");
-                manifest["integrator"]["email"] = json!("nobody");
-                manifest["images"][0]["size"] = json!(1);
-                if let Some(templates) = manifest["templates"].as_array_mut() {
-                    templates.push(json!({"path": "templates/db.yaml", "stack": "db"}));
-                }
+                let manifest = many_problems::manifest(builder.manifest());
                 let mut files = builder.files();
                 files[0].1 = pretty(&manifest);
                 files[2].1 = b"{\"checks\": \"all\"}".to_vec();
@@ -773,15 +768,7 @@ pub fn bad_drops() -> Vec<BadDrop> {
                 zip.push(RawEntry::stored("link", b"/etc/passwd").symlink());
                 zip.build()
             },
-            &[
-                "invalid_digest",
-                "invalid_email",
-                "unknown_field",
-                "template_missing",
-                "checks_invalid",
-                "path_traversal",
-                "symlink_entry",
-            ],
+            &[many_problems::CODES.as_slice(), &["symlink_entry"]].concat(),
         ),
     ]
 }

@@ -44,8 +44,7 @@ type AlarmStateChange = CloudWatchEvent<CloudWatchAlarmData<CloudWatchMetricAlar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_going_off_and_back_reaches_the_subscriber_and_its_lambda_action() -> Result<()> {
-    let h = Harness::launch("transitions", vec![SUBSCRIBER], Recorder::default()).await?;
-    let alarm = h.put_alarm("web-5xx", Some(ACTION_FUNCTION)).await?;
+    let (h, alarm) = Harness::watching("transitions", "web-5xx").await?;
 
     h.set_state(&alarm, StateValue::Alarm, "5xx above 1% on green")
         .await?;
@@ -122,8 +121,7 @@ async fn an_alarm_going_off_and_back_reaches_the_subscriber_and_its_lambda_actio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_state_set_twice_is_one_transition() -> Result<()> {
-    let h = Harness::launch("twice", vec![SUBSCRIBER], Recorder::default()).await?;
-    let alarm = h.put_alarm("latency", Some(ACTION_FUNCTION)).await?;
+    let (h, alarm) = Harness::watching("twice", "latency").await?;
     h.set_state(&alarm, StateValue::Alarm, "p99 above 2s")
         .await?;
     h.wait_counts(1, 1).await?;
@@ -300,6 +298,14 @@ impl Harness {
             permissions: vec![alarm_permission(ACCOUNT)],
         };
         Self::launch_with(name, routes, host).await
+    }
+
+    /// A watcher delivering to [`SUBSCRIBER`], with one alarm (`alarm`, made unique) whose
+    /// Lambda action names [`ACTION_FUNCTION`].
+    async fn watching(name: &str, alarm: &str) -> Result<(Self, String)> {
+        let h = Self::launch(name, vec![SUBSCRIBER], Recorder::default()).await?;
+        let alarm = h.put_alarm(alarm, Some(ACTION_FUNCTION)).await?;
+        Ok((h, alarm))
     }
 
     async fn launch_with(name: &str, routes: AlarmRoutes, host: Recorder) -> Result<Self> {

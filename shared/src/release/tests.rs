@@ -11,6 +11,7 @@ use super::testzip::{
     RawEntry, RawZip, good_manifest, good_release, release_files, zip_crate, zip_crate_with,
 };
 use super::*;
+use crate::testing::many_problems;
 
 fn inspect(bytes: Vec<u8>) -> Inspection {
     futures::executor::block_on(inspect_release(&Bytes::from(bytes), &Limits::default()))
@@ -88,27 +89,13 @@ fn zip64_local_headers_from_the_zip_crate_are_acceptable() {
 
 #[test]
 fn one_drop_reports_all_of_its_problems() {
-    let mut manifest = good_manifest();
-    manifest["images"][0]["digest"] = json!("sha256:1234");
-    manifest["integrator"]["email"] = json!("not-an-email");
-    manifest["images"][0]["size"] = json!(12);
-    manifest["templates"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"path": "templates/db.yaml", "stack": "db"}));
+    let manifest = many_problems::manifest(good_manifest());
     let mut files = release_files(&manifest);
     files[2].1 = b"{\"schema_version\": \"shipgate.checks/v1\", \"checks\": []}".to_vec();
     files.push(("../../etc/passwd".into(), b"root".to_vec()));
     let inspection = inspect(zip_of(&files));
     let found = codes(&inspection);
-    for code in [
-        "invalid_digest",
-        "invalid_email",
-        "unknown_field",
-        "template_missing",
-        "checks_invalid",
-        "path_traversal",
-    ] {
+    for code in many_problems::CODES {
         assert!(found.contains(&code), "{code} not in {found:?}");
     }
     assert!(inspection.manifest.is_none());
