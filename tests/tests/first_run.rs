@@ -1,0 +1,106 @@
+//! The execution CodePipeline starts by itself when it creates the pipeline (trigger type
+//! `CreatePipeline`: CodePipeline user guide, "Start a pipeline in CodePipeline"). It runs with
+//! the pipeline variables' defaults (`ReleaseId` "none"), not for a release intake accepted. On
+//! a new installation its Source action fails (nothing is at `accepted/release.zip` yet); where
+//! an accepted zip is left from an earlier installation, the first action after the source fails
+//! naming the release it does not know. Either way nothing is promoted or deployed, and no
+//! person is asked to approve anything.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use shipgate_tests::drops;
+use shipgate_tests::story::Story;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_codepipeline_starts_when_it_creates_the_pipeline_moves_nothing() -> Result<()> {
+    let story = Story::start("first-run").await?;
+    let start = || async {
+        let out = story
+            .pipeline
+            .cp
+            .start_pipeline_execution()
+            .name(&story.pipeline.name)
+            .send()
+            .await?;
+        out.pipeline_execution_id()
+            .map(str::to_owned)
+            .context("execution id")
+    };
+
+    // A new installation: no release was ever accepted.
+    let first = start().await?;
+    story
+        .pipeline
+        .execution_ends(&first, "Failed", PATIENCE)
+        .await?;
+    ensure!(
+        story.pipeline.action_status("Source", "Release").await? == Some("Failed".into()),
+        "the source action did not fail"
+    );
+
+    // An accepted zip left from before: the source succeeds, the first action after it refuses
+    // the release id "none".
+    let zip = drops::good_release("orders", "1.0.0", &story.repository, &story.digest);
+    story
+        .s3
+        .put_object()
+        .bucket(&story.bucket)
+        .key("accepted/release.zip")
+        .body(zip.into())
+        .send()
+        .await?;
+    let second = start().await?;
+    story
+        .pipeline
+        .execution_ends(&second, "Failed", PATIENCE)
+        .await?;
+    ensure!(
+        story.pipeline.action_status("Source", "Release").await? == Some("Succeeded".into()),
+        "the source action did not take the left zip"
+    );
+    let promote = story
+        .pipeline
+        .stage("PromoteToInt")
+        .await?
+        .context("PromoteToInt")?;
+    let latest = promote
+        .action_states()
+        .iter()
+        .find(|a| a.action_name() == Some("Promote"))
+        .and_then(|a| a.latest_execution())
+        .context("Promote's latest execution")?;
+    ensure!(
+        latest.status().map(|s| s.as_str()) == Some("Failed"),
+        "Promote: {:?}",
+        latest.status()
+    );
+    let message = latest
+        .error_details()
+        .and_then(|e| e.message())
+        .unwrap_or_default();
+    ensure!(
+        message.contains("none"),
+        "the failure does not name the release: {message}"
+    );
+    ensure!(
+        story.store.list_promotions("none").await?.is_empty(),
+        "something was promoted for release none"
+    );
+    ensure!(
+        story.store.list_release_gates("none").await?.is_empty(),
+        "an approval was opened for release none"
+    );
+    for stage in ["Int", "PromoteToStg", "Stg", "PromoteToProd", "Prod"] {
+        let entered = story
+            .pipeline
+            .stage(stage)
+            .await?
+            .and_then(|s| s.latest_execution().cloned())
+            .is_some_and(|e| e.pipeline_execution_id() == second);
+        ensure!(!entered, "{stage} ran for release none");
+    }
+    Ok(())
+}
