@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use aws_sdk_codepipeline::types::{PipelineExecution, PipelineExecutionSummary, StageState};
+use aws_sdk_codepipeline::types::{
+    ActionExecution, PipelineExecution, PipelineExecutionSummary, StageState,
+};
 use shipgate::store::{Gate, ReleaseRecord, ReleaseState, Store};
 use shipgate_local::outbox::{SentEmail, links, sent_emails};
 use shipgate_local::stack::{Stack, StackOptions};
@@ -53,16 +55,26 @@ impl Pipeline {
             .cloned())
     }
 
-    /// The status of `action`'s latest execution in `stage` (`InProgress`, `Succeeded`, …).
-    pub async fn action_status(&self, stage: &str, action: &str) -> Result<Option<String>> {
+    /// `action`'s latest execution in `stage`, as `GetPipelineState` shows it.
+    pub async fn latest_action(
+        &self,
+        stage: &str,
+        action: &str,
+    ) -> Result<Option<ActionExecution>> {
         Ok(self.stage(stage).await?.and_then(|s| {
             s.action_states()
                 .iter()
                 .find(|a| a.action_name() == Some(action))
-                .and_then(|a| a.latest_execution())
-                .and_then(|e| e.status())
-                .map(|st| st.as_str().to_owned())
+                .and_then(|a| a.latest_execution().cloned())
         }))
+    }
+
+    /// The status of `action`'s latest execution in `stage` (`InProgress`, `Succeeded`, …).
+    pub async fn action_status(&self, stage: &str, action: &str) -> Result<Option<String>> {
+        Ok(self
+            .latest_action(stage, action)
+            .await?
+            .and_then(|e| e.status().map(|st| st.as_str().to_owned())))
     }
 
     /// An execution, as `GetPipelineExecution` shows it.
