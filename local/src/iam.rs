@@ -137,7 +137,14 @@ enum Applies {
 }
 
 impl Statement {
-    fn applies(&self, request: &Request<'_>, principal: Option<&str>) -> Applies {
+    /// Whether the statement applies to `request`, whose condition keys (its own and the
+    /// derived ones) are `context`.
+    fn applies(
+        &self,
+        request: &Request<'_>,
+        context: &BTreeMap<String, Vec<String>>,
+        principal: Option<&str>,
+    ) -> Applies {
         if !self.action.matches(request.action, |p, v| glob(p, v, true)) {
             return Applies::No;
         }
@@ -151,9 +158,8 @@ impl Statement {
         {
             return Applies::No;
         }
-        let context = request.context();
         for condition in &self.conditions {
-            match condition.evaluate(&context) {
+            match condition.evaluate(context) {
                 Outcome::Holds => {}
                 Outcome::Fails => return Applies::No,
                 Outcome::Unknown(why) => return Applies::Unknown(why),
@@ -226,8 +232,9 @@ fn verdict(statements: &[Statement], request: &Request<'_>, principal: Option<&s
         deny: None,
         unknown: Vec::new(),
     };
+    let context = request.context();
     for s in statements {
-        match (s.applies(request, principal), s.effect) {
+        match (s.applies(request, &context, principal), s.effect) {
             (Applies::Yes, Effect::Allow) => {
                 v.allow.get_or_insert_with(|| s.name.clone());
             }
