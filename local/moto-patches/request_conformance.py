@@ -22,8 +22,8 @@ import re
 import sys
 from functools import lru_cache
 
-# Requests the local stack itself sends to moto's own routes (`/moto-api/...`) are not AWS
-# requests.
+# How much of a refused value the message quotes (AWS's messages quote it whole; a long
+# template body would drown the log).
 _MAX_SHOWN = 60
 
 
@@ -120,7 +120,6 @@ def install():
     from moto.core.utils import get_service_model
 
     base = responses.BaseResponse
-    original = base._dispatch
 
     def input_of(self, request):
         """The request parsed into its operation's input shape, or None when it is not an AWS
@@ -169,7 +168,6 @@ def install():
         return self.call_action()
 
     base._dispatch = _dispatch
-    base._shipgate_original_dispatch = original
 
 
 def _refusal(response, operation, message):
