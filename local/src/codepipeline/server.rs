@@ -101,13 +101,14 @@ async fn dispatch(
         .unwrap_or_default();
     let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
     // An operation the stand-in does not serve is refused as such, not held to a model.
-    let checked = match &endpoint.conformance {
-        Some(conformance) if SERVED.contains(&operation) => {
-            conformance.check(operation, &body).await
+    let result = match Operation::parse(operation) {
+        Ok(served) => match &endpoint.conformance {
+            Some(conformance) => conformance.check(operation, &body).await,
+            None => Ok(()),
         }
-        _ => Ok(()),
+        .and_then(|()| handle(&endpoint.engine, served, &body)),
+        Err(refused) => Err(refused),
     };
-    let result = checked.and_then(|()| handle(&endpoint.engine, operation, &body));
     match &result {
         Ok(_) => tracing::debug!(operation, "CodePipeline request"),
         Err(e) => tracing::info!(operation, error = %e, "CodePipeline request refused"),
@@ -115,79 +116,109 @@ async fn dispatch(
     respond(result)
 }
 
-/// The operations [`handle`] serves.
-const SERVED: [&str; 11] = [
-    "StartPipelineExecution",
-    "StopPipelineExecution",
-    "GetPipelineState",
-    "GetPipelineExecution",
-    "ListPipelineExecutions",
-    "PutJobSuccessResult",
-    "PutJobFailureResult",
-    "PutApprovalResult",
-    "GetJobDetails",
-    "GetPipeline",
-    "ListPipelines",
-];
+/// The operations the stand-in serves: what `X-Amz-Target` names, held to CodePipeline's model
+/// and then handled.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    StartPipelineExecution,
+    StopPipelineExecution,
+    GetPipelineState,
+    GetPipelineExecution,
+    ListPipelineExecutions,
+    PutJobSuccessResult,
+    PutJobFailureResult,
+    PutApprovalResult,
+    GetJobDetails,
+    GetPipeline,
+    ListPipelines,
+}
 
-fn handle(engine: &Arc<Engine>, operation: &str, body: &[u8]) -> Result<Json, ApiError> {
+impl Operation {
+    /// The operation `name` names, or the refusal AWS gives for one it does not serve.
+    fn parse(name: &str) -> Result<Self, ApiError> {
+        Ok(match name {
+            "StartPipelineExecution" => Self::StartPipelineExecution,
+            "StopPipelineExecution" => Self::StopPipelineExecution,
+            "GetPipelineState" => Self::GetPipelineState,
+            "GetPipelineExecution" => Self::GetPipelineExecution,
+            "ListPipelineExecutions" => Self::ListPipelineExecutions,
+            "PutJobSuccessResult" => Self::PutJobSuccessResult,
+            "PutJobFailureResult" => Self::PutJobFailureResult,
+            "PutApprovalResult" => Self::PutApprovalResult,
+            "GetJobDetails" => Self::GetJobDetails,
+            "GetPipeline" => Self::GetPipeline,
+            "ListPipelines" => Self::ListPipelines,
+            "" => {
+                return Err(ApiError::new(
+                    ErrorCode::UnknownOperation,
+                    format!("X-Amz-Target must be {TARGET_PREFIX}<Operation>"),
+                ));
+            }
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::UnknownOperation,
+                    format!("The local CodePipeline stand-in does not serve {other}"),
+                ));
+            }
+        })
+    }
+}
+
+fn handle(engine: &Arc<Engine>, operation: Operation, body: &[u8]) -> Result<Json, ApiError> {
     match operation {
-        "StartPipelineExecution" => call(body, |input: wire::StartPipelineExecutionInput| {
-            let id =
-                engine.apply(|state, now, effects| state.start_execution(input, now, effects))?;
-            Ok(wire::PipelineExecutionIdOutput {
-                pipeline_execution_id: id,
+        Operation::StartPipelineExecution => {
+            call(body, |input: wire::StartPipelineExecutionInput| {
+                let id = engine
+                    .apply(|state, now, effects| state.start_execution(input, now, effects))?;
+                Ok(wire::PipelineExecutionIdOutput {
+                    pipeline_execution_id: id,
+                })
             })
-        }),
-        "StopPipelineExecution" => call(body, |input: wire::StopPipelineExecutionInput| {
-            let id =
-                engine.apply(|state, now, effects| state.stop_execution(input, now, effects))?;
-            Ok(wire::PipelineExecutionIdOutput {
-                pipeline_execution_id: id,
+        }
+        Operation::StopPipelineExecution => {
+            call(body, |input: wire::StopPipelineExecutionInput| {
+                let id = engine
+                    .apply(|state, now, effects| state.stop_execution(input, now, effects))?;
+                Ok(wire::PipelineExecutionIdOutput {
+                    pipeline_execution_id: id,
+                })
             })
-        }),
-        "GetPipelineState" => call(body, |input: wire::NameInput| {
+        }
+        Operation::GetPipelineState => call(body, |input: wire::NameInput| {
             engine.read(|state| state.pipeline_state(&input.name))
         }),
-        "GetPipelineExecution" => call(body, |input: wire::GetPipelineExecutionInput| {
+        Operation::GetPipelineExecution => call(body, |input: wire::GetPipelineExecutionInput| {
             engine.read(|state| state.pipeline_execution(&input))
         }),
-        "ListPipelineExecutions" => call(body, |input: wire::ListPipelineExecutionsInput| {
-            engine.read(|state| state.list_executions(&input))
-        }),
-        "PutJobSuccessResult" => call(body, |input: wire::PutJobSuccessResultInput| {
+        Operation::ListPipelineExecutions => {
+            call(body, |input: wire::ListPipelineExecutionsInput| {
+                engine.read(|state| state.list_executions(&input))
+            })
+        }
+        Operation::PutJobSuccessResult => call(body, |input: wire::PutJobSuccessResultInput| {
             engine.apply(|state, now, effects| state.put_job_success(input, now, effects))?;
             Ok(wire::Empty {})
         }),
-        "PutJobFailureResult" => call(body, |input: wire::PutJobFailureResultInput| {
+        Operation::PutJobFailureResult => call(body, |input: wire::PutJobFailureResultInput| {
             engine.apply(|state, now, effects| state.put_job_failure(input, now, effects))?;
             Ok(wire::Empty {})
         }),
-        "PutApprovalResult" => call(body, |input: wire::PutApprovalResultInput| {
+        Operation::PutApprovalResult => call(body, |input: wire::PutApprovalResultInput| {
             let at = engine
                 .apply(|state, now, effects| state.put_approval_result(input, now, effects))?;
             Ok(wire::PutApprovalResultOutput {
                 approved_at: wire::epoch(at),
             })
         }),
-        "GetJobDetails" => call(body, |input: wire::JobIdInput| {
+        Operation::GetJobDetails => call(body, |input: wire::JobIdInput| {
             engine.read(|state| state.job_details(&input.job_id))
         }),
-        "GetPipeline" => call(body, |input: wire::NameInput| {
+        Operation::GetPipeline => call(body, |input: wire::NameInput| {
             engine.read(|state| state.get_pipeline(&input.name, input.version))
         }),
-        "ListPipelines" => call(body, |input: wire::ListPipelinesInput| {
+        Operation::ListPipelines => call(body, |input: wire::ListPipelinesInput| {
             engine.read(|state| state.list_pipelines(&input))
         }),
-        "" => Err(ApiError::new(
-            ErrorCode::UnknownOperation,
-            format!("X-Amz-Target must be {TARGET_PREFIX}<Operation>"),
-        )),
-        other => Err(ApiError::new(
-            // Every operation served above is in SERVED, held to CodePipeline's model.
-            ErrorCode::UnknownOperation,
-            format!("The local CodePipeline stand-in does not serve {other}"),
-        )),
     }
 }
 
