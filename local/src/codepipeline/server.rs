@@ -164,24 +164,27 @@ impl Operation {
     }
 }
 
+/// What StartPipelineExecution and StopPipelineExecution answer: the execution's id.
+fn execution_id(pipeline_execution_id: String) -> wire::PipelineExecutionIdOutput {
+    wire::PipelineExecutionIdOutput {
+        pipeline_execution_id,
+    }
+}
+
 fn handle(engine: &Arc<Engine>, operation: Operation, body: &[u8]) -> Result<Json, ApiError> {
     match operation {
         Operation::StartPipelineExecution => {
             call(body, |input: wire::StartPipelineExecutionInput| {
-                let id = engine
-                    .apply(|state, now, effects| state.start_execution(input, now, effects))?;
-                Ok(wire::PipelineExecutionIdOutput {
-                    pipeline_execution_id: id,
-                })
+                engine
+                    .apply(|state, now, effects| state.start_execution(input, now, effects))
+                    .map(execution_id)
             })
         }
         Operation::StopPipelineExecution => {
             call(body, |input: wire::StopPipelineExecutionInput| {
-                let id = engine
-                    .apply(|state, now, effects| state.stop_execution(input, now, effects))?;
-                Ok(wire::PipelineExecutionIdOutput {
-                    pipeline_execution_id: id,
-                })
+                engine
+                    .apply(|state, now, effects| state.stop_execution(input, now, effects))
+                    .map(execution_id)
             })
         }
         Operation::GetPipelineState => call(body, |input: wire::NameInput| {
