@@ -19,6 +19,7 @@ pub mod lambda;
 pub mod links;
 pub mod metrics;
 pub mod plan;
+pub mod probe;
 pub mod registry;
 pub mod release;
 pub mod store;

@@ -1,9 +1,11 @@
 //! Why the checks action fails before or around its checks (a failed check itself is an
 //! outcome, not an error): each message is what the operator reads in the pipeline.
 
+use shipgate::aws::sts::AssumeRoleError;
 use shipgate::job::artifact::ArtifactError;
 use shipgate::job::release::{ReleaseError, TableError};
 use shipgate::job::{ActionError, JobFailureKind, ParameterError};
+use shipgate::probe::InvokeError;
 
 /// A failure of the checks action.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,42 @@ pub enum ChecksError {
     Store(#[from] TableError),
     #[error("the HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
+    /// The environment's `shipgate-checks` role could not be assumed.
+    #[error("{environment}: {source}")]
+    AssumeRole {
+        environment: String,
+        #[source]
+        source: AssumeRoleError,
+    },
+    /// The test probe could not be invoked, or refused the request.
+    #[error("{environment}: the test probe {function} gave no answer: {source}{}", probe_hint(.source, .role_arn))]
+    Probe {
+        environment: String,
+        function: String,
+        role_arn: String,
+        #[source]
+        source: InvokeError,
+    },
+}
+
+/// What to look at, by why the probe gave no answer.
+fn probe_hint(e: &InvokeError, role_arn: &str) -> String {
+    match e {
+        InvokeError::Lambda(e) if e.is_access_denied() => format!(
+            ". Check that {role_arn} allows lambda:InvokeFunction on it (environment.yaml's \
+             ChecksRole)"
+        ),
+        InvokeError::Lambda(e) if e.is_code("ResourceNotFoundException") => {
+            ". Deploy environment.yaml (its TestProbe function) in this environment's account"
+                .to_owned()
+        }
+        InvokeError::Function { error_type, .. } if error_type == "ForeignOrigin" => {
+            ". The application's stack must output environment.yaml's TestEndpoint export as \
+             ShipgateTestEndpoint"
+                .to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 shipgate::from_store_error!(ChecksError);
@@ -38,6 +76,8 @@ impl ActionError for ChecksError {
             ChecksError::Artifact(e) => e.error_type(),
             ChecksError::Store(_) => "StoreError",
             ChecksError::Client(_) => "HttpClientError",
+            ChecksError::AssumeRole { .. } => "AssumeRoleFailed",
+            ChecksError::Probe { .. } => "ProbeFailed",
         }
     }
 
@@ -48,6 +88,7 @@ impl ActionError for ChecksError {
             ChecksError::Artifact(e) => e.is_retryable(),
             ChecksError::Release(e) => e.is_retryable(),
             ChecksError::Store(e) => e.is_retryable(),
+            ChecksError::AssumeRole { source, .. } => source.is_retryable(),
             _ => false,
         }
     }
@@ -58,6 +99,13 @@ impl ActionError for ChecksError {
             ChecksError::Parameters(_) => JobFailureKind::ConfigurationError,
             ChecksError::Artifact(e) if e.is_configuration() => JobFailureKind::ConfigurationError,
             ChecksError::Artifact(e) if e.is_access_denied() => JobFailureKind::PermissionError,
+            ChecksError::AssumeRole { source, .. } if source.is_access_denied() => {
+                JobFailureKind::PermissionError
+            }
+            ChecksError::Probe { source, .. } if source.is_access_denied() => {
+                JobFailureKind::PermissionError
+            }
+            ChecksError::Probe { .. } => JobFailureKind::ConfigurationError,
             _ => JobFailureKind::JobFailed,
         }
     }

@@ -10,21 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shipgate::release::Check;
 
-/// How much of a response body is read (to look for `expect_body_contains`); the rest is not.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub use shipgate::probe::{Attempt, MAX_BODY_BYTES};
+
 /// How much of a body a failure message quotes.
 pub const MAX_EXCERPT_CHARS: usize = 500;
-
-/// One try of a check's request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    /// The endpoint answered (the body's first [`MAX_BODY_BYTES`], lossily decoded).
-    Answered { status: u16, body: String },
-    /// No complete answer within the check's timeout.
-    TimedOut,
-    /// The endpoint could not be reached (connection refused or reset, DNS, TLS…).
-    Unreachable { error: String },
-}
 
 /// Whether another try of the check may help.
 pub fn should_retry(check: &Check, attempt: &Attempt) -> bool {

@@ -17,6 +17,16 @@
 //! Requests never leave the endpoint: a check's path is relative to it (intake refuses hosts
 //! in paths) and a redirect is followed only to the same scheme, host and port (at most 5);
 //! any other redirect is the answer the check is evaluated on.
+//!
+//! Where the requests come from: the environment's test listener is internal, reachable from
+//! the environment's VPC only, and this function runs in the tooling account outside any VPC.
+//! When the action's parameters name the environment's test probe (`probe`: environment.yaml's
+//! `shipgate-test-probe` and its `shipgate-checks` role), each try is one synchronous
+//! invocation of the probe, which makes the request from inside the VPC
+//! ([`shipgate::probe`]); every decision stays here. Without `probe`, this function makes the
+//! requests itself (an endpoint the internet reaches). A probe that cannot be invoked
+//! (AccessDenied, no such function) or that refuses the request fails the action with what to
+//! fix; a throttled invocation counts as a try that could not reach the endpoint.
 
 mod config;
 mod error;
@@ -29,23 +39,22 @@ pub use evaluate::{
     Attempt, MAX_BODY_BYTES, MAX_EXCERPT_CHARS, Mismatch, Progress, backoff, evaluate, excerpt,
     failure_message, should_retry, url_for, worst_case,
 };
-pub use parameters::{ActionParameters, Target};
+pub use parameters::{ActionParameters, Probe, ProbeParameters, Target};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use shipgate::aws::sts::Sessions;
 use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::job::artifact::read_release;
 use shipgate::job::release::accepted_release;
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
 use shipgate::metrics::{MetricName, StageMetrics};
+use shipgate::probe::{ProbeRequest, attempt, client_builder};
 use shipgate::release::{Check, Checks};
 use shipgate::store::Store;
 use tracing::{info, warn};
-
-/// How many redirects to the same origin are followed.
-const MAX_REDIRECTS: usize = 5;
 
 /// The clients the action uses, built once per process.
 #[derive(Debug, Clone)]
@@ -53,8 +62,22 @@ pub struct ChecksFunction {
     pub config: ChecksConfig,
     pub s3: aws_sdk_s3::Client,
     pub store: Store,
-    /// The checks' HTTP client (rustls, same-origin redirects only), built by the first check.
+    /// The checks' HTTP client (rustls, same-origin redirects only), built by the first check
+    /// made from this function.
     pub http: HttpClientOnFirstUse,
+    /// The `shipgate-checks` roles, to invoke the environments' test probes.
+    pub sessions: Sessions,
+}
+
+/// Where a try's request is made from.
+enum Prober<'a> {
+    /// This function.
+    Direct(reqwest::Client),
+    /// The environment's test probe, invoked as its `shipgate-checks` role.
+    Probe {
+        lambda: aws_sdk_lambda::Client,
+        probe: &'a Probe,
+    },
 }
 
 shipgate::function!(ChecksFunction, ChecksConfig);
@@ -103,6 +126,7 @@ impl ChecksFunction {
             s3,
             store,
             http: HttpClientOnFirstUse::new(checks_http_client),
+            sessions: Sessions::new(sdk, "checks"),
             config,
         }
     }
@@ -136,7 +160,7 @@ impl ChecksFunction {
         let budget = Duration::from_secs(self.config.invocation_seconds);
         let started = Instant::now();
         let first = state.next;
-        let http = self.http.get().map_err(ChecksError::Client)?;
+        let prober = self.prober(target).await?;
         let metrics = StageMetrics::new(
             &target.environment,
             &target.release_id,
@@ -155,7 +179,7 @@ impl ChecksFunction {
             }
             let url = url_for(&endpoint, check);
             let check_started = Instant::now();
-            let (tries, result) = self.run_check(&http, check, &url).await;
+            let (tries, result) = self.run_check(&prober, target, check, &url).await?;
             let ms = elapsed_ms(check_started);
             if let Err(mismatch) = result {
                 let message = failure_message(&target.environment, check, &url, tries, &mismatch);
@@ -185,62 +209,83 @@ impl ChecksFunction {
         })
     }
 
+    /// Where the tries are made from: the environment's probe, its role assumed, when the
+    /// parameters name one; this function otherwise.
+    async fn prober<'a>(&self, target: &'a Target) -> Result<Prober<'a>, ChecksError> {
+        match &target.probe {
+            Some(probe) => {
+                let config = self
+                    .sessions
+                    .config(&probe.role_arn, &target.release_id)
+                    .await
+                    .map_err(|source| ChecksError::AssumeRole {
+                        environment: target.environment.clone(),
+                        source,
+                    })?;
+                Ok(Prober::Probe {
+                    lambda: aws_sdk_lambda::Client::new(&config),
+                    probe,
+                })
+            }
+            None => Ok(Prober::Direct(
+                self.http.get().map_err(ChecksError::Client)?,
+            )),
+        }
+    }
+
     /// Runs one check with its retries; the number of tries and the verdict on the last.
     async fn run_check(
         &self,
-        http: &reqwest::Client,
+        prober: &Prober<'_>,
+        target: &Target,
         check: &Check,
         url: &str,
-    ) -> (u32, Result<(), Mismatch>) {
+    ) -> Result<(u32, Result<(), Mismatch>), ChecksError> {
+        let request = ProbeRequest {
+            method: check.method.as_str().to_owned(),
+            url: url.to_owned(),
+            headers: check.headers.clone(),
+            body: check.body.clone(),
+            timeout_ms: check.timeout_ms,
+        };
         let mut tries = 0;
         loop {
             tries += 1;
-            let attempt = Self::attempt(http, check, url).await;
+            let attempt = Self::attempt(prober, target, &request).await?;
             if tries < self.config.attempts && should_retry(check, &attempt) {
                 info!(check = %check.name, tries, attempt = ?attempt_label(&attempt), "trying the check again");
                 tokio::time::sleep(backoff(tries)).await;
                 continue;
             }
-            return (tries, evaluate(check, &attempt));
+            return Ok((tries, evaluate(check, &attempt)));
         }
     }
 
-    /// One request, within the check's timeout (connecting, answering and reading the body).
-    async fn attempt(http: &reqwest::Client, check: &Check, url: &str) -> Attempt {
-        let timeout = Duration::from_millis(check.timeout_ms);
-        let method = reqwest::Method::from_bytes(check.method.as_str().as_bytes())
-            .unwrap_or(reqwest::Method::GET);
-        let mut request = http.request(method, url).timeout(timeout);
-        for (name, value) in &check.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        if let Some(body) = &check.body {
-            request = request.body(body.clone());
-        }
-        let read = async {
-            let mut response = request.send().await?;
-            let status = response.status().as_u16();
-            let mut body = Vec::new();
-            while body.len() < MAX_BODY_BYTES {
-                match response.chunk().await? {
-                    Some(chunk) => body.extend_from_slice(&chunk),
-                    None => break,
+    /// One try. The probe's refusals and a refused invocation are errors: no retry mends them.
+    async fn attempt(
+        prober: &Prober<'_>,
+        target: &Target,
+        request: &ProbeRequest,
+    ) -> Result<Attempt, ChecksError> {
+        match prober {
+            Prober::Direct(http) => Ok(attempt(http, request).await),
+            Prober::Probe { lambda, probe } => {
+                match shipgate::probe::invoke(lambda, &probe.function, request).await {
+                    Ok(attempt) => Ok(attempt),
+                    Err(e) if e.is_retryable() => Ok(Attempt::Unreachable {
+                        error: format!(
+                            "the test probe {} could not be invoked: {e}",
+                            probe.function
+                        ),
+                    }),
+                    Err(source) => Err(ChecksError::Probe {
+                        environment: target.environment.clone(),
+                        function: probe.function.clone(),
+                        role_arn: probe.role_arn.to_string(),
+                        source,
+                    }),
                 }
             }
-            body.truncate(MAX_BODY_BYTES);
-            Ok::<_, reqwest::Error>(Attempt::Answered {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            })
-        };
-        // reqwest's own timeout covers the whole exchange; this one is a guard around it.
-        match tokio::time::timeout(timeout + Duration::from_millis(100), read).await {
-            Ok(Ok(attempt)) => attempt,
-            Ok(Err(e)) if e.is_timeout() => Attempt::TimedOut,
-            Ok(Err(e)) => Attempt::Unreachable {
-                error: error_chain(&e),
-            },
-            Err(_) => Attempt::TimedOut,
         }
     }
 
@@ -257,28 +302,10 @@ impl ChecksFunction {
     }
 }
 
-/// The checks' HTTP client: same-origin redirects only, shipgate's user agent.
+/// The checks' HTTP client, for checks made from this function: same-origin redirects only,
+/// shipgate's user agent.
 fn checks_http_client() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .redirect(same_origin_redirects())
-        .user_agent(concat!("shipgate-checks/", env!("CARGO_PKG_VERSION")))
-}
-
-/// Follows a redirect only to the same scheme, host and port as the request that started it,
-/// at most [`MAX_REDIRECTS`] times; any other redirect is returned as the answer.
-fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let same_origin = attempt.previous().first().is_some_and(|first| {
-            first.scheme() == attempt.url().scheme()
-                && first.host_str() == attempt.url().host_str()
-                && first.port_or_known_default() == attempt.url().port_or_known_default()
-        });
-        if same_origin && attempt.previous().len() <= MAX_REDIRECTS {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
+    client_builder(concat!("shipgate-checks/", env!("CARGO_PKG_VERSION")))
 }
 
 fn attempt_label(attempt: &Attempt) -> String {
@@ -287,18 +314,6 @@ fn attempt_label(attempt: &Attempt) -> String {
         Attempt::TimedOut => "timed out".into(),
         Attempt::Unreachable { error } => excerpt(error),
     }
-}
-
-/// An error and its causes, "a: b: c" (reqwest's own message alone says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn elapsed_ms(since: Instant) -> u64 {

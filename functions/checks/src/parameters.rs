@@ -1,6 +1,7 @@
 //! The action's `UserParameters`. Pure.
 
 use serde::Deserialize;
+use shipgate::aws::sts::RoleArn;
 use shipgate::job::ParameterError;
 use shipgate::job::parameters as fields;
 
@@ -18,6 +19,28 @@ pub struct ActionParameters {
     /// `#{IntDeploy.ShipgateTestEndpoint}` (the deploy action's output variable).
     #[serde(default)]
     pub endpoint: String,
+    /// The environment's test probe, through which the checks reach an endpoint that only the
+    /// environment's network reaches (environment.yaml's internal test listener). Absent: the
+    /// checks call the endpoint from this function (an endpoint reachable from the internet).
+    #[serde(default)]
+    pub probe: Option<ProbeParameters>,
+}
+
+/// `probe` in `UserParameters`: the function to invoke and the role to invoke it as.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProbeParameters {
+    /// environment.yaml's `shipgate-checks` role in the environment account.
+    pub role_arn: String,
+    /// The probe function's ARN (`arn:aws:lambda:<region>:<account>:function:shipgate-test-probe`).
+    pub function: String,
+}
+
+/// The probe, its fields checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub role_arn: RoleArn,
+    pub function: String,
 }
 
 const ENDPOINT_HINT: &str = ": the checks need the new version's test endpoint (the deploy \
@@ -31,6 +54,7 @@ pub struct Target {
     pub environment: String,
     pub release_id: String,
     pub execution_id: String,
+    pub probe: Option<Probe>,
     pub parameters: ActionParameters,
 }
 
@@ -41,6 +65,11 @@ impl ActionParameters {
             environment: fields::environment("environment", &self.environment)?.to_owned(),
             release_id: fields::id("releaseId", &self.release_id)?.to_owned(),
             execution_id: fields::id("executionId", &self.execution_id)?.to_owned(),
+            probe: self
+                .probe
+                .as_ref()
+                .map(ProbeParameters::check)
+                .transpose()?,
             parameters: self,
         })
     }
@@ -66,6 +95,24 @@ impl ActionParameters {
     }
 }
 
+impl ProbeParameters {
+    fn check(&self) -> Result<Probe, ParameterError> {
+        let role_arn = fields::role("probe.roleArn", &self.role_arn)?;
+        let function = fields::arn("probe.function", &self.function)?;
+        if !function.contains(":lambda:") || !function.contains(":function:") {
+            return Err(ParameterError::invalid(
+                "probe.function",
+                function,
+                "expected a Lambda function ARN",
+            ));
+        }
+        Ok(Probe {
+            role_arn,
+            function: function.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +123,7 @@ mod tests {
             release_id: "rel-1".into(),
             execution_id: "exec-1".into(),
             endpoint: endpoint.into(),
+            probe: None,
         }
     }
 
@@ -127,5 +175,34 @@ mod tests {
         ));
         p.release_id = "a b".into();
         assert!(matches!(p.target(), Err(ParameterError::Invalid { .. })));
+    }
+
+    #[test]
+    fn the_probe_names_a_role_and_a_function() {
+        let with = |role: &str, function: &str| {
+            let mut p = parameters("http://x");
+            p.probe = Some(ProbeParameters {
+                role_arn: role.into(),
+                function: function.into(),
+            });
+            p.target()
+        };
+        let role = "arn:aws:iam::222222222222:role/shipgate-checks";
+        let function = "arn:aws:lambda:eu-west-1:222222222222:function:shipgate-test-probe";
+        let probe = with(role, function).unwrap().probe.unwrap();
+        assert_eq!(probe.role_arn.account(), "222222222222");
+        for (role, function, field) in [
+            ("shipgate-checks", function, "probe.roleArn"),
+            (role, "shipgate-test-probe", "probe.function"),
+            (role, "arn:aws:iam::222222222222:role/x", "probe.function"),
+        ] {
+            let refused = with(role, function).unwrap_err().to_string();
+            assert!(refused.contains(field), "{refused}");
+        }
+        let typo: Result<ActionParameters, _> = serde_json::from_str(
+            r#"{"environment":"int","releaseId":"r","executionId":"e","endpoint":"http://x",
+                "probe":{"role":"arn:aws:iam::222222222222:role/x","function":"f"}}"#,
+        );
+        assert!(typo.is_err());
     }
 }
