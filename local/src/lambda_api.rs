@@ -15,6 +15,10 @@
 //! - a body that is not JSON: `400 InvalidRequestContentException`; over 6 MB:
 //!   `413 RequestTooLargeException`.
 //!
+//! Each environment account's test probe (`shipgate-test-probe`, created by `environment.yaml`
+//! in moto, which cannot run it) is answered the same way by the probe's own handler
+//! (`shipgate_probe::Probe`), when the ARN or partial ARN names that account.
+//!
 //! Every other request (other functions, other operations: aliases, versions, function URLs
 //! configuration) goes on to moto unchanged, so clients see one Lambda endpoint as in AWS.
 //!
@@ -92,8 +96,12 @@ pub fn invoked_function(method: &Method, path: &str) -> Option<FunctionName> {
     FunctionName::parse(&decoded)
 }
 
+/// The environment accounts' test probes, by account.
+pub type Probes = BTreeMap<String, Arc<shipgate_probe::Probe>>;
+
 struct LambdaApi {
     functions: Arc<LocalFunctions>,
+    probes: Probes,
     /// Physical function name → template logical id.
     logical_ids: BTreeMap<String, String>,
     moto: String,
@@ -112,6 +120,21 @@ impl LambdaApi {
         }
         self.logical_ids.get(&name.name).map(String::as_str)
     }
+
+    /// The test probe `name` designates, if it names one by an environment account's ARN.
+    fn probe(&self, name: &FunctionName) -> Option<Arc<shipgate_probe::Probe>> {
+        if name.name != shipgate::probe::FUNCTION_NAME {
+            return None;
+        }
+        self.probes.get(name.account.as_deref()?).cloned()
+    }
+}
+
+/// What runs an invocation.
+enum Invoked {
+    /// A template function, by logical id.
+    Template(String),
+    Probe(Arc<shipgate_probe::Probe>),
 }
 
 /// A loopback listener for the Lambda endpoint, bound first so its URL can go into the stack's
@@ -127,11 +150,13 @@ pub async fn bind() -> Result<tokio::net::TcpListener> {
 pub fn serve(
     listener: tokio::net::TcpListener,
     functions: Arc<LocalFunctions>,
+    probes: Probes,
     logical_ids: BTreeMap<String, String>,
     moto: String,
 ) -> JoinHandle<()> {
     let api = Arc::new(LambdaApi {
         functions,
+        probes,
         logical_ids,
         moto: moto.trim_end_matches('/').to_owned(),
         client: reqwest::Client::new(),
@@ -146,11 +171,13 @@ pub fn serve(
 
 async fn handle(State(api): State<Arc<LambdaApi>>, request: Request) -> Response {
     let function = invoked_function(request.method(), request.uri().path());
-    match function.as_ref().and_then(|f| api.local_function(f)) {
-        Some(id) => {
-            let id = id.to_owned();
-            invoke(&api, &id, request).await
-        }
+    let invoked = function.as_ref().and_then(|f| {
+        api.local_function(f)
+            .map(|id| Invoked::Template(id.to_owned()))
+            .or_else(|| api.probe(f).map(Invoked::Probe))
+    });
+    match invoked {
+        Some(invoked) => invoke(&api, invoked, request).await,
         None => forward(&api, request).await.unwrap_or_else(|error| {
             tracing::warn!(error = %format!("{error:#}"), "forwarding a Lambda request to moto failed");
             lambda_error(StatusCode::BAD_GATEWAY, "ServiceException", &format!("{error:#}"))
@@ -158,7 +185,7 @@ async fn handle(State(api): State<Arc<LambdaApi>>, request: Request) -> Response
     }
 }
 
-async fn invoke(api: &LambdaApi, id: &str, request: Request) -> Response {
+async fn invoke(api: &LambdaApi, invoked: Invoked, request: Request) -> Response {
     let invocation_type = request
         .headers()
         .get("x-amz-invocation-type")
@@ -191,6 +218,11 @@ async fn invoke(api: &LambdaApi, id: &str, request: Request) -> Response {
             }
         }
     };
+    let id = match invoked {
+        Invoked::Template(id) => id,
+        Invoked::Probe(probe) => return invoke_probe(&probe, &invocation_type, event).await,
+    };
+    let id = id.as_str();
     match invocation_type.as_str() {
         "Event" => match api.functions.invoke_async(id, event) {
             Ok(request_id) => {
@@ -205,36 +237,73 @@ async fn invoke(api: &LambdaApi, id: &str, request: Request) -> Response {
         },
         "RequestResponse" => {
             let request_id = uuid::Uuid::new_v4().to_string();
-            let (payload, function_error) = match api
+            let result = api
                 .functions
                 .invoke_with_id(id, event, request_id.clone())
-                .await
-            {
-                Ok(result) => (result, false),
-                Err(error) => (error, true),
-            };
-            let mut response = (
-                StatusCode::OK,
-                [
-                    ("content-type", "application/json"),
-                    ("x-amz-executed-version", "$LATEST"),
-                ],
-                payload.to_string(),
-            )
-                .into_response();
-            if function_error {
-                response.headers_mut().insert(
-                    "x-amz-function-error",
-                    HeaderValue::from_static("Unhandled"),
-                );
-            }
-            with_request_id(response, &request_id)
+                .await;
+            synchronous_answer(result, &request_id)
         }
         "DryRun" => StatusCode::NO_CONTENT.into_response(),
         other => lambda_error(
             StatusCode::BAD_REQUEST,
             "InvalidParameterValueException",
             &format!("Unsupported invocation type {other:?}: Event, RequestResponse or DryRun"),
+        ),
+    }
+}
+
+/// A synchronous invocation's answer: `200` with the result, or with the function's error and
+/// `X-Amz-Function-Error: Unhandled`.
+fn synchronous_answer(result: Result<Value, Value>, request_id: &str) -> Response {
+    let (payload, function_error) = match result {
+        Ok(result) => (result, false),
+        Err(error) => (error, true),
+    };
+    let mut response = (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json"),
+            ("x-amz-executed-version", "$LATEST"),
+        ],
+        payload.to_string(),
+    )
+        .into_response();
+    if function_error {
+        response.headers_mut().insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    with_request_id(response, request_id)
+}
+
+/// The probe's answer, as `Invoke` gives a function's: synchronous invocations only (the checks
+/// function makes no other).
+async fn invoke_probe(
+    probe: &shipgate_probe::Probe,
+    invocation_type: &str,
+    event: Value,
+) -> Response {
+    use shipgate::lambda::EventHandler;
+    match invocation_type {
+        "RequestResponse" => {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let result = match EventHandler::handle(probe, event, &request_id).await {
+                Ok(answer) => Ok(json!(answer)),
+                Err(error) => {
+                    Err(json!({"errorType": error.error_type(), "errorMessage": error.to_string()}))
+                }
+            };
+            synchronous_answer(result, &request_id)
+        }
+        "DryRun" => StatusCode::NO_CONTENT.into_response(),
+        other => lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            &format!(
+                "the local stack runs {} synchronously only, not as {other:?}",
+                shipgate::probe::FUNCTION_NAME
+            ),
         ),
     }
 }

@@ -149,6 +149,7 @@ pub fn resolver(
             }
             "AWS::CodePipeline::Pipeline" => name_of("Name")?,
             "AWS::IAM::Role" => name_of("RoleName")?,
+            "AWS::Lambda::Function" | "AWS::Serverless::Function" => name_of("FunctionName")?,
             "AWS::SQS::Queue" => name_of("QueueName")?,
             _ => None,
         };

@@ -271,7 +271,7 @@ impl Stack {
 
         // The sample application behind each environment's test listener, which the release's
         // checks call: its URL goes into each environment's `TestEndpoint` export.
-        let (environments, test_endpoints) = match &options.environment_template {
+        let (environments, test_endpoints, probes) = match &options.environment_template {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -283,9 +283,12 @@ impl Stack {
                 let outputs = crate::environments::provision_environments(&sdk, &text, &urls)
                     .await
                     .context("deploying the environment template in the environment accounts")?;
-                (outputs, test_endpoints)
+                let probes = crate::environments::test_probes(&sdk, &moto.endpoint())
+                    .await
+                    .context("configuring the environments' test probes")?;
+                (outputs, test_endpoints, probes)
             }
-            None => (BTreeMap::new(), BTreeMap::new()),
+            None => (BTreeMap::new(), BTreeMap::new(), BTreeMap::new()),
         };
 
         let functions = Arc::new(
@@ -327,6 +330,7 @@ impl Stack {
         let mut tasks = vec![lambda_api::serve(
             lambda_listener,
             functions.clone(),
+            probes,
             provisioned.function_logical_ids(),
             moto.endpoint(),
         )];

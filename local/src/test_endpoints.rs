@@ -11,6 +11,13 @@
 //!
 //! The sample application answers `GET /health` (`{"status":"ok"}`) and `GET /orders`
 //! (`{"orders":[...]}`, `limit` honoured), which is what `examples/orders/checks.json` checks.
+//! In AWS the test listener is internal and its security group admits the environment's test
+//! probe only (`environment.yaml`); the checks function, outside any VPC, cannot reach it. The
+//! local stack routes no packets, so the stand-in tells the probe's requests by their user
+//! agent (`shipgate-probe/…`, which `shipgate_probe` sets) and answers any other request with
+//! `403` and why: checks made from outside the environment fail here as they would in AWS
+//! (where they would time out).
+//!
 //! To show a failing check stopping a release, an operator (`shipgate-local app-health`) or a
 //! test makes `/health` answer another status with `PUT /_stand-in/health` (body: the status).
 
@@ -49,6 +56,7 @@ impl TestEndpoint {
         let app = Router::new()
             .route("/health", get(health_check))
             .route("/orders", get(orders))
+            .route_layer(axum::middleware::from_fn(only_from_the_probe))
             .route(HEALTH_CONTROL_PATH, put(set_health))
             .with_state(health.clone());
         let task = tokio::spawn(async move {
@@ -117,6 +125,30 @@ pub async fn set_health_at(base_url: &str, status: u16) -> Result<()> {
     Ok(())
 }
 
+/// What the test listener's security group lets through: the environment's test probe.
+async fn only_from_the_probe(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let from_probe = request
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|agent| agent.starts_with(PROBE_USER_AGENT_PREFIX));
+    if from_probe {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "the test listener is internal: in AWS only the environment's test probe \
+         (shipgate-test-probe, in the environment's VPC) reaches it",
+    )
+        .into_response()
+}
+
+/// How the probe's requests begin their user agent (`shipgate_probe::USER_AGENT`).
+const PROBE_USER_AGENT_PREFIX: &str = "shipgate-probe/";
+
 async fn health_check(State(health): State<Arc<AtomicU16>>) -> Response {
     let status = health.load(Ordering::SeqCst);
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -164,12 +196,31 @@ async fn set_health(State(health): State<Arc<AtomicU16>>, body: String) -> Respo
 mod tests {
     use super::*;
 
-    /// GET `path` of the endpoint: status and body.
+    /// GET `path` of the endpoint as the environment's probe: status and body.
     async fn get(endpoint: &TestEndpoint, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("{}{path}", endpoint.url()))
+        get_as(endpoint, path, shipgate_probe::USER_AGENT).await
+    }
+
+    async fn get_as(endpoint: &TestEndpoint, path: &str, agent: &str) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", endpoint.url()))
+            .header("user-agent", agent)
+            .send()
             .await
             .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn only_the_environment_probe_gets_through() {
+        let endpoint = TestEndpoint::start("int").await.unwrap();
+        for agent in ["shipgate-checks/0.1.0", "curl/8.0"] {
+            let (status, body) = get_as(&endpoint, "/health", agent).await;
+            assert_eq!(status, 403, "{agent}");
+            assert!(body.contains("shipgate-test-probe"), "{body}");
+        }
+        assert_eq!(get(&endpoint, "/health").await.0, 200);
+        endpoint.stop();
     }
 
     #[tokio::test]

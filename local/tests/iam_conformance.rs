@@ -45,6 +45,9 @@ enum Principal {
     Function,
     /// environment.yaml's DeployRole in the environment account, assumed by the function.
     Environment,
+    /// environment.yaml's ChecksRole (`shipgate-checks`), assumed by the checks function.
+    #[serde(rename = "checks-role")]
+    ChecksRole,
 }
 
 fn calls() -> Vec<Call> {
@@ -135,6 +138,7 @@ fn environment_in(environment: &str, account: &str) -> Stack {
         &[
             ("Environment", environment.to_owned()),
             ("ToolingAccountId", accounts::TOOLING.to_owned()),
+            ("ProbeCodeBucket", "shipgate-code-bucket".to_owned()),
         ],
     )
 }
@@ -188,6 +192,7 @@ fn principal_of<'a>(
     match call.principal {
         Principal::Function => (format!("{TOOLING_STACK}:{}", call.function), tooling),
         Principal::Environment => (format!("{ENVIRONMENT_STACK}:DeployRole"), environment),
+        Principal::ChecksRole => (format!("{ENVIRONMENT_STACK}:ChecksRole"), environment),
     }
 }
 
@@ -239,6 +244,7 @@ fn conformance(roles: &Roles, calls: &[Call], tooling: &Stack, environment: &Sta
                 match call.principal {
                     Principal::Function => "its role",
                     Principal::Environment => "environment DeployRole",
+                    Principal::ChecksRole => "environment ChecksRole",
                 },
                 call.action,
                 call.source,

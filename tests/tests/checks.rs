@@ -3,7 +3,10 @@
 //! itself (an axum server standing for the ALB test listener): passing checks, a check that
 //! retries through a 503, a 500 with a body that needs cleaning, an answer slower than the
 //! check's timeout, an off-host redirect that is not followed, a release without checks, an
-//! unresolved endpoint, and a run split across invocations by the continuation token.
+//! unresolved endpoint, and a run split across invocations by the continuation token. Then the
+//! way the pipeline runs them: through each environment's test probe (environment.yaml's
+//! `shipgate-test-probe`, invoked as its `shipgate-checks` role), the only way to the internal
+//! test listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use shipgate::config::Env;
 use shipgate::job::{Continuation, JobAction, Outcome};
 use shipgate::store::Store;
 use shipgate_checks::{ChecksConfig, ChecksFunction, Progress};
+use shipgate_local::accounts;
 use shipgate_local::stack::Stack;
 use shipgate_tests::drops::{ReleaseBuilder, zip_with_zip_crate};
 use shipgate_tests::jobs::{JobEvent, failure};
@@ -23,10 +27,12 @@ use shipgate_tests::releases::{PipelineRelease, validated_release};
 use shipgate_tests::shared_stack::SharedStack;
 use shipgate_tests::support::{artifact_bucket, store, table};
 
-/// One stack for both tests; each has its releases and its test endpoint.
+/// One stack for the tests, with the environment accounts' platform (their test probes and
+/// listeners); each test has its releases and its own test endpoint.
 static STACK: SharedStack = SharedStack::new("checks", |o| {
     o.registries = false;
     o.deliver_s3_events = false;
+    o.environment_template = Some(shipgate_local::process::project_root().join("environment.yaml"));
 });
 
 struct World {
@@ -95,16 +101,45 @@ impl World {
 
     /// The job of the checks action for `release`, its test endpoint `endpoint`.
     fn job(&self, release: &PipelineRelease, endpoint: &str) -> JobEvent {
-        JobEvent::new(
-            "ChecksFunction",
-            json!({
-                "environment": "int",
-                "releaseId": release.release_id,
-                "executionId": release.execution_id,
-                "endpoint": endpoint,
-            }),
-        )
-        .release_artifact(&self.bucket, &release.artifact_key)
+        self.job_with(release, Self::parameters(release, endpoint))
+    }
+
+    fn parameters(release: &PipelineRelease, endpoint: &str) -> Value {
+        json!({
+            "environment": "int",
+            "releaseId": release.release_id,
+            "executionId": release.execution_id,
+            "endpoint": endpoint,
+        })
+    }
+
+    fn job_with(&self, release: &PipelineRelease, parameters: Value) -> JobEvent {
+        JobEvent::new("ChecksFunction", parameters)
+            .release_artifact(&self.bucket, &release.artifact_key)
+    }
+
+    /// The job as the pipeline gives it: `endpoint` checked through int's test probe.
+    fn probed_job(&self, release: &PipelineRelease, endpoint: &str) -> JobEvent {
+        self.probed_job_named(release, endpoint, "shipgate-test-probe")
+    }
+
+    /// The same, the probe function named `probe` in int.
+    fn probed_job_named(&self, release: &PipelineRelease, endpoint: &str, probe: &str) -> JobEvent {
+        let mut parameters = Self::parameters(release, endpoint);
+        parameters["probe"] = json!({
+            "roleArn": format!("arn:aws:iam::{}:role/shipgate-checks", accounts::INT),
+            "function": format!(
+                "arn:aws:lambda:{}:{}:function:{probe}",
+                accounts::REGION,
+                accounts::INT,
+            ),
+        });
+        self.job_with(release, parameters)
+    }
+
+    /// Runs a job.
+    async fn run_job(&self, job: JobEvent) -> Result<Outcome> {
+        Ok(self.action.run(&job.job()?).await)
     }
 
     /// Runs the release's checks against the test endpoint.
@@ -302,6 +337,59 @@ async fn checks_that_could_outlast_the_invocation_continue_in_the_next_one() -> 
         "a passed check is not run again"
     );
 
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_test_listener_is_reached_only_through_the_environment_probe() -> Result<()> {
+    let world = World::start().await?;
+    let listener = world.stack.environments["int"]["TestEndpoint"].clone();
+    let release = world
+        .release(Some(json!([
+            check("health", "/health", 200, Some("ok")),
+            check("orders", "/orders?limit=1", 200, Some("o-1001")),
+        ])))
+        .await?;
+
+    // As the pipeline runs them: through int's probe, inside int's network.
+    let outcome = world
+        .action
+        .run(&world.probed_job(&release, &listener).job()?)
+        .await;
+    let Outcome::Done { summary, .. } = outcome else {
+        bail!("expected success through the probe: {outcome:?}");
+    };
+    assert!(summary.starts_with("2 checks passed in "), "{summary}");
+
+    // From the checks function itself (outside any VPC): the listener does not let it in.
+    let direct = failed(world.run_job(world.job(&release, &listener))).await?;
+    assert!(
+        direct.contains("expected status 200, got 403") && direct.contains("shipgate-test-probe"),
+        "{direct}"
+    );
+
+    // The probe requests its own environment's test endpoint only: a stack output naming any
+    // other is refused, nothing is requested, and the message says what to fix.
+    let outcome = world
+        .action
+        .run(&world.probed_job(&release, &world.endpoint.url).job()?)
+        .await;
+    let (message, kind) = failure(&outcome)?;
+    assert_eq!(kind, JobFailureKind::ConfigurationError);
+    assert!(
+        message.contains("ForeignOrigin") && message.contains("ShipgateTestEndpoint"),
+        "{message}"
+    );
+    assert_eq!(
+        world.endpoint.hits("/health"),
+        0,
+        "the probe requested nothing"
+    );
+
+    // A probe that does not exist fails the action with the fix.
+    let missing = world.probed_job_named(&release, &listener, "shipgate-test-probe-gone");
+    let message = failed(world.run_job(missing)).await?;
+    assert!(message.contains("Deploy environment.yaml"), "{message}");
     Ok(())
 }
 
