@@ -638,3 +638,212 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
     assert_eq!(record.execution_id.as_deref(), Some(execution_id.as_str()));
     Ok(())
 }
+
+/// The releases a report's records name, started or set aside.
+fn outcome_release(report: &shipgate_intake::IntakeReport) -> (&str, Vec<String>) {
+    match &report.records[0] {
+        RecordOutcome::Started { release_id, .. } => (release_id, Vec::new()),
+        RecordOutcome::Rejected {
+            release_id, codes, ..
+        } => (release_id, codes.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_is_released_once_and_the_same_release_again_starts_nothing() -> Result<()> {
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let intake = world.intake()?;
+    let release =
+        drops::ReleaseBuilder::new("orders", "6.0.0").image("web", "orders/web", "6.0.0", &digest);
+
+    let first = world
+        .deliver(
+            &intake,
+            &world
+                .drop(&world.by_hand("orders-6.0.0.zip"), release.build())
+                .await?,
+            "req",
+        )
+        .await?;
+    let (first_id, codes) = outcome_release(&first);
+    assert!(codes.is_empty(), "the first 6.0.0 starts: {first:?}");
+    let first_id = first_id.to_owned();
+
+    // The same files zipped again by another writer (no directory entry, another order of
+    // bytes), under another key: the same release, recognised as such; nothing new starts.
+    let mut files = release.files();
+    files.reverse();
+    let again = world
+        .deliver(
+            &intake,
+            &world
+                .drop(
+                    &world.by_hand("orders-6.0.0-again.zip"),
+                    drops::zip_with_zip_crate(&files),
+                )
+                .await?,
+            "req",
+        )
+        .await?;
+    let (again_id, codes) = outcome_release(&again);
+    assert_eq!(codes, vec!["already_released".to_owned()]);
+    let again_id = again_id.to_owned();
+    let record = world.release(&again_id).await?.context("recorded")?;
+    assert!(
+        record
+            .problems
+            .as_ref()
+            .is_some_and(|p| p.to_string().contains(&first_id)),
+        "the report names the release it repeats: {:?}",
+        record.problems
+    );
+    let emails = world.emails_about(std::slice::from_ref(&again_id)).await?;
+    assert_eq!(emails.len(), 1);
+    assert!(
+        emails[0]
+            .subject
+            .contains("already received: nothing new started"),
+        "{}",
+        emails[0].subject
+    );
+
+    // 6.0.0 with other contents (another message for the approvers): refused, naming the
+    // release that has the version.
+    let changed = release
+        .clone()
+        .message("the same version, something else in it");
+    let conflict = world
+        .deliver(
+            &intake,
+            &world
+                .drop(&world.by_hand("orders-6.0.0-changed.zip"), changed.build())
+                .await?,
+            "req",
+        )
+        .await?;
+    let (conflict_id, codes) = outcome_release(&conflict);
+    assert_eq!(codes, vec!["version_conflict".to_owned()]);
+    let record = world.release(conflict_id).await?.context("recorded")?;
+    let problems = record.problems.map(|p| p.to_string()).unwrap_or_default();
+    assert!(
+        problems.contains(&first_id) && problems.contains("new version"),
+        "{problems}"
+    );
+
+    // One execution in all, for the first drop.
+    let ids = vec![first_id, again_id, conflict_id.to_owned()];
+    let executions = world.executions_of(&ids).await?;
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    Ok(())
+}
+
+/// A source registry that answers every request with `status` after `delay`.
+async fn failing_registry(status: u16, delay: std::time::Duration) -> Result<String> {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// The test's intake with every source registry host answered by `url`.
+fn intake_with_registry(
+    world: &World,
+    url: &str,
+    change: impl FnOnce(&mut IntakeConfig),
+) -> Result<Intake> {
+    let mut config = world.intake()?.config;
+    for endpoint in config.registry_endpoints.values_mut() {
+        *endpoint = url.to_owned();
+    }
+    change(&mut config);
+    Ok(Intake::new(config, &world.stack.sdk))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_never_answers_ends_in_a_retriable_rejection_not_a_lost_drop() -> Result<()>
+{
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+
+    // A registry failing with 503: each delivery but the last fails (Lambda delivers again),
+    // the last rejects the drop saying it may be dropped again, and tells the integrator.
+    let broken = failing_registry(503, std::time::Duration::ZERO).await?;
+    let intake = intake_with_registry(&world, &broken, |_| {})?;
+    assert_eq!(
+        intake.config.attempts, 3,
+        "Lambda's first delivery and two retries"
+    );
+    let key = world.by_hand("orders-6.1.0.zip");
+    let event = world
+        .drop(
+            &key,
+            drops::good_release("orders", "6.1.0", "orders/web", &digest),
+        )
+        .await?;
+    for attempt in 1..=2 {
+        let error = intake
+            .handle(event.clone(), "req-registry")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, IntakeError::Registry { .. }), "{error}");
+        let id = outcome_id(&world, &key, &event)?;
+        let record = world.release(&id).await?.context("recorded")?;
+        assert_eq!(
+            (record.state, record.attempts),
+            (ReleaseState::Validating, attempt)
+        );
+    }
+    let last = intake.handle(event.clone(), "req-registry").await?;
+    let (id, codes) = outcome_release(&last);
+    assert_eq!(codes, vec!["registry_unavailable".to_owned()]);
+    let record = world.release(id).await?.context("recorded")?;
+    assert_eq!((record.state, record.attempts), (ReleaseState::Rejected, 3));
+    assert!(
+        record
+            .rejected_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("rejected/")),
+        "moved out of the drop folder: {:?}",
+        record.rejected_key
+    );
+    let emails = world.emails_about(&[id.to_owned()]).await?;
+    assert_eq!(emails.len(), 1);
+    assert!(
+        emails[0].body.contains("Drop the same release again"),
+        "{}",
+        emails[0].body
+    );
+
+    // A registry that hangs: each lookup gives up at its timeout, and a single delivery
+    // (attempts = 1) decides at once.
+    let hanging = failing_registry(200, std::time::Duration::from_secs(30)).await?;
+    let intake = intake_with_registry(&world, &hanging, |config| {
+        config.attempts = 1;
+        config.registry_timeout_seconds = 1;
+    })?;
+    let event = world
+        .drop(
+            &world.by_hand("orders-6.2.0.zip"),
+            drops::good_release("orders", "6.2.0", "orders/web", &digest),
+        )
+        .await?;
+    // Had intake waited, the registry's 200 would have let the drop start.
+    let report = intake.handle(event, "req-hanging").await?;
+    let (_, codes) = outcome_release(&report);
+    assert_eq!(codes, vec!["registry_unavailable".to_owned()]);
+    Ok(())
+}
+
+/// The release id of `event`'s object version.
+fn outcome_id(world: &World, key: &str, event: &Value) -> Result<String> {
+    let version = event["Records"][0]["s3"]["object"]["versionId"]
+        .as_str()
+        .context("the event names a version")?;
+    Ok(world.release_id(key, version))
+}

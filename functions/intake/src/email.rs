@@ -1,7 +1,7 @@
 //! The email an integrator gets when a drop is refused: every problem, what to do about it.
 
 use shipgate::aws::ses::{Email, html_escape};
-use shipgate::release::Problem;
+use shipgate::release::{Problem, ProblemCode};
 use shipgate::store::ReleaseRecord;
 
 use crate::IntakeConfig;
@@ -19,11 +19,25 @@ pub(crate) fn rejection(
     };
     let count = problems.len();
     let plural = if count == 1 { "problem" } else { "problems" };
-    let subject = format!("[shipgate] release {what} rejected: {count} {plural}");
+    // The same release dropped again is not a mistake to fix: say what it is.
+    let repeated = matches!(problems, [p] if p.code == ProblemCode::AlreadyReleased);
+    let (subject, title, lead) = if repeated {
+        (
+            format!("[shipgate] release {what} already received: nothing new started"),
+            format!("Release {what} already received"),
+            "is a release shipgate already has: nothing new was started.",
+        )
+    } else {
+        (
+            format!("[shipgate] release {what} rejected: {count} {plural}"),
+            format!("Release {what} rejected"),
+            "was not accepted. Nothing was deployed. Fix every item below and upload the release \
+             again.",
+        )
+    };
 
     let mut text = format!(
-        "Your release drop s3://{}/{} (version {}) was not accepted: shipgate found {count} {plural}.\n\
-         Nothing was deployed. Fix every item below and upload the release again.\n\n",
+        "Your release drop s3://{}/{} (version {}) {lead}\n\n",
         record.source.bucket,
         record.source.key,
         record.source.version_id.as_deref().unwrap_or("-"),
@@ -59,15 +73,15 @@ pub(crate) fn rejection(
     }
     let html = format!(
         "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;color:#222\">\
-         <h2 style=\"color:#b00020\">Release {what} rejected</h2>\
-         <p>Your drop <code>s3://{bucket}/{key}</code> was not accepted: shipgate found <b>{count} {plural}</b>. \
-         Nothing was deployed. Fix every item below and upload the release again.</p>\
+         <h2 style=\"color:#b00020\">{title}</h2>\
+         <p>Your drop <code>s3://{bucket}/{key}</code> {lead} ({count} {plural})</p>\
          <table style=\"border-collapse:collapse\"><tr style=\"background:#f3f3f3\">\
          <th style=\"text-align:left;padding:6px 10px\">Code</th><th style=\"text-align:left;padding:6px 10px\">Where</th>\
          <th style=\"text-align:left;padding:6px 10px\">Problem</th></tr>{rows}</table>\
          <p style=\"color:#555\">Release id {id}. The drop was kept at <code>s3://{bucket}/{rejected}</code> with a report.json beside it.</p>\
          </body></html>",
-        what = html_escape(&what),
+        title = html_escape(&title),
+        lead = html_escape(lead),
         bucket = html_escape(&record.source.bucket),
         key = html_escape(&record.source.key),
         id = html_escape(&record.release_id),

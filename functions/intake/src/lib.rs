@@ -25,7 +25,9 @@ use shipgate::http_client::HttpClientOnFirstUse;
 use shipgate::metrics::{MetricEvent, MetricName};
 use shipgate::registry::{RegistryError, ecr_registry};
 use shipgate::release::{Inspection, Problem, ProblemCode, inspect_release};
-use shipgate::store::{Claim, ReleaseRecord, ReleaseState, Store, StoreError};
+use shipgate::store::{
+    Claim, ReleaseRecord, ReleaseState, Store, StoreError, VersionClaim, VersionRecord,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, info, info_span, warn};
@@ -61,6 +63,10 @@ pub enum IntakeError {
         #[source]
         source: Box<RegistryError>,
     },
+    #[error("the source registry did not answer about {image} within {seconds} s")]
+    RegistryTimeout { image: String, seconds: u64 },
+    #[error("validating the drop took more than {seconds} s")]
+    TooSlow { seconds: u64 },
     #[error(
         "release {release_id} is being handled by another delivery (lease until {lease_expires_at}); retry later"
     )]
@@ -85,6 +91,8 @@ impl IntakeError {
             IntakeError::Store(_) => "StoreError",
             IntakeError::Read(_) => "ReadError",
             IntakeError::Registry { .. } => "RegistryError",
+            IntakeError::RegistryTimeout { .. } => "RegistryTimeout",
+            IntakeError::TooSlow { .. } => "ValidationTooSlow",
             IntakeError::InProgressElsewhere { .. } => "InProgressElsewhere",
             IntakeError::Partial { .. } => "PartialFailure",
         }
@@ -276,10 +284,49 @@ impl Intake {
             Claim::Owned(record) => record,
             Claim::Existing(existing) => return duplicate(existing),
         };
-        info!(size = facts.size, "release claimed; validating");
+        info!(
+            size = facts.size,
+            attempt = record.attempts,
+            "release claimed; validating"
+        );
 
+        let budget = std::time::Duration::from_secs(self.config.decision_seconds);
         let source = S3RangeSource::new(self.s3.clone(), object.clone(), facts.size);
-        let mut inspection = inspect_release(&source, &self.config.limits).await;
+        let validated = tokio::time::timeout(budget, self.validate(&source, &mut record)).await;
+        let (inspection, problems) = match validated {
+            Ok(Ok(validated)) => validated,
+            Ok(Err(error)) => return self.undecided(record, error, request_id).await,
+            Err(_) => {
+                let error = IntakeError::TooSlow {
+                    seconds: self.config.decision_seconds,
+                };
+                return self.undecided(record, error, request_id).await;
+            }
+        };
+        if !problems.is_empty() {
+            return self.reject(record, problems, request_id).await;
+        }
+        match self.claim_version(&record, &inspection).await? {
+            None => self.accept(record, &inspection, request_id).await,
+            Some(problem) => self.reject(record, vec![problem], request_id).await,
+        }
+    }
+
+    /// Reads and validates the drop and asks the registry about its images; what the manifest
+    /// says validly goes into `record` (who hears of a rejection) as soon as it is known. `Err`
+    /// is a failure outside the drop (S3, the registry), worth another delivery.
+    async fn validate(
+        &self,
+        source: &S3RangeSource,
+        record: &mut ReleaseRecord,
+    ) -> Result<(Inspection, Vec<Problem>), IntakeError> {
+        let mut inspection = inspect_release(source, &self.config.limits).await;
+        let identity = &inspection.identity;
+        record.application = identity.application.clone();
+        record.version = identity.version.clone();
+        record.message = inspection.manifest.as_ref().map(|m| m.message.clone());
+        record.integrator_email = identity.integrator_email.clone();
+        record.manifest_sha256 = inspection.manifest_sha256.clone();
         // A read that failed is S3's trouble, not the drop's: retry, never reject for it.
         if let Some(error) = inspection.read_error.take() {
             return Err(IntakeError::Read(error));
@@ -288,19 +335,96 @@ impl Intake {
         if let Some(manifest) = &inspection.manifest {
             problems.extend(self.check_images(manifest).await?);
         }
-        // What the manifest says validly, even when it has problems: who hears of a rejection.
-        let identity = &inspection.identity;
-        record.application = identity.application.clone();
-        record.version = identity.version.clone();
-        record.message = inspection.manifest.as_ref().map(|m| m.message.clone());
-        record.integrator_email = identity.integrator_email.clone();
-        record.manifest_sha256 = inspection.manifest_sha256.clone();
+        Ok((inspection, problems))
+    }
 
-        if problems.is_empty() {
-            self.accept(record, &inspection, request_id).await
-        } else {
-            self.reject(record, problems, request_id).await
+    /// A delivery that could not decide: another delivery will, unless this is the last one
+    /// Lambda makes ([`IntakeConfig::attempts`]); then the drop is rejected saying why and that
+    /// dropping it again is the fix, so that no drop waits in `incoming/` with nobody told.
+    async fn undecided(
+        &self,
+        record: ReleaseRecord,
+        error: IntakeError,
+        owner: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        if record.attempts < self.config.attempts {
+            warn!(attempt = record.attempts, attempts = self.config.attempts, error = %error, "not decided; another delivery will try");
+            return Err(error);
         }
+        let tries = format!(
+            "{} deliver{}",
+            record.attempts,
+            if record.attempts == 1 { "y" } else { "ies" }
+        );
+        let code = match &error {
+            IntakeError::Registry { .. } | IntakeError::RegistryTimeout { .. } => {
+                ProblemCode::RegistryUnavailable
+            }
+            _ => ProblemCode::ReadFailed,
+        };
+        let problem = Problem {
+            code,
+            message: format!(
+                "the release could not be validated on any of {tries} ({error}): this is not a \
+                 problem with the drop itself; nothing was deployed. Drop the same release again \
+                 once the cause is gone"
+            ),
+            path: None,
+        };
+        warn!(error = %error, attempts = record.attempts, "not decided on the last delivery: rejected as retriable");
+        self.reject(record, vec![problem], owner).await
+    }
+
+    /// A version is released once: the first accepted release of an application's version
+    /// holds it. `None` when it is this release's; otherwise the problem that refuses the drop
+    /// (the same contents again: nothing new starts; other contents: a conflict).
+    async fn claim_version(
+        &self,
+        record: &ReleaseRecord,
+        inspection: &Inspection,
+    ) -> Result<Option<Problem>, IntakeError> {
+        let (Some(application), Some(version), Some(content)) = (
+            record.application.clone(),
+            record.version.clone(),
+            inspection.content_sha256(),
+        ) else {
+            return Ok(None);
+        };
+        let claim = VersionRecord {
+            application,
+            version,
+            release_id: record.release_id.clone(),
+            content_sha256: content,
+            claimed_at: now_rfc3339(),
+        };
+        let what = format!("{} {}", claim.application, claim.version);
+        Ok(match self.store.claim_version(&claim).await? {
+            VersionClaim::Claimed => None,
+            VersionClaim::Same(holder) => {
+                info!(same_as = %holder.release_id, "identical to a release accepted before");
+                Some(Problem {
+                    code: ProblemCode::AlreadyReleased,
+                    message: format!(
+                        "{what} was already accepted as release {} on {}, with the same manifest, \
+                         templates and checks: it is that release, and nothing new was started. \
+                         To run it again, retry its pipeline stage; to change it, give the new \
+                         contents a new version",
+                        holder.release_id, holder.claimed_at
+                    ),
+                    path: Some("version".into()),
+                })
+            }
+            VersionClaim::Conflict(holder) => Some(Problem {
+                code: ProblemCode::VersionConflict,
+                message: format!(
+                    "{what} was already accepted as release {} on {} with other contents: a \
+                     version is released once, so that approvers know what they approve; give \
+                     this release a new version",
+                    holder.release_id, holder.claimed_at
+                ),
+                path: Some("version".into()),
+            }),
+        })
     }
 
     /// Every image must be in the source registry at its digest. A registry that cannot be
@@ -323,7 +447,17 @@ impl Intake {
         let mut problems = Vec::new();
         for (i, image) in manifest.images.iter().enumerate() {
             let name = format!("{}@{}", image.repository, image.digest);
-            match registry.head_manifest(&image.repository, &image.digest).await {
+            let timeout = std::time::Duration::from_secs(self.config.registry_timeout_seconds);
+            let answer = tokio::time::timeout(
+                timeout,
+                registry.head_manifest(&image.repository, &image.digest),
+            )
+            .await
+            .map_err(|_| IntakeError::RegistryTimeout {
+                image: name.clone(),
+                seconds: self.config.registry_timeout_seconds,
+            })?;
+            match answer {
                 Ok(Some(_)) => {}
                 Ok(None) => problems.push(Problem {
                     code: ProblemCode::ImageNotFound,

@@ -73,6 +73,29 @@ impl Inspection {
     pub fn is_retryable(&self) -> bool {
         self.read_error.is_some()
     }
+
+    /// What the release is, as far as it is deployed and approved: SHA-256 (hex) over the
+    /// manifest's bytes, each template (path and text, in manifest order) and the checks.
+    /// Two drops with the same value are the same release however they were zipped; other
+    /// files of the archive are not part of a release and do not count. `None` until the
+    /// manifest was read.
+    pub fn content_sha256(&self) -> Option<String> {
+        let manifest = self.manifest_sha256.as_deref()?;
+        let mut h = Sha256::new();
+        h.update(b"shipgate.release-content/v1\0");
+        h.update(manifest.as_bytes());
+        for template in &self.templates {
+            h.update(b"\0template\0");
+            h.update(template.path.as_bytes());
+            h.update(b"\0");
+            h.update(Sha256::digest(template.body.as_bytes()));
+        }
+        h.update(b"\0checks\0");
+        if let Some(checks) = &self.checks {
+            h.update(serde_json::to_vec(checks).unwrap_or_default());
+        }
+        Some(hex::encode(h.finalize()))
+    }
 }
 
 /// Validates the drop in `source` against `limits`, finding every problem.

@@ -147,6 +147,10 @@ problem_codes! {
     ReadFailed = "read_failed",
     /// An image is absent from the source registry at the digest the manifest gives.
     ImageNotFound = "image_not_found",
+    /// The application's version was accepted before with other contents.
+    VersionConflict = "version_conflict",
+    /// The drop is the same release (same contents) as one accepted before: nothing new starts.
+    AlreadyReleased = "already_released",
     /// The source registry could not be asked whether an image exists.
     RegistryUnavailable = "registry_unavailable",
     /// The dropped object no longer exists (deleted, or an event for a failed upload).

@@ -22,7 +22,7 @@ pub use gate::{
 };
 pub use green::PreparedGreen;
 pub use promotion::{PromotedImage, Promotion, PromotionState};
-pub use release::{Claim, ReleaseRecord, ReleaseState};
+pub use release::{Claim, ReleaseRecord, ReleaseState, VersionClaim, VersionRecord};
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -64,6 +64,10 @@ pub struct ReleaseRecord {
     /// The intake invocation holding the claim, and until when (epoch seconds).
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,
+    /// How many deliveries of the drop have claimed it so far (1 for the first): the last one
+    /// Lambda makes decides, whatever fails.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 impl ReleaseRecord {
@@ -92,8 +96,33 @@ impl ReleaseRecord {
             report_key: None,
             lease_owner: None,
             lease_expires_at: None,
+            attempts: 0,
         }
     }
+}
+
+/// The one release an application's version is: written when a release is accepted, so that a
+/// version is released once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub application: String,
+    pub version: String,
+    pub release_id: String,
+    /// What identifies the release's contents ([`crate::release::Inspection::content_sha256`]).
+    pub content_sha256: String,
+    /// RFC 3339.
+    pub claimed_at: String,
+}
+
+/// The outcome of claiming an application's version for a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionClaim {
+    /// The version is this release's (new, or claimed before by this same release).
+    Claimed,
+    /// An earlier release with the same contents has it: the drop repeats that release.
+    Same(VersionRecord),
+    /// An earlier release with other contents has it.
+    Conflict(VersionRecord),
 }
 
 /// The outcome of claiming a release.
@@ -107,17 +136,31 @@ pub enum Claim {
 
 const RELEASE_SK: &str = "RELEASE";
 const RELEASES_LIST: &str = "RELEASES";
+const VERSION_SK: &str = "VERSION";
+
+/// Where an application's version is recorded (`\u{1f}` cannot appear in either: the manifest
+/// refuses control characters).
+fn version_pk(application: &str, version: &str) -> String {
+    format!("VERSION#{application}\u{1f}{version}")
+}
 
 impl Store {
     /// Creates the release, or takes over one still in flight whose lease has expired (a
     /// crashed invocation) or is held by this same invocation (Lambda's retry of an async
     /// invocation keeps its request id); otherwise returns the existing record. `now` is epoch
     /// seconds.
+    /// The claim counts the deliveries (`attempts`): it is one more than the record it takes
+    /// over, 1 for a new one.
     pub async fn claim_release(
         &self,
         record: &ReleaseRecord,
         now: i64,
     ) -> Result<Claim, StoreError> {
+        let previous = self.get_release(&record.release_id).await?;
+        let record = &ReleaseRecord {
+            attempts: previous.as_ref().map_or(0, |p| p.attempts) + 1,
+            ..record.clone()
+        };
         let put = self
             .put(to_item(release_keys(record), record)?)
             .condition_expression(
@@ -158,6 +201,31 @@ impl Store {
             .await
             .map_err(aws_err("DynamoDB", "PutItem"))?;
         Ok(())
+    }
+
+    /// Claims `version.application` `version.version` for `version.release_id`, once: the
+    /// same release claiming it again (a retried delivery) gets it again; another release gets
+    /// the record that holds it, as [`VersionClaim::Same`] when its contents are the same.
+    pub async fn claim_version(&self, version: &VersionRecord) -> Result<VersionClaim, StoreError> {
+        let pk = version_pk(&version.application, &version.version);
+        let put = self
+            .put(to_item(Keys::new(pk.clone(), VERSION_SK), version)?)
+            .condition_expression("attribute_not_exists(pk) OR release_id = :release")
+            .expression_attribute_values(":release", AttributeValue::S(version.release_id.clone()))
+            .send()
+            .await;
+        if condition_held("PutItem", put)?.is_some() {
+            return Ok(VersionClaim::Claimed);
+        }
+        let holder: VersionRecord = self
+            .get_record(pk.clone(), VERSION_SK)
+            .await?
+            .ok_or(StoreError::NotFound(pk))?;
+        Ok(if holder.content_sha256 == version.content_sha256 {
+            VersionClaim::Same(holder)
+        } else {
+            VersionClaim::Conflict(holder)
+        })
     }
 
     /// A release by id (strongly consistent).
