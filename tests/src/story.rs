@@ -157,16 +157,28 @@ impl Pipeline {
         expect: &str,
         patience: Duration,
     ) -> Result<()> {
-        let status = wait_for(&format!("{stage}/{action} to end"), patience, || async {
+        let ended = wait_for(&format!("{stage}/{action} to end"), patience, || async {
             Ok(self
-                .action_status(stage, action)
+                .latest_action(stage, action)
                 .await?
-                .filter(|s| s != "InProgress"))
+                .filter(|e| e.status().is_some_and(|s| s.as_str() != "InProgress")))
         })
         .await?;
+        let status = ended.status().map(|s| s.as_str()).unwrap_or_default();
+        // Why it ended otherwise, in CodePipeline's words (the action's error details).
+        let error = ended
+            .error_details()
+            .map(|e| {
+                format!(
+                    " ({}: {})",
+                    e.code().unwrap_or("?"),
+                    e.message().unwrap_or("")
+                )
+            })
+            .unwrap_or_default();
         ensure!(
             status == expect,
-            "{stage}/{action} ended {status}, expected {expect}"
+            "{stage}/{action} ended {status}{error}, expected {expect}"
         );
         Ok(())
     }

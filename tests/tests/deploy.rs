@@ -41,7 +41,7 @@ use shipgate::aws::cloudformation::{
 use shipgate::changes::ChangeSummary;
 use shipgate::config::Env;
 use shipgate::job::{Continuation, Job, JobAction, Outcome};
-use shipgate::store::{ChangeSetOutcome, StackChanges, Store};
+use shipgate::store::{ChangeSetOutcome, StackChanges, StageTargets, Store};
 use shipgate_deploy::{DeployConfig, DeployFunction};
 use shipgate_local::accounts;
 use shipgate_tests::jobs::{JobEvent, done, failure, run_to_end};
@@ -157,6 +157,16 @@ impl World {
         .job()
     }
 
+    /// What the action recorded for the release's traffic actions, if it did.
+    async fn stage_targets(&self, release: &PipelineRelease) -> Result<Option<StageTargets>> {
+        let id = shipgate::deploy::deployment_id(
+            &release.release_id,
+            ENVIRONMENT,
+            &release.execution_id,
+        );
+        Ok(self.store.get_stage_targets(&id).await?)
+    }
+
     /// Runs the job as CodePipeline does: again with the token while the action continues.
     async fn run_to_end(&self, release: &PipelineRelease) -> Result<(Outcome, u32)> {
         run_to_end(5, |token| async move {
@@ -199,6 +209,8 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
     let progress: Continuation = serde_json::from_value(state.clone())?;
     assert_eq!(progress.invocation, 1);
     assert_eq!(world.standin.executions(), 1);
+    // Nothing for the traffic actions while the stacks are not settled.
+    assert!(world.stage_targets(&deployment).await?.is_none());
 
     // CodePipeline invokes it again with the token: the stack is done.
     let second = world
@@ -222,6 +234,21 @@ async fn an_approved_change_set_is_executed_once_and_its_outputs_passed_on() -> 
     );
     assert_eq!(variables["Stacks"], service);
     assert_eq!(variables["ExecutedStacks"], "1");
+    // Settled: the traffic actions' record, here of a release with nothing to move (no
+    // listener, no Lambda function: its LambdaTraffic action succeeds with nothing to shift).
+    let targets = world
+        .stage_targets(&deployment)
+        .await?
+        .context("the stage's targets, recorded once the stacks settled")?;
+    assert_eq!(
+        (targets.release_id.as_str(), targets.execution_id.as_str()),
+        (
+            deployment.release_id.as_str(),
+            deployment.execution_id.as_str()
+        )
+    );
+    assert!(targets.alarms.is_empty());
+    assert!(targets.prod_listener.is_none() && targets.lambda_function.is_none());
     assert_eq!(
         world.standin.executions(),
         1,
@@ -288,6 +315,15 @@ async fn two_stacks_outputs_merge_and_conflicting_ones_fail_naming_both() -> Res
     assert_eq!(
         variables["ShipgateProdListener"],
         "arn:aws:elasticloadbalancing:listener/prod"
+    );
+    // One record of the stage for the traffic actions, from both stacks' outputs.
+    let targets = world
+        .stage_targets(&deployment)
+        .await?
+        .context("the stage's targets")?;
+    assert_eq!(
+        targets.prod_listener.as_deref(),
+        Some("arn:aws:elasticloadbalancing:listener/prod")
     );
     assert_eq!(
         variables["ShipgateTestEndpoint"],

@@ -48,7 +48,9 @@ async fn on_world(name: &str, test: impl AsyncFnOnce(&World, i64) -> Result<()>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eventbridge_event_rolls_back_an_in_flight_canary_once() -> Result<()> {
     on_world("rollback-eventbridge", async |world, t0| {
-        let p = world.lambda_parameters("exec-eb", "Canary10Percent5Minutes", &[ALARM]);
+        let p = world
+            .lambda_parameters("exec-eb", "Canary10Percent5Minutes", &[ALARM])
+            .await?;
         let job = world.job(&p)?;
         world.traffic.run_at(&job, t0).await;
         assert_eq!(world.alias_percent().await?, 10);
@@ -109,7 +111,9 @@ async fn the_eventbridge_event_rolls_back_an_in_flight_canary_once() -> Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_action_payload_rolls_back_a_listener() -> Result<()> {
     on_world("rollback-payload", async |world, t0| {
-        let p = world.alb_parameters("exec-alb", "Linear10PercentEvery1Minute", &[ALARM]);
+        let p = world
+            .alb_parameters("exec-alb", "Linear10PercentEvery1Minute", &[ALARM])
+            .await?;
         world.traffic.run_at(&world.job(&p)?, t0).await;
         world.traffic.run_at(&world.job(&p)?, t0 + MINUTE).await;
         assert_eq!(world.listener_weights().await?, (80, 20));
@@ -145,7 +149,9 @@ async fn late_ok_unknown_and_early_events_change_nothing() -> Result<()> {
         );
 
         // An in-flight canary: OK (after an ALARM that never came, or out of order) changes nothing.
-        let p = world.lambda_parameters("exec-late", "Canary10Percent5Minutes", &[ALARM]);
+        let p = world
+            .lambda_parameters("exec-late", "Canary10Percent5Minutes", &[ALARM])
+            .await?;
         world.traffic.run_at(&world.job(&p)?, t0).await;
         let ok = world
             .rollback
@@ -191,7 +197,7 @@ async fn late_ok_unknown_and_early_events_change_nothing() -> Result<()> {
         // Malformed: a clear error.
         let err = world
             .rollback
-            .handle_at(serde_json::json!({"hello": "world"}), t0)
+            .handle_at(json!({"hello": "world"}), t0)
             .await
             .unwrap_err();
         assert_eq!(err.error_type(), "MalformedEvent");
@@ -203,7 +209,9 @@ async fn late_ok_unknown_and_early_events_change_nothing() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_lists_deployments_in_flight_and_rolls_one_back_by_hand() -> Result<()> {
     on_world("rollback-by-hand", async |world, t0| {
-        let p = world.lambda_parameters("exec-hand", "Canary10Percent30Minutes", &[]);
+        let p = world
+            .lambda_parameters("exec-hand", "Canary10Percent30Minutes", &[])
+            .await?;
         world.traffic.run_at(&world.job(&p)?, t0).await;
         let id = world.deployment_id("exec-hand");
         let in_flight = world.rollback.list_in_flight().await?;
@@ -268,7 +276,9 @@ async fn one_alarm_rolls_back_every_deployment_watching_it_and_emails_the_team_o
 {
     on_world("rollback-many", async |world, t0| {
         // The listener and three aliases of the function, each at 10% on its new version.
-        let p = world.alb_parameters("exec-many-alb", "Canary10Percent5Minutes", &[ALARM]);
+        let p = world
+            .alb_parameters("exec-many-alb", "Canary10Percent5Minutes", &[ALARM])
+            .await?;
         world.traffic.run_at(&world.job(&p)?, t0).await;
         let aliases = ["canary-a", "canary-b", "canary-c"];
         for alias in aliases {
@@ -281,12 +291,12 @@ async fn one_alarm_rolls_back_every_deployment_watching_it_and_emails_the_team_o
                 .send()
                 .await
                 .context("CreateAlias")?;
-            let mut p = world.lambda_parameters(
-                &format!("exec-many-{alias}"),
-                "Canary10Percent5Minutes",
-                &[ALARM],
-            );
-            p["target"]["alias"] = json!(alias);
+            // The deploy action's record of each execution names its own alias.
+            let execution = format!("exec-many-{alias}");
+            let mut targets = world.stage_targets(&execution, &[ALARM]);
+            targets.lambda_alias = Some(alias.to_owned());
+            world.record_targets(&targets).await?;
+            let p = world.parameters(&execution, "Canary10Percent5Minutes", "lambda_alias");
             world.traffic.run_at(&world.job(&p)?, t0).await;
         }
         assert_eq!(world.listener_weights().await?, (90, 10));

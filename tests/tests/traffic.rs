@@ -36,7 +36,7 @@ async fn world() -> Result<World> {
 /// Its parameters, for the next invocations, and when it started (the tests' time from then on).
 async fn started(world: &World, execution: &str, plan: &str) -> Result<(Value, i64)> {
     let t0 = now_ms();
-    let p = world.lambda_parameters(execution, plan, &[]);
+    let p = world.lambda_parameters(execution, plan, &[]).await?;
     let first = world.traffic.run_at(&world.job(&p)?, t0).await;
     ensure!(kind(&first) == "continue", "{first:?}");
     Ok((p, t0))
@@ -76,7 +76,9 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_alias() -> Result
     let t0 = now_ms();
 
     // Canary10Percent5Minutes: 10% at once, 100% after 5 minutes.
-    let p = world.lambda_parameters("exec-canary", "Canary10Percent5Minutes", &[]);
+    let p = world
+        .lambda_parameters("exec-canary", "Canary10Percent5Minutes", &[])
+        .await?;
     let seen = walk(
         &world,
         &p,
@@ -108,7 +110,9 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_alias() -> Result
 
     // Linear10PercentEvery1Minute: 10, 20, … 100, one step a minute.
     world.reset_alias().await?;
-    let p = world.lambda_parameters("exec-linear", "Linear10PercentEvery1Minute", &[]);
+    let p = world
+        .lambda_parameters("exec-linear", "Linear10PercentEvery1Minute", &[])
+        .await?;
     let offsets: Vec<i64> = (0..10).map(|m| m * MINUTE).collect();
     let seen = walk(&world, &p, t0, &offsets, || world.alias_percent()).await?;
     let percents: Vec<u8> = seen.iter().map(|(p, _)| *p).collect();
@@ -118,14 +122,18 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_alias() -> Result
 
     // AllAtOnce: 100% in one step, done at once.
     world.reset_alias().await?;
-    let p = world.lambda_parameters("exec-all", "AllAtOnce", &[]);
+    let p = world
+        .lambda_parameters("exec-all", "AllAtOnce", &[])
+        .await?;
     let seen = walk(&world, &p, t0, &[0], || world.alias_percent()).await?;
     assert_eq!(seen, [(100, "done")]);
     assert_eq!(world.alias().await?, ("2".to_owned(), None));
 
     // A compressed plan (scale=60: minutes become seconds) walks the same weights.
     world.reset_alias().await?;
-    let p = world.lambda_parameters("exec-fast", "Canary10Percent5Minutes;scale=60", &[]);
+    let p = world
+        .lambda_parameters("exec-fast", "Canary10Percent5Minutes;scale=60", &[])
+        .await?;
     let seen = walk(&world, &p, t0, &[0, 4_999, 5_000], || world.alias_percent()).await?;
     assert_eq!(seen, [(10, "continue"), (10, "continue"), (100, "done")]);
     Ok(())
@@ -137,14 +145,18 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_listener() -> Res
     let t0 = now_ms();
     let green = || async { Ok(world.listener_weights().await?.1 as u8) };
 
-    let p = world.alb_parameters("exec-canary", "Canary10Percent5Minutes", &[]);
+    let p = world
+        .alb_parameters("exec-canary", "Canary10Percent5Minutes", &[])
+        .await?;
     let seen = walk(&world, &p, t0, &[0, 5 * MINUTE - 1, 5 * MINUTE], green).await?;
     assert_eq!(seen, [(10, "continue"), (10, "continue"), (100, "done")]);
     assert_eq!(world.listener_weights().await?, (0, 100));
 
     shipgate::aws::elbv2::shift_listener(&world.elb, &world.listener, &world.blue, &world.green, 0)
         .await?;
-    let p = world.alb_parameters("exec-linear", "Linear10PercentEvery1Minute", &[]);
+    let p = world
+        .alb_parameters("exec-linear", "Linear10PercentEvery1Minute", &[])
+        .await?;
     let offsets: Vec<i64> = (0..10).map(|m| m * MINUTE).collect();
     let seen = walk(&world, &p, t0, &offsets, green).await?;
     let percents: Vec<u8> = seen.iter().map(|(p, _)| *p).collect();
@@ -153,7 +165,9 @@ async fn each_predefined_plan_walks_codedeploys_weights_on_the_listener() -> Res
 
     shipgate::aws::elbv2::shift_listener(&world.elb, &world.listener, &world.blue, &world.green, 0)
         .await?;
-    let p = world.alb_parameters("exec-all", "AllAtOnce;bake=2m", &[]);
+    let p = world
+        .alb_parameters("exec-all", "AllAtOnce;bake=2m", &[])
+        .await?;
     let seen = walk(&world, &p, t0, &[0, MINUTE, 2 * MINUTE], green).await?;
     // At 100% at once, then the bake: done when it is over.
     assert_eq!(seen, [(100, "continue"), (100, "continue"), (100, "done")]);
@@ -166,7 +180,9 @@ async fn an_alarm_in_alarm_before_a_step_rolls_back_and_fails_the_job() -> Resul
     let alarm = world.named("orders-int-errors");
     let t0 = now_ms();
     world.put_alarm(&alarm).await?;
-    let p = world.lambda_parameters("exec-alarm", "Canary10Percent5Minutes", &[&alarm]);
+    let p = world
+        .lambda_parameters("exec-alarm", "Canary10Percent5Minutes", &[&alarm])
+        .await?;
     let first = world.traffic.run_at(&world.job(&p)?, t0).await;
     assert_eq!(kind(&first), "continue", "{first:?}");
     assert_eq!(world.alias_percent().await?, 10);
@@ -214,7 +230,9 @@ async fn an_alarm_already_firing_blocks_the_deployment_before_any_traffic_moves(
     world
         .set_alarm(&alarm, StateValue::Alarm, "Errors on version 1")
         .await?;
-    let p = world.lambda_parameters("exec-blocked", "Canary10Percent5Minutes", &[&alarm]);
+    let p = world
+        .lambda_parameters("exec-blocked", "Canary10Percent5Minutes", &[&alarm])
+        .await?;
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
     let message = failure(&outcome)?.0;
     assert!(message.contains("rolled back at 0%"), "{message}");
@@ -364,7 +382,9 @@ async fn a_role_that_refuses_to_be_assumed_fails_the_job_at_once_naming_it() -> 
     let env = deploy_world::function_env(&world.stack)?;
     let traffic = TrafficFunction::new(TrafficConfig::from_env(&env)?, &endpoints.sdk_config());
 
-    let p = world.lambda_parameters("exec-denied", "Canary10Percent5Minutes", &[]);
+    let p = world
+        .lambda_parameters("exec-denied", "Canary10Percent5Minutes", &[])
+        .await?;
     let outcome = traffic.run_at(&world.job(&p)?, now_ms()).await;
 
     let (message, failed_as) = failure(&outcome)?;
@@ -382,7 +402,9 @@ async fn a_role_that_refuses_to_be_assumed_fails_the_job_at_once_naming_it() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
     let world = world().await?;
-    let mut p = world.lambda_parameters("exec-bad", "Canary10Percent7Minutes", &[]);
+    let mut p = world
+        .lambda_parameters("exec-bad", "Canary10Percent7Minutes", &[])
+        .await?;
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
     assert!(
         matches!(
@@ -392,21 +414,91 @@ async fn bad_parameters_fail_the_job_as_a_configuration_error() -> Result<()> {
         ),
         "{outcome:?}"
     );
+    // The target's ARNs in the parameters, as the pipeline once passed them: refused by name.
     p["plan"] = "AllAtOnce".into();
-    p["target"]["function"] = "no-such-function".into();
+    p["target"] = serde_json::json!({"kind": "lambda_alias", "function": world.function});
     let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
+    let (message, failed_as) = failure(&outcome)?;
+    assert_eq!(failed_as, JobFailureKind::ConfigurationError, "{message}");
+    assert!(message.contains("expected a string"), "{message}");
+    assert_eq!(world.alias_percent().await?, 0, "no traffic moved");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_comes_from_the_deploy_actions_record_and_what_it_lacks_is_named() -> Result<()>
+{
+    let world = world().await?;
+    let now = now_ms();
+
+    // No record: the stage's deploy action has not succeeded in this execution. Nothing moves,
+    // and the message names the release, the execution and the record's keys.
+    let p = world.parameters("exec-unrecorded", "AllAtOnce", "lambda_alias");
+    let outcome = world.traffic.run_at(&world.job(&p)?, now).await;
     let message = failure(&outcome)?.0;
-    assert!(message.contains("GetAlias"), "{message}");
-    // Not a mistake: a release without a Lambda function (the deploy action sets the
-    // variables the pipeline's LambdaTraffic action reads, empty) has nothing to shift.
-    p["name"] = "lambda".into();
-    p["target"] =
-        serde_json::json!({"kind": "lambda_alias", "function": "", "alias": "", "newVersion": ""});
-    let outcome = world.traffic.run_at(&world.job(&p)?, now_ms()).await;
+    let stage_id = world.deployment_id("exec-unrecorded");
+    for expected in [
+        "the deploy action recorded no targets",
+        world.release_id.as_str(),
+        "exec-unrecorded",
+        &format!("DEPLOYMENT#{stage_id} / TARGETS"),
+        "Deploy action must succeed",
+    ] {
+        assert!(message.contains(expected), "{expected} / {message}");
+    }
+    assert_eq!(world.alias_percent().await?, 0, "no traffic moved");
+    assert!(world.store.get_deployment(&stage_id).await?.is_none());
+
+    // A release without a Lambda function, its record naming none, has nothing to shift: the
+    // pipeline's LambdaTraffic action (named `lambda`) succeeds. Its listener action cannot.
+    let mut no_function = world.stage_targets("exec-no-function", &[]);
+    no_function.lambda_function = None;
+    no_function.lambda_alias = None;
+    no_function.lambda_version = None;
+    no_function.prod_listener = None;
+    no_function.blue_target_group = None;
+    world.record_targets(&no_function).await?;
+    let mut lambda = world.parameters("exec-no-function", "AllAtOnce", "lambda_alias");
+    lambda["name"] = "lambda".into();
+    let outcome = world.traffic.run_at(&world.job(&lambda)?, now).await;
     assert!(
         matches!(&outcome, Outcome::Done { summary, .. } if summary.contains("no Lambda target")),
         "{outcome:?}"
     );
+    let alb = world.parameters("exec-no-function", "AllAtOnce", "alb_listener");
+    let weights = world.listener_weights().await?;
+    let outcome = world.traffic.run_at(&world.job(&alb)?, now).await;
+    let message = failure(&outcome)?.0;
+    assert!(
+        message.contains("output no ShipgateProdListener, ShipgateBlueTargetGroup"),
+        "{message}"
+    );
+    assert_eq!(world.listener_weights().await?, weights, "no traffic moved");
+
+    // What the record names is what moves: a function the account does not have fails at its
+    // first call, naming it.
+    let mut unknown = world.stage_targets("exec-unknown-function", &[]);
+    unknown.lambda_function = Some("no-such-function".into());
+    world.record_targets(&unknown).await?;
+    let p = world.parameters("exec-unknown-function", "AllAtOnce", "lambda_alias");
+    let outcome = world.traffic.run_at(&world.job(&p)?, now).await;
+    let message = failure(&outcome)?.0;
+    assert!(
+        message.contains("GetAlias") && message.contains("no-such-function"),
+        "{message}"
+    );
+
+    // The alarms come from the record too: the deployment watches what the deploy action found.
+    let alarm = world.named("orders-int-errors");
+    world.put_alarm(&alarm).await?;
+    let p = world
+        .lambda_parameters("exec-watched", "Canary10Percent5Minutes", &[&alarm])
+        .await?;
+    assert_eq!(
+        kind(&world.traffic.run_at(&world.job(&p)?, now).await),
+        "continue"
+    );
+    assert_eq!(world.deployment("exec-watched").await?.alarms, [alarm]);
     Ok(())
 }
 
@@ -436,11 +528,27 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert!(green1.serves(&tg_b) && green1.steady, "{green1:?}");
     assert_eq!(vars["GreenTaskSet"], green1.arn);
     assert_eq!(vars["BlueTaskSet"], "");
+    // What the traffic action will move is what the stacks output, recorded by the deploy
+    // action for the release's execution (its parameters name none of it).
+    let recorded = world
+        .store
+        .get_stage_targets(&shipgate::deploy::deployment_id(
+            &r1.release_id,
+            "int",
+            &r1.execution_id,
+        ))
+        .await?
+        .context("the stage's targets")?;
+    assert_eq!(recorded.prod_listener.as_ref(), Some(&prod));
+    assert_eq!(recorded.test_listener.as_ref(), Some(&test));
+    assert_eq!(recorded.blue_target_group.as_ref(), Some(&tg_a));
+    assert_eq!(recorded.green_target_group.as_ref(), Some(&tg_b));
+    assert_eq!(recorded.service.as_ref(), Some(&vars["ShipgateService"]));
     assert_eq!(world.weights(&test).await?, [(tg_b.clone(), 1)]);
     assert_eq!(world.percent_on(&prod, &tg_b).await?, 0);
 
     // Traffic: a canary, then the drain after the bake (no blue: green just becomes primary).
-    let p1 = world.traffic_parameters(&r1, &vars, "Canary10Percent5Minutes");
+    let p1 = world.traffic_parameters(&r1, "Canary10Percent5Minutes");
     let t0 = now_ms();
     assert_eq!(kind(&world.traffic_at(&p1, t0).await?), "continue");
     let bake_over = t0 + 5 * MINUTE;
@@ -473,7 +581,7 @@ async fn ecs_blue_green_places_green_for_the_checks_then_drains_blue_and_roles_s
     assert_eq!(world.weights(&test).await?, [(tg_a.clone(), 1)]);
     assert_eq!(world.percent_on(&prod, &tg_a).await?, 0);
 
-    let p2 = world.traffic_parameters(&r2, &vars2, "AllAtOnce");
+    let p2 = world.traffic_parameters(&r2, "AllAtOnce");
     let t1 = now_ms();
     assert_eq!(kind(&world.traffic_at(&p2, t1).await?), "continue");
     assert_eq!(world.percent_on(&prod, &tg_a).await?, 100);

@@ -15,7 +15,11 @@
 //! rolling back or rolled back fails the action with CloudFormation's reasons (the first failed
 //! resources of its latest operation, from `DescribeStackEvents`). When every stack settled,
 //! the stacks' `Shipgate*` outputs become the action's output variables
-//! ([`progress::merge_outputs`]).
+//! ([`progress::merge_outputs`]), and the ones the traffic actions move and watch (listeners,
+//! target groups, service, Lambda alias, alarms) are recorded for them in the table
+//! ([`StageTargets`](shipgate::store::StageTargets), [`progress::stage_targets`]): as variables in
+//! the traffic actions' `UserParameters`, resolved ARNs would exceed CodePipeline's 1,000
+//! characters per configuration value.
 //!
 //! ECS blue/green: when the outputs name an ECS service (`ShipgateService`, deployment
 //! controller `EXTERNAL`), the action then places the release's task definition as a task set
@@ -37,7 +41,7 @@ pub use error::DeployError;
 pub use parameters::{ActionParameters, Target};
 pub use progress::{
     OUTPUT_PREFIX, Phase, Settlement, StackView, decide, failure_causes, failure_message,
-    merge_outputs, phase,
+    merge_outputs, phase, stage_targets,
 };
 
 use std::collections::BTreeMap;
@@ -139,6 +143,17 @@ impl DeployFunction {
             }
             Settlement::Fail { message } => return Ok(Verdict::fail(message)),
         };
+        // Before green, which may take more invocations: the traffic actions need the record
+        // whatever the release holds (a release without a Lambda function included).
+        let targets = stage_targets(target, &variables, call.now_ms);
+        self.store.put_stage_targets(&targets).await?;
+        info!(
+            alarms = targets.alarms.len(),
+            listener = targets.prod_listener.is_some(),
+            lambda = targets.lambda_function.is_some(),
+            outcome = "targets_recorded",
+            "stage targets recorded for the traffic actions"
+        );
         let ecs = match EcsOutputs::from_variables(&target.environment, &variables) {
             Ok(None) => {
                 return Ok(Verdict::Done {

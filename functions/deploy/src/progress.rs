@@ -11,15 +11,19 @@ use std::collections::BTreeMap;
 
 use shipgate::aws::cloudformation::{StackEvent, StackOutput};
 use shipgate::job::minutes;
+use shipgate::job::parameters::Stage;
+use shipgate::store::StageTargets;
 
 /// The prefix of the stack outputs that become the action's output variables: the convention
 /// the traffic and checks actions rely on (`ShipgateTestEndpoint`, `ShipgateLambdaAlias`, …).
 pub const OUTPUT_PREFIX: &str = "Shipgate";
 
-/// The outputs the pipeline's actions read (`#{<Deploy>.ShipgateLambdaFunction}`, …): each is
-/// an output variable even when no stack outputs it, then empty, since CodePipeline fails an
-/// action whose configuration names a variable nobody set. An empty one means "none": no alarm,
-/// no Lambda function to shift (the traffic action succeeds with nothing to do).
+/// The outputs of the convention (`#{<Deploy>.ShipgateTestEndpoint}`, …): each is an output
+/// variable even when no stack outputs it, then empty, since CodePipeline fails an action whose
+/// configuration names a variable nobody set. An empty one means "none": no alarm, no Lambda
+/// function to shift. The checks action reads `ShipgateTestEndpoint` as a variable; the traffic
+/// actions read the others from the stage's [`StageTargets`] record ([`stage_targets`]), and
+/// the variables stay for people and for pipelines of their own that read them.
 pub const CONVENTION_OUTPUTS: &[&str] = &[
     "ShipgateTestEndpoint",
     "ShipgateAlarms",
@@ -334,6 +338,54 @@ fn shorten(text: &str) -> String {
     out
 }
 
+/// What the stage's traffic actions move and watch, from the merged outputs (see
+/// [`StageTargets`]): a value that is absent or blank is `None`; `ShipgateAlarms` is split on
+/// commas, blank names left out. Checked by the traffic action, which knows what each target
+/// needs.
+pub fn stage_targets(
+    stage: &Stage,
+    outputs: &BTreeMap<String, String>,
+    now_ms: i64,
+) -> StageTargets {
+    let get = |key: &str| {
+        outputs
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let alarms = get("ShipgateAlarms")
+        .map(|names| {
+            names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    StageTargets {
+        deployment_id: shipgate::deploy::deployment_id(
+            &stage.release_id,
+            &stage.environment,
+            &stage.execution_id,
+        ),
+        release_id: stage.release_id.clone(),
+        environment: stage.environment.clone(),
+        execution_id: stage.execution_id.clone(),
+        alarms,
+        prod_listener: get("ShipgateProdListener"),
+        test_listener: get("ShipgateTestListener"),
+        blue_target_group: get("ShipgateBlueTargetGroup"),
+        green_target_group: get("ShipgateGreenTargetGroup"),
+        service: get("ShipgateService"),
+        lambda_function: get("ShipgateLambdaFunction"),
+        lambda_alias: get("ShipgateLambdaAlias"),
+        lambda_version: get("ShipgateLambdaVersion"),
+        recorded_at_ms: now_ms,
+    }
+}
+
 /// Whether waiting any longer is over the bound.
 pub fn out_of_time(waited: i64, timeout: u64) -> bool {
     waited >= 0 && waited.unsigned_abs() >= timeout
@@ -565,6 +617,60 @@ mod tests {
         assert_eq!(variables["ExecutedStacks"], "1");
         // No stack outputs a Lambda function: the variable is set, empty.
         assert_eq!(variables["ShipgateLambdaFunction"], "");
+    }
+
+    #[test]
+    fn the_stage_targets_are_the_outputs_blank_ones_as_none_and_alarms_one_per_name() {
+        let stage = Stage::check(
+            "int",
+            "arn:aws:iam::222222222222:role/shipgate-deploy",
+            "rel-1",
+            "exec-1",
+        )
+        .expect("valid");
+        let outputs = BTreeMap::from(
+            [
+                ("ShipgateAlarms", " orders-int-5xx,, orders-int-latency ,"),
+                ("ShipgateProdListener", "arn:listener/prod"),
+                ("ShipgateTestListener", "arn:listener/test"),
+                ("ShipgateBlueTargetGroup", "arn:tg/blue"),
+                ("ShipgateGreenTargetGroup", "arn:tg/green"),
+                ("ShipgateService", ""),
+                ("ShipgateLambdaFunction", "orders-int-notifier"),
+                ("ShipgateLambdaAlias", " "),
+                ("ShipgateLambdaVersion", "7"),
+                ("ShipgateTestEndpoint", "http://alb.example:9000"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let t = stage_targets(&stage, &outputs, 1_700_000_000_000);
+        assert_eq!(
+            t.deployment_id,
+            shipgate::deploy::deployment_id("rel-1", "int", "exec-1")
+        );
+        assert_eq!(
+            (
+                t.release_id.as_str(),
+                t.environment.as_str(),
+                t.execution_id.as_str()
+            ),
+            ("rel-1", "int", "exec-1")
+        );
+        assert_eq!(t.alarms, ["orders-int-5xx", "orders-int-latency"]);
+        assert_eq!(t.prod_listener.as_deref(), Some("arn:listener/prod"));
+        assert_eq!(t.test_listener.as_deref(), Some("arn:listener/test"));
+        assert_eq!(t.blue_target_group.as_deref(), Some("arn:tg/blue"));
+        assert_eq!(t.green_target_group.as_deref(), Some("arn:tg/green"));
+        assert_eq!(t.service, None);
+        assert_eq!(t.lambda_function.as_deref(), Some("orders-int-notifier"));
+        assert_eq!(t.lambda_alias, None);
+        assert_eq!(t.lambda_version.as_deref(), Some("7"));
+        assert_eq!(t.recorded_at_ms, 1_700_000_000_000);
+
+        // No output at all (what output_variables sets empty): nothing to move, no alarm.
+        let none = stage_targets(&stage, &BTreeMap::new(), 0);
+        assert!(none.alarms.is_empty());
+        assert!(none.prod_listener.is_none() && none.lambda_function.is_none());
     }
 
     #[test]

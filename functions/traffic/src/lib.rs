@@ -2,6 +2,14 @@
 //! new version step by step, per its deployment plan, and rolls it back when a watched alarm
 //! fires.
 //!
+//! The parameters name the stage, the plan and the kind of target only; what the target is
+//! (listener, target groups, ECS service or Lambda alias and version) and which alarms it
+//! watches, the traffic action reads from what the stage's deploy action recorded
+//! ([`StageTargets`](shipgate::store::StageTargets)) when it creates the deployment: resolved
+//! into the parameters, those ARNs would exceed CodePipeline's 1,000 characters per action
+//! configuration value. A Lambda target whose release has no function succeeds with nothing to
+//! shift; no record (the deploy action did not succeed in this execution) fails the action.
+//!
 //! Each invocation is one short look, never a wait: it finds (or creates) the deployment's
 //! record, reads where the alias or listener actually is (the record catches up after a crash
 //! between a move and its record), checks the watched alarms, and then either rolls back, moves
@@ -26,7 +34,10 @@ mod parameters;
 pub use moves::{
     Context, Effect, Move, Planned, Reply, describe, needs_drain_delay, plan_drain, plan_step,
 };
-pub use parameters::{ActionParameters, AlbListener, Target, TargetParameters, named_execution};
+pub use parameters::{
+    ActionParameters, AlbListener, NewDeployment, Recorded, Target, TargetError, TargetKind,
+    TargetOutputs, named_execution, recorded_target,
+};
 
 use std::collections::BTreeMap;
 
@@ -38,7 +49,6 @@ use shipgate::deploy::{
     RollbackOutcome, RollbackReport, RollbackRequest, Step, StepInput, aws_failure, decide_step,
     deployment_id, failure_message, held_by_other, next_drain_step, rfc3339, rollback_next,
 };
-use shipgate::job::parameters::Stage;
 use shipgate::job::{
     ActionError, Call, Job, JobAction, JobFailureKind, ParameterError, RetryLimit, Scope, Verdict,
 };
@@ -78,6 +88,27 @@ pub enum TrafficError {
         plan: String,
         reason: String,
     },
+    #[error(
+        "{environment}: the deploy action recorded no targets for release {release_id} in \
+         execution {execution_id} ({key}): the stage's Deploy action must succeed in this \
+         execution before its traffic actions run"
+    )]
+    NoStageTargets {
+        environment: String,
+        release_id: String,
+        execution_id: String,
+        /// The record's keys, for an operator looking at the table.
+        key: String,
+    },
+    #[error(
+        "{environment}: the targets the deploy action recorded for execution {execution_id} \
+         cannot be used: {reason}"
+    )]
+    StageTargets {
+        environment: String,
+        execution_id: String,
+        reason: TargetError,
+    },
     #[error("{0}")]
     Deploy(#[from] DeployError),
 }
@@ -92,6 +123,8 @@ impl ActionError for TrafficError {
     fn error_type(&self) -> &'static str {
         match self {
             TrafficError::RecordedPlan { .. } => "InvalidRecord",
+            TrafficError::NoStageTargets { .. } => "NoStageTargets",
+            TrafficError::StageTargets { .. } => "InvalidStageTargets",
             TrafficError::Deploy(e) => e.error_type(),
         }
     }
@@ -119,13 +152,10 @@ pub struct Progress {
     pub next_step_at_ms: Option<i64>,
 }
 
-/// What a traffic job is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Work {
-    /// A deployment to move.
-    Shift(Box<Target>),
-    /// A Lambda target naming no function: the release has none; nothing to shift.
-    NoFunction(Stage),
+/// The job's deployment as the table has it, or what it will be created from.
+enum Record {
+    Existing(Box<Deployment>),
+    ToCreate(Box<NewDeployment>),
 }
 
 /// What starting a deployment found.
@@ -154,24 +184,18 @@ shipgate::function!(TrafficFunction, TrafficConfig);
 impl JobAction for TrafficFunction {
     const NAME: &'static str = "traffic";
     const PARAMETERS: &'static str =
-        "environment, roleArn, releaseId, executionId, plan, alarms and target";
+        "environment, roleArn, releaseId, executionId, plan, name and target";
     type Parameters = ActionParameters;
-    type Target = Work;
+    type Target = Target;
     type State = Progress;
     type Error = TrafficError;
 
-    fn target(&self, parameters: ActionParameters) -> Result<Work, ParameterError> {
-        if parameters.names_no_function() {
-            return parameters.stage().map(Work::NoFunction);
-        }
-        parameters.target().map(|t| Work::Shift(Box::new(t)))
+    fn target(&self, parameters: ActionParameters) -> Result<Target, ParameterError> {
+        parameters.target()
     }
 
-    fn scope(work: &Work) -> Scope<'_> {
-        match work {
-            Work::Shift(t) => t.stage.scope(),
-            Work::NoFunction(stage) => stage.scope(),
-        }
+    fn scope(target: &Target) -> Scope<'_> {
+        target.stage.scope()
     }
 
     fn retry_limit(&self) -> RetryLimit {
@@ -180,19 +204,15 @@ impl JobAction for TrafficFunction {
 
     async fn work(
         &self,
-        call: Call<'_, Work, Progress>,
+        call: Call<'_, Target, Progress>,
     ) -> Result<Verdict<Progress>, TrafficError> {
-        match call.target {
-            Work::NoFunction(stage) => Ok(no_function(&stage.environment)),
-            Work::Shift(target) => {
-                let id = deployment_id(
-                    &target.stage.release_id,
-                    &target.stage.environment,
-                    &target.execution_key(),
-                );
-                Box::pin(self.step(call.job, target, &id, call.now_ms)).await
-            }
-        }
+        let target = call.target;
+        let id = deployment_id(
+            &target.stage.release_id,
+            &target.stage.environment,
+            &target.execution_key(),
+        );
+        Box::pin(self.step(call.job, target, &id, call.now_ms)).await
     }
 }
 
@@ -216,6 +236,15 @@ impl TrafficFunction {
     ) -> Result<Verdict<Progress>, TrafficError> {
         // Unique per invocation: two invocations of one job are two owners.
         let owner = format!("{}/{}", job.id, uuid::Uuid::new_v4());
+        let record = match self.deployer.store.get_deployment(id).await? {
+            Some(d) => Record::Existing(Box::new(d)),
+            // A new deployment's target and alarms: what the deploy action recorded for the
+            // stage (read before the role is assumed: no function, nothing to do there).
+            None => match self.recorded(target).await? {
+                Recorded::Shift(new) => Record::ToCreate(Box::new(new)),
+                Recorded::NoFunction => return Ok(no_function(&target.stage.environment)),
+            },
+        };
         let clients = self
             .deployer
             .account_clients(
@@ -224,12 +253,14 @@ impl TrafficFunction {
                 id,
             )
             .await?;
-        let mut current = match self.deployer.store.get_deployment(id).await? {
-            Some(d) => d,
-            None => match self.start(job, target, id, &clients, now_ms).await? {
-                Started::Deployment(d) => *d,
-                Started::Answer(verdict) => return Ok(verdict),
-            },
+        let mut current = match record {
+            Record::Existing(d) => *d,
+            Record::ToCreate(new) => {
+                match self.start(job, target, *new, id, &clients, now_ms).await? {
+                    Started::Deployment(d) => *d,
+                    Started::Answer(verdict) => return Ok(verdict),
+                }
+            }
         };
         let plan: DeploymentPlan =
             current
@@ -531,6 +562,26 @@ impl TrafficFunction {
         }
     }
 
+    /// The job's target and alarms from the stage's record ([`recorded_target`]); no record,
+    /// or one that cannot be used, is an error naming what is missing.
+    async fn recorded(&self, target: &Target) -> Result<Recorded, TrafficError> {
+        let stage = &target.stage;
+        let stage_id = target.stage_deployment_id();
+        let Some(recorded) = self.deployer.store.get_stage_targets(&stage_id).await? else {
+            return Err(TrafficError::NoStageTargets {
+                environment: stage.environment.clone(),
+                release_id: stage.release_id.clone(),
+                execution_id: stage.execution_id.clone(),
+                key: format!("DEPLOYMENT#{stage_id} / TARGETS"),
+            });
+        };
+        recorded_target(target.kind, &recorded).map_err(|reason| TrafficError::StageTargets {
+            environment: stage.environment.clone(),
+            execution_id: stage.execution_id.clone(),
+            reason,
+        })
+    }
+
     /// Starts the job's deployment: reads where the alias or listener stands (fetch), decides
     /// which version is the previous one ([`start_target`] and [`task_sets_of`]), and creates
     /// the record (a conditional put: of two invocations, one creates, the other finds it).
@@ -538,6 +589,7 @@ impl TrafficFunction {
         &self,
         job: &Job,
         target: &Target,
+        new: NewDeployment,
         id: &str,
         clients: &AccountClients,
         now_ms: i64,
@@ -550,27 +602,31 @@ impl TrafficFunction {
                 e,
             ))
         };
-        let found = match &target.target {
-            TargetParameters::LambdaAlias {
+        let NewDeployment {
+            target: outputs,
+            alarms,
+        } = new;
+        let found = match &outputs {
+            TargetOutputs::LambdaAlias {
                 function, alias, ..
             } => Found::Alias(
                 shipgate::aws::lambda::alias_state(&clients.lambda, function, alias)
                     .await
                     .map_err(aws)?,
             ),
-            TargetParameters::AlbListener(alb) => Found::Listener {
+            TargetOutputs::AlbListener(alb) => Found::Listener {
                 weights: shipgate::aws::elbv2::listener_weights(&clients.elb, &alb.listener_arn)
                     .await
                     .map_err(aws)?,
                 prepared: self
                     .deployer
                     .store
-                    .get_prepared_green(id)
+                    .get_prepared_green(&target.stage_deployment_id())
                     .await?
                     .map(Box::new),
             },
         };
-        let traffic = match start_target(target, found) {
+        let traffic = match start_target(&target.stage.environment, &outputs, found) {
             Ok(traffic) => traffic,
             Err(verdict) => return Ok(Started::Answer(verdict)),
         };
@@ -602,7 +658,7 @@ impl TrafficFunction {
             state: DeploymentState::Shifting,
             percent: 0,
             next_step_at_ms: None,
-            alarms: target.alarms.clone(),
+            alarms,
             job_id: Some(job.id.clone()),
             rollback: None,
             lease: None,
@@ -636,10 +692,14 @@ enum Found {
 /// Decides a new deployment's target from what it shows (pure): the previous version is what
 /// carries the traffic now. `Err`: the job's answer instead (nothing to shift, or a state it
 /// cannot start from).
-fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<Progress>> {
-    match (&target.target, found) {
+fn start_target(
+    environment: &str,
+    outputs: &TargetOutputs,
+    found: Found,
+) -> Result<TrafficTarget, Verdict<Progress>> {
+    match (outputs, found) {
         (
-            TargetParameters::LambdaAlias {
+            TargetOutputs::LambdaAlias {
                 function,
                 alias,
                 new_version,
@@ -649,9 +709,8 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
             if state.version == *new_version {
                 info!(function = %function, alias = %alias, version = %new_version, outcome = "nothing_to_shift", "the alias already points at the new version");
                 return Err(Verdict::done(format!(
-                    "{}: alias {function}:{alias} already points at version {new_version}; no \
-                     traffic to move",
-                    target.stage.environment
+                    "{environment}: alias {function}:{alias} already points at version \
+                     {new_version}; no traffic to move"
                 )));
             }
             if let Some((other, weight)) = &state.additional
@@ -659,10 +718,9 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 && *weight > 0.0
             {
                 return Err(Verdict::fail(format!(
-                    "{}: alias {function}:{alias} is already shifting to version {other} \
-                     ({:.0}%): another deployment is under way or was left half-done; finish or \
-                     roll it back first",
-                    target.stage.environment,
+                    "{environment}: alias {function}:{alias} is already shifting to version \
+                     {other} ({:.0}%): another deployment is under way or was left half-done; \
+                     finish or roll it back first",
                     weight * 100.0
                 )));
             }
@@ -673,7 +731,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 new_version: new_version.clone(),
             })
         }
-        (TargetParameters::AlbListener(alb), Found::Listener { weights, prepared }) => {
+        (TargetOutputs::AlbListener(alb), Found::Listener { weights, prepared }) => {
             // The two target groups take turns: the previous version is on whichever one
             // carries the production traffic now, the new one on the other.
             let (blue, green) = shipgate::aws::elbv2::live_target_group(
@@ -683,15 +741,15 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
             )
             .map_err(|reason| {
                 Verdict::fail(format!(
-                    "{}: listener {}: {reason}",
-                    target.stage.environment, alb.listener_arn
+                    "{environment}: listener {}: {reason}",
+                    alb.listener_arn
                 ))
             })?;
             if blue != alb.blue_target_group {
                 info!(listener = %alb.listener_arn, live = %blue, new = %green, "production traffic is on the second target group: the roles swap for this release");
             }
             let task_sets = match task_sets_of(
-                &target.stage.environment,
+                environment,
                 prepared.as_deref(),
                 alb.ecs_service.as_deref(),
                 &green,
@@ -700,9 +758,8 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
                 Ok(TaskSetsFound::AlreadyLive { task_set }) => {
                     info!(task_set = %task_set, outcome = "nothing_to_shift", "the release's task set serves the live target group already");
                     return Err(Verdict::done(format!(
-                        "{}: the release's task set {task_set} serves the live target group \
-                         {blue} already; no traffic to move",
-                        target.stage.environment
+                        "{environment}: the release's task set {task_set} serves the live \
+                         target group {blue} already; no traffic to move"
                     )));
                 }
                 Err(message) => return Err(Verdict::fail(message)),
@@ -716,8 +773,7 @@ fn start_target(target: &Target, found: Found) -> Result<TrafficTarget, Verdict<
             })
         }
         (_, _) => Err(Verdict::fail(format!(
-            "{}: internal error: the target changed kind while starting",
-            target.stage.environment
+            "{environment}: internal error: the target changed kind while starting"
         ))),
     }
 }
@@ -761,10 +817,11 @@ enum TaskSetsFound {
     AlreadyLive { task_set: String },
 }
 
-/// The deployment's task sets from the deploy action's record. `ecs_service` (the optional
-/// `target.ecsService` parameter) says task sets are expected: without a record, the action
-/// fails rather than shift traffic to a target group with nothing behind it. The record must
-/// name the target group the listener now makes green.
+/// The deployment's task sets from the deploy action's green record. `ecs_service` (the
+/// stacks' `ShipgateService` output, as the stage's targets record it) says task sets are
+/// expected: without a green record, the action fails rather than shift traffic to a target
+/// group with nothing behind it. The green record must name the target group the listener now
+/// makes green.
 fn task_sets_of(
     environment: &str,
     prepared: Option<&shipgate::store::PreparedGreen>,
@@ -774,7 +831,7 @@ fn task_sets_of(
     let Some(p) = prepared else {
         return match ecs_service {
             Some(service) => Err(format!(
-                "{environment}: target.ecsService names {service}, but the deploy action placed \
+                "{environment}: ShipgateService names {service}, but the deploy action placed \
                  no task set for this release and execution: the release's stacks must output \
                  ShipgateCluster, ShipgateService, ShipgateTaskDefinition, \
                  ShipgateContainerName and ShipgateContainerPort (with ShipgateProdListener, \
@@ -789,7 +846,7 @@ fn task_sets_of(
         && name(service) != name(&p.service)
     {
         return Err(format!(
-            "{environment}: target.ecsService names {service}, but the deploy action placed the \
+            "{environment}: ShipgateService names {service}, but the deploy action placed the \
              release's task set in service {}",
             p.service
         ));

@@ -33,6 +33,16 @@ use super::wire;
 /// AWS's limit on the total size of a job's output variables.
 const OUTPUT_VARIABLES_MAX_BYTES: usize = 122_880;
 
+/// CodePipeline's limit on one action configuration value: "Maximum length of the action
+/// configuration value … 1000 characters" (user guide, "Quotas in AWS CodePipeline"; the API
+/// reference's `ActionDeclaration.configuration`: "Value Length Constraints: … Maximum length of
+/// 1000"). Counted in characters (Unicode scalar values), as the API's length constraints are.
+const CONFIGURATION_VALUE_MAX_CHARS: usize = 1_000;
+
+/// "There is a maximum size limit of 100 KB for the total resolved action configuration for a
+/// particular action" (user guide, "Quotas in AWS CodePipeline", variable quotas).
+const RESOLVED_CONFIGURATION_MAX_BYTES: usize = 100 * 1024;
+
 /// What the stand-in needs to know about its surroundings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -1769,14 +1779,49 @@ fn source_overrides(
 
 /// Replaces `#{variables.X}`, `#{codepipeline.PipelineExecutionId}` and `#{Namespace.X}` in
 /// every configuration value; an unknown variable fails the action, as in AWS.
+///
+/// Then holds the resolved configuration to CodePipeline's limits: each value at most
+/// [`CONFIGURATION_VALUE_MAX_CHARS`], all of them at most [`RESOLVED_CONFIGURATION_MAX_BYTES`].
+/// Documented: the 1,000-character limit on a value as written in the pipeline ("do not exceed
+/// the 1000-character limit for the configuration fields. A validation error is returned when
+/// this limit is exceeded", user guide, "Variables"), and the 100 KB limit on the *resolved*
+/// configuration. Not documented either way: whether the 1,000 characters also hold once the
+/// variables are resolved, and how an action over a limit at run time ends. Assumed here, so
+/// that what passes locally stays within every reading of the limits: both are checked on the
+/// resolved values, and a configuration over one fails the action when it starts, with
+/// `ConfigurationError`, as an unresolvable variable does.
 fn resolve_variables_in(
     configuration: &BTreeMap<String, String>,
     execution: &Execution,
 ) -> Result<BTreeMap<String, String>, String> {
-    configuration
+    let resolved = configuration
         .iter()
         .map(|(key, value)| Ok((key.clone(), resolve_variables(value, execution)?)))
-        .collect()
+        .collect::<Result<BTreeMap<String, String>, String>>()?;
+    check_resolved_configuration(&resolved)?;
+    Ok(resolved)
+}
+
+/// The resolved configuration within CodePipeline's limits, or why not.
+fn check_resolved_configuration(configuration: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, value) in configuration {
+        let chars = value.chars().count();
+        if chars > CONFIGURATION_VALUE_MAX_CHARS {
+            return Err(format!(
+                "The action configuration value {key} is {chars} characters long once its \
+                 variables are resolved; CodePipeline allows at most \
+                 {CONFIGURATION_VALUE_MAX_CHARS} characters per configuration value"
+            ));
+        }
+    }
+    let bytes: usize = configuration.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > RESOLVED_CONFIGURATION_MAX_BYTES {
+        return Err(format!(
+            "The action's resolved configuration is {bytes} bytes; CodePipeline allows at most \
+             {RESOLVED_CONFIGURATION_MAX_BYTES} bytes"
+        ));
+    }
+    Ok(())
 }
 
 fn resolve_variables(text: &str, execution: &Execution) -> Result<String, String> {
@@ -1873,6 +1918,64 @@ mod tests {
         assert!(err.contains("#{Missing.X}"), "{err}");
         assert!(resolve_variables("#{variables.Nope}", &e).is_err());
         assert!(resolve_variables("#{nonamespace}", &e).is_err());
+    }
+
+    #[test]
+    fn a_value_over_1000_characters_once_resolved_fails_the_action_naming_it() {
+        let mut e = execution();
+        let configuration = BTreeMap::from([
+            ("FunctionName".to_owned(), "TrafficFunction".to_owned()),
+            (
+                "UserParameters".to_owned(),
+                r##"{"listener":"#{IntDeploy.ShipgateProdListener}"}"##.to_owned(),
+            ),
+        ]);
+        // The value as written is short; what counts is its length with the variable resolved.
+        let around = r##"{"listener":""}"##.chars().count();
+        let arn = |chars: usize| "a".repeat(chars - around);
+        for (listener, fits) in [
+            (arn(CONFIGURATION_VALUE_MAX_CHARS), true),
+            (arn(CONFIGURATION_VALUE_MAX_CHARS + 1), false),
+            // Counted in characters, not bytes.
+            ("é".repeat(CONFIGURATION_VALUE_MAX_CHARS - around), true),
+        ] {
+            e.namespaces.insert(
+                "IntDeploy".into(),
+                BTreeMap::from([("ShipgateProdListener".into(), listener.clone())]),
+            );
+            let resolved = resolve_variables_in(&configuration, &e);
+            if fits {
+                let resolved = resolved.expect("within the limit");
+                assert_eq!(
+                    resolved["UserParameters"].chars().count(),
+                    CONFIGURATION_VALUE_MAX_CHARS
+                );
+            } else {
+                let err = resolved.expect_err("over the limit");
+                assert!(
+                    err.contains("UserParameters is 1001 characters") && err.contains("1000"),
+                    "{err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_resolved_configuration_over_100_kb_fails_the_action() {
+        let e = execution();
+        // 110 values of 1,000 characters: each within its own limit, 110,000 bytes together.
+        let configuration: BTreeMap<String, String> = (0..110)
+            .map(|i| {
+                (
+                    format!("Key{i:03}"),
+                    "v".repeat(CONFIGURATION_VALUE_MAX_CHARS),
+                )
+            })
+            .collect();
+        let err = resolve_variables_in(&configuration, &e).expect_err("over 100 KB");
+        assert!(err.contains("110660 bytes"), "{err}");
+        let fits: BTreeMap<String, String> = configuration.into_iter().take(100).collect();
+        assert!(resolve_variables_in(&fits, &e).is_ok());
     }
 
     #[test]

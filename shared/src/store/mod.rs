@@ -11,6 +11,7 @@ mod gate;
 mod green;
 mod promotion;
 mod release;
+mod targets;
 
 pub use changes::{ChangeSetOutcome, StackChanges};
 pub use deployment::{
@@ -23,6 +24,7 @@ pub use gate::{
 pub use green::PreparedGreen;
 pub use promotion::{PromotedImage, Promotion, PromotionState};
 pub use release::{Claim, ReleaseRecord, ReleaseState, VersionClaim, VersionRecord};
+pub use targets::StageTargets;
 
 use std::collections::HashMap;
 use std::time::Duration;

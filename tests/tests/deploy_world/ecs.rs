@@ -159,29 +159,17 @@ impl EcsWorld {
         }
     }
 
-    /// The traffic action's parameters, from the deploy action's variables as the pipeline
-    /// passes them.
-    pub fn traffic_parameters(
-        &self,
-        r: &Release,
-        vars: &BTreeMap<String, String>,
-        plan: &str,
-    ) -> Value {
+    /// The traffic action's parameters, as the pipeline writes them: the listener, its target
+    /// groups and the service come from what the deploy action recorded for the release's
+    /// execution.
+    pub fn traffic_parameters(&self, r: &Release, plan: &str) -> Value {
         json!({
             "environment": "int",
             "roleArn": accounts::deploy_role_arn(accounts::INT),
             "releaseId": r.release_id,
             "executionId": r.execution_id,
             "plan": plan,
-            "alarms": "",
-            "target": {
-                "kind": "alb_listener",
-                "listenerArn": vars["ShipgateProdListener"],
-                "testListenerArn": vars["ShipgateTestListener"],
-                "blueTargetGroup": vars["ShipgateBlueTargetGroup"],
-                "greenTargetGroup": vars["ShipgateGreenTargetGroup"],
-                "ecsService": vars["ShipgateService"],
-            }
+            "target": "alb_listener",
         })
     }
 

@@ -28,7 +28,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use serde_json::{Value, json};
 use shipgate::config::Env;
 use shipgate::job::Job;
-use shipgate::store::{Deployment, Store};
+use shipgate::store::{Deployment, StageTargets, Store};
 use shipgate_local::accounts;
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_rollback::{RollbackConfig, RollbackFunction};
@@ -153,40 +153,80 @@ impl World {
         JobEvent::new("TrafficFunction", parameters.clone()).job()
     }
 
-    /// The traffic action's parameters for the function's alias `live`, to version 2.
-    pub fn lambda_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
-        self.parameters(
-            execution,
-            plan,
-            alarms,
-            json!({"kind": "lambda_alias", "function": self.function, "alias": "live", "newVersion": "2"}),
-        )
+    /// The stage's targets as the deploy action records them for `execution` of the world's
+    /// release: the function's alias `live` to version 2, and the listener between blue and
+    /// green (no test listener, no ECS service), watching `alarms`.
+    pub fn stage_targets(&self, execution: &str, alarms: &[&str]) -> StageTargets {
+        StageTargets {
+            deployment_id: self.deployment_id(execution),
+            release_id: self.release_id.clone(),
+            environment: "int".into(),
+            execution_id: execution.into(),
+            alarms: alarms.iter().map(|a| (*a).to_owned()).collect(),
+            prod_listener: Some(self.listener.clone()),
+            test_listener: None,
+            blue_target_group: Some(self.blue.clone()),
+            green_target_group: Some(self.green.clone()),
+            service: None,
+            lambda_function: Some(self.function.clone()),
+            lambda_alias: Some("live".into()),
+            lambda_version: Some("2".into()),
+            recorded_at_ms: now_ms(),
+        }
     }
 
-    /// The traffic action's parameters for the listener, blue to green.
-    pub fn alb_parameters(&self, execution: &str, plan: &str, alarms: &[&str]) -> Value {
-        self.parameters(
-            execution,
-            plan,
-            alarms,
-            json!({
-                "kind": "alb_listener",
-                "listenerArn": self.listener,
-                "blueTargetGroup": self.blue,
-                "greenTargetGroup": self.green
-            }),
-        )
+    /// Records `targets` in the table, as the deploy action does when the stacks settle.
+    pub async fn record_targets(&self, targets: &StageTargets) -> Result<()> {
+        self.store.put_stage_targets(targets).await?;
+        Ok(())
     }
 
-    fn parameters(&self, execution: &str, plan: &str, alarms: &[&str], target: Value) -> Value {
+    /// The traffic action's parameters for the function's alias `live`, to version 2, the
+    /// stage's targets recorded first ([`World::stage_targets`]).
+    pub async fn lambda_parameters(
+        &self,
+        execution: &str,
+        plan: &str,
+        alarms: &[&str],
+    ) -> Result<Value> {
+        self.recorded_parameters(execution, plan, alarms, "lambda_alias")
+            .await
+    }
+
+    /// The traffic action's parameters for the listener, blue to green, the stage's targets
+    /// recorded first ([`World::stage_targets`]).
+    pub async fn alb_parameters(
+        &self,
+        execution: &str,
+        plan: &str,
+        alarms: &[&str],
+    ) -> Result<Value> {
+        self.recorded_parameters(execution, plan, alarms, "alb_listener")
+            .await
+    }
+
+    async fn recorded_parameters(
+        &self,
+        execution: &str,
+        plan: &str,
+        alarms: &[&str],
+        kind: &str,
+    ) -> Result<Value> {
+        self.record_targets(&self.stage_targets(execution, alarms))
+            .await?;
+        Ok(self.parameters(execution, plan, kind))
+    }
+
+    /// The traffic action's parameters, as the pipeline writes them: the stage, the plan and
+    /// the kind of target (`lambda_alias`, `alb_listener`).
+    pub fn parameters(&self, execution: &str, plan: &str, kind: &str) -> Value {
         json!({
             "environment": "int",
             "roleArn": accounts::deploy_role_arn(accounts::INT),
             "releaseId": self.release_id,
             "executionId": execution,
             "plan": plan,
-            "alarms": alarms,
-            "target": target,
+            "target": kind,
         })
     }
 
