@@ -33,6 +33,9 @@ struct World {
     bucket: String,
     /// The test's own folder (`<unique>/`) for its drops.
     folder: String,
+    /// The test's own application (`orders-<unique>`): an application's uploads are ordered
+    /// (the newest started wins), so tests running side by side must not share one.
+    app: String,
 }
 
 impl World {
@@ -42,6 +45,7 @@ impl World {
 
     /// What a test sees of `stack`: clients of its own, and a folder of its own.
     fn on(stack: &'static Stack) -> Result<Self> {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
         Ok(Self {
             store: store(stack)?,
             s3: shipgate::aws::s3_client(&stack.sdk, true),
@@ -50,7 +54,8 @@ impl World {
                 &pipeline_name(stack)?,
             ),
             bucket: artifact_bucket(stack)?,
-            folder: format!("{}/", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            folder: format!("{}/", &unique[..12]),
+            app: format!("orders-{}", &unique[..8]),
             stack,
         })
     }
@@ -206,7 +211,7 @@ async fn push_sample_image(stack: &Stack, repo: &str) -> Result<String> {
 async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
-    let zip = drops::good_release("orders", "1.4.0", "orders/web", &digest);
+    let zip = drops::good_release(&world.app, "1.4.0", "orders/web", &digest);
     let key = world.incoming("orders 1.4.0+é.zip");
     let (version, _) = put(&world.s3, &world.bucket, &key, zip).await?;
 
@@ -217,7 +222,7 @@ async fn a_good_drop_starts_one_execution_visible_in_status() -> Result<()> {
         "problems: {:?}",
         release.problems
     );
-    assert_eq!(release.application.as_deref(), Some("orders"));
+    assert_eq!(release.application.as_deref(), Some(world.app.as_str()));
     assert_eq!(release.version.as_deref(), Some("1.4.0"));
     assert_eq!(release.source.key, key, "the URL-encoded key was decoded");
     let execution_id = release
@@ -399,7 +404,7 @@ async fn the_same_event_three_times_in_a_row_is_one_release_and_one_execution() 
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let key = world.by_hand("orders-2.0.0.zip");
-    let zip = drops::good_release("orders", "2.0.0", "orders/web", &digest);
+    let zip = drops::good_release(&world.app, "2.0.0", "orders/web", &digest);
     let event = world.drop(&key, zip).await?;
 
     let intake = world.intake()?;
@@ -437,7 +442,7 @@ async fn the_same_event_ten_times_at_once_is_one_release_and_one_execution() -> 
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let key = world.by_hand("orders-2.1.0.zip");
-    let zip = drops::good_release("orders", "2.1.0", "orders/web", &digest);
+    let zip = drops::good_release(&world.app, "2.1.0", "orders/web", &digest);
     let event = world.drop(&key, zip).await?;
 
     let intake = world.intake()?;
@@ -477,7 +482,7 @@ async fn a_new_upload_of_the_same_key_is_a_new_release() -> Result<()> {
     let intake = world.intake()?;
     let mut ids = BTreeSet::new();
     for version in ["3.0.0", "3.0.1"] {
-        let zip = drops::good_release("orders", version, "orders/web", &digest);
+        let zip = drops::good_release(&world.app, version, "orders/web", &digest);
         let event = world.drop(&key, zip).await?;
         let report = world.deliver(&intake, &event, "req").await?;
         match &report.records[0] {
@@ -535,7 +540,7 @@ async fn events_that_are_not_drops_change_nothing() -> Result<()> {
 async fn an_image_missing_from_the_source_registry_rejects_the_drop() -> Result<()> {
     let world = World::start().await?;
     let absent = format!("sha256:{}", "ab".repeat(32));
-    let zip = drops::good_release("orders", "4.0.0", "orders/web", &absent);
+    let zip = drops::good_release(&world.app, "4.0.0", "orders/web", &absent);
     let event = world.drop(&world.by_hand("orders-4.0.0.zip"), zip).await?;
     let report = world.deliver(&world.intake()?, &event, "req").await?;
     let RecordOutcome::Rejected {
@@ -562,7 +567,7 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let key = world.by_hand("orders-5.0.0.zip");
-    let zip = drops::good_release("orders", "5.0.0", "orders/web", &digest);
+    let zip = drops::good_release(&world.app, "5.0.0", "orders/web", &digest);
     let event = world.drop(&key, zip).await?;
 
     // An invocation whose pipeline start never gets through: it records the release as
@@ -639,13 +644,13 @@ async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<
     Ok(())
 }
 
-/// The releases a report's records name, started or set aside.
-fn outcome_release(report: &shipgate_intake::IntakeReport) -> (&str, Vec<String>) {
+/// The release a report's first record names, started (no codes) or set aside (its codes).
+fn outcome_release(report: &shipgate_intake::IntakeReport) -> (String, Vec<String>) {
     match &report.records[0] {
-        RecordOutcome::Started { release_id, .. } => (release_id, Vec::new()),
+        RecordOutcome::Started { release_id, .. } => (release_id.clone(), Vec::new()),
         RecordOutcome::Rejected {
             release_id, codes, ..
-        } => (release_id, codes.clone()),
+        } => (release_id.clone(), codes.clone()),
         other => panic!("{other:?}"),
     }
 }
@@ -656,7 +661,7 @@ async fn a_version_is_released_once_and_the_same_release_again_starts_nothing() 
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let intake = world.intake()?;
     let release =
-        drops::ReleaseBuilder::new("orders", "6.0.0").image("web", "orders/web", "6.0.0", &digest);
+        drops::ReleaseBuilder::new(&world.app, "6.0.0").image("web", "orders/web", "6.0.0", &digest);
 
     let first = world
         .deliver(
@@ -725,7 +730,7 @@ async fn a_version_is_released_once_and_the_same_release_again_starts_nothing() 
         .await?;
     let (conflict_id, codes) = outcome_release(&conflict);
     assert_eq!(codes, vec!["version_conflict".to_owned()]);
-    let record = world.release(conflict_id).await?.context("recorded")?;
+    let record = world.release(&conflict_id).await?.context("recorded")?;
     let problems = record.problems.map(|p| p.to_string()).unwrap_or_default();
     assert!(
         problems.contains(&first_id) && problems.contains("new version"),
@@ -783,7 +788,7 @@ async fn a_registry_that_never_answers_ends_in_a_retriable_rejection_not_a_lost_
     let event = world
         .drop(
             &key,
-            drops::good_release("orders", "6.1.0", "orders/web", &digest),
+            drops::good_release(&world.app, "6.1.0", "orders/web", &digest),
         )
         .await?;
     for attempt in 1..=2 {
@@ -802,7 +807,7 @@ async fn a_registry_that_never_answers_ends_in_a_retriable_rejection_not_a_lost_
     let last = intake.handle(event.clone(), "req-registry").await?;
     let (id, codes) = outcome_release(&last);
     assert_eq!(codes, vec!["registry_unavailable".to_owned()]);
-    let record = world.release(id).await?.context("recorded")?;
+    let record = world.release(&id).await?.context("recorded")?;
     assert_eq!((record.state, record.attempts), (ReleaseState::Rejected, 3));
     assert!(
         record
@@ -812,7 +817,7 @@ async fn a_registry_that_never_answers_ends_in_a_retriable_rejection_not_a_lost_
         "moved out of the drop folder: {:?}",
         record.rejected_key
     );
-    let emails = world.emails_about(&[id.to_owned()]).await?;
+    let emails = world.emails_about(std::slice::from_ref(&id)).await?;
     assert_eq!(emails.len(), 1);
     assert!(
         emails[0].body.contains("Drop the same release again"),
@@ -830,7 +835,7 @@ async fn a_registry_that_never_answers_ends_in_a_retriable_rejection_not_a_lost_
     let event = world
         .drop(
             &world.by_hand("orders-6.2.0.zip"),
-            drops::good_release("orders", "6.2.0", "orders/web", &digest),
+            drops::good_release(&world.app, "6.2.0", "orders/web", &digest),
         )
         .await?;
     // Had intake waited, the registry's 200 would have let the drop start.
@@ -847,3 +852,123 @@ fn outcome_id(world: &World, key: &str, event: &Value) -> Result<String> {
         .context("the event names a version")?;
     Ok(world.release_id(key, version))
 }
+
+/// `event` with its record's `sequencer` set (S3 gives each event of a key a greater one).
+fn with_sequencer(mut event: Value, sequencer: &str) -> Value {
+    event["Records"][0]["s3"]["object"]["sequencer"] = Value::String(sequencer.to_owned());
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_come_in(
+) -> Result<()> {
+    // The newer upload's event first, then the older one's three times: only the newer runs.
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let intake = world.intake()?;
+    let key = world.by_hand("orders.zip");
+    let older = with_sequencer(
+        world
+            .drop(&key, drops::good_release(&world.app, "7.1.0", "orders/web", &digest))
+            .await?,
+        "0055AED6DCD9028100",
+    );
+    let newer = with_sequencer(
+        world
+            .drop(&key, drops::good_release(&world.app, "7.2.0", "orders/web", &digest))
+            .await?,
+        "0055AED6DCD9028200",
+    );
+    let (newer_id, codes) = outcome_release(&world.deliver(&intake, &newer, "req-new").await?)
+;
+    assert!(codes.is_empty(), "the newer upload starts");
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(world.deliver(&intake, &older, "req-old").await?.records[0].clone());
+    }
+    let RecordOutcome::Rejected {
+        release_id: older_id,
+        codes,
+        ..
+    } = &outcomes[0]
+    else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(codes, &vec!["overtaken".to_owned()]);
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| matches!(o, RecordOutcome::Duplicate { state: ReleaseState::Rejected, .. })),
+        "{outcomes:?}"
+    );
+    let record = world.release(older_id).await?.context("recorded")?;
+    let problems = record.problems.map(|p| p.to_string()).unwrap_or_default();
+    assert!(problems.contains(&newer_id), "names the newer release: {problems}");
+    let emails = world.emails_about(std::slice::from_ref(older_id)).await?;
+    assert_eq!(emails.len(), 1, "the integrator is told");
+    let executions = world
+        .executions_of(&[older_id.clone(), newer_id.clone()])
+        .await?;
+    assert_eq!(executions.len(), 1);
+
+    // In the order they were uploaded (another application): each runs in its turn, and the
+    // older one's late duplicates change nothing.
+    let world = World::start().await?;
+    let intake = world.intake()?;
+    let key = world.by_hand("orders.zip");
+    let older = with_sequencer(
+        world
+            .drop(&key, drops::good_release(&world.app, "7.1.0", "orders/web", &digest))
+            .await?,
+        "0055AED6DCD9028100",
+    );
+    let newer = with_sequencer(
+        world
+            .drop(&key, drops::good_release(&world.app, "7.2.0", "orders/web", &digest))
+            .await?,
+        "0055AED6DCD9028200",
+    );
+    let mut started = Vec::new();
+    for (event, request) in [(&older, "req-old"), (&newer, "req-new")] {
+        let (id, codes) = outcome_release(&world.deliver(&intake, event, request).await?)
+    ;
+        assert!(codes.is_empty(), "{id}: {codes:?}");
+        started.push(id);
+    }
+    for _ in 0..2 {
+        let late = world.deliver(&intake, &older, "req-old").await?;
+        assert!(
+            matches!(late.records[0], RecordOutcome::Duplicate { state: ReleaseState::Started, .. }),
+            "{late:?}"
+        );
+    }
+    assert_eq!(world.executions_of(&started).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_deleted_before_its_event_is_handled_is_not_released() -> Result<()> {
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let key = world.by_hand("orders-8.0.0.zip");
+    let event = world
+        .drop(&key, drops::good_release(&world.app, "8.0.0", "orders/web", &digest))
+        .await?;
+    // The integrator deletes it: in a versioned bucket, a delete marker on top of the version.
+    world
+        .s3
+        .delete_object()
+        .bucket(&world.bucket)
+        .key(&key)
+        .send()
+        .await?;
+    let report = world.deliver(&world.intake()?, &event, "req").await?;
+    let (id, codes) = outcome_release(&report);
+    assert_eq!(codes, vec!["withdrawn".to_owned()]);
+    let record = world.release(&id).await?.context("recorded")?;
+    assert_eq!(record.state, ReleaseState::Rejected);
+    assert!(world.emails_about(std::slice::from_ref(&id)).await?.is_empty());
+    assert!(world.executions_of(&[id]).await?.is_empty());
+    Ok(())
+}
+

@@ -26,7 +26,8 @@ use shipgate::metrics::{MetricEvent, MetricName};
 use shipgate::registry::{RegistryError, ecr_registry};
 use shipgate::release::{Inspection, Problem, ProblemCode, inspect_release};
 use shipgate::store::{
-    Claim, ReleaseRecord, ReleaseState, Store, StoreError, VersionClaim, VersionRecord,
+    Claim, LatestUpload, ReleaseRecord, ReleaseState, Store, StoreError, VersionClaim,
+    VersionRecord,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -137,6 +138,8 @@ struct Drop {
     event_name: String,
     size: Option<i64>,
     uploaded_by: Option<String>,
+    /// The event's `sequencer`: orders the events of one key.
+    sequencer: Option<String>,
 }
 
 impl Intake {
@@ -161,6 +164,20 @@ impl Intake {
         event: serde_json::Value,
         request_id: &str,
     ) -> Result<IntakeReport, IntakeError> {
+        // S3's test event when a notification is configured, EventBridge's events and any
+        // other shape without `Records` are not drops: acknowledged, so that Lambda neither
+        // retries them nor parks them in the failed-event queue. An event with `Records` that do
+        // not parse stays an error: it may be a drop, and the queue keeps it for an operator.
+        if !event.get("Records").is_some_and(serde_json::Value::is_array) {
+            let reason = not_an_s3_notification(&event);
+            info!(reason = %reason, outcome = "ignored", "event acknowledged");
+            return Ok(IntakeReport {
+                records: vec![RecordOutcome::Ignored {
+                    key: String::new(),
+                    reason,
+                }],
+            });
+        }
         let event: S3Event = serde_json::from_value(event).map_err(IntakeError::MalformedEvent)?;
         let total = event.records.len();
         let mut records = Vec::with_capacity(total);
@@ -290,6 +307,27 @@ impl Intake {
             "release claimed; validating"
         );
 
+        // Deleted since it was uploaded (a delete marker is the key's current version, or the
+        // version itself is gone): the integrator withdrew it.
+        if object.version_id.is_some() && self.withdrawn(&object).await? {
+            let problem = Problem {
+                code: ProblemCode::Withdrawn,
+                message: "the drop was deleted before shipgate handled it (a delete marker is \
+                          its key's current version): nothing was started"
+                    .into(),
+                path: None,
+            };
+            info!(outcome = "withdrawn", "the drop was withdrawn");
+            return self.set_aside(record, vec![problem], request_id, false).await;
+        }
+        let upload = |application: &str| LatestUpload {
+            application: application.to_owned(),
+            release_id: record.release_id.clone(),
+            key: object.key.clone(),
+            uploaded_at: facts.last_modified.unwrap_or_default(),
+            sequencer: drop.sequencer.clone(),
+        };
+
         let budget = std::time::Duration::from_secs(self.config.decision_seconds);
         let source = S3RangeSource::new(self.s3.clone(), object.clone(), facts.size);
         let validated = tokio::time::timeout(budget, self.validate(&source, &mut record)).await;
@@ -306,10 +344,33 @@ impl Intake {
         if !problems.is_empty() {
             return self.reject(record, problems, request_id).await;
         }
-        match self.claim_version(&record, &inspection).await? {
-            None => self.accept(record, &inspection, request_id).await,
-            Some(problem) => self.reject(record, vec![problem], request_id).await,
+        let upload = record.application.as_deref().map(upload);
+        if let Some(upload) = &upload
+            && let Some(newer) = self.store.latest_upload(&upload.application).await?
+            && newer.release_id != upload.release_id
+            && upload.is_before(&newer)
+        {
+            return self.reject(record, vec![overtaken(&newer)], request_id).await;
         }
+        if let Some(problem) = self.claim_version(&record, &inspection).await? {
+            return self.reject(record, vec![problem], request_id).await;
+        }
+        if let Some(upload) = &upload
+            && let Some(newer) = self.store.record_latest_upload(upload).await?
+        {
+            return self.reject(record, vec![overtaken(&newer)], request_id).await;
+        }
+        self.accept(record, &inspection, request_id).await
+    }
+
+    /// Whether the key's current version is a delete marker (or there is none): HeadObject of
+    /// the key without a version answers 404 then.
+    async fn withdrawn(&self, object: &ObjectVersion) -> Result<bool, IntakeError> {
+        let current = ObjectVersion {
+            version_id: None,
+            ..object.clone()
+        };
+        Ok(head_object(&self.s3, &current).await?.is_none())
     }
 
     /// Reads and validates the drop and asks the registry about its images; what the manifest
@@ -560,11 +621,23 @@ impl Intake {
         })
     }
 
+    /// Moves the drop aside with its report and emails the integrator every problem.
     async fn reject(
+        &self,
+        record: ReleaseRecord,
+        problems: Vec<Problem>,
+        owner: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        self.set_aside(record, problems, owner, true).await
+    }
+
+    /// Moves the drop aside with its report; emails the integrator when `notify`.
+    async fn set_aside(
         &self,
         mut record: ReleaseRecord,
         problems: Vec<Problem>,
         owner: &str,
+        notify: bool,
     ) -> Result<RecordOutcome, IntakeError> {
         let base = format!("{}{}/", self.config.rejected_prefix, record.release_id);
         let file_name = record
@@ -598,7 +671,9 @@ impl Intake {
             .integrator_email
             .clone()
             .or_else(|| self.config.fallback_email.clone());
-        if let Some(to) = to {
+        if !notify {
+            info!("nobody to tell: the drop was withdrawn");
+        } else if let Some(to) = to {
             let mail = email::rejection(&self.config, &record, &problems, &rejected_key, &to);
             let id = send_email(&self.ses, &mail).await?;
             info!(to = %to, message_id = %id, "integrator emailed");
@@ -634,6 +709,20 @@ impl Intake {
     }
 }
 
+/// Why a drop uploaded before `newer` does not start.
+fn overtaken(newer: &LatestUpload) -> Problem {
+    Problem {
+        code: ProblemCode::Overtaken,
+        message: format!(
+            "this drop was uploaded before release {} ({}), which already started: an older \
+             upload never replaces a newer one, and nothing was started. To deploy this one \
+             after all, upload it again",
+            newer.release_id, newer.key
+        ),
+        path: None,
+    }
+}
+
 fn duplicate(existing: ReleaseRecord) -> Result<RecordOutcome, IntakeError> {
     match existing.state {
         ReleaseState::Started | ReleaseState::Rejected => {
@@ -651,6 +740,20 @@ fn duplicate(existing: ReleaseRecord) -> Result<RecordOutcome, IntakeError> {
                 lease_expires_at: existing.lease_expires_at.unwrap_or_default(),
             })
         }
+    }
+}
+
+/// What an event without `Records` is, for the log.
+fn not_an_s3_notification(event: &serde_json::Value) -> String {
+    let text = |key: &str| event.get(key).and_then(serde_json::Value::as_str);
+    match (text("Event"), text("source"), text("detail-type")) {
+        (Some("s3:TestEvent"), _, _) => {
+            "S3's test event (sent when a notification is set up)".into()
+        }
+        (_, Some(source), Some(detail)) => {
+            format!("an EventBridge event ({source}, {detail}): intake takes S3 notifications")
+        }
+        _ => "not an S3 notification (no Records)".into(),
     }
 }
 
@@ -705,6 +808,7 @@ fn parse_record(record: &S3EventRecord) -> Result<Drop, String> {
         event_name,
         size: record.s3.object.size,
         uploaded_by: record.principal_id.principal_id.clone(),
+        sequencer: record.s3.object.sequencer.clone().filter(|s| !s.is_empty()),
     })
 }
 
@@ -751,6 +855,53 @@ mod tests {
         assert_eq!(release_id(&a), release_id(&a.clone()));
         assert_ne!(release_id(&a), release_id(&b));
         assert!(release_id(&a).starts_with("rel-"));
+    }
+
+    fn intake() -> Intake {
+        let config = IntakeConfig::from_env(&shipgate::config::Env::from_pairs([
+            ("SHIPGATE_ARTIFACT_BUCKET", "drops"),
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_PIPELINE_NAME", "p"),
+            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
+        ]))
+        .unwrap();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        Intake::new(config, &sdk)
+    }
+
+    #[tokio::test]
+    async fn what_is_not_an_s3_notification_is_acknowledged_not_failed() {
+        // S3's test event (S3 User Guide, "Event message structure") and an S3 event as
+        // EventBridge delivers it ("Using EventBridge": Object Created): no AWS call is made
+        // (this intake has no endpoint it could reach).
+        for (fixture, reason) in [
+            (include_str!("../tests/fixtures/s3-test-event.json"), "test event"),
+            (
+                include_str!("../tests/fixtures/eventbridge-s3-object-created.json"),
+                "EventBridge event (aws.s3, Object Created)",
+            ),
+            (r#"{"hello": "world"}"#, "no Records"),
+        ] {
+            let report = intake()
+                .handle(serde_json::from_str(fixture).unwrap(), "req")
+                .await
+                .unwrap();
+            match &report.records[..] {
+                [RecordOutcome::Ignored { reason: why, .. }] => {
+                    assert!(why.contains(reason), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Records that do not parse may be a drop: an error, kept by the failed-event queue.
+        let error = intake()
+            .handle(serde_json::json!({"Records": [{"s3": 1}]}), "req")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, IntakeError::MalformedEvent(_)), "{error}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct ObjectFacts {
     pub size: u64,
     pub etag: Option<String>,
     pub version_id: Option<String>,
+    /// `LastModified`, epoch seconds (S3 records it to the second).
+    pub last_modified: Option<i64>,
 }
 
 /// `HeadObject`; `Ok(None)` when the object (or that version) does not exist or is a delete marker.
@@ -53,6 +55,7 @@ pub async fn head_object(
             size: out.content_length().unwrap_or(0).max(0) as u64,
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
+            last_modified: out.last_modified().map(|t| t.secs()),
         })),
         Err(err) => {
             let err = AwsError::from_sdk("S3", "HeadObject", err);

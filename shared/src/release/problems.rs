@@ -151,6 +151,11 @@ problem_codes! {
     VersionConflict = "version_conflict",
     /// The drop is the same release (same contents) as one accepted before: nothing new starts.
     AlreadyReleased = "already_released",
+    /// The drop was uploaded before another drop of the same application that already started.
+    Overtaken = "overtaken",
+    /// The drop was deleted (its key's current version is a delete marker, or the version is
+    /// gone) before it was handled.
+    Withdrawn = "withdrawn",
     /// The source registry could not be asked whether an image exists.
     RegistryUnavailable = "registry_unavailable",
     /// The dropped object no longer exists (deleted, or an event for a failed upload).

@@ -23,7 +23,9 @@ pub use gate::{
 };
 pub use green::PreparedGreen;
 pub use promotion::{PromotedImage, Promotion, PromotionState};
-pub use release::{Claim, ReleaseRecord, ReleaseState, VersionClaim, VersionRecord};
+pub use release::{
+    Claim, LatestUpload, ReleaseRecord, ReleaseState, VersionClaim, VersionRecord,
+};
 pub use targets::StageTargets;
 
 use std::collections::HashMap;
@@ -68,13 +70,17 @@ pub enum StoreError {
         left: usize,
         attempts: u32,
     },
+    /// A compare-and-set lost to other writers every time it was tried: another try later may
+    /// win.
+    #[error("{what} kept changing under {tries} tries to update it; try again")]
+    Contended { what: String, tries: usize },
 }
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Aws(e) => e.retryable,
-            StoreError::Unprocessed { .. } => true,
+            StoreError::Unprocessed { .. } | StoreError::Contended { .. } => true,
             StoreError::Shape { .. } | StoreError::NotFound(_) => false,
         }
     }

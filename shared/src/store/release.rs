@@ -114,6 +114,42 @@ pub struct VersionRecord {
     pub claimed_at: String,
 }
 
+/// The newest upload of an application that intake started: a drop uploaded before it is never
+/// started (S3 delivers notifications out of order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestUpload {
+    pub application: String,
+    pub release_id: String,
+    /// The object's key, and its `LastModified` (epoch seconds) as S3 records it.
+    pub key: String,
+    pub uploaded_at: i64,
+    /// The S3 event's `sequencer` for that object, which orders uploads of one key.
+    pub sequencer: Option<String>,
+}
+
+impl LatestUpload {
+    /// Whether `self` was uploaded before `other`: for one key by the events' sequencers when
+    /// both have one (S3 User Guide, "Event message structure": of two events for the same
+    /// key, the greater hexadecimal sequencer is the later), otherwise by `LastModified`.
+    /// Uploads in the same second under different keys cannot be told apart: neither is before
+    /// the other.
+    pub fn is_before(&self, other: &LatestUpload) -> bool {
+        if self.key == other.key
+            && let (Some(mine), Some(theirs)) = (&self.sequencer, &other.sequencer)
+        {
+            return hex_order(mine, theirs) == std::cmp::Ordering::Less;
+        }
+        self.uploaded_at < other.uploaded_at
+    }
+}
+
+/// Two hexadecimal strings compared by value (leading zeros do not count), case-insensitively.
+fn hex_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.trim_start_matches('0').to_ascii_uppercase();
+    let b = b.trim_start_matches('0').to_ascii_uppercase();
+    a.len().cmp(&b.len()).then_with(|| a.cmp(&b))
+}
+
 /// The outcome of claiming an application's version for a release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionClaim {
@@ -137,6 +173,11 @@ pub enum Claim {
 const RELEASE_SK: &str = "RELEASE";
 const RELEASES_LIST: &str = "RELEASES";
 const VERSION_SK: &str = "VERSION";
+const LATEST_UPLOAD_SK: &str = "LATEST_UPLOAD";
+
+fn application_pk(application: &str) -> String {
+    format!("APPLICATION#{application}")
+}
 
 /// Where an application's version is recorded (`\u{1f}` cannot appear in either: the manifest
 /// refuses control characters).
@@ -228,6 +269,51 @@ impl Store {
         })
     }
 
+    /// The newest upload of `application` that intake started, if any.
+    pub async fn latest_upload(&self, application: &str) -> Result<Option<LatestUpload>, StoreError> {
+        self.get_record(application_pk(application), LATEST_UPLOAD_SK)
+            .await
+    }
+
+    /// Records `upload` as its application's newest started upload unless one uploaded after
+    /// it was recorded meanwhile: `Ok(None)` when it was recorded, else the newer one. A
+    /// compare-and-set on the record read, tried again when another release wrote in between.
+    pub async fn record_latest_upload(
+        &self,
+        upload: &LatestUpload,
+    ) -> Result<Option<LatestUpload>, StoreError> {
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            let current = self.latest_upload(&upload.application).await?;
+            if let Some(current) = &current
+                && current.release_id != upload.release_id
+                && upload.is_before(current)
+            {
+                return Ok(Some(current.clone()));
+            }
+            let put = self.put(to_item(
+                Keys::new(application_pk(&upload.application), LATEST_UPLOAD_SK),
+                upload,
+            )?);
+            let put = match &current {
+                Some(current) => put
+                    .condition_expression("release_id = :seen")
+                    .expression_attribute_values(
+                        ":seen",
+                        AttributeValue::S(current.release_id.clone()),
+                    ),
+                None => put.condition_expression("attribute_not_exists(pk)"),
+            };
+            if condition_held("PutItem", put.send().await)?.is_some() {
+                return Ok(None);
+            }
+        }
+        Err(StoreError::Contended {
+            what: format!("the latest upload of {}", upload.application),
+            tries: TRIES,
+        })
+    }
+
     /// A release by id (strongly consistent).
     pub async fn get_release(&self, release_id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
         self.get_record(release_pk(release_id), RELEASE_SK).await
@@ -245,4 +331,36 @@ fn release_keys(record: &ReleaseRecord) -> Keys {
         RELEASES_LIST,
         format!("{}#{}", record.received_at, record.release_id),
     )
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    fn upload(key: &str, at: i64, sequencer: Option<&str>) -> LatestUpload {
+        LatestUpload {
+            application: "orders".into(),
+            release_id: format!("rel-{key}-{at}"),
+            key: key.into(),
+            uploaded_at: at,
+            sequencer: sequencer.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn one_key_is_ordered_by_sequencer_and_keys_by_upload_time() {
+        // The same second, one key: the sequencer decides, by value.
+        let older = upload("incoming/o.zip", 100, Some("0055AED6DCD90281E5"));
+        let newer = upload("incoming/o.zip", 100, Some("0055AED6DCD90281E6"));
+        assert!(older.is_before(&newer) && !newer.is_before(&older));
+        let longer = upload("incoming/o.zip", 100, Some("0155AED6DCD90281E5"));
+        assert!(newer.is_before(&longer));
+        let padded = upload("incoming/o.zip", 100, Some("000055aed6dcd90281e6"));
+        assert!(!newer.is_before(&padded) && !padded.is_before(&newer));
+        // Across keys: S3's LastModified; the same second orders neither.
+        let other = upload("incoming/p.zip", 101, Some("00"));
+        assert!(newer.is_before(&other) && !other.is_before(&newer));
+        let same_second = upload("incoming/p.zip", 100, None);
+        assert!(!newer.is_before(&same_second) && !same_second.is_before(&newer));
+    }
 }
