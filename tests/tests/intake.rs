@@ -660,8 +660,12 @@ async fn a_version_is_released_once_and_the_same_release_again_starts_nothing() 
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let intake = world.intake()?;
-    let release =
-        drops::ReleaseBuilder::new(&world.app, "6.0.0").image("web", "orders/web", "6.0.0", &digest);
+    let release = drops::ReleaseBuilder::new(&world.app, "6.0.0").image(
+        "web",
+        "orders/web",
+        "6.0.0",
+        &digest,
+    );
 
     let first = world
         .deliver(
@@ -860,8 +864,8 @@ fn with_sequencer(mut event: Value, sequencer: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_come_in(
-) -> Result<()> {
+async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_come_in()
+-> Result<()> {
     // The newer upload's event first, then the older one's three times: only the newer runs.
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
@@ -869,18 +873,23 @@ async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_c
     let key = world.by_hand("orders.zip");
     let older = with_sequencer(
         world
-            .drop(&key, drops::good_release(&world.app, "7.1.0", "orders/web", &digest))
+            .drop(
+                &key,
+                drops::good_release(&world.app, "7.1.0", "orders/web", &digest),
+            )
             .await?,
         "0055AED6DCD9028100",
     );
     let newer = with_sequencer(
         world
-            .drop(&key, drops::good_release(&world.app, "7.2.0", "orders/web", &digest))
+            .drop(
+                &key,
+                drops::good_release(&world.app, "7.2.0", "orders/web", &digest),
+            )
             .await?,
         "0055AED6DCD9028200",
     );
-    let (newer_id, codes) = outcome_release(&world.deliver(&intake, &newer, "req-new").await?)
-;
+    let (newer_id, codes) = outcome_release(&world.deliver(&intake, &newer, "req-new").await?);
     assert!(codes.is_empty(), "the newer upload starts");
     let mut outcomes = Vec::new();
     for _ in 0..3 {
@@ -896,14 +905,21 @@ async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_c
     };
     assert_eq!(codes, &vec!["overtaken".to_owned()]);
     assert!(
-        outcomes[1..]
-            .iter()
-            .all(|o| matches!(o, RecordOutcome::Duplicate { state: ReleaseState::Rejected, .. })),
+        outcomes[1..].iter().all(|o| matches!(
+            o,
+            RecordOutcome::Duplicate {
+                state: ReleaseState::Rejected,
+                ..
+            }
+        )),
         "{outcomes:?}"
     );
     let record = world.release(older_id).await?.context("recorded")?;
     let problems = record.problems.map(|p| p.to_string()).unwrap_or_default();
-    assert!(problems.contains(&newer_id), "names the newer release: {problems}");
+    assert!(
+        problems.contains(&newer_id),
+        "names the newer release: {problems}"
+    );
     let emails = world.emails_about(std::slice::from_ref(older_id)).await?;
     assert_eq!(emails.len(), 1, "the integrator is told");
     let executions = world
@@ -918,27 +934,38 @@ async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_c
     let key = world.by_hand("orders.zip");
     let older = with_sequencer(
         world
-            .drop(&key, drops::good_release(&world.app, "7.1.0", "orders/web", &digest))
+            .drop(
+                &key,
+                drops::good_release(&world.app, "7.1.0", "orders/web", &digest),
+            )
             .await?,
         "0055AED6DCD9028100",
     );
     let newer = with_sequencer(
         world
-            .drop(&key, drops::good_release(&world.app, "7.2.0", "orders/web", &digest))
+            .drop(
+                &key,
+                drops::good_release(&world.app, "7.2.0", "orders/web", &digest),
+            )
             .await?,
         "0055AED6DCD9028200",
     );
     let mut started = Vec::new();
     for (event, request) in [(&older, "req-old"), (&newer, "req-new")] {
-        let (id, codes) = outcome_release(&world.deliver(&intake, event, request).await?)
-    ;
+        let (id, codes) = outcome_release(&world.deliver(&intake, event, request).await?);
         assert!(codes.is_empty(), "{id}: {codes:?}");
         started.push(id);
     }
     for _ in 0..2 {
         let late = world.deliver(&intake, &older, "req-old").await?;
         assert!(
-            matches!(late.records[0], RecordOutcome::Duplicate { state: ReleaseState::Started, .. }),
+            matches!(
+                late.records[0],
+                RecordOutcome::Duplicate {
+                    state: ReleaseState::Started,
+                    ..
+                }
+            ),
             "{late:?}"
         );
     }
@@ -952,7 +979,10 @@ async fn a_drop_deleted_before_its_event_is_handled_is_not_released() -> Result<
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let key = world.by_hand("orders-8.0.0.zip");
     let event = world
-        .drop(&key, drops::good_release(&world.app, "8.0.0", "orders/web", &digest))
+        .drop(
+            &key,
+            drops::good_release(&world.app, "8.0.0", "orders/web", &digest),
+        )
         .await?;
     // The integrator deletes it: in a versioned bucket, a delete marker on top of the version.
     world
@@ -967,8 +997,12 @@ async fn a_drop_deleted_before_its_event_is_handled_is_not_released() -> Result<
     assert_eq!(codes, vec!["withdrawn".to_owned()]);
     let record = world.release(&id).await?.context("recorded")?;
     assert_eq!(record.state, ReleaseState::Rejected);
-    assert!(world.emails_about(std::slice::from_ref(&id)).await?.is_empty());
+    assert!(
+        world
+            .emails_about(std::slice::from_ref(&id))
+            .await?
+            .is_empty()
+    );
     assert!(world.executions_of(&[id]).await?.is_empty());
     Ok(())
 }
-

@@ -168,7 +168,7 @@ impl Intake {
         // other shape without `Records` are not drops: acknowledged, so that Lambda neither
         // retries them nor parks them in the failed-event queue. An event with `Records` that do
         // not parse stays an error: it may be a drop, and the queue keeps it for an operator.
-        if !event.get("Records").is_some_and(serde_json::Value::is_array) {
+        if event.get("Records").is_none() {
             let reason = not_an_s3_notification(&event);
             info!(reason = %reason, outcome = "ignored", "event acknowledged");
             return Ok(IntakeReport {
@@ -318,11 +318,14 @@ impl Intake {
                 path: None,
             };
             info!(outcome = "withdrawn", "the drop was withdrawn");
-            return self.set_aside(record, vec![problem], request_id, false).await;
+            return self
+                .set_aside(record, vec![problem], request_id, false)
+                .await;
         }
+        let release_id = record.release_id.clone();
         let upload = |application: &str| LatestUpload {
             application: application.to_owned(),
-            release_id: record.release_id.clone(),
+            release_id: release_id.clone(),
             key: object.key.clone(),
             uploaded_at: facts.last_modified.unwrap_or_default(),
             sequencer: drop.sequencer.clone(),
@@ -350,7 +353,9 @@ impl Intake {
             && newer.release_id != upload.release_id
             && upload.is_before(&newer)
         {
-            return self.reject(record, vec![overtaken(&newer)], request_id).await;
+            return self
+                .reject(record, vec![overtaken(&newer)], request_id)
+                .await;
         }
         if let Some(problem) = self.claim_version(&record, &inspection).await? {
             return self.reject(record, vec![problem], request_id).await;
@@ -358,7 +363,9 @@ impl Intake {
         if let Some(upload) = &upload
             && let Some(newer) = self.store.record_latest_upload(upload).await?
         {
-            return self.reject(record, vec![overtaken(&newer)], request_id).await;
+            return self
+                .reject(record, vec![overtaken(&newer)], request_id)
+                .await;
         }
         self.accept(record, &inspection, request_id).await
     }
@@ -878,7 +885,10 @@ mod tests {
         // EventBridge delivers it ("Using EventBridge": Object Created): no AWS call is made
         // (this intake has no endpoint it could reach).
         for (fixture, reason) in [
-            (include_str!("../tests/fixtures/s3-test-event.json"), "test event"),
+            (
+                include_str!("../tests/fixtures/s3-test-event.json"),
+                "test event",
+            ),
             (
                 include_str!("../tests/fixtures/eventbridge-s3-object-created.json"),
                 "EventBridge event (aws.s3, Object Created)",

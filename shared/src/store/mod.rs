@@ -23,9 +23,7 @@ pub use gate::{
 };
 pub use green::PreparedGreen;
 pub use promotion::{PromotedImage, Promotion, PromotionState};
-pub use release::{
-    Claim, LatestUpload, ReleaseRecord, ReleaseState, VersionClaim, VersionRecord,
-};
+pub use release::{Claim, LatestUpload, ReleaseRecord, ReleaseState, VersionClaim, VersionRecord};
 pub use targets::StageTargets;
 
 use std::collections::HashMap;

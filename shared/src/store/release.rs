@@ -270,7 +270,10 @@ impl Store {
     }
 
     /// The newest upload of `application` that intake started, if any.
-    pub async fn latest_upload(&self, application: &str) -> Result<Option<LatestUpload>, StoreError> {
+    pub async fn latest_upload(
+        &self,
+        application: &str,
+    ) -> Result<Option<LatestUpload>, StoreError> {
         self.get_record(application_pk(application), LATEST_UPLOAD_SK)
             .await
     }
