@@ -56,6 +56,9 @@ pub enum MetricName {
     ReleasesRejected,
     /// mailer: approval emails sent (one per approver).
     ApprovalEmailsSent,
+    /// mailer: an approval notification refused (its `CustomData` names another environment
+    /// than its stage gates, or its stage gates none): nobody mailed.
+    ApprovalNotificationsRefused,
     /// approval page: an approval decided "approve".
     ApprovalsApproved,
     /// approval page: an approval decided "reject".
@@ -83,10 +86,11 @@ pub enum MetricName {
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 15] = [
+    pub const ALL: [MetricName; 16] = [
         MetricName::ReleasesAccepted,
         MetricName::ReleasesRejected,
         MetricName::ApprovalEmailsSent,
+        MetricName::ApprovalNotificationsRefused,
         MetricName::ApprovalsApproved,
         MetricName::ApprovalsRejected,
         MetricName::ChecksPassed,
@@ -106,6 +110,7 @@ impl MetricName {
             MetricName::ReleasesAccepted => "ReleasesAccepted",
             MetricName::ReleasesRejected => "ReleasesRejected",
             MetricName::ApprovalEmailsSent => "ApprovalEmailsSent",
+            MetricName::ApprovalNotificationsRefused => "ApprovalNotificationsRefused",
             MetricName::ApprovalsApproved => "ApprovalsApproved",
             MetricName::ApprovalsRejected => "ApprovalsRejected",
             MetricName::ChecksPassed => "ChecksPassed",

@@ -170,3 +170,27 @@ pub mod many_problems {
         "path_traversal",
     ];
 }
+
+/// An SDK configuration whose every call fails at once, without a retry: the endpoint is a
+/// closed port on this machine. A handler given it that answers `Ok` made no AWS call on the
+/// way (no read, no write, no email): what a test of a refusal before any effect needs.
+pub fn offline_sdk_config() -> aws_config::SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_types::retry::RetryConfig;
+    use aws_types::region::Region;
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDOFFLINE",
+            "offline",
+            None,
+            None,
+            "offline",
+        )))
+        .retry_config(RetryConfig::disabled())
+        .http_client(crate::aws::https_client())
+        .build()
+}

@@ -15,14 +15,17 @@
 //! no longer waiting, 413 too large, 415 not a form, 503 try again.
 
 mod form;
+mod request;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 use shipgate::approval::{
-    ApprovalView, Notice, PageForm, approval_page, content_security_policy, decided_page,
-    format_utc, notice_page,
+    ApprovalView, Notice, PageForm, approval_page, approvers_from_env, content_security_policy,
+    decided_page, environments_from_env, format_utc, gated_environment, notice_page,
 };
 use shipgate::aws::codepipeline::{
     ApprovalDecision, approval_action_state, put_approval_result, recent_executions, superseded_by,
@@ -31,7 +34,8 @@ use shipgate::aws::secrets::{LinkKeyCache, LinkKeys};
 use shipgate::config::{ConfigError, Env};
 use shipgate::error::AwsError;
 use shipgate::links::{
-    LinkClaims, LinkError, form_token, nonce_key, verify_form_token, verify_link_with_keys,
+    LinkClaims, LinkError, check_link_shape, form_token, nonce_key, verify_form_token,
+    verify_link_with_keys,
 };
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{
@@ -56,6 +60,7 @@ macro_rules! gate_event {
 }
 
 pub use form::{MAX_BODY_BYTES, MAX_COMMENT_CHARS, cross_site, read_form};
+pub use request::{RequestError, read_function_url_event};
 
 /// The page's configuration, read once from the environment.
 #[derive(Debug, Clone)]
@@ -67,16 +72,55 @@ pub struct PageConfig {
     /// `SHIPGATE_SUPERSEDE_LOOKBACK` (default 25): how many recent executions are read to find
     /// a newer release that replaced the one waiting.
     pub supersede_lookback: i32,
+    /// `SHIPGATE_ENVIRONMENTS` (default `int,stg,prod`), in pipeline order: the environment a
+    /// gate's stage gates is read against them ([`gated_environment`]).
+    pub environments: Vec<String>,
+    /// `SHIPGATE_APPROVERS_<ENV>` per environment, as the mailer reads them: who may decide
+    /// that environment's gates now.
+    pub approvers: BTreeMap<String, Vec<String>>,
 }
 
 impl PageConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let environments = environments_from_env(env);
+        let approvers = environments
+            .iter()
+            .map(|e| Ok((e.clone(), approvers_from_env(env, e)?)))
+            .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             link_key_secret: env.required("SHIPGATE_LINK_KEY_SECRET")?,
             supersede_lookback: env.parsed_or("SHIPGATE_SUPERSEDE_LOOKBACK", 25)?,
+            environments,
+            approvers,
         })
     }
+}
+
+/// Whether `approver` may decide `gate` now, by the gate's place in the pipeline: its stage
+/// must gate the environment recorded on it, and `approver` must be one of that environment's
+/// approvers as configured now. The reason when not.
+pub fn approver_authority(gate: &Gate, approver: &str, config: &PageConfig) -> Result<(), String> {
+    let gated = gated_environment(&gate.stage, &config.environments)
+        .ok_or_else(|| format!("stage {} gates no environment", gate.stage))?;
+    if gated.environment != gate.environment {
+        return Err(format!(
+            "the gate is recorded for {} but its stage {} gates {}",
+            gate.environment, gate.stage, gated.environment
+        ));
+    }
+    let approvers = config
+        .approvers
+        .get(&gated.environment)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !approvers.iter().any(|a| a.eq_ignore_ascii_case(approver)) {
+        return Err(format!(
+            "the link's approver is not an approver of {}",
+            gated.environment
+        ));
+    }
+    Ok(())
 }
 
 /// The page, with its clients built once.
@@ -128,11 +172,38 @@ impl ApprovalPage {
         }
     }
 
-    /// One request, as `lambda_http` hands it over.
+    /// One request: the page's answer to it, with the headers every answer carries.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let method = request.method().as_str().to_owned();
+        let head = request.method() == Method::HEAD;
+        let answer = self.answer(&request).await;
+        self.respond(answer, head)
+    }
+
+    /// A function URL event (payload format 2.0), as Lambda delivers it, in; the function URL
+    /// response JSON out. Whatever the event holds, the answer is one of the page's own pages:
+    /// an event that is no request the page can read gets a 400 page.
+    pub async fn handle_event(&self, event: serde_json::Value) -> serde_json::Value {
+        let response = match request::read_function_url_event(&event) {
+            Ok(request) => self.handle(request).await,
+            Err(e) => {
+                warn!(error = %e, outcome = "refused", "request not readable");
+                self.respond(
+                    refusal(
+                        400,
+                        "Request not readable",
+                        "This request could not be read as a visit to the approval page. Open \
+                         the link from your approval email. Nothing was decided.",
+                    ),
+                    false,
+                )
+            }
+        };
+        function_url_response(response)
+    }
+
+    async fn answer(&self, request: &Request) -> Answer {
         let query = request.query_string_parameters();
-        let answer = match method.as_str() {
+        match request.method().as_str() {
             "GET" | "HEAD" => {
                 let token = query.first("t").map(str::to_owned);
                 let intent = match query.first("i") {
@@ -142,14 +213,18 @@ impl ApprovalPage {
                 };
                 self.show(token.as_deref(), intent).await
             }
-            "POST" => self.decide(&request).await,
+            "POST" => self.decide(request).await,
             _ => refusal(
                 405,
                 "Not here",
                 "This page only shows approvals and takes decisions from its own buttons.",
             ),
-        };
-        let body = if method == "HEAD" {
+        }
+    }
+
+    /// An answer as a response: its page (none for `HEAD`) and the security headers.
+    fn respond(&self, answer: Answer, head: bool) -> Response<Body> {
+        let body = if head {
             Body::Empty
         } else {
             Body::Text(answer.html)
@@ -166,21 +241,6 @@ impl ApprovalPage {
             *response.status_mut() = lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR;
             response
         })
-    }
-
-    /// A function URL event (payload format 2.0) in, the function URL response JSON out: the
-    /// same handler as [`ApprovalPage::handle`], for hosts that pass events as JSON.
-    pub async fn handle_event(&self, event: serde_json::Value) -> serde_json::Value {
-        let response = match lambda_http::request::from_str(&event.to_string()) {
-            Ok(request) => self.handle(request).await,
-            Err(e) => {
-                warn!(error = %e, "not a function URL event");
-                let mut response = Response::new(Body::Empty);
-                *response.status_mut() = lambda_http::http::StatusCode::BAD_REQUEST;
-                response
-            }
-        };
-        function_url_response(response)
     }
 
     async fn show(&self, token: Option<&str>, intent: Option<Verdict>) -> Answer {
@@ -450,6 +510,10 @@ impl ApprovalPage {
                  has no token. Copy the whole link from the email. Nothing was decided.",
             )));
         };
+        if let Err(e) = check_link_shape(token) {
+            warn!(outcome = "refused", reason = %e, "approval link refused");
+            return Ok(Err(link_refusal(&e)));
+        }
         let keys = self.keys.keys().await?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = match verify_link_with_keys(token, &keys.verifying(), now) {
@@ -496,6 +560,23 @@ impl ApprovalPage {
                 )));
             }
         };
+        if let Err(reason) = approver_authority(&gate, &claims.approver, &self.config) {
+            gate_event!(
+                warn,
+                gate,
+                stage = gate.stage,
+                outcome = "refused",
+                reason,
+                "link of someone who may not decide this gate"
+            );
+            return Ok(Err(refusal(
+                403,
+                "Not an approver here",
+                "This link's approver may not decide this approval: every link is checked \
+                 against the approvers of the environment the approval gates. Nothing was \
+                 decided.",
+            )));
+        }
         if gate.state != GateState::Pending {
             return Ok(Err(gate_closed(&gate)));
         }
@@ -746,6 +827,71 @@ shipgate::function!(ApprovalPage, PageConfig);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shipgate::store::ApprovalToken;
+
+    fn config() -> PageConfig {
+        PageConfig::from_env(&Env::from_pairs([
+            ("SHIPGATE_TABLE", "shipgate"),
+            ("SHIPGATE_LINK_KEY_SECRET", "link-key"),
+            ("SHIPGATE_APPROVERS_INT", "int-lead@example.com"),
+            (
+                "SHIPGATE_APPROVERS_STG",
+                "stg-lead@example.com, STG-ops@example.com",
+            ),
+        ]))
+        .unwrap()
+    }
+
+    fn gate(stage: &str, action: &str, environment: &str) -> Gate {
+        let token = ApprovalToken::new("token");
+        Gate {
+            pipeline: "shipgate".into(),
+            execution_id: "exec-1".into(),
+            stage: stage.into(),
+            action: action.into(),
+            environment: environment.into(),
+            release_id: "rel-1".into(),
+            promote_from: None,
+            round: token.round(),
+            approval_token: token,
+            approval_expires_at: 1_900_000_000,
+            state: GateState::Pending,
+            links: Vec::new(),
+            decision: None,
+            opened_at: "2026-12-07T10:00:00Z".into(),
+            updated_at: "2026-12-07T10:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_approvers_of_the_environment_its_stage_gates_may_decide() {
+        let config = config();
+        let stg = gate("Stg", "ApproveStg", "stg");
+        assert_eq!(
+            approver_authority(&stg, "stg-lead@example.com", &config),
+            Ok(())
+        );
+        assert_eq!(
+            approver_authority(&stg, "stg-ops@example.com", &config),
+            Ok(())
+        );
+        let refused = approver_authority(&stg, "int-lead@example.com", &config).unwrap_err();
+        assert!(refused.contains("not an approver of stg"), "{refused}");
+        // A promotion into stg is stg's approvers' to decide.
+        let promotion = gate("PromoteToStg", "ApprovePromotion", "stg");
+        assert_eq!(
+            approver_authority(&promotion, "stg-lead@example.com", &config),
+            Ok(())
+        );
+        // A gate recorded for int at stg's stage is decided by nobody: int's approvers hold no
+        // authority over stg's gate, whatever the record says.
+        let mislabelled = gate("Stg", "ApproveStg", "int");
+        let refused =
+            approver_authority(&mislabelled, "int-lead@example.com", &config).unwrap_err();
+        assert!(refused.contains("its stage Stg gates stg"), "{refused}");
+        let nowhere = gate("Source", "Release", "int");
+        assert!(approver_authority(&nowhere, "int-lead@example.com", &config).is_err());
+    }
 
     #[test]
     fn the_pipeline_summary_names_approver_link_and_comment() {

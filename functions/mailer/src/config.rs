@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use shipgate::approval::{approvers_from_env, environment_suffix, environments_from_env};
 use shipgate::config::{ConfigError, Env};
 
 /// Who approves one environment, and how they are written to.
@@ -23,8 +24,10 @@ pub struct MailerConfig {
     pub table: String,
     /// `SHIPGATE_LINK_KEY_SECRET`: the Secrets Manager secret (name or ARN) links are signed with.
     pub link_key_secret: String,
-    /// Per environment (`SHIPGATE_ENVIRONMENTS`, default `int,stg,prod`), those that have
-    /// approvers configured.
+    /// `SHIPGATE_ENVIRONMENTS` (default `int,stg,prod`): the environments in pipeline order,
+    /// which the stages' names are read against ([`shipgate::approval::gated_environment`]).
+    pub environments: Vec<String>,
+    /// Per environment, those that have approvers configured.
     pub gates: BTreeMap<String, GateConfig>,
 }
 
@@ -37,21 +40,11 @@ impl MailerConfig {
                 .map(str::to_owned)
                 .ok_or_else(|| ConfigError::Missing { name: name.into() })
         };
+        let environments = environments_from_env(env);
         let mut gates = BTreeMap::new();
-        for name in env
-            .or("SHIPGATE_ENVIRONMENTS", "int,stg,prod")
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-        {
-            let suffix = name.to_ascii_uppercase().replace('-', "_");
-            let approvers_var = format!("SHIPGATE_APPROVERS_{suffix}");
-            let raw = env.optional(&approvers_var).unwrap_or("");
-            let approvers = parse_approvers(raw).map_err(|reason| ConfigError::Invalid {
-                name: approvers_var.clone(),
-                value: raw.to_owned(),
-                reason,
-            })?;
+        for name in &environments {
+            let suffix = environment_suffix(name);
+            let approvers = approvers_from_env(env, name)?;
             if approvers.is_empty() {
                 continue;
             }
@@ -65,7 +58,7 @@ impl MailerConfig {
                 });
             }
             gates.insert(
-                name.to_owned(),
+                name.clone(),
                 GateConfig {
                     approvers,
                     mail_from,
@@ -76,30 +69,10 @@ impl MailerConfig {
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             link_key_secret: env.required("SHIPGATE_LINK_KEY_SECRET")?,
+            environments,
             gates,
         })
     }
-}
-
-/// `a@x.com, b@y.org` → addresses, each checked for the shape of an address.
-fn parse_approvers(raw: &str) -> Result<Vec<String>, String> {
-    let mut out: Vec<String> = Vec::new();
-    for address in raw.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        let valid = address.len() <= 254
-            && address
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-            && !address
-                .chars()
-                .any(|c| c.is_whitespace() || c == '<' || c == '>');
-        if !valid {
-            return Err(format!("{address:?} is not an email address"));
-        }
-        if !out.iter().any(|a| a.eq_ignore_ascii_case(address)) {
-            out.push(address.to_owned());
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! The mailer: CodePipeline's manual approval (an SNS notification) becomes one email per
 //! approver of that environment, each with its own signed link to the approval page.
 //!
-//! For each notification it checks the approval is really waiting (`GetPipelineState`, with the
+//! The environment, and so who is asked, comes from the stage the approval waits in
+//! ([`authorise`]; the stage and action are then checked against the pipeline's state with the
+//! token), never from the approval's `CustomData`: a notification whose `CustomData` names
+//! another environment than its stage gates is refused, logged and counted, and nobody is
+//! mailed. For each notification it checks the approval is really waiting (`GetPipelineState`, with the
 //! token), opens the gate in the table (a conditional write: a duplicate notification finds the
 //! gate open and mails nobody twice), signs one link per approver (bound to the execution, stage,
 //! action and approver, expiring with the approval, with a fresh nonce) and sends the email with
@@ -15,17 +19,17 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use serde::Serialize;
-use shipgate::approval::{ApprovalView, approval_email};
+use shipgate::approval::{ApprovalView, GatedEnvironment, approval_email, gated_environment};
 use shipgate::aws::codepipeline::approval_action_state;
 use shipgate::aws::secrets::LinkKeyCache;
 use shipgate::aws::ses::{Email, send_email};
 use shipgate::error::AwsError;
 use shipgate::links::{LinkClaims, nonce_key, sign_link};
-use shipgate::metrics::{MetricName, StageMetrics};
+use shipgate::metrics::{MetricEvent, MetricName, StageMetrics};
 use shipgate::store::{Gate, GateOpening, GateState, IssuedLink, Store, StoreError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::{GateConfig, MailerConfig};
 pub use notification::{ApprovalNotification, parse_approval_message, read_sns_event};
@@ -44,6 +48,9 @@ pub enum RecordOutcome {
     Duplicate { gate: String },
     /// Not an approval shipgate handles, or no longer waiting: nothing to do.
     Ignored { reason: String },
+    /// An approval whose `CustomData` disagrees with the environment its stage gates, or that
+    /// claims a gate its stage is not: nobody mailed, logged and counted.
+    Refused { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,9 +135,19 @@ impl Mailer {
     }
 
     async fn mail(&self, n: &ApprovalNotification) -> Result<RecordOutcome, MailerError> {
-        let (Some(release_id), Some(environment)) = (&n.release_id, &n.environment) else {
+        let gated = match authorise(n, &self.config.environments) {
+            Ok(gated) => gated,
+            Err(reason) if n.release_id.is_none() && n.environment.is_none() => {
+                // No gate by its stage and no shipgate words in its CustomData: not ours.
+                warn!(outcome = "ignored", reason, "approval not mailed");
+                return Ok(RecordOutcome::Ignored { reason });
+            }
+            Err(reason) => return Ok(refuse(n, &self.config.environments, reason)),
+        };
+        let environment = &gated.environment;
+        let Some(release_id) = &n.release_id else {
             let reason = format!(
-                "approval {}/{}/{} names no shipgate release and environment in its CustomData",
+                "approval {}/{}/{} names no shipgate release in its CustomData",
                 n.pipeline, n.stage, n.action
             );
             warn!(outcome = "ignored", reason, "approval not mailed");
@@ -173,7 +190,7 @@ impl Mailer {
             .ok_or_else(|| MailerError::UnknownRelease(release_id.clone()))?;
         // An approval to promote shows the images to copy, not a change set: the target
         // environment's change sets are made after the copy and approved at its own gate.
-        let stacks = if n.promote_from.is_some() {
+        let stacks = if gated.promote_from.is_some() {
             Vec::new()
         } else {
             self.store
@@ -203,7 +220,7 @@ impl Mailer {
             action: n.action.clone(),
             environment: environment.clone(),
             release_id: release_id.clone(),
-            promote_from: n.promote_from.clone(),
+            promote_from: gated.promote_from.clone(),
             approval_token: n.token.clone(),
             round: n.token.round(),
             approval_expires_at: n.expires_at,
@@ -282,6 +299,75 @@ impl Mailer {
     }
 }
 
+/// The environment `n`'s approval gates, by its stage ([`gated_environment`]), or why it is
+/// refused: its stage gates no environment, or its `CustomData` names another environment (or
+/// promotion source) than the stage's. `CustomData` never chooses who is asked; it can only
+/// disagree.
+pub fn authorise(
+    n: &ApprovalNotification,
+    environments: &[String],
+) -> Result<GatedEnvironment, String> {
+    let place = format!("{}/{}/{}", n.pipeline, n.stage, n.action);
+    let gated = gated_environment(&n.stage, environments).ok_or_else(|| {
+        format!(
+            "approval {place}: stage {} gates no environment of {}",
+            n.stage,
+            environments.join(",")
+        )
+    })?;
+    if let Some(claimed) = n.environment.as_deref()
+        && claimed != gated.environment
+    {
+        return Err(format!(
+            "approval {place}: its CustomData says environment={claimed}, but stage {} gates {}",
+            n.stage, gated.environment
+        ));
+    }
+    if let Some(claimed) = n.promote_from.as_deref()
+        && gated.promote_from.as_deref() != Some(claimed)
+    {
+        return Err(format!(
+            "approval {place}: its CustomData says from={claimed}, but stage {} {}",
+            n.stage,
+            match &gated.promote_from {
+                Some(from) => format!("promotes from {from}"),
+                None => "is no promotion".to_owned(),
+            }
+        ));
+    }
+    Ok(gated)
+}
+
+/// A refused notification: logged with both sides of the disagreement, counted, nobody mailed.
+fn refuse(n: &ApprovalNotification, environments: &[String], reason: String) -> RecordOutcome {
+    let stage_environment = gated_environment(&n.stage, environments).map(|g| g.environment);
+    error!(
+        release_id = n.release_id.as_deref(),
+        execution_id = n.execution_id.as_deref(),
+        pipeline = n.pipeline,
+        stage = n.stage,
+        action = n.action,
+        stage_environment = stage_environment.as_deref(),
+        custom_data_environment = n.environment.as_deref(),
+        custom_data_from = n.promote_from.as_deref(),
+        outcome = "refused",
+        reason,
+        "approval notification refused: nobody mailed"
+    );
+    let mut metric = MetricEvent::count(MetricName::ApprovalNotificationsRefused)
+        .with_total()
+        .property("stage", n.stage.as_str())
+        .property("action", n.action.as_str());
+    if let Some(environment) = &stage_environment {
+        metric = metric.environment(environment);
+    }
+    if let Some(release_id) = &n.release_id {
+        metric = metric.property("release_id", release_id.as_str());
+    }
+    metric.emit();
+    RecordOutcome::Refused { reason }
+}
+
 fn claims_for(
     execution_id: &str,
     n: &ApprovalNotification,
@@ -322,6 +408,117 @@ shipgate::event_function!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shipgate::config::Env;
+
+    /// CodePipeline's documented approval JSON (CodePipeline user guide, "JSON data format for
+    /// manual approval notifications") for `stage`/`action` with `custom_data`, inside AWS's
+    /// sample SNS event, as the mailer receives it.
+    fn sns_approval(stage: &str, action: &str, custom_data: &str) -> serde_json::Value {
+        let mut approval: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/approval-notification.json"))
+                .unwrap();
+        approval["approval"]["pipelineName"] = "shipgate".into();
+        approval["approval"]["stageName"] = stage.into();
+        approval["approval"]["actionName"] = action.into();
+        approval["approval"]["customData"] = custom_data.into();
+        let mut event: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/sns-event.json")).unwrap();
+        event["Records"][0]["Sns"]["Message"] = approval.to_string().into();
+        event
+    }
+
+    fn custom_data(environment: &str) -> String {
+        format!(
+            "orders 1.4.0 waits for approval in {environment}. release=rel-0123abcd \
+             execution=9f1e-22 environment={environment}"
+        )
+    }
+
+    fn config() -> MailerConfig {
+        MailerConfig::from_env(&Env::from_pairs([
+            ("SHIPGATE_TABLE", "shipgate"),
+            ("SHIPGATE_LINK_KEY_SECRET", "link-key"),
+            ("SHIPGATE_MAIL_FROM", "ship@example.com"),
+            ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
+            ("SHIPGATE_APPROVERS_INT", "int-lead@example.com"),
+            (
+                "SHIPGATE_APPROVERS_STG",
+                "stg-lead@example.com,stg-ops@example.com",
+            ),
+            ("SHIPGATE_APPROVERS_PROD", "cab@example.com"),
+        ]))
+        .unwrap()
+    }
+
+    fn notification(event: serde_json::Value) -> ApprovalNotification {
+        read_sns_event(event).unwrap().remove(0).unwrap()
+    }
+
+    #[test]
+    fn a_stg_approval_is_decided_by_stgs_approvers() {
+        let config = config();
+        let n = notification(sns_approval("Stg", "ApproveStg", &custom_data("stg")));
+        let gated = authorise(&n, &config.environments).unwrap();
+        assert_eq!(gated.environment, "stg");
+        assert_eq!(gated.promote_from, None);
+        assert_eq!(
+            config.gates[&gated.environment].approvers,
+            ["stg-lead@example.com", "stg-ops@example.com"]
+        );
+        // A promotion into stg is stg's approvers' too, from int, by its stage.
+        let n = notification(sns_approval(
+            "PromoteToStg",
+            "ApprovePromotion",
+            "orders 1.4.0 passed int. release=rel-1 execution=e-1 environment=stg from=int",
+        ));
+        let gated = authorise(&n, &config.environments).unwrap();
+        assert_eq!(gated.environment, "stg");
+        assert_eq!(gated.promote_from.as_deref(), Some("int"));
+    }
+
+    #[test]
+    fn custom_data_that_disagrees_with_the_stage_is_refused() {
+        let environments = config().environments;
+        let n = notification(sns_approval("Stg", "ApproveStg", &custom_data("int")));
+        let reason = authorise(&n, &environments).unwrap_err();
+        assert!(reason.contains("environment=int"), "{reason}");
+        assert!(reason.contains("gates stg"), "{reason}");
+        let n = notification(sns_approval(
+            "PromoteToProd",
+            "ApprovePromotion",
+            "release=rel-1 execution=e-1 environment=prod from=int",
+        ));
+        let reason = authorise(&n, &environments).unwrap_err();
+        assert!(reason.contains("from=int"), "{reason}");
+        // A stage that gates nothing cannot be made a gate by its CustomData.
+        let n = notification(sns_approval("Source", "Check", &custom_data("prod")));
+        let reason = authorise(&n, &environments).unwrap_err();
+        assert!(reason.contains("gates no environment"), "{reason}");
+    }
+
+    // Every AWS call of the mailer here fails at once (`offline_sdk_config`): a report means
+    // the notification was answered without reading the table, asking CodePipeline or mailing.
+    #[tokio::test]
+    async fn a_stg_notification_whose_custom_data_says_int_mails_nobody() {
+        let mailer = Mailer::new(config(), &shipgate::testing::offline_sdk_config());
+        let report = mailer
+            .handle(sns_approval("Stg", "ApproveStg", &custom_data("int")))
+            .await
+            .expect("refused without any AWS call");
+        assert!(
+            matches!(&report.records[..], [RecordOutcome::Refused { reason }]
+                if reason.contains("environment=int") && reason.contains("gates stg")),
+            "{report:?}"
+        );
+        // The same notification with CustomData that agrees goes on towards stg's approvers:
+        // its first step, asking CodePipeline whether the approval waits, is made (and fails
+        // here, offline).
+        let error = mailer
+            .handle(sns_approval("Stg", "ApproveStg", &custom_data("stg")))
+            .await
+            .expect_err("the agreeing notification calls AWS");
+        assert!(matches!(error, MailerError::Aws(_)), "{error}");
+    }
 
     #[test]
     fn link_urls_carry_the_token_and_the_intent() {

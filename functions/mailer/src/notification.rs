@@ -5,7 +5,9 @@
 //! actionName, token, expires, customData, …}`. shipgate's pipeline puts the release, the
 //! execution and the environment in the action's `CustomData` as `key=value` words
 //! (`release=rel-… execution=… environment=int`), after a sentence for people who read it in
-//! the console.
+//! the console. The environment and the promotion source read here are claims only: which
+//! environment an approval gates comes from its stage ([`crate::authorise`]), and a
+//! notification whose claims disagree with it is refused.
 
 use aws_lambda_events::event::sns::SnsEvent;
 use serde::Deserialize;
@@ -25,9 +27,10 @@ pub struct ApprovalNotification {
     pub expires_at: i64,
     pub release_id: Option<String>,
     pub execution_id: Option<String>,
+    /// What `CustomData` says the approval gates (`environment=int`): checked against the
+    /// stage, never used to choose approvers.
     pub environment: Option<String>,
-    /// For an approval to promote: the environment the release passed (`from=int`); its
-    /// images go from there to `environment`'s registry.
+    /// What `CustomData` says a promotion comes from (`from=int`): checked against the stage.
     pub promote_from: Option<String>,
 }
 

@@ -15,12 +15,17 @@
 //! JavaScript and carries one `<style>` element, [`PAGE_STYLE`], which the function allows by
 //! hash in [`content_security_policy`], so the policy needs no `'unsafe-inline'`.
 
+mod authority;
 mod email;
 mod page;
 
 #[cfg(test)]
 mod tests;
 
+pub use authority::{
+    GatedEnvironment, approvers_from_env, environment_suffix, environments_from_env,
+    gated_environment, parse_approvers,
+};
 pub use email::{RenderedEmail, approval_email};
 pub use page::{PAGE_STYLE, approval_page, content_security_policy, decided_page, notice_page};
 

@@ -96,6 +96,26 @@ pub fn verify_link(token: &str, key: &[u8], now: i64) -> Result<LinkClaims, Link
     verify_link_with_keys(token, &[key], now)
 }
 
+/// Whether `token` has the shape of a link token (`payload.tag`, both base64url, bounded in
+/// length): what the page checks before it fetches a key, so text that cannot be a link costs
+/// no call. Passing says nothing of its authenticity; [`verify_link_with_keys`] decides that.
+pub fn check_link_shape(token: &str) -> Result<(), LinkError> {
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    match token.split_once('.') {
+        Some((payload, tag))
+            if token.len() <= MAX_TOKEN_LEN && base64url(payload) && base64url(tag) =>
+        {
+            Ok(())
+        }
+        _ => Err(LinkError::Malformed),
+    }
+}
+
 /// Checks a token under any of the given keys (current first, then previous ones), so links
 /// sent before a key rotation keep working until they expire.
 pub fn verify_link_with_keys(

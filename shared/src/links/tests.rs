@@ -307,3 +307,31 @@ fn a_form_token_belongs_to_its_link_and_key() {
         assert!(!verify_form_token(junk, &claims, &[key]));
     }
 }
+
+#[test]
+fn signed_links_have_a_links_shape_and_text_that_cannot_be_one_does_not() {
+    let token = sign_link(&claims(), KEY);
+    assert_eq!(check_link_shape(&token), Ok(()));
+    for text in [
+        "",
+        ".",
+        "abc",
+        "abc.",
+        ".abc",
+        "a.b.c",
+        "\"<script>\".abc",
+        "abc.d>e",
+        "ab c.def",
+        "abc.déf",
+    ] {
+        assert_eq!(
+            check_link_shape(text),
+            Err(LinkError::Malformed),
+            "{text:?}"
+        );
+    }
+    assert_eq!(
+        check_link_shape(&format!("{}.abc", "a".repeat(MAX_TOKEN_LEN))),
+        Err(LinkError::Malformed)
+    );
+}
