@@ -59,6 +59,10 @@ says which AWS behaviour it restores; product code never works around moto.
    ValidationException as AWS refuses it: request_conformance.py says how and what it leaves
    out. moto 5.2 checks almost none of them.
 
+15. CloudFormation: an `AWS::ECS::TaskDefinition` keeps its `ExecutionRoleArn` and `TaskRoleArn`,
+   as a task definition registered through the API does. moto 5.2 drops both (its model takes
+   the family, containers, volumes and memory only), so its tasks would act as no role at all.
+
 And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
 `SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
 its port is its own), and `GET /moto-api/shipgate/ses-messages` lists the emails sent
@@ -677,6 +681,49 @@ def _patch_ecs_task_level_memory():
     )
 
 
+def _patch_ecs_task_definition_roles():
+    try:
+        from moto.ecs import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    definition_class = models.TaskDefinition
+    original_create = definition_class.create_from_cloudformation_json.__func__
+    original_update = definition_class.update_from_cloudformation_json.__func__
+
+    def with_roles(definition, cloudformation_json):
+        properties = cloudformation_json.get("Properties") or {}
+        if properties.get("ExecutionRoleArn"):
+            definition.execution_role_arn = properties["ExecutionRoleArn"]
+        if properties.get("TaskRoleArn"):
+            definition.task_role_arn = properties["TaskRoleArn"]
+        return definition
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        definition = original_create(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        return with_roles(definition, cloudformation_json)
+
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id,
+        region_name,
+    ):
+        definition = original_update(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id,
+            region_name,
+        )
+        return with_roles(definition, cloudformation_json)
+
+    definition_class.create_from_cloudformation_json = classmethod(
+        create_from_cloudformation_json
+    )
+    definition_class.update_from_cloudformation_json = classmethod(
+        update_from_cloudformation_json
+    )
+
+
 def _enforce_template_body_limit():
     try:
         from moto.cloudformation import responses
@@ -712,6 +759,7 @@ _patch_load_balancer_full_name()
 _patch_ecs_external_service()
 _patch_ecs_task_set_stability()
 _patch_ecs_task_level_memory()
+_patch_ecs_task_definition_roles()
 _patch_sub_parameter_references()
 _patch_lambda_inline_code_update()
 _patch_lambda_version_resource()
