@@ -63,6 +63,10 @@ says which AWS behaviour it restores; product code never works around moto.
    as a task definition registered through the API does. moto 5.2 drops both (its model takes
    the family, containers, volumes and memory only), so its tasks would act as no role at all.
 
+16. Only while the local stack records calls (`SHIPGATE_CALL_LOG`): every request is recorded with
+   the access key that signed it, and ECR's authorization token names its caller, as AWS's does:
+   call_recording.py says what is recorded and why.
+
 And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
 `SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
 its port is its own), and `GET /moto-api/shipgate/ses-messages` lists the emails sent
@@ -71,6 +75,7 @@ inside `GET /moto-api/data.json`, which serialises every model of every service:
 per call once the demo's stacks existed, and it fails outright once a Lambda function exists.
 """
 
+import call_recording
 import request_conformance
 
 
@@ -752,6 +757,8 @@ def _enforce_template_body_limit():
 _enforce_template_body_limit()
 request_conformance.install()
 request_conformance.add_route()
+# After request_conformance: it records what that parse made of each request.
+call_recording.install()
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_change_set_names_per_stack()

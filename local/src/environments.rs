@@ -192,3 +192,35 @@ pub async fn test_probes(
     }
     Ok(probes)
 }
+
+/// What each resource of `shipgate-env` is in `account` (logical id → physical id, as
+/// CloudFormation reports them): the names the environment's policies resolve to there.
+pub async fn physical_ids(sdk: &SdkConfig, account: &str) -> Result<BTreeMap<String, String>> {
+    let assumed = shipgate::aws::assume_role(
+        sdk,
+        &accounts::deploy_role_arn(account),
+        "shipgate-local-environment",
+    )
+    .await;
+    let cf = aws_sdk_cloudformation::Client::new(&assumed);
+    let mut ids = BTreeMap::new();
+    let mut pages = cf
+        .list_stack_resources()
+        .stack_name(STACK_NAME)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(sdk_error)
+            .with_context(|| format!("listing the resources of {STACK_NAME} in {account}"))?;
+        for resource in page.stack_resource_summaries() {
+            if let (Some(logical), Some(physical)) = (
+                resource.logical_resource_id(),
+                resource.physical_resource_id(),
+            ) {
+                ids.insert(logical.to_owned(), physical.to_owned());
+            }
+        }
+    }
+    Ok(ids)
+}

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod process;
 pub mod provision;
 pub mod recorded_process;
+pub mod recorder;
 pub mod registries;
 pub mod sdk;
 pub mod stack;
