@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod alarms;
 pub mod approvals;
+pub mod authorization;
 pub mod codepipeline;
 pub mod delivery;
 pub mod environments;
