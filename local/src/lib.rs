@@ -15,6 +15,7 @@ pub mod environments;
 pub mod function_urls;
 pub mod functions;
 pub mod iam;
+pub mod iam_conformance;
 pub mod lambda_api;
 pub mod moto;
 pub mod outbox;
