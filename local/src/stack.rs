@@ -490,7 +490,7 @@ impl Stack {
             for (_, account) in accounts::ENVIRONMENTS {
                 names.environments.insert(
                     account.to_owned(),
-                    crate::environments::physical_ids(&self.sdk, account).await?,
+                    crate::environments::references(&self.sdk, account).await?,
                 );
             }
         }

@@ -221,8 +221,8 @@ pub struct ResolvedNames {
     /// `template.yaml`: what `Ref` gave (logical id → value) and `Fn::GetAtt` (`Id.Attribute`).
     pub tooling_refs: BTreeMap<String, String>,
     pub tooling_attributes: BTreeMap<String, String>,
-    /// `environment.yaml` per environment account: logical id → physical id, as CloudFormation
-    /// reports the stack's resources.
+    /// `environment.yaml` per environment account: what `Ref` gave (each parameter's value,
+    /// each resource's physical id, as CloudFormation reports them).
     pub environments: BTreeMap<String, BTreeMap<String, String>>,
 }
 
