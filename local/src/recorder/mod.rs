@@ -277,14 +277,33 @@ impl Recording {
                 continue;
             };
             let principal = match request {
-                Logged::TaskLaunch { execution_role, .. } => match execution_role {
-                    Some(role) => Principal::Tasks {
-                        function: caller.function().to_owned(),
-                        role: role.clone(),
-                    },
-                    // Tasks without an execution role pull nothing from ECR with one.
-                    None => continue,
+                Logged::TaskLaunch {
+                    execution_role: Some(role),
+                    ..
+                } => Principal::Tasks {
+                    function: caller.function().to_owned(),
+                    role: role.clone(),
                 },
+                Logged::TaskLaunch {
+                    execution_role: None,
+                    task_definition,
+                    containers,
+                    ..
+                } => {
+                    // ECS pulls a private image and writes awslogs with the execution role:
+                    // without one the tasks cannot start in AWS.
+                    if containers
+                        .iter()
+                        .any(|c| c.image.is_some() || c.awslogs.is_some())
+                    {
+                        recording.errors.push(format!(
+                            "the tasks of {task_definition} that {} started have no execution \
+                             role to pull their image and write their logs with",
+                            caller.function()
+                        ));
+                    }
+                    continue;
+                }
                 _ => caller,
             };
             let call = RecordedCall {
@@ -431,6 +450,30 @@ mod tests {
             ),
             launch,
         ];
+        let mut without_role = logged[1].clone();
+        if let Logged::TaskLaunch {
+            execution_role,
+            containers,
+            ..
+        } = &mut without_role
+        {
+            *execution_role = None;
+            containers.push(Container {
+                name: Some("web".into()),
+                image: Some("222222222222.dkr.ecr.eu-west-1.amazonaws.com/web@sha256:ab".into()),
+                awslogs: None,
+            });
+        }
+        let recording = Recording::assemble(
+            vec![logged[0].clone(), without_role],
+            ResolvedNames::default(),
+        );
+        assert_eq!(recording.calls.len(), 1);
+        assert!(
+            recording.errors[0].contains("no execution role"),
+            "{:?}",
+            recording.errors
+        );
         let recording = Recording::assemble(logged, ResolvedNames::default());
         assert_eq!(
             recording.calls[1].principal,
