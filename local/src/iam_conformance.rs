@@ -295,6 +295,9 @@ pub struct Check {
     pub role: String,
     /// How the function acts: "its role", "environment DeployRole (arn)", ...
     pub acting_as: String,
+    /// Made by tasks a function started, with their execution role (not a role the function
+    /// acts as).
+    pub by_tasks: bool,
     pub authorization: Authorization,
     /// The call: its operation and story, or the hand list's source.
     pub call: String,
@@ -347,6 +350,7 @@ impl CallSet {
                 function: call.function.clone(),
                 role,
                 acting_as,
+                by_tasks: false,
                 authorization: Authorization {
                     action: call.action.clone(),
                     resource: stack.sub(&call.resource)?,
@@ -419,6 +423,7 @@ impl CallSet {
                     function: call.principal.function().to_owned(),
                     role: role.clone(),
                     acting_as: acting_as.clone(),
+                    by_tasks: matches!(call.principal, Principal::Tasks { .. }),
                     authorization,
                     call: format!("{} (story {story})", describe(&call.request)),
                     note: None,
@@ -549,7 +554,7 @@ fn function_role_groups(sets: &[CallSet]) -> BTreeMap<String, BTreeSet<String>> 
     let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for set in sets {
         for check in &set.checks {
-            if check.acting_as.starts_with("its tasks'") {
+            if check.by_tasks {
                 continue;
             }
             let (stack, id) = check.role.split_once(':').unwrap_or(("", &check.role));
