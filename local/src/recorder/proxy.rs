@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::{CallLog, Logged, registry_caller, signing_access_key};
 use crate::accounts;
+use crate::lambda_api::end_to_end;
 
 /// How much of a request the front reads before passing it on (a registry's monolithic blob
 /// upload is the largest).
@@ -250,27 +251,6 @@ fn parse_query(query: Option<&str>) -> BTreeMap<String, Vec<String>> {
         parsed.entry(decode(k)).or_default().push(decode(v));
     }
     parsed
-}
-
-/// The headers that travel end to end (RFC 9110 §7.6.1: not the hop-by-hop ones, not `Host`,
-/// and not the length, which the next hop sets for the body it sends).
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    const HOP: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "host",
-        "content-length",
-    ];
-    headers
-        .iter()
-        .filter(|(name, _)| !HOP.contains(&name.as_str()))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
 }
 
 #[cfg(test)]
