@@ -150,6 +150,8 @@ def install():
             parsed = input_of(self, request)
         except Exception:
             parsed = None
+        # What call_recording.py records of the request (when the local stack records calls).
+        self.shipgate_input = parsed
         if parsed is not None:
             operation, params = parsed
             found = violations(operation.input_shape, params) if operation.input_shape else []

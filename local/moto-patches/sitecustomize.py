@@ -59,6 +59,14 @@ says which AWS behaviour it restores; product code never works around moto.
    ValidationException as AWS refuses it: request_conformance.py says how and what it leaves
    out. moto 5.2 checks almost none of them.
 
+15. CloudFormation: an `AWS::ECS::TaskDefinition` keeps its `ExecutionRoleArn` and `TaskRoleArn`,
+   as a task definition registered through the API does. moto 5.2 drops both (its model takes
+   the family, containers, volumes and memory only), so its tasks would act as no role at all.
+
+16. Only while the local stack records calls (`SHIPGATE_CALL_LOG`): every request is recorded with
+   the access key that signed it, and ECR's authorization token names its caller, as AWS's does:
+   call_recording.py says what is recorded and why.
+
 And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
 `SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
 its port is its own), and `GET /moto-api/shipgate/ses-messages` lists the emails sent
@@ -67,6 +75,7 @@ inside `GET /moto-api/data.json`, which serialises every model of every service:
 per call once the demo's stacks existed, and it fails outright once a Lambda function exists.
 """
 
+import call_recording
 import request_conformance
 
 
@@ -677,6 +686,49 @@ def _patch_ecs_task_level_memory():
     )
 
 
+def _patch_ecs_task_definition_roles():
+    try:
+        from moto.ecs import models
+    except Exception:  # moto not importable: nothing to patch
+        return
+    definition_class = models.TaskDefinition
+    original_create = definition_class.create_from_cloudformation_json.__func__
+    original_update = definition_class.update_from_cloudformation_json.__func__
+
+    def with_roles(definition, cloudformation_json):
+        properties = cloudformation_json.get("Properties") or {}
+        if properties.get("ExecutionRoleArn"):
+            definition.execution_role_arn = properties["ExecutionRoleArn"]
+        if properties.get("TaskRoleArn"):
+            definition.task_role_arn = properties["TaskRoleArn"]
+        return definition
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        definition = original_create(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        return with_roles(definition, cloudformation_json)
+
+    def update_from_cloudformation_json(
+        cls, original_resource, new_resource_name, cloudformation_json, account_id,
+        region_name,
+    ):
+        definition = original_update(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id,
+            region_name,
+        )
+        return with_roles(definition, cloudformation_json)
+
+    definition_class.create_from_cloudformation_json = classmethod(
+        create_from_cloudformation_json
+    )
+    definition_class.update_from_cloudformation_json = classmethod(
+        update_from_cloudformation_json
+    )
+
+
 def _enforce_template_body_limit():
     try:
         from moto.cloudformation import responses
@@ -705,6 +757,8 @@ def _enforce_template_body_limit():
 _enforce_template_body_limit()
 request_conformance.install()
 request_conformance.add_route()
+# After request_conformance: it records what that parse made of each request.
+call_recording.install()
 _patch_change_set_imports()
 _patch_change_set_outputs()
 _patch_change_set_names_per_stack()
@@ -712,6 +766,7 @@ _patch_load_balancer_full_name()
 _patch_ecs_external_service()
 _patch_ecs_task_set_stability()
 _patch_ecs_task_level_memory()
+_patch_ecs_task_definition_roles()
 _patch_sub_parameter_references()
 _patch_lambda_inline_code_update()
 _patch_lambda_version_resource()

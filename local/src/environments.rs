@@ -192,3 +192,48 @@ pub async fn test_probes(
     }
     Ok(probes)
 }
+
+/// What `Ref` gives for each parameter and resource of `shipgate-env` in `account` (the
+/// parameters' values, the resources' physical ids, as CloudFormation reports them): the names
+/// the environment's policies resolve to there.
+pub async fn references(sdk: &SdkConfig, account: &str) -> Result<BTreeMap<String, String>> {
+    let assumed = shipgate::aws::assume_role(
+        sdk,
+        &accounts::deploy_role_arn(account),
+        "shipgate-local-environment",
+    )
+    .await;
+    let cf = aws_sdk_cloudformation::Client::new(&assumed);
+    let mut ids = BTreeMap::new();
+    let described = cf
+        .describe_stacks()
+        .stack_name(STACK_NAME)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("describing {STACK_NAME} in {account}"))?;
+    for parameter in described.stacks().iter().flat_map(|s| s.parameters()) {
+        if let (Some(key), Some(value)) = (parameter.parameter_key(), parameter.parameter_value()) {
+            ids.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    let mut pages = cf
+        .list_stack_resources()
+        .stack_name(STACK_NAME)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(sdk_error)
+            .with_context(|| format!("listing the resources of {STACK_NAME} in {account}"))?;
+        for resource in page.stack_resource_summaries() {
+            if let (Some(logical), Some(physical)) = (
+                resource.logical_resource_id(),
+                resource.physical_resource_id(),
+            ) {
+                ids.insert(logical.to_owned(), physical.to_owned());
+            }
+        }
+    }
+    Ok(ids)
+}

@@ -348,10 +348,20 @@ impl LocalFunctions {
         Ok(Self::build(&sdk, |_| Some(env.clone())))
     }
 
+    /// Each function with its own credentials ([`crate::sdk::function_sdk_config`]), as each
+    /// has its own execution role in AWS.
     fn build(sdk: &SdkConfig, env_of: impl Fn(&str) -> Option<Env>) -> Self {
-        let intake = build::<Intake>("IntakeFunction", env_of("IntakeFunction"), sdk);
-        let page =
-            build::<ApprovalPage>("ApprovalPageFunction", env_of("ApprovalPageFunction"), sdk);
+        let sdk_of = |id: &str| crate::sdk::function_sdk_config(sdk, id);
+        let intake = build::<Intake>(
+            "IntakeFunction",
+            env_of("IntakeFunction"),
+            &sdk_of("IntakeFunction"),
+        );
+        let page = build::<ApprovalPage>(
+            "ApprovalPageFunction",
+            env_of("ApprovalPageFunction"),
+            &sdk_of("ApprovalPageFunction"),
+        );
         let mut handlers: BTreeMap<&'static str, Built> = BTreeMap::new();
         handlers.insert("IntakeFunction", event_handler(intake.clone()));
         handlers.insert(
@@ -359,7 +369,7 @@ impl LocalFunctions {
             event_handler(build::<Mailer>(
                 "MailerFunction",
                 env_of("MailerFunction"),
-                sdk,
+                &sdk_of("MailerFunction"),
             )),
         );
         handlers.insert(
@@ -367,7 +377,7 @@ impl LocalFunctions {
             event_handler(build::<RollbackFunction>(
                 "RollbackFunction",
                 env_of("RollbackFunction"),
-                sdk,
+                &sdk_of("RollbackFunction"),
             )),
         );
         handlers.insert(
@@ -386,7 +396,7 @@ impl LocalFunctions {
             ("TrafficFunction", job_action::<TrafficFunction>),
             ("PromoteFunction", job_action::<PromoteFunction>),
         ] {
-            handlers.insert(id, built(id, env_of(id), sdk));
+            handlers.insert(id, built(id, env_of(id), &sdk_of(id)));
         }
         Self {
             handlers,

@@ -338,7 +338,7 @@ async fn forward(api: &LambdaApi, request: Request) -> Result<Response> {
 
 /// The headers that travel end to end (RFC 9110 §7.6.1: not the hop-by-hop ones, not `Host`,
 /// and not the length, which the next hop sets for the body it sends).
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     const HOP: [&str; 9] = [
         "connection",
         "keep-alive",

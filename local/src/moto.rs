@@ -28,6 +28,12 @@ pub struct Moto {
 impl Moto {
     /// Starts moto on a free port and waits until it answers. Logs go to `state_dir/moto.log`.
     pub async fn start(state_dir: &Path) -> Result<Self> {
+        Self::start_with(state_dir, None).await
+    }
+
+    /// As [`Moto::start`]; with `call_log`, moto also appends every request it serves to that
+    /// file (`local/moto-patches/call_recording.py`, [`crate::recorder`]).
+    pub async fn start_with(state_dir: &Path, call_log: Option<&Path>) -> Result<Self> {
         let program = moto_server_path();
         if !program.exists() {
             bail!(
@@ -49,14 +55,19 @@ impl Moto {
             // The patch answers /moto-api/shipgate/instance with this value: the moto that
             // answers on the port is this one, not another test's that took the port first.
             let instance = uuid::Uuid::new_v4().simple().to_string();
+            let call_log = call_log.map(|p| p.to_string_lossy().into_owned());
+            let mut env = vec![
+                ("PYTHONPATH", patches.as_str()),
+                ("SHIPGATE_MOTO_INSTANCE", instance.as_str()),
+            ];
+            if let Some(call_log) = &call_log {
+                env.push(("SHIPGATE_CALL_LOG", call_log.as_str()));
+            }
             let mut child = ManagedChild::spawn(
                 "moto server",
                 &program,
                 &["-H", "127.0.0.1", "-p", &port_s],
-                &[
-                    ("PYTHONPATH", patches.as_str()),
-                    ("SHIPGATE_MOTO_INSTANCE", instance.as_str()),
-                ],
+                &env,
                 &log,
             )?;
             let url = format!("http://127.0.0.1:{port}/moto-api/shipgate/instance");

@@ -15,6 +15,39 @@ use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 pub const ACCESS_KEY_ID: &str = "shipgate-local";
 pub const SECRET_ACCESS_KEY: &str = "shipgate-local-secret";
 
+/// What a function's access key id starts with; its logical id follows.
+const FUNCTION_KEY_PREFIX: &str = "shipgate_local_";
+
+/// The access key id the function `logical_id` signs its requests with. In AWS each function
+/// acts as its own execution role; locally each has a key of its own, so that the endpoints
+/// (and the call recorder, [`crate::recorder`]) can tell which function made a request. moto
+/// takes any key that is not one of its own as the tooling account's, as it does the stack's.
+pub fn function_access_key(logical_id: &str) -> String {
+    format!("{FUNCTION_KEY_PREFIX}{logical_id}")
+}
+
+/// The function whose key `access_key` is, if it is one ([`function_access_key`]).
+pub fn function_of_access_key(access_key: &str) -> Option<&str> {
+    access_key
+        .strip_prefix(FUNCTION_KEY_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// `sdk` signing with the function `logical_id`'s own access key.
+pub fn function_sdk_config(sdk: &SdkConfig, logical_id: &str) -> SdkConfig {
+    sdk.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                function_access_key(logical_id),
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "shipgate-local-function",
+            )),
+        )
+        .build()
+}
+
 /// Service-specific settings as environment variable names and values.
 #[derive(Debug, Clone, Default)]
 pub struct EnvServiceConfig(pub BTreeMap<String, String>);
@@ -83,4 +116,19 @@ pub fn sdk_error<E: std::error::Error>(e: E) -> anyhow::Error {
         "{}",
         aws_smithy_types::error::display::DisplayErrorContext(&e)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_function_signs_with_a_key_that_names_it() {
+        let key = function_access_key("ChangeSetFunction");
+        assert_eq!(function_of_access_key(&key), Some("ChangeSetFunction"));
+        assert_ne!(key, function_access_key("DeployFunction"));
+        assert_eq!(function_of_access_key(ACCESS_KEY_ID), None);
+        assert_eq!(function_of_access_key("shipgate_local_"), None);
+        assert_eq!(function_of_access_key("ASIAEXAMPLEEXAMPLE12"), None);
+    }
 }

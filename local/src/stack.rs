@@ -27,6 +27,8 @@ use crate::provision::{self, Provisioned};
 use crate::recorded_process::{
     self, Pid, ProcessError, ProcessIdentity, RecordError, Stale, Stopped,
 };
+use crate::recorder::proxy::{Endpoint, RecordingProxy};
+use crate::recorder::{self, CallLog, Recording, ResolvedNames};
 use crate::registries::{self, LocalRegistry};
 use crate::sdk::Endpoints;
 
@@ -56,6 +58,10 @@ pub struct StackOptions {
     /// Deploy this environment template (`environment.yaml`) as `shipgate-env` in every
     /// environment account; `None` leaves the environment accounts empty.
     pub environment_template: Option<PathBuf>,
+    /// Record every AWS call the functions make ([`crate::recorder`]; read with
+    /// [`Stack::recording`]): moto logs its requests, and the CodePipeline stand-in, the Lambda
+    /// endpoint and the registries are reached through recording fronts.
+    pub record_calls: bool,
 }
 
 impl StackOptions {
@@ -78,6 +84,7 @@ impl StackOptions {
             continuation_delay: Duration::from_millis(200),
             // Most tests stop before a deployment; those that deploy ask for it.
             environment_template: None,
+            record_calls: false,
         }
     }
 
@@ -100,6 +107,7 @@ impl StackOptions {
                     .unwrap_or_else(|| Path::new("."))
                     .join("environment.yaml"),
             ),
+            record_calls: false,
         }
     }
 }
@@ -205,8 +213,35 @@ pub struct Stack {
     /// without an environment template).
     pub test_endpoints: BTreeMap<String, crate::test_endpoints::TestEndpoint>,
     state_dir: PathBuf,
+    /// What the functions' calls are recorded in, when the stack records them.
+    calls: Option<Calls>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Where a recording stack's calls go: moto's log file, and the fronts' log.
+struct Calls {
+    moto_log: PathBuf,
+    log: Arc<CallLog>,
+    proxies: Vec<RecordingProxy>,
+}
+
+impl Calls {
+    fn new(state_dir: &Path) -> Self {
+        Self {
+            moto_log: state_dir.join("moto-calls.jsonl"),
+            log: Arc::new(CallLog::default()),
+            proxies: Vec::new(),
+        }
+    }
+
+    /// A recording front for `endpoint` at `upstream`; its URL.
+    async fn front(&mut self, endpoint: Endpoint, upstream: String) -> Result<String> {
+        let proxy = RecordingProxy::start(endpoint, upstream, self.log.clone()).await?;
+        let url = proxy.url().to_owned();
+        self.proxies.push(proxy);
+        Ok(url)
+    }
 }
 
 impl Stack {
@@ -215,7 +250,12 @@ impl Stack {
         let template_text = std::fs::read_to_string(&options.template)
             .with_context(|| format!("reading {}", options.template.display()))?;
 
-        let moto = Moto::start(&options.state_dir).await?;
+        let mut calls = options.record_calls.then(|| Calls::new(&options.state_dir));
+        let moto = Moto::start_with(
+            &options.state_dir,
+            calls.as_ref().map(|c| c.moto_log.as_path()),
+        )
+        .await?;
         let registries = if options.registries {
             let all: Vec<&str> = std::iter::once(accounts::TOOLING)
                 .chain(accounts::ENVIRONMENTS.iter().map(|(_, a)| *a))
@@ -225,12 +265,31 @@ impl Stack {
             Vec::new()
         };
 
+        // What the functions are told each account's registry is (through its recording front
+        // when recording).
+        let mut registry_endpoints = registries::endpoint_overrides(&registries, accounts::REGION);
+        if let Some(calls) = &mut calls {
+            let mut fronted = Vec::new();
+            for registry in &registries {
+                let endpoint = Endpoint::Registry {
+                    account: registry.account.clone(),
+                };
+                let url = calls.front(endpoint, registry.url()).await?;
+                fronted.push(format!("{}={url}", registry.ecr_host(accounts::REGION)));
+            }
+            registry_endpoints = fronted.join(",");
+        }
+
         let standin_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let standin_url = format!("http://{}", standin_listener.local_addr()?);
+        let mut standin_url = format!("http://{}", standin_listener.local_addr()?);
         // Lambda's `Invoke` of the template's functions (moto runs no code); the rest of the
         // Lambda API goes on to moto.
         let lambda_listener = lambda_api::bind().await?;
-        let lambda_url = format!("http://{}", lambda_listener.local_addr()?);
+        let mut lambda_url = format!("http://{}", lambda_listener.local_addr()?);
+        if let Some(calls) = &mut calls {
+            standin_url = calls.front(Endpoint::CodePipeline, standin_url).await?;
+            lambda_url = calls.front(Endpoint::Lambda, lambda_url).await?;
+        }
         let endpoints = Endpoints {
             default: moto.endpoint(),
             per_service: BTreeMap::from([
@@ -263,7 +322,7 @@ impl Stack {
             &sdk,
             &template_text,
             &options.parameters,
-            &registries::endpoint_overrides(&registries, accounts::REGION),
+            &registry_endpoints,
             &attributes,
         )
         .await
@@ -406,9 +465,36 @@ impl Stack {
             environments,
             test_endpoints,
             state_dir: options.state_dir,
+            calls,
             stop,
             tasks,
         })
+    }
+
+    /// Every call the functions made so far, with who made it, and what the templates'
+    /// references resolved to here (what their policies are read with). An error when the
+    /// stack does not record calls ([`StackOptions::record_calls`]).
+    pub async fn recording(&self) -> Result<Recording> {
+        let calls = self
+            .calls
+            .as_ref()
+            .context("this stack does not record calls (StackOptions::record_calls)")?;
+        let mut logged = recorder::read_moto_log(&calls.moto_log)?;
+        logged.extend(calls.log.snapshot());
+        let mut names = ResolvedNames {
+            tooling_refs: self.provisioned.resolver.refs.clone(),
+            tooling_attributes: self.provisioned.resolver.attributes.clone(),
+            environments: BTreeMap::new(),
+        };
+        if !self.environments.is_empty() {
+            for (_, account) in accounts::ENVIRONMENTS {
+                names.environments.insert(
+                    account.to_owned(),
+                    crate::environments::references(&self.sdk, account).await?,
+                );
+            }
+        }
+        Ok(Recording::assemble(logged, names))
     }
 
     /// The variables a function or tool needs to use this stack (`KEY='value'` lines).
@@ -474,6 +560,9 @@ impl Stack {
         }
         for endpoint in self.test_endpoints.into_values() {
             endpoint.stop();
+        }
+        for proxy in self.calls.into_iter().flat_map(|c| c.proxies) {
+            proxy.stop();
         }
         for r in self.registries {
             r.stop().await;

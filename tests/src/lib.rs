@@ -7,6 +7,7 @@ pub mod images;
 pub mod jobs;
 pub mod measure;
 pub mod moto_proxy;
+pub mod recorded;
 pub mod releases;
 pub mod shared_stack;
 pub mod story;

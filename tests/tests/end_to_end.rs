@@ -17,6 +17,9 @@
 //!
 //! A second test: a release whose checks fail stops before its traffic action, with no weight
 //! moved.
+//!
+//! Both stories run on stacks that record every AWS call the functions make; `iam_conformance`
+//! evaluates those calls against the templates' policies (`make iam-check` runs it alone).
 
 use std::time::Duration;
 
@@ -27,6 +30,8 @@ use shipgate::store::{DeploymentState, GateState, ReleaseRecord, ReleaseState};
 use shipgate_local::accounts;
 use shipgate_local::approvals::follow;
 use shipgate_local::outbox::links;
+use shipgate_local::recorder::Recording;
+use shipgate_tests::recorded::RecordedStory;
 use shipgate_tests::story::Story;
 use shipgate_tests::support::{alias_routing, in_account, stack_status, wait_for};
 
@@ -52,6 +57,7 @@ impl World {
         let root = shipgate_local::process::project_root();
         let story = Story::start_with(name, |o| {
             o.environment_template = Some(root.join("environment.yaml"));
+            o.record_calls = true;
         })
         .await?;
         Ok(Self {
@@ -60,10 +66,14 @@ impl World {
         })
     }
 
-    /// Runs `story` on a world of its own, then stops the world's stack.
-    async fn run(name: &str, story: impl AsyncFnOnce(&World) -> Result<()>) -> Result<()> {
+    /// Runs `story` on a world of its own, then stops the world's stack; the calls the
+    /// functions made, when the story passed.
+    async fn run(name: &str, story: impl AsyncFnOnce(&World) -> Result<()>) -> Result<Recording> {
         let world = Self::start(name).await?;
-        let result = story(&world).await;
+        let result = match story(&world).await {
+            Ok(()) => world.story.stack.recording().await,
+            Err(e) => Err(e),
+        };
         world.story.stack.stop().await;
         result
     }
@@ -365,9 +375,20 @@ fn all_on(version: &str) -> (String, Option<(String, f64)>) {
     (version.to_owned(), None)
 }
 
+/// The release story, told once per run of this binary (by its test, or by the IAM check).
+static RELEASE: RecordedStory = RecordedStory::new("release", env!("CARGO_TARGET_TMPDIR"), || {
+    Box::pin(World::run("end-to-end", story))
+});
+
+/// The failing-checks story, likewise.
+static FAILING_CHECKS: RecordedStory =
+    RecordedStory::new("failing-checks", env!("CARGO_TARGET_TMPDIR"), || {
+        Box::pin(World::run("end-to-end-checks", failing_checks))
+    });
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_release_walks_from_a_dropped_zip_to_production() -> Result<()> {
-    World::run("end-to-end", story).await
+    RELEASE.run().await.map(|_| ())
 }
 
 async fn story(w: &World) -> Result<()> {
@@ -767,7 +788,7 @@ async fn story(w: &World) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_check_stops_the_release_before_any_traffic_moves() -> Result<()> {
-    World::run("end-to-end-checks", failing_checks).await
+    FAILING_CHECKS.run().await.map(|_| ())
 }
 
 async fn failing_checks(w: &World) -> Result<()> {
@@ -812,4 +833,108 @@ async fn failing_checks(w: &World) -> Result<()> {
         bail!("a deployment was created after a failed check");
     }
     Ok(())
+}
+
+/// IAM conformance: every AWS call the stories above made, as their stacks recorded it, and
+/// every call `local/iam/calls.yaml` lists by hand (those no story makes), evaluated against the
+/// policies of `template.yaml` and `environment.yaml` the way AWS evaluates them. A story this
+/// code has no recording of is told first (once, shared with its own test).
+mod iam_conformance {
+    use super::*;
+    use shipgate_local::iam_conformance::{
+        CallSet, evaluate, listed_calls, redundant_listed, unneeded_actions,
+    };
+
+    /// The stories' recorded calls and the hand-listed ones, each with the templates they are
+    /// decided against.
+    async fn call_sets() -> Result<Vec<CallSet>> {
+        let (release, checks) = tokio::try_join!(RELEASE.recording(), FAILING_CHECKS.recording())?;
+        let mut sets = Vec::new();
+        for (story, recording) in [("release", &release), ("failing-checks", &checks)] {
+            eprintln!(
+                "story {story}: {} distinct calls of the functions ({} requests by the stack \
+                 and the tests left out); per function: {:?}",
+                recording.calls.len(),
+                recording.others,
+                recording.calls_per_function()
+            );
+            let set = CallSet::recorded(story, recording).map_err(|errors| {
+                anyhow::anyhow!(
+                    "{} calls of story {story} cannot be evaluated:\n  {}",
+                    errors.len(),
+                    errors.join("\n  ")
+                )
+            })?;
+            sets.push(set);
+        }
+        let root = shipgate_local::process::project_root();
+        sets.push(CallSet::listed(&listed_calls(
+            &root.join("local/iam/calls.yaml"),
+        )?)?);
+        for set in &sets {
+            eprintln!("{}: {} authorizations", set.name, set.checks.len());
+        }
+        Ok(sets)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_call_of_every_function_is_allowed_as_aws_would_decide_it() -> Result<()> {
+        let sets = call_sets().await?;
+        let found = evaluate(&sets);
+        let total: usize = sets.iter().map(|s| s.checks.len()).sum();
+        eprintln!(
+            "{total} authorizations, {} refused, allowed by {} statements",
+            found.refused.len(),
+            found.used.len()
+        );
+        let refused: Vec<&str> = found.refused.iter().map(|r| r.line.as_str()).collect();
+        ensure!(
+            refused.is_empty(),
+            "{} of {total} authorizations would be refused by AWS:\n  {}",
+            refused.len(),
+            refused.join("\n  ")
+        );
+        // Every function of the template is seen making calls (or has them listed).
+        let functions = sets[0].templates.functions();
+        let with_calls: std::collections::BTreeSet<String> = sets
+            .iter()
+            .flat_map(|s| s.checks.iter().map(|c| c.function.clone()))
+            .collect();
+        let silent: Vec<_> = functions.difference(&with_calls).collect();
+        ensure!(silent.is_empty(), "functions with no calls: {silent:?}");
+        Ok(())
+    }
+
+    /// Every action a role the functions act as grants is needed by some call: taking any one
+    /// out of its statement makes a call refused, and the refusal names the function, the call
+    /// and the action.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn taking_any_granted_action_away_refuses_a_call_that_names_it() -> Result<()> {
+        let sets = call_sets().await?;
+        let (mutations, unneeded) = unneeded_actions(&sets);
+        eprintln!("{mutations} granted actions taken away one at a time");
+        ensure!(
+            unneeded.is_empty(),
+            "granted, but no call (recorded or listed) needs it ({}):\n  {}",
+            unneeded.len(),
+            unneeded.join("\n  ")
+        );
+        Ok(())
+    }
+
+    /// The hand list holds only what no story shows: an entry whose function, role, action
+    /// and allowing statements a recorded call shares adds nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_call_is_listed_by_hand_that_a_story_shows() -> Result<()> {
+        let sets = call_sets().await?;
+        let found = evaluate(&sets);
+        let redundant = redundant_listed(&sets, &found);
+        ensure!(
+            redundant.is_empty(),
+            "listed in local/iam/calls.yaml, but a story makes the call ({}):\n  {}",
+            redundant.len(),
+            redundant.join("\n  ")
+        );
+        Ok(())
+    }
 }
