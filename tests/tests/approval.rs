@@ -247,6 +247,105 @@ async fn a_release_at_the_gate_mails_each_approver_links_of_their_own() -> Resul
     still_pending(&story, &gate).await
 }
 
+/// CodePipeline's approval notification (its documented JSON, in AWS's sample SNS event) for
+/// `stage`/`action` of the story's pipeline, with `custom_data`.
+fn approval_notification(
+    story: &Story,
+    stage: &str,
+    action: &str,
+    token: &str,
+    custom_data: &str,
+) -> Result<Value> {
+    let message = json!({
+        "region": shipgate_local::accounts::REGION,
+        "consoleLink": "https://console.aws.amazon.com/codepipeline/home",
+        "approval": {
+            "pipelineName": story.pipeline.name,
+            "stageName": stage,
+            "actionName": action,
+            "token": token,
+            "expires": "2099-01-01T00:00Z",
+            "externalEntityLink": null,
+            "approvalReviewLink": "https://console.aws.amazon.com/codepipeline/home",
+            "customData": custom_data,
+        }
+    });
+    let mut event: Value = serde_json::from_str(include_str!(
+        "../../functions/mailer/tests/fixtures/sns-event.json"
+    ))?;
+    event["Records"][0]["Sns"]["Message"] = message.to_string().into();
+    Ok(event)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_whose_custom_data_names_another_environment_mails_nobody() -> Result<()> {
+    let (story, release, gate) = at_the_gate("gate-authority").await?;
+    const STG_LEAD: &str = "stg-lead@shipgate.local";
+    let words = |environment: &str| {
+        format!(
+            "orders 1.4.0 waits for approval. release={} execution={} environment={environment}",
+            release.release_id, gate.execution_id
+        )
+    };
+    let functions = &story.stack.functions;
+    let mail = |event: Value| async move {
+        functions
+            .invoke_once("MailerFunction", event)
+            .await
+            .map_err(|e| anyhow::anyhow!("mailer failed: {e}"))
+    };
+
+    // stg's approval, its CustomData edited to say int: int's approvers are not asked to
+    // decide stg's gate, nor is anyone else.
+    let forged = approval_notification(&story, "Stg", "ApproveStg", "a-token", &words("int"))?;
+    let report = mail(forged).await?;
+    assert_eq!(report["records"][0]["outcome"], "refused", "{report}");
+    let reason = report["records"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("environment=int") && reason.contains("gates stg"),
+        "{reason}"
+    );
+    // int's gate, its CustomData saying stg: stg's approvers are not asked either.
+    let pipeline_token = story
+        .stage(STAGE)
+        .await?
+        .context("int stage")?
+        .action_states()
+        .iter()
+        .find(|a| a.action_name() == Some(ACTION))
+        .and_then(|a| a.latest_execution())
+        .and_then(|e| e.token())
+        .context("the waiting approval's token")?
+        .to_owned();
+    let forged = approval_notification(&story, STAGE, ACTION, &pipeline_token, &words("stg"))?;
+    let report = mail(forged).await?;
+    assert_eq!(report["records"][0]["outcome"], "refused", "{report}");
+
+    for approver in [LEAD, OPS] {
+        assert_eq!(
+            story.emails_to(approver, "1.4.0").await?.len(),
+            1,
+            "{approver} has only the email of int's own gate"
+        );
+    }
+    assert!(story.emails_to(STG_LEAD, "1.4.0").await?.is_empty());
+    assert!(
+        story
+            .store
+            .get_gate(&gate.execution_id, "Stg", "ApproveStg")
+            .await?
+            .is_none(),
+        "no gate opened for stg"
+    );
+    assert_eq!(gate_now(&story, &gate).await?.environment, "int");
+
+    // The same int notification with CustomData that agrees is int's gate, already mailed.
+    let agreeing = approval_notification(&story, STAGE, ACTION, &pipeline_token, &words("int"))?;
+    let report = mail(agreeing).await?;
+    assert_eq!(report["records"][0]["outcome"], "duplicate", "{report}");
+    still_pending(&story, &gate).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approving_on_the_page_moves_the_pipeline_on_and_closes_every_link() -> Result<()> {
     let (story, _release, gate) = at_the_gate("gate-approve").await?;
