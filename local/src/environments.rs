@@ -53,19 +53,7 @@ fn placeholder_package() -> Result<Vec<u8>> {
 async fn put_probe_package(sdk: &SdkConfig, account: &str) -> Result<()> {
     let s3 = shipgate::aws::s3_client(sdk, true);
     let bucket = probe_code_bucket(account);
-    s3.create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                    accounts::REGION,
-                ))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("creating {bucket}"))?;
+    crate::provision::create_regional_bucket(&s3, &bucket).await?;
     s3.put_object()
         .bucket(&bucket)
         .key(PROBE_CODE_KEY)
@@ -77,6 +65,16 @@ async fn put_probe_package(sdk: &SdkConfig, account: &str) -> Result<()> {
     Ok(())
 }
 
+/// The local stack acting in `account`, as its deploy role.
+async fn as_environment(sdk: &SdkConfig, account: &str) -> SdkConfig {
+    shipgate::aws::assume_role(
+        sdk,
+        &accounts::deploy_role_arn(account),
+        "shipgate-local-environment",
+    )
+    .await
+}
+
 /// Deploys `template_text` as `shipgate-env` in every environment account.
 pub async fn provision_environments(
     sdk: &SdkConfig,
@@ -85,12 +83,7 @@ pub async fn provision_environments(
 ) -> Result<EnvironmentOutputs> {
     let mut all = BTreeMap::new();
     for (environment, account) in accounts::ENVIRONMENTS {
-        let assumed = shipgate::aws::assume_role(
-            sdk,
-            &accounts::deploy_role_arn(account),
-            "shipgate-local-environment",
-        )
-        .await;
+        let assumed = as_environment(sdk, account).await;
         put_probe_package(&assumed, account).await?;
         let cf = aws_sdk_cloudformation::Client::new(&assumed);
         let param = |k: &str, v: &str| {
@@ -155,12 +148,7 @@ pub async fn test_probes(
     use shipgate::lambda::Function;
     let mut probes = BTreeMap::new();
     for (environment, account) in accounts::ENVIRONMENTS {
-        let assumed = shipgate::aws::assume_role(
-            sdk,
-            &accounts::deploy_role_arn(account),
-            "shipgate-local-environment",
-        )
-        .await;
+        let assumed = as_environment(sdk, account).await;
         let lambda = aws_sdk_lambda::Client::from_conf(
             aws_sdk_lambda::config::Builder::from(&assumed)
                 .endpoint_url(moto)

@@ -492,11 +492,10 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Result<()> {
-    use aws_sdk_s3::types::{
-        BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
-        VersioningConfiguration,
-    };
+/// `CreateBucket` in the local stack's region (outside us-east-1 the location constraint is
+/// required).
+pub async fn create_regional_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<()> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
     s3.create_bucket()
         .bucket(name)
         .create_bucket_configuration(
@@ -506,7 +505,14 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Re
         )
         .send()
         .await
-        .map_err(sdk_error)?;
+        .map_err(sdk_error)
+        .with_context(|| format!("creating bucket {name}"))?;
+    Ok(())
+}
+
+async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, props: &Value) -> Result<()> {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    create_regional_bucket(s3, name).await?;
     let versioned = props
         .get("VersioningConfiguration")
         .and_then(|v| v.get("Status"))

@@ -132,6 +132,21 @@ async fn approved(story: &Story, gate: &Gate) -> Result<Gate> {
 }
 
 /// The token inside a link.
+/// CodePipeline's own token of int's waiting approval.
+async fn waiting_approval_token(story: &Story) -> Result<String> {
+    Ok(story
+        .stage(STAGE)
+        .await?
+        .context("int stage")?
+        .action_states()
+        .iter()
+        .find(|a| a.action_name() == Some(ACTION))
+        .and_then(|a| a.latest_execution())
+        .and_then(|e| e.token())
+        .context("the waiting approval's token")?
+        .to_owned())
+}
+
 fn token_of(link: &str) -> String {
     link.split("t=")
         .nth(1)
@@ -178,15 +193,7 @@ async fn a_release_at_the_gate_mails_each_approver_links_of_their_own() -> Resul
     assert_eq!(approvers, [LEAD, OPS]);
 
     // CodePipeline's own token for this approval must appear in no email.
-    let stage = story.stage(STAGE).await?.context("int stage")?;
-    let pipeline_token = stage
-        .action_states()
-        .iter()
-        .find(|a| a.action_name() == Some(ACTION))
-        .and_then(|a| a.latest_execution())
-        .and_then(|e| e.token())
-        .context("the waiting approval's token")?
-        .to_owned();
+    let pipeline_token = waiting_approval_token(&story).await?;
 
     let mut tokens = Vec::new();
     for approver in [LEAD, OPS] {
@@ -306,17 +313,7 @@ async fn an_approval_whose_custom_data_names_another_environment_mails_nobody() 
         "{reason}"
     );
     // int's gate, its CustomData saying stg: stg's approvers are not asked either.
-    let pipeline_token = story
-        .stage(STAGE)
-        .await?
-        .context("int stage")?
-        .action_states()
-        .iter()
-        .find(|a| a.action_name() == Some(ACTION))
-        .and_then(|a| a.latest_execution())
-        .and_then(|e| e.token())
-        .context("the waiting approval's token")?
-        .to_owned();
+    let pipeline_token = waiting_approval_token(&story).await?;
     let forged = approval_notification(&story, STAGE, ACTION, &pipeline_token, &words("stg"))?;
     let report = mail(forged).await?;
     assert_eq!(report["records"][0]["outcome"], "refused", "{report}");

@@ -857,6 +857,25 @@ fn outcome_id(world: &World, key: &str, event: &Value) -> Result<String> {
     Ok(world.release_id(key, version))
 }
 
+impl World {
+    /// 7.1.0 then 7.2.0 uploaded as one key: their events, each with the sequencer S3 gives it
+    /// (the later upload's greater).
+    async fn two_uploads_of_one_key(&self, digest: &str) -> Result<(Value, Value)> {
+        let key = self.by_hand("orders.zip");
+        let mut events = Vec::new();
+        for (version, sequencer) in [
+            ("7.1.0", "0055AED6DCD9028100"),
+            ("7.2.0", "0055AED6DCD9028200"),
+        ] {
+            let zip = drops::good_release(&self.app, version, "orders/web", digest);
+            events.push(with_sequencer(self.drop(&key, zip).await?, sequencer));
+        }
+        let newer = events.pop().context("two events")?;
+        let older = events.pop().context("two events")?;
+        Ok((older, newer))
+    }
+}
+
 /// `event` with its record's `sequencer` set (S3 gives each event of a key a greater one).
 fn with_sequencer(mut event: Value, sequencer: &str) -> Value {
     event["Records"][0]["s3"]["object"]["sequencer"] = Value::String(sequencer.to_owned());
@@ -870,25 +889,7 @@ async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_c
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
     let intake = world.intake()?;
-    let key = world.by_hand("orders.zip");
-    let older = with_sequencer(
-        world
-            .drop(
-                &key,
-                drops::good_release(&world.app, "7.1.0", "orders/web", &digest),
-            )
-            .await?,
-        "0055AED6DCD9028100",
-    );
-    let newer = with_sequencer(
-        world
-            .drop(
-                &key,
-                drops::good_release(&world.app, "7.2.0", "orders/web", &digest),
-            )
-            .await?,
-        "0055AED6DCD9028200",
-    );
+    let (older, newer) = world.two_uploads_of_one_key(&digest).await?;
     let (newer_id, codes) = outcome_release(&world.deliver(&intake, &newer, "req-new").await?);
     assert!(codes.is_empty(), "the newer upload starts");
     let mut outcomes = Vec::new();
@@ -931,25 +932,7 @@ async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_c
     // older one's late duplicates change nothing.
     let world = World::start().await?;
     let intake = world.intake()?;
-    let key = world.by_hand("orders.zip");
-    let older = with_sequencer(
-        world
-            .drop(
-                &key,
-                drops::good_release(&world.app, "7.1.0", "orders/web", &digest),
-            )
-            .await?,
-        "0055AED6DCD9028100",
-    );
-    let newer = with_sequencer(
-        world
-            .drop(
-                &key,
-                drops::good_release(&world.app, "7.2.0", "orders/web", &digest),
-            )
-            .await?,
-        "0055AED6DCD9028200",
-    );
+    let (older, newer) = world.two_uploads_of_one_key(&digest).await?;
     let mut started = Vec::new();
     for (event, request) in [(&older, "req-old"), (&newer, "req-new")] {
         let (id, codes) = outcome_release(&world.deliver(&intake, event, request).await?);

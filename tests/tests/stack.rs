@@ -77,18 +77,7 @@ async fn a_role_assumed_into_an_environment_account_acts_there() -> Result<()> {
 
     let s3_int = shipgate::aws::s3_client(&int, true);
     let bucket = unique("int-only");
-    s3_int
-        .create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                    accounts::REGION,
-                ))
-                .build(),
-        )
-        .send()
-        .await?;
+    shipgate_local::provision::create_regional_bucket(&s3_int, &bucket).await?;
     let names = |out: aws_sdk_s3::operation::list_buckets::ListBucketsOutput| -> BTreeSet<String> {
         out.buckets()
             .iter()

@@ -50,6 +50,18 @@ pub struct IntakeConfig {
 }
 
 impl IntakeConfig {
+    /// What the unit tests configure: the required variables only.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self::from_env(&Env::from_pairs([
+            ("SHIPGATE_ARTIFACT_BUCKET", "drops"),
+            ("SHIPGATE_TABLE", "t"),
+            ("SHIPGATE_PIPELINE_NAME", "p"),
+            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
+        ]))
+        .expect("the required variables suffice")
+    }
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             bucket: env.required("SHIPGATE_ARTIFACT_BUCKET")?,

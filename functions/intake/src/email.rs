@@ -110,13 +110,7 @@ mod tests {
 
     #[test]
     fn the_rejection_lists_every_problem_in_text_and_escaped_html() {
-        let config = IntakeConfig::from_env(&shipgate::config::Env::from_pairs([
-            ("SHIPGATE_ARTIFACT_BUCKET", "drops"),
-            ("SHIPGATE_TABLE", "t"),
-            ("SHIPGATE_PIPELINE_NAME", "p"),
-            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
-        ]))
-        .unwrap();
+        let config = IntakeConfig::for_tests();
         let problems = vec![
             Problem {
                 code: ProblemCode::PathTraversal,

@@ -865,25 +865,17 @@ mod tests {
     }
 
     fn intake() -> Intake {
-        let config = IntakeConfig::from_env(&shipgate::config::Env::from_pairs([
-            ("SHIPGATE_ARTIFACT_BUCKET", "drops"),
-            ("SHIPGATE_TABLE", "t"),
-            ("SHIPGATE_PIPELINE_NAME", "p"),
-            ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
-        ]))
-        .unwrap();
-        let sdk = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("eu-west-1"))
-            .build();
-        Intake::new(config, &sdk)
+        Intake::new(
+            IntakeConfig::for_tests(),
+            &shipgate::testing::offline_sdk_config(),
+        )
     }
 
     #[tokio::test]
     async fn what_is_not_an_s3_notification_is_acknowledged_not_failed() {
         // S3's test event (S3 User Guide, "Event message structure") and an S3 event as
         // EventBridge delivers it ("Using EventBridge": Object Created): no AWS call is made
-        // (this intake has no endpoint it could reach).
+        // (every call of this intake would fail at once).
         for (fixture, reason) in [
             (
                 include_str!("../tests/fixtures/s3-test-event.json"),
