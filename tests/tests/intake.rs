@@ -501,14 +501,12 @@ async fn events_that_are_not_drops_change_nothing() -> Result<()> {
     let world = World::start().await?;
     let intake = world.intake()?;
 
-    // Another bucket, another prefix, a deleted version: ignored, with the reason.
+    // Another bucket, another prefix: ignored, with the reason.
     let outgoing = format!("outgoing/{}r.zip", world.folder);
-    let gone = world.by_hand("gone.zip");
     let mut ids = Vec::new();
     for (bucket, key, version) in [
         ("someone-elses-bucket", world.by_hand("r.zip"), "v1"),
         (world.bucket.as_str(), outgoing, "v1"),
-        (world.bucket.as_str(), gone, "no-such-version"),
     ] {
         let report = intake
             .handle(s3_put_event(bucket, &key, version, 10, "etag"), "req")
@@ -957,35 +955,77 @@ async fn two_uploads_of_one_key_start_only_the_newer_whatever_order_the_events_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drop_deleted_before_its_event_is_handled_is_not_released() -> Result<()> {
+async fn a_drop_deleted_before_its_event_is_handled_is_withdrawn_once() -> Result<()> {
     let world = World::start().await?;
     let digest = push_sample_image(world.stack, "orders/web").await?;
-    let key = world.by_hand("orders-8.0.0.zip");
-    let event = world
-        .drop(
-            &key,
-            drops::good_release(&world.app, "8.0.0", "orders/web", &digest),
-        )
-        .await?;
-    // The integrator deletes it: in a versioned bucket, a delete marker on top of the version.
-    world
-        .s3
-        .delete_object()
-        .bucket(&world.bucket)
-        .key(&key)
-        .send()
-        .await?;
-    let report = world.deliver(&world.intake()?, &event, "req").await?;
-    let (id, codes) = outcome_release(&report);
-    assert_eq!(codes, vec!["withdrawn".to_owned()]);
-    let record = world.release(&id).await?.context("recorded")?;
-    assert_eq!(record.state, ReleaseState::Rejected);
-    assert!(
-        world
-            .emails_about(std::slice::from_ref(&id))
+    let intake = world.intake()?;
+    // In a versioned bucket the integrator deletes the key (a delete marker on top of the
+    // version: the version is still there to move aside) or the version itself, by its id
+    // (nothing left to move).
+    for (version, by_id) in [("8.0.0", false), ("8.1.0", true)] {
+        let key = world.by_hand(&format!("orders-{version}.zip"));
+        let event = world
+            .drop(
+                &key,
+                drops::good_release(&world.app, version, "orders/web", &digest),
+            )
+            .await?;
+        let object_version = event["Records"][0]["s3"]["object"]["versionId"]
+            .as_str()
+            .context("versionId")?;
+        let delete = world.s3.delete_object().bucket(&world.bucket).key(&key);
+        let delete = if by_id {
+            delete.version_id(object_version)
+        } else {
+            delete
+        };
+        delete.send().await?;
+
+        let first = world.deliver(&intake, &event, "req").await?;
+        let RecordOutcome::Rejected {
+            release_id,
+            codes,
+            rejected_key,
+            report_key,
+        } = &first.records[0]
+        else {
+            panic!("{version}: {first:?}");
+        };
+        assert_eq!(codes, &vec!["withdrawn".to_owned()], "{version}");
+        assert_eq!(rejected_key.is_none(), by_id, "{version}: {rejected_key:?}");
+        // The report says why, for the operator who looks for the drop.
+        let report = world
+            .s3
+            .get_object()
+            .bucket(&world.bucket)
+            .key(report_key)
+            .send()
             .await?
-            .is_empty()
-    );
-    assert!(world.executions_of(&[id]).await?.is_empty());
+            .body
+            .collect()
+            .await?
+            .into_bytes();
+        let report: serde_json::Value = serde_json::from_slice(&report)?;
+        assert_eq!(report["problems"][0]["code"], "withdrawn", "{report}");
+        let record = world.release(release_id).await?.context("recorded")?;
+        assert_eq!(record.state, ReleaseState::Rejected);
+        // Later deliveries of the same event find the record.
+        for request in ["req-2", "req-3"] {
+            let again = world.deliver(&intake, &event, request).await?;
+            assert!(
+                matches!(
+                    again.records[0],
+                    RecordOutcome::Duplicate {
+                        state: ReleaseState::Rejected,
+                        ..
+                    }
+                ),
+                "{version}: {again:?}"
+            );
+        }
+        let ids = std::slice::from_ref(release_id);
+        assert!(world.emails_about(ids).await?.is_empty(), "{version}");
+        assert!(world.executions_of(ids).await?.is_empty(), "{version}");
+    }
     Ok(())
 }

@@ -109,11 +109,12 @@ pub enum RecordOutcome {
         release_id: String,
         execution_id: String,
     },
-    /// Refused: moved aside with a report, integrator emailed.
+    /// Refused: moved aside with a report, integrator emailed (withdrawn drops: nobody; a drop
+    /// whose version is gone has no `rejected_key`, there was nothing to move).
     Rejected {
         release_id: String,
         codes: Vec<String>,
-        rejected_key: String,
+        rejected_key: Option<String>,
         report_key: String,
     },
     /// Already handled by an earlier delivery of the same object version.
@@ -265,11 +266,7 @@ impl Intake {
         // The event can be late: the version may have been deleted since. S3's answer, not the
         // event's, is what counts (size included).
         let Some(facts) = head_object(&self.s3, &drop.object).await? else {
-            info!("drop ignored: the object version no longer exists");
-            return Ok(RecordOutcome::Ignored {
-                key: drop.object.key,
-                reason: "the object version no longer exists".into(),
-            });
+            return self.gone(drop, release_id, request_id).await;
         };
         let object = ObjectVersion {
             version_id: drop.object.version_id.clone().or(facts.version_id.clone()),
@@ -319,7 +316,7 @@ impl Intake {
             };
             info!(outcome = "withdrawn", "the drop was withdrawn");
             return self
-                .set_aside(record, vec![problem], request_id, false)
+                .set_aside(record, vec![problem], request_id, Aside::Withdrawn)
                 .await;
         }
         let release_id = record.release_id.clone();
@@ -368,6 +365,46 @@ impl Intake {
                 .await;
         }
         self.accept(record, &inspection, request_id).await
+    }
+
+    /// The event's object version is gone (deleted by version, or a failed upload's event): the
+    /// drop is recorded as withdrawn, with its report, once; nothing starts and nobody is
+    /// emailed (nothing was read, so nobody is known). A later delivery of the same event finds
+    /// the record.
+    async fn gone(
+        &self,
+        drop: Drop,
+        release_id: String,
+        request_id: &str,
+    ) -> Result<RecordOutcome, IntakeError> {
+        let now = OffsetDateTime::now_utc();
+        let stamp = now.format(&Rfc3339).unwrap_or_default();
+        let mut record = ReleaseRecord::received(release_id, drop.object.clone(), stamp);
+        record.size = drop.size.map_or(0, |size| size as u64);
+        record.uploaded_by = drop.uploaded_by.clone();
+        record.lease_owner = Some(request_id.to_owned());
+        record.lease_expires_at = Some(now.unix_timestamp() + self.config.lease_seconds);
+        let record = match self
+            .store
+            .claim_release(&record, now.unix_timestamp())
+            .await?
+        {
+            Claim::Owned(record) => record,
+            Claim::Existing(existing) => return duplicate(existing),
+        };
+        let problem = Problem {
+            code: ProblemCode::Withdrawn,
+            message: "the uploaded object version no longer exists (deleted by its version, or \
+                      the upload did not complete): nothing was started"
+                .into(),
+            path: None,
+        };
+        info!(
+            outcome = "withdrawn",
+            "the drop's object version no longer exists"
+        );
+        self.set_aside(record, vec![problem], request_id, Aside::Gone)
+            .await
     }
 
     /// Whether the key's current version is a delete marker (or there is none): HeadObject of
@@ -635,7 +672,8 @@ impl Intake {
         problems: Vec<Problem>,
         owner: &str,
     ) -> Result<RecordOutcome, IntakeError> {
-        self.set_aside(record, problems, owner, true).await
+        self.set_aside(record, problems, owner, Aside::Rejected)
+            .await
     }
 
     /// Moves the drop aside with its report; emails the integrator when `notify`.
@@ -644,7 +682,7 @@ impl Intake {
         mut record: ReleaseRecord,
         problems: Vec<Problem>,
         owner: &str,
-        notify: bool,
+        aside: Aside,
     ) -> Result<RecordOutcome, IntakeError> {
         let base = format!("{}{}/", self.config.rejected_prefix, record.release_id);
         let file_name = record
@@ -654,7 +692,8 @@ impl Intake {
             .next()
             .filter(|n| !n.is_empty())
             .unwrap_or("release.zip");
-        let rejected_key = format!("{base}{file_name}");
+        // Where the drop is kept; none when its version is gone (nothing to keep).
+        let rejected_key = (aside != Aside::Gone).then(|| format!("{base}{file_name}"));
         let report_key = format!("{base}report.json");
         let report = serde_json::json!({
             "schema": "shipgate.rejection-report/v1",
@@ -672,16 +711,18 @@ impl Intake {
             "limits": self.config.limits,
         });
         put_json(&self.s3, &self.config.bucket, &report_key, &report).await?;
-        move_object(&self.s3, &record.source, &self.config.bucket, &rejected_key).await?;
+        if let Some(rejected_key) = &rejected_key {
+            move_object(&self.s3, &record.source, &self.config.bucket, rejected_key).await?;
+        }
 
         let to = record
             .integrator_email
             .clone()
             .or_else(|| self.config.fallback_email.clone());
-        if !notify {
+        if aside != Aside::Rejected {
             info!("nobody to tell: the drop was withdrawn");
-        } else if let Some(to) = to {
-            let mail = email::rejection(&self.config, &record, &problems, &rejected_key, &to);
+        } else if let (Some(to), Some(rejected_key)) = (to, &rejected_key) {
+            let mail = email::rejection(&self.config, &record, &problems, rejected_key, &to);
             let id = send_email(&self.ses, &mail).await?;
             info!(to = %to, message_id = %id, "integrator emailed");
         } else {
@@ -696,7 +737,7 @@ impl Intake {
             .collect();
         record.state = ReleaseState::Rejected;
         record.problems = serde_json::to_value(&problems).ok();
-        record.rejected_key = Some(rejected_key.clone());
+        record.rejected_key = rejected_key.clone();
         record.report_key = Some(report_key.clone());
         record.updated_at = now_rfc3339();
         self.store.update_release(&record, owner).await?;
@@ -714,6 +755,17 @@ impl Intake {
             report_key,
         })
     }
+}
+
+/// How a drop that does not start is set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aside {
+    /// Refused for its problems: moved under `rejected/`, the integrator emailed.
+    Rejected,
+    /// Deleted by the integrator (a delete marker on its key): moved, nobody emailed.
+    Withdrawn,
+    /// Its version no longer exists: nothing to move, nobody emailed.
+    Gone,
 }
 
 /// Why a drop uploaded before `newer` does not start.

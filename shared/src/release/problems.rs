@@ -158,8 +158,6 @@ problem_codes! {
     Withdrawn = "withdrawn",
     /// The source registry could not be asked whether an image exists.
     RegistryUnavailable = "registry_unavailable",
-    /// The dropped object no longer exists (deleted, or an event for a failed upload).
-    ObjectMissing = "object_missing",
 }
 
 impl fmt::Display for ProblemCode {
@@ -313,7 +311,6 @@ mod tests {
             ProblemCode::RegistryUnavailable.as_str(),
             "registry_unavailable"
         );
-        assert_eq!(ProblemCode::ObjectMissing.as_str(), "object_missing");
     }
 
     #[test]
