@@ -3,6 +3,9 @@
 # what is already there.
 
 SHELL := /bin/bash
+# A fresh build's incremental caches are gigabytes that no fresh run reads back, and CI builds
+# from nothing on a small disk: off unless the caller turns them on (CARGO_INCREMENTAL=1).
+export CARGO_INCREMENTAL ?= 0
 .ONESHELL:
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -97,21 +100,21 @@ package: package-tools
 ## unifies the same features). Run `make package` first to see the arm64 zip sizes in its table.
 bench-coldstart: setup
 	$(CARGO) build --release $(addprefix -p shipgate-,$(FUNCTION_BINS))
-	$(CARGO) build -p shipgate-tests --bin bench-coldstart
+	$(CARGO) build -p shipgate-tests --bin bench-coldstart --features shipgate-tests/bench
 	SHIPGATE_BENCH_BIN_DIR=$${CARGO_TARGET_DIR:-target}/release $${CARGO_TARGET_DIR:-target}/debug/bench-coldstart
 
 bench-intake: setup
-	$(CARGO) build --release -p shipgate-local -p shipgate-tests --bin shipgate-local --bin bench-intake
+	$(CARGO) build --release -p shipgate-local -p shipgate-tests --bin shipgate-local --bin bench-intake --features shipgate-tests/bench
 	./target/release/bench-intake
 
 .PHONY: bench-promote
 bench-promote: setup
-	$(CARGO) build --release -p shipgate-tests --bin bench-promote
+	$(CARGO) build --release -p shipgate-tests --bin bench-promote --features shipgate-tests/bench
 	./target/release/bench-promote
 
 .PHONY: bench-rollback
 bench-rollback: setup
-	$(CARGO) build --release -p shipgate-tests --bin bench-rollback
+	$(CARGO) build --release -p shipgate-tests --bin bench-rollback --features shipgate-tests/bench
 	./target/release/bench-rollback
 
 ## Template linters (issue 7), on template.yaml and environment.yaml: cfn-lint, `sam validate
@@ -161,13 +164,13 @@ lint-templates: lint-tools
 .PHONY: iam-check
 iam-check: setup
 	$(CARGO) test -p shipgate-local --test iam_conformance
-	$(CARGO) test -p shipgate-tests --test end_to_end -- iam_conformance:: --nocapture
+	$(CARGO) test -p shipgate-tests --test stories -- end_to_end::iam_conformance:: --nocapture
 
 fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 lint: fmt clippy
 

@@ -7,7 +7,7 @@
 //! answered already (`JobNotFoundException`), which the traffic action's next invocation turns
 //! into the action's failure, from the record. See `deploy_world` for what moto does here.
 
-mod deploy_world;
+use crate::deploy_world;
 
 use anyhow::{Context, Result, bail};
 use deploy_world::{MINUTE, TEAM, World, eventbridge_event, lambda_action_payload, now_ms};

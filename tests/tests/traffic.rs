@@ -5,7 +5,7 @@
 //! ECS blue/green with task sets goes from the deploy action placing green to blue drained.
 //! See `deploy_world` (and `deploy_world/ecs.rs`) for what moto does here.
 
-mod deploy_world;
+use crate::deploy_world;
 #[path = "deploy_world/ecs.rs"]
 mod ecs_world;
 
