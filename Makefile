@@ -160,11 +160,12 @@ lint-templates: lint-tools
 ## end-to-end stories, as the local stack records them (the stories are told first when this code
 ## has no recording kept under the target dir), and those listed by hand in local/iam/calls.yaml,
 ## evaluated against the roles and bucket policies of template.yaml and environment.yaml, as AWS
-## would (docs/local-stack.md, "The call recorder").
+## would (docs/local-stack.md, "The call recorder"). `--workspace`, as `make test` builds: the
+## same features, so after `make test` nothing is compiled again.
 .PHONY: iam-check
 iam-check: setup
-	$(CARGO) test -p shipgate-local --test iam_conformance
-	$(CARGO) test -p shipgate-tests --test stories -- end_to_end::iam_conformance:: --nocapture
+	$(CARGO) test --workspace --test iam_conformance
+	$(CARGO) test --workspace --test stories -- end_to_end::iam_conformance:: --nocapture
 
 fmt:
 	$(CARGO) fmt --all -- --check
