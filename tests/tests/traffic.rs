@@ -450,7 +450,8 @@ async fn the_target_comes_from_the_deploy_actions_record_and_what_it_lacks_is_na
     assert!(world.store.get_deployment(&stage_id).await?.is_none());
 
     // A release without a Lambda function, its record naming none, has nothing to shift: the
-    // pipeline's LambdaTraffic action (named `lambda`) succeeds. Its listener action cannot.
+    // pipeline's LambdaTraffic action (named `lambda`) succeeds. Its listener action, with one
+    // of the listener target's outputs left, cannot: it names the missing ones.
     let mut no_function = world.stage_targets("exec-no-function", &[]);
     no_function.lambda_function = None;
     no_function.lambda_alias = None;
@@ -472,6 +473,19 @@ async fn the_target_comes_from_the_deploy_actions_record_and_what_it_lacks_is_na
     assert!(
         message.contains("output no ShipgateProdListener, ShipgateBlueTargetGroup"),
         "{message}"
+    );
+    assert_eq!(world.listener_weights().await?, weights, "no traffic moved");
+    // With none of them (a Lambda-only release), the listener action has nothing to shift.
+    let mut lambda_only = no_function.clone();
+    lambda_only.execution_id = "exec-lambda-only".into();
+    lambda_only.deployment_id = world.deployment_id("exec-lambda-only");
+    lambda_only.green_target_group = None;
+    world.record_targets(&lambda_only).await?;
+    let alb = world.parameters("exec-lambda-only", "AllAtOnce", "alb_listener");
+    let outcome = world.traffic.run_at(&world.job(&alb)?, now).await;
+    assert!(
+        matches!(&outcome, Outcome::Done { summary, .. } if summary.contains("no listener target")),
+        "{outcome:?}"
     );
     assert_eq!(world.listener_weights().await?, weights, "no traffic moved");
 

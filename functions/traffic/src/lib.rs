@@ -242,7 +242,7 @@ impl TrafficFunction {
             // stage (read before the role is assumed: no function, nothing to do there).
             None => match self.recorded(target).await? {
                 Recorded::Shift(new) => Record::ToCreate(Box::new(new)),
-                Recorded::NoFunction => return Ok(no_function(&target.stage.environment)),
+                Recorded::Nothing => return Ok(nothing_to_shift(target)),
             },
         };
         let clients = self
@@ -931,12 +931,18 @@ fn rolled_back(d: &Deployment) -> Verdict<Progress> {
     Verdict::fail(message)
 }
 
-/// A Lambda target naming no function: the release has none; nothing to shift.
-fn no_function(environment: &str) -> Verdict<Progress> {
-    info!(env = %environment, outcome = "no_lambda_target", "the release's stacks output no ShipgateLambdaFunction");
+/// The release has no target of this action's kind (its stacks output none of it): nothing to
+/// shift, and the action succeeds saying so.
+fn nothing_to_shift(target: &Target) -> Verdict<Progress> {
+    let environment = &target.stage.environment;
+    let (what, outputs) = match target.kind {
+        TargetKind::LambdaAlias => ("Lambda", "ShipgateLambdaFunction"),
+        TargetKind::AlbListener => ("listener", "ShipgateProdListener or ShipgateService"),
+    };
+    info!(env = %environment, kind = %target.kind, outcome = "no_target", "the release's stacks output no {outputs}");
     Verdict::done(format!(
-        "{environment}: no Lambda target in this release (its stacks output no \
-         ShipgateLambdaFunction); nothing to shift"
+        "{environment}: no {what} target in this release (its stacks output no {outputs}); \
+         nothing to shift"
     ))
 }
 

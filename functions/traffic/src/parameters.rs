@@ -158,8 +158,10 @@ impl ActionParameters {
 pub enum Recorded {
     /// A deployment to create.
     Shift(NewDeployment),
-    /// A Lambda target, and the release's stacks output no function: nothing to shift.
-    NoFunction,
+    /// The release's stacks output none of what the target's kind moves (no function for a
+    /// Lambda target; no listener, target groups or service for a listener target): the
+    /// release has no such target, and there is nothing to shift. Half of them is an error.
+    Nothing,
 }
 
 /// What a new deployment moves and watches.
@@ -201,7 +203,7 @@ pub fn recorded_target(kind: TargetKind, recorded: &StageTargets) -> Result<Reco
             else {
                 // The deploy action records every output; neither of the two: no function.
                 if recorded.lambda_function.is_none() && recorded.lambda_version.is_none() {
-                    return Ok(Recorded::NoFunction);
+                    return Ok(Recorded::Nothing);
                 }
                 return Err(missing(
                     kind,
@@ -237,6 +239,19 @@ pub fn recorded_target(kind: TargetKind, recorded: &StageTargets) -> Result<Reco
                 &recorded.blue_target_group,
                 &recorded.green_target_group,
             ) else {
+                // A Lambda-only release: its stacks output no listener and no service.
+                if [
+                    &recorded.prod_listener,
+                    &recorded.blue_target_group,
+                    &recorded.green_target_group,
+                    &recorded.test_listener,
+                    &recorded.service,
+                ]
+                .iter()
+                .all(|output| output.is_none())
+                {
+                    return Ok(Recorded::Nothing);
+                }
                 return Err(missing(
                     kind,
                     [
@@ -474,7 +489,7 @@ mod tests {
         none.lambda_version = None;
         assert_eq!(
             recorded_target(TargetKind::LambdaAlias, &none),
-            Ok(Recorded::NoFunction)
+            Ok(Recorded::Nothing)
         );
         let mut half = recorded();
         half.lambda_function = None;
@@ -490,6 +505,36 @@ mod tests {
             err.to_string()
                 .contains("output no ShipgateLambdaFunction, which the lambda_alias target"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn no_listener_output_at_all_is_no_listener_target_and_half_of_one_is_named() {
+        // A Lambda-only release: nothing of a listener target recorded.
+        let mut none = recorded();
+        none.prod_listener = None;
+        none.blue_target_group = None;
+        none.green_target_group = None;
+        none.test_listener = None;
+        none.service = None;
+        assert_eq!(
+            recorded_target(TargetKind::AlbListener, &none),
+            Ok(Recorded::Nothing)
+        );
+        // A service with no listener is a release that forgot outputs, not one without a
+        // service: named, not skipped.
+        let mut service_only = none.clone();
+        service_only.service = Some("arn:aws:ecs:eu-west-1:222222222222:service/c/s".into());
+        assert_eq!(
+            recorded_target(TargetKind::AlbListener, &service_only),
+            Err(TargetError::Missing {
+                kind: TargetKind::AlbListener,
+                missing: vec![
+                    "ShipgateProdListener",
+                    "ShipgateBlueTargetGroup",
+                    "ShipgateGreenTargetGroup"
+                ]
+            })
         );
     }
 
