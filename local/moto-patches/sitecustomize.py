@@ -67,6 +67,15 @@ says which AWS behaviour it restores; product code never works around moto.
    the access key that signed it, and ECR's authorization token names its caller, as AWS's does:
    call_recording.py says what is recorded and why.
 
+17. CloudFormation: an `AWS::EC2::VPC` is created with its `EnableDnsSupport` and
+   `EnableDnsHostnames` (DescribeVpcAttribute answers them), as CloudFormation creates it.
+   moto 5.2 ignores both properties: every VPC it creates from a template has DNS hostnames
+   off, so a VPC's interface endpoints could never resolve by private DNS there.
+18. CloudFormation: an `AWS::EC2::SubnetRouteTableAssociation` associates the subnet with the
+   route table as `AssociateRouteTable` does, so DescribeRouteTables lists the association
+   (and the subnet no longer uses the main route table). moto 5.2 keeps the association in a
+   list of its own that no Describe call reads: the subnet looks associated with nothing.
+
 And two additions that are not fixes: `GET /moto-api/shipgate/instance` answers the
 `SHIPGATE_MOTO_INSTANCE` this moto was started with (the local stack's check that the moto on
 its port is its own), and `GET /moto-api/shipgate/ses-messages` lists the emails sent
@@ -729,6 +738,58 @@ def _patch_ecs_task_definition_roles():
     )
 
 
+def _patch_vpc_dns_attributes():
+    try:
+        from moto.ec2.models import vpcs
+    except Exception:  # moto not importable: nothing to patch
+        return
+    vpc_class = vpcs.VPC
+    original_create = vpc_class.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        vpc = original_create(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        properties = cloudformation_json.get("Properties") or {}
+        for name, attribute in (
+            ("EnableDnsSupport", "enable_dns_support"),
+            ("EnableDnsHostnames", "enable_dns_hostnames"),
+        ):
+            if name in properties:
+                value = properties[name]
+                setattr(vpc, attribute, value is True or str(value).lower() == "true")
+        return vpc
+
+    vpc_class.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_subnet_route_table_association():
+    try:
+        from moto.ec2.models import ec2_backends
+        from moto.ec2.models import subnets
+    except Exception:  # moto not importable: nothing to patch
+        return
+    association_class = subnets.SubnetRouteTableAssociation
+    original_create = association_class.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+    ):
+        association = original_create(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        ec2_backends[account_id][region_name].associate_route_table(
+            association.route_table_id, subnet_id=association.subnet_id
+        )
+        return association
+
+    association_class.create_from_cloudformation_json = classmethod(
+        create_from_cloudformation_json
+    )
+
+
 def _enforce_template_body_limit():
     try:
         from moto.cloudformation import responses
@@ -770,6 +831,8 @@ _patch_ecs_task_definition_roles()
 _patch_sub_parameter_references()
 _patch_lambda_inline_code_update()
 _patch_lambda_version_resource()
+_patch_vpc_dns_attributes()
+_patch_subnet_route_table_association()
 # Kept referenced: moto finds CloudFormation models through __subclasses__().
 _METRIC_ALARM_RESOURCE = _add_cloudwatch_alarm_resource()
 _LAMBDA_ALIAS_RESOURCE = _add_lambda_alias_resource()

@@ -52,9 +52,10 @@ pub enum Command {
     /// three times and wait in the failed-invocation queue.
     Failed(failed::FailedArgs),
     /// Check an installation before its first release: the link-signing secret, the SES
-    /// sender and sandbox, the approval page, and in each environment account the deploy and
-    /// stack roles' trust, the registry and the forwarding of alarms. One line per check, with
-    /// the fix of each that failed.
+    /// sender and sandbox, the approval page, and in each environment account the deploy,
+    /// stack and checks roles' trust, the registry, the forwarding of alarms, the test probe and
+    /// the network's reach of ECR and CloudWatch Logs. One line per check, with the fix of each
+    /// that failed.
     Doctor(doctor::DoctorArgs),
 }
 

@@ -18,6 +18,7 @@ pub mod job;
 pub mod lambda;
 pub mod links;
 pub mod metrics;
+pub mod network;
 pub mod plan;
 pub mod probe;
 pub mod registry;

@@ -5,8 +5,12 @@
 //! values are passed by flag, as `--stack` reads them in AWS; the environment accounts run
 //! environment.yaml's stack and are reached by assuming their deploy role, as `in_account`
 //! does. moto does not implement SESv2 `GetAccount`: the sandbox line says "not checked".
+//! The environments' networks are moto's EC2 as environment.yaml's stack made them (with moto
+//! patches 17 and 18, which keep the template's DNS attributes and route table associations),
+//! broken through the EC2 API as an operator could break them.
 
 use anyhow::{Context, Result};
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter};
 use shipgate_local::accounts::{self, INT, STG, TOOLING};
 use shipgate_local::stack::Stack;
 use shipgate_operator::OperatorError;
@@ -56,6 +60,21 @@ fn assert_fails(text: &str, name: &str, fix: &str) {
     );
 }
 
+fn in_vpc(vpc: &str) -> Filter {
+    Filter::builder().name("vpc-id").values(vpc).build()
+}
+
+/// The VPC of the first of `subnets` (comma-separated, as the PrivateSubnets output lists them).
+async fn vpc_of(ec2: &aws_sdk_ec2::Client, subnets: &str) -> Result<String> {
+    let first = subnets.split(',').next().context("a private subnet")?;
+    let out = ec2.describe_subnets().subnet_ids(first).send().await?;
+    out.subnets()
+        .first()
+        .and_then(|s| s.vpc_id())
+        .map(str::to_owned)
+        .context("the subnet's VPC")
+}
+
 /// The tooling account's default bus admits the environment accounts' events, as template.yaml's
 /// AlarmEventBusPolicy does (the local stack does not provision bus policies).
 async fn admit_environment_alarms(stack: &Stack) -> Result<()> {
@@ -97,12 +116,31 @@ async fn doctor_passes_a_working_installation_and_names_each_broken_part_with_it
         "int: stack role",
         "int: registry",
         "int: alarm forwarding",
+        "int: checks role",
+        "int: network",
+        "int: test probe",
         "stg: deploy role",
         "stg: alarm forwarding",
+        "stg: checks role",
+        "stg: network",
+        "stg: test probe",
     ] {
         assert!(line(&text, name).starts_with("✓ "), "{name}:\n{text}");
     }
     assert!(line(&text, "SES sandbox").starts_with("- SES sandbox — not checked: "));
+    let int_subnets = &stack.environments["int"]["PrivateSubnets"];
+    let int_network = line(&text, "int: network");
+    for subnet in int_subnets.split(',') {
+        assert!(
+            int_network.contains(&format!("{subnet} through the VPC endpoints")),
+            "{int_network}"
+        );
+    }
+    assert!(
+        line(&text, "int: test probe")
+            .contains(&format!("is Active in {}", int_subnets.replace(',', ", "))),
+        "{text}"
+    );
     assert!(
         line(&text, "int: deploy role").contains(
             "trusts ChangeSetFunction, DeployFunction, TrafficFunction, RollbackFunction, PromoteFunction"
@@ -179,6 +217,71 @@ async fn doctor_passes_a_working_installation_and_names_each_broken_part_with_it
         .statement_id("shipgate-stg-alarms")
         .send()
         .await?;
+    // int's network without its logs endpoint, and its S3 gateway endpoint off the subnets'
+    // route table; stg's VPC with DNS hostnames off (its endpoints' private DNS cannot work).
+    let int_ec2 = aws_sdk_ec2::Client::new(&in_account(&stack, INT).await);
+    let int_vpc = vpc_of(&int_ec2, int_subnets).await?;
+    let endpoints = int_ec2
+        .describe_vpc_endpoints()
+        .filters(in_vpc(&int_vpc))
+        .send()
+        .await?;
+    let endpoint = |name: &str| {
+        endpoints
+            .vpc_endpoints()
+            .iter()
+            .find(|e| e.service_name().is_some_and(|s| s.ends_with(name)))
+            .cloned()
+            .with_context(|| format!("int's {name} endpoint"))
+    };
+    let logs = endpoint(".logs")?;
+    int_ec2
+        .delete_vpc_endpoints()
+        .vpc_endpoint_ids(logs.vpc_endpoint_id().context("logs endpoint id")?)
+        .send()
+        .await?;
+    let s3 = endpoint(".s3")?;
+    int_ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(s3.vpc_endpoint_id().context("s3 endpoint id")?)
+        .set_remove_route_table_ids(Some(s3.route_table_ids().to_vec()))
+        .send()
+        .await?;
+    let private_table = s3
+        .route_table_ids()
+        .first()
+        .context("the private route table")?
+        .clone();
+    let stg_ec2 = aws_sdk_ec2::Client::new(&stg_sdk);
+    let stg_vpc = vpc_of(&stg_ec2, &stack.environments["stg"]["PrivateSubnets"]).await?;
+    stg_ec2
+        .modify_vpc_attribute()
+        .vpc_id(&stg_vpc)
+        .enable_dns_hostnames(AttributeBooleanValue::builder().value(false).build())
+        .send()
+        .await?;
+    // int's test probe deleted; stg's checks role trusting another stack's checks function.
+    aws_sdk_lambda::Client::new(&in_account(&stack, INT).await)
+        .delete_function()
+        .function_name("shipgate-test-probe")
+        .send()
+        .await?;
+    let other_checks = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{TOOLING}:root")},
+            "Action": "sts:AssumeRole",
+            "Condition": {"ArnLike": {"aws:PrincipalArn":
+                format!("arn:aws:iam::{TOOLING}:role/other-ChecksFunctionRole-*")}}
+        }]
+    });
+    aws_sdk_iam::Client::new(&stg_sdk)
+        .update_assume_role_policy()
+        .role_name("shipgate-checks")
+        .policy_document(other_checks.to_string())
+        .send()
+        .await?;
     // A sender SES never verified, and a URL nothing answers on.
     let dead_url = format!(
         "http://127.0.0.1:{}/",
@@ -193,7 +296,7 @@ async fn doctor_passes_a_working_installation_and_names_each_broken_part_with_it
     )
     .await;
     assert!(
-        matches!(result, Err(OperatorError::ChecksFailed { failed: 8, .. })),
+        matches!(result, Err(OperatorError::ChecksFailed { failed: 12, .. })),
         "{result:?}\n{text}"
     );
     assert_fails(&text, "link-signing secret", "restore-secret");
@@ -212,15 +315,84 @@ async fn doctor_passes_a_working_installation_and_names_each_broken_part_with_it
     assert_fails(&text, "int: registry", "reachable");
     assert_fails(&text, "int: alarm forwarding", "AlarmForwardingRule");
     assert_fails(&text, "stg: alarm forwarding", "AlarmEventBusPolicy");
+    assert_fails(&text, "int: network", "NAT gateway");
+    let int_network = line(&text, "int: network");
+    assert!(
+        int_network.contains("no logs interface endpoint"),
+        "{int_network}"
+    );
+    assert!(
+        int_network.contains(&format!(
+            "no S3 gateway endpoint on its route table {private_table}"
+        )),
+        "{int_network}"
+    );
+    let (found, _) = int_network.split_once(". Fix: ").context("a fix")?;
+    assert!(
+        !found.contains("ecr."),
+        "only what was broken: {int_network}"
+    );
+    assert_fails(&text, "stg: network", "DNS hostnames");
+    let stg_network = line(&text, "stg: network");
+    assert!(
+        stg_network.contains(&format!("{stg_vpc} has enableDnsHostnames off")),
+        "{stg_network}"
+    );
+    assert_fails(&text, "int: test probe", "ProbeCodeBucket");
+    assert!(
+        line(&text, "int: test probe").contains("no function shipgate-test-probe"),
+        "{text}"
+    );
+    assert_fails(&text, "stg: checks role", "ToolingStackName");
     // What was not broken still passes.
     for name in [
         "int: stack role",
         "stg: deploy role",
         "stg: registry",
         "int: access",
+        "int: checks role",
+        "stg: test probe",
     ] {
         assert!(line(&text, name).starts_with("✓ "), "{name}:\n{text}");
     }
+
+    // int's subnets given a default route to a NAT gateway: they need no endpoint at all.
+    let public = int_ec2
+        .create_subnet()
+        .vpc_id(&int_vpc)
+        .cidr_block("10.40.200.0/24")
+        .send()
+        .await?;
+    let address = int_ec2.allocate_address().send().await?;
+    let nat = int_ec2
+        .create_nat_gateway()
+        .subnet_id(
+            public
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .context("subnet id")?,
+        )
+        .allocation_id(address.allocation_id().context("allocation id")?)
+        .send()
+        .await?;
+    let nat_id = nat
+        .nat_gateway()
+        .and_then(|n| n.nat_gateway_id())
+        .context("NAT gateway id")?;
+    int_ec2
+        .create_route()
+        .route_table_id(&private_table)
+        .destination_cidr_block("0.0.0.0/0")
+        .nat_gateway_id(nat_id)
+        .send()
+        .await?;
+    let (_, text) = doctor(&stack, &[]).await;
+    let int_network = line(&text, "int: network");
+    assert!(int_network.starts_with("✓ "), "{int_network}");
+    assert!(
+        int_network.contains(&format!("{private_table}'s default route to {nat_id}")),
+        "{int_network}"
+    );
 
     // An environment the operator cannot reach: its access fails, and nothing else is tried.
     let (result, text) = run_operator(

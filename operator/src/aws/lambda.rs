@@ -1,4 +1,5 @@
-//! Lambda: asynchronous invocation, as the services that invoke shipgate's functions do.
+//! Lambda: asynchronous invocation, as the services that invoke shipgate's functions do, and
+//! what `GetFunction` says of a function (the doctor's look at the test probe).
 
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::error::SdkError;
@@ -46,4 +47,46 @@ pub async fn invoke_event(
         });
     }
     Ok(out.request_id().map(str::to_owned))
+}
+
+/// What `GetFunction` says of a function: its state and where its network interfaces are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FunctionState {
+    pub arn: String,
+    /// `Pending`, `Active`, `Inactive` or `Failed` (Lambda Developer Guide, "Lambda function
+    /// states").
+    pub state: String,
+    pub state_reason: Option<String>,
+    /// The subnets of its `VpcConfig`; empty when it runs outside any VPC.
+    pub subnets: Vec<String>,
+}
+
+/// The function `name`; `Ok(None)` when Lambda has no such function.
+pub async fn function(
+    client: &Client,
+    name: &str,
+) -> Result<Option<FunctionState>, super::CallFailure> {
+    match client.get_function().function_name(name).send().await {
+        Ok(out) => {
+            let configuration = out.configuration();
+            Ok(Some(FunctionState {
+                arn: configuration
+                    .and_then(|c| c.function_arn())
+                    .unwrap_or(name)
+                    .to_owned(),
+                state: configuration
+                    .and_then(|c| c.state())
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                state_reason: configuration
+                    .and_then(|c| c.state_reason())
+                    .map(str::to_owned),
+                subnets: configuration
+                    .and_then(|c| c.vpc_config())
+                    .map(|v| v.subnet_ids().to_vec())
+                    .unwrap_or_default(),
+            }))
+        }
+        Err(e) => super::absent_if(&e, "ResourceNotFoundException"),
+    }
 }

@@ -2,6 +2,7 @@
 //! and returning plain data (or the SDK error, kept whole).
 
 pub mod cloudformation;
+pub mod ec2;
 pub mod events;
 pub mod iam;
 pub mod lambda;

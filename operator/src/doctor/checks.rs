@@ -6,8 +6,12 @@ use std::fmt;
 use serde_json::Value;
 
 use super::policy::{self, Answer, Ask, Principal};
+use shipgate::network::{Gap, Network, Reach};
+
 use crate::aws::CallFailure;
+use crate::aws::cloudformation::StackDescription;
 use crate::aws::events::Rule;
+use crate::aws::lambda::FunctionState;
 use crate::aws::secrets::SecretState;
 use crate::aws::ses::{Account, Identity};
 
@@ -73,6 +77,9 @@ pub const LINK_KEY: &str = "link-signing secret";
 pub const SENDER: &str = "SES sender";
 pub const SANDBOX: &str = "SES sandbox";
 pub const APPROVAL_PAGE: &str = "approval page";
+
+/// The stack environment.yaml is deployed as in each environment account.
+pub const ENVIRONMENT_STACK: &str = "shipgate-env";
 
 /// The secret approval links are signed with: there, not being deleted, with a current value.
 pub fn link_signing_key(id: &str, state: Result<Option<SecretState>, CallFailure>) -> Check {
@@ -424,6 +431,269 @@ pub fn registry(environment: &str, answer: Result<String, String>) -> Check {
              reachable (SourceRegistryEndpoints / --registry-endpoints where it is overridden)",
         ),
     }
+}
+
+/// How to make what environment.yaml makes in `account`.
+fn deploy_environment(account: &str, what: &str) -> String {
+    format!(
+        "deploy environment.yaml as stack {ENVIRONMENT_STACK} in account {account} ({what}; \
+         docs/deploy.md)"
+    )
+}
+
+/// The environment stack's `PrivateSubnets` output (the subnets the services and the test
+/// probe run in), or the failed check `name` saying why it is not known.
+pub fn private_subnets(
+    name: &str,
+    account: &str,
+    stack: &Result<StackDescription, CallFailure>,
+) -> Result<Vec<String>, Check> {
+    let fix = deploy_environment(account, "its PrivateSubnets output names the subnets");
+    let description = match stack {
+        Ok(description) => description,
+        Err(e) if e.is("ValidationError") => {
+            return Err(Check::failed(
+                name,
+                format!(
+                    "no stack {ENVIRONMENT_STACK} in account {account}: {}",
+                    e.text
+                ),
+                fix,
+            ));
+        }
+        Err(e) => {
+            return Err(Check::failed(
+                name,
+                format!("stack {ENVIRONMENT_STACK} could not be read: {}", e.text),
+                "allow cloudformation:DescribeStacks on it to the access given",
+            ));
+        }
+    };
+    let subnets: Vec<String> = description
+        .outputs
+        .get("PrivateSubnets")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if subnets.is_empty() {
+        return Err(Check::failed(
+            name,
+            format!("stack {ENVIRONMENT_STACK} has no PrivateSubnets output"),
+            fix,
+        ));
+    }
+    Ok(subnets)
+}
+
+/// The environment's network: every private subnet reaches ECR, S3 (image layers) and
+/// CloudWatch Logs over HTTPS, by a NAT (or internet) gateway or by VPC endpoints, as
+/// [`shipgate::network`] decides.
+pub fn network(
+    environment: &str,
+    account: &str,
+    subnets: &[String],
+    facts: Result<Network, CallFailure>,
+) -> Check {
+    let name = format!("{environment}: network");
+    let network = match facts {
+        Ok(network) => network,
+        Err(e) if e.is("InvalidSubnetID.NotFound") => {
+            return Check::failed(
+                name,
+                format!(
+                    "the subnets {} are not all there: {}",
+                    subnets.join(", "),
+                    e.text
+                ),
+                deploy_environment(account, "update it: its PrivateSubnets output is stale"),
+            );
+        }
+        Err(e) => {
+            return Check::failed(
+                name,
+                format!("the network could not be described: {}", e.text),
+                "allow ec2:DescribeSubnets, DescribeVpcAttribute, DescribeRouteTables, \
+                 DescribeVpcEndpoints and DescribeSecurityGroups to the access given",
+            );
+        }
+    };
+    let mut reached = Vec::new();
+    let mut vpc_gaps: Vec<String> = Vec::new();
+    let mut subnet_gaps = Vec::new();
+    for subnet in subnets {
+        match network.reach(subnet) {
+            Ok(Reach::DefaultRoute { table, via }) => {
+                reached.push(format!("{subnet} through {table}'s default route to {via}"));
+            }
+            Ok(Reach::Endpoints { table }) => {
+                reached.push(format!(
+                    "{subnet} through the VPC endpoints (route table {table})"
+                ));
+            }
+            Err(gaps) => {
+                let mut own = Vec::new();
+                for gap in gaps {
+                    match gap {
+                        Gap::VpcDns { .. } => {
+                            let text = gap.to_string();
+                            if !vpc_gaps.contains(&text) {
+                                vpc_gaps.push(text);
+                            }
+                        }
+                        other => own.push(other.to_string()),
+                    }
+                }
+                if !own.is_empty() {
+                    subnet_gaps.push(format!("{subnet}: {}", own.join(", ")));
+                }
+            }
+        }
+    }
+    if vpc_gaps.is_empty() && subnet_gaps.is_empty() {
+        return Check::ok(
+            name,
+            format!(
+                "ECR, S3 and CloudWatch Logs reached from {}",
+                reached.join("; ")
+            ),
+        );
+    }
+    let mut found = vpc_gaps;
+    found.extend(subnet_gaps);
+    Check::failed(
+        name,
+        format!(
+            "Fargate tasks in the private subnets cannot pull images or send logs: {}",
+            found.join("; ")
+        ),
+        format!(
+            "give the subnets' route table a default route to a NAT gateway, or add what is \
+             missing: the ecr.api, ecr.dkr and logs interface endpoints (private DNS on, in each \
+             subnet's availability zone, a security group admitting TCP 443 from the subnets), \
+             the S3 gateway endpoint on the subnets' route table, and the VPC's DNS support and \
+             DNS hostnames; {}",
+            deploy_environment(account, "it makes all of them")
+        ),
+    )
+}
+
+/// The role the checks function assumes to invoke the test probe: there, and trusting the
+/// tooling account's checks function (`checks_function`: its role's ARN).
+pub fn checks_role(
+    environment: &str,
+    account: &str,
+    trust: Result<Option<String>, CallFailure>,
+    checks_function: &str,
+) -> Check {
+    let name = format!("{environment}: checks role");
+    let role_arn = format!("arn:aws:iam::{account}:role/{}", shipgate::probe::ROLE_NAME);
+    let fix = deploy_environment(
+        account,
+        "its ChecksRole, with ToolingAccountId and ToolingStackName of the tooling stack",
+    );
+    let document = match trust_document(&name, &role_arn, trust, &fix) {
+        Ok(document) => document,
+        Err(failed) => return failed,
+    };
+    let ask = Ask {
+        principal: Principal::Aws(checks_function),
+        action: "sts:AssumeRole",
+        context: Default::default(),
+    };
+    match policy::decide(&document, &ask) {
+        Answer::Allowed(_) => Check::ok(name, format!("{role_arn} trusts {checks_function}")),
+        refused => Check::failed(
+            name,
+            format!("{role_arn} does not trust {checks_function}: {refused}"),
+            fix,
+        ),
+    }
+}
+
+/// The test probe the checks function invokes: there, in the environment's private subnets
+/// (where the internal test listener is reached), and `Active` (Lambda Developer Guide, "Lambda
+/// function states": a `Pending` function cannot be invoked yet, an `Inactive` one fails its
+/// next invocation while Lambda recreates its network interfaces, a `Failed` one never runs).
+pub fn test_probe(
+    environment: &str,
+    account: &str,
+    subnets: &[String],
+    function: Result<Option<FunctionState>, CallFailure>,
+) -> Check {
+    let name = format!("{environment}: test probe");
+    let probe = shipgate::probe::FUNCTION_NAME;
+    let function = match function {
+        Ok(Some(function)) => function,
+        Ok(None) => {
+            return Check::failed(
+                name,
+                format!("no function {probe} in account {account}"),
+                deploy_environment(
+                    account,
+                    "its TestProbe, with ProbeCodeBucket holding probe.zip of `make package`",
+                ),
+            );
+        }
+        Err(e) => {
+            return Check::failed(
+                name,
+                format!("{probe} could not be read: {}", e.text),
+                "allow lambda:GetFunction on it to the access given",
+            );
+        }
+    };
+    let arn = &function.arn;
+    let outside: Vec<&String> = function
+        .subnets
+        .iter()
+        .filter(|s| !subnets.contains(s))
+        .collect();
+    if function.subnets.is_empty() || !outside.is_empty() {
+        let found = if function.subnets.is_empty() {
+            "runs in no VPC".to_owned()
+        } else {
+            format!(
+                "runs in {}, not only the private subnets {}",
+                function.subnets.join(", "),
+                subnets.join(", ")
+            )
+        };
+        return Check::failed(
+            name,
+            format!("{arn} {found}: it cannot reach the internal test listener"),
+            deploy_environment(account, "its TestProbe runs in the PrivateSubnets"),
+        );
+    }
+    let reason = function
+        .state_reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let fix = match function.state.as_str() {
+        "Active" => {
+            return Check::ok(
+                name,
+                format!("{arn} is Active in {}", function.subnets.join(", ")),
+            );
+        }
+        "Pending" => "wait a few minutes while Lambda creates its network interfaces, and run \
+                      shipgate doctor again"
+            .to_owned(),
+        "Inactive" => format!(
+            "invoke it once (aws lambda invoke --function-name {probe} /dev/null) so Lambda \
+             recreates its network interfaces, and run shipgate doctor again once it is Active"
+        ),
+        _ => deploy_environment(
+            account,
+            "update it; the reason above says why Lambda could not set the probe up",
+        ),
+    };
+    Check::failed(name, format!("{arn} is {}{reason}", function.state), fix)
 }
 
 /// A CloudWatch alarm's state change to ALARM, as EventBridge sees it (the fields a rule's
@@ -851,6 +1121,231 @@ mod tests {
                 policy("222222222222")
             )
             .is_failed()
+        );
+    }
+
+    fn stack_with_subnets(outputs: &[(&str, &str)]) -> Result<StackDescription, CallFailure> {
+        Ok(StackDescription {
+            parameters: Default::default(),
+            outputs: outputs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn the_private_subnets_come_from_the_environment_stack() {
+        let subnets = private_subnets(
+            "int: network",
+            "222222222222",
+            &stack_with_subnets(&[("PrivateSubnets", "subnet-a,subnet-b")]),
+        );
+        assert_eq!(subnets, Ok(vec!["subnet-a".into(), "subnet-b".into()]));
+        let none =
+            private_subnets("int: network", "222222222222", &stack_with_subnets(&[])).unwrap_err();
+        assert!(none.detail.contains("no PrivateSubnets output"), "{none}");
+        let missing = private_subnets(
+            "int: network",
+            "222222222222",
+            &Err(failure(Some("ValidationError"), 400)),
+        )
+        .unwrap_err();
+        assert!(
+            missing.detail.starts_with("no stack shipgate-env"),
+            "{missing}"
+        );
+        assert!(
+            fix(&missing).contains("deploy environment.yaml"),
+            "{missing}"
+        );
+        let denied = private_subnets(
+            "int: network",
+            "222222222222",
+            &Err(failure(Some("AccessDenied"), 403)),
+        )
+        .unwrap_err();
+        assert!(fix(&denied).contains("cloudformation:DescribeStacks"));
+    }
+
+    /// A network where subnet-a reaches through endpoints and subnet-b through a NAT.
+    fn live_network() -> Network {
+        use shipgate::network::*;
+        let interface = |name: &str| Endpoint {
+            id: format!("vpce-{name}"),
+            service: format!("com.amazonaws.eu-west-1.{name}"),
+            kind: EndpointType::Interface,
+            available: true,
+            private_dns: true,
+            subnets: vec!["subnet-a".into()],
+            security_groups: vec!["sg-1".into()],
+            route_tables: vec![],
+        };
+        let mut endpoints: Vec<Endpoint> =
+            INTERFACE_SERVICES.iter().map(|s| interface(s)).collect();
+        endpoints.push(Endpoint {
+            id: "vpce-s3".into(),
+            service: "com.amazonaws.eu-west-1.s3".into(),
+            kind: EndpointType::Gateway,
+            available: true,
+            private_dns: false,
+            subnets: vec![],
+            security_groups: vec![],
+            route_tables: vec!["rtb-a".into()],
+        });
+        Network {
+            vpc: Vpc {
+                id: "vpc-1".into(),
+                dns_support: true,
+                dns_hostnames: true,
+            },
+            subnets: vec![
+                Subnet {
+                    id: "subnet-a".into(),
+                    availability_zone: "eu-west-1a".into(),
+                    cidr: "10.40.0.0/24".into(),
+                },
+                Subnet {
+                    id: "subnet-b".into(),
+                    availability_zone: "eu-west-1b".into(),
+                    cidr: "10.40.1.0/24".into(),
+                },
+            ],
+            route_tables: vec![
+                RouteTable {
+                    id: "rtb-a".into(),
+                    main: false,
+                    subnets: vec!["subnet-a".into()],
+                    routes: vec![],
+                },
+                RouteTable {
+                    id: "rtb-main".into(),
+                    main: true,
+                    subnets: vec![],
+                    routes: vec![Route {
+                        destination: Some("0.0.0.0/0".into()),
+                        target: RouteTarget::NatGateway("nat-1".into()),
+                        active: true,
+                    }],
+                },
+            ],
+            endpoints,
+            security_groups: vec![SecurityGroup {
+                id: "sg-1".into(),
+                ingress: vec![Ingress {
+                    protocol: "tcp".into(),
+                    from_port: Some(443),
+                    to_port: Some(443),
+                    cidrs: vec!["10.40.0.0/16".into()],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_network_line_says_how_each_subnet_reaches_or_what_it_lacks() {
+        let subnets = ["subnet-a".to_owned(), "subnet-b".to_owned()];
+        let check = network("int", "222222222222", &subnets, Ok(live_network()));
+        assert_eq!(
+            check.to_string(),
+            "✓ int: network — ECR, S3 and CloudWatch Logs reached from subnet-a through the VPC \
+             endpoints (route table rtb-a); subnet-b through rtb-main's default route to nat-1"
+        );
+        // DNS hostnames off: said once for the VPC, though only subnet-a needs it.
+        let mut broken = live_network();
+        broken.vpc.dns_hostnames = false;
+        broken.endpoints.retain(|e| !e.serves("logs"));
+        broken.route_tables[1].routes.clear();
+        let check = network("int", "222222222222", &subnets, Ok(broken));
+        assert_eq!(
+            check.detail,
+            "Fargate tasks in the private subnets cannot pull images or send logs: vpc-1 has \
+             enableDnsHostnames off, which the endpoints' private DNS needs; subnet-a: no logs \
+             interface endpoint; subnet-b: no S3 gateway endpoint on its route table rtb-main \
+             (ECR's image layers), the ecr.api endpoint vpce-ecr.api has no network interface \
+             in eu-west-1b (the subnet's availability zone), the ecr.dkr endpoint vpce-ecr.dkr \
+             has no network interface in eu-west-1b (the subnet's availability zone), no logs \
+             interface endpoint"
+        );
+        assert!(fix(&check).contains("NAT gateway"), "{check}");
+        assert!(fix(&check).contains("stack shipgate-env in account 222222222222"));
+        let gone = network(
+            "int",
+            "222222222222",
+            &subnets,
+            Err(failure(Some("InvalidSubnetID.NotFound"), 400)),
+        );
+        assert!(
+            fix(&gone).contains("PrivateSubnets output is stale"),
+            "{gone}"
+        );
+        let denied = network(
+            "int",
+            "222222222222",
+            &subnets,
+            Err(failure(Some("UnauthorizedOperation"), 403)),
+        );
+        assert!(fix(&denied).contains("DescribeVpcEndpoints"), "{denied}");
+    }
+
+    #[test]
+    fn the_checks_role_trusts_the_checks_function() {
+        let function = format!("arn:aws:iam::{TOOLING}:role/shipgate-ChecksFunctionRole-X1");
+        let trusting = trust(&["arn:aws:iam::111111111111:role/shipgate-ChecksFunctionRole-*"]);
+        let check = checks_role("int", "222222222222", trusting, &function);
+        assert_eq!(
+            check.to_string(),
+            format!(
+                "✓ int: checks role — arn:aws:iam::222222222222:role/shipgate-checks trusts \
+                 {function}"
+            )
+        );
+        let other = trust(&["arn:aws:iam::111111111111:role/other-ChecksFunctionRole-*"]);
+        let check = checks_role("int", "222222222222", other, &function);
+        assert!(check.detail.contains("does not trust"), "{check}");
+        assert!(fix(&check).contains("ToolingStackName"), "{check}");
+        let missing = checks_role("int", "222222222222", Ok(None), &function);
+        assert!(missing.detail.starts_with("no role"), "{missing}");
+    }
+
+    #[test]
+    fn the_test_probe_is_active_in_the_private_subnets() {
+        let subnets = ["subnet-a".to_owned(), "subnet-b".to_owned()];
+        let probe = |state: &str, subnets: &[&str]| {
+            Ok(Some(FunctionState {
+                arn: "arn:probe".into(),
+                state: state.into(),
+                state_reason: None,
+                subnets: subnets.iter().map(|s| (*s).to_owned()).collect(),
+            }))
+        };
+        let check = |function| test_probe("int", "222222222222", &subnets, function);
+        assert_eq!(
+            check(probe("Active", &["subnet-a", "subnet-b"])).to_string(),
+            "✓ int: test probe — arn:probe is Active in subnet-a, subnet-b"
+        );
+        assert!(!check(probe("Active", &["subnet-b"])).is_failed());
+        let outside = check(probe("Active", &["subnet-a", "subnet-public"]));
+        assert!(
+            outside.detail.contains("not only the private subnets"),
+            "{outside}"
+        );
+        let no_vpc = check(probe("Active", &[]));
+        assert!(no_vpc.detail.contains("runs in no VPC"), "{no_vpc}");
+        assert!(fix(&check(probe("Pending", &["subnet-a"]))).contains("wait"));
+        assert!(fix(&check(probe("Inactive", &["subnet-a"]))).contains("aws lambda invoke"));
+        assert!(check(probe("Failed", &["subnet-a"])).is_failed());
+        let missing = check(Ok(None));
+        assert!(
+            missing
+                .detail
+                .starts_with("no function shipgate-test-probe"),
+            "{missing}"
+        );
+        assert!(fix(&missing).contains("ProbeCodeBucket"));
+        assert!(
+            fix(&check(Err(failure(Some("AccessDeniedException"), 403))))
+                .contains("lambda:GetFunction")
         );
     }
 }

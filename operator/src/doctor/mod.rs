@@ -4,16 +4,17 @@
 //! tell until a release fails: in the tooling account the link-signing secret, the SES sender
 //! and the account's sandbox status, and the approval page's URL; in each environment account
 //! given with `--environment`, the deploy role and whom it trusts, the stack role's trust, the
-//! registry, and the forwarding of alarm state changes to the tooling account's bus. One line
-//! per check, `✓` or `✗` with the fix; any `✗` makes the command fail.
+//! registry, the forwarding of alarm state changes to the tooling account's bus, the checks
+//! role and the test probe the checks reach the test listener through, and the network's reach
+//! of ECR and CloudWatch Logs (a NAT route or VPC endpoints on the private subnets, decided by
+//! [`shipgate::network`], the rule environment.yaml's own test applies). One line per check,
+//! `✓` or `✗` with the fix; any `✗` makes the command fail.
 //!
 //! What no flag gives is read from the tooling stack (`--stack`): its parameters (`MailFrom`,
 //! `<Env>DeployRoleArn`, `<Env>StackRoleArn`, `SourceRegistryEndpoints`), its resources
-//! (`LinkSigningKey`, the functions' roles) and its outputs (`ApprovalPageUrl`). Each decision
-//! is a function of what the adapters returned ([`checks`]).
-//!
-//! Not checked yet: the environment network's reach of ECR and CloudWatch Logs (VPC endpoints
-//! or a NAT route on the services' subnets).
+//! (`LinkSigningKey`, the functions' roles) and its outputs (`ApprovalPageUrl`); what the
+//! environments hold, from their `shipgate-env` stacks (`PrivateSubnets`). Each decision is a
+//! function of what the adapters returned ([`checks`]).
 
 pub mod checks;
 pub mod policy;
@@ -25,7 +26,8 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, SdkConfig};
 use clap::Args;
 
-use crate::aws::{events, iam, secrets, ses, sts};
+use crate::aws::cloudformation::describe_stack;
+use crate::aws::{CallFailure, ec2, events, iam, lambda, secrets, ses, sts};
 use crate::error::report;
 use crate::stack::StackResources;
 use crate::{Clients, OperatorError};
@@ -287,7 +289,8 @@ impl Doctor<'_> {
         }
     }
 
-    /// An environment's checks: reached, deploy role, stack role, registry, alarm forwarding.
+    /// An environment's checks: reached, deploy role, stack role, registry, alarm forwarding,
+    /// checks role, network, test probe.
     async fn environment(&self, environment: &EnvironmentAccess, tooling: &str) -> Vec<Check> {
         let name = environment.name.as_str();
         let sdk = self.environment_sdk(&environment.access).await;
@@ -338,24 +341,67 @@ impl Doctor<'_> {
             events::default_bus_rules(&aws_sdk_eventbridge::Client::new(&sdk)).await,
             events::default_bus_policy(&aws_sdk_eventbridge::Client::new(&self.clients.sdk)).await,
         );
-        vec![reached, deploy, stack, registry, alarms]
+        let checks_function = self.function_role(tooling, "ChecksFunction").await;
+        let checks_role = checks::checks_role(
+            name,
+            &account,
+            iam::trust_policy(&iam, shipgate::probe::ROLE_NAME).await,
+            &checks_function,
+        );
+        let mut checks = vec![reached, deploy, stack, registry, alarms, checks_role];
+        checks.extend(self.network_and_probe(name, &account, &sdk).await);
+        checks
     }
 
-    /// Each function that assumes a deploy role, with its role's ARN: from the stack's
-    /// resources (SAM's `<Function>Role`), else as SAM names it (`<stack>-<Function>Role-<suffix>`,
-    /// with a made-up suffix).
+    /// The environment's network and test probe, both in the environment stack's private
+    /// subnets.
+    async fn network_and_probe(&self, name: &str, account: &str, sdk: &SdkConfig) -> [Check; 2] {
+        let cloudformation = aws_sdk_cloudformation::Client::new(sdk);
+        let stack = describe_stack(&cloudformation, checks::ENVIRONMENT_STACK)
+            .await
+            .map_err(|e| CallFailure::new(&e));
+        let network_name = format!("{name}: network");
+        let probe_name = format!("{name}: test probe");
+        let subnets = match checks::private_subnets(&network_name, account, &stack) {
+            Ok(subnets) => subnets,
+            Err(failed) => {
+                let probe = Check {
+                    name: probe_name,
+                    ..failed.clone()
+                };
+                return [failed, probe];
+            }
+        };
+        let facts = ec2::network(&aws_sdk_ec2::Client::new(sdk), &subnets).await;
+        let function = lambda::function(
+            &aws_sdk_lambda::Client::new(sdk),
+            shipgate::probe::FUNCTION_NAME,
+        )
+        .await;
+        [
+            checks::network(name, account, &subnets, facts),
+            checks::test_probe(name, account, &subnets, function),
+        ]
+    }
+
+    /// The ARN of the role of tooling function `function`: from the stack's resources (SAM's
+    /// `<Function>Role`), else as SAM names it (`<stack>-<Function>Role-<suffix>`, with a
+    /// made-up suffix).
+    async fn function_role(&self, tooling: &str, function: &str) -> String {
+        let logical = format!("{function}Role");
+        let role = match self.stack.physical_id(&logical).await {
+            Ok(Some(name)) => name,
+            _ => format!("{}-{logical}-DOCTOR1234", self.stack.name()),
+        };
+        format!("arn:aws:iam::{tooling}:role/{role}")
+    }
+
+    /// Each function that assumes a deploy role, with its role's ARN.
     async fn assumers(&self, tooling: &str) -> Vec<(String, String)> {
         let mut assumers = Vec::new();
         for function in DEPLOY_ROLE_ASSUMERS {
-            let logical = format!("{function}Role");
-            let role = match self.stack.physical_id(&logical).await {
-                Ok(Some(name)) => name,
-                _ => format!("{}-{logical}-DOCTOR1234", self.stack.name()),
-            };
-            assumers.push((
-                function.to_owned(),
-                format!("arn:aws:iam::{tooling}:role/{role}"),
-            ));
+            let role = self.function_role(tooling, function).await;
+            assumers.push((function.to_owned(), role));
         }
         assumers
     }
@@ -445,12 +491,19 @@ mod tests {
         }
         assert!(text.contains(&format!("RoleName: {DEPLOY_ROLE_NAME}")));
         assert!(text.contains(&format!("RoleName: {STACK_ROLE_NAME}")));
+        // The checks role, its trust and the probe, where the network and the probe are read.
+        assert!(text.contains(&format!("RoleName: {}", shipgate::probe::ROLE_NAME)));
+        assert!(text.contains("-ChecksFunctionRole-*"));
+        assert!(text.contains(&format!("FunctionName: {}", shipgate::probe::FUNCTION_NAME)));
+        assert!(text.contains("  PrivateSubnets:\n"));
+        assert!(text.contains(&format!("as stack \"{}\"", checks::ENVIRONMENT_STACK)));
         let template = include_str!("../../../template.yaml");
         for name in [
             "MailFrom:",
             "LinkSigningKey:",
             "ApprovalPageUrl:",
             "SourceRegistryEndpoints:",
+            "ChecksFunction:",
         ] {
             assert!(template.contains(name), "{name}");
         }
