@@ -196,6 +196,14 @@ fn main() -> std::io::Result<()> {
     let stored = noise(per_entry, 1);
     let random_deflated = deflate(&noise(per_entry, 2));
     let (bomb_data, bomb_packed) = compressible(per_entry_uncompressed, 95);
+    // Random letters of an 8-letter alphabet: all literals, so inflate decodes every byte
+    // through its Huffman tables (its slowest path), at a ratio (~2.6) that fits the 4 GiB
+    // limit of uncompressed bytes into the 2 GiB limit of the archive.
+    let letters: Vec<u8> = noise(per_entry_uncompressed, 3)
+        .iter()
+        .map(|b| b"abcdefgh"[usize::from(b % 8)])
+        .collect();
+    let letters_packed = deflate(&letters);
     let cases = [
         (
             "stored",
@@ -213,6 +221,15 @@ fn main() -> std::io::Result<()> {
                 crc: crc32fast::hash(&noise(per_entry, 2)),
                 uncompressed: per_entry as u64,
                 data: random_deflated,
+            },
+        ),
+        (
+            "deflated-literals-to-4GiB",
+            Payload {
+                method: 8,
+                crc: crc32fast::hash(&letters),
+                uncompressed: letters.len() as u64,
+                data: letters_packed,
             },
         ),
         (
