@@ -107,6 +107,13 @@ bench-intake: setup
 	$(CARGO) build --release -p shipgate-local -p shipgate-tests --bin shipgate-local --bin bench-intake --features shipgate-tests/bench
 	./target/release/bench-intake
 
+.PHONY: bench-archive
+## Release validation's verdict time on the largest archives the limits allow (every entry
+## decompressed and checked), from local disk on one thread: the CPU cost Lambda scales with
+## memory. Library only, so the release build does not compile the functions.
+bench-archive:
+	$(CARGO) run --release -p shipgate --example bench-archive
+
 .PHONY: bench-promote
 bench-promote: setup
 	$(CARGO) build --release -p shipgate-tests --bin bench-promote --features shipgate-tests/bench

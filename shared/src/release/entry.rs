@@ -1,10 +1,11 @@
-//! Reading one entry of the archive: its local header, then its data, by ranged reads.
+//! Reading one entry of the archive that intake needs (manifest, templates, checks file), by one
+//! ranged read of its data.
 //!
-//! Nothing an entry says about itself is trusted: the declared size must be within the limit for
-//! what the entry is (manifest, template, checks) before anything is read, decompression stops
-//! one byte past the declared size, and the result must have exactly the declared size and
-//! CRC-32. The local header must agree with the central directory, since extractors that read
-//! one or the other would otherwise see different files.
+//! Only entries that `structure` verified are read: their local record agrees with the central
+//! directory and their data decompressed to the declared size and CRC-32. The declared size
+//! must also be within the limit for what the entry is before anything is read, and
+//! decompression stops one byte past it; the result is held to its size and CRC-32 again, since
+//! it is a second read of the object.
 
 use std::io::Read;
 
@@ -12,27 +13,24 @@ use flate2::read::DeflateDecoder;
 
 use super::problems::{ProblemCode as Code, Problems, human_size};
 use super::source::{RangeSource, SourceError, read_exact};
-use super::zipdir::{
-    Directory, Entry, FLAG_DATA_DESCRIPTOR, FLAG_ENCRYPTED, FLAG_UTF8, LOCAL_LEN, LOCAL_SIG,
-    METHOD_DEFLATE, METHOD_STORED, decode_name, le_u16, le_u32,
-};
+use super::zipdir::{Entry, METHOD_DEFLATE, METHOD_STORED};
 
 /// Reads and decompresses `entry`, which is a `kind` ("manifest", "template", "checks file")
 /// of at most `max_bytes`. `Ok(None)` when the entry cannot be trusted; the reasons are in
-/// `problems`. Entries that are encrypted or use an unknown method were reported when the
-/// directory was checked, so they are skipped here without a second problem.
+/// `problems`. Entries that `structure` did not verify (encrypted, an unknown method, headers
+/// that disagree, data that does not match) were reported then, so they are skipped here
+/// without a second problem.
 pub(crate) async fn read_entry<S: RangeSource + Sync + ?Sized>(
     source: &S,
-    directory: &Directory,
     entry: &Entry,
     kind: &str,
     max_bytes: u64,
     problems: &mut Problems,
 ) -> Result<Option<Vec<u8>>, SourceError> {
     let name = entry.name.as_str();
-    if !entry.is_readable() || entry.is_symlink() {
+    let Some(data_at) = entry.verified_data.filter(|_| !entry.is_symlink()) else {
         return Ok(None);
-    }
+    };
     if entry.uncompressed_size > max_bytes {
         problems.report(
             Code::EntryTooLarge,
@@ -62,10 +60,7 @@ pub(crate) async fn read_entry<S: RangeSource + Sync + ?Sized>(
         return Ok(None);
     }
 
-    let Some(LocalRecord { data }) = read_local_record(source, directory, entry, problems).await?
-    else {
-        return Ok(None);
-    };
+    let data = read_exact(source, data_at, entry.compressed_size).await?;
 
     let out = match entry.method {
         METHOD_STORED => {
@@ -136,152 +131,29 @@ fn report_size(problems: &mut Problems, kind: &str, name: &str, declared: u64, a
     problems.report(Code::EntrySizeMismatch, Some(name), message);
 }
 
-/// What follows a checked local header.
-struct LocalRecord {
-    /// The entry's compressed data.
-    data: bytes::Bytes,
-}
-
-/// Reads the local header, checks it against the directory record and the entries around it,
-/// then reads the name, extra field and data in one ranged read (two reads per entry in all).
-async fn read_local_record<S: RangeSource + Sync + ?Sized>(
-    source: &S,
-    directory: &Directory,
-    entry: &Entry,
-    problems: &mut Problems,
-) -> Result<Option<LocalRecord>, SourceError> {
-    let name = entry.name.as_str();
-    let corrupt = |problems: &mut Problems, what: &str| {
-        problems.report(
-            Code::CorruptEntry,
-            Some(name),
-            format!(
-                "entry {name:?} {what}: the archive is damaged; re-create it and upload it again"
-            ),
-        );
-    };
-    let header_end = entry.local_offset.checked_add(LOCAL_LEN);
-    if header_end.is_none_or(|end| end > directory.data_end) {
-        corrupt(problems, "has its local header outside the archive's data");
-        return Ok(None);
-    }
-    let fixed = read_exact(source, entry.local_offset, LOCAL_LEN).await?;
-    if le_u32(&fixed, 0) != Some(LOCAL_SIG) {
-        corrupt(problems, "has no local header where the directory says");
-        return Ok(None);
-    }
-    let flags = le_u16(&fixed, 6).unwrap_or(0);
-    let method = le_u16(&fixed, 8).unwrap_or(0);
-    let crc = le_u32(&fixed, 14).unwrap_or(0);
-    let compressed = le_u32(&fixed, 18).unwrap_or(0);
-    let uncompressed = le_u32(&fixed, 22).unwrap_or(0);
-    let name_len = u64::from(le_u16(&fixed, 26).unwrap_or(0));
-    let extra_len = u64::from(le_u16(&fixed, 28).unwrap_or(0));
-
-    let names_at = entry.local_offset + LOCAL_LEN;
-    let data_offset = names_at + name_len + extra_len;
-    let data_end = data_offset.checked_add(entry.compressed_size);
-    if data_end.is_none_or(|end| end > directory.data_end) {
-        corrupt(
-            problems,
-            "has data that runs past the start of the directory",
-        );
-        return Ok(None);
-    }
-    let limit = directory.data_limit(entry);
-    // `min_end` beyond the limit was already reported when the directory was checked.
-    if data_end.is_some_and(|end| end > limit) && entry.min_end() <= limit {
-        problems.report(
-            Code::OverlappingEntries,
-            Some(name),
-            format!(
-                "entry {name:?} overlaps the entry that follows it: entries that share data are \
-                 how zip bombs multiply their size; re-create the archive with a standard zip tool"
-            ),
-        );
-        return Ok(None);
-    }
-
-    // Bounded: the name and extra field are at most 64 KiB each, the data was checked against
-    // the entry's limit by the caller, and all of it lies before the directory.
-    let record = read_exact(
-        source,
-        names_at,
-        data_offset - names_at + entry.compressed_size,
-    )
-    .await?;
-    let raw_name = record.slice(..name_len as usize);
-    let local_name = decode_name(&raw_name, flags & FLAG_UTF8 != 0);
-    let mut mismatches = Vec::new();
-    if local_name != entry.name {
-        mismatches.push(format!("is named {local_name:?} in its local header"));
-    }
-    if method != entry.method {
-        mismatches.push(format!(
-            "uses compression method {method} in its local header but {} in the directory",
-            entry.method
-        ));
-    }
-    if (flags ^ entry.flags) & FLAG_ENCRYPTED != 0 {
-        mismatches.push("is encrypted in one header and not in the other".to_owned());
-    }
-    // With a data descriptor the local header's CRC and sizes are zero; a ZIP64 entry has
-    // 0xffffffff sizes there. Other values must agree with the directory.
-    if flags & FLAG_DATA_DESCRIPTOR == 0 {
-        if crc != entry.crc32 {
-            mismatches.push(format!(
-                "declares CRC-32 {crc:08x} in its local header but {:08x} in the directory",
-                entry.crc32
-            ));
-        }
-        let sizes = [
-            ("compressed", compressed, entry.compressed_size),
-            ("uncompressed", uncompressed, entry.uncompressed_size),
-        ];
-        for (what, local, central) in sizes {
-            if local != u32::MAX && u64::from(local) != central {
-                mismatches.push(format!(
-                    "declares {local} bytes {what} in its local header but {central} in the \
-                     directory"
-                ));
-            }
-        }
-    }
-    if !mismatches.is_empty() {
-        problems.report(
-            Code::EntryHeaderMismatch,
-            Some(name),
-            format!(
-                "entry {name:?} {}: tools disagree on what it holds; re-create the archive with \
-                 a standard zip tool",
-                mismatches.join(", ")
-            ),
-        );
-        // Which header is right cannot be known: the entry is not read further.
-        return Ok(None);
-    }
-    Ok(Some(LocalRecord {
-        data: record.slice((name_len + extra_len) as usize..),
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::release::Limits;
+    use crate::release::structure::check_structure;
     use crate::release::testzip::{RawEntry, RawZip, zip_crate};
     use crate::release::zipdir::read_directory;
 
+    /// Reads entry `name` as intake does: directory, structure walk, then the entry.
     fn read(bytes: Vec<u8>, name: &str, max: u64) -> (Option<Vec<u8>>, Vec<&'static str>) {
         let src = bytes::Bytes::from(bytes);
         let mut problems = Problems::default();
+        let limits = Limits::default();
         let out = futures::executor::block_on(async {
-            let dir = read_directory(&src, &Limits::default(), &mut problems)
+            let mut dir = read_directory(&src, &limits, &mut problems)
                 .await
                 .unwrap()
                 .unwrap();
+            check_structure(&src, &mut dir, &limits, 1 << 20, &mut problems)
+                .await
+                .unwrap();
             let entry = dir.find(name).unwrap().clone();
-            read_entry(&src, &dir, &entry, "manifest", max, &mut problems)
+            read_entry(&src, &entry, "manifest", max, &mut problems)
                 .await
                 .unwrap()
         });
@@ -313,48 +185,82 @@ mod tests {
     }
 
     #[test]
-    fn lying_sizes_stop_decompression_at_the_declared_size() {
-        let real = vec![b'a'; 100_000];
-        let mut zip = RawZip::new();
-        zip.push(RawEntry::deflated("m", &real).declare_uncompressed(10));
-        zip.push(RawEntry::deflated("n", b"short").declare_uncompressed(50));
-        zip.push(RawEntry::new("s", b"stored".to_vec()).declare_uncompressed(3));
-        let bytes = zip.build();
-        assert_eq!(
-            read(bytes.clone(), "m", 1 << 20),
-            (None, vec!["entry_size_mismatch"])
-        );
-        assert_eq!(
-            read(bytes.clone(), "n", 1 << 20),
-            (None, vec!["entry_size_mismatch"])
-        );
-        assert_eq!(
-            read(bytes, "s", 1 << 20),
-            (None, vec!["entry_size_mismatch"])
-        );
-    }
-
-    #[test]
-    fn a_bad_crc_or_bad_deflate_is_reported() {
+    fn an_entry_the_walk_did_not_verify_is_not_read_and_not_reported_twice() {
         let mut zip = RawZip::new();
         zip.push(RawEntry::new("c", b"data".to_vec()).declare_crc(1));
-        zip.push(RawEntry::new("d", vec![0xff; 20]).method(8));
+        zip.push(RawEntry::new("release.json", b"{}".to_vec()).local_name("evil.json!!"));
         let bytes = zip.build();
-        assert_eq!(read(bytes.clone(), "c", 100), (None, vec!["crc_mismatch"]));
-        let (out, codes) = read(bytes, "d", 100);
-        assert!(out.is_none());
-        assert!(
-            codes == ["corrupt_entry"] || codes == ["entry_size_mismatch"],
-            "{codes:?}"
+        assert_eq!(
+            read(bytes.clone(), "c", 100),
+            (None, vec!["crc_mismatch", "entry_header_mismatch"])
+        );
+        assert_eq!(
+            read(bytes, "release.json", 100),
+            (None, vec!["crc_mismatch", "entry_header_mismatch"])
         );
     }
 
+    /// A source whose bytes change after the walk: the second read is held to the size and
+    /// CRC-32 all the same.
+    struct Changing {
+        first: bytes::Bytes,
+        then: bytes::Bytes,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl RangeSource for Changing {
+        fn len(&self) -> u64 {
+            RangeSource::len(&self.first)
+        }
+
+        async fn read(&self, offset: u64, len: u64) -> Result<bytes::Bytes, SourceError> {
+            let n = self
+                .reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The tail, the directory and the one chunk of the walk come from the first.
+            if n < 3 {
+                self.first.read(offset, len).await
+            } else {
+                self.then.read(offset, len).await
+            }
+        }
+    }
+
     #[test]
-    fn a_local_name_that_disagrees_is_reported() {
+    fn bytes_that_change_between_the_walk_and_the_read_are_refused() {
         let mut zip = RawZip::new();
-        zip.push(RawEntry::new("release.json", b"{}".to_vec()).local_name("evil.json!!"));
-        let (out, codes) = read(zip.build(), "release.json", 100);
-        assert!(out.is_none());
-        assert_eq!(codes, ["entry_header_mismatch"]);
+        zip.push(RawEntry::new("m", b"original".to_vec()));
+        let first = zip.build();
+        let mut then = first.clone();
+        let at = then.windows(8).position(|w| w == b"original").unwrap();
+        then[at] = b'O';
+        let src = Changing {
+            first: first.into(),
+            then: then.into(),
+            reads: Default::default(),
+        };
+        let mut problems = Problems::default();
+        let limits = Limits::default();
+        let out = futures::executor::block_on(async {
+            let mut dir = read_directory(&src, &limits, &mut problems)
+                .await
+                .unwrap()
+                .unwrap();
+            check_structure(&src, &mut dir, &limits, 1 << 20, &mut problems)
+                .await
+                .unwrap();
+            let entry = dir.find("m").unwrap().clone();
+            assert!(entry.verified_data.is_some());
+            read_entry(&src, &entry, "manifest", 100, &mut problems)
+                .await
+                .unwrap()
+        });
+        assert_eq!(out, None);
+        let codes: Vec<_> = problems
+            .into_vec()
+            .iter()
+            .map(|p| p.code.as_str())
+            .collect();
+        assert_eq!(codes, ["crc_mismatch"]);
     }
 }

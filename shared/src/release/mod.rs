@@ -2,8 +2,10 @@
 //! templates), its schema, and the validation that finds every problem in a drop.
 //!
 //! [`inspect_release`] is the whole of validation. It reads the drop through a [`RangeSource`]
-//! (ranged S3 reads in Lambda): the archive's tail and central directory, then only the entries
-//! it checks (the manifest, the templates and the checks file), each within a size budget. It
+//! (ranged S3 reads in Lambda): the archive's tail and central directory, then the whole
+//! archive once, in order and in large chunks, to hold every entry's local record and data to
+//! the directory (`structure`), then the entries it checks (the manifest, the templates and the
+//! checks file), each within a size budget. It
 //! never stops at the first problem: the integrator gets the whole list, each [`Problem`] with a
 //! stable [`ProblemCode`] and a sentence that says what to do. This module is pure: no AWS, no
 //! clock, no network. Checking images against the registry is intake's job.
@@ -16,7 +18,10 @@ mod limits;
 mod manifest;
 mod problems;
 mod schema;
+#[cfg(test)]
+mod second_reader;
 mod source;
+mod structure;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -136,7 +141,7 @@ async fn inspect<S: RangeSource + Sync>(
         );
         return Ok(());
     }
-    let Some(directory) = zipdir::read_directory(source, limits, problems).await? else {
+    let Some(mut directory) = zipdir::read_directory(source, limits, problems).await? else {
         return Ok(());
     };
     if directory.entries.is_empty() {
@@ -148,6 +153,14 @@ async fn inspect<S: RangeSource + Sync>(
         return Ok(());
     }
     zipdir::check_entries(&directory, limits, problems);
+    structure::check_structure(
+        source,
+        &mut directory,
+        limits,
+        structure::CHUNK_BYTES,
+        problems,
+    )
+    .await?;
 
     let Some(manifest_entry) = file_entry(&directory, MANIFEST_PATH) else {
         let hint = hint_for(&directory, MANIFEST_PATH);
@@ -163,7 +176,6 @@ async fn inspect<S: RangeSource + Sync>(
     };
     let Some(bytes) = entry::read_entry(
         source,
-        &directory,
         manifest_entry,
         "manifest",
         limits.max_manifest_bytes,
@@ -215,7 +227,6 @@ async fn read_template<S: RangeSource + Sync>(
     };
     let read = entry::read_entry(
         source,
-        directory,
         entry,
         "template",
         limits.max_template_bytes,
@@ -282,7 +293,6 @@ async fn read_checks<S: RangeSource + Sync>(
     };
     let read = entry::read_entry(
         source,
-        directory,
         entry,
         "checks file",
         limits.max_checks_bytes,

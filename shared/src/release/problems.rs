@@ -53,6 +53,16 @@ problem_codes! {
     CorruptZip = "corrupt_zip",
     /// A zip feature shipgate does not accept (split or multi-disk archives).
     UnsupportedZip = "unsupported_zip",
+    /// A second end-of-central-directory record (in the comment, or before the real one), or a
+    /// ZIP64 end record that names another directory than the plain one: readers disagree on
+    /// which directory is the archive's.
+    AmbiguousEndRecord = "ambiguous_end_record",
+    /// Bytes before the first entry, with the offsets shifted to account for them (a
+    /// self-extracting stub or a prepended file).
+    LeadingBytes = "leading_bytes",
+    /// Bytes between entries, or between the last entry and the directory, that belong to no
+    /// entry (a hidden local record, padding, a second copy of a file).
+    UnexplainedBytes = "unexplained_bytes",
     /// The archive holds no entries.
     EmptyZip = "empty_zip",
     /// More entries than `max_entries`.
@@ -87,16 +97,22 @@ problem_codes! {
     CompressionRatioTooHigh = "compression_ratio_too_high",
     /// Entries whose data overlap (the technique of "better" zip bombs).
     OverlappingEntries = "overlapping_entries",
-    /// An entry's local header disagrees with the central directory (name, method, sizes), or it
-    /// carries a second name that some tools extract instead.
+    /// An entry's local header disagrees with the central directory (name, flags, method, CRC,
+    /// sizes, ZIP64 values), or it carries a second name that some tools extract instead.
     EntryHeaderMismatch = "entry_header_mismatch",
+    /// An entry's data descriptor is missing or disagrees with the central directory.
+    DataDescriptorMismatch = "data_descriptor_mismatch",
+    /// A directory entry (name ending in `/`) that holds data.
+    DirectoryWithData = "directory_with_data",
     /// An entry shipgate must read is larger than the limit for its kind.
     EntryTooLarge = "entry_too_large",
-    /// An entry decompresses to a size other than the one it declares.
+    /// An entry (any entry, read by intake or not) decompresses to a size other than the one it
+    /// declares.
     EntrySizeMismatch = "entry_size_mismatch",
-    /// An entry's data does not match its CRC-32.
+    /// An entry's data (any entry's) does not match its CRC-32.
     CrcMismatch = "crc_mismatch",
-    /// An entry's data cannot be read (missing local header, invalid deflate stream).
+    /// An entry's data cannot be read (missing local header, data past the directory, invalid
+    /// deflate stream, bytes after the end of the deflate stream).
     CorruptEntry = "corrupt_entry",
     // --- The manifest, release.json.
     /// No `release.json` at the root of the archive.

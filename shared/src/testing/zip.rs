@@ -25,6 +25,13 @@ pub struct RawEntry {
     offset_of: Option<usize>,
     data_descriptor: bool,
     quote_next: bool,
+    local_flags: Option<u16>,
+    local_method: Option<u16>,
+    local_crc: Option<u32>,
+    local_sizes: Option<(u32, u32)>,
+    local_zip64: Option<(u64, u64)>,
+    descriptor: Option<(u32, u64, u64)>,
+    after: Vec<u8>,
 }
 
 impl RawEntry {
@@ -55,6 +62,13 @@ impl RawEntry {
             offset_of: None,
             data_descriptor: false,
             quote_next: false,
+            local_flags: None,
+            local_method: None,
+            local_crc: None,
+            local_sizes: None,
+            local_zip64: None,
+            descriptor: None,
+            after: Vec::new(),
         }
     }
 
@@ -109,6 +123,59 @@ impl RawEntry {
         self.data_descriptor = true;
         self.flags |= 1 << 3;
         self
+    }
+
+    /// Other general-purpose flags in the local header than in the directory.
+    pub fn local_flags(mut self, flags: u16) -> Self {
+        self.local_flags = Some(flags);
+        self
+    }
+
+    /// Another compression method in the local header than in the directory.
+    pub fn local_method(mut self, method: u16) -> Self {
+        self.local_method = Some(method);
+        self
+    }
+
+    /// Another CRC-32 in the local header than in the directory.
+    pub fn local_crc(mut self, crc: u32) -> Self {
+        self.local_crc = Some(crc);
+        self
+    }
+
+    /// Other (compressed, uncompressed) sizes in the local header than in the directory.
+    pub fn local_sizes(mut self, compressed: u32, uncompressed: u32) -> Self {
+        self.local_sizes = Some((compressed, uncompressed));
+        self
+    }
+
+    /// Other (uncompressed, compressed) values in the local header's ZIP64 extra field (implies
+    /// ZIP64).
+    pub fn local_zip64_sizes(mut self, uncompressed: u64, compressed: u64) -> Self {
+        self.zip64 = true;
+        self.local_zip64 = Some((uncompressed, compressed));
+        self
+    }
+
+    /// A data descriptor (implied) carrying these (CRC-32, compressed, uncompressed) values
+    /// instead of the real ones.
+    pub fn descriptor_values(mut self, crc: u32, compressed: u64, uncompressed: u64) -> Self {
+        self = self.data_descriptor();
+        self.descriptor = Some((crc, compressed, uncompressed));
+        self
+    }
+
+    /// Bytes written after the entry's local record that no directory record accounts for.
+    pub fn followed_by(mut self, bytes: &[u8]) -> Self {
+        self.after.extend_from_slice(bytes);
+        self
+    }
+
+    /// The local record of `hidden` written after this entry's, with no directory record
+    /// pointing at it: a file that only a reader scanning local headers sees.
+    pub fn hiding(self, hidden: &RawEntry) -> Self {
+        let record = hidden.local_record();
+        self.followed_by(&record)
     }
 
     /// Sizes and offset in a ZIP64 extra field.
@@ -174,9 +241,13 @@ impl RawEntry {
     fn extra(&self, offset: Option<u64>) -> Vec<u8> {
         let mut out = Vec::new();
         if self.zip64 {
+            let (uncompressed, compressed) = match (offset, self.local_zip64) {
+                (None, Some(values)) => values,
+                _ => (self.uncompressed, self.data.len() as u64),
+            };
             let mut data = Vec::new();
-            data.extend(self.uncompressed.to_le_bytes());
-            data.extend((self.data.len() as u64).to_le_bytes());
+            data.extend(uncompressed.to_le_bytes());
+            data.extend(compressed.to_le_bytes());
             if let Some(offset) = offset {
                 data.extend(offset.to_le_bytes());
             }
@@ -198,19 +269,40 @@ impl RawEntry {
     fn local_record(&self) -> Vec<u8> {
         let name = self.local_name.as_ref().unwrap_or(&self.name);
         let extra = self.extra(None);
-        let sizes = (!self.data_descriptor).then(|| self.sizes32());
+        let sizes = match self.local_sizes {
+            Some(sizes) => Some(sizes),
+            None => (!self.data_descriptor).then(|| self.sizes32()),
+        };
+        let mut local = self.clone();
+        local.flags = self.local_flags.unwrap_or(self.flags);
+        local.method = self.local_method.unwrap_or(self.method);
+        local.crc = self.local_crc.unwrap_or(self.crc);
         let mut out = Vec::new();
         out.extend(0x0403_4b50u32.to_le_bytes());
-        self.header_fields(&mut out, sizes, name.len(), extra.len());
+        local.header_fields(&mut out, sizes, name.len(), extra.len());
+        if self.local_crc.is_some() && sizes.is_none() {
+            // A data-descriptor header with a CRC all the same.
+            out[14..18].copy_from_slice(&local.crc.to_le_bytes());
+        }
         out.extend(name);
         out.extend(extra);
         out.extend(&self.data);
         if self.data_descriptor {
+            let (crc, compressed, uncompressed) =
+                self.descriptor
+                    .unwrap_or((self.crc, self.data.len() as u64, self.uncompressed));
             out.extend(0x0807_4b50u32.to_le_bytes());
-            out.extend(self.crc.to_le_bytes());
-            out.extend((self.data.len() as u32).to_le_bytes());
-            out.extend((self.uncompressed as u32).to_le_bytes());
+            out.extend(crc.to_le_bytes());
+            // Eight-byte sizes when the entry has a ZIP64 extra field (APPNOTE 4.3.9.2).
+            if self.zip64 {
+                out.extend(compressed.to_le_bytes());
+                out.extend(uncompressed.to_le_bytes());
+            } else {
+                out.extend((compressed as u32).to_le_bytes());
+                out.extend((uncompressed as u32).to_le_bytes());
+            }
         }
+        out.extend(&self.after);
         out
     }
 }
@@ -225,6 +317,11 @@ pub struct RawZip {
     pub zip64_locator_skew: i64,
     /// Disk number in the end record (non-zero: a multi-disk archive).
     pub disk_number: u16,
+    /// Bytes before the first entry, every offset shifted to match (a self-extracting stub
+    /// whose archive still lists correctly).
+    pub leading: Vec<u8>,
+    /// The archive comment, after the end record.
+    pub comment: Vec<u8>,
 }
 
 impl RawZip {
@@ -271,14 +368,16 @@ impl RawZip {
             }
             records[i] = entries[i].local_record();
         }
-        let mut out = Vec::new();
+        let mut out = self.leading.clone();
         let mut offsets = Vec::new();
         for (i, record) in records.iter().enumerate() {
             offsets.push(out.len() as u64);
             // A quoted record is already inside the previous entry's data.
             let quoted = i > 0 && entries[i - 1].quote_next;
             if quoted {
-                offsets[i] = offsets[i - 1] + (records[i - 1].len() - record.len()) as u64;
+                let trailer = entries[i - 1].after.len();
+                offsets[i] =
+                    offsets[i - 1] + (records[i - 1].len() - trailer - record.len()) as u64;
             } else {
                 out.extend(record);
             }
@@ -330,7 +429,8 @@ impl RawZip {
         out.extend(n.to_le_bytes());
         out.extend(size.to_le_bytes());
         out.extend(offset.to_le_bytes());
-        out.extend(0u16.to_le_bytes());
+        out.extend((self.comment.len() as u16).to_le_bytes());
+        out.extend(&self.comment);
         out
     }
 }
