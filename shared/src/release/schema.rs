@@ -6,85 +6,148 @@
 //! structs are deserialised only once the walk found nothing wrong. Parsing itself refuses
 //! duplicate keys, which `serde_json::Value` would otherwise resolve silently to the last one.
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use std::cell::Cell;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::limits::MAX_DOCUMENT_DEPTH;
 use super::problems::{ProblemCode as Code, Problems};
 
-/// Parses JSON, refusing an object that repeats a key (tools disagree on which one wins).
-pub(crate) fn parse_json_strict(text: &str) -> Result<Value, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let StrictValue(value) = StrictValue::deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
+/// Why a JSON document was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JsonFault {
+    /// Not JSON at all (the error says where).
+    Syntax,
+    /// An object repeats a key.
+    DuplicateKey,
+    /// Arrays and objects nested deeper than [`MAX_DOCUMENT_DEPTH`].
+    TooDeep,
 }
 
-struct StrictValue(Value);
+/// A JSON document refused by [`parse_json_strict`]: what kind of fault, and serde_json's error
+/// (with line and column) as the message.
+#[derive(Debug)]
+pub(crate) struct JsonError {
+    pub fault: JsonFault,
+    pub error: serde_json::Error,
+}
 
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
     }
 }
 
-struct StrictVisitor;
+/// Parses JSON, refusing an object that repeats a key (tools disagree on which one wins) and
+/// nesting deeper than [`MAX_DOCUMENT_DEPTH`] (serde_json's own limit, 128, would also stop a
+/// stack overflow, but the documents share one documented limit). Time is linear in the text:
+/// parsing stops at the first fault.
+pub(crate) fn parse_json_strict(text: &str) -> Result<Value, JsonError> {
+    let fault = Cell::new(JsonFault::Syntax);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let seed = StrictSeed {
+        depth: 0,
+        fault: &fault,
+    };
+    let parsed = seed
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    parsed.map_err(|error| JsonError {
+        fault: fault.get(),
+        error,
+    })
+}
 
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = StrictValue;
+/// Deserialises one value at `depth` collections down, recording why it refused one.
+#[derive(Clone, Copy)]
+struct StrictSeed<'f> {
+    depth: usize,
+    fault: &'f Cell<JsonFault>,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl StrictSeed<'_> {
+    /// The seed for the items of a collection opened here, or the depth error.
+    fn enter<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= MAX_DOCUMENT_DEPTH {
+            self.fault.set(JsonFault::TooDeep);
+            return Err(E::custom(format!(
+                "arrays and objects are nested more than {MAX_DOCUMENT_DEPTH} levels deep"
+            )));
+        }
+        Ok(Self {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for StrictSeed<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Bool(v)))
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::from(v)))
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::from(v)))
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::from(v)))
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::String(v.to_owned())))
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::String(v)))
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
 
-    fn visit_unit<E>(self) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Null))
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.enter()?;
         let mut items = Vec::new();
-        while let Some(StrictValue(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
-        Ok(StrictValue(Value::Array(items)))
+        Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.enter()?;
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
+                self.fault.set(JsonFault::DuplicateKey);
                 return Err(de::Error::custom(format!(
                     "the key {key:?} appears twice in one object"
                 )));
             }
-            let StrictValue(value) = map.next_value()?;
+            let value = map.next_value_seed(inner)?;
             object.insert(key, value);
         }
-        Ok(StrictValue(Value::Object(object)))
+        Ok(Value::Object(object))
     }
 }
 
@@ -345,8 +408,16 @@ mod tests {
     #[test]
     fn duplicate_keys_are_refused_with_a_position() {
         let err = parse_json_strict("{\"a\": 1,\n \"a\": 2}").unwrap_err();
+        assert_eq!(err.fault, JsonFault::DuplicateKey);
         assert!(err.to_string().contains("\"a\" appears twice"), "{err}");
         assert!(err.to_string().contains("line 2"), "{err}");
+        // Escapes are decoded before keys are compared.
+        let err = parse_json_strict("{\"a\": 1, \"\\u0061\": 2}").unwrap_err();
+        assert_eq!(err.fault, JsonFault::DuplicateKey);
+        assert_eq!(
+            parse_json_strict("[1,").unwrap_err().fault,
+            JsonFault::Syntax
+        );
         assert_eq!(
             parse_json_strict("{\"a\": [1, -2, 3.5, null, true, {}]}").unwrap(),
             json!({"a": [1, -2, 3.5, null, true, {}]})
@@ -355,10 +426,16 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let err = parse_json_strict(&deep).unwrap_err();
-        assert!(err.to_string().contains("recursion limit"), "{err}");
+    fn nesting_stops_at_the_documented_depth() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse_json_strict(&nested(MAX_DOCUMENT_DEPTH)).is_ok());
+        let err = parse_json_strict(&nested(MAX_DOCUMENT_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.fault, JsonFault::TooDeep);
+        assert!(err.to_string().contains("nested more than 64"), "{err}");
+        // 1 MiB of openings is refused where the limit is crossed, not read to the end.
+        let err = parse_json_strict(&"[{\"a\":".repeat(200_000)).unwrap_err();
+        assert_eq!(err.fault, JsonFault::TooDeep);
+        assert!(err.to_string().contains("column"), "{err}");
     }
 
     #[test]
