@@ -374,20 +374,15 @@ impl<'p> Validator<'p> {
         self.string(value, &child(path, key))
     }
 
-    /// Text for people: not blank, at most `max` characters, no control characters but line
-    /// breaks and tabs (they would garble emails and reports).
+    /// Text for people: not blank, at most `max` characters, and [`text_problem`]'s rule with
+    /// line breaks and tabs allowed.
     pub(crate) fn text(&mut self, value: &str, path: &str, max: usize) -> bool {
         let problem = if value.trim().is_empty() {
             Some("must not be empty".to_owned())
         } else if value.chars().count() > max {
             Some(format!("is longer than {max} characters: shorten it"))
-        } else if value
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            Some("contains control characters: remove them".to_owned())
         } else {
-            None
+            text_problem(value, Breaks::Allowed)
         };
         match problem {
             Some(problem) => {
@@ -398,6 +393,58 @@ impl<'p> Validator<'p> {
             None => true,
         }
     }
+
+    /// Any other text field: [`text_problem`]'s rule only.
+    pub(crate) fn plain_text(&mut self, value: &str, path: &str, breaks: Breaks) -> bool {
+        match text_problem(value, breaks) {
+            Some(problem) => {
+                let message = format!("{} {problem}", self.name(path));
+                self.report(Code::InvalidValue, path, message);
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// Whether a text field may hold line breaks (LF and CR) besides tabs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Breaks {
+    Allowed,
+    Refused,
+}
+
+/// Bidirectional embedding, override and isolate characters: they make text display in another
+/// order than it is stored ("Trojan Source"), so an approver reading an email or a report would
+/// read something else than what was released. The marks (U+200E, U+200F, U+061C), which
+/// right-to-left names need and which reorder nothing by themselves, are allowed.
+const BIDI_CONTROLS: [char; 9] = [
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}',
+];
+
+/// The one rule for text in the release's files (every free-text field of `release.json` and
+/// of the checks file): no control character (Unicode `Cc`: U+0000-U+001F, U+007F-U+009F) but
+/// tab and, where `breaks` allows, LF and CR; no bidirectional formatting character
+/// ([`BIDI_CONTROLS`]). The problem names the first offending character and its position.
+pub(crate) fn text_problem(value: &str, breaks: Breaks) -> Option<String> {
+    let (position, c) = value.chars().enumerate().find(|&(_, c)| {
+        BIDI_CONTROLS.contains(&c)
+            || (c.is_control()
+                && !(c == '\t' || (breaks == Breaks::Allowed && matches!(c, '\n' | '\r'))))
+    })?;
+    let code = format!("U+{:04X}", u32::from(c));
+    let at = position + 1;
+    Some(if BIDI_CONTROLS.contains(&c) {
+        format!(
+            "contains the bidirectional formatting character {code} (character {at}), which \
+             makes text display in another order than it is written: remove it"
+        )
+    } else if matches!(c, '\n' | '\r') {
+        format!("contains a line break ({code}, character {at}): keep it on one line")
+    } else {
+        format!("contains the control character {code} (character {at}): remove it")
+    })
 }
 
 #[cfg(test)]
@@ -477,5 +524,39 @@ mod tests {
             list[0].message,
             "checks.json: `checks` must be an array, not a number"
         );
+    }
+
+    #[test]
+    fn one_rule_for_text() {
+        assert_eq!(
+            text_problem("Plain text, ünïcode, 日本", Breaks::Refused),
+            None
+        );
+        assert_eq!(text_problem("a\tb", Breaks::Refused), None);
+        assert_eq!(text_problem("a\r\nb", Breaks::Allowed), None);
+        assert_eq!(text_problem("\u{200f}rtl mark", Breaks::Refused), None);
+        let problem = |s: &str, breaks| text_problem(s, breaks).unwrap();
+        assert!(problem("a\nb", Breaks::Refused).contains("line break (U+000A, character 2)"));
+        assert!(
+            problem("ab\u{7}", Breaks::Allowed).contains("control character U+0007 (character 3)")
+        );
+        assert!(problem("\u{9b}", Breaks::Allowed).contains("U+009B"));
+        for c in BIDI_CONTROLS {
+            assert!(
+                problem(&format!("x{c}"), Breaks::Allowed).contains("bidirectional"),
+                "{c:?}"
+            );
+        }
+        for c in (0u32..=0x9f)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+        {
+            let allowed = matches!(c, '\t' | '\n' | '\r');
+            assert_eq!(
+                text_problem(&c.to_string(), Breaks::Allowed).is_none(),
+                allowed,
+                "{c:?}"
+            );
+        }
     }
 }
