@@ -691,6 +691,10 @@ fn plain_key_forms(text: &str) -> Vec<String> {
         }
         _ => {}
     }
+    // Numbers start with a digit, a sign or a dot: most keys (`Type`, `Properties`) end here.
+    if !text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+        return forms;
+    }
     forms.extend(integer_readings(text).into_iter().map(|n| n.to_string()));
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     if float_shape(&unsigned.replace('_', ""))
