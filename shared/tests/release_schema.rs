@@ -598,6 +598,36 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "message",
         ),
         (
+            "message with a right-to-left override",
+            with(|m| m["message"] = json!("Fixes \u{202e}txt.exe")),
+            "invalid_value",
+            "message",
+        ),
+        (
+            "message with a first-strong isolate",
+            with(|m| m["message"] = json!("a\u{2068}b\u{2069}")),
+            "invalid_value",
+            "message",
+        ),
+        (
+            "integrator name with a left-to-right embedding",
+            with(|m| m["integrator"]["name"] = json!("Acme\u{202a}")),
+            "invalid_value",
+            "integrator.name",
+        ),
+        (
+            "a parameter value with an escape sequence",
+            with(|m| m["templates"][0]["parameters"]["Version"] = json!("1\u{1b}[2J")),
+            "invalid_value",
+            "templates[0].parameters.Version",
+        ),
+        (
+            "a parameter value with a right-to-left override",
+            with(|m| m["templates"][0]["parameters"]["Version"] = json!("1\u{202e}")),
+            "invalid_value",
+            "templates[0].parameters.Version",
+        ),
+        (
             "integrator name empty",
             with(|m| m["integrator"]["name"] = json!("")),
             "invalid_value",
@@ -986,6 +1016,10 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str, &'static str)> {
         (
             "a template path with a C1 control",
             "templates/serv\u{9b}ice.yaml",
+        ),
+        (
+            "a template path with a right-to-left override",
+            "templates/serv\u{202e}lmay.ecivres",
         ),
         ("an empty template path", ""),
         (

@@ -388,6 +388,28 @@ fn with_file(name: &str, data: &[u8]) -> Vec<u8> {
     zip_with_zip_crate(&files)
 }
 
+/// The base release with `section` inserted in its template before `Resources:`.
+fn with_template_before_resources(section: &str) -> Vec<u8> {
+    let template =
+        base()
+            .template()
+            .replacen("\nResources:\n", &format!("\n{section}Resources:\n"), 1);
+    with_file("templates/service.yaml", template.as_bytes())
+}
+
+/// A `Metadata` section that would be 10^9 strings if its aliases were expanded.
+fn billion_laughs() -> String {
+    let mut out =
+        String::from("Metadata:\n  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        out.push_str(&format!(
+            "  l{i}: &l{i} [*l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}, *l{p}]\n"
+        ));
+    }
+    out
+}
+
 /// `haystack` with the first `needle` replaced by `replacement` (byte-level: for invalid UTF-8).
 /// A needle that is not there is a broken fixture, not a drop.
 fn replace_bytes(haystack: &[u8], needle: &[u8], replacement: &[u8]) -> Vec<u8> {
@@ -791,6 +813,64 @@ pub fn bad_drops() -> Vec<BadDrop> {
             "template-unknown-parameter",
             with_manifest(|m| m["templates"][0]["parameters"]["DesiredCount"] = json!("3")),
             &["unknown_template_parameter"],
+        ),
+        // --- Templates written to be read two ways, or to exhaust the reader (issue 16).
+        drop_of(
+            "template-resources-twice",
+            with_file(
+                "templates/service.yaml",
+                format!(
+                    "{}Resources:\n  Backdoor:\n    Type: AWS::IAM::User\n",
+                    base().template()
+                )
+                .as_bytes(),
+            ),
+            &["template_duplicate_key"],
+        ),
+        drop_of(
+            "template-json-key-twice",
+            // JSON by its first character, whatever the file's name.
+            with_file(
+                "templates/service.yaml",
+                br#"{"Resources": {"Topic": {"Type": "AWS::SNS::Topic"},
+                    "Topic": {"Type": "AWS::IAM::User"}}}"#,
+            ),
+            &["template_duplicate_key"],
+        ),
+        drop_of(
+            "template-python-tag",
+            with_template_before_resources(
+                "Metadata:\n  Build: !!python/object/apply:os.system [\"id\"]\n",
+            ),
+            &["template_unknown_tag"],
+        ),
+        drop_of(
+            "template-billion-laughs",
+            with_template_before_resources(&billion_laughs()),
+            &["template_yaml_alias"],
+        ),
+        drop_of(
+            "template-nested-deep",
+            // Under 64 KiB, so that no ratio limit refuses it first: the depth limit does.
+            with_template_before_resources(&format!(
+                "Metadata:\n  Deep: {}\n",
+                "[".repeat(60_000)
+            )),
+            &["template_too_deep"],
+        ),
+        drop_of(
+            "manifest-bidi-override-in-message",
+            with_manifest(|m| {
+                m["message"] = json!("Fixes refunds. \u{202e}Approved by security\u{202c}")
+            }),
+            &["invalid_value"],
+        ),
+        drop_of(
+            "manifest-escape-in-parameter",
+            with_manifest(|m| {
+                m["templates"][0]["parameters"]["WebImage"] = json!("${image.web.uri}\u{1b}[2J")
+            }),
+            &["invalid_value"],
         ),
         drop_of(
             "checks-missing",

@@ -560,6 +560,97 @@ async fn an_image_missing_from_the_source_registry_rejects_the_drop() -> Result<
     Ok(())
 }
 
+/// A release whose template holds two `Resources` sections (one reader deploys the first, another
+/// the second: an IAM user nobody reviewed), a `!!python` tag and an alias: intake refuses it,
+/// names each problem with its line, mails the integrator, and starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_readers_could_read_two_ways_is_rejected_saying_where() -> Result<()> {
+    let world = World::start().await?;
+    let digest = push_sample_image(world.stack, "orders/web").await?;
+    let release = drops::ReleaseBuilder::new(&world.app, "4.1.0").image(
+        "web",
+        "orders/web",
+        "1.0.0",
+        &digest,
+    );
+    let template = format!(
+        "{}Resources:\n  Backdoor:\n    Type: AWS::IAM::User\n    Metadata:\n      Run: \
+         !!python/object/apply:os.system [\"id\"]\n      Again: &x y\n      More: *x\n",
+        release.template()
+    );
+    let duplicate_line = template
+        .lines()
+        .position(|l| l == "Resources:")
+        .map(|first| {
+            first
+                + 2
+                + template
+                    .lines()
+                    .skip(first + 1)
+                    .position(|l| l == "Resources:")
+                    .unwrap_or(0)
+        });
+    let mut files = release.files();
+    let entry = files
+        .iter_mut()
+        .find(|(name, _)| name == "templates/service.yaml")
+        .context("the release has its template")?;
+    entry.1 = template.clone().into_bytes();
+    let event = world
+        .drop(
+            &world.by_hand("orders-4.1.0.zip"),
+            drops::zip_with_zip_crate(&files),
+        )
+        .await?;
+    let report = world.deliver(&world.intake()?, &event, "req").await?;
+    let RecordOutcome::Rejected {
+        codes, release_id, ..
+    } = &report.records[0]
+    else {
+        panic!("{report:?}");
+    };
+    for code in [
+        "template_duplicate_key",
+        "template_unknown_tag",
+        "template_yaml_alias",
+    ] {
+        assert!(codes.contains(&code.to_owned()), "{code} not in {codes:?}");
+    }
+    let record = world.release(release_id).await?.context("recorded")?;
+    assert_eq!(record.state, ReleaseState::Rejected);
+    let problems = record.problems.context("problems recorded")?;
+    let duplicate = problems
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["code"] == "template_duplicate_key")
+        .context("the duplicate is listed")?;
+    assert_eq!(duplicate["path"], "templates/service.yaml");
+    let line = duplicate_line.context("the fixture repeats Resources")?;
+    let message = duplicate["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("\"Resources\" at line {line} column 1")),
+        "{message}"
+    );
+    let ids = std::slice::from_ref(release_id);
+    let emails = world.emails_about(ids).await?;
+    assert_eq!(emails.len(), 1);
+    for expected in [
+        "template_duplicate_key",
+        "template_unknown_tag",
+        "template_yaml_alias",
+        "!!python/object/apply:os.system",
+    ] {
+        assert!(
+            emails[0].body.contains(expected),
+            "{expected}: {}",
+            emails[0].body
+        );
+    }
+    assert!(world.executions_of(ids).await?.is_empty());
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_record_and_the_start_is_recovered_once() -> Result<()> {
     let world = World::start().await?;

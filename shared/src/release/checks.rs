@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::problems::{ProblemCode as Code, Problems};
-use super::schema::{Validator, child, item, parse_json_strict};
+use super::schema::{Breaks, Validator, child, item, parse_json_strict};
 
 /// The one checks schema version this shipgate reads.
 pub const CHECKS_SCHEMA_VERSION: &str = "shipgate.checks/v1";
@@ -229,6 +229,7 @@ fn walk_checks(v: &mut Validator<'_>, value: &Value) {
         }
         if let Some(body) = v.optional_string(check, &at, "body") {
             let body_at = child(&at, "body");
+            v.plain_text(body, &body_at, Breaks::Allowed);
             if body.len() > MAX_BODY_LEN {
                 v.report(
                     Code::InvalidValue,
@@ -249,6 +250,7 @@ fn walk_checks(v: &mut Validator<'_>, value: &Value) {
         }
         if let Some(fragment) = v.optional_string(check, &at, "expect_body_contains") {
             let fragment_at = child(&at, "expect_body_contains");
+            v.plain_text(fragment, &fragment_at, Breaks::Allowed);
             if fragment.is_empty() || fragment.len() > MAX_FRAGMENT_LEN {
                 v.report(
                     Code::InvalidValue,
@@ -320,14 +322,9 @@ fn check_headers(v: &mut Validator<'_>, value: &Value, at: &str) {
                 ),
             );
         }
-        if let Some(text) = v.string(header, &header_at)
-            && text.bytes().any(|c| c.is_ascii_control() && c != b'\t')
-        {
-            v.report(
-                Code::InvalidValue,
-                &header_at,
-                format!("header {name:?} has control characters in its value: remove them"),
-            );
+        // A line break in a header value would start another header.
+        if let Some(text) = v.string(header, &header_at) {
+            v.plain_text(text, &header_at, Breaks::Refused);
         }
     }
 }
@@ -403,5 +400,53 @@ mod tests {
         let list = problems.into_vec();
         assert_eq!(list[0].path.as_deref(), Some("c.json"));
         assert!(list[0].message.starts_with("c.json: is not valid JSON"));
+    }
+
+    #[test]
+    fn check_strings_take_no_control_or_bidi_characters() {
+        let check = |field: &str, value: &str| {
+            let mut check = json!({"name": "create", "method": "POST", "path": "/orders",
+                                   "headers": {"Accept": "application/json"}, "body": "{}",
+                                   "expect_status": 201, "expect_body_contains": "id"});
+            if let Some(header) = field.strip_prefix("headers.") {
+                check["headers"][header] = json!(value);
+            } else {
+                check[field] = json!(value);
+            }
+            review(&json!({"schema_version": "shipgate.checks/v1", "checks": [check]}))
+        };
+        for (field, multiline) in [
+            ("name", true),
+            ("body", true),
+            ("expect_body_contains", true),
+            ("headers.Accept", false),
+        ] {
+            let path = format!("checks.json#checks[0].{field}");
+            let mut bad = vec![
+                "a\u{0}b",
+                "a\u{1b}[0m",
+                "a\u{7f}",
+                "a\u{85}b",
+                "a\u{202e}b",
+                "a\u{2068}b",
+            ];
+            if !multiline {
+                bad.extend(["a\nb", "a\rb"]);
+            }
+            for value in bad {
+                let (out, problems) = check(field, value);
+                assert!(out.is_none(), "{field}: {value:?} accepted");
+                assert!(
+                    problems
+                        .iter()
+                        .any(|p| p.path.as_deref() == Some(path.as_str())),
+                    "{field}: {value:?}: {problems:?}"
+                );
+            }
+            let (out, problems) = check(field, "a\tb");
+            assert!(out.is_some(), "{field}: {problems:?}");
+        }
+        let (out, problems) = check("body", "{\n  \"items\": []\n}");
+        assert!(out.is_some(), "{problems:?}");
     }
 }

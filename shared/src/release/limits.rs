@@ -39,6 +39,13 @@ pub struct Limits {
     pub max_templates: u32,
 }
 
+/// Deepest nesting of arrays and objects (mappings and lists in YAML) in a document shipgate
+/// reads: a template, `release.json`, the checks file. The top-level object is level 1. Not
+/// configurable: the time to read a template grows with this depth (libyaml's scanner pays one
+/// step per open flow collection on each token), so the limit is what keeps reading linear.
+/// Real templates stay under 20.
+pub const MAX_DOCUMENT_DEPTH: usize = 64;
+
 /// Entries smaller than this are not held to `max_compression_ratio`.
 pub(crate) const RATIO_EXEMPT_BELOW: u64 = 64 * KIB;
 

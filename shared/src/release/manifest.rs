@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::limits::Limits;
 use super::problems::{ProblemCode as Code, Problems};
-use super::schema::{Validator, child, item, parse_json_strict};
+use super::schema::{Breaks, Validator, child, item, parse_json_strict, text_problem};
 use super::zipdir::name_problems;
 
 /// The manifest's file name, at the root of the archive.
@@ -704,6 +704,8 @@ fn walk_parameters(
         let Some(raw) = v.string(raw, &path) else {
             continue;
         };
+        // Approvers see parameter values; CloudFormation passes them on to resources.
+        v.plain_text(raw, &path, Breaks::Allowed);
         let placeholders = match segments(raw) {
             Ok(segments) => segments,
             Err(reason) => {
@@ -738,6 +740,11 @@ fn archive_path(v: &mut Validator<'_>, path: &str, at: &str) -> bool {
     let mut ok = true;
     for (_, message) in name_problems(path) {
         v.report(Code::InvalidValue, at, format!("`{at}`: {message}"));
+        ok = false;
+    }
+    // `name_problems` refuses control characters; the rule for text adds the bidi controls.
+    if ok && let Some(problem) = text_problem(path, Breaks::Refused) {
+        v.report(Code::InvalidValue, at, format!("`{at}` {problem}"));
         ok = false;
     }
     if ok && (path.ends_with('/') || path.split('/').any(|p| p == "." || p.is_empty())) {
@@ -1106,5 +1113,97 @@ mod tests {
             ]
         );
         assert!(segments("${open").is_err());
+    }
+
+    /// Every string of the manifest, by JSON pointer, with the field path problems name.
+    const STRING_FIELDS: [(&str, &str); 15] = [
+        ("/schema_version", "schema_version"),
+        ("/application", "application"),
+        ("/version", "version"),
+        ("/message", "message"),
+        ("/integrator/name", "integrator.name"),
+        ("/integrator/email", "integrator.email"),
+        ("/environments/1", "environments[1]"),
+        ("/images/0/name", "images[0].name"),
+        ("/images/0/repository", "images[0].repository"),
+        ("/images/0/tag", "images[0].tag"),
+        ("/images/0/digest", "images[0].digest"),
+        ("/templates/0/path", "templates[0].path"),
+        ("/templates/0/stack", "templates[0].stack"),
+        (
+            "/templates/0/parameters/Literal",
+            "templates[0].parameters.Literal",
+        ),
+        ("/checks", "checks"),
+    ];
+
+    /// Fields where a line break is text: they are shown to people as paragraphs.
+    const MULTILINE_FIELDS: [&str; 3] = [
+        "message",
+        "integrator.name",
+        "templates[0].parameters.Literal",
+    ];
+
+    #[test]
+    fn no_manifest_field_takes_control_or_bidi_characters() {
+        let refused_everywhere = [
+            '\u{0}', '\u{7}', '\u{8}', '\u{b}', '\u{c}', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}',
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}',
+        ];
+        let mut accepted = Vec::new();
+        for (pointer, path) in STRING_FIELDS {
+            let breaks = if MULTILINE_FIELDS.contains(&path) {
+                &[][..]
+            } else {
+                &['\n', '\r'][..]
+            };
+            for &c in refused_everywhere.iter().chain(breaks) {
+                let mut value = good();
+                let field = value.pointer_mut(pointer).unwrap();
+                let text = field.as_str().unwrap().to_owned();
+                let mid = text.len() / 2;
+                *field = json!(format!("{}{c}{}", &text[..mid], &text[mid..]));
+                let (_, problems) = review(&value);
+                if !problems.iter().any(|p| p.path.as_deref() == Some(path)) {
+                    accepted.push(format!("U+{:04X} in {path}: {problems:?}", u32::from(c)));
+                }
+            }
+        }
+        assert!(accepted.is_empty(), "{accepted:#?}");
+    }
+
+    #[test]
+    fn text_fields_say_which_character_and_where() {
+        let mut value = good();
+        value["message"] = json!("Approve \u{202e}gnp.exe");
+        value["templates"][0]["parameters"]["Literal"] = json!("a\u{1b}[2J");
+        let (_, problems) = review(&value);
+        let message = |path: &str| {
+            problems
+                .iter()
+                .find(|p| p.path.as_deref() == Some(path))
+                .map(|p| (p.code, p.message.clone()))
+                .unwrap()
+        };
+        let (code, text) = message("message");
+        assert_eq!(code, Code::InvalidValue);
+        assert!(
+            text.contains("bidirectional formatting character U+202E (character 9)"),
+            "{text}"
+        );
+        let (_, text) = message("templates[0].parameters.Literal");
+        assert!(
+            text.contains("control character U+001B (character 2)"),
+            "{text}"
+        );
+        // Line breaks, tabs and right-to-left marks are text.
+        let mut value = good();
+        value["message"] = json!("Line one\r\nline\ttwo \u{200f}\u{5e9}\u{5dc}\u{5d5}\u{5dd}");
+        value["integrator"]["name"] = json!("\u{5d0}\u{5e7}\u{5de}\u{5d4} \u{200e}Acme");
+        value["templates"][0]["parameters"]["Literal"] = json!("-----BEGIN-----\nabc\n");
+        let (review, problems) = review(&value);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(review.manifest.is_some());
     }
 }

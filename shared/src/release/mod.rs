@@ -27,12 +27,13 @@ mod template;
 mod tests;
 #[cfg(test)]
 mod testzip;
+mod yaml_events;
 mod zipdir;
 
 use sha2::{Digest, Sha256};
 
 pub use checks::{CHECKS_SCHEMA_VERSION, Check, Checks, DEFAULT_TIMEOUT_MS, HttpMethod};
-pub use limits::Limits;
+pub use limits::{Limits, MAX_DOCUMENT_DEPTH};
 pub use manifest::{
     DEFAULT_ENVIRONMENTS, DeployTarget, Image, Integrator, KNOWN_ENVIRONMENTS, MANIFEST_PATH,
     Manifest, PlaceholderError, ReleaseIdentity, SCHEMA_VERSION, StackTemplate,

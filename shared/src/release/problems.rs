@@ -152,6 +152,18 @@ problem_codes! {
     TemplateMissing = "template_missing",
     /// A template is not a valid CloudFormation template.
     TemplateInvalid = "template_invalid",
+    /// A template nests lists and mappings (arrays and objects) deeper than the limit; reading
+    /// stopped there.
+    TemplateTooDeep = "template_too_deep",
+    /// A template repeats a key in one mapping (or object), or holds two keys that YAML readers
+    /// may take for the same one (`1` and `01`, `true` and `yes`).
+    TemplateDuplicateKey = "template_duplicate_key",
+    /// A template uses a YAML anchor (`&a`), alias (`*a`) or merge key (`<<`), which
+    /// CloudFormation does not accept.
+    TemplateYamlAlias = "template_yaml_alias",
+    /// A template uses a YAML tag other than CloudFormation's short forms (`!Ref`, `!Sub`, ...),
+    /// or declares tag handles with `%TAG`.
+    TemplateUnknownTag = "template_unknown_tag",
     /// The manifest gives a template a parameter the template does not declare.
     UnknownTemplateParameter = "unknown_template_parameter",
     /// The checks file named in the manifest is not in the archive.

@@ -6,85 +6,148 @@
 //! structs are deserialised only once the walk found nothing wrong. Parsing itself refuses
 //! duplicate keys, which `serde_json::Value` would otherwise resolve silently to the last one.
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use std::cell::Cell;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::limits::MAX_DOCUMENT_DEPTH;
 use super::problems::{ProblemCode as Code, Problems};
 
-/// Parses JSON, refusing an object that repeats a key (tools disagree on which one wins).
-pub(crate) fn parse_json_strict(text: &str) -> Result<Value, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let StrictValue(value) = StrictValue::deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
+/// Why a JSON document was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JsonFault {
+    /// Not JSON at all (the error says where).
+    Syntax,
+    /// An object repeats a key.
+    DuplicateKey,
+    /// Arrays and objects nested deeper than [`MAX_DOCUMENT_DEPTH`].
+    TooDeep,
 }
 
-struct StrictValue(Value);
+/// A JSON document refused by [`parse_json_strict`]: what kind of fault, and serde_json's error
+/// (with line and column) as the message.
+#[derive(Debug)]
+pub(crate) struct JsonError {
+    pub fault: JsonFault,
+    pub error: serde_json::Error,
+}
 
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
     }
 }
 
-struct StrictVisitor;
+/// Parses JSON, refusing an object that repeats a key (tools disagree on which one wins) and
+/// nesting deeper than [`MAX_DOCUMENT_DEPTH`] (serde_json's own limit, 128, would also stop a
+/// stack overflow, but the documents share one documented limit). Time is linear in the text:
+/// parsing stops at the first fault.
+pub(crate) fn parse_json_strict(text: &str) -> Result<Value, JsonError> {
+    let fault = Cell::new(JsonFault::Syntax);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let seed = StrictSeed {
+        depth: 0,
+        fault: &fault,
+    };
+    let parsed = seed
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    parsed.map_err(|error| JsonError {
+        fault: fault.get(),
+        error,
+    })
+}
 
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = StrictValue;
+/// Deserialises one value at `depth` collections down, recording why it refused one.
+#[derive(Clone, Copy)]
+struct StrictSeed<'f> {
+    depth: usize,
+    fault: &'f Cell<JsonFault>,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl StrictSeed<'_> {
+    /// The seed for the items of a collection opened here, or the depth error.
+    fn enter<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= MAX_DOCUMENT_DEPTH {
+            self.fault.set(JsonFault::TooDeep);
+            return Err(E::custom(format!(
+                "arrays and objects are nested more than {MAX_DOCUMENT_DEPTH} levels deep"
+            )));
+        }
+        Ok(Self {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for StrictSeed<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Bool(v)))
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::from(v)))
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::from(v)))
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::from(v)))
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::String(v.to_owned())))
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::String(v)))
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
 
-    fn visit_unit<E>(self) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Null))
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.enter()?;
         let mut items = Vec::new();
-        while let Some(StrictValue(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
-        Ok(StrictValue(Value::Array(items)))
+        Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.enter()?;
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
+                self.fault.set(JsonFault::DuplicateKey);
                 return Err(de::Error::custom(format!(
                     "the key {key:?} appears twice in one object"
                 )));
             }
-            let StrictValue(value) = map.next_value()?;
+            let value = map.next_value_seed(inner)?;
             object.insert(key, value);
         }
-        Ok(StrictValue(Value::Object(object)))
+        Ok(Value::Object(object))
     }
 }
 
@@ -311,20 +374,15 @@ impl<'p> Validator<'p> {
         self.string(value, &child(path, key))
     }
 
-    /// Text for people: not blank, at most `max` characters, no control characters but line
-    /// breaks and tabs (they would garble emails and reports).
+    /// Text for people: not blank, at most `max` characters, and [`text_problem`]'s rule with
+    /// line breaks and tabs allowed.
     pub(crate) fn text(&mut self, value: &str, path: &str, max: usize) -> bool {
         let problem = if value.trim().is_empty() {
             Some("must not be empty".to_owned())
         } else if value.chars().count() > max {
             Some(format!("is longer than {max} characters: shorten it"))
-        } else if value
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            Some("contains control characters: remove them".to_owned())
         } else {
-            None
+            text_problem(value, Breaks::Allowed)
         };
         match problem {
             Some(problem) => {
@@ -335,6 +393,58 @@ impl<'p> Validator<'p> {
             None => true,
         }
     }
+
+    /// Any other text field: [`text_problem`]'s rule only.
+    pub(crate) fn plain_text(&mut self, value: &str, path: &str, breaks: Breaks) -> bool {
+        match text_problem(value, breaks) {
+            Some(problem) => {
+                let message = format!("{} {problem}", self.name(path));
+                self.report(Code::InvalidValue, path, message);
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// Whether a text field may hold line breaks (LF and CR) besides tabs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Breaks {
+    Allowed,
+    Refused,
+}
+
+/// Bidirectional embedding, override and isolate characters: they make text display in another
+/// order than it is stored ("Trojan Source"), so an approver reading an email or a report would
+/// read something else than what was released. The marks (U+200E, U+200F, U+061C), which
+/// right-to-left names need and which reorder nothing by themselves, are allowed.
+const BIDI_CONTROLS: [char; 9] = [
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}',
+];
+
+/// The one rule for text in the release's files (every free-text field of `release.json` and
+/// of the checks file): no control character (Unicode `Cc`: U+0000-U+001F, U+007F-U+009F) but
+/// tab and, where `breaks` allows, LF and CR; no bidirectional formatting character
+/// ([`BIDI_CONTROLS`]). The problem names the first offending character and its position.
+pub(crate) fn text_problem(value: &str, breaks: Breaks) -> Option<String> {
+    let (position, c) = value.chars().enumerate().find(|&(_, c)| {
+        BIDI_CONTROLS.contains(&c)
+            || (c.is_control()
+                && !(c == '\t' || (breaks == Breaks::Allowed && matches!(c, '\n' | '\r'))))
+    })?;
+    let code = format!("U+{:04X}", u32::from(c));
+    let at = position + 1;
+    Some(if BIDI_CONTROLS.contains(&c) {
+        format!(
+            "contains the bidirectional formatting character {code} (character {at}), which \
+             makes text display in another order than it is written: remove it"
+        )
+    } else if matches!(c, '\n' | '\r') {
+        format!("contains a line break ({code}, character {at}): keep it on one line")
+    } else {
+        format!("contains the control character {code} (character {at}): remove it")
+    })
 }
 
 #[cfg(test)]
@@ -345,8 +455,16 @@ mod tests {
     #[test]
     fn duplicate_keys_are_refused_with_a_position() {
         let err = parse_json_strict("{\"a\": 1,\n \"a\": 2}").unwrap_err();
+        assert_eq!(err.fault, JsonFault::DuplicateKey);
         assert!(err.to_string().contains("\"a\" appears twice"), "{err}");
         assert!(err.to_string().contains("line 2"), "{err}");
+        // Escapes are decoded before keys are compared.
+        let err = parse_json_strict("{\"a\": 1, \"\\u0061\": 2}").unwrap_err();
+        assert_eq!(err.fault, JsonFault::DuplicateKey);
+        assert_eq!(
+            parse_json_strict("[1,").unwrap_err().fault,
+            JsonFault::Syntax
+        );
         assert_eq!(
             parse_json_strict("{\"a\": [1, -2, 3.5, null, true, {}]}").unwrap(),
             json!({"a": [1, -2, 3.5, null, true, {}]})
@@ -355,10 +473,16 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        let err = parse_json_strict(&deep).unwrap_err();
-        assert!(err.to_string().contains("recursion limit"), "{err}");
+    fn nesting_stops_at_the_documented_depth() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse_json_strict(&nested(MAX_DOCUMENT_DEPTH)).is_ok());
+        let err = parse_json_strict(&nested(MAX_DOCUMENT_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.fault, JsonFault::TooDeep);
+        assert!(err.to_string().contains("nested more than 64"), "{err}");
+        // 1 MiB of openings is refused where the limit is crossed, not read to the end.
+        let err = parse_json_strict(&"[{\"a\":".repeat(200_000)).unwrap_err();
+        assert_eq!(err.fault, JsonFault::TooDeep);
+        assert!(err.to_string().contains("column"), "{err}");
     }
 
     #[test]
@@ -400,5 +524,39 @@ mod tests {
             list[0].message,
             "checks.json: `checks` must be an array, not a number"
         );
+    }
+
+    #[test]
+    fn one_rule_for_text() {
+        assert_eq!(
+            text_problem("Plain text, ünïcode, 日本", Breaks::Refused),
+            None
+        );
+        assert_eq!(text_problem("a\tb", Breaks::Refused), None);
+        assert_eq!(text_problem("a\r\nb", Breaks::Allowed), None);
+        assert_eq!(text_problem("\u{200f}rtl mark", Breaks::Refused), None);
+        let problem = |s: &str, breaks| text_problem(s, breaks).unwrap();
+        assert!(problem("a\nb", Breaks::Refused).contains("line break (U+000A, character 2)"));
+        assert!(
+            problem("ab\u{7}", Breaks::Allowed).contains("control character U+0007 (character 3)")
+        );
+        assert!(problem("\u{9b}", Breaks::Allowed).contains("U+009B"));
+        for c in BIDI_CONTROLS {
+            assert!(
+                problem(&format!("x{c}"), Breaks::Allowed).contains("bidirectional"),
+                "{c:?}"
+            );
+        }
+        for c in (0u32..=0x9f)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+        {
+            let allowed = matches!(c, '\t' | '\n' | '\r');
+            assert_eq!(
+                text_problem(&c.to_string(), Breaks::Allowed).is_none(),
+                allowed,
+                "{c:?}"
+            );
+        }
     }
 }

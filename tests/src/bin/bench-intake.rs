@@ -1,4 +1,8 @@
-//! Bench: intake's peak memory and time on a 1 GiB zip bomb and on a 500 MiB legitimate release.
+//! Bench: intake's peak memory and time on a 1 GiB zip bomb and on a 500 MiB legitimate release,
+//! then its verdict time on adversarial documents (issue 16): templates of the maximum size at
+//! the maximum nesting (YAML flow and block styles, JSON), a mebibyte of openings past the limit,
+//! a mebibyte of keys, aliases, tags or colliding keys, and a release of the maximum number of
+//! templates each at the limits. Prints each verdict time and the worst.
 //!
 //! Starts a local stack, pushes the release's image, writes both zips to disk (streamed, never
 //! whole in memory), uploads them, then runs intake on each drop's S3 event in a child process
@@ -14,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use shipgate::release::{RangeSource, SourceError};
+use serde_json::{Value, json};
+use shipgate::release::{Limits, MAX_DOCUMENT_DEPTH, RangeSource, SourceError};
 use shipgate_local::stack::{Stack, StackOptions};
 use shipgate_tests::drops::ReleaseBuilder;
 use shipgate_tests::measure::wait_measured;
@@ -76,57 +81,16 @@ async fn main() -> Result<()> {
     );
     println!("|---|---|---|---|---|---|");
     let mut validation = Vec::new();
+    let mut verdicts: Vec<(String, Duration)> = Vec::new();
     for (name, path, uncompressed) in [
         ("legitimate release", &legit, legit_mib),
         ("zip bomb", &bomb, bomb_mib),
     ] {
-        let key = format!(
-            "incoming/{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("x.zip")
-        );
+        let (run, verdict, codes, key, out, size) =
+            upload_and_invoke(&stack, &exe, &work, path).await?;
+        verdicts.push((name.to_owned(), run.wall));
+        let bucket = bucket_of(&stack)?;
         let s3 = shipgate::aws::s3_client(&stack.sdk, true);
-        let bucket = stack
-            .provisioned
-            .artifact_bucket
-            .clone()
-            .context("bucket")?;
-        let out = s3
-            .put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .body(aws_sdk_s3::primitives::ByteStream::from_path(path).await?)
-            .send()
-            .await?;
-        let size = std::fs::metadata(path)?.len();
-        let event = s3_put_event(
-            &bucket,
-            &key,
-            out.version_id().unwrap_or_default(),
-            size,
-            out.e_tag().unwrap_or_default(),
-        );
-        let event_file = work.join(format!(
-            "{}.event.json",
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or("e")
-        ));
-        std::fs::write(&event_file, serde_json::to_vec(&event)?)?;
-        let run = run_invoke(&exe, &stack, &event_file)?;
-        let verdict = run
-            .stdout
-            .find("\"outcome\": \"")
-            .map(|i| {
-                run.stdout[i + 12..]
-                    .split('"')
-                    .next()
-                    .unwrap_or("?")
-                    .to_owned()
-            })
-            .unwrap_or_else(|| "error".into());
-        let codes = serde_json::from_str::<serde_json::Value>(&run.stdout)
-            .ok()
-            .and_then(|v| v.pointer("/records/0/codes").cloned())
-            .map(|c| format!(" {c}"))
-            .unwrap_or_default();
         println!(
             "| {name} | {:.1} MiB | {uncompressed} MiB | {verdict}{codes} | {:.0} ms | {:.1} MiB |",
             size as f64 / MIB as f64,
@@ -187,12 +151,300 @@ async fn main() -> Result<()> {
     for line in &validation {
         println!("{line}");
     }
+
+    adversarial(&stack, &exe, &work, image.digest().as_str(), &mut verdicts).await?;
+    let (worst_name, worst) = verdicts
+        .iter()
+        .max_by_key(|(_, wall)| *wall)
+        .context("no drop was run")?;
+    println!(
+        "\nWORST verdict time: {:.0} ms ({worst_name}), over {} drops",
+        worst.as_secs_f64() * 1000.0,
+        verdicts.len()
+    );
     println!(
         "\nintake ran as: {} invoke intake (peak RSS of that process, from wait4)",
         exe.display()
     );
     stack.stop().await;
     let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn bucket_of(stack: &Stack) -> Result<String> {
+    stack.provisioned.artifact_bucket.clone().context("bucket")
+}
+
+/// Uploads the zip at `path` under `incoming/` and runs intake on its event in a child process.
+/// Returns the run, its verdict and problem codes, the key, the upload's answer and the size.
+async fn upload_and_invoke(
+    stack: &Stack,
+    exe: &Path,
+    work: &Path,
+    path: &Path,
+) -> Result<(
+    Run,
+    String,
+    String,
+    String,
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    u64,
+)> {
+    let key = format!(
+        "incoming/{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("x.zip")
+    );
+    let s3 = shipgate::aws::s3_client(&stack.sdk, true);
+    let bucket = bucket_of(stack)?;
+    let out = s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_path(path).await?)
+        .send()
+        .await?;
+    let size = std::fs::metadata(path)?.len();
+    let event = s3_put_event(
+        &bucket,
+        &key,
+        out.version_id().unwrap_or_default(),
+        size,
+        out.e_tag().unwrap_or_default(),
+    );
+    let event_file = work.join(format!(
+        "{}.event.json",
+        path.file_stem().and_then(|s| s.to_str()).unwrap_or("e")
+    ));
+    std::fs::write(&event_file, serde_json::to_vec(&event)?)?;
+    let run = run_invoke(exe, stack, &event_file)?;
+    let verdict = run
+        .stdout
+        .find("\"outcome\": \"")
+        .map(|i| {
+            run.stdout[i + 12..]
+                .split('"')
+                .next()
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .unwrap_or_else(|| "error".into());
+    let codes = serde_json::from_str::<Value>(&run.stdout)
+        .ok()
+        .and_then(|v| v.pointer("/records/0/codes").cloned())
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default();
+    Ok((run, verdict, codes, key, out, size))
+}
+
+/// One adversarial drop: a name, its application (each its own, so that no drop overtakes or
+/// conflicts with another) and its templates (path, text).
+struct Adversary {
+    name: &'static str,
+    application: &'static str,
+    templates: Vec<(String, String)>,
+}
+
+const RESOURCES: &str = "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n";
+
+/// `head`, then `unit` repeated while the text stays within `size` bytes, then `tail`.
+fn fill(head: &str, unit: &str, tail: &str, size: usize) -> String {
+    let room = size.saturating_sub(head.len() + tail.len());
+    let mut out = String::with_capacity(size);
+    out.push_str(head);
+    out.push_str(&unit.repeat(room / unit.len()));
+    out.push_str(tail);
+    out
+}
+
+/// The deepest list a template may hold under `Metadata.Deep` (top mapping, Metadata and Deep's
+/// own list are 3 levels), in flow style: `[[[...x]]]`.
+fn deepest_flow_item() -> String {
+    let inner = MAX_DOCUMENT_DEPTH - 3;
+    format!("{}x{}", "[".repeat(inner), "]".repeat(inner))
+}
+
+/// Templates built to cost the reader the most within the limits, and just past them.
+fn adversaries(size: usize, templates: usize) -> Vec<Adversary> {
+    let one = |name, application, text: String| Adversary {
+        name,
+        application,
+        templates: vec![("templates/t.yaml".to_owned(), text)],
+    };
+    let deep_flow = fill(
+        &format!("{RESOURCES}Metadata:\n  Deep: ["),
+        &format!("{}, ", deepest_flow_item()),
+        "x]\n",
+        size,
+    );
+    let mut block_unit = String::new();
+    for level in 0..MAX_DOCUMENT_DEPTH - 3 {
+        block_unit.push_str(&format!("{}-\n", "  ".repeat(level + 2)));
+    }
+    block_unit.pop();
+    block_unit.push_str(" x\n");
+    let deep_block = fill(
+        &format!("{RESOURCES}Metadata:\n  Deep:\n"),
+        &block_unit,
+        "",
+        size,
+    );
+    let json_inner = MAX_DOCUMENT_DEPTH - 3;
+    let deep_json = fill(
+        "{\"Resources\": {\"Topic\": {\"Type\": \"AWS::SNS::Topic\"}}, \"Metadata\": {\"Deep\": [",
+        &format!("{}1{}, ", "[".repeat(json_inner), "]".repeat(json_inner)),
+        "1]}}",
+        size,
+    );
+    let mut keys = format!("{RESOURCES}Metadata:\n");
+    let mut i = 0u64;
+    while keys.len() + 24 < size {
+        keys.push_str(&format!("  k{i:012}: v\n"));
+        i += 1;
+    }
+    vec![
+        one(
+            "max size, max nesting, YAML flow, one line",
+            "deep-flow",
+            deep_flow.clone(),
+        ),
+        one(
+            "max size, max nesting, YAML block",
+            "deep-block",
+            deep_block,
+        ),
+        one("max size, max nesting, JSON", "deep-json", deep_json),
+        one(
+            "1 MiB of [ (past the nesting limit)",
+            "open-brackets",
+            "[".repeat(size),
+        ),
+        one(
+            "1 MiB of {a: (past the nesting limit)",
+            "open-braces",
+            fill("Resources: ", "{a: ", "", size),
+        ),
+        one(
+            "1 MiB of nested block lists (past the nesting limit)",
+            "open-dashes",
+            "- ".repeat(size / 2),
+        ),
+        one("1 MiB of keys in one mapping", "many-keys", keys),
+        one(
+            "1 MiB of keys that collide (0x1, 01, 1, ...)",
+            "colliding-keys",
+            fill(
+                &format!("{RESOURCES}Metadata:\n"),
+                "  0x01: a\n  001: b\n  1: c\n",
+                "",
+                size,
+            ),
+        ),
+        one(
+            "1 MiB of aliases",
+            "many-aliases",
+            fill(
+                &format!("{RESOURCES}Metadata:\n  A: &a x\n  L: ["),
+                "*a, ",
+                "*a]\n",
+                size,
+            ),
+        ),
+        one(
+            "1 MiB of foreign tags",
+            "many-tags",
+            fill(
+                &format!("{RESOURCES}Metadata:\n  L: ["),
+                "!!python/object x, ",
+                "x]\n",
+                size,
+            ),
+        ),
+        Adversary {
+            name: "max templates, each max size and max nesting",
+            application: "many-templates",
+            templates: (0..templates)
+                .map(|i| (format!("templates/t{i}.yaml"), deep_flow.clone()))
+                .collect(),
+        },
+    ]
+}
+
+/// Builds, uploads and runs intake on each adversarial drop; prints each verdict time.
+async fn adversarial(
+    stack: &Stack,
+    exe: &Path,
+    work: &Path,
+    digest: &str,
+    verdicts: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    let limits = Limits::default();
+    let size = usize::try_from(limits.max_template_bytes)?;
+    println!();
+    println!(
+        "adversarial documents (templates stored, not deflated: no ratio limit stops them first):"
+    );
+    println!(
+        "| drop | templates | verdict | intake wall time | validation alone, from local file |"
+    );
+    println!("|---|---|---|---|---|");
+    for adversary in adversaries(size, limits.max_templates as usize) {
+        let release = ReleaseBuilder::new(adversary.application, "1.0.0").image(
+            "web",
+            "orders/web",
+            "9.9.9",
+            digest,
+        );
+        let mut manifest = release.manifest();
+        manifest["templates"] = Value::Array(
+            adversary
+                .templates
+                .iter()
+                .enumerate()
+                .map(|(i, (path, _))| json!({"path": path, "stack": format!("s{i}")}))
+                .collect(),
+        );
+        let mut files: Vec<(String, Vec<u8>)> = release
+            .files()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("templates/"))
+            .collect();
+        files[0].1 = serde_json::to_vec_pretty(&manifest)?;
+        for (path, text) in &adversary.templates {
+            files.push((path.clone(), text.clone().into_bytes()));
+        }
+        let path = work.join(format!("{}.zip", adversary.application));
+        write_stored_zip(&path, &files)?;
+        let (run, verdict, codes, ..) = upload_and_invoke(stack, exe, work, &path).await?;
+        if !run.success {
+            bail!("intake failed on {}: {}", adversary.name, run.stdout);
+        }
+        let file = shipgate::release::FileSource::open(&path)?;
+        let t = Instant::now();
+        let _ = shipgate::release::inspect_release(&file, &limits).await;
+        let alone = t.elapsed();
+        println!(
+            "| {} | {} of {:.2} MiB | {verdict}{codes} | {:.0} ms | {:.0} ms |",
+            adversary.name,
+            adversary.templates.len(),
+            adversary.templates[0].1.len() as f64 / MIB as f64,
+            run.wall.as_secs_f64() * 1000.0,
+            alone.as_secs_f64() * 1000.0
+        );
+        verdicts.push((adversary.name.to_owned(), run.wall));
+    }
+    Ok(())
+}
+
+/// Writes `files` as a zip of stored (not deflated) entries.
+fn write_stored_zip(path: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(std::fs::File::create(path)?));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in files {
+        zip.start_file(name.as_str(), stored)?;
+        zip.write_all(bytes)?;
+    }
+    zip.finish()?.flush()?;
     Ok(())
 }
 
