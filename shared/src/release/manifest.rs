@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::limits::Limits;
 use super::problems::{ProblemCode as Code, Problems};
-use super::schema::{Breaks, Validator, child, item, parse_json_strict, text_problem};
+use super::schema::{Breaks, Validator, child, item, parse_json_strict};
 use super::zipdir::name_problems;
 
 /// The manifest's file name, at the root of the archive.
@@ -740,11 +740,6 @@ fn archive_path(v: &mut Validator<'_>, path: &str, at: &str) -> bool {
     let mut ok = true;
     for (_, message) in name_problems(path) {
         v.report(Code::InvalidValue, at, format!("`{at}`: {message}"));
-        ok = false;
-    }
-    // `name_problems` refuses control characters; the rule for text adds the bidi controls.
-    if ok && let Some(problem) = text_problem(path, Breaks::Refused) {
-        v.report(Code::InvalidValue, at, format!("`{at}` {problem}"));
         ok = false;
     }
     if ok && (path.ends_with('/') || path.split('/').any(|p| p == "." || p.is_empty())) {

@@ -80,7 +80,8 @@ problem_codes! {
     BackslashInPath = "backslash_in_path",
     /// An entry name starting with a drive letter (`C:`).
     DriveLetterPath = "drive_letter_path",
-    /// An entry name that is empty, too long, not text, or holds NUL or control characters.
+    /// An entry name that is empty, too long, not text, or holds NUL, control or bidirectional
+    /// formatting characters.
     InvalidEntryName = "invalid_entry_name",
     /// An entry that is a symbolic link.
     SymlinkEntry = "symlink_entry",

@@ -629,10 +629,12 @@ pub(crate) fn name_problems(name: &str) -> Vec<(Code, String)> {
             ),
         ));
     }
-    if name.chars().any(char::is_control) {
+    // The text rule of the release's files: an entry name is shown in reports and emails, and
+    // one written with bidirectional controls reads as another name than it is.
+    if let Some(problem) = super::schema::text_problem(name, super::schema::Breaks::Refused) {
         out.push((
             Code::InvalidEntryName,
-            format!("entry {shown} has NUL or control characters in its name: rename it"),
+            format!("entry {shown}: its name {problem}"),
         ));
     }
     if name.contains('\\') {
@@ -824,6 +826,23 @@ mod tests {
             check_entries(dir, &Limits::default(), &mut problems);
         }
         (dir, problems.into_vec())
+    }
+
+    #[test]
+    fn entry_names_follow_the_text_rule() {
+        for name in ["a\u{7}.txt", "a\nb.txt", "gnp.\u{202E}exe", "x\u{2066}y"] {
+            let problems = name_problems(name);
+            assert!(
+                problems
+                    .iter()
+                    .any(|(code, _)| *code == Code::InvalidEntryName),
+                "{name:?}: {problems:?}"
+            );
+        }
+        let (_, message) = &name_problems("gnp.\u{202E}exe")[0];
+        assert!(message.contains("U+202E"), "{message}");
+        // Right-to-left names keep their marks.
+        assert!(name_problems("\u{5e9}\u{200F}.txt").is_empty());
     }
 
     fn codes(problems: &[super::super::Problem]) -> Vec<&'static str> {
