@@ -363,28 +363,11 @@ mod tests {
             availability_zone: zone.into(),
             cidr: cidr.into(),
         };
-        let interface = |name: &str| Endpoint {
-            id: format!("vpce-{name}"),
-            service: format!("com.amazonaws.eu-west-1.{name}"),
-            kind: EndpointType::Interface,
-            available: true,
-            private_dns: true,
-            subnets: vec!["subnet-a".into(), "subnet-b".into()],
-            security_groups: vec!["sg-endpoints".into()],
-            route_tables: vec![],
-        };
-        let mut endpoints: Vec<Endpoint> =
-            INTERFACE_SERVICES.iter().map(|s| interface(s)).collect();
-        endpoints.push(Endpoint {
-            id: "vpce-s3".into(),
-            service: "com.amazonaws.eu-west-1.s3".into(),
-            kind: EndpointType::Gateway,
-            available: true,
-            private_dns: false,
-            subnets: vec![],
-            security_groups: vec![],
-            route_tables: vec!["rtb-private".into()],
-        });
+        let endpoints = crate::testing::reaching_endpoints(
+            &["subnet-a", "subnet-b"],
+            "sg-endpoints",
+            "rtb-private",
+        );
         Network {
             vpc: Vpc {
                 id: "vpc-1".into(),

@@ -194,3 +194,39 @@ pub fn offline_sdk_config() -> aws_config::SdkConfig {
         .http_client(crate::aws::https_client())
         .build()
 }
+
+/// The VPC endpoints a private subnet needs to reach ECR, S3 and CloudWatch Logs without a NAT
+/// ([`crate::network`]), all available: the interface endpoints (private DNS on) in `subnets`
+/// behind `security_group`, and the S3 gateway endpoint on `route_table`.
+pub fn reaching_endpoints(
+    subnets: &[&str],
+    security_group: &str,
+    route_table: &str,
+) -> Vec<crate::network::Endpoint> {
+    use crate::network::{Endpoint, EndpointType, INTERFACE_SERVICES};
+    let owned = |ids: &[&str]| ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
+    let mut endpoints: Vec<Endpoint> = INTERFACE_SERVICES
+        .iter()
+        .map(|name| Endpoint {
+            id: format!("vpce-{name}"),
+            service: format!("com.amazonaws.eu-west-1.{name}"),
+            kind: EndpointType::Interface,
+            available: true,
+            private_dns: true,
+            subnets: owned(subnets),
+            security_groups: owned(&[security_group]),
+            route_tables: vec![],
+        })
+        .collect();
+    endpoints.push(Endpoint {
+        id: "vpce-s3".into(),
+        service: "com.amazonaws.eu-west-1.s3".into(),
+        kind: EndpointType::Gateway,
+        available: true,
+        private_dns: false,
+        subnets: vec![],
+        security_groups: vec![],
+        route_tables: owned(&[route_table]),
+    });
+    endpoints
+}

@@ -60,6 +60,21 @@ fn assert_fails(text: &str, name: &str, fix: &str) {
     );
 }
 
+/// A trust policy that lets the tooling account's roles named like `role_pattern` assume the
+/// role, as environment.yaml's trusts are written.
+fn trusting_tooling_roles(role_pattern: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{TOOLING}:root")},
+            "Action": "sts:AssumeRole",
+            "Condition": {"ArnLike": {"aws:PrincipalArn":
+                format!("arn:aws:iam::{TOOLING}:role/{role_pattern}")}}
+        }]
+    })
+}
+
 fn in_vpc(vpc: &str) -> Filter {
     Filter::builder().name("vpc-id").values(vpc).build()
 }
@@ -158,16 +173,7 @@ async fn doctor_passes_a_working_installation_and_names_each_broken_part_with_it
         .await?;
     // int's deploy role trusting only the change-set function.
     let int_iam = aws_sdk_iam::Client::new(&in_account(&stack, INT).await);
-    let only_change_set = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{TOOLING}:root")},
-            "Action": "sts:AssumeRole",
-            "Condition": {"ArnLike": {"aws:PrincipalArn":
-                format!("arn:aws:iam::{TOOLING}:role/shipgate-ChangeSetFunctionRole-*")}}
-        }]
-    });
+    let only_change_set = trusting_tooling_roles("shipgate-ChangeSetFunctionRole-*");
     int_iam
         .update_assume_role_policy()
         .role_name("shipgate-deploy")
@@ -266,16 +272,7 @@ async fn doctor_passes_a_working_installation_and_names_each_broken_part_with_it
         .function_name("shipgate-test-probe")
         .send()
         .await?;
-    let other_checks = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{TOOLING}:root")},
-            "Action": "sts:AssumeRole",
-            "Condition": {"ArnLike": {"aws:PrincipalArn":
-                format!("arn:aws:iam::{TOOLING}:role/other-ChecksFunctionRole-*")}}
-        }]
-    });
+    let other_checks = trusting_tooling_roles("other-ChecksFunctionRole-*");
     aws_sdk_iam::Client::new(&stg_sdk)
         .update_assume_role_policy()
         .role_name("shipgate-checks")

@@ -18,6 +18,22 @@ fn in_vpc(vpc: &str) -> Filter {
     Filter::builder().name("vpc-id").values(vpc).build()
 }
 
+/// Every item a paginated Describe operation lists for the VPC, all pages (the operations'
+/// builders and pages are distinct types, hence a macro).
+macro_rules! every_in_vpc {
+    ($client:expr, $operation:ident, $vpc:expr) => {
+        $client
+            .$operation()
+            .filters(in_vpc($vpc))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| CallFailure::new(&e))?
+    };
+}
+
 fn subnet(s: &aws_sdk_ec2::types::Subnet) -> Subnet {
     Subnet {
         id: s.subnet_id().unwrap_or_default().to_owned(),
@@ -43,15 +59,7 @@ pub async fn network(client: &Client, subnets: &[String]) -> Result<Network, Cal
         .find_map(|s| s.vpc_id())
         .unwrap_or_default()
         .to_owned();
-    let all_subnets: Vec<_> = client
-        .describe_subnets()
-        .filters(in_vpc(&vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
+    let all_subnets = every_in_vpc!(client, describe_subnets, &vpc_id);
     let attribute = |name: VpcAttributeName| {
         sent(
             client
@@ -71,33 +79,9 @@ pub async fn network(client: &Client, subnets: &[String]) -> Result<Network, Cal
         .enable_dns_hostnames()
         .and_then(|v| v.value())
         .unwrap_or(false);
-    let tables: Vec<_> = client
-        .describe_route_tables()
-        .filters(in_vpc(&vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
-    let endpoints: Vec<_> = client
-        .describe_vpc_endpoints()
-        .filters(in_vpc(&vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
-    let groups: Vec<_> = client
-        .describe_security_groups()
-        .filters(in_vpc(&vpc_id))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<_, _>>()
-        .await
-        .map_err(|e| CallFailure::new(&e))?;
+    let tables = every_in_vpc!(client, describe_route_tables, &vpc_id);
+    let endpoints = every_in_vpc!(client, describe_vpc_endpoints, &vpc_id);
+    let groups = every_in_vpc!(client, describe_security_groups, &vpc_id);
     Ok(Network {
         vpc: Vpc {
             id: vpc_id,

@@ -1171,28 +1171,7 @@ mod tests {
     /// A network where subnet-a reaches through endpoints and subnet-b through a NAT.
     fn live_network() -> Network {
         use shipgate::network::*;
-        let interface = |name: &str| Endpoint {
-            id: format!("vpce-{name}"),
-            service: format!("com.amazonaws.eu-west-1.{name}"),
-            kind: EndpointType::Interface,
-            available: true,
-            private_dns: true,
-            subnets: vec!["subnet-a".into()],
-            security_groups: vec!["sg-1".into()],
-            route_tables: vec![],
-        };
-        let mut endpoints: Vec<Endpoint> =
-            INTERFACE_SERVICES.iter().map(|s| interface(s)).collect();
-        endpoints.push(Endpoint {
-            id: "vpce-s3".into(),
-            service: "com.amazonaws.eu-west-1.s3".into(),
-            kind: EndpointType::Gateway,
-            available: true,
-            private_dns: false,
-            subnets: vec![],
-            security_groups: vec![],
-            route_tables: vec!["rtb-a".into()],
-        });
+        let endpoints = shipgate::testing::reaching_endpoints(&["subnet-a"], "sg-1", "rtb-a");
         Network {
             vpc: Vpc {
                 id: "vpc-1".into(),

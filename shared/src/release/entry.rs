@@ -141,28 +141,38 @@ mod tests {
 
     /// Reads entry `name` as intake does: directory, structure walk, then the entry.
     fn read(bytes: Vec<u8>, name: &str, max: u64) -> (Option<Vec<u8>>, Vec<&'static str>) {
-        let src = bytes::Bytes::from(bytes);
+        let (_, out, codes) = read_from(&bytes::Bytes::from(bytes), name, max);
+        (out, codes)
+    }
+
+    /// [`read`] from any source; also whether the walk verified the entry.
+    fn read_from<S: RangeSource + Sync>(
+        src: &S,
+        name: &str,
+        max: u64,
+    ) -> (bool, Option<Vec<u8>>, Vec<&'static str>) {
         let mut problems = Problems::default();
         let limits = Limits::default();
-        let out = futures::executor::block_on(async {
-            let mut dir = read_directory(&src, &limits, &mut problems)
+        let (verified, out) = futures::executor::block_on(async {
+            let mut dir = read_directory(src, &limits, &mut problems)
                 .await
                 .unwrap()
                 .unwrap();
-            check_structure(&src, &mut dir, &limits, 1 << 20, &mut problems)
+            check_structure(src, &mut dir, &limits, 1 << 20, &mut problems)
                 .await
                 .unwrap();
             let entry = dir.find(name).unwrap().clone();
-            read_entry(&src, &entry, "manifest", max, &mut problems)
+            let out = read_entry(src, &entry, "manifest", max, &mut problems)
                 .await
-                .unwrap()
+                .unwrap();
+            (entry.verified_data.is_some(), out)
         });
         let codes = problems
             .into_vec()
             .iter()
             .map(|p| p.code.as_str())
             .collect();
-        (out, codes)
+        (verified, out, codes)
     }
 
     #[test]
@@ -239,28 +249,9 @@ mod tests {
             then: then.into(),
             reads: Default::default(),
         };
-        let mut problems = Problems::default();
-        let limits = Limits::default();
-        let out = futures::executor::block_on(async {
-            let mut dir = read_directory(&src, &limits, &mut problems)
-                .await
-                .unwrap()
-                .unwrap();
-            check_structure(&src, &mut dir, &limits, 1 << 20, &mut problems)
-                .await
-                .unwrap();
-            let entry = dir.find("m").unwrap().clone();
-            assert!(entry.verified_data.is_some());
-            read_entry(&src, &entry, "manifest", 100, &mut problems)
-                .await
-                .unwrap()
-        });
+        let (verified, out, codes) = read_from(&src, "m", 100);
+        assert!(verified, "the walk saw the first bytes");
         assert_eq!(out, None);
-        let codes: Vec<_> = problems
-            .into_vec()
-            .iter()
-            .map(|p| p.code.as_str())
-            .collect();
         assert_eq!(codes, ["crc_mismatch"]);
     }
 }
