@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod alarms;
+pub mod applications;
 pub mod approvals;
 pub mod authorization;
 pub mod codepipeline;

@@ -151,6 +151,8 @@ pub fn resolver(
             "AWS::IAM::Role" => name_of("RoleName")?,
             "AWS::Lambda::Function" | "AWS::Serverless::Function" => name_of("FunctionName")?,
             "AWS::SQS::Queue" => name_of("QueueName")?,
+            // `Ref` of a parameter is its name.
+            "AWS::SSM::Parameter" => name_of("Name")?,
             _ => None,
         };
         resolver.refs.insert(
@@ -160,6 +162,42 @@ pub fn resolver(
     }
 
     Ok(resolver)
+}
+
+/// An `AWS::SSM::Parameter` (an application's declaration): its value with the template's
+/// intrinsics evaluated, as CloudFormation writes it.
+async fn put_parameter(
+    sdk: &SdkConfig,
+    evaluator: &TemplateEvaluator,
+    resolver: &Resolver,
+    id: &str,
+    name: &str,
+    props: &Value,
+) -> Result<()> {
+    let property = |key: &str| -> Result<Option<String>> {
+        match props.get(key) {
+            Some(v) => {
+                Ok(evaluator.string(resolver, v, &format!("Resources.{id}.Properties.{key}"))?)
+            }
+            None => Ok(None),
+        }
+    };
+    let value = property("Value")?.ok_or_else(|| anyhow!("parameter {id} has no Value"))?;
+    let kind = property("Type")?.unwrap_or_else(|| "String".to_owned());
+    let mut request = aws_sdk_ssm::Client::new(sdk)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::from(kind.as_str()))
+        .overwrite(true);
+    if let Some(tier) = property("Tier")? {
+        request = request.tier(aws_sdk_ssm::types::ParameterTier::from(tier.as_str()));
+    }
+    if let Some(description) = property("Description")? {
+        request = request.description(description);
+    }
+    request.send().await.map_err(sdk_error)?;
+    Ok(())
 }
 
 /// Creates the template's resources in moto and resolves the functions' environments.
@@ -241,6 +279,11 @@ pub async fn provision(
                     .attributes
                     .insert(format!("{id}.QueueUrl"), url.clone());
                 queue_urls.insert(arn, url);
+            }
+            "AWS::SSM::Parameter" => {
+                put_parameter(sdk, &evaluator, &resolver, id, &name, &props)
+                    .await
+                    .with_context(|| format!("creating parameter {id}"))?;
             }
             "AWS::SecretsManager::Secret" => {
                 // `Ref` of a secret is its ARN, which only the service knows.

@@ -116,6 +116,8 @@ impl StackOptions {
 pub fn default_parameters() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("MailFrom".to_owned(), "shipgate@shipgate.local".to_owned()),
+        // The application the sample release (examples/) names.
+        ("ApplicationName".to_owned(), "orders".to_owned()),
         (
             "RejectionFallbackEmail".to_owned(),
             "release-desk@shipgate.local".to_owned(),

@@ -6,6 +6,7 @@
 //! clients), the DynamoDB record store, and the process-wide pieces: configuration read once
 //! from the environment, error types, structured logging and metrics.
 
+pub mod application;
 pub mod approval;
 pub mod aws;
 pub mod changes;

@@ -234,10 +234,13 @@ fn good_manifests() -> Vec<(&'static str, Value)> {
                 "images": [], "templates": [{"path": "t.yaml", "stack": "s"}]
             }),
         ),
-        ("no environments: the default", without("/environments")),
         (
-            "a subset of environments, in order",
-            with(|m| m["environments"] = json!(["int", "prod"])),
+            "no environments: the application's whole chain",
+            without("/environments"),
+        ),
+        (
+            "environments named as the application's team chose",
+            with(|m| m["environments"] = json!(["eu-int", "eu-prod2"])),
         ),
         (
             "every environment",
@@ -774,10 +777,16 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "environments",
         ),
         (
-            "an unknown environment",
-            with(|m| m["environments"] = json!(["int", "qa"])),
+            "an environment that is no name",
+            with(|m| m["environments"] = json!(["int", "qa_1"])),
             "invalid_environment",
             "environments[1]",
+        ),
+        (
+            "more environments than a chain has",
+            with(|m| m["environments"] = json!(["a", "b", "c", "d", "e", "f", "g"])),
+            "invalid_environment",
+            "environments",
         ),
         (
             "an environment in capitals",
@@ -1072,12 +1081,6 @@ fn bad_manifests() -> Vec<(&'static str, Value, &'static str, &'static str)> {
 /// these manifests and the schema lets them through. `(case, manifest, code, path)`.
 fn beyond_the_schema() -> Vec<(&'static str, Value, &'static str, &'static str)> {
     vec![
-        (
-            "environments out of promotion order",
-            with(|m| m["environments"] = json!(["prod", "int"])),
-            "invalid_environment",
-            "environments[1]",
-        ),
         (
             "two images with one name",
             with(|m| m["images"][1]["name"] = json!("web")),

@@ -428,6 +428,10 @@ fn drop_of(name: &'static str, bytes: Vec<u8>, expected_codes: &[&'static str]) 
     }
 }
 
+/// The codes intake decides against the application's declaration, not from the drop alone.
+pub const DECIDED_BY_THE_DECLARATION: [&str; 2] =
+    ["application_unknown", "environments_not_in_chain"];
+
 /// Every bad drop, each with the problem codes intake must report for it.
 pub fn bad_drops() -> Vec<BadDrop> {
     let manifest_bytes = pretty(&base().manifest());
@@ -761,10 +765,22 @@ pub fn bad_drops() -> Vec<BadDrop> {
             }),
             &["duplicate_image"],
         ),
+        // Decided against the application's declaration (the local stack's `orders`:
+        // int → stg → prod), by intake, not by reading the drop.
         drop_of(
             "unknown-environment",
             with_manifest(|m| m["environments"] = json!(["int", "preprod", "prod"])),
-            &["invalid_environment"],
+            &["environments_not_in_chain"],
+        ),
+        drop_of(
+            "environments-skip-one",
+            with_manifest(|m| m["environments"] = json!(["int", "prod"])),
+            &["environments_not_in_chain"],
+        ),
+        drop_of(
+            "unknown-application",
+            with_manifest(|m| m["application"] = json!("billing")),
+            &["application_unknown"],
         ),
         drop_of(
             "unknown-placeholder",
@@ -994,6 +1010,10 @@ mod tests {
                     "{}: {code}",
                     drop.name
                 );
+                // Intake finds these by asking for the application's declaration.
+                if DECIDED_BY_THE_DECLARATION.contains(code) {
+                    continue;
+                }
                 if !found.contains(code) {
                     failures.push(format!("{}: expected {code}, found {found:?}", drop.name));
                 }

@@ -1,9 +1,9 @@
 //! The execution CodePipeline starts by itself when it creates the pipeline (trigger type
 //! `CreatePipeline`: CodePipeline user guide, "Start a pipeline in CodePipeline"). It runs with
 //! the pipeline variables' defaults (`ReleaseId` "none"), not for a release intake accepted. On
-//! a new installation its Source action fails (nothing is at `accepted/release.zip` yet); where
-//! an accepted zip is left from an earlier installation, the first action after the source fails
-//! naming the release it does not know. Either way nothing is promoted or deployed, and no
+//! a new installation its Source action fails (nothing is at the application's source key,
+//! `accepted/orders/release.zip`, yet); where an accepted zip is left from an earlier
+//! installation, the first action after the source fails naming the release it does not know. Either way nothing is promoted or deployed, and no
 //! person is asked to approve anything.
 
 use std::time::Duration;
@@ -53,7 +53,7 @@ async fn the_run_codepipeline_starts_when_it_creates_the_pipeline_moves_nothing(
         .s3
         .put_object()
         .bucket(&story.bucket)
-        .key("accepted/release.zip")
+        .key("accepted/orders/release.zip")
         .body(zip.into())
         .send()
         .await?;

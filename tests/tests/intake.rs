@@ -40,7 +40,9 @@ struct World {
 
 impl World {
     async fn start() -> Result<Self> {
-        Self::on(STACK.get().await?)
+        let world = Self::on(STACK.get().await?)?;
+        world.stack.declare_like_own(&world.app).await?;
+        Ok(world)
     }
 
     /// What a test sees of `stack`: clients of its own, and a folder of its own.

@@ -14,12 +14,8 @@ pub struct IntakeConfig {
     pub incoming_prefix: String,
     /// `SHIPGATE_REJECTED_PREFIX` (default `rejected/`): where refused drops are moved.
     pub rejected_prefix: String,
-    /// `SHIPGATE_ACCEPTED_KEY` (default `accepted/release.zip`): the pipeline source action's key.
-    pub accepted_key: String,
     /// `SHIPGATE_TABLE`: the DynamoDB table.
     pub table: String,
-    /// `SHIPGATE_PIPELINE_NAME`: the pipeline a valid release starts.
-    pub pipeline_name: String,
     /// `SHIPGATE_SOURCE_ACTION` (default `Release`): its S3 source action.
     pub source_action: String,
     /// `SHIPGATE_MAIL_FROM`: the sender of shipgate's emails.
@@ -56,7 +52,6 @@ impl IntakeConfig {
         Self::from_env(&Env::from_pairs([
             ("SHIPGATE_ARTIFACT_BUCKET", "drops"),
             ("SHIPGATE_TABLE", "t"),
-            ("SHIPGATE_PIPELINE_NAME", "p"),
             ("SHIPGATE_MAIL_FROM", "shipgate@example.com"),
         ]))
         .expect("the required variables suffice")
@@ -67,9 +62,7 @@ impl IntakeConfig {
             bucket: env.required("SHIPGATE_ARTIFACT_BUCKET")?,
             incoming_prefix: env.or("SHIPGATE_INCOMING_PREFIX", "incoming/"),
             rejected_prefix: env.or("SHIPGATE_REJECTED_PREFIX", "rejected/"),
-            accepted_key: env.or("SHIPGATE_ACCEPTED_KEY", "accepted/release.zip"),
             table: env.required("SHIPGATE_TABLE")?,
-            pipeline_name: env.required("SHIPGATE_PIPELINE_NAME")?,
             source_action: env.or("SHIPGATE_SOURCE_ACTION", "Release"),
             mail_from: env.required("SHIPGATE_MAIL_FROM")?,
             fallback_email: env

@@ -13,10 +13,13 @@ mod email;
 pub use config::IntakeConfig;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use shipgate::application::directory::{Directory, DirectoryError};
+use shipgate::application::{Application, parameter_name};
 use shipgate::aws::codepipeline::{ExecutionRequest, start_execution};
 use shipgate::aws::s3::{ObjectVersion, S3RangeSource, head_object, move_object, put_json};
 use shipgate::aws::ses::send_email;
@@ -42,6 +45,8 @@ pub struct Intake {
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub ses: aws_sdk_sesv2::Client,
     pub ecr: aws_sdk_ecr::Client,
+    /// The applications this shipgate serves: a drop goes to its application's pipeline.
+    pub applications: Arc<Directory>,
     /// For the source registry; built by the first drop with images.
     pub http: HttpClientOnFirstUse,
 }
@@ -68,6 +73,12 @@ pub enum IntakeError {
     RegistryTimeout { image: String, seconds: u64 },
     #[error("validating the drop took more than {seconds} s")]
     TooSlow { seconds: u64 },
+    #[error("application {application:?} could not be looked up: {source}")]
+    Application {
+        application: String,
+        #[source]
+        source: DirectoryError,
+    },
     #[error(
         "release {release_id} is being handled by another delivery (lease until {lease_expires_at}); retry later"
     )]
@@ -94,6 +105,7 @@ impl IntakeError {
             IntakeError::Registry { .. } => "RegistryError",
             IntakeError::RegistryTimeout { .. } => "RegistryTimeout",
             IntakeError::TooSlow { .. } => "ValidationTooSlow",
+            IntakeError::Application { .. } => "ApplicationDirectory",
             IntakeError::InProgressElsewhere { .. } => "InProgressElsewhere",
             IntakeError::Partial { .. } => "PartialFailure",
         }
@@ -154,6 +166,7 @@ impl Intake {
             codepipeline: aws_sdk_codepipeline::Client::new(sdk),
             ses: aws_sdk_sesv2::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
+            applications: Arc::new(Directory::new(aws_sdk_ssm::Client::new(sdk))),
             http: HttpClientOnFirstUse::with_defaults(),
             config,
         }
@@ -331,7 +344,7 @@ impl Intake {
         let budget = std::time::Duration::from_secs(self.config.decision_seconds);
         let source = S3RangeSource::new(self.s3.clone(), object.clone(), facts.size);
         let validated = tokio::time::timeout(budget, self.validate(&source, &mut record)).await;
-        let (inspection, problems) = match validated {
+        let (inspection, problems, application) = match validated {
             Ok(Ok(validated)) => validated,
             Ok(Err(error)) => return self.undecided(record, error, request_id).await,
             Err(_) => {
@@ -364,7 +377,19 @@ impl Intake {
                 .reject(record, vec![overtaken(&newer)], request_id)
                 .await;
         }
-        self.accept(record, &inspection, request_id).await
+        let Some(application) = application else {
+            // Validation gives a manifest, and so an application, whenever it finds no problem;
+            // this is a guard.
+            let problem = Problem {
+                code: ProblemCode::ApplicationUnknown,
+                message: "release.json could not be read, so the release names no application"
+                    .into(),
+                path: None,
+            };
+            return self.reject(record, vec![problem], request_id).await;
+        };
+        self.accept(record, &inspection, &application, request_id)
+            .await
     }
 
     /// The event's object version is gone (deleted by version, or a failed upload's event): the
@@ -417,14 +442,16 @@ impl Intake {
         Ok(head_object(&self.s3, &current).await?.is_none())
     }
 
-    /// Reads and validates the drop and asks the registry about its images; what the manifest
-    /// says validly goes into `record` (who hears of a rejection) as soon as it is known. `Err`
-    /// is a failure outside the drop (S3, the registry), worth another delivery.
+    /// Reads and validates the drop, looks its application up and asks the registry about its
+    /// images; what the manifest says validly goes into `record` (who hears of a rejection) as
+    /// soon as it is known. The manifest's `environments` become where the release goes in its
+    /// application's chain. `Err` is a failure outside the drop (S3, the registry, the
+    /// application's declaration), worth another delivery.
     async fn validate(
         &self,
         source: &S3RangeSource,
         record: &mut ReleaseRecord,
-    ) -> Result<(Inspection, Vec<Problem>), IntakeError> {
+    ) -> Result<(Inspection, Vec<Problem>, Option<Application>), IntakeError> {
         let mut inspection = inspect_release(source, &self.config.limits).await;
         let identity = &inspection.identity;
         record.application = identity.application.clone();
@@ -437,10 +464,57 @@ impl Intake {
             return Err(IntakeError::Read(error));
         }
         let mut problems = inspection.problems.clone();
-        if let Some(manifest) = &inspection.manifest {
+        let mut application = None;
+        if let Some(manifest) = inspection.manifest.as_mut() {
+            match self.route(manifest).await? {
+                Ok(found) => application = Some(found),
+                Err(problem) => problems.push(problem),
+            }
             problems.extend(self.check_images(manifest).await?);
         }
-        Ok((inspection, problems))
+        Ok((inspection, problems, application))
+    }
+
+    /// The manifest's application, with the manifest's `environments` made the ones the release
+    /// goes to in its chain; a problem when no such application is declared, or when the
+    /// environments are not the chain's first ones.
+    async fn route(
+        &self,
+        manifest: &mut shipgate::release::Manifest,
+    ) -> Result<Result<Application, Problem>, IntakeError> {
+        let name = manifest.application.clone();
+        let found = self
+            .applications
+            .application(&name)
+            .await
+            .map_err(|source| IntakeError::Application {
+                application: name.clone(),
+                source,
+            })?;
+        let Some(application) = found else {
+            info!(application = %name, "no such application");
+            return Ok(Err(Problem {
+                code: ProblemCode::ApplicationUnknown,
+                message: format!(
+                    "application {name:?} is not one this shipgate serves (it has no \
+                     declaration {}): check `application`; a new application is onboarded by \
+                     the platform team before its first release",
+                    parameter_name(&name)
+                ),
+                path: Some("application".into()),
+            }));
+        };
+        match application.route(&manifest.environments) {
+            Ok(environments) => {
+                manifest.environments = environments;
+                Ok(Ok(application))
+            }
+            Err(mismatch) => Ok(Err(Problem {
+                code: ProblemCode::EnvironmentsNotInChain,
+                message: mismatch.message,
+                path: Some("environments".into()),
+            })),
+        }
     }
 
     /// A delivery that could not decide: another delivery will, unless this is the last one
@@ -465,6 +539,7 @@ impl Intake {
             IntakeError::Registry { .. } | IntakeError::RegistryTimeout { .. } => {
                 ProblemCode::RegistryUnavailable
             }
+            IntakeError::Application { .. } => ProblemCode::ApplicationUnavailable,
             _ => ProblemCode::ReadFailed,
         };
         let problem = Problem {
@@ -588,6 +663,7 @@ impl Intake {
         &self,
         mut record: ReleaseRecord,
         inspection: &Inspection,
+        application: &Application,
         owner: &str,
     ) -> Result<RecordOutcome, IntakeError> {
         let manifest = inspection
@@ -597,12 +673,13 @@ impl Intake {
             .transpose()
             .ok()
             .flatten();
-        // The pipeline's source action reads one fixed key; this copy's version pins the release.
+        // The application's pipeline's source action reads one fixed key, the application's own;
+        // this copy's version pins the release.
         let accepted = shipgate::aws::s3::copy_object(
             &self.s3,
             &record.source,
             &self.config.bucket,
-            &self.config.accepted_key,
+            &application.source_key,
         )
         .await?;
         let Some(accepted_version) = accepted.version_id.clone() else {
@@ -621,7 +698,7 @@ impl Intake {
         record.state = ReleaseState::Accepted;
         record.manifest = manifest;
         record.accepted_object = Some(accepted);
-        record.pipeline = Some(self.config.pipeline_name.clone());
+        record.pipeline = Some(application.pipeline.clone());
         record.updated_at = now_rfc3339();
         self.store.update_release(&record, owner).await?;
         info!(accepted_version = %accepted_version, "release accepted");
@@ -639,7 +716,7 @@ impl Intake {
         let execution_id = start_execution(
             &self.codepipeline,
             &ExecutionRequest {
-                pipeline: self.config.pipeline_name.clone(),
+                pipeline: application.pipeline.clone(),
                 variables,
                 source_action: self.config.source_action.clone(),
                 source_version_id: accepted_version,
@@ -653,7 +730,7 @@ impl Intake {
         record.execution_id = Some(execution_id.clone());
         record.updated_at = now_rfc3339();
         self.store.update_release(&record, owner).await?;
-        info!(execution_id = %execution_id, pipeline = %self.config.pipeline_name, outcome = "started", "pipeline execution started");
+        info!(execution_id = %execution_id, pipeline = %application.pipeline, outcome = "started", "pipeline execution started");
         MetricEvent::count(MetricName::ReleasesAccepted)
             .application(record.application.as_deref())
             .with_total()

@@ -16,21 +16,15 @@ use super::limits::Limits;
 use super::problems::{ProblemCode as Code, Problems};
 use super::schema::{Breaks, Validator, child, item, parse_json_strict};
 use super::zipdir::name_problems;
+use crate::application::{MAX_ENVIRONMENTS, MAX_LABEL_LEN, is_label};
 
 /// The manifest's file name, at the root of the archive.
 pub const MANIFEST_PATH: &str = "release.json";
 /// The one schema version this shipgate reads.
 pub const SCHEMA_VERSION: &str = "shipgate.release/v1";
-/// Environments shipgate knows, in promotion order.
-pub const KNOWN_ENVIRONMENTS: [&str; 4] = ["dev", "int", "stg", "prod"];
-/// Environments of a release that does not list its own.
-pub const DEFAULT_ENVIRONMENTS: [&str; 3] = ["int", "stg", "prod"];
 
 const MAX_MESSAGE_CHARS: usize = 4000;
 const MAX_NAME_CHARS: usize = 200;
-/// Applications and stacks name CloudFormation stacks (`<application>-<environment>-<stack>`,
-/// at most 128 characters): 32 each keeps every combination valid.
-const MAX_LABEL_LEN: usize = 32;
 
 /// A release manifest that passed validation.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -46,8 +40,11 @@ pub struct Manifest {
     pub message: String,
     /// Who built the release and gets its problems and outcome by email.
     pub integrator: Integrator,
-    /// Where the release goes, in promotion order (default `int`, `stg`, `prod`).
-    #[serde(default = "default_environments")]
+    /// Where the release goes, in promotion order: as the manifest lists it (empty when it
+    /// lists none), then, once intake has checked it against the application's chain
+    /// ([`crate::application::Application::route`]), the environments it goes to, which is
+    /// what a release record holds.
+    #[serde(default)]
     pub environments: Vec<String>,
     /// The images the release ships, by digest.
     pub images: Vec<Image>,
@@ -56,13 +53,6 @@ pub struct Manifest {
     /// Path in the archive of the HTTP checks file, if the release has checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<String>,
-}
-
-fn default_environments() -> Vec<String> {
-    DEFAULT_ENVIRONMENTS
-        .iter()
-        .map(|e| (*e).to_owned())
-        .collect()
 }
 
 /// The integrator who built the release.
@@ -460,43 +450,46 @@ fn walk_environments(v: &mut Validator<'_>, value: &Value) {
         v.report(
             Code::InvalidEnvironment,
             "environments",
-            "`environments` is empty: list where the release goes, e.g. [\"int\", \"stg\", \
-             \"prod\"], or leave the field out for that default",
+            "`environments` is empty: list where the release goes, e.g. [\"int\", \"stg\"], or \
+             leave the field out for the application's whole chain",
         );
     }
-    let mut last: Option<(usize, &str)> = None;
+    if items.len() > MAX_ENVIRONMENTS {
+        v.report(
+            Code::InvalidEnvironment,
+            "environments",
+            format!(
+                "`environments` lists {}: an application's chain has at most {MAX_ENVIRONMENTS}",
+                items.len()
+            ),
+        );
+    }
+    // Which names an application has, and their order, is its declaration's: intake checks
+    // the list against it (`environments_not_in_chain`).
+    let mut seen: Vec<&str> = Vec::new();
     for (i, item_value) in items.iter().enumerate() {
         let at = item("environments", i);
         let Some(name) = v.string(item_value, &at) else {
             continue;
         };
-        let Some(rank) = KNOWN_ENVIRONMENTS.iter().position(|k| *k == name) else {
+        if !is_label(name) {
             v.report(
                 Code::InvalidEnvironment,
                 &at,
                 format!(
-                    "`{at}` is {name:?}, which is not an environment: use {}",
-                    KNOWN_ENVIRONMENTS.join(", ")
+                    "`{at}` is {name:?}, which is not an environment name: 1 to \
+                     {MAX_LABEL_LEN} lowercase letters, digits and hyphens, starting with a \
+                     letter and not ending with a hyphen"
                 ),
             );
-            continue;
-        };
-        match last {
-            Some((prev_rank, _)) if prev_rank == rank => v.report(
+        } else if seen.contains(&name) {
+            v.report(
                 Code::InvalidEnvironment,
                 &at,
                 format!("`environments` lists {name:?} twice: list it once"),
-            ),
-            Some((prev_rank, prev)) if prev_rank > rank => v.report(
-                Code::InvalidEnvironment,
-                &at,
-                format!(
-                    "`environments` lists {name:?} after {prev:?}: list them in promotion \
-                     order ({})",
-                    KNOWN_ENVIRONMENTS.join(", ")
-                ),
-            ),
-            _ => last = Some((rank, name)),
+            );
+        } else {
+            seen.push(name);
         }
     }
 }
@@ -756,16 +749,6 @@ fn archive_path(v: &mut Validator<'_>, path: &str, at: &str) -> bool {
     ok
 }
 
-/// A lowercase DNS-style label: `[a-z][a-z0-9-]*`, at most 32, not ending with `-`.
-fn is_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    (1..=MAX_LABEL_LEN).contains(&b.len())
-        && b[0].is_ascii_lowercase()
-        && !s.ends_with('-')
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
 fn is_version(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=64).contains(&b.len())
@@ -913,11 +896,22 @@ mod tests {
     }
 
     #[test]
-    fn environments_default_to_int_stg_prod() {
+    fn environments_are_kept_as_listed_and_none_listed_is_the_whole_chain() {
         let mut value = good();
         value.as_object_mut().unwrap().remove("environments");
         let manifest = review(&value).0.manifest.unwrap();
-        assert_eq!(manifest.environments, ["int", "stg", "prod"]);
+        // Empty: the application's whole chain, which intake fills in.
+        assert!(manifest.environments.is_empty());
+        // Any chain's names: which ones an application has is its declaration's.
+        value["environments"] = json!(["dev", "eu-prod"]);
+        let manifest = review(&value).0.manifest.unwrap();
+        assert_eq!(manifest.environments, ["dev", "eu-prod"]);
+        value["environments"] = json!(["a", "b", "c", "d", "e", "f", "g"]);
+        let (_, problems) = review(&value);
+        assert!(
+            found(&problems).contains(&("invalid_environment", Some("environments"))),
+            "seven environments are more than a chain holds"
+        );
     }
 
     #[test]
@@ -954,7 +948,7 @@ mod tests {
         value["integrator"]["email"] = json!("Acme <release@acme.example>");
         value["integrator"].as_object_mut().unwrap().remove("name");
         value["application"] = json!("Orders_App");
-        value["environments"] = json!(["int", "qa", "prod", "stg", "stg"]);
+        value["environments"] = json!(["int", "QA", "prod", "stg", "stg"]);
         value["images"][1]["name"] = json!("web");
         value["images"][1]["repository"] = json!("123.dkr.ecr.eu-west-1.amazonaws.com/web");
         value["images"][1]["tag"] = json!("-bad");
@@ -972,7 +966,6 @@ mod tests {
             ("missing_field", Some("integrator.name")),
             ("invalid_value", Some("application")),
             ("invalid_environment", Some("environments[1]")),
-            ("invalid_environment", Some("environments[3]")),
             ("invalid_environment", Some("environments[4]")),
             ("duplicate_image", Some("images[1].name")),
             ("invalid_repository", Some("images[1].repository")),

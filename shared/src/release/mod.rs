@@ -35,8 +35,8 @@ use sha2::{Digest, Sha256};
 pub use checks::{CHECKS_SCHEMA_VERSION, Check, Checks, DEFAULT_TIMEOUT_MS, HttpMethod};
 pub use limits::{Limits, MAX_DOCUMENT_DEPTH};
 pub use manifest::{
-    DEFAULT_ENVIRONMENTS, DeployTarget, Image, Integrator, KNOWN_ENVIRONMENTS, MANIFEST_PATH,
-    Manifest, PlaceholderError, ReleaseIdentity, SCHEMA_VERSION, StackTemplate,
+    DeployTarget, Image, Integrator, MANIFEST_PATH, Manifest, PlaceholderError, ReleaseIdentity,
+    SCHEMA_VERSION, StackTemplate,
 };
 pub use problems::{MAX_PROBLEMS_PER_CODE, Problem, ProblemCode};
 pub use source::{FileSource, RangeSource, SourceError};

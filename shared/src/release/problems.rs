@@ -187,6 +187,16 @@ problem_codes! {
     Withdrawn = "withdrawn",
     /// The source registry could not be asked whether an image exists.
     RegistryUnavailable = "registry_unavailable",
+    // --- Applications.
+    /// The manifest's `application` is not one this shipgate serves: no declaration
+    /// `/shipgate/applications/<application>`.
+    ApplicationUnknown = "application_unknown",
+    /// The manifest's `environments` are not the first environments of the application's
+    /// chain, in order.
+    EnvironmentsNotInChain = "environments_not_in_chain",
+    /// The application's declaration could not be read, or is wrong, on every delivery of the
+    /// event: an operator's fix, then the same drop again.
+    ApplicationUnavailable = "application_unavailable",
 }
 
 impl fmt::Display for ProblemCode {
