@@ -51,6 +51,20 @@ impl Env {
         self.vars.insert(name.into(), value.into());
     }
 
+    /// Every variable named `<prefix><suffix>` that is set and not empty, as `(suffix, value)`:
+    /// per-environment variables (`SHIPGATE_MAIL_FROM_PROD`).
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.vars
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .filter_map(|(k, v)| {
+                k.strip_prefix(prefix)
+                    .filter(|suffix| !suffix.is_empty())
+                    .map(|suffix| (suffix.to_owned(), v.clone()))
+            })
+            .collect()
+    }
+
     /// The value if set and not empty.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.vars

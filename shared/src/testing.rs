@@ -230,3 +230,36 @@ pub fn reaching_endpoints(
     });
     endpoints
 }
+
+/// Application `name`, released through pipeline `pipeline`, with the chain `environments`:
+/// each `(environment, approvers)` in promotion order, its deploy role in account
+/// 22222222222<i>, no stack role, no team address, plan `AllAtOnce`.
+pub fn application(
+    name: &str,
+    pipeline: &str,
+    environments: &[(&str, &str)],
+) -> crate::application::Application {
+    let declaration = crate::application::Declaration {
+        schema: crate::application::SCHEMA.to_owned(),
+        application: name.to_owned(),
+        pipeline: pipeline.to_owned(),
+        source_key: crate::application::accepted_key(name),
+        environments: environments
+            .iter()
+            .enumerate()
+            .map(
+                |(i, (environment, approvers))| crate::application::DeclaredEnvironment {
+                    name: (*environment).to_owned(),
+                    deploy_role_arn: format!("arn:aws:iam::22222222222{i}:role/shipgate-deploy"),
+                    stack_role_arn: String::new(),
+                    approvers: (*approvers).to_owned(),
+                    team_email: String::new(),
+                    traffic_plan: "AllAtOnce".to_owned(),
+                },
+            )
+            .collect(),
+    };
+    let text = serde_json::to_string(&declaration).expect("a declaration serialises");
+    crate::application::Application::from_declaration(name, &text)
+        .unwrap_or_else(|e| panic!("fixture: {e}"))
+}

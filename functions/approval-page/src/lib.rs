@@ -17,15 +17,17 @@
 mod form;
 mod request;
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
+use shipgate::application::Application;
+use shipgate::application::directory::{Directory, DirectoryError};
 use shipgate::approval::{
-    ApprovalView, Notice, PageForm, approval_page, approvers_from_env, content_security_policy,
-    decided_page, environments_from_env, format_utc, gated_environment, notice_page,
+    ApprovalView, Notice, PageForm, approval_page, content_security_policy, decided_page,
+    format_utc, notice_page,
 };
 use shipgate::aws::codepipeline::{
     ApprovalDecision, approval_action_state, put_approval_result, recent_executions, superseded_by,
@@ -72,52 +74,54 @@ pub struct PageConfig {
     /// `SHIPGATE_SUPERSEDE_LOOKBACK` (default 25): how many recent executions are read to find
     /// a newer release that replaced the one waiting.
     pub supersede_lookback: i32,
-    /// `SHIPGATE_ENVIRONMENTS` (default `int,stg,prod`), in pipeline order: the environment a
-    /// gate's stage gates is read against them ([`gated_environment`]).
-    pub environments: Vec<String>,
-    /// `SHIPGATE_APPROVERS_<ENV>` per environment, as the mailer reads them: who may decide
-    /// that environment's gates now.
-    pub approvers: BTreeMap<String, Vec<String>>,
 }
 
 impl PageConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let environments = environments_from_env(env);
-        let approvers = environments
-            .iter()
-            .map(|e| Ok((e.clone(), approvers_from_env(env, e)?)))
-            .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             link_key_secret: env.required("SHIPGATE_LINK_KEY_SECRET")?,
             supersede_lookback: env.parsed_or("SHIPGATE_SUPERSEDE_LOOKBACK", 25)?,
-            environments,
-            approvers,
         })
     }
 }
 
-/// Whether `approver` may decide `gate` now, by the gate's place in the pipeline: its stage
-/// must gate the environment recorded on it, and `approver` must be one of that environment's
-/// approvers as configured now. The reason when not.
-pub fn approver_authority(gate: &Gate, approver: &str, config: &PageConfig) -> Result<(), String> {
-    let gated = gated_environment(&gate.stage, &config.environments)
-        .ok_or_else(|| format!("stage {} gates no environment", gate.stage))?;
+/// Whether `approver` may decide `gate` now, by the gate's place in its application's
+/// pipeline, as the application is declared now: the gate must be on the application's
+/// pipeline, its stage must gate the environment recorded on it, and `approver` must be one of
+/// that environment's approvers. So a link of one application's gate decides nothing of
+/// another's, whoever it names. The reason when not.
+pub fn approver_authority(
+    gate: &Gate,
+    approver: &str,
+    application: &Application,
+) -> Result<(), String> {
+    if gate.pipeline != application.pipeline {
+        return Err(format!(
+            "the gate is on pipeline {}, but application {} releases through {}",
+            gate.pipeline, application.name, application.pipeline
+        ));
+    }
+    let gated = application.gated(&gate.stage).ok_or_else(|| {
+        format!(
+            "stage {} gates no environment of application {}",
+            gate.stage, application.name
+        )
+    })?;
     if gated.environment != gate.environment {
         return Err(format!(
             "the gate is recorded for {} but its stage {} gates {}",
             gate.environment, gate.stage, gated.environment
         ));
     }
-    let approvers = config
-        .approvers
-        .get(&gated.environment)
-        .map(Vec::as_slice)
+    let approvers = application
+        .environment(&gated.environment)
+        .map(|e| e.approvers.as_slice())
         .unwrap_or_default();
     if !approvers.iter().any(|a| a.eq_ignore_ascii_case(approver)) {
         return Err(format!(
-            "the link's approver is not an approver of {}",
-            gated.environment
+            "the link's approver is not an approver of {} for application {}",
+            gated.environment, application.name
         ));
     }
     Ok(())
@@ -127,6 +131,7 @@ pub fn approver_authority(gate: &Gate, approver: &str, config: &PageConfig) -> R
 pub struct ApprovalPage {
     config: PageConfig,
     store: Store,
+    applications: Arc<Directory>,
     cp: aws_sdk_codepipeline::Client,
     keys: LinkKeyCache,
     csp: String,
@@ -146,6 +151,8 @@ enum Internal {
     Aws(#[from] AwsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Application(#[from] DirectoryError),
 }
 
 /// A link that passed every check.
@@ -161,6 +168,7 @@ impl ApprovalPage {
     pub fn new(config: PageConfig, sdk: &SdkConfig) -> Self {
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            applications: Arc::new(Directory::new(aws_sdk_ssm::Client::new(sdk))),
             cp: aws_sdk_codepipeline::Client::new(sdk),
             keys: LinkKeyCache::new(
                 aws_sdk_secretsmanager::Client::new(sdk),
@@ -560,7 +568,11 @@ impl ApprovalPage {
                 )));
             }
         };
-        if let Err(reason) = approver_authority(&gate, &claims.approver, &self.config) {
+        let application = match self.application_of(&gate).await? {
+            Ok(application) => application,
+            Err(answer) => return Ok(Err(answer)),
+        };
+        if let Err(reason) = approver_authority(&gate, &claims.approver, &application) {
             gate_event!(
                 warn,
                 gate,
@@ -636,6 +648,35 @@ impl ApprovalPage {
             keys,
             token: token.to_owned(),
         }))
+    }
+
+    /// The application whose release the gate waits for, as declared now; a refusal when the
+    /// release names none, or one no longer declared.
+    async fn application_of(&self, gate: &Gate) -> Result<Result<Application, Answer>, Internal> {
+        let release = self
+            .store
+            .get_release(&gate.release_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(gate.release_id.clone()))?;
+        let name = release.application.unwrap_or_default();
+        match self.applications.application(&name).await? {
+            Some(application) => Ok(Ok(application)),
+            None => {
+                gate_event!(
+                    warn,
+                    gate,
+                    application = name,
+                    outcome = "refused",
+                    "the gate's application is not declared"
+                );
+                Ok(Err(refusal(
+                    403,
+                    "Application not served",
+                    "The application of this approval is no longer one this shipgate serves, so \
+                     nobody may decide it here. Nothing was decided.",
+                )))
+            }
+        }
     }
 
     async fn view(&self, gate: &Gate) -> Result<ApprovalView, Internal> {
@@ -829,17 +870,16 @@ mod tests {
     use super::*;
     use shipgate::store::ApprovalToken;
 
-    fn config() -> PageConfig {
-        PageConfig::from_env(&Env::from_pairs([
-            ("SHIPGATE_TABLE", "shipgate"),
-            ("SHIPGATE_LINK_KEY_SECRET", "link-key"),
-            ("SHIPGATE_APPROVERS_INT", "int-lead@example.com"),
-            (
-                "SHIPGATE_APPROVERS_STG",
-                "stg-lead@example.com, STG-ops@example.com",
-            ),
-        ]))
-        .unwrap()
+    fn orders() -> Application {
+        shipgate::testing::application(
+            "orders",
+            "shipgate",
+            &[
+                ("int", "int-lead@example.com"),
+                ("stg", "stg-lead@example.com, STG-ops@example.com"),
+                ("prod", "prod-lead@example.com"),
+            ],
+        )
     }
 
     fn gate(stage: &str, action: &str, environment: &str) -> Gate {
@@ -865,32 +905,71 @@ mod tests {
 
     #[test]
     fn only_the_approvers_of_the_environment_its_stage_gates_may_decide() {
-        let config = config();
-        let stg = gate("Stg", "ApproveStg", "stg");
+        let orders = orders();
+        let stg = gate("stg", "ApproveStg", "stg");
         assert_eq!(
-            approver_authority(&stg, "stg-lead@example.com", &config),
+            approver_authority(&stg, "stg-lead@example.com", &orders),
             Ok(())
         );
         assert_eq!(
-            approver_authority(&stg, "stg-ops@example.com", &config),
+            approver_authority(&stg, "stg-ops@example.com", &orders),
             Ok(())
         );
-        let refused = approver_authority(&stg, "int-lead@example.com", &config).unwrap_err();
+        let refused = approver_authority(&stg, "int-lead@example.com", &orders).unwrap_err();
         assert!(refused.contains("not an approver of stg"), "{refused}");
         // A promotion into stg is stg's approvers' to decide.
-        let promotion = gate("PromoteToStg", "ApprovePromotion", "stg");
+        let promotion = gate("PromoteTostg", "ApprovePromotion", "stg");
         assert_eq!(
-            approver_authority(&promotion, "stg-lead@example.com", &config),
+            approver_authority(&promotion, "stg-lead@example.com", &orders),
             Ok(())
         );
         // A gate recorded for int at stg's stage is decided by nobody: int's approvers hold no
         // authority over stg's gate, whatever the record says.
-        let mislabelled = gate("Stg", "ApproveStg", "int");
+        let mislabelled = gate("stg", "ApproveStg", "int");
         let refused =
-            approver_authority(&mislabelled, "int-lead@example.com", &config).unwrap_err();
-        assert!(refused.contains("its stage Stg gates stg"), "{refused}");
+            approver_authority(&mislabelled, "int-lead@example.com", &orders).unwrap_err();
+        assert!(refused.contains("its stage stg gates stg"), "{refused}");
         let nowhere = gate("Source", "Release", "int");
-        assert!(approver_authority(&nowhere, "int-lead@example.com", &config).is_err());
+        assert!(approver_authority(&nowhere, "int-lead@example.com", &orders).is_err());
+    }
+
+    #[test]
+    fn one_application_s_approvers_decide_nothing_of_another_s_gates() {
+        // billing: its own chain, its own pipeline, and an approver who is also orders' int lead.
+        let billing = shipgate::testing::application(
+            "billing",
+            "billing",
+            &[
+                ("dev", "dev-lead@example.com"),
+                ("int", "billing-int@example.com, int-lead@example.com"),
+            ],
+        );
+        let orders_gate = gate("int", "ApproveInt", "int");
+        // orders' gate read against billing's declaration (a release record naming billing on
+        // orders' pipeline): refused, even for someone who approves int for both.
+        let refused =
+            approver_authority(&orders_gate, "int-lead@example.com", &billing).unwrap_err();
+        assert!(
+            refused
+                .contains("on pipeline shipgate, but application billing releases through billing"),
+            "{refused}"
+        );
+        let mut billing_gate = gate("int", "ApproveInt", "int");
+        billing_gate.pipeline = "billing".into();
+        assert_eq!(
+            approver_authority(&billing_gate, "billing-int@example.com", &billing),
+            Ok(())
+        );
+        // orders' approvers are not billing's.
+        assert!(approver_authority(&billing_gate, "stg-lead@example.com", &billing).is_err());
+        // billing's chain has no stg: its stage gates nothing there.
+        let mut stg = gate("stg", "ApproveStg", "stg");
+        stg.pipeline = "billing".into();
+        let refused = approver_authority(&stg, "billing-int@example.com", &billing).unwrap_err();
+        assert!(
+            refused.contains("gates no environment of application billing"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -1,15 +1,14 @@
-//! The mailer's configuration, read once from the environment.
+//! The mailer's configuration, read once from the environment. Who approves what is not here:
+//! it is each application's declaration (shipgate::application), read when an approval comes.
 
 use std::collections::BTreeMap;
 
-use shipgate::approval::{approvers_from_env, environment_suffix, environments_from_env};
+use shipgate::approval::environment_suffix;
 use shipgate::config::{ConfigError, Env};
 
-/// Who approves one environment, and how they are written to.
+/// How one environment's approvers are written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateConfig {
-    /// `SHIPGATE_APPROVERS_<ENV>`: comma-separated email addresses.
-    pub approvers: Vec<String>,
     /// `SHIPGATE_MAIL_FROM_<ENV>`, else `SHIPGATE_MAIL_FROM`.
     pub mail_from: String,
     /// `SHIPGATE_APPROVAL_URL_<ENV>`, else `SHIPGATE_APPROVAL_URL`: the approval page's URL
@@ -24,53 +23,60 @@ pub struct MailerConfig {
     pub table: String,
     /// `SHIPGATE_LINK_KEY_SECRET`: the Secrets Manager secret (name or ARN) links are signed with.
     pub link_key_secret: String,
-    /// `SHIPGATE_ENVIRONMENTS` (default `int,stg,prod`): the environments in pipeline order,
-    /// which the stages' names are read against ([`shipgate::approval::gated_environment`]).
-    pub environments: Vec<String>,
-    /// Per environment, those that have approvers configured.
-    pub gates: BTreeMap<String, GateConfig>,
+    /// Every environment's sender and page.
+    pub default_gate: GateConfig,
+    /// `SHIPGATE_MAIL_FROM_<ENV>` and `SHIPGATE_APPROVAL_URL_<ENV>`, by the variables' suffix.
+    overrides: BTreeMap<String, (Option<String>, Option<String>)>,
 }
 
 impl MailerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        // `{name}_{suffix}`, or else `{name}` (every environment's); missing: `{name}` is.
-        let per_environment = |name: &str, suffix: &str| {
-            env.optional(&format!("{name}_{suffix}"))
-                .or_else(|| env.optional(name))
-                .map(str::to_owned)
-                .ok_or_else(|| ConfigError::Missing { name: name.into() })
+        let default_gate = GateConfig {
+            mail_from: env.required("SHIPGATE_MAIL_FROM")?,
+            link_base_url: checked_url(
+                "SHIPGATE_APPROVAL_URL",
+                env.required("SHIPGATE_APPROVAL_URL")?,
+            )?,
         };
-        let environments = environments_from_env(env);
-        let mut gates = BTreeMap::new();
-        for name in &environments {
-            let suffix = environment_suffix(name);
-            let approvers = approvers_from_env(env, name)?;
-            if approvers.is_empty() {
-                continue;
-            }
-            let mail_from = per_environment("SHIPGATE_MAIL_FROM", &suffix)?;
-            let link_base_url = per_environment("SHIPGATE_APPROVAL_URL", &suffix)?;
-            if !(link_base_url.starts_with("https://") || link_base_url.starts_with("http://")) {
-                return Err(ConfigError::Invalid {
-                    name: format!("SHIPGATE_APPROVAL_URL_{suffix}"),
-                    value: link_base_url,
-                    reason: "not an http(s) URL".into(),
-                });
-            }
-            gates.insert(
-                name.clone(),
-                GateConfig {
-                    approvers,
-                    mail_from,
-                    link_base_url,
-                },
-            );
+        let mut overrides: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+        for (name, value) in env.with_prefix("SHIPGATE_MAIL_FROM_") {
+            overrides.entry(name).or_default().0 = Some(value);
+        }
+        for (name, value) in env.with_prefix("SHIPGATE_APPROVAL_URL_") {
+            let url = checked_url(&format!("SHIPGATE_APPROVAL_URL_{name}"), value)?;
+            overrides.entry(name).or_default().1 = Some(url);
         }
         Ok(Self {
             table: env.required("SHIPGATE_TABLE")?,
             link_key_secret: env.required("SHIPGATE_LINK_KEY_SECRET")?,
-            environments,
-            gates,
+            default_gate,
+            overrides,
+        })
+    }
+
+    /// How `environment`'s approvers are written to: its own variables, else every
+    /// environment's.
+    pub fn gate(&self, environment: &str) -> GateConfig {
+        let (mail_from, link_base_url) = self
+            .overrides
+            .get(&environment_suffix(environment))
+            .cloned()
+            .unwrap_or_default();
+        GateConfig {
+            mail_from: mail_from.unwrap_or_else(|| self.default_gate.mail_from.clone()),
+            link_base_url: link_base_url.unwrap_or_else(|| self.default_gate.link_base_url.clone()),
+        }
+    }
+}
+
+fn checked_url(name: &str, value: String) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name: name.to_owned(),
+            value,
+            reason: "not an http(s) URL".into(),
         })
     }
 }
@@ -84,31 +90,30 @@ mod tests {
     }
 
     #[test]
-    fn environments_with_approvers_get_a_gate_with_fallbacks() {
+    fn every_environment_gets_the_sender_and_page_with_its_own_overrides() {
         let config = MailerConfig::from_env(&env(&[
             ("SHIPGATE_TABLE", "t"),
             ("SHIPGATE_LINK_KEY_SECRET", "k"),
             ("SHIPGATE_MAIL_FROM", "ship@example.com"),
             ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
-            (
-                "SHIPGATE_APPROVERS_INT",
-                "a@example.com, b@example.com,A@example.com",
-            ),
-            ("SHIPGATE_APPROVERS_PROD", "cab@example.com"),
             ("SHIPGATE_MAIL_FROM_PROD", "prod-gate@example.com"),
+            (
+                "SHIPGATE_APPROVAL_URL_EU_PROD",
+                "https://eu.approve.example.com/",
+            ),
         ]))
         .unwrap();
-        assert_eq!(config.gates.keys().collect::<Vec<_>>(), ["int", "prod"]);
+        assert_eq!(config.gate("int").mail_from, "ship@example.com");
+        assert_eq!(config.gate("prod").mail_from, "prod-gate@example.com");
         assert_eq!(
-            config.gates["int"].approvers,
-            ["a@example.com", "b@example.com"]
-        );
-        assert_eq!(config.gates["int"].mail_from, "ship@example.com");
-        assert_eq!(config.gates["prod"].mail_from, "prod-gate@example.com");
-        assert_eq!(
-            config.gates["prod"].link_base_url,
+            config.gate("prod").link_base_url,
             "https://approve.example.com/"
         );
+        assert_eq!(
+            config.gate("eu-prod").link_base_url,
+            "https://eu.approve.example.com/"
+        );
+        assert_eq!(config.gate("eu-prod").mail_from, "ship@example.com");
     }
 
     #[test]
@@ -117,18 +122,20 @@ mod tests {
             ("SHIPGATE_TABLE", "t"),
             ("SHIPGATE_LINK_KEY_SECRET", "k"),
             ("SHIPGATE_MAIL_FROM", "ship@example.com"),
-            ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
-            ("SHIPGATE_APPROVERS_STG", "not-an-address"),
         ]))
         .unwrap_err();
-        assert!(err.to_string().contains("SHIPGATE_APPROVERS_STG"), "{err}");
+        assert!(err.to_string().contains("SHIPGATE_APPROVAL_URL"), "{err}");
         let err = MailerConfig::from_env(&env(&[
             ("SHIPGATE_TABLE", "t"),
             ("SHIPGATE_LINK_KEY_SECRET", "k"),
             ("SHIPGATE_MAIL_FROM", "ship@example.com"),
-            ("SHIPGATE_APPROVERS_INT", "a@example.com"),
+            ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
+            ("SHIPGATE_APPROVAL_URL_STG", "ftp://approve.example.com/"),
         ]))
         .unwrap_err();
-        assert!(err.to_string().contains("SHIPGATE_APPROVAL_URL"), "{err}");
+        assert!(
+            err.to_string().contains("SHIPGATE_APPROVAL_URL_STG"),
+            "{err}"
+        );
     }
 }

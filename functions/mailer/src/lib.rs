@@ -15,10 +15,13 @@
 mod config;
 pub mod notification;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use serde::Serialize;
+use shipgate::application::Application;
+use shipgate::application::directory::{Directory, DirectoryError};
 use shipgate::approval::{ApprovalView, GatedEnvironment, approval_email, gated_environment};
 use shipgate::aws::codepipeline::approval_action_state;
 use shipgate::aws::secrets::LinkKeyCache;
@@ -62,14 +65,14 @@ pub struct MailerReport {
 pub enum MailerError {
     #[error("the event is not an SNS event: {0}")]
     MalformedEvent(#[source] serde_json::Error),
-    #[error(
-        "the approval for {environment} cannot be mailed: no approvers are configured for it \
-         (set SHIPGATE_APPROVERS_{upper})",
-        upper = environment.to_ascii_uppercase()
-    )]
-    NoApprovers { environment: String },
     #[error("release {0} waits for approval but is not in the table")]
     UnknownRelease(String),
+    #[error("the application of release {release_id} could not be looked up: {source}")]
+    Application {
+        release_id: String,
+        #[source]
+        source: DirectoryError,
+    },
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error(transparent)]
@@ -80,8 +83,8 @@ impl MailerError {
     pub fn error_type(&self) -> &'static str {
         match self {
             MailerError::MalformedEvent(_) => "MalformedEvent",
-            MailerError::NoApprovers { .. } => "NoApprovers",
             MailerError::UnknownRelease(_) => "UnknownRelease",
+            MailerError::Application { .. } => "ApplicationDirectory",
             MailerError::Aws(_) => "AwsError",
             MailerError::Store(_) => "StoreError",
         }
@@ -92,6 +95,7 @@ impl MailerError {
 pub struct Mailer {
     config: MailerConfig,
     store: Store,
+    applications: Arc<Directory>,
     cp: aws_sdk_codepipeline::Client,
     ses: aws_sdk_sesv2::Client,
     keys: LinkKeyCache,
@@ -106,6 +110,7 @@ impl Mailer {
         );
         Self {
             store: Store::new(aws_sdk_dynamodb::Client::new(sdk), config.table.clone()),
+            applications: Arc::new(Directory::new(aws_sdk_ssm::Client::new(sdk))),
             cp: aws_sdk_codepipeline::Client::new(sdk),
             ses: aws_sdk_sesv2::Client::new(sdk),
             keys,
@@ -135,16 +140,6 @@ impl Mailer {
     }
 
     async fn mail(&self, n: &ApprovalNotification) -> Result<RecordOutcome, MailerError> {
-        let gated = match authorise(n, &self.config.environments) {
-            Ok(gated) => gated,
-            Err(reason) if n.release_id.is_none() && n.environment.is_none() => {
-                // No gate by its stage and no shipgate words in its CustomData: not ours.
-                warn!(outcome = "ignored", reason, "approval not mailed");
-                return Ok(RecordOutcome::Ignored { reason });
-            }
-            Err(reason) => return Ok(refuse(n, &self.config.environments, reason)),
-        };
-        let environment = &gated.environment;
         let Some(release_id) = &n.release_id else {
             let reason = format!(
                 "approval {}/{}/{} names no shipgate release in its CustomData",
@@ -153,13 +148,38 @@ impl Mailer {
             warn!(outcome = "ignored", reason, "approval not mailed");
             return Ok(RecordOutcome::Ignored { reason });
         };
-        let gate_config =
-            self.config
-                .gates
-                .get(environment)
-                .ok_or_else(|| MailerError::NoApprovers {
-                    environment: environment.clone(),
-                })?;
+        let release = self
+            .store
+            .get_release(release_id)
+            .await?
+            .ok_or_else(|| MailerError::UnknownRelease(release_id.clone()))?;
+        // Who is asked is the release's application's, as declared now.
+        let name = release.application.clone().unwrap_or_default();
+        let application = self
+            .applications
+            .application(&name)
+            .await
+            .map_err(|source| MailerError::Application {
+                release_id: release_id.clone(),
+                source,
+            })?;
+        let Some(application) = application else {
+            let reason = format!(
+                "approval {}/{}/{}: release {release_id}'s application {name:?} is not declared",
+                n.pipeline, n.stage, n.action
+            );
+            return Ok(refuse(n, &[], reason));
+        };
+        let gated = match authorise(n, &application) {
+            Ok(gated) => gated,
+            Err(reason) => return Ok(refuse(n, &application.chain(), reason)),
+        };
+        let environment = &gated.environment;
+        let approvers = application
+            .environment(environment)
+            .map(|e| e.approvers.clone())
+            .unwrap_or_default();
+        let gate_config = self.config.gate(environment);
         let state = approval_action_state(&self.cp, n.approval_action()).await?;
         if !state.waiting_with_token {
             let reason = format!(
@@ -183,11 +203,6 @@ impl Mailer {
             let reason = "the waiting approval has no execution id".to_owned();
             return Ok(RecordOutcome::Ignored { reason });
         };
-        let release = self
-            .store
-            .get_release(release_id)
-            .await?
-            .ok_or_else(|| MailerError::UnknownRelease(release_id.clone()))?;
         // An approval to promote shows the images to copy, not a change set: the target
         // environment's change sets are made after the copy and approved at its own gate.
         let stacks = if gated.promote_from.is_some() {
@@ -199,8 +214,7 @@ impl Mailer {
         };
 
         let now = now_rfc3339();
-        let links = gate_config
-            .approvers
+        let links = approvers
             .iter()
             .map(|approver| {
                 let nonce = uuid::Uuid::new_v4().simple().to_string();
@@ -299,19 +313,28 @@ impl Mailer {
     }
 }
 
-/// The environment `n`'s approval gates, by its stage ([`gated_environment`]), or why it is
-/// refused: its stage gates no environment, or its `CustomData` names another environment (or
-/// promotion source) than the stage's. `CustomData` never chooses who is asked; it can only
-/// disagree.
+/// The environment `n`'s approval gates, by its stage in its application's chain
+/// ([`gated_environment`]), or why it is refused: it comes from another pipeline than the
+/// application's, its stage gates no environment of the chain, or its `CustomData` names another
+/// environment (or promotion source) than the stage's. `CustomData` never chooses who is asked;
+/// it can only disagree.
 pub fn authorise(
     n: &ApprovalNotification,
-    environments: &[String],
+    application: &Application,
 ) -> Result<GatedEnvironment, String> {
     let place = format!("{}/{}/{}", n.pipeline, n.stage, n.action);
-    let gated = gated_environment(&n.stage, environments).ok_or_else(|| {
+    if n.pipeline != application.pipeline {
+        return Err(format!(
+            "approval {place}: application {} releases through pipeline {}, not {}",
+            application.name, application.pipeline, n.pipeline
+        ));
+    }
+    let environments = application.chain();
+    let gated = gated_environment(&n.stage, &environments).ok_or_else(|| {
         format!(
-            "approval {place}: stage {} gates no environment of {}",
+            "approval {place}: stage {} gates no environment of {} ({})",
             n.stage,
+            application.name,
             environments.join(",")
         )
     })?;
@@ -440,14 +463,20 @@ mod tests {
             ("SHIPGATE_LINK_KEY_SECRET", "link-key"),
             ("SHIPGATE_MAIL_FROM", "ship@example.com"),
             ("SHIPGATE_APPROVAL_URL", "https://approve.example.com/"),
-            ("SHIPGATE_APPROVERS_INT", "int-lead@example.com"),
-            (
-                "SHIPGATE_APPROVERS_STG",
-                "stg-lead@example.com,stg-ops@example.com",
-            ),
-            ("SHIPGATE_APPROVERS_PROD", "cab@example.com"),
         ]))
         .unwrap()
+    }
+
+    fn orders() -> Application {
+        shipgate::testing::application(
+            "orders",
+            "shipgate",
+            &[
+                ("int", "int-lead@example.com"),
+                ("stg", "stg-lead@example.com,stg-ops@example.com"),
+                ("prod", "cab@example.com"),
+            ],
+        )
     }
 
     fn notification(event: serde_json::Value) -> ApprovalNotification {
@@ -456,13 +485,13 @@ mod tests {
 
     #[test]
     fn a_stg_approval_is_decided_by_stgs_approvers() {
-        let config = config();
+        let orders = orders();
         let n = notification(sns_approval("Stg", "ApproveStg", &custom_data("stg")));
-        let gated = authorise(&n, &config.environments).unwrap();
+        let gated = authorise(&n, &orders).unwrap();
         assert_eq!(gated.environment, "stg");
         assert_eq!(gated.promote_from, None);
         assert_eq!(
-            config.gates[&gated.environment].approvers,
+            orders.environment(&gated.environment).unwrap().approvers,
             ["stg-lead@example.com", "stg-ops@example.com"]
         );
         // A promotion into stg is stg's approvers' too, from int, by its stage.
@@ -471,16 +500,16 @@ mod tests {
             "ApprovePromotion",
             "orders 1.4.0 passed int. release=rel-1 execution=e-1 environment=stg from=int",
         ));
-        let gated = authorise(&n, &config.environments).unwrap();
+        let gated = authorise(&n, &orders).unwrap();
         assert_eq!(gated.environment, "stg");
         assert_eq!(gated.promote_from.as_deref(), Some("int"));
     }
 
     #[test]
     fn custom_data_that_disagrees_with_the_stage_is_refused() {
-        let environments = config().environments;
+        let orders = orders();
         let n = notification(sns_approval("Stg", "ApproveStg", &custom_data("int")));
-        let reason = authorise(&n, &environments).unwrap_err();
+        let reason = authorise(&n, &orders).unwrap_err();
         assert!(reason.contains("environment=int"), "{reason}");
         assert!(reason.contains("gates stg"), "{reason}");
         let n = notification(sns_approval(
@@ -488,36 +517,63 @@ mod tests {
             "ApprovePromotion",
             "release=rel-1 execution=e-1 environment=prod from=int",
         ));
-        let reason = authorise(&n, &environments).unwrap_err();
+        let reason = authorise(&n, &orders).unwrap_err();
         assert!(reason.contains("from=int"), "{reason}");
         // A stage that gates nothing cannot be made a gate by its CustomData.
         let n = notification(sns_approval("Source", "Check", &custom_data("prod")));
-        let reason = authorise(&n, &environments).unwrap_err();
+        let reason = authorise(&n, &orders).unwrap_err();
         assert!(reason.contains("gates no environment"), "{reason}");
+    }
+
+    #[test]
+    fn an_approval_from_another_pipeline_than_the_application_s_is_refused() {
+        // A release of billing (dev → int, its own pipeline) whose approval comes from orders'
+        // pipeline ("shipgate" in the fixture): billing's approvers are not asked.
+        let billing = shipgate::testing::application(
+            "billing",
+            "billing",
+            &[
+                ("dev", "dev-lead@example.com"),
+                ("int", "int-lead@example.com"),
+            ],
+        );
+        let n = notification(sns_approval("Int", "ApproveInt", &custom_data("int")));
+        let reason = authorise(&n, &billing).unwrap_err();
+        assert!(
+            reason.contains("application billing releases through pipeline billing, not shipgate"),
+            "{reason}"
+        );
+        // The chain is the application's: billing's int is promoted into from dev.
+        let mut n = notification(sns_approval(
+            "PromoteToInt",
+            "ApprovePromotion",
+            "release=rel-1 execution=e-1 environment=int from=dev",
+        ));
+        n.pipeline = "billing".into();
+        let gated = authorise(&n, &billing).unwrap();
+        assert_eq!(gated.promote_from.as_deref(), Some("dev"));
     }
 
     // Every AWS call of the mailer here fails at once (`offline_sdk_config`): a report means
     // the notification was answered without reading the table, asking CodePipeline or mailing.
     #[tokio::test]
-    async fn a_stg_notification_whose_custom_data_says_int_mails_nobody() {
+    async fn a_notification_that_names_no_release_mails_nobody_and_calls_nothing() {
         let mailer = Mailer::new(config(), &shipgate::testing::offline_sdk_config());
         let report = mailer
-            .handle(sns_approval("Stg", "ApproveStg", &custom_data("int")))
+            .handle(sns_approval("Stg", "ApproveStg", "approve the thing"))
             .await
-            .expect("refused without any AWS call");
+            .expect("ignored without any AWS call");
         assert!(
-            matches!(&report.records[..], [RecordOutcome::Refused { reason }]
-                if reason.contains("environment=int") && reason.contains("gates stg")),
+            matches!(&report.records[..], [RecordOutcome::Ignored { reason }]
+                if reason.contains("names no shipgate release")),
             "{report:?}"
         );
-        // The same notification with CustomData that agrees goes on towards stg's approvers:
-        // its first step, asking CodePipeline whether the approval waits, is made (and fails
-        // here, offline).
+        // With a release named, its record is read first (and the read fails here, offline).
         let error = mailer
             .handle(sns_approval("Stg", "ApproveStg", &custom_data("stg")))
             .await
-            .expect_err("the agreeing notification calls AWS");
-        assert!(matches!(error, MailerError::Aws(_)), "{error}");
+            .expect_err("the release is read from the table");
+        assert!(matches!(error, MailerError::Store(_)), "{error}");
     }
 
     #[test]
