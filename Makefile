@@ -124,15 +124,16 @@ bench-rollback: setup
 	$(CARGO) build --release -p shipgate-tests --bin bench-rollback --features shipgate-tests/bench
 	./target/release/bench-rollback
 
-## Template linters (issue 7), on template.yaml and environment.yaml: cfn-lint, `sam validate
-## --lint` and checkov. Each venv is made, from its pinned requirements, only when missing or
-## changed: aws-sam-cli and cfn-lint in $(LINT_VENV), checkov in $(CHECKOV_VENV) (its boto3 pin
-## clashes with aws-sam-cli's). All three run offline: `sam validate --lint` needs a region and
-## no credentials (any region: it names none in the result); checkov downloads nothing with
-## --skip-download. A checkov finding is fixed or skipped in the resource's Metadata with a reason.
+## Template linters (issue 7), on template.yaml, environment.yaml and application.yaml:
+## cfn-lint, `sam validate --lint` and checkov. Each venv is made, from its pinned requirements,
+## only when missing or changed: aws-sam-cli and cfn-lint in $(LINT_VENV), checkov in
+## $(CHECKOV_VENV) (its boto3 pin clashes with aws-sam-cli's). All three run offline: `sam
+## validate --lint` needs a region and no credentials (any region: it names none in the result);
+## checkov downloads nothing with --skip-download. A checkov finding is fixed or skipped in the
+## resource's Metadata with a reason.
 LINT_VENV      := .venv-lint
 CHECKOV_VENV   := .venv-checkov
-LINT_TEMPLATES := template.yaml environment.yaml
+LINT_TEMPLATES := template.yaml environment.yaml application.yaml
 
 .PHONY: lint-templates lint-tools
 lint-tools: $(LINT_VENV)/.installed $(CHECKOV_VENV)/.installed

@@ -2,12 +2,16 @@
 //!
 //! [`pipelines_from_template`] finds every `AWS::CodePipeline::Pipeline` resource and evaluates
 //! the CloudFormation intrinsics in the parts of it the stand-in uses (`Ref`, `Fn::Sub`,
-//! `Fn::GetAtt`, `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::If` with the
-//! template's `Conditions`), in short form (`!Ref`) or long form (`Ref:`). Physical values come
-//! from a caller-supplied [`Resolver`]: the local stack knows what it created in moto, so it says
-//! what `!Ref ArtifactBucket` is. A reference the resolver cannot answer is an error naming the
-//! property, never a guess, except where the stand-in dispatches by logical id (a Lambda
-//! action's `FunctionName`, an approval's `NotificationArn`), which keep that id.
+//! `Fn::GetAtt`, `Fn::Join`, `Fn::Select`, `Fn::Split`, `Fn::FindInMap`, `Fn::ImportValue`,
+//! `Fn::If` with the template's `Conditions`), in short form (`!Ref`) or long form (`Ref:`). An
+//! item of a list (a stage of `Stages`) that evaluates to `AWS::NoValue` is left out, as
+//! CloudFormation leaves it out. Physical values come from a caller-supplied [`Resolver`]: the
+//! local stack knows what it created in moto, so it says what `!Ref ArtifactBucket` is, and what
+//! the core stack exports to an application stack (application.yaml). A reference the resolver
+//! cannot answer is an error naming the property, never a guess, except where the stand-in
+//! dispatches by logical id (a Lambda action's `FunctionName`, an approval's `NotificationArn`),
+//! which keep that id: the referenced resource's, or for an import of the core's export
+//! `<core stack>-<LogicalId>`, the core's logical id.
 //!
 //! [`sns_subscribers`] answers "which functions receive what is published on this topic", from
 //! SAM `Events` of `Type: SNS`, `AWS::SNS::Subscription` resources and inline topic
@@ -37,6 +41,8 @@ pub enum DefinitionError {
         target: String,
         attribute: String,
     },
+    #[error("{path}: Fn::ImportValue {name} names no supplied export")]
+    UnresolvedImport { path: String, name: String },
     #[error("{path}: {function} is not supported by the local pipeline definition reader")]
     UnsupportedIntrinsic { path: String, function: String },
 }
@@ -58,6 +64,9 @@ pub struct Resolver {
     pub refs: BTreeMap<String, String>,
     /// `Fn::GetAtt` answers keyed `LogicalId.Attribute`; `Arn` is synthesised when absent.
     pub attributes: BTreeMap<String, String>,
+    /// `Fn::ImportValue` answers by export name: what other stacks of the account and region
+    /// export (`shipgate-ArtifactBucket` → the core's bucket name).
+    pub exports: BTreeMap<String, String>,
     pub region: String,
     pub account_id: String,
     pub stack_name: String,
@@ -88,6 +97,12 @@ impl Resolver {
     /// `key` is `LogicalId.Attribute`, as written in `!GetAtt LogicalId.Attribute`.
     pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// `name` is the export's name, as `Fn::ImportValue` gives it (`shipgate-ChangeSetFunction`).
+    pub fn with_export(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.exports.insert(name.into(), value.into());
         self
     }
 
@@ -339,6 +354,23 @@ fn referenced_id(value: &Json) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The export name expression of the first `Fn::ImportValue` in `value`, however deep.
+fn imported_export(value: &Json) -> Option<&Json> {
+    match value {
+        Json::Object(object) => object
+            .get("Fn::ImportValue")
+            .or_else(|| object.values().find_map(imported_export)),
+        Json::Array(items) => items.iter().find_map(imported_export),
+        _ => None,
+    }
+}
+
+/// The exporting stack's logical id in an export named `<stack name>-<LogicalId>` (template.yaml's
+/// Outputs): logical ids are alphanumeric, so it is what follows the last hyphen.
+fn exported_logical_id(export: &str) -> &str {
+    export.rsplit('-').next().unwrap_or(export)
 }
 
 fn single_key(value: &Json) -> Option<(&str, &Json)> {
@@ -806,7 +838,7 @@ impl Context<'_> {
                 for (key, v) in object {
                     let child = format!("{path}.{key}");
                     let evaluated = if is_dispatch_key(key) {
-                        self.eval_dispatch(v, &child)?
+                        self.eval_dispatch(key, v, &child)?
                     } else {
                         self.eval(v, &child)?
                     };
@@ -831,14 +863,34 @@ impl Context<'_> {
 
     /// `FunctionName` and `NotificationArn` keep the logical id they refer to (the local runner
     /// dispatches by it) next to their physical value, which falls back to a synthesised one.
-    fn eval_dispatch(&self, value: &Json, path: &str) -> Result<Option<Json>, DefinitionError> {
-        let Some(id) = referenced_id(value) else {
+    /// A value that imports one of the core's exports (`<core stack>-<LogicalId>`, anywhere in
+    /// it: `!Select [6, !Split [":", <imported ARN>]]` is a function's name) keeps the core's
+    /// logical id.
+    fn eval_dispatch(
+        &self,
+        key: &str,
+        value: &Json,
+        path: &str,
+    ) -> Result<Option<Json>, DefinitionError> {
+        let (id, unresolved) = if let Some(id) = referenced_id(value) {
+            let synthesised = self.synthesised_ref(&id);
+            (id, synthesised)
+        } else if let Some(export) = imported_export(value) {
+            let id = exported_logical_id(&self.string(export, path)?).to_owned();
+            let synthesised = match key {
+                "NotificationArn" => self.arn("sns", &id),
+                _ => id.clone(),
+            };
+            (id, synthesised)
+        } else {
             return self.eval(value, path);
         };
         let physical = match self.eval(value, path) {
             Ok(Some(v)) => scalar_string(&v).unwrap_or_else(|| id.clone()),
             Ok(None) => return Ok(None),
-            Err(DefinitionError::UnresolvedRef { .. }) => self.synthesised_ref(&id),
+            Err(
+                DefinitionError::UnresolvedRef { .. } | DefinitionError::UnresolvedImport { .. },
+            ) => unresolved,
             Err(other) => return Err(other),
         };
         let mut marked = Map::new();
@@ -984,6 +1036,16 @@ impl Context<'_> {
                         )
                     })?;
                 Ok(Some(found.clone()))
+            }
+            "Fn::ImportValue" => {
+                let name = self.string(argument, &path_fn)?;
+                match self.resolver.exports.get(&name) {
+                    Some(value) => Ok(Some(Json::String(value.clone()))),
+                    None => Err(DefinitionError::UnresolvedImport {
+                        path: path.to_owned(),
+                        name,
+                    }),
+                }
             }
             "Fn::If" => {
                 let [condition, then, otherwise] =
@@ -1618,14 +1680,157 @@ Resources:
   P:
     Type: AWS::CodePipeline::Pipeline
     Properties:
-      Name: !ImportValue shared-name
+      Name: !Base64 shared-name
       ArtifactStore: { Type: S3, Location: b }
       Stages: []
 "##;
-        let err = read_bare(template).expect_err("import");
+        let err = read_bare(template).expect_err("base64");
         assert!(
-            matches!(&err, DefinitionError::UnsupportedIntrinsic { function, .. } if function == "Fn::ImportValue"),
+            matches!(&err, DefinitionError::UnsupportedIntrinsic { function, .. } if function == "Fn::Base64"),
             "{err}"
         );
+    }
+
+    /// An application stack's pipeline: everything of the core comes from its exports.
+    const IMPORTING: &str = r##"
+Parameters:
+  CoreStackName: { Type: String, Default: shipgate }
+  QaName: { Type: String, Default: "" }
+Conditions:
+  HasQa: !Not [!Equals [!Ref QaName, ""]]
+Resources:
+  Pipeline:
+    Type: AWS::CodePipeline::Pipeline
+    Properties:
+      Name: orders
+      PipelineType: V2
+      ArtifactStore:
+        Type: S3
+        Location: { "Fn::ImportValue": !Sub "${CoreStackName}-ArtifactBucket" }
+      Stages:
+        - Name: Source
+          Actions:
+            - Name: Release
+              ActionTypeId: { Category: Source, Owner: AWS, Provider: S3, Version: "1" }
+              Configuration:
+                S3Bucket: !ImportValue shipgate-ArtifactBucket
+                S3ObjectKey: accepted/orders/release.zip
+        - !If
+          - HasQa
+          - Name: !Ref QaName
+            Actions:
+              - Name: ChangeSet
+                ActionTypeId: { Category: Invoke, Owner: AWS, Provider: Lambda, Version: "1" }
+                Configuration:
+                  FunctionName: !Select [6, !Split [":", { "Fn::ImportValue": !Sub "${CoreStackName}-ChangeSetFunction" }]]
+              - Name: Approve
+                RunOrder: 2
+                ActionTypeId: { Category: Approval, Owner: AWS, Provider: Manual, Version: "1" }
+                Configuration:
+                  NotificationArn: { "Fn::ImportValue": !Sub "${CoreStackName}-ApprovalTopic" }
+          - !Ref AWS::NoValue
+"##;
+
+    fn core_exports() -> Resolver {
+        Resolver::new(BTreeMap::new(), "eu-west-1", "111111111111")
+            .with_export("shipgate-ArtifactBucket", "shipgate-artifacts")
+            .with_export(
+                "shipgate-ChangeSetFunction",
+                "arn:aws:lambda:eu-west-1:111111111111:function:shipgate-ChangeSetFunction-A1",
+            )
+            .with_export(
+                "shipgate-ApprovalTopic",
+                "arn:aws:sns:eu-west-1:111111111111:shipgate-approvals",
+            )
+    }
+
+    #[test]
+    fn imports_come_from_the_exports_and_dispatch_by_the_core_logical_id() {
+        let resolver = core_exports().with_ref("QaName", "qa");
+        let p = &pipelines_from_template(IMPORTING, &resolver).expect("parses")[0];
+        assert_eq!(p.artifact_bucket, "shipgate-artifacts");
+        assert_eq!(
+            p.stages[0].actions[0].configuration["S3Bucket"],
+            "shipgate-artifacts"
+        );
+        let qa = &p.stages[1];
+        assert_eq!(qa.name, "qa");
+        assert_eq!(
+            qa.actions[0].kind,
+            ActionKind::LambdaInvoke {
+                function_logical_id: "ChangeSetFunction".into()
+            }
+        );
+        // The function's name, the seventh field of the exported ARN.
+        assert_eq!(
+            qa.actions[0].configuration["FunctionName"],
+            "shipgate-ChangeSetFunction-A1"
+        );
+        assert_eq!(
+            qa.actions[1].kind,
+            ActionKind::ManualApproval {
+                notification_topic_logical_id: Some("ApprovalTopic".into()),
+                custom_data: None,
+                external_entity_link: None,
+            }
+        );
+        assert_eq!(
+            qa.actions[1].configuration["NotificationArn"],
+            "arn:aws:sns:eu-west-1:111111111111:shipgate-approvals"
+        );
+    }
+
+    #[test]
+    fn an_unexported_import_dispatches_by_its_logical_id_but_fails_elsewhere() {
+        // Only the bucket is exported: the function and the topic fall back to what a Ref of
+        // them would synthesise, as a dispatch field does for an unsupplied Ref.
+        let resolver = Resolver::new(BTreeMap::new(), "eu-west-1", "111111111111")
+            .with_export("shipgate-ArtifactBucket", "shipgate-artifacts")
+            .with_ref("QaName", "qa");
+        let p = &pipelines_from_template(IMPORTING, &resolver).expect("parses")[0];
+        let qa = &p.stages[1];
+        assert_eq!(
+            qa.actions[0].configuration["FunctionName"],
+            "ChangeSetFunction"
+        );
+        assert_eq!(
+            qa.actions[1].configuration["NotificationArn"],
+            "arn:aws:sns:eu-west-1:111111111111:ApprovalTopic"
+        );
+
+        let err = pipelines_from_template(
+            IMPORTING,
+            &Resolver::new(BTreeMap::new(), "eu-west-1", "111111111111"),
+        )
+        .expect_err("no bucket export");
+        match err {
+            DefinitionError::UnresolvedImport { path, name } => {
+                assert_eq!(name, "shipgate-ArtifactBucket");
+                assert!(path.contains("ArtifactStore"), "{path}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn a_stage_its_condition_leaves_out_is_not_in_the_pipeline() {
+        let p = &pipelines_from_template(IMPORTING, &core_exports()).expect("parses")[0];
+        assert_eq!(
+            p.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["Source"]
+        );
+    }
+
+    #[test]
+    fn an_exports_logical_id_follows_the_stacks_name() {
+        assert_eq!(
+            exported_logical_id("shipgate-ChangeSetFunction"),
+            "ChangeSetFunction"
+        );
+        assert_eq!(
+            exported_logical_id("team-a-shipgate-ApprovalTopic"),
+            "ApprovalTopic"
+        );
+        assert_eq!(exported_logical_id("Bare"), "Bare");
     }
 }
