@@ -401,6 +401,13 @@ fn declaration(environments: &[Environment]) -> (String, String, Json) {
             .unwrap_or_else(|| panic!("Declaration.{key} has a value"))
     };
     let value = string("Value");
+    // What the functions read it as: the declaration is usable as it is written.
+    let application = shipgate::application::Application::from_declaration(APPLICATION, &value)
+        .unwrap_or_else(|e| panic!("{e}: {value}"));
+    assert_eq!(
+        application.chain(),
+        environments.iter().map(|e| e.name.clone()).collect::<Vec<_>>()
+    );
     let parsed = serde_json::from_str(&value).unwrap_or_else(|e| panic!("{e}: {value}"));
     (string("Name"), string("Tier"), parsed)
 }
@@ -428,6 +435,7 @@ fn assert_declaration_of(environments: &[Environment]) {
             "schema": "shipgate.application/1",
             "application": APPLICATION,
             "pipeline": PIPELINE,
+            "sourceKey": format!("accepted/{APPLICATION}/release.zip"),
             "environments": expected,
         })
     );
