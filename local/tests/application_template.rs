@@ -406,7 +406,10 @@ fn declaration(environments: &[Environment]) -> (String, String, Json) {
         .unwrap_or_else(|e| panic!("{e}: {value}"));
     assert_eq!(
         application.chain(),
-        environments.iter().map(|e| e.name.clone()).collect::<Vec<_>>()
+        environments
+            .iter()
+            .map(|e| e.name.clone())
+            .collect::<Vec<_>>()
     );
     let parsed = serde_json::from_str(&value).unwrap_or_else(|e| panic!("{e}: {value}"));
     (string("Name"), string("Tier"), parsed)

@@ -145,7 +145,12 @@ impl ChangeSetFunction {
         target: &Target,
         new_attempt: bool,
     ) -> Result<Vec<StackChangeSet>, ChangeSetError> {
-        let record = accepted_release(&self.store, &target.stage.release_id).await?;
+        let record = accepted_release(
+            &self.store,
+            &target.stage.release_id,
+            target.stage.application.as_deref(),
+        )
+        .await?;
         let inspection = read_release(&self.s3, job, &record, &self.config.artifact.limits).await?;
         let release = verify_release(&record, inspection, &target.stage.environment)?;
 

@@ -137,7 +137,10 @@ impl ChecksFunction {
         target: &Target,
         progress: Option<Progress>,
     ) -> Result<Verdict<Progress>, ChecksError> {
-        let Some(checks) = self.release_checks(job, &target.release_id).await? else {
+        let Some(checks) = self
+            .release_checks(job, &target.release_id, target.application.as_deref())
+            .await?
+        else {
             info!(outcome = "done", "no checks in the release");
             return Ok(Verdict::Done {
                 summary: "no checks in the release".into(),
@@ -295,8 +298,9 @@ impl ChecksFunction {
         &self,
         job: &Job,
         release_id: &str,
+        application: Option<&str>,
     ) -> Result<Option<Checks>, ChecksError> {
-        let record = accepted_release(&self.store, release_id).await?;
+        let record = accepted_release(&self.store, release_id, application).await?;
         let inspection = read_release(&self.s3, job, &record, &self.config.artifact.limits).await?;
         Ok(inspection.checks)
     }

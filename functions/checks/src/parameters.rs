@@ -9,6 +9,9 @@ use shipgate::job::parameters as fields;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionParameters {
+    /// The application whose pipeline this is (`application.yaml` writes it).
+    #[serde(default)]
+    pub application: Option<String>,
     /// The environment checked (`int`), for messages.
     pub environment: String,
     /// The release (`#{variables.ReleaseId}`).
@@ -51,6 +54,8 @@ const ENDPOINT_HINT: &str = ": the checks need the new version's test endpoint (
 /// checks to run ([`ActionParameters::endpoint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The application whose releases only this action works on, when it says.
+    pub application: Option<String>,
     pub environment: String,
     pub release_id: String,
     pub execution_id: String,
@@ -62,6 +67,7 @@ impl ActionParameters {
     /// The environment, release and execution, checked.
     pub fn target(self) -> Result<Target, ParameterError> {
         Ok(Target {
+            application: fields::application(self.application.as_deref())?,
             environment: fields::environment("environment", &self.environment)?.to_owned(),
             release_id: fields::id("releaseId", &self.release_id)?.to_owned(),
             execution_id: fields::id("executionId", &self.execution_id)?.to_owned(),
@@ -119,6 +125,7 @@ mod tests {
 
     fn parameters(endpoint: &str) -> ActionParameters {
         ActionParameters {
+            application: None,
             environment: "int".into(),
             release_id: "rel-1".into(),
             execution_id: "exec-1".into(),

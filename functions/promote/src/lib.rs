@@ -153,7 +153,12 @@ impl PromoteFunction {
         let (job, target) = (call.job, call.target);
         let continuing = !call.is_first();
         let invocations = call.invocation;
-        let record = accepted_release(&self.store, &target.release_id).await?;
+        let record = accepted_release(
+            &self.store,
+            &target.release_id,
+            target.application.as_deref(),
+        )
+        .await?;
         let manifest = release_manifest(&record, &target.to.environment)?;
         // What earlier invocations of this same job did (a continuation); anything else is a
         // new promotion, whatever an earlier job left.

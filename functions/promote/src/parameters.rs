@@ -15,6 +15,9 @@ use shipgate::job::parameters as fields;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionParameters {
+    /// The application whose pipeline this is (`application.yaml` writes it).
+    #[serde(default)]
+    pub application: Option<String>,
     /// The release (`#{variables.ReleaseId}`).
     pub release_id: String,
     /// The pipeline execution (`#{codepipeline.PipelineExecutionId}`).
@@ -49,6 +52,8 @@ pub struct Side {
 /// What the action promotes, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The application whose releases only this action works on, when it says.
+    pub application: Option<String>,
     pub release_id: String,
     pub execution_id: String,
     pub from: Side,
@@ -69,6 +74,7 @@ impl ActionParameters {
             ));
         }
         Ok(Target {
+            application: fields::application(self.application.as_deref())?,
             release_id: fields::id("releaseId", &self.release_id)?.to_owned(),
             execution_id: fields::id("executionId", &self.execution_id)?.to_owned(),
             from,

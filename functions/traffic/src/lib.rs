@@ -642,6 +642,15 @@ impl TrafficFunction {
                 None
             }
         };
+        // An application's pipeline moves its own releases' traffic only.
+        if let Some(release) = &release
+            && let Err(e) = shipgate::job::release::check_application(
+                release,
+                target.stage.application.as_deref(),
+            )
+        {
+            return Ok(Started::Answer(Verdict::fail(e.to_string())));
+        }
         let now = rfc3339(now_ms);
         let deployment = Deployment {
             deployment_id: id.to_owned(),

@@ -138,6 +138,9 @@ pub fn arn<'a>(field: &'static str, value: &'a str) -> Result<&'a str, Parameter
 /// account they reach through a role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
+    /// The application whose pipeline the action is in, when the pipeline says
+    /// (`application.yaml`'s do): its releases only are worked on.
+    pub application: Option<String>,
     pub environment: String,
     pub role_arn: RoleArn,
     /// The account of `role_arn`: where the work happens.
@@ -157,6 +160,7 @@ impl Stage {
         let environment = self::environment("environment", environment)?.to_owned();
         let role_arn = role("roleArn", role_arn)?;
         Ok(Self {
+            application: None,
             environment,
             account_id: role_arn.account().to_owned(),
             role_arn,
@@ -179,6 +183,9 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageParameters {
+    /// The application whose pipeline this is (`application.yaml` writes it).
+    #[serde(default)]
+    pub application: Option<String>,
     /// The environment the action works in (`int`).
     pub environment: String,
     /// The deploy role in the environment's account.
@@ -190,15 +197,32 @@ pub struct StageParameters {
 }
 
 impl StageParameters {
-    /// The four fields checked ([`Stage::check`]).
+    /// The fields checked ([`Stage::check`], and the application's name).
     pub fn check(&self) -> Result<Stage, ParameterError> {
-        Stage::check(
+        let mut stage = Stage::check(
             &self.environment,
             &self.role_arn,
             &self.release_id,
             &self.execution_id,
-        )
+        )?;
+        stage.application = application(self.application.as_deref())?;
+        Ok(stage)
     }
+}
+
+/// The optional `application` parameter: an application's name (the label rule).
+pub fn application(value: Option<&str>) -> Result<Option<String>, ParameterError> {
+    let Some(value) = optional("application", value)? else {
+        return Ok(None);
+    };
+    if !crate::application::is_label(value) {
+        return Err(ParameterError::invalid(
+            "application",
+            value,
+            "an application is 1 to 32 lowercase letters, digits and hyphens",
+        ));
+    }
+    Ok(Some(value.to_owned()))
 }
 
 #[cfg(test)]
@@ -234,6 +258,14 @@ mod tests {
             "{not_a_role}"
         );
         assert_eq!(optional("registry", Some("  ")).unwrap(), None);
+        assert_eq!(application(None).unwrap(), None);
+        assert_eq!(application(Some(" ")).unwrap(), None);
+        assert_eq!(
+            application(Some("orders")).unwrap().as_deref(),
+            Some("orders")
+        );
+        assert!(application(Some("Orders")).is_err());
+        assert!(application(Some("#{variables.Application}")).is_err());
         assert!(optional("registry", Some("#{x.Y}")).is_err());
         let stage = Stage::check(
             "int",

@@ -35,6 +35,16 @@ pub enum ReleaseError {
         environment: String,
         listed: Vec<String>,
     },
+    #[error(
+        "release {release_id} is a release of {}, not of {application}, whose pipeline this \
+         action is in: an application's actions work on its own releases only",
+        .recorded.as_deref().unwrap_or("no application")
+    )]
+    OtherApplication {
+        release_id: String,
+        application: String,
+        recorded: Option<String>,
+    },
     #[error(transparent)]
     Store(#[from] TableError),
 }
@@ -87,6 +97,7 @@ impl ReleaseError {
                 "ReleaseNotValidated"
             }
             ReleaseError::NotForEnvironment { .. } => "NotForEnvironment",
+            ReleaseError::OtherApplication { .. } => "OtherApplication",
             ReleaseError::Store(_) => "StoreError",
         }
     }
@@ -98,10 +109,12 @@ impl ReleaseError {
 }
 
 /// The release intake accepted (its execution may start before intake records the start,
-/// hence `Accepted` as well as `Started`).
+/// hence `Accepted` as well as `Started`), of `application` when the action names the
+/// application whose pipeline it is in ([`check_application`]).
 pub async fn accepted_release(
     store: &Store,
     release_id: &str,
+    application: Option<&str>,
 ) -> Result<ReleaseRecord, ReleaseError> {
     let record = store
         .get_release(release_id)
@@ -110,7 +123,28 @@ pub async fn accepted_release(
             release_id: release_id.to_owned(),
         })?;
     check_accepted(&record)?;
+    check_application(&record, application)?;
     Ok(record)
+}
+
+/// Refuses a release of another application than `application`, the one whose pipeline the
+/// action is in (its `application` parameter): a release id given to another application's
+/// pipeline is never worked on there. `None`: the action names no application (a pipeline of
+/// the single-application shape).
+pub fn check_application(
+    record: &ReleaseRecord,
+    application: Option<&str>,
+) -> Result<(), ReleaseError> {
+    match application {
+        Some(application) if record.application.as_deref() != Some(application) => {
+            Err(ReleaseError::OtherApplication {
+                release_id: record.release_id.clone(),
+                application: application.to_owned(),
+                recorded: record.application.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a release intake is still validating or rejected.
@@ -152,4 +186,28 @@ pub fn check_goes_to(
         environment: environment.to_owned(),
         listed: manifest.environments.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_application_s_action_refuses_another_application_s_release() {
+        let mut record = crate::testing::received_release("rel-1", "drops");
+        record.application = Some("orders".into());
+        assert!(check_application(&record, Some("orders")).is_ok());
+        // A pipeline of the single-application shape names no application.
+        assert!(check_application(&record, None).is_ok());
+        let refused = check_application(&record, Some("billing")).unwrap_err();
+        assert_eq!(refused.error_type(), "OtherApplication");
+        assert!(
+            refused
+                .to_string()
+                .contains("release rel-1 is a release of orders, not of billing"),
+            "{refused}"
+        );
+        record.application = None;
+        assert!(check_application(&record, Some("billing")).is_err());
+    }
 }
