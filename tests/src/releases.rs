@@ -62,7 +62,16 @@ impl PipelineRelease {
         record.application = manifest["application"].as_str().map(str::to_owned);
         record.version = manifest["version"].as_str().map(str::to_owned);
         record.manifest_sha256 = manifest_sha256;
-        record.manifest = Some(manifest.clone());
+        // Intake records where the release goes in its application's chain: a manifest that
+        // lists no environments goes through the whole of the local stack's (int → stg → prod).
+        let mut manifest = manifest.clone();
+        if manifest["environments"]
+            .as_array()
+            .is_none_or(|listed| listed.is_empty())
+        {
+            manifest["environments"] = serde_json::json!(["int", "stg", "prod"]);
+        }
+        record.manifest = Some(manifest);
         record.execution_id = Some(self.execution_id.clone());
         let received = time::OffsetDateTime::parse(
             RECEIVED_AT,

@@ -38,7 +38,7 @@ use shipgate::aws::sts::Sessions;
 use shipgate::changes::ChangeSummary;
 use shipgate::error::AwsError;
 use shipgate::job::artifact::{ArtifactError, read_release, release_artifact};
-use shipgate::job::release::{accepted_release, check_goes_to};
+use shipgate::job::release::{accepted_release, check_goes_to, recorded_manifest};
 use shipgate::job::{Call, Job, JobAction, ParameterError, RetryLimit, Scope, Verdict};
 use shipgate::release::{DeployTarget, Inspection, Manifest, StackTemplate};
 use shipgate::store::{ChangeSetOutcome, ReleaseRecord, StackChanges, Store};
@@ -410,7 +410,9 @@ fn verify_release(
         }
         .into());
     };
-    check_goes_to(&record.release_id, &manifest, environment)?;
+    // Where the release goes is what intake recorded: the manifest's list made the chain's
+    // first environments (the whole chain when the manifest lists none).
+    check_goes_to(&record.release_id, &recorded_manifest(record)?, environment)?;
     let mut templates = Vec::with_capacity(manifest.templates.len());
     for template in &manifest.templates {
         let Some(file) = inspection
