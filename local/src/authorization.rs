@@ -299,6 +299,34 @@ fn api(
         ("sts", "AssumeRole") => one("sts:AssumeRole", text(params, "RoleArn")?.to_owned()),
         ("sts", "GetCallerIdentity") => Ok(Vec::new()),
 
+        // Systems Manager Parameter Store: the parameter, by its name (a hierarchical name
+        // starts with `/`, which the ARN's `parameter` keeps once: `parameter/shipgate/...`;
+        // Service Authorization Reference, AWS Systems Manager, resource type `parameter`).
+        ("ssm", "GetParameter" | "GetParameters" | "PutParameter") => {
+            let names: Vec<String> = match params.get("Names").and_then(Value::as_array) {
+                Some(names) => names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                None => vec![text(params, "Name")?.to_owned()],
+            };
+            Ok(names
+                .iter()
+                .map(|name| {
+                    let resource = if name.starts_with("arn:") {
+                        name.clone()
+                    } else {
+                        at.arn(
+                            "ssm",
+                            &format!("parameter/{}", name.trim_start_matches('/')),
+                        )
+                    };
+                    Authorization::new(&action("ssm"), resource)
+                })
+                .collect())
+        }
+
         // Secrets Manager: the secret, by its ARN.
         ("secretsmanager", "GetSecretValue" | "DescribeSecret") => {
             let id = text(params, "SecretId")?;
@@ -935,6 +963,36 @@ mod tests {
                 "dynamodb:Query",
                 &format!("{}/index/gsi1", table("shipgate"))
             )]
+        );
+    }
+
+    #[test]
+    fn a_parameter_is_named_by_its_path_once_in_its_arn() {
+        let read = call(
+            "ssm",
+            "GetParameter",
+            json!({"Name": "/shipgate/applications/orders"}),
+        );
+        assert_eq!(
+            actions(&read),
+            [pair(
+                "ssm:GetParameter",
+                &format!("arn:aws:ssm:eu-west-1:{TOOLING}:parameter/shipgate/applications/orders")
+            )]
+        );
+        let plain = call("ssm", "GetParameters", json!({"Names": ["a", "/b/c"]}));
+        assert_eq!(
+            actions(&plain),
+            [
+                pair(
+                    "ssm:GetParameters",
+                    &format!("arn:aws:ssm:eu-west-1:{TOOLING}:parameter/a")
+                ),
+                pair(
+                    "ssm:GetParameters",
+                    &format!("arn:aws:ssm:eu-west-1:{TOOLING}:parameter/b/c")
+                ),
+            ]
         );
     }
 

@@ -272,6 +272,7 @@ fn tooling_parameters() -> Vec<(&'static str, String)> {
             accounts::deploy_role_arn(accounts::PROD),
         ),
         ("MailFrom", "shipgate@example.com".to_owned()),
+        ("ApplicationName", "orders".to_owned()),
         ("IntApprovers", "int-approver@example.com".to_owned()),
         ("StgApprovers", "stg-approver@example.com".to_owned()),
         ("ProdApprovers", "prod-approver@example.com".to_owned()),

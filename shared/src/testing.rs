@@ -55,6 +55,7 @@ pub fn deployment() -> Deployment {
         execution_id: "exec-1".into(),
         application: Some("orders".into()),
         version: Some("1.4.2".into()),
+        team: None,
         account_id: "222222222222".into(),
         role_arn: "arn:aws:iam::222222222222:role/shipgate-deploy".into(),
         target: TrafficTarget::LambdaAlias {

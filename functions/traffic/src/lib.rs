@@ -40,9 +40,11 @@ pub use parameters::{
 };
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
+use shipgate::application::directory::{Directory, DirectoryError};
 use shipgate::config::{ConfigError, Env};
 use shipgate::deploy::{
     AccountClients, DeployError, Deployer, DeployerConfig, JobHandling, MAX_RACES, RollbackNext,
@@ -111,6 +113,12 @@ pub enum TrafficError {
     },
     #[error("{0}")]
     Deploy(#[from] DeployError),
+    #[error("application {application:?} could not be looked up: {source}")]
+    Application {
+        application: String,
+        #[source]
+        source: DirectoryError,
+    },
 }
 
 impl From<shipgate::store::StoreError> for TrafficError {
@@ -126,11 +134,18 @@ impl ActionError for TrafficError {
             TrafficError::NoStageTargets { .. } => "NoStageTargets",
             TrafficError::StageTargets { .. } => "InvalidStageTargets",
             TrafficError::Deploy(e) => e.error_type(),
+            TrafficError::Application { .. } => "ApplicationDirectory",
         }
     }
 
     fn is_retryable(&self) -> bool {
-        matches!(self, TrafficError::Deploy(e) if e.is_retryable())
+        match self {
+            TrafficError::Deploy(e) => e.is_retryable(),
+            TrafficError::Application { source, .. } => {
+                matches!(source, DirectoryError::Unavailable(e) if e.retryable)
+            }
+            _ => false,
+        }
     }
 
     fn failure_kind(&self) -> JobFailureKind {
@@ -177,6 +192,8 @@ enum Applied {
 pub struct TrafficFunction {
     pub config: TrafficConfig,
     pub deployer: Deployer,
+    /// The applications' declarations: each deployment's team.
+    pub applications: Arc<Directory>,
 }
 
 shipgate::function!(TrafficFunction, TrafficConfig);
@@ -220,8 +237,35 @@ impl TrafficFunction {
     pub fn new(config: TrafficConfig, sdk: &SdkConfig) -> Self {
         Self {
             deployer: Deployer::from_config(sdk, "traffic", &config.deployer),
+            applications: Arc::new(Directory::new(aws_sdk_ssm::Client::new(sdk))),
             config,
         }
+    }
+
+    /// Who is told if the deployment is rolled back: `environment`'s team as `application`
+    /// declares it now, recorded on the deployment so that a rollback, which must be quick,
+    /// reads nothing more. `None` (the team variables) for a release without an application.
+    async fn team(
+        &self,
+        application: Option<&str>,
+        environment: &str,
+    ) -> Result<Option<Vec<String>>, TrafficError> {
+        let Some(name) = application else {
+            return Ok(None);
+        };
+        let declared = self
+            .applications
+            .application(name)
+            .await
+            .map_err(|source| TrafficError::Application {
+                application: name.to_owned(),
+                source,
+            })?;
+        Ok(Some(
+            declared
+                .and_then(|a| a.environment(environment).map(|e| e.team_emails.clone()))
+                .unwrap_or_default(),
+        ))
     }
 
     /// One look at the job's deployment: fetch what it is and what AWS shows, decide
@@ -651,6 +695,12 @@ impl TrafficFunction {
         {
             return Ok(Started::Answer(Verdict::fail(e.to_string())));
         }
+        let team = self
+            .team(
+                release.as_ref().and_then(|r| r.application.as_deref()),
+                &target.stage.environment,
+            )
+            .await?;
         let now = rfc3339(now_ms);
         let deployment = Deployment {
             deployment_id: id.to_owned(),
@@ -659,6 +709,7 @@ impl TrafficFunction {
             execution_id: target.stage.execution_id.clone(),
             application: release.as_ref().and_then(|r| r.application.clone()),
             version: release.as_ref().and_then(|r| r.version.clone()),
+            team,
             account_id: target.stage.account_id.clone(),
             role_arn: target.stage.role_arn.to_string(),
             target: traffic,

@@ -423,23 +423,29 @@ impl Deployer {
         .await
     }
 
-    /// Step 4: each environment's team emailed once for all its deployments rolled back here.
+    /// Step 4: each team emailed once for all its deployments rolled back in one environment
+    /// (the team each deployment recorded: two applications' environments of one name have
+    /// their own teams).
     async fn notify_all(&self, held: Vec<Held>, stopped: &mut Vec<Stopped>) -> Vec<Held> {
         let mut done = Vec::new();
-        let mut by_environment: BTreeMap<String, Vec<Held>> = BTreeMap::new();
+        let mut by_team: BTreeMap<(String, Vec<String>), Vec<Held>> = BTreeMap::new();
         for h in held {
             if h.pending(|r| r.team_notified) {
-                by_environment
-                    .entry(h.d.environment.clone())
+                let team = match &h.d.team {
+                    Some(team) => team.clone(),
+                    None => self.mail.team(&h.d.environment).to_vec(),
+                };
+                by_team
+                    .entry((h.d.environment.clone(), team))
                     .or_default()
                     .push(h);
             } else {
                 done.push(h);
             }
         }
-        let sent: Vec<_> = bounded(by_environment.into_iter().map(
-            |(environment, group)| async move {
-                let sent = self.notify(&environment, &group).await;
+        let sent: Vec<_> = bounded(by_team.into_iter().map(
+            |((environment, team), group)| async move {
+                let sent = self.notify(&environment, &team, &group).await;
                 (environment, group, sent)
             },
         ))
@@ -562,15 +568,25 @@ impl Deployer {
     /// Emails `environment`'s team once about `group`, its deployments rolled back here (one
     /// email each would be as many emails as deployments for one alarm, and SES's sending rate
     /// is a few per second).
-    async fn notify(&self, environment: &str, group: &[Held]) -> Result<String, Arc<AwsError>> {
+    async fn notify(
+        &self,
+        environment: &str,
+        team: &[String],
+        group: &[Held],
+    ) -> Result<String, Arc<AwsError>> {
         let ids: Vec<&str> = group.iter().map(|h| h.d.deployment_id.as_str()).collect();
-        let team = self.mail.team(environment);
         if team.is_empty() {
-            warn!(deployment_ids = %ids.join(","), env = %environment, variable = %team_variable(environment), outcome = "no_team", "no team address configured; nobody emailed");
-            return Ok(format!(
-                "nobody emailed: no team address for {environment} ({})",
-                team_variable(environment)
-            ));
+            let declared = group.iter().all(|h| h.d.team.is_some());
+            let whose = if declared {
+                "its application declares no team address there".to_owned()
+            } else {
+                format!(
+                    "no team address configured ({})",
+                    team_variable(environment)
+                )
+            };
+            warn!(deployment_ids = %ids.join(","), env = %environment, reason = %whose, outcome = "no_team", "nobody emailed");
+            return Ok(format!("nobody emailed in {environment}: {whose}"));
         }
         let rolled_back: Vec<(&Deployment, &Rollback)> = group
             .iter()

@@ -200,6 +200,11 @@ pub struct Deployment {
     pub application: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Who is told of a rollback: the environment's team addresses as the release's application
+    /// declared them when the deployment started (empty: nobody). `None` on deployments
+    /// recorded before applications were declared: `SHIPGATE_TEAM_EMAIL_<ENV>` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<Vec<String>>,
     /// The environment account and the role that reaches it.
     pub account_id: String,
     pub role_arn: String,
