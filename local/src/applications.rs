@@ -65,3 +65,72 @@ impl Stack {
         Ok(application)
     }
 }
+
+/// What CloudFormation would export from the core stack (`template.yaml`'s outputs that have
+/// an `Export`): export name → value, with the core's references resolved as provisioned.
+pub fn core_exports(
+    core_template: &str,
+    core: &crate::codepipeline::Resolver,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(core_template).context("the core template is not YAML")?;
+    let evaluator = crate::codepipeline::TemplateEvaluator::new(core_template)?;
+    let mut exports = std::collections::BTreeMap::new();
+    let Some(outputs) = doc.get("Outputs").and_then(serde_yaml::Value::as_mapping) else {
+        return Ok(exports);
+    };
+    for (id, output) in outputs {
+        let (Some(id), Some(name)) = (
+            id.as_str(),
+            output.get("Export").and_then(|e| e.get("Name")),
+        ) else {
+            continue;
+        };
+        let name = evaluator
+            .string(core, name, &format!("Outputs.{id}.Export.Name"))?
+            .ok_or_else(|| anyhow!("Outputs.{id}.Export.Name has no value"))?;
+        let value = output
+            .get("Value")
+            .ok_or_else(|| anyhow!("Outputs.{id} has no Value"))?;
+        let value = evaluator
+            .string(core, value, &format!("Outputs.{id}.Value"))?
+            .ok_or_else(|| anyhow!("Outputs.{id}.Value has no value"))?;
+        exports.insert(name, value);
+    }
+    Ok(exports)
+}
+
+/// An application stack (`application.yaml`) deployed with `parameters` beside the core: its
+/// pipeline, read from the template with the core's exports, and its declaration, written as
+/// the stack's `Declaration` parameter would be. The pipeline is the caller's to run.
+pub async fn onboard(
+    sdk: &SdkConfig,
+    application_template: &str,
+    exports: &std::collections::BTreeMap<String, String>,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Result<(Application, Vec<crate::codepipeline::PipelineDefinition>)> {
+    let name = parameters
+        .get("ApplicationName")
+        .ok_or_else(|| anyhow!("an application stack needs ApplicationName"))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(application_template).context("application.yaml is not YAML")?;
+    let evaluator = crate::codepipeline::TemplateEvaluator::new(application_template)?;
+    let mut resolver =
+        crate::provision::resolver(&doc, &evaluator, crate::accounts::TOOLING, parameters, "")?;
+    resolver.exports = exports.clone();
+    resolver.stack_name = format!("shipgate-application-{name}");
+    let pipelines = crate::codepipeline::pipelines_from_template(application_template, &resolver)
+        .with_context(|| format!("reading application {name}'s pipeline"))?;
+    let value = doc
+        .get("Resources")
+        .and_then(|r| r.get("Declaration"))
+        .and_then(|d| d.get("Properties"))
+        .and_then(|p| p.get("Value"))
+        .ok_or_else(|| anyhow!("application.yaml has no Declaration value"))?;
+    let text = evaluator
+        .string(&resolver, value, "Resources.Declaration.Properties.Value")?
+        .ok_or_else(|| anyhow!("the declaration of {name} has no value"))?;
+    let application = Application::from_declaration(name, &text)?;
+    declare(sdk, &application).await?;
+    Ok((application, pipelines))
+}

@@ -62,6 +62,10 @@ pub struct StackOptions {
     /// [`Stack::recording`]): moto logs its requests, and the CodePipeline stand-in, the Lambda
     /// endpoint and the registries are reached through recording fronts.
     pub record_calls: bool,
+    /// Application stacks deployed beside the core (`application.yaml`, next to the template),
+    /// each with its parameters: their pipelines run in the stand-in, their declarations are
+    /// in Parameter Store.
+    pub applications: Vec<BTreeMap<String, String>>,
 }
 
 impl StackOptions {
@@ -85,6 +89,7 @@ impl StackOptions {
             // Most tests stop before a deployment; those that deploy ask for it.
             environment_template: None,
             record_calls: false,
+            applications: Vec::new(),
         }
     }
 
@@ -108,6 +113,7 @@ impl StackOptions {
                     .join("environment.yaml"),
             ),
             record_calls: false,
+            applications: Vec::new(),
         }
     }
 }
@@ -367,9 +373,24 @@ impl Stack {
             function_urls.insert(id, server);
         }
 
-        let definitions =
+        let mut definitions =
             codepipeline::pipelines_from_template(&template_text, &provisioned.resolver)
                 .context("reading the pipeline from the template")?;
+        if !options.applications.is_empty() {
+            let path = options
+                .template
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("application.yaml");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let exports = crate::applications::core_exports(&template_text, &provisioned.resolver)?;
+            for parameters in &options.applications {
+                let (_, pipelines) =
+                    crate::applications::onboard(&sdk, &text, &exports, parameters).await?;
+                definitions.extend(pipelines);
+            }
+        }
         let subscribers = codepipeline::sns_subscribers(&template_text)
             .context("reading SNS subscriptions from the template")?;
         let standin = CodePipelineStandIn::new(

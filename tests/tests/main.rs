@@ -8,6 +8,7 @@
 mod deploy_world;
 
 mod alarms;
+mod applications;
 mod approval;
 mod browser;
 mod change_set;

@@ -81,7 +81,16 @@ pub async fn build(
     // archive, a path that escapes the archive root, and no integrator email.
     let mut broken = manifest.clone();
     broken["priority"] = json!("urgent");
-    broken["images"][0]["digest"] = json!("sha256:1234");
+    if let Some(image) = broken["images"]
+        .as_array_mut()
+        .and_then(|images| images.first_mut())
+    {
+        image["digest"] = json!("sha256:1234");
+    } else {
+        // An application without images: a malformed digest on an image that is not there.
+        broken["images"] =
+            json!([{"name": "x", "repository": "x", "tag": "1", "digest": "sha256:1234"}]);
+    }
     broken["templates"]
         .as_array_mut()
         .context("templates")?
