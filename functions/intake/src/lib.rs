@@ -77,7 +77,7 @@ pub enum IntakeError {
     Application {
         application: String,
         #[source]
-        source: DirectoryError,
+        source: Box<DirectoryError>,
     },
     #[error(
         "release {release_id} is being handled by another delivery (lease until {lease_expires_at}); retry later"
@@ -489,7 +489,7 @@ impl Intake {
             .await
             .map_err(|source| IntakeError::Application {
                 application: name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let Some(application) = found else {
             info!(application = %name, "no such application");

@@ -71,7 +71,7 @@ pub enum MailerError {
     Application {
         release_id: String,
         #[source]
-        source: DirectoryError,
+        source: Box<DirectoryError>,
     },
     #[error(transparent)]
     Aws(#[from] AwsError),
@@ -161,7 +161,7 @@ impl Mailer {
             .await
             .map_err(|source| MailerError::Application {
                 release_id: release_id.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let Some(application) = application else {
             let reason = format!(

@@ -117,7 +117,7 @@ pub enum TrafficError {
     Application {
         application: String,
         #[source]
-        source: DirectoryError,
+        source: Box<DirectoryError>,
     },
 }
 
@@ -142,7 +142,7 @@ impl ActionError for TrafficError {
         match self {
             TrafficError::Deploy(e) => e.is_retryable(),
             TrafficError::Application { source, .. } => {
-                matches!(source, DirectoryError::Unavailable(e) if e.retryable)
+                matches!(source.as_ref(), DirectoryError::Unavailable(e) if e.retryable)
             }
             _ => false,
         }
@@ -259,7 +259,7 @@ impl TrafficFunction {
             .await
             .map_err(|source| TrafficError::Application {
                 application: name.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Some(
             declared

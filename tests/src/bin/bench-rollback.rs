@@ -265,6 +265,8 @@ fn in_flight(execution: &str, alarm: &str, target: TrafficTarget) -> Deployment 
         execution_id: execution.into(),
         application: Some("orders".into()),
         version: Some("2.0.0".into()),
+        // As the traffic action records it: orders' int team.
+        team: Some(vec!["int-team@shipgate.local".into()]),
         account_id: accounts::INT.into(),
         role_arn: accounts::deploy_role_arn(accounts::INT),
         target,
