@@ -117,9 +117,10 @@ bench-archive:
 .PHONY: bench-apps
 ## One release's cost as applications grow (issue 17): 1, 10 and 50 application stacks of four
 ## environments each on the local stack; intake's verdict time, one cold lookup, and intake's AWS
-## calls per release. A dev build: it measures calls and the local stack, not compiled code.
+## calls per release. A dev build with `--workspace` (the features `make test` builds with, so
+## nothing is compiled again): it measures calls and the local stack, not compiled code.
 bench-apps: setup
-	$(CARGO) build -p shipgate-tests --bin bench-apps --features shipgate-tests/bench
+	$(CARGO) build --workspace --bin bench-apps --features shipgate-tests/bench
 	$${CARGO_TARGET_DIR:-target}/debug/bench-apps
 
 .PHONY: bench-promote

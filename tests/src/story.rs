@@ -219,6 +219,15 @@ impl Story {
         })
     }
 
+    /// The functions' environment as the stack resolved it (`SHIPGATE_*`, the endpoints), as
+    /// the operator's and the local stack's commands read it.
+    pub fn functions_env(&self) -> shipgate::config::Env {
+        shipgate::config::Env::from_pairs(self.stack.env_file_contents().lines().filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.to_owned(), v.trim_matches('\'').to_owned()))
+        }))
+    }
+
     /// Drops a good release of `orders` and waits until its execution has started.
     pub async fn drop_release(&self, version: &str) -> Result<ReleaseRecord> {
         let zip = drops::good_release("orders", version, &self.repository, &self.digest);

@@ -44,18 +44,6 @@ fn billing() -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-fn env_pairs(story: &Story) -> Vec<(String, String)> {
-    story
-        .stack
-        .env_file_contents()
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            Some((k.to_owned(), v.trim_matches('\'').to_owned()))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_applications_release_side_by_side_each_through_its_own_pipeline_and_people()
 -> Result<()> {
@@ -169,7 +157,7 @@ async fn side_by_side(story: &Story) -> Result<()> {
 
     // 3. A link naming billing's approver for orders' gate, signed with the real key: refused,
     //    and orders' gate stays pending.
-    let env = shipgate::config::Env::from_pairs(env_pairs(story));
+    let env = story.functions_env();
     let keys = fetch_link_keys(
         &aws_sdk_secretsmanager::Client::new(&story.stack.sdk),
         &env.required("SHIPGATE_LINK_KEY_SECRET")?,

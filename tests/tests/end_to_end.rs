@@ -179,7 +179,7 @@ impl World {
         );
         let link = shipgate_local::approvals::link_for(
             &self.stack.sdk,
-            &shipgate::config::Env::from_pairs(self.env_pairs()),
+            &self.story.functions_env(),
             &shipgate_local::approvals::GateQuery {
                 release: Some(release.release_id.clone()),
                 stage: stage.to_owned(),
@@ -218,17 +218,6 @@ impl World {
         let again = follow(&link, Some("approve"), None).await?;
         ensure!(!again.ok, "a used link decided again: {}", again.report);
         Ok(())
-    }
-
-    fn env_pairs(&self) -> Vec<(String, String)> {
-        self.stack
-            .env_file_contents()
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                Some((k.to_owned(), v.trim_matches('\'').to_owned()))
-            })
-            .collect()
     }
 
     async fn environment_sdk(&self, account: &str) -> SdkConfig {
