@@ -22,12 +22,20 @@ shifted() {
   local_ wait-action --stage "$1" --action LambdaTraffic --expect Succeeded --timeout 60
 }
 
+# approve STAGE ACTION APPROVER COMMENT: the approver opens the mailed link and presses Approve.
+approve() {
+  local link
+  link=$(local_ approval --stage "$1" --action "$2" --link-for "$3" --intent approve)
+  local_ follow "$link" --decide approve --comment "$4" >/dev/null
+  echo "$3 approved ($4)"
+}
+
 cleanup() { local_ down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 local_ down >/dev/null 2>&1 || true
 
-step "Starting the local stack: moto, a registry per account, the CodePipeline stand-in, template.yaml's resources"
-local_ up
+step "Starting the local stack: moto, a registry per account, the CodePipeline stand-in, template.yaml's resources (the core and its own application, orders: int → stg → prod), and an application stack for billing (application.yaml: Lambda-only, int → prod)"
+local_ up --application examples/billing/application.json
 set -a
 # shellcheck disable=SC1091
 . "$STATE/env"
@@ -79,13 +87,29 @@ if local_ follow "$LINK" --decide approve; then
   exit 1
 fi
 
-# approve STAGE ACTION APPROVER COMMENT: the approver opens the mailed link and presses Approve.
-approve() {
-  local link
-  link=$(local_ approval --stage "$1" --action "$2" --link-for "$3" --intent approve)
-  local_ follow "$link" --decide approve --comment "$4" >/dev/null
-  echo "$3 approved ($4)"
-}
+step "Meanwhile a second application: billing's worker 2.0.0 runs in int and prod (before shipgate); its integrator builds 2.1.0 (no image: a Lambda function only)"
+"$BIN/shipgate-example" --app examples/billing --version 2.0.0 --install-previous worker \
+  --in int=arn:aws:iam::222222222222:role/shipgate-deploy \
+  --in prod=arn:aws:iam::444444444444:role/shipgate-deploy
+"$BIN/shipgate-example" --app examples/billing --version 2.1.0 --out "$STATE/releases"
+
+step "billing 2.1.0 is dropped while orders 1.4.0 is on its way: intake routes it to billing's own pipeline, which supersedes nothing of orders'"
+local_ drop "$STATE"/releases/billing-2.1.0.zip --wait --expect accepted
+
+step "billing/int: billing's own approver is mailed (orders' approvers are not); they approve; the worker's alias moves all at once"
+local_ approval --stage int --action Approve --wait 120
+approve int Approve billing-lead@shipgate.local "billing int change set reviewed"
+local_ wait-action --pipeline billing --stage int --action LambdaTraffic --expect Succeeded --timeout 120
+
+step "billing: its chain goes from int straight to prod; billing's owner approves the promotion, then prod's change set; a canary on the worker's alias"
+local_ approval --stage PromoteToprod --action ApprovePromotion --wait 120 >/dev/null
+approve PromoteToprod ApprovePromotion billing-owner@shipgate.local "int looks right"
+local_ approval --stage prod --action Approve --wait 120 >/dev/null
+approve prod Approve billing-owner@shipgate.local "prod change set reviewed"
+local_ wait-action --pipeline billing --stage prod --action LambdaTraffic --expect Succeeded --timeout 180
+
+step "orders 1.4.0 waited at its own gate meanwhile"
+local_ wait-action --stage Int --action LambdaTraffic --expect Succeeded --timeout 10
 
 step "Promotion: int went well; stg's approvers are asked whether 1.4.0 may enter stg (the images to copy, by digest)"
 local_ approval --stage PromoteToStg --action ApprovePromotion --wait 120
@@ -158,4 +182,4 @@ step "Stopping the local stack"
 local_ down
 trap - EXIT
 pgrep -f "$STATE" >/dev/null && { echo "processes of the stack are still running" >&2; exit 1; }
-step "Demo finished: one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed and checked in int with a canary on the listener and the notifier's alias, promoted by digest to stg after its approval, rolled back there (both) when its alarm fired; the fix went through int, stg and prod"
+step "Demo finished: two applications on one shipgate, each through its own pipeline and people (billing: int → prod, side by side with orders); for orders, one release rejected with its problems listed and emailed; one accepted, approved through the page, deployed and checked in int with a canary on the listener and the notifier's alias, promoted by digest to stg after its approval, rolled back there (both) when its alarm fired; the fix went through int, stg and prod"

@@ -33,32 +33,33 @@ pub struct GateQuery {
 async fn find_gate(store: &Store, query: &GateQuery) -> Result<(ReleaseRecord, Gate)> {
     let deadline = Instant::now() + query.wait;
     loop {
-        let release = match &query.release {
-            Some(id) => store.get_release(id).await?,
+        // The release named, else the newest started release whose pipeline has this gate:
+        // with several applications in flight, their stages tell their gates apart.
+        let releases = match &query.release {
+            Some(id) => store.get_release(id).await?.into_iter().collect(),
             None => store
                 .list_releases(50)
                 .await?
                 .into_iter()
-                .find(|r| r.state == ReleaseState::Started),
+                .filter(|r| r.state == ReleaseState::Started)
+                .collect::<Vec<_>>(),
         };
-        if let Some(release) = release
-            && let Some(execution) = &release.execution_id
-            && let Some(gate) = store
-                .get_gate(execution, &query.stage, &query.action)
-                .await?
-            && gate.links.iter().all(|l| l.message_id.is_some())
-        {
-            return Ok((release, gate));
+        for release in releases {
+            if let Some(execution) = &release.execution_id
+                && let Some(gate) = store
+                    .get_gate(execution, &query.stage, &query.action)
+                    .await?
+                && gate.links.iter().all(|l| l.message_id.is_some())
+            {
+                return Ok((release, gate));
+            }
         }
         if Instant::now() >= deadline {
             bail!(
                 "no {}/{} approval mailed for {} yet",
                 query.stage,
                 query.action,
-                query
-                    .release
-                    .as_deref()
-                    .unwrap_or("the newest started release")
+                query.release.as_deref().unwrap_or("a started release")
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

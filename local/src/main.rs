@@ -45,6 +45,10 @@ enum Command {
         /// Path of the SAM template whose resources and pipeline the stack provisions.
         #[arg(long, default_value = "template.yaml")]
         template: PathBuf,
+        /// An application stack to deploy beside the core (`application.yaml`, next to the
+        /// template): a JSON object of its parameters. Repeatable.
+        #[arg(long = "application", value_name = "PARAMETERS_JSON")]
+        applications: Vec<PathBuf>,
         /// Seconds to wait for the stack to come up.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -54,6 +58,8 @@ enum Command {
     Serve {
         #[arg(long, default_value = "template.yaml")]
         template: PathBuf,
+        #[arg(long = "application", value_name = "PARAMETERS_JSON")]
+        applications: Vec<PathBuf>,
     },
     /// Stop everything `up` started.
     Down,
@@ -113,6 +119,9 @@ enum Command {
     },
     /// Wait until a pipeline action's latest execution settles; print its status and summary.
     WaitAction {
+        /// The pipeline (default: the installation's own, SHIPGATE_PIPELINE_NAME).
+        #[arg(long)]
+        pipeline: Option<String>,
         #[arg(long)]
         stage: String,
         #[arg(long)]
@@ -238,10 +247,23 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let files = StateFiles::new(&cli.state_dir);
     match cli.command {
-        Command::Up { template, timeout } => {
-            up(&files, &template, Duration::from_secs(timeout)).await
+        Command::Up {
+            template,
+            applications,
+            timeout,
+        } => {
+            up(
+                &files,
+                &template,
+                &applications,
+                Duration::from_secs(timeout),
+            )
+            .await
         }
-        Command::Serve { template } => serve(&files, &template).await,
+        Command::Serve {
+            template,
+            applications,
+        } => serve(&files, &template, &applications).await,
         Command::Down => down(&files),
         Command::Invoke { function, event } => invoke(&function, &event).await,
         Command::Drop {
@@ -300,12 +322,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::WaitAction {
+            pipeline,
             stage,
             action,
             expect,
             timeout,
         } => {
             wait_action(
+                pipeline,
                 &stage,
                 &action,
                 expect.as_deref(),
@@ -383,7 +407,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<ExitCode> {
+async fn up(
+    files: &StateFiles,
+    template: &Path,
+    applications: &[PathBuf],
+    timeout: Duration,
+) -> Result<ExitCode> {
     match files.serve_state()? {
         ServeState::Running(serve) => {
             println!(
@@ -415,8 +444,11 @@ async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<Ex
         .arg(&files.dir)
         .arg("serve")
         .arg("--template")
-        .arg(template)
-        .stdin(std::process::Stdio::null())
+        .arg(template);
+    for application in applications {
+        cmd.arg("--application").arg(application);
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     // Detach: its own session, so it outlives this command and the terminal.
@@ -466,9 +498,22 @@ async fn up(files: &StateFiles, template: &Path, timeout: Duration) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(files: &StateFiles, template: &Path) -> Result<ExitCode> {
+async fn serve(files: &StateFiles, template: &Path, applications: &[PathBuf]) -> Result<ExitCode> {
     shipgate::telemetry::init();
-    let stack = Stack::start(StackOptions::for_cli(&files.dir, template)).await?;
+    let mut options = StackOptions::for_cli(&files.dir, template);
+    for path in applications {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        options
+            .applications
+            .push(serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a JSON object of the stack's parameters",
+                    path.display()
+                )
+            })?);
+    }
+    let stack = Stack::start(options).await?;
     files.write_serve_record(&ProcessIdentity::of_self()?)?;
     files.write_env(&stack.env_file_contents())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -740,13 +785,17 @@ async fn rollback_function() -> Result<shipgate_rollback::RollbackFunction> {
 }
 
 async fn wait_action(
+    pipeline: Option<String>,
     stage: &str,
     action: &str,
     expect: Option<&str>,
     timeout: Duration,
 ) -> Result<ExitCode> {
     let env = shipgate::config::Env::from_process();
-    let pipeline = env.required("SHIPGATE_PIPELINE_NAME")?;
+    let pipeline = match pipeline {
+        Some(pipeline) => pipeline,
+        None => env.required("SHIPGATE_PIPELINE_NAME")?,
+    };
     let sdk = shipgate::aws::load_sdk_config().await;
     let cp = aws_sdk_codepipeline::Client::new(&sdk);
     let deadline = std::time::Instant::now() + timeout;

@@ -33,6 +33,8 @@ fn record(state: ReleaseState) -> ReleaseRecord {
     let mut record = shipgate::testing::received_release("rel-0123456789abcdef0123", "artifacts");
     record.state = state;
     record.manifest_sha256 = Some(MANIFEST_SHA.into());
+    // What intake records: the manifest, its environments resolved against the chain.
+    record.manifest = Some(serde_json::to_value(manifest()).expect("a manifest serialises"));
     record
 }
 
@@ -57,6 +59,22 @@ fn an_environment_the_release_does_not_go_to_is_refused() {
         err.to_string(),
         "release rel-0123456789abcdef0123 does not go to dev: its manifest lists int, stg, prod"
     );
+}
+
+#[test]
+fn where_the_release_goes_is_what_intake_recorded_not_what_the_zip_lists() {
+    // The zip lists no environments (the whole chain); intake recorded int only.
+    let mut listed_none = inspection();
+    if let Some(m) = listed_none.manifest.as_mut() {
+        m.environments.clear();
+    }
+    let mut recorded = record(ReleaseState::Started);
+    let mut manifest = manifest();
+    manifest.environments = vec!["int".into()];
+    recorded.manifest = Some(serde_json::to_value(manifest).unwrap());
+    assert!(verify_release(&recorded, listed_none.clone(), "int").is_ok());
+    let err = verify_release(&recorded, listed_none, "stg").unwrap_err();
+    assert!(err.to_string().contains("its manifest lists int"), "{err}");
 }
 
 #[test]
