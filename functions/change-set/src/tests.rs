@@ -64,16 +64,19 @@ fn an_environment_the_release_does_not_go_to_is_refused() {
 #[test]
 fn where_the_release_goes_is_what_intake_recorded_not_what_the_zip_lists() {
     // The zip lists no environments (the whole chain); intake recorded int only.
-    let mut listed_none = inspection();
-    if let Some(m) = listed_none.manifest.as_mut() {
-        m.environments.clear();
-    }
+    let listed_none = || {
+        let mut inspection = inspection();
+        if let Some(m) = inspection.manifest.as_mut() {
+            m.environments.clear();
+        }
+        inspection
+    };
     let mut recorded = record(ReleaseState::Started);
     let mut manifest = manifest();
     manifest.environments = vec!["int".into()];
     recorded.manifest = Some(serde_json::to_value(manifest).unwrap());
-    assert!(verify_release(&recorded, listed_none.clone(), "int").is_ok());
-    let err = verify_release(&recorded, listed_none, "stg").unwrap_err();
+    assert!(verify_release(&recorded, listed_none(), "int").is_ok());
+    let err = verify_release(&recorded, listed_none(), "stg").unwrap_err();
     assert!(err.to_string().contains("its manifest lists int"), "{err}");
 }
 
