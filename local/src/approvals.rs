@@ -30,29 +30,62 @@ pub struct GateQuery {
     pub wait: Duration,
 }
 
-async fn find_gate(store: &Store, query: &GateQuery) -> Result<(ReleaseRecord, Gate)> {
+async fn find_gate(
+    sdk: &SdkConfig,
+    store: &Store,
+    query: &GateQuery,
+) -> Result<(ReleaseRecord, Gate)> {
     let deadline = Instant::now() + query.wait;
+    let cp = aws_sdk_codepipeline::Client::new(sdk);
+    // Pipeline → whether it has the gate's stage and action.
+    let mut has_gate: std::collections::BTreeMap<String, bool> = Default::default();
     loop {
-        // The release named, else the newest started release whose pipeline has this gate:
-        // with several applications in flight, their stages tell their gates apart.
-        let releases = match &query.release {
-            Some(id) => store.get_release(id).await?.into_iter().collect(),
-            None => store
-                .list_releases(50)
-                .await?
-                .into_iter()
-                .filter(|r| r.state == ReleaseState::Started)
-                .collect::<Vec<_>>(),
-        };
-        for release in releases {
-            if let Some(execution) = &release.execution_id
-                && let Some(gate) = store
-                    .get_gate(execution, &query.stage, &query.action)
-                    .await?
-                && gate.links.iter().all(|l| l.message_id.is_some())
-            {
-                return Ok((release, gate));
+        // The release named, else the newest started release whose pipeline has this stage
+        // and action: with several applications in flight, each on its own pipeline, their
+        // pipelines' stages tell their gates apart.
+        let release = match &query.release {
+            Some(id) => store.get_release(id).await?,
+            None => {
+                let mut found = None;
+                for release in store.list_releases(50).await? {
+                    if release.state != ReleaseState::Started {
+                        continue;
+                    }
+                    let Some(pipeline) = release.pipeline.clone() else {
+                        continue;
+                    };
+                    if !has_gate.contains_key(&pipeline) {
+                        let declared = cp
+                            .get_pipeline()
+                            .name(&pipeline)
+                            .send()
+                            .await
+                            .ok()
+                            .and_then(|out| out.pipeline)
+                            .is_some_and(|p| {
+                                p.stages().iter().any(|s| {
+                                    s.name() == query.stage
+                                        && s.actions().iter().any(|a| a.name() == query.action)
+                                })
+                            });
+                        has_gate.insert(pipeline.clone(), declared);
+                    }
+                    if has_gate[&pipeline] {
+                        found = Some(release);
+                        break;
+                    }
+                }
+                found
             }
+        };
+        if let Some(release) = release
+            && let Some(execution) = &release.execution_id
+            && let Some(gate) = store
+                .get_gate(execution, &query.stage, &query.action)
+                .await?
+            && gate.links.iter().all(|l| l.message_id.is_some())
+        {
+            return Ok((release, gate));
         }
         if Instant::now() >= deadline {
             bail!(
@@ -76,7 +109,7 @@ fn store_from(sdk: &SdkConfig, env: &Env) -> Result<Store> {
 /// The gate as text: release, change summary per stack, state, links and decision.
 pub async fn describe(sdk: &SdkConfig, env: &Env, query: &GateQuery) -> Result<String> {
     let store = store_from(sdk, env)?;
-    let (release, gate) = find_gate(&store, query).await?;
+    let (release, gate) = find_gate(sdk, &store, query).await?;
     let mut out = String::new();
     writeln!(
         out,
@@ -172,7 +205,7 @@ pub async fn link_for(
     intent: &str,
 ) -> Result<String> {
     let store = store_from(sdk, env)?;
-    let (_, gate) = find_gate(&store, query).await?;
+    let (_, gate) = find_gate(sdk, &store, query).await?;
     let emails = sent_emails(env.required("SHIPGATE_LOCAL_MOTO")?.as_str()).await?;
     mailed_link(&emails, &gate, approver, intent)
         .with_context(|| format!("no {intent} link to {approver} in the outbox for this gate"))

@@ -134,12 +134,15 @@ enum Command {
     },
     /// Deployments in flight (traffic being shifted), one line each.
     Deployments,
-    /// Follow the newest release's deployment in an environment: each traffic step with its
-    /// time, until it succeeds or is rolled back (or, with --until-percent, until it reaches
-    /// that share).
+    /// Follow the deployment, in an environment, of the newest release that goes there: each
+    /// traffic step with its time, until it succeeds or is rolled back (or, with
+    /// --until-percent, until it reaches that share).
     WatchTraffic {
         #[arg(long)]
         environment: String,
+        /// Only releases of this application (default: any that goes to the environment).
+        #[arg(long)]
+        application: Option<String>,
         #[arg(long)]
         until_percent: Option<u8>,
         /// Exit non-zero unless the deployment ends so (succeeded, rolled_back).
@@ -357,6 +360,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::WatchTraffic {
             environment,
+            application,
             until_percent,
             expect,
             timeout,
@@ -364,6 +368,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             watch_traffic(
                 &environment,
+                application.as_deref(),
                 until_percent,
                 expect.as_deref(),
                 Duration::from_secs(timeout),
@@ -636,6 +641,7 @@ async fn drop_zip(
 /// each step once, with its time.
 async fn watch_traffic(
     environment: &str,
+    application: Option<&str>,
     until_percent: Option<u8>,
     expect: Option<&str>,
     timeout: Duration,
@@ -660,8 +666,10 @@ async fn watch_traffic(
         if std::time::Instant::now() > deadline {
             bail!("no end of the {environment} deployment within {timeout:?}");
         }
-        // The deployment of the newest release that has a pipeline execution: it may already
-        // be over by the time this looks (its steps are recorded with their times).
+        // The deployment of the newest release that has a pipeline execution and goes to the
+        // environment (several applications are released at once, each through its own
+        // chain): it may already be over by the time this looks (its steps are recorded with
+        // their times).
         let current = match &id {
             Some(id) => store.get_deployment(id).await?,
             None => {
@@ -670,6 +678,11 @@ async fn watch_traffic(
                     .await?
                     .into_iter()
                     .filter(|r| r.execution_id.is_some())
+                    .filter(|r| application.is_none_or(|a| r.application.as_deref() == Some(a)))
+                    .filter(|r| {
+                        shipgate::job::release::recorded_manifest(r)
+                            .is_ok_and(|m| m.environments.iter().any(|e| e == environment))
+                    })
                     .max_by(|a, b| a.received_at.cmp(&b.received_at));
                 match newest {
                     Some(r) => {

@@ -89,13 +89,36 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
         }
     }
     let cp = aws_sdk_codepipeline::Client::new(sdk);
-    let executions = cp
-        .list_pipeline_executions()
-        .pipeline_name(&pipeline)
-        .send()
-        .await
-        .map_err(sdk_error)?;
-    let summaries = executions.pipeline_execution_summaries();
+    // The installation's own pipeline first, then every other application's a release went to.
+    let mut pipelines = vec![pipeline];
+    for r in &releases {
+        if let Some(p) = &r.pipeline
+            && !pipelines.contains(p)
+        {
+            pipelines.push(p.clone());
+        }
+    }
+    for pipeline in &pipelines {
+        let executions = cp
+            .list_pipeline_executions()
+            .pipeline_name(pipeline)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        write_executions(
+            &mut out,
+            pipeline,
+            executions.pipeline_execution_summaries(),
+        )?;
+    }
+    Ok(out)
+}
+
+fn write_executions(
+    out: &mut String,
+    pipeline: &str,
+    summaries: &[aws_sdk_codepipeline::types::PipelineExecutionSummary],
+) -> Result<()> {
     writeln!(out, "executions of {pipeline} ({}):", summaries.len())?;
     for e in summaries {
         let vars = e
@@ -115,7 +138,7 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
             vars
         )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What a deployment moves, in a few words: `alias orders-int-notifier:live, version 1 → 2` or

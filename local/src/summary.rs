@@ -24,20 +24,31 @@ pub async fn collect(sdk: &SdkConfig, env: &Env) -> Result<String> {
         aws_sdk_dynamodb::Client::new(sdk),
         env.required("SHIPGATE_TABLE")?,
     );
-    let pipeline = env.required("SHIPGATE_PIPELINE_NAME")?;
+    let own = env.required("SHIPGATE_PIPELINE_NAME")?;
     let cp = aws_sdk_codepipeline::Client::new(sdk);
-    let executions: BTreeMap<String, PipelineExecutionSummary> = cp
-        .list_pipeline_executions()
-        .pipeline_name(&pipeline)
-        .send()
-        .await
-        .map_err(sdk_error)?
-        .pipeline_execution_summaries()
-        .iter()
-        .filter_map(|e| Some((e.pipeline_execution_id()?.to_owned(), e.clone())))
-        .collect();
-
     let mut releases = store.list_releases(100).await?;
+    // Every application's pipeline that a release went to, and the installation's own.
+    let pipelines: std::collections::BTreeSet<String> = releases
+        .iter()
+        .filter_map(|r| r.pipeline.clone())
+        .chain([own])
+        .collect();
+    let mut executions: BTreeMap<String, PipelineExecutionSummary> = BTreeMap::new();
+    for pipeline in &pipelines {
+        let listed = cp
+            .list_pipeline_executions()
+            .pipeline_name(pipeline)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        executions.extend(
+            listed
+                .pipeline_execution_summaries()
+                .iter()
+                .filter_map(|e| Some((e.pipeline_execution_id()?.to_owned(), e.clone()))),
+        );
+    }
+
     releases.sort_by(|a, b| a.received_at.cmp(&b.received_at));
     let mut out = String::new();
     let rejected = releases
