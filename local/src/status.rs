@@ -89,16 +89,7 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
         }
     }
     let cp = aws_sdk_codepipeline::Client::new(sdk);
-    // The installation's own pipeline first, then every other application's a release went to.
-    let mut pipelines = vec![pipeline];
-    for r in &releases {
-        if let Some(p) = &r.pipeline
-            && !pipelines.contains(p)
-        {
-            pipelines.push(p.clone());
-        }
-    }
-    for pipeline in &pipelines {
+    for pipeline in &pipelines_of(&releases, &pipeline) {
         let executions = cp
             .list_pipeline_executions()
             .pipeline_name(pipeline)
@@ -112,6 +103,20 @@ pub async fn collect(sdk: &SdkConfig, env: &Env, limit: i32) -> Result<String> {
         )?;
     }
     Ok(out)
+}
+
+/// The installation's own pipeline (`own`) first, then every other pipeline one of `releases`
+/// went to (each application's), once each.
+pub fn pipelines_of(releases: &[shipgate::store::ReleaseRecord], own: &str) -> Vec<String> {
+    let mut pipelines = vec![own.to_owned()];
+    for r in releases {
+        if let Some(p) = &r.pipeline
+            && !pipelines.contains(p)
+        {
+            pipelines.push(p.clone());
+        }
+    }
+    pipelines
 }
 
 fn write_executions(

@@ -27,14 +27,8 @@ pub async fn collect(sdk: &SdkConfig, env: &Env) -> Result<String> {
     let own = env.required("SHIPGATE_PIPELINE_NAME")?;
     let cp = aws_sdk_codepipeline::Client::new(sdk);
     let mut releases = store.list_releases(100).await?;
-    // Every application's pipeline that a release went to, and the installation's own.
-    let pipelines: std::collections::BTreeSet<String> = releases
-        .iter()
-        .filter_map(|r| r.pipeline.clone())
-        .chain([own])
-        .collect();
     let mut executions: BTreeMap<String, PipelineExecutionSummary> = BTreeMap::new();
-    for pipeline in &pipelines {
+    for pipeline in &crate::status::pipelines_of(&releases, &own) {
         let listed = cp
             .list_pipeline_executions()
             .pipeline_name(pipeline)
