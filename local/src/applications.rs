@@ -7,22 +7,18 @@
 
 use anyhow::{Context, Result, anyhow};
 use aws_config::SdkConfig;
-use shipgate::application::directory::read_declaration;
+use shipgate::application::directory::Directory;
 use shipgate::application::{Application, parameter_name};
 
 use crate::sdk::sdk_error;
 use crate::stack::Stack;
 
-/// The declaration of `name`, as the functions read it.
+/// The declaration of `name`, as the functions read it (their directory, with nothing kept).
 pub async fn declared(sdk: &SdkConfig, name: &str) -> Result<Option<Application>> {
-    let ssm = aws_sdk_ssm::Client::new(sdk);
-    let Some(text) = read_declaration(&ssm, name)
+    Directory::new(aws_sdk_ssm::Client::new(sdk))
+        .application(name)
         .await
-        .with_context(|| format!("reading the declaration of {name}"))?
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Application::from_declaration(name, &text)?))
+        .with_context(|| format!("reading the declaration of {name}"))
 }
 
 /// Writes `application`'s declaration (creating or replacing it), as its stack would.

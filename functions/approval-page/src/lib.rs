@@ -41,7 +41,7 @@ use shipgate::links::{
 };
 use shipgate::metrics::{MetricName, StageMetrics};
 use shipgate::store::{
-    Decision, DecisionClaim, Gate, GateState, IssuedLink, Store, StoreError, Verdict,
+    Decision, DecisionClaim, Gate, GateState, IssuedLink, ReleaseRecord, Store, StoreError, Verdict,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -159,6 +159,8 @@ enum Internal {
 struct Checked {
     claims: LinkClaims,
     gate: Gate,
+    /// The gate's release, read once for the check and the page.
+    release: ReleaseRecord,
     link: IssuedLink,
     keys: LinkKeys,
     token: String,
@@ -257,7 +259,7 @@ impl ApprovalPage {
             Ok(Err(answer)) => return answer,
             Err(e) => return unavailable(&e),
         };
-        let view = match self.view(&checked.gate).await {
+        let view = match self.view(&checked.release, &checked.gate).await {
             Ok(view) => view,
             Err(e) => return unavailable(&e),
         };
@@ -461,7 +463,7 @@ impl ApprovalPage {
                     &claimed.execution_id,
                 )
                 .count(decided);
-                let view = self.view(&claimed).await?;
+                let view = self.view(&checked.release, &claimed).await?;
                 Ok(Answer {
                     status: 200,
                     html: decided_page(
@@ -568,7 +570,12 @@ impl ApprovalPage {
                 )));
             }
         };
-        let application = match self.application_of(&gate).await? {
+        let release = self
+            .store
+            .get_release(&gate.release_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(gate.release_id.clone()))?;
+        let application = match self.application_of(&gate, &release).await? {
             Ok(application) => application,
             Err(answer) => return Ok(Err(answer)),
         };
@@ -644,6 +651,7 @@ impl ApprovalPage {
         Ok(Ok(Checked {
             claims,
             gate,
+            release,
             link,
             keys,
             token: token.to_owned(),
@@ -652,13 +660,12 @@ impl ApprovalPage {
 
     /// The application whose release the gate waits for, as declared now; a refusal when the
     /// release names none, or one no longer declared.
-    async fn application_of(&self, gate: &Gate) -> Result<Result<Application, Answer>, Internal> {
-        let release = self
-            .store
-            .get_release(&gate.release_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(gate.release_id.clone()))?;
-        let name = release.application.unwrap_or_default();
+    async fn application_of(
+        &self,
+        gate: &Gate,
+        release: &ReleaseRecord,
+    ) -> Result<Result<Application, Answer>, Internal> {
+        let name = release.application.clone().unwrap_or_default();
         match self.applications.application(&name).await? {
             Some(application) => Ok(Ok(application)),
             None => {
@@ -679,12 +686,7 @@ impl ApprovalPage {
         }
     }
 
-    async fn view(&self, gate: &Gate) -> Result<ApprovalView, Internal> {
-        let release = self
-            .store
-            .get_release(&gate.release_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(gate.release_id.clone()))?;
+    async fn view(&self, release: &ReleaseRecord, gate: &Gate) -> Result<ApprovalView, Internal> {
         // An approval to promote shows the images to copy, not a change set (as the email).
         let stacks = if gate.promote_from.is_some() {
             Vec::new()
@@ -693,7 +695,7 @@ impl ApprovalPage {
                 .list_stack_changes(&gate.release_id, &gate.environment)
                 .await?
         };
-        Ok(ApprovalView::for_gate(&release, gate, stacks))
+        Ok(ApprovalView::for_gate(release, gate, stacks))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod directory;
 use serde::{Deserialize, Serialize};
 
 use crate::approval::{GatedEnvironment, gated_environment, parse_approvers};
+use crate::aws::sts::RoleArn;
 use crate::plan::DeploymentPlan;
 
 /// The declaration's `schema`: another value is refused, as release manifests refuse an unknown
@@ -351,26 +352,13 @@ impl Environment {
     }
 }
 
-/// `arn:<partition>:iam::<12 digits>:role/<path and name>` → the account.
+/// `arn:<partition>:iam::<12 digits>:role/<path and name>` → the account: a role ARN as the
+/// actions read it ([`RoleArn`], from their parameters, which the same stacks write), in an AWS
+/// partition, with no whitespace in its name.
 fn role_account(arn: &str) -> Option<String> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    let valid = partition.starts_with("aws")
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && resource
-            .strip_prefix("role/")
-            .is_some_and(|name| !name.is_empty() && !name.chars().any(char::is_whitespace));
-    valid.then(|| account.to_owned())
+    let role = RoleArn::parse(arn).ok()?;
+    let in_aws = arn.split(':').nth(1).is_some_and(|p| p.starts_with("aws"));
+    (in_aws && !arn.chars().any(char::is_whitespace)).then(|| role.account().to_owned())
 }
 
 fn is_source_key(key: &str) -> bool {
